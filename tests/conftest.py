@@ -1,0 +1,55 @@
+"""Shared fixtures: where the real MedMNIST files are, and a root that serves all twelve flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from medvit.data import DATASETS, MD5_CACHE_ENV
+from medvit.synthetic import write_synthetic
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_FLAGS = ("retinamnist", "pneumoniamnist")
+SYNTHETIC_FLAGS = tuple(f for f in DATASETS if f not in REAL_FLAGS)
+SYNTHETIC_N = (64, 16, 16)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_md5_cache(tmp_path_factory):
+    """Keep the persistent MD5 verdicts of test files out of the user's ~/.cache."""
+    old = os.environ.get(MD5_CACHE_ENV)
+    os.environ[MD5_CACHE_ENV] = str(tmp_path_factory.mktemp("md5cache") / "md5.json")
+    yield
+    if old is None:
+        os.environ.pop(MD5_CACHE_ENV, None)
+    else:
+        os.environ[MD5_CACHE_ENV] = old
+
+
+@pytest.fixture(scope="session")
+def real_root() -> Path:
+    """Folder with the real retinamnist.npz and pneumoniamnist.npz (read-only)."""
+    env = os.environ.get("MEDMNIST_ROOT")
+    root = Path(env) if env else (REPO.parent / "shared" / "medmnist").resolve()
+    missing = [f"{flag}.npz" for flag in REAL_FLAGS if not (root / f"{flag}.npz").is_file()]
+    if missing:
+        pytest.fail(
+            f"real MedMNIST files {', '.join(missing)} not found in {root}; "
+            "set MEDMNIST_ROOT to the folder holding them",
+            pytrace=False,
+        )
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory, real_root) -> Path:
+    """One root for all twelve flags: synthetic 28 px files (64/16/16 per split) for the ten
+    datasets not available offline, symlinks to the two real files."""
+    root = tmp_path_factory.mktemp("medmnist")
+    for flag in SYNTHETIC_FLAGS:
+        write_synthetic(flag, root, size=28, n_per_split=SYNTHETIC_N, seed=0)
+    for flag in REAL_FLAGS:
+        (root / f"{flag}.npz").symlink_to(real_root / f"{flag}.npz")
+    return root
