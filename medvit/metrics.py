@@ -1,0 +1,223 @@
+"""Evaluation metrics with ``medmnist.evaluator`` semantics (``getACC`` / ``getAUC``).
+
+Vectorised re-implementation; the tests check it against medmnist's own functions.
+
+Per task (medmnist's task strings):
+
+- ``"multi-class"`` and ``"ordinal-regression"``: ``acc`` = accuracy of the argmax class
+  (ties go to the lowest index, as ``np.argmax``); ``auc`` = unweighted mean over the ``K``
+  score columns of the one-vs-rest ROC AUC.
+- ``"binary-class"``: the score is the last column (probability of class 1) or the 1-D score;
+  ``acc`` thresholds it with ``score > 0.5``; ``auc`` is the ROC AUC of that score.
+- ``"multi-label, binary-class"``: ``auc`` = mean per-label ROC AUC; ``acc`` = mean per-label
+  accuracy of ``score > 0.5``.
+- Ordinal tasks add ``qwk`` (quadratic weighted Cohen's kappa between label and argmax grade,
+  weights ``(i - j)^2`` over the grades ``0..K-1``) and ``mae`` (mean absolute error of the
+  argmax grade).
+
+ROC AUC is computed as the Mann-Whitney statistic with average ranks for ties, which equals
+scikit-learn's trapezoidal ``roc_auc_score`` (a tie between a positive and a negative counts
+one half).
+
+Degenerate cases (tiny smoke splits): nothing here raises for them.
+
+- A one-vs-rest (or per-label) AUC whose column has only positives or only negatives in
+  ``y_true`` (e.g. a class absent from the split) is undefined.  medmnist sums the per-class
+  ``roc_auc_score`` values, and with the installed scikit-learn that call warns
+  ``UndefinedMetricWarning`` and returns NaN, so medmnist's mean AUC is NaN.  This module
+  does the same: the undefined column is NaN, the reported ``auc`` is NaN (not a mean over
+  the defined columns, which would be a different metric), and an ``UndefinedMetricWarning``
+  says which columns.  (Older scikit-learn raised ``ValueError`` there instead, so medmnist
+  crashed; we never do.)  Non-finite scores likewise give a NaN AUC for their column.
+- ``qwk`` is NaN (with ``UndefinedMetricWarning``) when its denominator is zero, i.e. labels
+  and predictions all fall in one and the same grade, as ``sklearn.metrics.cohen_kappa_score``.
+- An empty split gives NaN for every metric.
+- One sample works (medmnist's ``squeeze`` breaks there; this module does not squeeze the
+  sample axis).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+from sklearn.exceptions import UndefinedMetricWarning
+
+__all__ = ["scores_from_logits", "evaluate", "roc_auc_columns", "quadratic_weighted_kappa"]
+
+MULTI_CLASS = "multi-class"
+BINARY = "binary-class"
+MULTI_LABEL = "multi-label, binary-class"
+ORDINAL = "ordinal-regression"
+TASKS: tuple[str, ...] = (MULTI_CLASS, BINARY, MULTI_LABEL, ORDINAL)
+
+THRESHOLD = 0.5
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        allowed = ", ".join(repr(t) for t in TASKS)
+        raise ValueError(f"task: unknown task {task!r}; allowed: {allowed}")
+
+
+def scores_from_logits(task: str, logits: torch.Tensor) -> np.ndarray:
+    """Model outputs to scores, float64 ``(N, C)``: sigmoid per label for the multi-label task,
+    softmax over classes otherwise (binary tasks have two logits)."""
+    _check_task(task)
+    if logits.ndim != 2:
+        raise ValueError(f"logits: expected shape (N, C); got {tuple(logits.shape)}")
+    x = logits.detach().to(device="cpu", dtype=torch.float64)
+    probs = torch.sigmoid(x) if task == MULTI_LABEL else torch.softmax(x, dim=1)
+    return probs.numpy()
+
+
+def roc_auc_columns(positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """ROC AUC of each column of ``scores`` (N, C) against the boolean ``positive`` (N, C).
+
+    Mann-Whitney form with average ranks for ties.  A column without both positives and
+    negatives, or with a non-finite score, gives NaN.
+    """
+    positive = np.asarray(positive, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    n = scores.shape[0]
+    n_pos = positive.sum(axis=0).astype(np.float64)
+    n_neg = n - n_pos
+    if n == 0:
+        return np.full(scores.shape[1], np.nan)
+    ranks = rankdata(scores, method="average", axis=0, nan_policy="propagate")
+    ranks = np.where(np.isfinite(scores).all(axis=0, keepdims=True), ranks, np.nan)
+    rank_sum = np.where(positive, ranks, 0.0).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        auc = (rank_sum - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+
+
+def quadratic_weighted_kappa(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
+    """Cohen's kappa with quadratic weights ``(i - j)^2`` over the grades ``0..K-1``.
+
+    Same value as ``sklearn.metrics.cohen_kappa_score(y_true, y_pred, weights="quadratic",
+    labels=range(K))``.  The grades are fixed to ``0..K-1`` so that the weights are distances
+    between grades even when a grade is absent (without ``labels``, scikit-learn weighs by the
+    index among the grades present).  NaN when undefined (zero expected disagreement).
+    """
+    y_true = np.asarray(y_true, dtype=np.int64).reshape(-1)
+    y_pred = np.asarray(y_pred, dtype=np.int64).reshape(-1)
+    k = int(num_classes)
+    if y_true.size == 0:
+        return float("nan")
+    observed = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k).astype(np.float64)
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / y_true.size
+    grades = np.arange(k, dtype=np.float64)
+    weights = (grades[:, None] - grades[None, :]) ** 2
+    denominator = float((weights * expected).sum())
+    if denominator == 0.0:
+        warnings.warn(
+            "qwk: labels and predictions all fall in one grade; quadratic weighted kappa is "
+            "undefined and reported as NaN",
+            UndefinedMetricWarning,
+            stacklevel=3,
+        )
+        return float("nan")
+    return float(1.0 - (weights * observed).sum() / denominator)
+
+
+def _single_labels(y_true: np.ndarray, n: int) -> np.ndarray:
+    """(N,) or (N, 1) integer-valued labels to int64 (N,)."""
+    y = np.asarray(y_true)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ValueError(f"y_true: expected shape ({n},) or ({n}, 1); got {np.shape(y_true)}")
+    if y.dtype.kind == "f":
+        if not np.all(y == np.round(y)):
+            raise ValueError("y_true: expected integer class labels; got non-integer values")
+    elif y.dtype.kind not in "iub":
+        raise ValueError(f"y_true: expected integer class labels; got dtype {y.dtype}")
+    return y.astype(np.int64)
+
+
+def _check_range(y: np.ndarray, num_classes: int, what: str) -> None:
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(
+            f"y_true: {what} labels must lie in [0, {num_classes}); "
+            f"got values in [{y.min()}, {y.max()}]"
+        )
+
+
+def _mean_auc(aucs: np.ndarray, task: str) -> float:
+    undefined = np.flatnonzero(np.isnan(aucs))
+    if undefined.size:
+        what = "label" if task == MULTI_LABEL else "class"
+        warnings.warn(
+            f"auc: ROC AUC is undefined for {what} column(s) {undefined.tolist()} (only one "
+            "class present in y_true for that column, or non-finite scores); the mean AUC is "
+            "NaN, as in medmnist.evaluator.getAUC",
+            UndefinedMetricWarning,
+            stacklevel=3,
+        )
+        return float("nan")
+    return float(aucs.mean())
+
+
+def evaluate(task: str, y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """Metrics of one split: ``{"acc", "auc"}``, plus ``"qwk"`` and ``"mae"`` for ordinal tasks.
+
+    ``scores`` are probabilities as from :func:`scores_from_logits` (``(N, C)``; binary tasks
+    also accept ``(N,)``).  ``y_true`` is ``(N,)`` or ``(N, 1)`` integer labels, or ``(N, L)``
+    0/1 labels for the multi-label task.  Values are Python floats; see the module docstring
+    for the exact semantics and for the degenerate cases (NaN, never an exception).
+    """
+    _check_task(task)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim not in (1, 2):
+        raise ValueError(f"scores: expected shape (N, C); got {scores.shape}")
+    n = scores.shape[0]
+    nan = float("nan")
+
+    if task == MULTI_LABEL:
+        y = np.asarray(y_true)
+        if y.shape != scores.shape or scores.ndim != 2:
+            raise ValueError(
+                f"y_true: expected shape {scores.shape} (N, L) matching scores; got {y.shape}"
+            )
+        if not np.all((y == 0) | (y == 1)):
+            raise ValueError("y_true: multi-label targets must be 0 or 1")
+        positive = y == 1
+        if n == 0:
+            return {"acc": nan, "auc": nan}
+        acc = float(((scores > THRESHOLD) == positive).mean(axis=0).mean())
+        return {"acc": acc, "auc": _mean_auc(roc_auc_columns(positive, scores), task)}
+
+    y = _single_labels(y_true, n)
+
+    if task == BINARY:
+        score = scores[:, -1] if scores.ndim == 2 else scores
+        _check_range(y, 2, "binary")
+        if n == 0:
+            return {"acc": nan, "auc": nan}
+        acc = float(((score > THRESHOLD) == (y == 1)).mean())
+        auc = _mean_auc(roc_auc_columns((y == 1)[:, None], score[:, None]), task)
+        return {"acc": acc, "auc": auc}
+
+    # multi-class and ordinal-regression
+    if scores.ndim != 2:
+        raise ValueError(f"scores: expected shape (N, K) for task {task!r}; got {scores.shape}")
+    k = scores.shape[1]
+    _check_range(y, k, "class")
+    if n == 0:
+        out = {"acc": nan, "auc": nan}
+        if task == ORDINAL:
+            out.update(qwk=nan, mae=nan)
+        return out
+    pred = np.argmax(scores, axis=1)
+    positive = y[:, None] == np.arange(k)[None, :]
+    out = {
+        "acc": float((pred == y).mean()),
+        "auc": _mean_auc(roc_auc_columns(positive, scores), task),
+    }
+    if task == ORDINAL:
+        out["qwk"] = quadratic_weighted_kappa(y, pred, k)
+        out["mae"] = float(np.abs(pred - y).mean())
+    return out
