@@ -1,0 +1,246 @@
+"""`medsweep`: the command line. Each subcommand parses, validates at the edge, then calls
+the library; bad input ends in one line on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints the usage block and then the error; we print the error alone."""
+
+    def error(self, message: str) -> None:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+# -- medsweep train ------------------------------------------------------------------------
+
+TRAIN_FLAGS = {
+    # flag: (TrainConfig field, type, help)
+    "--dataset": ("dataset", str, "MedMNIST 2D flag, e.g. retinamnist"),
+    "--model": ("model", str, "model preset (medvit_28_tiny/small/base, medvit_small, resnet18_28, ...)"),
+    "--alpha": ("alpha", float, "Ordinal Loss weight in [0, 1] (ordinal tasks only; 0 = cross-entropy)"),
+    "--margin": ("margin", float, "Ordinal Loss margin (default 0.1)"),
+    "--epochs": ("epochs", int, "epochs (default 50)"),
+    "--batch-size": ("batch_size", int, "batch size (default 128)"),
+    "--lr": ("lr", float, "AdamW learning rate, cosine-decayed (default 1e-3)"),
+    "--weight-decay": ("weight_decay", float, "AdamW weight decay (default 0.05)"),
+    "--augment": ("augment", str, "augmentation preset: off, light, medium, strong (default light)"),
+    "--img-size": ("img_size", int, "MedMNIST image size: 28, 64, 128, 224 (default 28)"),
+    "--seed": ("seed", int, "random seed (default 0)"),
+    "--select-metric": ("select_metric", str, "validation metric that picks the epoch (default val_acc)"),
+    "--subset": ("subset", int, "use at most this many images per split (smoke runs)"),
+    "--data-root": ("data_root", str, "folder of MedMNIST .npz files (default $MEDMNIST_ROOT, else ~/.medmnist)"),
+    "--device": ("device", str, "auto, cpu or cuda (default auto)"),
+}
+
+
+def add_train_parser(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="train one configuration and write metrics.json")
+    parser.add_argument("--config", type=Path, help="YAML of TrainConfig fields (flags override it)")
+    for flag, (field, kind, help_text) in TRAIN_FLAGS.items():
+        parser.add_argument(flag, dest=field, type=kind, default=None, help=help_text)
+    parser.add_argument("--out", type=Path, required=True, help="output folder for metrics.json")
+    parser.set_defaults(run=run_train)
+
+
+def train_values(args: argparse.Namespace) -> dict:
+    """The config file's values, overridden by every flag the user gave."""
+    from medvit.config import load_config_file
+
+    values = load_config_file(args.config) if args.config else {}
+    for field, _, _ in TRAIN_FLAGS.values():
+        if getattr(args, field) is not None:
+            values[field] = getattr(args, field)
+    if "dataset" not in values:
+        raise UsageError("medsweep train: --dataset is required (or a --config file that names it)")
+    return values
+
+
+def format_epoch(metrics: dict, epochs: int, select_metric: str) -> str:
+    marks = " *" if metrics["best_epoch"] == metrics["epoch"] else ""
+    vals = "  ".join(
+        f"{name} {metrics[name]:.4f}"
+        for name in ("val_loss", "val_acc", "val_auc", "val_qwk", "val_mae")
+        if name in metrics
+    )
+    return (
+        f"epoch {metrics['epoch']:>3}/{epochs}  train_loss {metrics['train_loss']:.4f}  {vals}  "
+        f"lr {metrics['lr']:.2e}  {metrics['epoch_time_s']:.1f}s  {metrics['images_per_s']:.0f} img/s{marks}"
+    )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from medvit.config import build_config
+    from medvit.data import describe
+    from medvit.train import train, load_data
+
+    config = build_config(train_values(args))
+    data = load_data(config)
+    print(f"data   {describe(data)}", flush=True)
+    print(f"model  {config.model}  loss alpha={config.alpha} margin={config.margin}  "
+          f"select on {config.select_metric}", flush=True)
+    result = train(
+        config,
+        data,
+        on_epoch=lambda m: print(format_epoch(m, config.epochs, config.select_metric), flush=True),
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary = {key: result[key] for key in ("val", "test", "selected_epoch", "select_metric", "config", "wall_time_s", "images_per_s")}
+    summary["history"] = result["history"]
+    path = args.out / "metrics.json"
+    path.write_text(json.dumps(summary, indent=2))
+    test = "  ".join(f"{k} {v:.4f}" for k, v in result["test"].items())
+    print(f"selected epoch {result['selected_epoch']} by {config.select_metric}; test: {test}")
+    print(f"wrote {path}")
+    return 0
+
+
+# -- medsweep data -------------------------------------------------------------------------
+
+def add_data_parser(subparsers) -> None:
+    parser = subparsers.add_parser("data", help="fetch MedMNIST files")
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=OneLineParser)
+    download = verbs.add_parser("download", help="download MedMNIST files with the medmnist package")
+    download.add_argument("--dataset", required=True, help="a MedMNIST 2D flag, or 'all'")
+    download.add_argument("--root", default=None, help="target folder (default $MEDMNIST_ROOT, else ~/.medmnist)")
+    download.add_argument("--size", type=int, default=28, help="28, 64, 128 or 224 (default 28)")
+    download.set_defaults(run=run_download)
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from medvit.data import DATASETS, SIZES, download_dataset, resolve_root
+
+    flags = DATASETS if args.dataset == "all" else (args.dataset,)
+    if args.dataset != "all" and args.dataset not in DATASETS:
+        raise UsageError(f"medsweep data download: --dataset: unknown '{args.dataset}'; allowed: all, {', '.join(DATASETS)}")
+    if args.size not in SIZES:
+        raise UsageError(f"medsweep data download: --size: {args.size} is not allowed; allowed: {', '.join(map(str, SIZES))}")
+    root = resolve_root(args.root)
+    for flag in flags:
+        print(f"{flag}: {download_dataset(flag, root, args.size)}", flush=True)
+    return 0
+
+
+# -- medsweep sweep / resume / status -----------------------------------------------------
+
+def add_sweep_parsers(subparsers) -> None:
+    sweep = subparsers.add_parser("sweep", help="run a sweep spec on Ray Tune (Optuna + ASHA)")
+    sweep.add_argument("spec", help="a spec file, or the name of a packaged spec (e.g. retinamnist)")
+    sweep.add_argument("--smoke", action="store_true", help="a tiny fast version of the spec (2 epochs, 2 trials)")
+    sweep.add_argument("--num-samples", type=int, default=None, help="override the spec's number of trials")
+    sweep.add_argument("--storage", default=None, help="override the spec's storage: local path, NFS path, s3:// or gs://")
+    sweep.add_argument("--name", default=None, help="override the sweep's name (its folder under storage)")
+    add_cluster_options(sweep)
+    sweep.set_defaults(run=run_sweep_command)
+
+    resume = subparsers.add_parser("resume", help="continue an interrupted sweep from its folder")
+    resume.add_argument("sweep_dir", help="the sweep folder (<storage>/<name>)")
+    add_cluster_options(resume)
+    resume.set_defaults(run=run_resume_command)
+
+    status = subparsers.add_parser("status", help="a table of a sweep's trials and their best metrics so far")
+    status.add_argument("sweep_dir", help="the sweep folder (<storage>/<name>)")
+    status.set_defaults(run=run_status_command)
+
+
+def add_cluster_options(parser) -> None:
+    parser.add_argument("--address", default=None, help="Ray cluster to join ('auto' on a cluster node); default: start Ray here")
+    parser.add_argument("--data-root", default=None, help="folder of MedMNIST .npz files (default $MEDMNIST_ROOT, else ~/.medmnist)")
+
+
+def absolute(location: str) -> str:
+    return location if "://" in location else str(Path(location).expanduser().resolve())
+
+
+def run_sweep_command(args: argparse.Namespace) -> int:
+    from sweeps.spec import load_spec
+
+    spec = load_spec(args.spec)
+    if args.smoke:
+        spec = spec.smoke_variant()
+    spec = spec.with_overrides(num_samples=args.num_samples, storage=args.storage, name=args.name)
+    from sweeps.launch import run_sweep, sweep_dir
+
+    print(f"sweep  {spec.name}: {spec.dataset}, {spec.total_trials} trials, searcher {spec.searcher.type}, "
+          f"scheduler {spec.scheduler.type}, select on {spec.metric} ({spec.mode})", flush=True)
+    print(f"folder {sweep_dir(spec)}  (tensorboard --logdir {sweep_dir(spec)})", flush=True)
+    results = run_sweep(spec, data_root=args.data_root, address=args.address)
+    return report_sweep_end(sweep_dir(spec), results)
+
+
+def run_resume_command(args: argparse.Namespace) -> int:
+    from sweeps.launch import resume_sweep
+
+    directory = absolute(args.sweep_dir)
+    return report_sweep_end(directory, resume_sweep(directory, data_root=args.data_root, address=args.address))
+
+
+def report_sweep_end(directory: str, results) -> int:
+    errors = [r for r in results if r.error is not None]
+    print(f"done   {len(results)} trials, {len(errors)} errored; results in {directory}")
+    print(f"best   {directory}/best_config.yaml  (medsweep train --config ... --out runs/best)")
+    print(f"next   medsweep status {directory}  |  medsweep collect {directory} --out results.parquet")
+    return 1 if errors and len(errors) == len(results) else 0
+
+
+STATUS_COLUMNS = ("trial_id", "stop_reason", "epochs_run", "best_epoch", "best_value", "model", "augment", "alpha", "margin", "lr")
+
+
+def run_status_command(args: argparse.Namespace) -> int:
+    from analysis.collect import read_sweep
+
+    table = read_sweep(absolute(args.sweep_dir)).to_pandas()
+    if table.empty:
+        print(f"{args.sweep_dir}: no trials yet")
+        return 0
+    metric, mode = table["metric"].iloc[0], table["mode"].iloc[0]
+    table = table.sort_values("best_value", ascending=mode == "min", na_position="last")
+    print(f"{len(table)} trials; best {metric} ({mode}) first")
+    print(table[list(STATUS_COLUMNS)].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
+# -- entry point ---------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="medsweep", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    add_train_parser(subparsers)
+    add_data_parser(subparsers)
+    add_sweep_parsers(subparsers)
+    return parser
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean bad input, each carrying a one-line message."""
+    from medvit.config import ConfigError
+    from medvit.data import DataError
+    from sweeps.spec import SpecError
+
+    return UsageError, ConfigError, DataError, SpecError
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.run(args)
+    except user_errors() as exc:
+        print(f"medsweep: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("medsweep: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""The training loop and `medsweep train`, on the real RetinaMNIST file."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from medvit.config import ConfigError, TrainConfig, build_config
+from medvit.data import load_dataset
+from medvit.train import Trainer, load_checkpoint_model, train
+from sweeps.cli import main
+
+TINY = dict(dataset="retinamnist", model="medvit_28_tiny", epochs=2, batch_size=64, subset=192, device="cpu")
+
+
+def run_cli(tmp_path, name, *extra):
+    out = tmp_path / name
+    code = main([
+        "train", "--dataset", "retinamnist", "--model", "medvit_28_tiny", "--alpha", "0.2",
+        "--epochs", "2", "--batch-size", "128", "--seed", "3", "--out", str(out), *extra,
+    ])
+    assert code == 0
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_cli_two_epochs_on_real_retina_writes_complete_metrics(real_root, tmp_path, capsys):
+    metrics = run_cli(tmp_path, "a", "--data-root", str(real_root))
+    printed = capsys.readouterr().out
+    assert printed.count("epoch ") >= 2 and "train_loss" in printed
+    for split in ("val", "test"):
+        assert set(metrics[split]) >= {"acc", "auc", "qwk", "mae"}
+        assert 0.0 <= metrics[split]["acc"] <= 1.0
+        assert 0.0 <= metrics[split]["mae"] <= 4.0
+    assert metrics["selected_epoch"] in (1, 2)
+    assert metrics["config"]["alpha"] == 0.2 and metrics["config"]["model"] == "medvit_28_tiny"
+    assert metrics["wall_time_s"] > 0
+    assert [m["epoch"] for m in metrics["history"]] == [1, 2]
+    # The selected epoch is the best validation epoch, and val reports that epoch's numbers.
+    history = {m["epoch"]: m for m in metrics["history"]}
+    assert metrics["val"]["acc"] == history[metrics["selected_epoch"]]["val_acc"]
+    assert metrics["val"]["acc"] == max(m["val_acc"] for m in metrics["history"])
+
+    # Same seed, same numbers.
+    again = run_cli(tmp_path, "b", "--data-root", str(real_root))
+    assert again["val"] == metrics["val"] and again["test"] == metrics["test"]
+    assert [m["train_loss"] for m in again["history"]] == [m["train_loss"] for m in metrics["history"]]
+
+
+def test_checkpoint_resume_continues_exactly(real_root):
+    data = load_dataset("retinamnist", root=real_root).subset(192, seed=0)
+    config = build_config({**TINY, "epochs": 3, "alpha": 0.3})
+    straight = Trainer(config, data)
+    straight_history = list(straight.epochs())
+
+    first = Trainer(config, data)
+    interrupted = [next(first.epochs())]
+    state = first.state_dict()
+    second = Trainer(config, data)
+    second.load_state_dict(state)
+    interrupted += list(second.epochs())
+
+    keys = ("epoch", "train_loss", "val_loss", "val_acc", "lr")
+    assert [{k: m[k] for k in keys} for m in interrupted] == [{k: m[k] for k in keys} for m in straight_history]
+    assert second.finish()["test"] == straight.finish()["test"]
+
+
+def test_checkpoint_model_reproduces_selected_epoch(real_root, tmp_path):
+    data = load_dataset("retinamnist", root=real_root).subset(192, seed=0)
+    trainer = Trainer(build_config(TINY), data)
+    list(trainer.epochs())
+    trainer.save(tmp_path)
+    result = trainer.finish()
+    model, config = load_checkpoint_model(tmp_path)
+    assert config == trainer.config
+    images = data.images["test"].float().div(127.5).sub(1.0)
+    with torch.no_grad():
+        predicted = model(images).argmax(1)
+    accuracy = (predicted == data.labels["test"]).float().mean().item()
+    assert accuracy == pytest.approx(result["test"]["acc"])
+
+
+def test_train_learns_synthetic_binary_task(synthetic_root):
+    config = build_config(dict(dataset="breastmnist", model="medvit_28_tiny", epochs=4, batch_size=16,
+                               lr=3e-3, augment="off", data_root=str(synthetic_root), device="cpu"))
+    result = train(config)
+    assert result["val"]["auc"] > 0.8
+    assert set(result["test"]) == {"loss", "acc", "auc"}
+
+
+def test_multilabel_chest_trains(synthetic_root):
+    config = build_config(dict(dataset="chestmnist", model="medvit_28_tiny", epochs=1, batch_size=32,
+                               data_root=str(synthetic_root), device="cpu", select_metric="val_auc"))
+    result = train(config)
+    assert 0.0 <= result["test"]["acc"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "values, field",
+    [
+        ({"dataset": "mnist"}, "dataset"),
+        ({"dataset": "retinamnist", "model": "vit_huge"}, "model"),
+        ({"dataset": "retinamnist", "alpha": 1.5}, "alpha"),
+        ({"dataset": "retinamnist", "margin": -0.1}, "margin"),
+        ({"dataset": "retinamnist", "epochs": 0}, "epochs"),
+        ({"dataset": "retinamnist", "augment": "extreme"}, "augment"),
+        ({"dataset": "retinamnist", "img_size": 32}, "img_size"),
+        ({"dataset": "retinamnist", "lr": 0}, "lr"),
+        ({"dataset": "retinamnist", "select_metric": "test_acc"}, "select_metric"),
+        ({"dataset": "pathmnist", "alpha": 0.2}, "alpha"),
+        ({"dataset": "pathmnist", "select_metric": "val_qwk"}, "select_metric"),
+        ({"dataset": "retinamnist", "colour": "red"}, "colour"),
+    ],
+)
+def test_bad_config_is_one_line_naming_the_field(values, field):
+    with pytest.raises(ConfigError) as error:
+        build_config(values)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{field}:")
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["train", "--dataset", "retinamnist", "--alpha", "x", "--out", "o"], "--alpha"),
+        (["train", "--dataset", "retinamnist", "--alpha", "2", "--out", "o"], "alpha"),
+        (["train", "--dataset", "nope", "--out", "o"], "dataset"),
+        (["train", "--dataset", "retinamnist"], "--out"),
+        (["train", "--out", "o"], "--dataset"),
+        (["train", "--dataset", "retinamnist", "--epochs", "-1", "--out", "o"], "epochs"),
+        (["train", "--config", "missing.yaml", "--out", "o"], "config"),
+        (["frobnicate"], "frobnicate"),
+        (["data", "download", "--dataset", "nope"], "--dataset"),
+        (["data", "download", "--dataset", "retinamnist", "--size", "32"], "--size"),
+    ],
+)
+def test_cli_bad_arguments_exit_2_with_one_line(args, needle, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and needle in err and "Traceback" not in err
+
+
+def test_missing_data_file_is_one_line_with_fetch_command(tmp_path, capsys):
+    code = main(["train", "--dataset", "dermamnist", "--data-root", str(tmp_path), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert "dermamnist.npz" in err and "medsweep data download --dataset dermamnist" in err
+
+
+def test_config_file_round_trip(real_root, tmp_path):
+    config = build_config({**TINY, "alpha": 0.1, "data_root": str(real_root)})
+    path = tmp_path / "best.yaml"
+    path.write_text(config.to_yaml())
+    metrics = run_cli(tmp_path, "c", "--config", str(path))
+    assert metrics["config"]["subset"] == 192 and metrics["config"]["model"] == "medvit_28_tiny"
+    # Flags override the file.
+    assert metrics["config"]["alpha"] == 0.2 and metrics["config"]["seed"] == 3
+
+
+def test_console_script_reports_bad_argument_without_traceback():
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeps.cli", "train", "--dataset", "retinamnist", "--batch-size", "0", "--out", "x"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "batch_size" in proc.stderr
+
+
+def test_train_config_is_frozen_and_typed():
+    config = TrainConfig(dataset="retinamnist")
+    with pytest.raises(Exception):
+        config.alpha = 0.5
+    assert config.select_mode == "max" and config.task == "ordinal-regression"
