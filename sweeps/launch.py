@@ -1,0 +1,133 @@
+"""Launch, resume and inspect sweeps: a validated `SweepSpec` becomes a Ray Tune run.
+
+A sweep lives in `<storage>/<name>/`: Ray's own experiment state and trial folders (results,
+checkpoints, TensorBoard event files), plus `medsweep_spec.yaml` (the spec it ran, so
+`medsweep resume` needs nothing else) and, at the end, `best_config.yaml`.
+"""
+
+from __future__ import annotations
+
+import pyarrow.fs
+import ray
+import yaml
+from ray import tune
+
+from medvit.data import MedMNISTData, load_dataset
+from sweeps.space import search_algorithm, trial_config, trial_scheduler, tune_param_space
+from sweeps.spec import SweepSpec, parse_spec
+from trainables.medvit_trainable import train_medvit
+
+SPEC_FILE = "medsweep_spec.yaml"
+BEST_CONFIG_FILE = "best_config.yaml"
+
+
+def sweep_dir(spec: SweepSpec) -> str:
+    """Where Ray keeps the sweep: an absolute local folder or a bucket URI."""
+    return f"{str(spec.storage_path).rstrip('/')}/{spec.name}"
+
+
+def build_trainable(spec: SweepSpec, data: MedMNISTData):
+    """The trainable with the dataset put in the object store once for all trials."""
+    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    return tune.with_resources(tune.with_parameters(train_medvit, data=data, spec=spec), resources)
+
+
+def build_search(spec: SweepSpec):
+    """Searcher, scheduler and param space named by the spec (Optuna keeps its own space)."""
+    param_space = {} if spec.searcher.type == "optuna" else tune_param_space(spec)
+    return search_algorithm(spec), trial_scheduler(spec), param_space
+
+
+def connect(address: str | None) -> None:
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+
+
+def load_sweep_data(spec: SweepSpec, data_root: str | None) -> MedMNISTData:
+    return load_dataset(spec.dataset, root=data_root, size=spec.train.img_size)
+
+
+def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None = None) -> tune.ResultGrid:
+    """Run a sweep to the end and write the best trial's config as YAML."""
+    data = load_sweep_data(spec, data_root)
+    connect(address)
+    searcher, scheduler, param_space = build_search(spec)
+    tuner = tune.Tuner(
+        build_trainable(spec, data),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=spec.metric,
+            mode=spec.mode,
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=spec.num_samples,
+        ),
+        run_config=tune.RunConfig(
+            name=spec.name,
+            storage_path=str(spec.storage_path),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=2),
+            verbose=1,
+        ),
+    )
+    save_spec(spec)
+    results = tuner.fit()
+    write_best_config(spec, results)
+    return results
+
+
+def resume_sweep(directory: str, data_root: str | None = None, address: str | None = None) -> tune.ResultGrid:
+    """Continue an interrupted sweep: finished trials kept, unfinished ones from checkpoints."""
+    spec = parse_spec(read_sweep_file(directory, SPEC_FILE), source=f"{directory}/{SPEC_FILE}")
+    if not tune.Tuner.can_restore(directory):
+        raise ValueError(f"resume: {directory} holds no Ray Tune experiment state to resume")
+    data = load_sweep_data(spec, data_root)
+    connect(address)
+    tuner = tune.Tuner.restore(
+        directory,
+        trainable=build_trainable(spec, data),
+        resume_unfinished=True,
+        resume_errored=True,
+    )
+    results = tuner.fit()
+    write_best_config(spec, results)
+    return results
+
+
+def read_sweep_file(directory: str, name: str) -> str:
+    filesystem, path = pyarrow.fs.FileSystem.from_uri(f"{str(directory).rstrip('/')}/{name}")
+    try:
+        with filesystem.open_input_stream(path) as stream:
+            return stream.read().decode()
+    except FileNotFoundError:
+        raise ValueError(f"{directory}: not a medsweep sweep folder (no {name})") from None
+
+
+def write_sweep_file(spec: SweepSpec, name: str, text: str) -> str:
+    """Write a small file into the sweep folder, local or on a bucket (pyarrow's filesystems)."""
+    target = f"{sweep_dir(spec)}/{name}"
+    filesystem, path = pyarrow.fs.FileSystem.from_uri(target)
+    filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with filesystem.open_output_stream(path) as stream:
+        stream.write(text.encode())
+    return target
+
+
+def save_spec(spec: SweepSpec) -> str:
+    return write_sweep_file(spec, SPEC_FILE, spec.to_yaml())
+
+
+def write_best_config(spec: SweepSpec, results: tune.ResultGrid) -> str | None:
+    """The best trial (by the spec's validation metric over all its epochs) as a train config."""
+    try:
+        best = results.get_best_result(metric=spec.metric, mode=spec.mode, scope="all")
+    except RuntimeError:
+        return None
+    value = best.metrics_dataframe[spec.metric].agg(spec.mode)
+    config = trial_config(spec, best.config)
+    text = (
+        f"# Best trial of sweep {spec.name} ({best.path.rsplit('/', 1)[-1]}): {spec.metric} = {value:.4f}\n"
+        f"# Train it again with: medsweep train --config {BEST_CONFIG_FILE} --out runs/{spec.name}-best\n"
+        + yaml.safe_dump(config, sort_keys=False)
+    )
+    return write_sweep_file(spec, BEST_CONFIG_FILE, text)

@@ -1,0 +1,47 @@
+"""The Ray Tune function trainable: one trial runs `medvit.train.Trainer` for one config.
+
+It reports every epoch with a checkpoint holding everything the trainer needs to continue,
+so a trial that Ray restarts (a node lost, a worker killed) resumes at the next epoch.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import ray
+import torch
+from ray import tune
+
+from medvit.config import build_config
+from medvit.data import MedMNISTData
+from medvit.train import Trainer
+from sweeps.space import trial_config
+from sweeps.spec import SweepSpec
+
+
+def train_medvit(config: dict, data: MedMNISTData, spec: SweepSpec) -> None:
+    # Ray gives each trial worker OMP_NUM_THREADS=1; use the CPUs the trial reserved instead.
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
+
+    # Ray's trial config holds the searched values only; the spec supplies the rest.
+    train_config = build_config(trial_config(spec, config))
+    if train_config.subset is not None:
+        data = data.subset(train_config.subset, seed=train_config.seed)
+    trainer = Trainer(train_config, data)
+
+    resumed_from = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            trainer.restore(directory)
+        resumed_from = trainer.epoch
+
+    node_id = ray.get_runtime_context().get_node_id()
+    for metrics in trainer.epochs():
+        with tempfile.TemporaryDirectory() as directory:
+            trainer.save(directory)
+            tune.report(
+                {**metrics, "resumed_from_epoch": resumed_from, "node_id": node_id},
+                checkpoint=tune.Checkpoint.from_directory(directory),
+            )
