@@ -1,0 +1,468 @@
+"""Collect Ray Tune sweep folders into the results table (one Parquet row per trial).
+
+A sweep folder is ``S/N`` for ``RunConfig(storage_path=S, name=N)``: it holds Ray's
+``experiment_state-*.json``, the launcher's ``medsweep_spec.yaml`` and one folder per trial
+(``params.json``, ``result.json``, ``checkpoint_NNNNNN/``, ``error.txt`` ...). Everything is
+read as plain JSON/YAML text: no Ray import and no unpickling, so collecting works on a laptop
+that only has the synced folders.
+
+The table layout is :data:`analysis.schema.RESULTS_SCHEMA` (documented there).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from analysis.schema import RESULTS_SCHEMA, TEST_COLUMNS, conform, empty_results
+
+__all__ = ["collect", "read_sweep", "read_results", "find_sweep_dirs", "SPEC_FILE"]
+
+SPEC_FILE = "medsweep_spec.yaml"
+_STATE_GLOB = "experiment_state-*.json"
+_CKPT_RE = re.compile(r"^checkpoint_(\d+)$")
+_TRIAL_ID_RE = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
+_VAL_COLUMNS = ("val_acc", "val_auc", "val_qwk", "val_mae")
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def collect(sweep_dirs: str | os.PathLike | Iterable[str | os.PathLike], out: str | os.PathLike) -> pa.Table:
+    """Read trials from sweep folders and merge them into the Parquet file ``out``.
+
+    Args:
+        sweep_dirs: one sweep folder ``S/N`` or several.
+        out: Parquet file to create or update. Rows already there are kept; a row with the
+            same ``(sweep_dir, trial_id)`` as a newly read trial is replaced by the newer one
+            (test metrics already filled in are carried over when the trial's best checkpoint
+            is unchanged). The file is written atomically (temporary file + rename).
+
+    Returns:
+        The whole table as written to ``out`` (schema :data:`analysis.schema.RESULTS_SCHEMA`).
+
+    Raises:
+        ValueError: a path is not a sweep folder (one line naming the path and what is wrong).
+    """
+    if isinstance(sweep_dirs, (str, os.PathLike)):
+        sweep_dirs = [sweep_dirs]
+    dirs = [_check_sweep_dir(Path(d)) for d in sweep_dirs]
+    now = datetime.now(timezone.utc)
+    new_tables = [read_sweep(d, collected_at=now) for d in dirs]
+    new = pa.concat_tables(new_tables) if new_tables else empty_results()
+
+    out = Path(out)
+    if out.exists():
+        old = read_results(out)
+        merged = _merge(old, new)
+    else:
+        merged = _merge(empty_results(), new)
+    _write_atomic(merged, out)
+    return merged
+
+
+def read_sweep(sweep_dir: str | os.PathLike, collected_at: datetime | None = None) -> pa.Table:
+    """Rows for every trial of one sweep folder (nothing is written).
+
+    Trials come from the newest ``experiment_state-*.json`` and from trial folders on disk
+    (a folder the state file does not list yet is read too, with its status unknown).
+    """
+    sweep_dir = _check_sweep_dir(Path(sweep_dir)).resolve()
+    collected_at = collected_at or datetime.now(timezone.utc)
+    spec = _read_spec(sweep_dir)
+    state_trials, state_metric = _read_state(sweep_dir)
+
+    metric = spec.get("metric") or state_metric
+    if not metric:
+        raise ValueError(f"{sweep_dir}: no metric in {SPEC_FILE} nor in the experiment state")
+    mode = spec.get("mode")
+    if mode not in ("max", "min"):
+        guessed = "min" if re.search(r"loss|mae|err", metric) else "max"
+        warnings.warn(f"{sweep_dir}: no valid 'mode' in {SPEC_FILE}; assuming {guessed!r} for {metric!r}")
+        mode = guessed
+
+    # Trials listed by the state file, then folders it does not list.
+    trials: dict[str, dict[str, Any]] = {}
+    for t in state_trials:
+        trials[t["trial_id"]] = t
+    known_dirs = {t.get("relative_logdir") for t in state_trials}
+    for child in sorted(sweep_dir.iterdir()):
+        if child.name in known_dirs or not child.is_dir():
+            continue
+        if not ((child / "params.json").exists() or (child / "result.json").exists()):
+            continue
+        tid = _trial_id_from_folder(child)
+        if tid and tid not in trials:
+            trials[tid] = {"trial_id": tid, "status": None, "relative_logdir": child.name, "config": None}
+
+    rows = [_trial_row(sweep_dir, spec, metric, mode, t, collected_at) for t in trials.values()]
+    if not rows:
+        return empty_results()
+    return conform(pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA))
+
+
+def read_results(path: str | os.PathLike) -> pa.Table:
+    """Read a results Parquet file, conformed to the current schema."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: results file not found (run collect first)")
+    return conform(pq.read_table(path))
+
+
+def find_sweep_dirs(storage_path: str | os.PathLike) -> list[Path]:
+    """Sweep folders directly under a Ray ``storage_path`` (or the path itself if it is one)."""
+    p = Path(storage_path)
+    if _is_sweep_dir(p):
+        return [p]
+    if not p.is_dir():
+        return []
+    return sorted(c for c in p.iterdir() if c.is_dir() and _is_sweep_dir(c))
+
+
+# --------------------------------------------------------------------------- sweep level
+
+
+def _is_sweep_dir(p: Path) -> bool:
+    return p.is_dir() and any(p.glob(_STATE_GLOB))
+
+
+def _check_sweep_dir(p: Path) -> Path:
+    if not p.exists():
+        raise ValueError(f"{p}: not a sweep folder: the path does not exist")
+    if not p.is_dir():
+        raise ValueError(f"{p}: not a sweep folder: it is a file (pass the folder S/N of RunConfig(storage_path=S, name=N))")
+    if _is_sweep_dir(p):
+        return p
+    inner = [c.name for c in find_sweep_dirs(p)]
+    if inner:
+        raise ValueError(f"{p}: not a sweep folder but a storage path holding sweeps {', '.join(inner)}; pass those")
+    if (p / "params.json").exists() or (p / "result.json").exists():
+        raise ValueError(f"{p}: not a sweep folder but a trial folder; pass its parent {p.parent}")
+    raise ValueError(f"{p}: not a sweep folder: no {_STATE_GLOB} in it")
+
+
+def _read_spec(sweep_dir: Path) -> dict[str, Any]:
+    f = sweep_dir / SPEC_FILE
+    if not f.exists():
+        warnings.warn(f"{sweep_dir}: no {SPEC_FILE}; taking the metric from Ray's experiment state")
+        return {}
+    try:
+        spec = yaml.safe_load(f.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{f}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"{f}: expected a mapping at the top level")
+    return spec
+
+
+def _read_state(sweep_dir: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """Trials from the newest experiment_state file: trial_id, status, relative_logdir, config,
+    last_result. Only its JSON is parsed; pickled fields are ignored."""
+    files = sorted(sweep_dir.glob(_STATE_GLOB), key=lambda f: (f.stat().st_mtime, f.name))
+    for f in reversed(files):
+        try:
+            state = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            warnings.warn(f"{f}: unreadable ({exc}); trying an older state file")
+            continue
+        trials = []
+        for item in state.get("trial_data", []):
+            meta, runtime = _split_trial_item(item)
+            if not meta or "trial_id" not in meta:
+                continue
+            trials.append(
+                {
+                    "trial_id": str(meta["trial_id"]),
+                    "status": meta.get("status"),
+                    "relative_logdir": meta.get("relative_logdir"),
+                    "config": meta.get("config") if isinstance(meta.get("config"), dict) else None,
+                    "last_result": (runtime or {}).get("last_result") or {},
+                }
+            )
+        metric = (state.get("runner_data") or {}).get("_metric")
+        return trials, metric if isinstance(metric, str) else None
+    return [], None
+
+
+def _split_trial_item(item: Any) -> tuple[dict | None, dict | None]:
+    def load(x: Any) -> dict | None:
+        if isinstance(x, dict):
+            return x
+        if isinstance(x, str):
+            try:
+                v = json.loads(x)
+            except json.JSONDecodeError:
+                return None
+            return v if isinstance(v, dict) else None
+        return None
+
+    if isinstance(item, (list, tuple)):
+        return load(item[0]) if item else None, load(item[1]) if len(item) > 1 else None
+    return load(item), None
+
+
+def _trial_id_from_folder(folder: Path) -> str | None:
+    res = folder / "result.json"
+    if res.exists():
+        with open(res, "rb") as fh:
+            first = fh.readline()
+        try:
+            tid = json.loads(first).get("trial_id")
+            if tid:
+                return str(tid)
+        except (json.JSONDecodeError, AttributeError):
+            pass
+    m = _TRIAL_ID_RE.search(folder.name)
+    return m.group(1) if m else None
+
+
+# --------------------------------------------------------------------------- trial level
+
+
+def _read_result_lines(path: Path) -> list[dict[str, Any]]:
+    """result.json lines; a truncated last line (trial still writing) is skipped."""
+    if not path.exists():
+        return []
+    out = []
+    with open(path, "rb") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict):
+                out.append(rec)
+    return out
+
+
+def _num(x: Any) -> float | None:
+    if x is None or isinstance(x, bool):
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
+def _int(x: Any) -> int | None:
+    v = _num(x)
+    return None if v is None else int(round(v))
+
+
+def _str(x: Any) -> str | None:
+    if x is None:
+        return None
+    if isinstance(x, str):
+        return x
+    return json.dumps(x, sort_keys=True, default=str)
+
+
+def _last_error_line(folder: Path, runtime_error: str | None) -> str | None:
+    f = folder / "error.txt"
+    if not f.exists():
+        return runtime_error
+    try:
+        text = f.read_text(errors="replace")
+    except OSError:
+        return "error (error.txt unreadable)"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return "error (empty error.txt)"
+    return lines[-1][:1000]
+
+
+def _last_checkpoint(folder: Path) -> str | None:
+    best_idx, best = -1, None
+    try:
+        children = list(os.scandir(folder))
+    except OSError:
+        return None
+    for entry in children:
+        m = _CKPT_RE.match(entry.name)
+        if m and entry.is_dir() and int(m.group(1)) > best_idx:
+            best_idx, best = int(m.group(1)), entry.path
+    return str(Path(best).resolve()) if best else None
+
+
+def _trial_row(
+    sweep_dir: Path, spec: dict, metric: str, mode: str, t: dict[str, Any], collected_at: datetime
+) -> dict[str, Any]:
+    folder = sweep_dir / t["relative_logdir"] if t.get("relative_logdir") else None
+    has_folder = folder is not None and folder.is_dir()
+
+    config: dict[str, Any] | None = None
+    if has_folder and (folder / "params.json").exists():
+        try:
+            config = json.loads((folder / "params.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            config = None
+    if not isinstance(config, dict):
+        config = t.get("config") or {}
+
+    lines = _read_result_lines(folder / "result.json") if has_folder else []
+    if not lines and t.get("last_result"):
+        lines = [t["last_result"]]
+    # One record per epoch; a restored trial may repeat epochs: the later line wins.
+    by_epoch: dict[int, dict[str, Any]] = {}
+    for rec in lines:
+        ep = _int(rec.get("epoch", rec.get("training_iteration")))
+        if ep is not None:
+            by_epoch[ep] = rec
+    epochs = sorted(by_epoch)
+    history = [by_epoch[e] for e in epochs]
+    last = history[-1] if history else (lines[-1] if lines else {})
+
+    hist_metric = [_num(r.get(metric)) for r in history]
+    hist_loss = [_num(r.get("train_loss")) for r in history]
+
+    # Best epoch: the trainer's own best-so-far when it tracks the sweep metric (its
+    # checkpoints hold those weights), else the best of the history (first one on ties).
+    best_epoch: int | None = None
+    reported_be = _int(last.get("best_epoch"))
+    if reported_be is not None and reported_be in by_epoch and last.get(f"best_{metric}") is not None:
+        best_epoch = reported_be
+    else:
+        best_val = None
+        for e, v in zip(epochs, hist_metric):
+            if v is None:
+                continue
+            if best_val is None or (v > best_val if mode == "max" else v < best_val):
+                best_val, best_epoch = v, e
+    best_rec = by_epoch.get(best_epoch, {}) if best_epoch is not None else {}
+    best_value = _num(best_rec.get(metric))
+    if best_value is None and best_epoch is not None:
+        best_value = _num(last.get(f"best_{metric}"))
+
+    epochs_max = _int(config.get("epochs"))
+    if epochs_max is None:
+        epochs_max = _int((spec.get("train") or {}).get("epochs"))
+    if epochs_max is None:
+        epochs_max = _int((spec.get("scheduler") or {}).get("max_t"))
+    epochs_run = len(epochs)
+
+    status = t.get("status")
+    error = _last_error_line(folder, None) if has_folder else None
+    if error is not None or status == "ERROR":
+        stop_reason = "errored"
+        error = error or "trial status ERROR (no error.txt)"
+    elif epochs_max is not None and epochs_run >= epochs_max:
+        stop_reason = "finished"
+    elif status == "TERMINATED" or (status is None and last.get("done") and epochs_run > 0):
+        stop_reason = "early_stopped"
+    else:
+        stop_reason = "unfinished"
+
+    hostname, node_ip = last.get("hostname"), last.get("node_ip")
+    node = " / ".join(str(x) for x in (hostname, node_ip) if x) or None
+    epoch_times = [_num(r.get("epoch_time_s")) for r in history]
+    epoch_times = [x for x in epoch_times if x is not None]
+
+    row: dict[str, Any] = {
+        "dataset": str(config.get("dataset") or spec.get("dataset") or "unknown"),
+        "sweep": sweep_dir.name,
+        "sweep_dir": str(sweep_dir),
+        "trial_id": str(t["trial_id"]),
+        "model": _str(config.get("model")),
+        "alpha": _num(config.get("alpha")),
+        "margin": _num(config.get("margin")),
+        "augment": _str(config.get("augment")),
+        "lr": _num(config.get("lr")),
+        "weight_decay": _num(config.get("weight_decay")),
+        "batch_size": _int(config.get("batch_size")),
+        "img_size": _int(config.get("img_size")),
+        "seed": _int(config.get("seed")),
+        "epochs_max": epochs_max,
+        "epochs_run": epochs_run,
+        "stop_reason": stop_reason,
+        "error": error,
+        "metric": metric,
+        "mode": mode,
+        "best_value": best_value,
+        "best_epoch": best_epoch,
+        "history_epoch": epochs,
+        "history_val_metric": hist_metric,
+        "history_train_loss": hist_loss,
+        "checkpoint_path": _last_checkpoint(folder) if has_folder else None,
+        "node": node,
+        "wall_time_s": _num(last.get("time_total_s")),
+        "train_time_s": float(sum(epoch_times)) if epoch_times else None,
+        "config_json": json.dumps(config, sort_keys=True, default=str),
+        "collected_at": collected_at,
+    }
+    for col in _VAL_COLUMNS:
+        row[f"best_{col}"] = _num(best_rec.get(col))
+    for col in TEST_COLUMNS:  # normally filled later by the evaluation step
+        row[col] = _num(last.get(col))
+    return row
+
+
+# --------------------------------------------------------------------------- merge + write
+
+
+def _merge(old: pa.Table, new: pa.Table) -> pa.Table:
+    """Union of old and new rows, one row per (sweep_dir, trial_id): the newer collected_at
+    wins (a new row wins a tie). Test metrics of a replaced row are carried over when the new
+    row has none and points to the same checkpoint and best epoch."""
+    old, new = conform(old), conform(new)
+    n_old = old.num_rows
+    both = pa.concat_tables([old, new])
+    keys = list(zip(both.column("sweep_dir").to_pylist(), both.column("trial_id").to_pylist()))
+    stamps = both.column("collected_at").cast(pa.int64()).to_pylist()
+    winner: dict[tuple[str, str], int] = {}
+    for i, (k, ts) in enumerate(zip(keys, stamps)):
+        j = winner.get(k)
+        if j is None or (ts, i >= n_old, i) >= (stamps[j], j >= n_old, j):
+            winner[k] = i
+    order = sorted(winner.values(), key=lambda i: (keys[i][0], keys[i][1]))
+    merged = both.take(pa.array(order, type=pa.int64()))
+
+    # Carry evaluated test metrics over to a fresh row of the same, unchanged trial.
+    old_by_key: dict[tuple[str, str], int] = {}
+    for i in range(n_old):
+        old_by_key[keys[i]] = i
+    if old_by_key:
+        ckpt = both.column("checkpoint_path").to_pylist()
+        best_ep = both.column("best_epoch").to_pylist()
+        tests = {c: both.column(c).to_pylist() for c in TEST_COLUMNS}
+        new_cols = {c: [] for c in TEST_COLUMNS}
+        changed = False
+        for i in order:
+            j = old_by_key.get(keys[i])
+            carry = (
+                j is not None and j != i and all(tests[c][i] is None for c in TEST_COLUMNS)
+                and any(tests[c][j] is not None for c in TEST_COLUMNS)
+                and ckpt[i] == ckpt[j] and best_ep[i] == best_ep[j]
+            )
+            for c in TEST_COLUMNS:
+                new_cols[c].append(tests[c][j] if carry else tests[c][i])
+            changed |= carry
+        if changed:
+            for c in TEST_COLUMNS:
+                idx = merged.schema.get_field_index(c)
+                merged = merged.set_column(idx, merged.schema.field(c), pa.array(new_cols[c], pa.float64()))
+    return conform(merged)
+
+
+def _write_atomic(table: pa.Table, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

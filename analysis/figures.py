@@ -1,0 +1,387 @@
+"""Figures for the report (PNG, matplotlib's Agg backend, no pyplot global state).
+
+Every function writes one PNG and returns the DataFrame it drew, so tests and the report can
+check the numbers without reading pixels:
+
+* :func:`heatmap_alpha_margin` -- validation metric over alpha x margin bins of one sweep.
+* :func:`heatmap_model_augment` -- validation metric over model (depth) x augmentation preset.
+* :func:`heatmap_vs_paper` -- datasets x published methods, ours minus paper (AUC and ACC).
+* :func:`learning_curves` -- validation curves of the top-k trials, and where the scheduler
+  (ASHA) stopped the others.
+
+Cells of a heatmap show the mean over the trials in the cell and their count ``n``; cells
+without a trial are grey, hatched and labelled "no trial". Errored trials are left out.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
+
+from analysis import reference as ref
+from analysis.tables import (
+    load_results_frame,
+    model_family,
+    family_label,
+    ours_test_metrics,
+    selection_metric,
+)
+
+__all__ = [
+    "heatmap_alpha_margin",
+    "heatmap_model_augment",
+    "heatmap_vs_paper",
+    "learning_curves",
+    "write_figures",
+    "AUGMENT_ORDER",
+]
+
+AUGMENT_ORDER = ("off", "light", "medium", "strong")
+_DPI = 110
+
+
+# --------------------------------------------------------------------------- selection helpers
+
+
+def _select(df: pd.DataFrame, sweep: str | None, dataset: str | None) -> tuple[pd.DataFrame, str, str, str]:
+    """Non-errored trials of one sweep/dataset with a value, on one selection metric."""
+    if sweep is not None:
+        df = df[df["sweep"] == sweep]
+    if dataset is not None:
+        df = df[df["dataset"].str.lower() == dataset.lower()]
+    df = df[(df["stop_reason"] != "errored") & df["best_value"].notna()]
+    sel = selection_metric(df)
+    if sel is None:
+        raise ValueError(
+            f"no usable trials for sweep={sweep!r} dataset={dataset!r} (all errored or none collected)"
+        )
+    metric, mode = sel
+    df = df[(df["metric"] == metric) & (df["mode"] == mode)]
+    scope = sweep or (ref.display_name(dataset) if dataset else "all sweeps")
+    return df, metric, mode, scope
+
+
+def _fmt_level(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:g}"
+    return str(x)
+
+
+def _bin_levels(values: pd.Series, max_levels: int = 8, nearest: float | None = None
+                ) -> tuple[pd.Series, list]:
+    """Discrete levels for a heatmap axis: nearest grid step, the raw values when few, else
+    equal-width bins labelled by their range."""
+    v = values.astype(float)
+    if nearest:
+        b = (v / nearest).round() * nearest
+        b = b.round(6)
+        return b, sorted(b.dropna().unique())
+    uniq = sorted(v.dropna().unique())
+    if len(uniq) <= max_levels:
+        return v, uniq
+    edges = np.linspace(min(uniq), max(uniq), 7)
+    labels = [f"{edges[i]:.3g}–{edges[i + 1]:.3g}" for i in range(6)]
+    cat = pd.cut(v, edges, labels=labels, include_lowest=True)
+    return cat.astype(object), labels
+
+
+def _cell_table(df: pd.DataFrame, rkey: pd.Series, ckey: pd.Series, rows: list, cols: list) -> pd.DataFrame:
+    g = pd.DataFrame({"row": rkey.values, "col": ckey.values, "v": df["best_value"].values})
+    agg = g.groupby(["row", "col"], dropna=True)["v"].agg(["mean", "std", "count"])
+    out = []
+    for r in rows:
+        for c in cols:
+            if (r, c) in agg.index:
+                m, s, n = agg.loc[(r, c)]
+                out.append(dict(row=r, col=c, mean=float(m), std=float(s) if n > 1 else math.nan, n=int(n)))
+            else:
+                out.append(dict(row=r, col=c, mean=math.nan, std=math.nan, n=0))
+    return pd.DataFrame(out)
+
+
+def _draw_cells(cells: pd.DataFrame, rows: list, cols: list, out_png: Path, title: str, xlabel: str,
+                ylabel: str, cbar_label: str, mode: str, diverging: bool = False,
+                fmt: str = "{:.3f}", empty_text: str = "no trial", show_n: bool = True) -> None:
+    mat = np.full((len(rows), len(cols)), np.nan)
+    nmat = np.zeros((len(rows), len(cols)), dtype=int)
+    ri = {r: i for i, r in enumerate(rows)}
+    ci = {c: j for j, c in enumerate(cols)}
+    for rec in cells.itertuples():
+        mat[ri[rec.row], ci[rec.col]] = rec.mean
+        nmat[ri[rec.row], ci[rec.col]] = getattr(rec, "n", 1)
+    w = max(5.5, 1.1 * len(cols) + 2.8)
+    h = max(3.6, 0.75 * len(rows) + 1.9)
+    fig = Figure(figsize=(w, h), dpi=_DPI, layout="constrained")
+    ax = fig.add_subplot()
+    finite = mat[np.isfinite(mat)]
+    if diverging:
+        lim = float(np.max(np.abs(finite))) if finite.size else 1.0
+        lim = lim or 0.01
+        norm = TwoSlopeNorm(vmin=-lim, vcenter=0.0, vmax=lim)
+        cmap = _cmap("RdBu")
+    else:
+        norm = None
+        cmap = _cmap("viridis" if mode == "max" else "viridis_r")
+    masked = np.ma.masked_invalid(mat)
+    kw = dict(norm=norm) if norm else dict(vmin=finite.min() if finite.size else 0, vmax=finite.max() if finite.size else 1)
+    im = ax.imshow(masked, cmap=cmap, aspect="auto", **kw)
+    cb = fig.colorbar(im, ax=ax)
+    cb.set_label(cbar_label)
+    ax.set_xticks(range(len(cols)), [_fmt_level(c) for c in cols], rotation=30 if len(cols) > 6 else 0,
+                  ha="right" if len(cols) > 6 else "center")
+    ax.set_yticks(range(len(rows)), [_fmt_level(r) for r in rows])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            v = mat[i, j]
+            if not np.isfinite(v):
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///",
+                                       edgecolor="#9a9a9a", linewidth=0))
+                ax.text(j, i, empty_text, ha="center", va="center", fontsize=8, color="#444444")
+                continue
+            rgba = im.cmap(im.norm(v))
+            lum = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2]
+            txt = fmt.format(v) + (f"\nn={nmat[i, j]}" if show_n else "")
+            ax.text(j, i, txt, ha="center", va="center", fontsize=8, color="black" if lum > 0.55 else "white")
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, format="png")
+
+
+# --------------------------------------------------------------------------- public figures
+
+
+def heatmap_alpha_margin(results: Any, out_png: str | os.PathLike, sweep: str | None = None,
+                         dataset: str | None = None) -> pd.DataFrame:
+    """Mean validation metric (best epoch) per alpha x margin cell of one sweep or dataset.
+
+    Alpha is binned to the nearest 0.1; margin is used as is when it has at most 8 distinct
+    values, else cut into 6 equal-width bins.
+
+    Returns:
+        One row per cell: ``row`` (margin level), ``col`` (alpha bin), ``mean``, ``std``, ``n``
+        (0 and NaN for an empty cell).
+    """
+    df, metric, mode, scope = _select(load_results_frame(results), sweep, dataset)
+    a, cols = _bin_levels(df["alpha"], nearest=0.1)
+    m, rows = _bin_levels(df["margin"])
+    keep = a.notna() & m.notna()
+    cells = _cell_table(df[keep], m[keep], a[keep], rows, cols)
+    _draw_cells(cells, rows, cols, Path(out_png),
+                title=f"{scope}: {metric} by Ordinal Loss α and margin",
+                xlabel="α, Ordinal Loss weight (unitless, binned to 0.1)",
+                ylabel="margin (probability units)",
+                cbar_label=_cbar(metric, mode), mode=mode)
+    return cells
+
+
+def _cbar(metric: str, mode: str) -> str:
+    better = "higher" if mode == "max" else "lower"
+    return f"{metric} at best epoch (unitless)\nmean over trials, {better} is better"
+
+
+def heatmap_model_augment(results: Any, out_png: str | os.PathLike, sweep: str | None = None,
+                          dataset: str | None = None) -> pd.DataFrame:
+    """Mean validation metric (best epoch) per model (depth) x augmentation preset cell.
+
+    Returns one row per cell: ``row`` (model), ``col`` (augment preset), ``mean``, ``std``, ``n``.
+    """
+    df, metric, mode, scope = _select(load_results_frame(results), sweep, dataset)
+    df = df[df["model"].notna() & df["augment"].notna()]
+    models = sorted(df["model"].unique(), key=_model_sort_key)
+    augs = [x for x in AUGMENT_ORDER if x in set(df["augment"])] + sorted(set(df["augment"]) - set(AUGMENT_ORDER))
+    cells = _cell_table(df, df["model"], df["augment"], models, augs)
+    _draw_cells(cells, models, augs, Path(out_png),
+                title=f"{scope}: {metric} by model and augmentation",
+                xlabel="augmentation preset (off < light < medium < strong)",
+                ylabel="model (depth)",
+                cbar_label=_cbar(metric, mode), mode=mode)
+    return cells
+
+
+def _ok(x: Any) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+def _cmap(name: str):
+    return matplotlib.colormaps[name].with_extremes(bad="#d9d9d9")
+
+
+def _model_sort_key(name: str) -> tuple:
+    depth = {"tiny": 0, "small": 1, "base": 2, "large": 3}
+    parts = str(name).split("_")
+    return (model_family(name), next((depth[p] for p in parts if p in depth), 9), str(name))
+
+
+def heatmap_vs_paper(results: Any, out_png: str | os.PathLike, confirm: Any = None,
+                     family: str = "medvit") -> pd.DataFrame:
+    """Datasets x published methods: ours (test split, best-by-validation trial) minus paper.
+
+    Two panels, AUC and ACC. Only datasets we have a test number for are rows.
+
+    Returns:
+        ``dataset, method, metric, ours, paper, diff`` for every dataset x method x metric
+        (``diff`` NaN where either side is missing).
+    """
+    ours = ours_test_metrics(results, confirm)
+    if not ours.empty:
+        fams = list(ours["family"].unique())
+        ours = ours[ours["family"] == (family if family in fams else fams[0])]
+    methods = list(ref.TABLE1_METHODS)
+    recs = []
+    for o in ours.itertuples():
+        ds = str(o.dataset).lower()
+        for metric in ("auc", "acc"):
+            mine = getattr(o, f"{metric}_mean")
+            mine = None if mine is None or (isinstance(mine, float) and math.isnan(mine)) else float(mine)
+            for meth in methods:
+                p = ref.table1_value(meth, ds, metric)
+                pv = p.value if p else None
+                diff = mine - pv if (mine is not None and pv is not None) else math.nan
+                recs.append(dict(dataset=ds, method=meth, metric=metric, ours=mine, paper=pv, diff=diff))
+    data = pd.DataFrame(recs, columns=["dataset", "method", "metric", "ours", "paper", "diff"])
+    datasets = [d for d in ref.ALL_DATASETS if d in set(data["dataset"])] + sorted(
+        set(data["dataset"]) - set(ref.ALL_DATASETS))
+    rows = datasets or ["(no test results yet)"]
+    fig = Figure(figsize=(max(8.0, 0.62 * len(methods) * 2 + 3.0), max(3.6, 0.55 * len(rows) + 2.6)),
+                 dpi=_DPI, layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    finite = data["diff"].dropna()
+    lim = float(finite.abs().max()) if len(finite) else 0.05
+    norm = TwoSlopeNorm(vmin=-(lim or 0.01), vcenter=0.0, vmax=lim or 0.01)
+    label = family_label(family)
+    for ax, metric in zip(axes, ("auc", "acc")):
+        mat = np.full((len(rows), len(methods)), np.nan)
+        for r in data[data["metric"] == metric].itertuples():
+            mat[rows.index(r.dataset), methods.index(r.method)] = r.diff
+        im = ax.imshow(np.ma.masked_invalid(mat), cmap=_cmap("RdBu"), norm=norm, aspect="auto")
+        for i in range(len(rows)):
+            for j in range(len(methods)):
+                v = mat[i, j]
+                if np.isfinite(v):
+                    rgba = im.cmap(im.norm(v))
+                    lum = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2]
+                    ax.text(j, i, f"{v:+.3f}", ha="center", va="center", fontsize=7,
+                            color="black" if lum > 0.55 else "white")
+                else:
+                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///",
+                                           edgecolor="#9a9a9a", linewidth=0))
+        ax.set_xticks(range(len(methods)), methods, rotation=40, ha="right", fontsize=8)
+        ax.set_yticks(range(len(rows)), [ref.display_name(d) for d in rows])
+        ax.set_xlabel("published method (paper Table 1)\ngrey hatched: no value on one side")
+        ax.set_title(f"test {metric.upper()}: ours − paper")
+    axes[0].set_ylabel("dataset")
+    cb = fig.colorbar(im, ax=list(axes))
+    cb.set_label("ours − paper (0–1 scale)\n> 0: ours better")
+    title = f"medsweep {label} (best by validation) minus published results, test split"
+    if not len(finite):
+        title += "\n(no test-split results yet: run the evaluation step)"
+    fig.suptitle(title)
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, format="png")
+    return data
+
+
+def learning_curves(results: Any, out_png: str | os.PathLike, sweep: str | None = None,
+                    dataset: str | None = None, top_k: int = 5) -> pd.DataFrame:
+    """Validation metric per epoch: the ``top_k`` trials in colour, the others in grey with a
+    marker at the epoch where the scheduler stopped them (early_stopped trials).
+
+    Returns:
+        Long frame ``trial_id, epoch, value, group ('top' or 'other'), rank, stop_reason,
+        stop_marker`` (True at the last epoch of an early-stopped trial).
+    """
+    df, metric, mode, scope = _select(load_results_frame(results), sweep, dataset)
+    df = df.sort_values(["best_value", "epochs_run", "trial_id"], ascending=[mode == "min", False, True])
+    df = df.assign(rank=range(1, len(df) + 1))
+    recs = []
+    for t in df.itertuples():
+        ep = list(t.history_epoch)
+        vals = list(t.history_val_metric)
+        for k, (e, v) in enumerate(zip(ep, vals)):
+            recs.append(dict(trial_id=t.trial_id, epoch=int(e), value=v,
+                             group="top" if t.rank <= top_k else "other", rank=t.rank,
+                             stop_reason=t.stop_reason,
+                             stop_marker=bool(t.stop_reason == "early_stopped" and k == len(ep) - 1)))
+    data = pd.DataFrame(recs, columns=["trial_id", "epoch", "value", "group", "rank", "stop_reason", "stop_marker"])
+
+    fig = Figure(figsize=(8.0, 4.8), dpi=_DPI, layout="constrained")
+    ax = fig.add_subplot()
+    others = data[data["group"] == "other"]
+    for tid, g in others.groupby("trial_id", sort=False):
+        ax.plot(g["epoch"], g["value"], color="#b0b0b0", linewidth=0.9, zorder=1)
+    stops = data[data["stop_marker"]]
+    if len(stops):
+        ax.scatter(stops["epoch"], stops["value"], marker="x", color="#d62728", s=28, zorder=3,
+                   label=f"stopped early by the scheduler ({len(stops)} trials)")
+    top = df[df["rank"] <= top_k]
+    for t in top.itertuples():
+        g = data[data["trial_id"] == t.trial_id]
+        desc = ", ".join(x for x in (
+            t.model, f"α={t.alpha:g}" if _ok(t.alpha) else None,
+            f"m={t.margin:g}" if _ok(t.margin) else None,
+            f"lr={t.lr:.1g}" if _ok(t.lr) else None) if x)
+        ax.plot(g["epoch"], g["value"], marker="o", markersize=3, linewidth=1.8, zorder=2,
+                label=f"#{t.rank} {t.trial_id} ({desc})")
+    if len(others):
+        ax.plot([], [], color="#b0b0b0", label=f"other trials ({others['trial_id'].nunique()})")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(f"{metric} (validation split)")
+    ax.set_title(f"{scope}: {metric} per epoch, top {min(top_k, len(df))} of {len(df)} trials")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, format="png")
+    return data
+
+
+# --------------------------------------------------------------------------- all figures
+
+
+def write_figures(results: Any, out_dir: str | os.PathLike, confirm: Any = None, top_k: int = 5
+                  ) -> dict[str, tuple[Path, pd.DataFrame, str]]:
+    """Every figure that applies to the results, as ``{name: (png, data, caption)}``.
+
+    Per sweep: learning curves; alpha x margin when the sweep varies alpha or margin;
+    model x augment when it varies model or augment. Once: ours minus paper.
+    """
+    df = load_results_frame(results)
+    out_dir = Path(out_dir)
+    figs: dict[str, tuple[Path, pd.DataFrame, str]] = {}
+    for sweep in sorted(df["sweep"].unique()):
+        sub = df[(df["sweep"] == sweep) & (df["stop_reason"] != "errored") & df["best_value"].notna()]
+        if sub.empty:
+            continue
+        name = f"curves_{sweep}"
+        p = out_dir / f"{name}.png"
+        figs[name] = (p, learning_curves(df, p, sweep=sweep, top_k=top_k),
+                      f"Sweep {sweep}: validation curves of the top {top_k} trials; red x = stopped early.")
+        if sub["alpha"].nunique() > 1 or sub["margin"].nunique() > 1:
+            name = f"alpha_margin_{sweep}"
+            p = out_dir / f"{name}.png"
+            figs[name] = (p, heatmap_alpha_margin(df, p, sweep=sweep),
+                          f"Sweep {sweep}: mean validation metric per alpha x margin cell (n = trials).")
+        if sub["model"].nunique() > 1 or sub["augment"].nunique() > 1:
+            name = f"model_augment_{sweep}"
+            p = out_dir / f"{name}.png"
+            figs[name] = (p, heatmap_model_augment(df, p, sweep=sweep),
+                          f"Sweep {sweep}: mean validation metric per model x augmentation cell.")
+    p = out_dir / "ours_minus_paper.png"
+    figs["ours_minus_paper"] = (p, heatmap_vs_paper(df, p, confirm=confirm),
+                                "Test metrics of our best-by-validation MedViT minus each published method.")
+    return figs

@@ -1,0 +1,206 @@
+"""GradCAM maps and the paper's Figure 4 style comparison grid.
+
+* :func:`gradcam_maps` -- GradCAM (``pytorch_grad_cam``) maps of a model for chosen classes,
+  at the model's ``gradcam_layer()``.
+* :func:`predict` -- predicted classes (argmax) of a batch.
+* :func:`pick_examples` -- indices of the first images of given grades (e.g. 1 and 2).
+* :func:`build_rows` -- the per-image data of the grid for several models.
+* :func:`gradcam_figure` -- the grid: one row per image, columns original, then one overlay
+  per model (e.g. cross-entropy and Ordinal Loss), each panel titled with true and
+  predicted grade.
+
+Typical use (the CLI does this with two trained RetinaMNIST checkpoints)::
+
+    idx = pick_examples(labels, grades=(1, 2))
+    rows = build_rows(images[idx], labels[idx], {"CE (α=0)": ce_model, "Ordinal (α=0.2)": ord_model})
+    gradcam_figure(rows, "reports/figures/gradcam_retina.png")
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.image import show_cam_on_image
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+__all__ = ["CamOverlay", "CamRow", "gradcam_maps", "predict", "pick_examples", "build_rows", "gradcam_figure",
+           "to_display_image"]
+
+
+def gradcam_maps(model: torch.nn.Module, images: torch.Tensor, target_classes: Sequence[int]) -> np.ndarray:
+    """GradCAM maps of ``model`` for ``target_classes[i]`` on ``images[i]``.
+
+    Args:
+        model: a medsweep model (has ``gradcam_layer()``); it is put in eval mode and left so.
+        images: float tensor ``(B, C, H, W)``, normalised the way the model was trained.
+        target_classes: one class index per image (e.g. the true or the predicted grade).
+
+    Returns:
+        ``float32`` array ``(B, H, W)`` in [0, 1] (pytorch_grad_cam upsamples each map to the
+        input size and scales it per image).
+    """
+    if images.ndim != 4:
+        raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
+    if len(target_classes) != images.shape[0]:
+        raise ValueError(f"need one target class per image: {len(target_classes)} for {images.shape[0]} images")
+    if not hasattr(model, "gradcam_layer"):
+        raise ValueError(f"{type(model).__name__} has no gradcam_layer()")
+    model.eval()
+    device = next(model.parameters()).device
+    x = images.detach().to(device=device, dtype=torch.float32)
+    targets = [ClassifierOutputTarget(int(k)) for k in target_classes]
+    with GradCAM(model=model, target_layers=[model.gradcam_layer()]) as cam:
+        maps = cam(input_tensor=x, targets=targets)
+    return np.asarray(maps, dtype=np.float32)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, images: torch.Tensor) -> list[int]:
+    """Argmax class of each image."""
+    model.eval()
+    device = next(model.parameters()).device
+    return model(images.to(device=device, dtype=torch.float32)).argmax(dim=1).tolist()
+
+
+def pick_examples(labels: Sequence[int] | np.ndarray | torch.Tensor, grades: Sequence[int] = (1, 2),
+                  per_grade: int = 1) -> list[int]:
+    """Indices of the first ``per_grade`` images of each grade, in ``grades`` order."""
+    lab = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
+    out = []
+    for g in grades:
+        idx = np.flatnonzero(lab == g)[:per_grade]
+        if idx.size < per_grade:
+            raise ValueError(f"only {idx.size} images of grade {g}, need {per_grade}")
+        out += idx.tolist()
+    return out
+
+
+@dataclass
+class CamOverlay:
+    """One model's view of one image: column title, GradCAM map (H, W) in [0, 1], prediction."""
+
+    label: str
+    cam: np.ndarray
+    pred: int
+
+
+@dataclass
+class CamRow:
+    """One grid row: the image ((C, H, W) or (H, W, C), uint8 or float in [0, 1]), its true
+    grade and one overlay per model column."""
+
+    image: np.ndarray
+    true: int
+    overlays: list[CamOverlay] = field(default_factory=list)
+
+
+def build_rows(images: torch.Tensor, labels: Sequence[int], models: Mapping[str, torch.nn.Module],
+               target: str = "true", display_images: torch.Tensor | np.ndarray | None = None) -> list[CamRow]:
+    """Compute predictions and GradCAM maps of each model for each image.
+
+    Args:
+        images: ``(B, C, H, W)`` float model inputs.
+        labels: true grades.
+        models: column title -> model, in column order.
+        target: ``"true"`` explains the true grade, ``"pred"`` the model's own prediction.
+        display_images: what to show (e.g. the raw uint8 images); defaults to ``images``.
+    """
+    labels = [int(x) for x in (labels.tolist() if isinstance(labels, torch.Tensor) else labels)]
+    shown = display_images if display_images is not None else images
+    shown = shown.detach().cpu().numpy() if isinstance(shown, torch.Tensor) else np.asarray(shown)
+    rows = [CamRow(image=shown[i], true=labels[i]) for i in range(len(labels))]
+    for title, model in models.items():
+        preds = predict(model, images)
+        targets = labels if target == "true" else preds
+        maps = gradcam_maps(model, images, targets)
+        for i, row in enumerate(rows):
+            row.overlays.append(CamOverlay(title, maps[i], preds[i]))
+    return rows
+
+
+def to_display_image(image: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` float32 in [0, 1] from (C, H, W) / (H, W, C) / (H, W), uint8 or float.
+
+    Floats outside [0, 1] (normalised inputs) are min-max scaled for display.
+    """
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3):
+        img = np.transpose(img, (1, 2, 0))
+    if img.ndim == 2:
+        img = img[..., None]
+    img = img.astype(np.float32)
+    if np.issubdtype(np.asarray(image).dtype, np.integer):
+        img = img / 255.0
+    elif img.min() < 0 or img.max() > 1:
+        lo, hi = float(img.min()), float(img.max())
+        img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+    if img.shape[-1] == 1:
+        img = np.repeat(img, 3, axis=-1)
+    return np.clip(img, 0.0, 1.0)
+
+
+def _upsample(arr: np.ndarray, size: int, mode: str) -> np.ndarray:
+    """(H, W) or (H, W, C) -> same at ``size`` x ``size``."""
+    t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+    t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
+    kw = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
+    out = F.interpolate(t, size=(size, size), mode=mode, **kw)[0]
+    out = out[0] if arr.ndim == 2 else out.permute(1, 2, 0)
+    return out.clamp(0, 1).numpy()
+
+
+def gradcam_figure(panels: Sequence[CamRow], out_png: str | os.PathLike, display_px: int = 112,
+                   title: str = "GradCAM: cross-entropy vs. Ordinal Loss on adjacent grades",
+                   image_mode: str = "nearest", cam_mode: str = "bilinear") -> Path:
+    """Draw the comparison grid and write it as PNG.
+
+    Rows are the images (e.g. one of grade 1, one of grade 2); column 1 is the original, then
+    one GradCAM overlay (``show_cam_on_image``) per model, titled with the model's label and
+    its predicted grade. Images are upsampled to ``display_px`` (nearest for the image,
+    bilinear for the map) so 28 px inputs stay readable.
+
+    Returns the PNG path.
+    """
+    if not panels:
+        raise ValueError("gradcam_figure needs at least one row")
+    n_cols = 1 + max(len(r.overlays) for r in panels)
+    fig = Figure(figsize=(2.3 * n_cols, 2.45 * len(panels) + 0.5), dpi=110, layout="constrained")
+    axes = np.asarray(fig.subplots(len(panels), n_cols, squeeze=False))
+    for i, row in enumerate(panels):
+        img = _upsample(to_display_image(row.image), display_px, image_mode)
+        ax = axes[i, 0]
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title(f"original\ntrue grade {row.true}", fontsize=9)
+        ax.set_ylabel(f"grade {row.true}", fontsize=10)
+        for j, ov in enumerate(row.overlays, start=1):
+            cam = _upsample(np.asarray(ov.cam, dtype=np.float32), display_px, cam_mode)
+            overlay = show_cam_on_image(img, cam, use_rgb=True)
+            ax = axes[i, j]
+            ax.imshow(overlay, interpolation="nearest")
+            mark = "✓" if ov.pred == row.true else "✗"
+            ax.set_title(f"{ov.label}\ntrue {row.true}, predicted {ov.pred} {mark}", fontsize=9)
+        for ax in axes[i]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        for j in range(1 + len(row.overlays), n_cols):
+            axes[i, j].axis("off")
+    sm = ScalarMappable(norm=Normalize(0.0, 1.0), cmap="jet")
+    cb = fig.colorbar(sm, ax=axes[:, 1:].ravel().tolist() if n_cols > 1 else axes.ravel().tolist(),
+                      shrink=0.8, pad=0.02)
+    cb.set_label("GradCAM weight (per image, 0 to max)")
+    fig.suptitle(title + f"\n(images upsampled from {np.asarray(to_display_image(panels[0].image)).shape[0]} "
+                 f"to {display_px} px for display; red = high GradCAM weight)", fontsize=10)
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, format="png")
+    return out_png

@@ -1,0 +1,219 @@
+"""The results table: one row per Ray Tune trial, stored as Parquet.
+
+``analysis.collect.collect`` writes it; ``analysis.tables``, ``analysis.figures`` and
+``analysis.report`` read it; the evaluation step fills the ``test_*`` columns. The column
+set, order and types are fixed by :data:`RESULTS_SCHEMA`; a file written by any version of
+medsweep with this schema version can be read by the others.
+
+Schema version: ``SCHEMA_VERSION`` (stored in the Parquet file's metadata under
+``medsweep.schema_version``).
+
+Columns
+-------
+Identity
+
+=================  =========================  ==================================================
+column             type                       meaning
+=================  =========================  ==================================================
+dataset            string, not null           MedMNIST flag, e.g. ``retinamnist`` (trial config,
+                                              else the sweep spec)
+sweep              string, not null           sweep name (the folder name ``N`` of ``S/N``)
+sweep_dir          string, not null           absolute path of the sweep folder ``S/N``
+trial_id           string, not null           Ray's trial id, e.g. ``1b458_00003``;
+                                              (sweep_dir, trial_id) is the row key
+=================  =========================  ==================================================
+
+Trial configuration (from the trial's ``params.json``; null if the key is absent)
+
+=================  =========================  ==================================================
+model              string                     model registry name, e.g. ``medvit_28_tiny``
+alpha              float64                    Ordinal Loss weight (0 = cross-entropy)
+margin             float64                    Ordinal Loss margin
+augment            string                     augmentation preset name (off/light/medium/strong)
+lr                 float64                    peak learning rate (AdamW)
+weight_decay       float64                    AdamW weight decay
+batch_size         int32                      batch size
+img_size           int32                      input side in pixels (28, 64, 128, 224)
+seed               int64                      training seed
+epochs_max         int32                      epochs the trial was configured for (config
+                                              ``epochs``, else the spec's ``train.epochs``, else
+                                              the scheduler's ``max_t``)
+config_json        string, not null           the whole trial config as sorted JSON
+=================  =========================  ==================================================
+
+Outcome
+
+=================  =========================  ==================================================
+epochs_run         int32, not null            epochs with a reported result (0 if none)
+stop_reason        string, not null           ``finished`` (ran all ``epochs_max`` epochs),
+                                              ``early_stopped`` (terminated earlier, i.e. by the
+                                              scheduler, e.g. ASHA), ``errored`` (error file or
+                                              Ray status ERROR), ``unfinished`` (pending, running,
+                                              paused or interrupted)
+error              string                     last line of the trial's ``error.txt`` (the
+                                              exception), null if it did not error
+metric             string, not null           the sweep's selection metric (spec ``metric``),
+                                              e.g. ``val_acc``
+mode               string, not null           ``max`` or ``min`` (spec ``mode``)
+best_value         float64                    best value of ``metric`` over the trial's epochs
+                                              (validation split)
+best_epoch         int32                      epoch of ``best_value`` (1-based as reported)
+best_val_acc       float64                    ``val_acc`` at ``best_epoch``
+best_val_auc       float64                    ``val_auc`` at ``best_epoch``
+best_val_qwk       float64                    ``val_qwk`` at ``best_epoch`` (null unless ordinal)
+best_val_mae       float64                    ``val_mae`` at ``best_epoch`` (null unless ordinal)
+history_epoch      list<int32>, not null      epoch of each reported result, ascending
+history_val_metric list<float64>, not null    ``metric`` at each of those epochs
+history_train_loss list<float64>, not null    ``train_loss`` at each of those epochs
+checkpoint_path    string                     absolute path of the trial's last
+                                              ``checkpoint_NNNNNN`` folder; our checkpoints carry
+                                              the best-so-far weights, so this is the one holding
+                                              ``best_epoch``; null if none exists
+=================  =========================  ==================================================
+
+Compute
+
+=================  =========================  ==================================================
+node               string                     ``hostname / node_ip`` of the last result
+wall_time_s        float64                    Ray's ``time_total_s`` of the last result
+train_time_s       float64                    sum of the reported ``epoch_time_s``
+=================  =========================  ==================================================
+
+Test split (filled by the evaluation step; null until then)
+
+=================  =========================  ==================================================
+test_acc           float64                    test ACC of the best-epoch weights
+test_auc           float64                    test AUC
+test_qwk           float64                    test quadratic weighted kappa (ordinal only)
+test_mae           float64                    test mean absolute error in grades (ordinal only)
+=================  =========================  ==================================================
+
+Bookkeeping
+
+=================  =========================  ==================================================
+collected_at       timestamp[us, UTC], not    when ``collect`` read the trial; the newer row wins
+                   null                       on (sweep_dir, trial_id)
+=================  =========================  ==================================================
+
+The optional *confirm* table (:data:`CONFIRM_SCHEMA`) holds the per-seed re-runs of chosen
+configurations: ``dataset, label, seed, test_acc, test_auc, test_qwk, test_mae``; ``label``
+names the configuration, e.g. ``"best"`` or ``"best alpha=0"`` (an ``alpha=<x>`` in a label
+places the rows in Table 2's alpha row ``x``).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "RESULTS_SCHEMA",
+    "CONFIRM_SCHEMA",
+    "STOP_REASONS",
+    "TEST_COLUMNS",
+    "CONFIG_COLUMNS",
+    "KEY_COLUMNS",
+    "empty_results",
+    "conform",
+]
+
+SCHEMA_VERSION = "1"
+
+STOP_REASONS: tuple[str, ...] = ("finished", "early_stopped", "errored", "unfinished")
+TEST_COLUMNS: tuple[str, ...] = ("test_acc", "test_auc", "test_qwk", "test_mae")
+KEY_COLUMNS: tuple[str, ...] = ("sweep_dir", "trial_id")
+#: Trial-config keys copied into their own columns (the TrainConfig fields a sweep varies).
+CONFIG_COLUMNS: tuple[str, ...] = (
+    "model", "alpha", "margin", "augment", "lr", "weight_decay", "batch_size", "img_size", "seed",
+)
+
+_F = pa.field
+RESULTS_SCHEMA = pa.schema(
+    [
+        _F("dataset", pa.string(), nullable=False),
+        _F("sweep", pa.string(), nullable=False),
+        _F("sweep_dir", pa.string(), nullable=False),
+        _F("trial_id", pa.string(), nullable=False),
+        _F("model", pa.string()),
+        _F("alpha", pa.float64()),
+        _F("margin", pa.float64()),
+        _F("augment", pa.string()),
+        _F("lr", pa.float64()),
+        _F("weight_decay", pa.float64()),
+        _F("batch_size", pa.int32()),
+        _F("img_size", pa.int32()),
+        _F("seed", pa.int64()),
+        _F("epochs_max", pa.int32()),
+        _F("epochs_run", pa.int32(), nullable=False),
+        _F("stop_reason", pa.string(), nullable=False),
+        _F("error", pa.string()),
+        _F("metric", pa.string(), nullable=False),
+        _F("mode", pa.string(), nullable=False),
+        _F("best_value", pa.float64()),
+        _F("best_epoch", pa.int32()),
+        _F("best_val_acc", pa.float64()),
+        _F("best_val_auc", pa.float64()),
+        _F("best_val_qwk", pa.float64()),
+        _F("best_val_mae", pa.float64()),
+        _F("history_epoch", pa.list_(pa.int32()), nullable=False),
+        _F("history_val_metric", pa.list_(pa.float64()), nullable=False),
+        _F("history_train_loss", pa.list_(pa.float64()), nullable=False),
+        _F("checkpoint_path", pa.string()),
+        _F("node", pa.string()),
+        _F("wall_time_s", pa.float64()),
+        _F("train_time_s", pa.float64()),
+        _F("config_json", pa.string(), nullable=False),
+        _F("test_acc", pa.float64()),
+        _F("test_auc", pa.float64()),
+        _F("test_qwk", pa.float64()),
+        _F("test_mae", pa.float64()),
+        _F("collected_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ],
+    metadata={"medsweep.schema_version": SCHEMA_VERSION, "medsweep.table": "results"},
+)
+
+CONFIRM_SCHEMA = pa.schema(
+    [
+        _F("dataset", pa.string(), nullable=False),
+        _F("label", pa.string(), nullable=False),
+        _F("seed", pa.int64(), nullable=False),
+        _F("test_acc", pa.float64()),
+        _F("test_auc", pa.float64()),
+        _F("test_qwk", pa.float64()),
+        _F("test_mae", pa.float64()),
+    ],
+    metadata={"medsweep.schema_version": SCHEMA_VERSION, "medsweep.table": "confirm"},
+)
+
+
+def empty_results() -> pa.Table:
+    """A results table with no rows."""
+    return RESULTS_SCHEMA.empty_table()
+
+
+def conform(table: pa.Table, schema: pa.Schema = RESULTS_SCHEMA) -> pa.Table:
+    """Return ``table`` with exactly ``schema``'s columns, order and types.
+
+    Missing nullable columns are added as nulls; extra columns are dropped; types are cast
+    (a ``ValueError`` names the column when a cast or a non-null constraint fails).
+    """
+    n = table.num_rows
+    cols = []
+    for field in schema:
+        if field.name in table.column_names:
+            col = table.column(field.name)
+            if not col.type.equals(field.type):
+                try:
+                    col = col.cast(field.type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise ValueError(
+                        f"column {field.name!r}: cannot convert {col.type} to {field.type}: {exc}"
+                    ) from None
+        elif field.nullable:
+            col = pa.nulls(n, type=field.type)
+        else:
+            raise ValueError(f"column {field.name!r} is required but missing")
+        if not field.nullable and col.null_count:
+            raise ValueError(f"column {field.name!r} must not contain nulls")
+        cols.append(col)
+    return pa.Table.from_arrays(cols, schema=schema)

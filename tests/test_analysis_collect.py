@@ -1,0 +1,143 @@
+"""collect(): real Ray Tune sweep folders -> the results Parquet table."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from analysis.collect import collect, read_sweep
+from analysis.schema import RESULTS_SCHEMA, STOP_REASONS
+from test_analysis_sweep_fixture import ERROR_CONFIG, PNEUMONIA, RETINA, analysis_sweeps  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def collected(analysis_sweeps, tmp_path_factory):
+    out = tmp_path_factory.mktemp("collect") / "results.parquet"
+    table = collect(list(analysis_sweeps.dirs.values()), out)
+    return out, table
+
+
+def test_rows_and_types(analysis_sweeps, collected):
+    out, table = collected
+    assert table.schema.equals(RESULTS_SCHEMA, check_metadata=False)
+    on_disk = pq.read_table(out)
+    assert on_disk.schema.equals(RESULTS_SCHEMA, check_metadata=False)
+    assert on_disk.num_rows == table.num_rows == sum(analysis_sweeps.n_trials.values())
+    df = table.to_pandas()
+    assert set(df["sweep"]) == {RETINA, PNEUMONIA}
+    assert df.groupby("sweep").size().to_dict() == analysis_sweeps.n_trials
+    assert set(df["stop_reason"]) <= set(STOP_REASONS)
+    assert (df[["sweep_dir", "trial_id"]].duplicated() == False).all()  # noqa: E712
+    for name, d in analysis_sweeps.dirs.items():
+        sub = df[df["sweep"] == name]
+        assert (sub["sweep_dir"] == str(d.resolve())).all()
+        assert (sub["metric"] == analysis_sweeps.metric[name][0]).all()
+        assert (sub["epochs_max"] == analysis_sweeps.epochs[name]).all()
+    ok = df[df["stop_reason"] != "errored"]
+    assert ok["best_value"].notna().all() and ok["checkpoint_path"].notna().all()
+    for row in ok.itertuples():
+        assert Path(row.checkpoint_path, "state.pt").exists()
+        assert list(row.history_epoch) == list(range(1, row.epochs_run + 1))
+        assert len(row.history_val_metric) == len(row.history_train_loss) == row.epochs_run
+        assert row.best_value == max(row.history_val_metric)
+        assert row.train_time_s == pytest.approx(0.25 * row.epochs_run)
+        assert row.node and " / " in row.node
+        assert json.loads(row.config_json)["dataset"] == row.dataset
+    retina = df[df["dataset"] == "retinamnist"]
+    assert retina[retina["stop_reason"] != "errored"]["best_val_qwk"].notna().all()
+    pneu = df[df["dataset"] == "pneumoniamnist"]
+    assert pneu["best_val_qwk"].isna().all() and pneu["best_val_mae"].isna().all()
+    assert (pneu["stop_reason"] == "finished").all()
+    assert set(pneu["model"]) == {"medvit_28_tiny", "resnet18_28"}
+    for c in ("test_acc", "test_auc", "test_qwk", "test_mae"):
+        assert df[c].isna().all()
+
+
+def test_best_epoch_values_match_history(collected):
+    df = collected[1].to_pandas()
+    for row in df[df["stop_reason"] != "errored"].itertuples():
+        i = list(row.history_epoch).index(row.best_epoch)
+        assert row.history_val_metric[i] == row.best_value
+        if row.metric == "val_acc":
+            assert row.best_val_acc == row.best_value
+
+
+def test_errored_and_early_stopped(analysis_sweeps, collected):
+    df = collected[1].to_pandas()
+    retina = df[df["sweep"] == RETINA]
+    err = retina[retina["stop_reason"] == "errored"]
+    assert len(err) == 1
+    e = err.iloc[0]
+    assert (e["alpha"], e["margin"]) == (ERROR_CONFIG["alpha"], ERROR_CONFIG["margin"])
+    assert "synthetic failure" in e["error"]
+    assert e["epochs_run"] == 1
+    assert df[df["stop_reason"] != "errored"]["error"].isna().all()
+    early = retina[retina["stop_reason"] == "early_stopped"]
+    assert len(early) >= 1, "ASHA should have stopped some trials"
+    assert (early["epochs_run"] < early["epochs_max"]).all()
+    finished = retina[retina["stop_reason"] == "finished"]
+    assert len(finished) >= 1 and (finished["epochs_run"] == finished["epochs_max"]).all()
+
+
+def test_collect_twice_no_duplicates_and_keeps_other_rows(analysis_sweeps, tmp_path):
+    out = tmp_path / "r.parquet"
+    first = collect(analysis_sweeps.dirs[RETINA], out)
+    n_retina = first.num_rows
+    # An evaluation step filled test metrics in for one trial in the meantime.
+    df = first.to_pandas()
+    tid = df.sort_values("best_value", ascending=False)["trial_id"].iloc[0]
+    t = pq.read_table(out)
+    idx = t.schema.get_field_index("test_acc")
+    vals = [0.61 if x == tid else None for x in t.column("trial_id").to_pylist()]
+    pq.write_table(t.set_column(idx, t.schema.field("test_acc"), pa.array(vals, pa.float64())), out)
+    time.sleep(0.01)
+    again = collect([analysis_sweeps.dirs[RETINA]], out)
+    assert again.num_rows == n_retina
+    d2 = again.to_pandas()
+    assert d2.loc[d2["trial_id"] == tid, "test_acc"].iloc[0] == 0.61  # carried over, same checkpoint
+    assert (d2["collected_at"] > df["collected_at"].max()).all()  # the newer rows won
+    both = collect([analysis_sweeps.dirs[PNEUMONIA]], out)
+    assert both.num_rows == n_retina + analysis_sweeps.n_trials[PNEUMONIA]  # nothing dropped
+    assert both.to_pandas()[["sweep_dir", "trial_id"]].duplicated().sum() == 0
+    assert not list(tmp_path.glob(".*tmp*"))  # atomic write left no temporary file
+
+
+def test_unfinished_trial(analysis_sweeps, tmp_path):
+    """A trial that is still running (state RUNNING, fewer epochs) is 'unfinished'."""
+    src = analysis_sweeps.dirs[PNEUMONIA]
+    sweep = tmp_path / PNEUMONIA
+    shutil.copytree(src, sweep)
+    state_file = sorted(sweep.glob("experiment_state-*.json"))[-1]
+    state = json.loads(state_file.read_text())
+    meta = json.loads(state["trial_data"][0][0])
+    meta["status"] = "RUNNING"
+    state["trial_data"][0][0] = json.dumps(meta)
+    state_file.write_text(json.dumps(state))
+    res = sweep / meta["relative_logdir"] / "result.json"
+    first_line = res.read_text().splitlines()[0]
+    res.write_text(first_line + "\n" + '{"epoch": 2, "truncat')  # a partly written line
+    df = read_sweep(sweep).to_pandas()
+    row = df[df["trial_id"] == meta["trial_id"]].iloc[0]
+    assert row["stop_reason"] == "unfinished" and row["epochs_run"] == 1
+    assert (df[df["trial_id"] != meta["trial_id"]]["stop_reason"] == "finished").all()
+
+
+def test_not_a_sweep_dir(analysis_sweeps, tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        collect([tmp_path / "nope"], tmp_path / "o.parquet")
+    with pytest.raises(ValueError, match="storage path holding sweeps"):
+        collect([analysis_sweeps.storage], tmp_path / "o.parquet")
+    trial = next(p for p in analysis_sweeps.dirs[RETINA].iterdir() if (p / "params.json").exists())
+    with pytest.raises(ValueError, match="trial folder"):
+        collect([trial], tmp_path / "o.parquet")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no experiment_state") as ei:
+        collect([tmp_path / "empty"], tmp_path / "o.parquet")
+    assert "\n" not in str(ei.value)
+    assert not (tmp_path / "o.parquet").exists()

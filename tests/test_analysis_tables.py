@@ -1,0 +1,129 @@
+"""Tables: the paper's numbers exactly as printed, ours equal to the Parquet values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import reference as ref
+from analysis.tables import MISSING, best_config, table2, write_tables
+from test_analysis_sweep_fixture import (  # noqa: F401  (fixtures)
+    ERROR_CONFIG,
+    analysis_results,
+    analysis_sweeps,
+    confirm_frame,
+)
+
+
+@pytest.fixture
+def evaluated(analysis_results):
+    return analysis_results
+
+
+def _ours_row(frame: pd.DataFrame) -> pd.Series:
+    return frame[frame["Method"] == "medsweep MedViT (ours)"].iloc[0]
+
+
+def test_table1_paper_numbers_as_printed(evaluated, tmp_path):
+    path, df = evaluated
+    tables = write_tables(path, tmp_path)
+    md = (tmp_path / "table1.md").read_text()
+    wide = pd.read_csv(tmp_path / "table1.csv", dtype=str, keep_default_na=False)
+    for method in ref.TABLE1_METHODS:
+        row = wide[wide["Method"] == method].iloc[0]
+        for ds in ref.TABLE1_DATASETS:
+            for m in ("auc", "acc"):
+                printed = ref.TABLE1[method][ds][m].printed
+                assert row[f"{ref.display_name(ds)} {m.upper()}"] == printed
+                assert f"| {printed} |" in md or f"| **{printed}** |" in md
+    medvit = wide[wide["Method"] == "MedViT"].iloc[0]
+    assert medvit["OrganSMNIST AUC"] == "0.975 †" and medvit["OrganSMNIST ACC"] == "0.796 †"
+    assert medvit["RetinaMNIST ACC"] == "0.552 †" and medvit["RetinaMNIST AUC"] == MISSING
+    assert wide[wide["Method"] == "AutoKeras"].iloc[0]["OrganSMNIST AUC"] == MISSING
+    # bold marks the column best: MedViT's PathMNIST AUC 0.992, ResNet-50 (28)'s PathMNIST ACC 0.911
+    assert "**0.992**" in md and "**0.911**" in md
+    assert "no value" in md and MISSING in md
+    assert tables["table1"].header[0] == "Method"
+
+
+def test_table1_ours_equals_parquet(evaluated, tmp_path):
+    path, df = evaluated
+    write_tables(path, tmp_path)
+    wide = pd.read_csv(tmp_path / "table1.csv", dtype=str, keep_default_na=False)
+    ours = _ours_row(wide)
+    long = pd.read_csv(tmp_path / "table1_long.csv")
+    for ds in ("retinamnist", "pneumoniamnist"):
+        best = df[(df["dataset"] == ds) & df["test_acc"].notna()].iloc[0]
+        for m in ("auc", "acc"):
+            assert ours[f"{ref.display_name(ds)} {m.upper()}"] == f"{best[f'test_{m}']:.3f}"
+            hit = long[(long["method"] == "medsweep MedViT (ours)") & (long["dataset"] == ds) & (long["metric"] == m)]
+            assert hit["value"].iloc[0] == best[f"test_{m}"]
+            assert hit["trial_id"].iloc[0] == best["trial_id"]
+    assert ours["PathMNIST AUC"] == MISSING  # not swept
+    # the errored trial reported the best validation values but is never "ours"
+    err = df[df["stop_reason"] == "errored"].iloc[0]
+    assert err["trial_id"] not in set(long["trial_id"].dropna())
+
+
+def test_table1_with_confirm_seeds(evaluated, tmp_path):
+    path, _ = evaluated
+    conf = confirm_frame()
+    write_tables(path, tmp_path, confirm=conf)
+    ours = _ours_row(pd.read_csv(tmp_path / "table1.csv", dtype=str, keep_default_na=False))
+    b = conf[conf["label"] == "best"]
+    assert ours["RetinaMNIST ACC"] == f"{b['test_acc'].mean():.3f} ± {b['test_acc'].std(ddof=1):.3f}"
+    assert ours["RetinaMNIST AUC"] == f"{b['test_auc'].mean():.3f} ± {b['test_auc'].std(ddof=1):.3f}"
+
+
+def test_table2(evaluated, tmp_path):
+    path, df = evaluated
+    conf = confirm_frame()
+    tables = write_tables(path, tmp_path, confirm=conf)
+    t2 = pd.read_csv(tmp_path / "table2.csv", dtype=str, keep_default_na=False)
+    md = (tmp_path / "table2.md").read_text()
+    for a, v in ref.TABLE2.items():
+        row = t2[t2["α"] == f"{a:.1f}"].iloc[0]
+        assert row["Paper ACC"] == v.printed
+        assert v.printed in md
+    retina = df[(df["dataset"] == "retinamnist") & (df["stop_reason"] != "errored")]
+    for a, g in retina.groupby(retina["alpha"].round(1)):
+        row = t2[t2["α"] == f"{a:.1f}"].iloc[0]
+        vals = g["best_val_acc"].to_numpy()
+        expect = f"{vals.mean():.3f}" + (f" ± {vals.std(ddof=1):.3f}" if len(vals) > 1 else "")
+        assert row["Ours val ACC"] == expect
+        assert row["n trials"] == str(len(g))
+    z = conf[conf["label"] == "best alpha=0"]
+    row0 = t2[t2["α"] == "0.0"].iloc[0]
+    assert row0["Ours ACC (test)"] == f"{z['test_acc'].mean():.3f} ± {z['test_acc'].std(ddof=1):.3f}"
+    assert row0["n test (source)"] == "3 seeds"
+    assert t2[t2["α"] == "0.5"].iloc[0]["Ours ACC (test)"] == MISSING
+    assert not any("binned" in n for n in tables["table2"].notes)
+
+
+def test_table2_bins_continuous_alpha(evaluated):
+    _, df = evaluated
+    df = df.copy()
+    df.loc[df["dataset"] == "retinamnist", "alpha"] += 0.023
+    t = table2(df)
+    assert any("binned to the nearest 0.1" in n for n in t.notes)
+    assert set(t.data["alpha"]) >= {0.0, 0.1, 0.2, 0.3}
+
+
+def test_best_tables_and_config(evaluated, tmp_path):
+    path, df = evaluated
+    tables = write_tables(path, tmp_path, top_k=3)
+    for ds in ("retinamnist", "pneumoniamnist"):
+        assert (tmp_path / f"best_{ds}.md").exists() and (tmp_path / f"best_{ds}.csv").exists()
+    bt = tables["best_retinamnist"].data
+    retina = df[(df["dataset"] == "retinamnist") & (df["stop_reason"] != "errored")]
+    expected = retina.sort_values("best_value", ascending=False)["best_value"].head(3).tolist()
+    assert bt["best_value"].tolist() == expected
+    assert len(bt) == 3 and "errored" not in set(bt["stop_reason"])
+    assert not ((bt["alpha"] == ERROR_CONFIG["alpha"]) & (bt["margin"] == ERROR_CONFIG["margin"])).any()
+    cfg = best_config(retina.sort_values("best_value", ascending=False).iloc[0])
+    assert list(cfg) == ["dataset", "model", "alpha", "margin", "epochs", "batch_size", "lr",
+                         "weight_decay", "augment", "img_size", "seed"]
+    assert cfg["dataset"] == "retinamnist" and cfg["epochs"] == 4 and isinstance(cfg["lr"], float)
+    csv = pd.read_csv(tmp_path / "best_retinamnist.csv")
+    assert np.allclose(csv.iloc[:, 12].astype(float), expected, atol=5e-5)
