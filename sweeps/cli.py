@@ -173,24 +173,28 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
     print(f"sweep  {spec.name}: {spec.dataset}, {spec.total_trials} trials, searcher {spec.searcher.type}, "
           f"scheduler {spec.scheduler.type}, select on {spec.metric} ({spec.mode})", flush=True)
-    print(f"folder {sweep_dir(spec)}  (tensorboard --logdir {sweep_dir(spec)})", flush=True)
+    print(f"folder {sweep_dir(spec)}  (watch: tensorboard --logdir {sweep_dir(spec)})", flush=True)
     results = run_sweep(spec, data_root=args.data_root, address=args.address)
-    return report_sweep_end(sweep_dir(spec), results)
+    return report_sweep_end(sweep_dir(spec), results, spec.total_trials)
 
 
 def run_resume_command(args: argparse.Namespace) -> int:
     from sweeps.launch import resume_sweep
 
     directory = absolute(args.sweep_dir)
-    return report_sweep_end(directory, resume_sweep(directory, data_root=args.data_root, address=args.address))
+    spec, results = resume_sweep(directory, data_root=args.data_root, address=args.address)
+    return report_sweep_end(directory, results, spec.total_trials)
 
 
-def report_sweep_end(directory: str, results) -> int:
-    errors = [r for r in results if r.error is not None]
-    print(f"done   {len(results)} trials, {len(errors)} errored; results in {directory}")
+def report_sweep_end(directory: str, results, expected_trials: int) -> int:
+    ended = results.num_terminated + results.num_errors
+    if ended < expected_trials:
+        print(f"interrupted: {ended} of {expected_trials} trials ended; continue with: medsweep resume {directory}")
+        return 130
+    print(f"done   {len(results)} trials, {results.num_errors} errored; results in {directory}")
     print(f"best   {directory}/best_config.yaml  (medsweep train --config ... --out runs/best)")
     print(f"next   medsweep status {directory}  |  medsweep collect {directory} --out results.parquet")
-    return 1 if errors and len(errors) == len(results) else 0
+    return 1 if results.num_errors == len(results) else 0
 
 
 STATUS_COLUMNS = ("trial_id", "stop_reason", "epochs_run", "best_epoch", "best_value", "model", "augment", "alpha", "margin", "lr")
@@ -213,21 +217,25 @@ def run_status_command(args: argparse.Namespace) -> int:
 # -- entry point ---------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
+    from analysis.cli import add_analysis_parsers
+
     parser = OneLineParser(prog="medsweep", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     add_train_parser(subparsers)
     add_data_parser(subparsers)
     add_sweep_parsers(subparsers)
+    add_analysis_parsers(subparsers)
     return parser
 
 
 def user_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean bad input, each carrying a one-line message."""
+    from analysis.cli import AnalysisError
     from medvit.config import ConfigError
     from medvit.data import DataError
     from sweeps.spec import SpecError
 
-    return UsageError, ConfigError, DataError, SpecError
+    return UsageError, ConfigError, DataError, SpecError, AnalysisError
 
 
 def main(argv: list[str] | None = None) -> int:

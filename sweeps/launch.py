@@ -76,22 +76,28 @@ def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None
     return results
 
 
-def resume_sweep(directory: str, data_root: str | None = None, address: str | None = None) -> tune.ResultGrid:
+def resume_sweep(
+    directory: str, data_root: str | None = None, address: str | None = None
+) -> tuple[SweepSpec, tune.ResultGrid]:
     """Continue an interrupted sweep: finished trials kept, unfinished ones from checkpoints."""
     spec = parse_spec(read_sweep_file(directory, SPEC_FILE), source=f"{directory}/{SPEC_FILE}")
     if not tune.Tuner.can_restore(directory):
         raise ValueError(f"resume: {directory} holds no Ray Tune experiment state to resume")
     data = load_sweep_data(spec, data_root)
     connect(address)
+    _, _, param_space = build_search(spec)
     tuner = tune.Tuner.restore(
         directory,
         trainable=build_trainable(spec, data),
+        # Trials not started yet hold placeholders for the space's functions (conditional
+        # entries): Ray resolves them against the same param space.
+        param_space=param_space or None,
         resume_unfinished=True,
         resume_errored=True,
     )
     results = tuner.fit()
     write_best_config(spec, results)
-    return results
+    return spec, results
 
 
 def read_sweep_file(directory: str, name: str) -> str:

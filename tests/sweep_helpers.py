@@ -1,0 +1,33 @@
+"""Small sweep specs and readers of Ray's trial folders, shared by the sweep tests."""
+
+import json
+from pathlib import Path
+
+from sweeps.spec import SweepSpec, load_spec, spec_from_dict
+
+
+def retina_spec(storage: Path, name: str, **changes) -> SweepSpec:
+    """The packaged RetinaMNIST spec made tiny: 128 images per split, small models."""
+    data = load_spec("retinamnist").smoke_variant().to_dict()
+    data["name"] = name
+    data["storage"] = str(storage)
+    data["train"].update(subset=128, batch_size=32)
+    data["search"]["model"] = {"choice": ["medvit_28_tiny", "medvit_28_small"]}
+    data["train"].update(changes.pop("train", {}))
+    data.update(changes)
+    return spec_from_dict(data, source=f"test spec {name}")
+
+
+def trial_dirs(sweep_dir: Path) -> list[Path]:
+    return sorted(p for p in Path(sweep_dir).iterdir() if p.is_dir() and (p / "params.json").exists())
+
+
+def results(trial_dir: Path) -> list[dict]:
+    path = trial_dir / "result.json"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def epochs_run(trial_dir: Path) -> list[int]:
+    return [r["epoch"] for r in results(trial_dir)]
