@@ -34,6 +34,8 @@ import medmnist
 import numpy as np
 import torch
 
+from medvit.tasks import MULTI_LABEL
+
 __all__ = [
     "DATASETS",
     "SIZES",
@@ -66,7 +68,6 @@ DATASETS: tuple[str, ...] = (
 SIZES: tuple[int, ...] = (28, 64, 128, 224)
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
-MULTI_LABEL_TASK = "multi-label, binary-class"
 MD5_CACHE_ENV = "MEDSWEEP_MD5_CACHE"
 _HASH_CHUNK = 8 * 1024 * 1024
 
@@ -92,7 +93,7 @@ class DatasetInfo:
 
     @property
     def multi_label(self) -> bool:
-        return self.task == MULTI_LABEL_TASK
+        return self.task == MULTI_LABEL
 
 
 _INFO_CACHE: dict[str, DatasetInfo] = {}

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medvit.tasks import BINARY, MULTI_CLASS, MULTI_LABEL, ORDINAL, TASKS
+
 __all__ = [
     "MULTI_CLASS",
     "BINARY",
@@ -25,12 +27,6 @@ __all__ = [
     "loss_for_task",
 ]
 
-# medmnist's own task strings.
-MULTI_CLASS = "multi-class"
-BINARY = "binary-class"
-MULTI_LABEL = "multi-label, binary-class"
-ORDINAL = "ordinal-regression"
-TASKS: tuple[str, ...] = (MULTI_CLASS, BINARY, MULTI_LABEL, ORDINAL)
 
 
 def _check_alpha(alpha: float) -> float:

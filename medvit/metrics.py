@@ -45,13 +45,10 @@ import torch
 from scipy.stats import rankdata
 from sklearn.exceptions import UndefinedMetricWarning
 
+from medvit.tasks import BINARY, MULTI_LABEL, ORDINAL, TASKS
+
 __all__ = ["scores_from_logits", "evaluate", "roc_auc_columns", "quadratic_weighted_kappa"]
 
-MULTI_CLASS = "multi-class"
-BINARY = "binary-class"
-MULTI_LABEL = "multi-label, binary-class"
-ORDINAL = "ordinal-regression"
-TASKS: tuple[str, ...] = (MULTI_CLASS, BINARY, MULTI_LABEL, ORDINAL)
 
 THRESHOLD = 0.5
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import ray
-import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from medvit.config import build_config, load_config_file
