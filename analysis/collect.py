@@ -248,7 +248,8 @@ def _read_result_lines(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _num(x: Any) -> float | None:
+def float_or_none(x: Any) -> float | None:
+    """A number as float; None for missing, non-numeric or NaN values."""
     if x is None or isinstance(x, bool):
         return None
     try:
@@ -259,7 +260,7 @@ def _num(x: Any) -> float | None:
 
 
 def _int(x: Any) -> int | None:
-    v = _num(x)
+    v = float_or_none(x)
     return None if v is None else int(round(v))
 
 
@@ -298,6 +299,23 @@ def _last_checkpoint(folder: Path) -> str | None:
     return str(Path(best).resolve()) if best else None
 
 
+def _full_config(spec: dict, sampled: dict[str, Any]) -> dict[str, Any]:
+    """The trial's TrainConfig values, by the launcher's rule: ``dataset``, the spec's fixed
+    ``train`` values and ``select_metric`` (the sweep's metric), with the sampled values on
+    top. Ray's ``params.json`` holds only the searched keys; keys starting with ``_`` (the
+    random searcher's raw draws) are dropped."""
+    config: dict[str, Any] = {}
+    if spec.get("dataset"):
+        config["dataset"] = spec["dataset"]
+    train = spec.get("train")
+    if isinstance(train, dict):
+        config.update({k: v for k, v in train.items() if v is not None})
+    if isinstance(spec.get("metric"), str):
+        config["select_metric"] = spec["metric"]
+    config.update({k: v for k, v in sampled.items() if not str(k).startswith("_")})
+    return config
+
+
 def _trial_row(
     sweep_dir: Path, spec: dict, metric: str, mode: str, t: dict[str, Any], collected_at: datetime
 ) -> dict[str, Any]:
@@ -312,6 +330,7 @@ def _trial_row(
             config = None
     if not isinstance(config, dict):
         config = t.get("config") or {}
+    config = _full_config(spec, config)
 
     lines = _read_result_lines(folder / "result.json") if has_folder else []
     if not lines and t.get("last_result"):
@@ -326,8 +345,8 @@ def _trial_row(
     history = [by_epoch[e] for e in epochs]
     last = history[-1] if history else (lines[-1] if lines else {})
 
-    hist_metric = [_num(r.get(metric)) for r in history]
-    hist_loss = [_num(r.get("train_loss")) for r in history]
+    hist_metric = [float_or_none(r.get(metric)) for r in history]
+    hist_loss = [float_or_none(r.get("train_loss")) for r in history]
 
     # Best epoch: the trainer's own best-so-far when it tracks the sweep metric (its
     # checkpoints hold those weights), else the best of the history (first one on ties).
@@ -343,9 +362,9 @@ def _trial_row(
             if best_val is None or (v > best_val if mode == "max" else v < best_val):
                 best_val, best_epoch = v, e
     best_rec = by_epoch.get(best_epoch, {}) if best_epoch is not None else {}
-    best_value = _num(best_rec.get(metric))
+    best_value = float_or_none(best_rec.get(metric))
     if best_value is None and best_epoch is not None:
-        best_value = _num(last.get(f"best_{metric}"))
+        best_value = float_or_none(last.get(f"best_{metric}"))
 
     epochs_max = _int(config.get("epochs"))
     if epochs_max is None:
@@ -368,7 +387,7 @@ def _trial_row(
 
     hostname, node_ip = last.get("hostname"), last.get("node_ip")
     node = " / ".join(str(x) for x in (hostname, node_ip) if x) or None
-    epoch_times = [_num(r.get("epoch_time_s")) for r in history]
+    epoch_times = [float_or_none(r.get("epoch_time_s")) for r in history]
     epoch_times = [x for x in epoch_times if x is not None]
 
     row: dict[str, Any] = {
@@ -377,11 +396,11 @@ def _trial_row(
         "sweep_dir": str(sweep_dir),
         "trial_id": str(t["trial_id"]),
         "model": _str(config.get("model")),
-        "alpha": _num(config.get("alpha")),
-        "margin": _num(config.get("margin")),
+        "alpha": float_or_none(config.get("alpha")),
+        "margin": float_or_none(config.get("margin")),
         "augment": _str(config.get("augment")),
-        "lr": _num(config.get("lr")),
-        "weight_decay": _num(config.get("weight_decay")),
+        "lr": float_or_none(config.get("lr")),
+        "weight_decay": float_or_none(config.get("weight_decay")),
         "batch_size": _int(config.get("batch_size")),
         "img_size": _int(config.get("img_size")),
         "seed": _int(config.get("seed")),
@@ -398,15 +417,15 @@ def _trial_row(
         "history_train_loss": hist_loss,
         "checkpoint_path": _last_checkpoint(folder) if has_folder else None,
         "node": node,
-        "wall_time_s": _num(last.get("time_total_s")),
+        "wall_time_s": float_or_none(last.get("time_total_s")),
         "train_time_s": float(sum(epoch_times)) if epoch_times else None,
         "config_json": json.dumps(config, sort_keys=True, default=str),
         "collected_at": collected_at,
     }
     for col in _VAL_COLUMNS:
-        row[f"best_{col}"] = _num(best_rec.get(col))
+        row[f"best_{col}"] = float_or_none(best_rec.get(col))
     for col in TEST_COLUMNS:  # normally filled later by the evaluation step
-        row[col] = _num(last.get(col))
+        row[col] = float_or_none(last.get(col))
     return row
 
 

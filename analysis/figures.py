@@ -34,6 +34,7 @@ from analysis.tables import (
     model_family,
     family_label,
     ours_test_metrics,
+    rank_trials,
     selection_metric,
 )
 
@@ -305,7 +306,7 @@ def learning_curves(results: Any, out_png: str | os.PathLike, sweep: str | None 
         stop_marker`` (True at the last epoch of an early-stopped trial).
     """
     df, metric, mode, scope = _select(load_results_frame(results), sweep, dataset)
-    df = df.sort_values(["best_value", "epochs_run", "trial_id"], ascending=[mode == "min", False, True])
+    df = rank_trials(df)
     df = df.assign(rank=range(1, len(df) + 1))
     recs = []
     for t in df.itertuples():

@@ -5,6 +5,8 @@
 * :func:`predict` -- predicted classes (argmax) of a batch.
 * :func:`pick_examples` -- indices of the first images of given grades (e.g. 1 and 2).
 * :func:`build_rows` -- the per-image data of the grid for several models.
+* :func:`gradcam_checkpoints` -- the grid for trained checkpoints (MedViT or ResNet) on
+  chosen images of a MedMNIST split (what ``medsweep gradcam`` and the report use).
 * :func:`gradcam_figure` -- the grid: one row per image, columns original, then one overlay
   per model (e.g. cross-entropy and Ordinal Loss), each panel titled with true and
   predicted grade.
@@ -33,8 +35,8 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-__all__ = ["CamOverlay", "CamRow", "gradcam_maps", "predict", "pick_examples", "build_rows", "gradcam_figure",
-           "to_display_image"]
+__all__ = ["CamOverlay", "CamRow", "gradcam_maps", "predict", "pick_examples", "pick_images", "build_rows",
+           "gradcam_figure", "gradcam_checkpoints", "to_display_image"]
 
 
 def gradcam_maps(model: torch.nn.Module, images: torch.Tensor, target_classes: Sequence[int]) -> np.ndarray:
@@ -161,13 +163,14 @@ def _upsample(arr: np.ndarray, size: int, mode: str) -> np.ndarray:
 
 def gradcam_figure(panels: Sequence[CamRow], out_png: str | os.PathLike, display_px: int = 112,
                    title: str = "GradCAM: cross-entropy vs. Ordinal Loss on adjacent grades",
-                   image_mode: str = "nearest", cam_mode: str = "bilinear") -> Path:
+                   image_mode: str = "nearest", cam_mode: str = "bilinear", noun: str = "grade") -> Path:
     """Draw the comparison grid and write it as PNG.
 
     Rows are the images (e.g. one of grade 1, one of grade 2); column 1 is the original, then
     one GradCAM overlay (``show_cam_on_image``) per model, titled with the model's label and
-    its predicted grade. Images are upsampled to ``display_px`` (nearest for the image,
-    bilinear for the map) so 28 px inputs stay readable.
+    its predicted grade (``noun``: "grade", or "class" for non-ordinal datasets). Images are
+    upsampled to ``display_px`` (nearest for the image, bilinear for the map) so 28 px inputs
+    stay readable.
 
     Returns the PNG path.
     """
@@ -180,8 +183,8 @@ def gradcam_figure(panels: Sequence[CamRow], out_png: str | os.PathLike, display
         img = _upsample(to_display_image(row.image), display_px, image_mode)
         ax = axes[i, 0]
         ax.imshow(img, interpolation="nearest")
-        ax.set_title(f"original\ntrue grade {row.true}", fontsize=9)
-        ax.set_ylabel(f"grade {row.true}", fontsize=10)
+        ax.set_title(f"original\ntrue {noun} {row.true}", fontsize=9)
+        ax.set_ylabel(f"{noun} {row.true}", fontsize=10)
         for j, ov in enumerate(row.overlays, start=1):
             cam = _upsample(np.asarray(ov.cam, dtype=np.float32), display_px, cam_mode)
             overlay = show_cam_on_image(img, cam, use_rgb=True)
@@ -204,3 +207,112 @@ def gradcam_figure(panels: Sequence[CamRow], out_png: str | os.PathLike, display
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, format="png")
     return out_png
+
+
+def pick_images(labels: np.ndarray | torch.Tensor, grades: Sequence[int], n: int,
+                multi_label: bool = False) -> list[int]:
+    """``n`` image indices spread in turn over ``grades`` (grade 1, grade 2, grade 1, ...),
+    the first images of each grade in file order. Multi-label: images positive for the class."""
+    lab = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    pools = {}
+    for g in grades:
+        pools[g] = np.flatnonzero(lab[:, g] == 1) if multi_label else np.flatnonzero(lab.reshape(-1) == g)
+    out: list[int] = []
+    k = 0
+    while len(out) < n:
+        for g in grades:
+            if len(out) == n:
+                break
+            if k >= len(pools[g]):
+                raise ValueError(f"grades: only {len(pools[g])} images of grade {g}, {n} images over "
+                                 f"{len(grades)} grade(s) need {-(-n // len(grades))}")
+            out.append(int(pools[g][k]))
+        k += 1
+    return out
+
+
+def _checkpoint_folder(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if p.is_file() and p.name == "state.pt":
+        return p.parent
+    if not p.exists():
+        raise ValueError(f"checkpoint: {p}: no such folder")
+    if not p.is_dir():
+        raise ValueError(f"checkpoint: {p}: not a checkpoint folder (it holds state.pt)")
+    return p
+
+
+def gradcam_checkpoints(checkpoints: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
+                        out_png: str | os.PathLike, images: int = 4, grades: Sequence[int] | None = None,
+                        split: str = "test", data_root: str | os.PathLike | None = None,
+                        title: str | None = None) -> Path:
+    """The GradCAM grid of trained checkpoints on ``images`` images of ``split``.
+
+    Args:
+        checkpoints: checkpoint folders (``state.pt`` inside; MedViT or ResNet), or column
+            title -> folder. All must come from the same dataset and image size.
+        out_png: where to write the PNG.
+        images: number of images (rows), spread in turn over ``grades``.
+        grades: grades / classes to show (default 1 and 2 for ordinal datasets, as in the
+            paper's Figure 4, else every class).
+        split: ``train``, ``val`` or ``test``.
+        data_root: folder of the MedMNIST files (default: the run's, else ``$MEDMNIST_ROOT``).
+
+    Each panel shows the true and the predicted class; the map explains the true class.
+
+    Raises:
+        ValueError: a message starting with the parameter at fault (``checkpoint:``,
+            ``images:``, ``grades:``, ``split:``).
+    """
+    from analysis.reference import display_name
+    from medvit.data import dataset_info, load_dataset
+    from medvit.train import load_checkpoint_model, normalise
+
+    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
+        raise ValueError(f"images: need at least 1 image, got {images!r}")
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split: unknown split {split!r}; allowed: train, val, test")
+    named = list(checkpoints.items()) if isinstance(checkpoints, Mapping) else [(None, c) for c in checkpoints]
+    if not named:
+        raise ValueError("checkpoint: give at least one checkpoint folder")
+    loaded = []
+    for key, path in named:
+        folder = _checkpoint_folder(path)
+        try:
+            model, config = load_checkpoint_model(folder)
+        except FileNotFoundError:
+            raise ValueError(f"checkpoint: {folder}: no state.pt in it (not a medsweep checkpoint folder)") from None
+        loaded.append((key, folder, model, config))
+    first = loaded[0][3]
+    kinds = sorted({(c.dataset, c.img_size) for *_, c in loaded})
+    if len(kinds) > 1:
+        raise ValueError("checkpoint: the checkpoints were trained on different data ("
+                         + ", ".join(f"{d} at {s} px" for d, s in kinds) + "); GradCAM compares them on the same images")
+    info = dataset_info(first.dataset)
+    ordinal = info.task == "ordinal-regression"
+    classes = list(range(info.num_classes))
+    grades = list(grades) if grades is not None else ([1, 2] if ordinal else classes)
+    if not grades:
+        raise ValueError("grades: give at least one grade")
+    for g in grades:
+        if g not in classes:
+            raise ValueError(f"grades: unknown grade {g} for {first.dataset}; allowed: {classes[0]}..{classes[-1]}")
+    data = load_dataset(first.dataset, root=data_root or first.data_root, size=first.img_size)
+    multi = info.task.startswith("multi-label")
+    idx = pick_images(data.labels[split], grades, images, multi_label=multi)
+    raw = data.images[split][idx]
+    if multi:
+        labels = [grades[i % len(grades)] for i in range(len(idx))]
+    else:
+        labels = data.labels[split][idx].reshape(-1).tolist()
+    models: dict[str, torch.nn.Module] = {}
+    for key, folder, model, config in loaded:
+        name = key if isinstance(key, str) else config.model + (f" (α={config.alpha:g})" if ordinal else "")
+        while name in models:
+            name += "'"
+        models[name] = model
+    rows = build_rows(normalise(raw), labels, models, display_images=raw)
+    what = "grade" if ordinal else "class"
+    title = title or (f"GradCAM on {display_name(first.dataset)} {split} images of {what} "
+                      f"{', '.join(map(str, grades))} (map explains the true {what})")
+    return gradcam_figure(rows, out_png, title=title, noun=what)

@@ -23,7 +23,9 @@ trial_id           string, not null           Ray's trial id, e.g. ``1b458_00003
                                               (sweep_dir, trial_id) is the row key
 =================  =========================  ==================================================
 
-Trial configuration (from the trial's ``params.json``; null if the key is absent)
+Trial configuration (the trial's TrainConfig values: the sweep spec's ``dataset``, fixed
+``train`` values and ``metric`` as ``select_metric``, with the sampled values of the trial's
+``params.json`` on top, as the launcher builds them; null if a key is absent)
 
 =================  =========================  ==================================================
 model              string                     model registry name, e.g. ``medvit_28_tiny``
@@ -95,10 +97,36 @@ collected_at       timestamp[us, UTC], not    when ``collect`` read the trial; t
                    null                       on (sweep_dir, trial_id)
 =================  =========================  ==================================================
 
-The optional *confirm* table (:data:`CONFIRM_SCHEMA`) holds the per-seed re-runs of chosen
-configurations: ``dataset, label, seed, test_acc, test_auc, test_qwk, test_mae``; ``label``
-names the configuration, e.g. ``"best"`` or ``"best alpha=0"`` (an ``alpha=<x>`` in a label
-places the rows in Table 2's alpha row ``x``).
+The *confirm* table (:data:`CONFIRM_SCHEMA`, written by :func:`analysis.confirm.confirm`)
+holds per-seed re-runs of chosen configurations, one row per (sweep, label, seed):
+
+=================  =========================  ==================================================
+column             type                       meaning
+=================  =========================  ==================================================
+dataset            string, not null           MedMNIST flag
+sweep              string                     the sweep the configuration came from
+label              string, not null           the configuration: ``best`` (the sweep's best
+                                              trial; ``best <family>`` when that is not MedViT),
+                                              ``best alpha=0`` (the sweep's best alpha = 0
+                                              trial), ``best with alpha=0`` (the best
+                                              configuration with alpha set to 0), ``best
+                                              alpha>0 (alpha=<x>)``; an ``alpha=<x>`` in a
+                                              label places the rows in Table 2's alpha row ``x``
+seed               int64, not null            training seed of the re-run (1000, 1001, ...)
+trial_id           string                     the sweep trial whose configuration was re-run
+config_json        string                     the whole TrainConfig of the re-run, sorted JSON
+test_acc/auc       float64                    test metrics at the selected epoch (evaluated once)
+test_qwk/mae       float64                    (ordinal only)
+val_acc/auc        float64                    validation metrics at the selected epoch
+val_qwk/mae        float64                    (ordinal only)
+selected_epoch     int32                      epoch chosen on the validation split
+epochs             int32                      epochs trained
+wall_time_s        float64                    wall time of the run
+created_at         timestamp[us, UTC]         when the run finished
+=================  =========================  ==================================================
+
+Only ``dataset, label, seed`` are required: a table with just those and the ``test_*``
+columns (e.g. hand-made) is read too.
 """
 
 from __future__ import annotations
@@ -175,12 +203,23 @@ RESULTS_SCHEMA = pa.schema(
 CONFIRM_SCHEMA = pa.schema(
     [
         _F("dataset", pa.string(), nullable=False),
+        _F("sweep", pa.string()),
         _F("label", pa.string(), nullable=False),
         _F("seed", pa.int64(), nullable=False),
+        _F("trial_id", pa.string()),
+        _F("config_json", pa.string()),
         _F("test_acc", pa.float64()),
         _F("test_auc", pa.float64()),
         _F("test_qwk", pa.float64()),
         _F("test_mae", pa.float64()),
+        _F("val_acc", pa.float64()),
+        _F("val_auc", pa.float64()),
+        _F("val_qwk", pa.float64()),
+        _F("val_mae", pa.float64()),
+        _F("selected_epoch", pa.int32()),
+        _F("epochs", pa.int32()),
+        _F("wall_time_s", pa.float64()),
+        _F("created_at", pa.timestamp("us", tz="UTC")),
     ],
     metadata={"medsweep.schema_version": SCHEMA_VERSION, "medsweep.table": "confirm"},
 )

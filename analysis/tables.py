@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 
 from analysis import reference as ref
+from analysis.collect import float_or_none
 from analysis.stats import format_pm
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "model_family",
     "family_label",
     "selection_metric",
+    "rank_trials",
     "best_trials",
     "ours_test_metrics",
     "best_config",
@@ -221,8 +223,13 @@ def selection_metric(df: pd.DataFrame) -> tuple[str, str] | None:
     return str(metric), str(mode)
 
 
-def _rank(df: pd.DataFrame) -> pd.DataFrame:
-    """Usable trials ranked best first by their selection metric (ties: more epochs, then id)."""
+def rank_trials(df: pd.DataFrame) -> pd.DataFrame:
+    """Usable trials (not errored, with a value) ranked best first by their selection metric.
+
+    Ties on ``best_value``: the earlier ``best_epoch`` first, then the smaller ``trial_id``
+    (then ``sweep``), so the order is deterministic. Every "best trial" in medsweep (tables,
+    figures, report, test evaluation, confirm) comes from this order.
+    """
     df = _usable(df)
     sel = selection_metric(df)
     if sel is None:
@@ -230,8 +237,12 @@ def _rank(df: pd.DataFrame) -> pd.DataFrame:
     metric, mode = sel
     df = df[(df["metric"] == metric) & (df["mode"] == mode)]
     return df.sort_values(
-        ["best_value", "epochs_run", "trial_id"], ascending=[mode == "min", False, True], kind="stable"
+        ["best_value", "best_epoch", "trial_id", "sweep"], ascending=[mode == "min", True, True, True],
+        kind="stable", na_position="last",
     )
+
+
+_rank = rank_trials
 
 
 def best_trials(results: Any, family: str | None = None) -> pd.DataFrame:
@@ -268,23 +279,13 @@ def best_config(row: pd.Series | dict) -> dict[str, Any]:
 # --------------------------------------------------------------------------- helpers
 
 
-def _f(x: Any) -> float | None:
-    if x is None:
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(v) else v
-
-
 def _fmt(x: Any, digits: int = 3) -> str:
-    v = _f(x)
+    v = float_or_none(x)
     return MISSING if v is None else f"{v:.{digits}f}"
 
 
 def _summary(values: Iterable[Any]) -> tuple[float | None, float | None, int]:
-    vals = [v for v in (_f(x) for x in values) if v is not None]
+    vals = [v for v in (float_or_none(x) for x in values) if v is not None]
     if not vals:
         return None, None, 0
     mean = float(np.mean(vals))
@@ -341,7 +342,7 @@ def ours_test_metrics(results: Any, confirm: Any = None) -> pd.DataFrame:
                 if sel is not None:
                     mean, std, n = _summary(sel[f"test_{m}"])
                 else:
-                    mean, std, n = _f(t.get(f"test_{m}")), None, int(_f(t.get(f"test_{m}")) is not None)
+                    mean, std, n = float_or_none(t.get(f"test_{m}")), None, int(float_or_none(t.get(f"test_{m}")) is not None)
                 row[f"{m}_mean"], row[f"{m}_std"], row[f"{m}_n"] = mean, std, n
             row["source"] = "confirm" if sel is not None else "trial"
             row["n"] = int(sel["seed"].nunique()) if sel is not None else 1
@@ -393,11 +394,11 @@ def table1(results: Any, confirm: Any = None) -> TableOut:
         for ds in datasets:
             hit = sub[sub["dataset"].str.lower() == ds] if not sub.empty else sub
             for m in ("auc", "acc"):
-                if hit.empty or hit.iloc[0][f"{m}_mean"] is None or _f(hit.iloc[0][f"{m}_mean"]) is None:
+                if hit.empty or hit.iloc[0][f"{m}_mean"] is None or float_or_none(hit.iloc[0][f"{m}_mean"]) is None:
                     r.append(Cell(MISSING)); v.append(None)
                     continue
                 h = hit.iloc[0]
-                mean, std = _f(h[f"{m}_mean"]), _f(h[f"{m}_std"])
+                mean, std = float_or_none(h[f"{m}_mean"]), float_or_none(h[f"{m}_std"])
                 r.append(Cell(format_pm(mean, std)))
                 v.append(mean)
                 long_rows.append(dict(method=label, dataset=ds, metric=m, value=mean, std=std,
@@ -438,7 +439,7 @@ def _alpha_from_label(label: str) -> float | None:
 
 
 def _bin(a: Any) -> float | None:
-    v = _f(a)
+    v = float_or_none(a)
     return None if v is None else round(round(v * 10) / 10, 1)
 
 
@@ -472,7 +473,7 @@ def table2(results: Any, confirm: Any = None, dataset: str = "retinamnist") -> T
         # Rows labelled plain "best" re-run the best trial's configuration: place them in its
         # alpha bin unless that bin has explicitly labelled rows.
         bt = best_trials(df) if not df.empty else df
-        if not bt.empty and _f(bt.iloc[0]["alpha"]) is not None:
+        if not bt.empty and float_or_none(bt.iloc[0]["alpha"]) is not None:
             b = _bin(bt.iloc[0]["alpha"])
             is_best = c["label"].str.lower() == "best"
             if is_best.any() and not (c["alpha_bin"] == b).any():
@@ -575,12 +576,12 @@ _TEST_HEADER = {"test_acc": "Test ACC", "test_auc": "Test AUC", "test_qwk": "Tes
 
 
 def _fmt_sci(x: Any) -> str:
-    v = _f(x)
+    v = float_or_none(x)
     return MISSING if v is None else f"{v:.2g}" if v != 0 else "0"
 
 
 def _fmt_int(x: Any) -> str:
-    v = _f(x)
+    v = float_or_none(x)
     return MISSING if v is None else str(int(v))
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from medvit.augment import AUGMENT_PRESETS
 from medvit.data import DATASETS, SIZES, dataset_info
@@ -26,6 +26,17 @@ SELECT_METRICS: dict[str, Literal["max", "min"]] = {
     "val_loss": "min",
 }
 ORDINAL_ONLY_METRICS = ("val_qwk", "val_mae")
+
+
+def allowed_values() -> dict[str, tuple]:
+    """The values each named field accepts (model presets are looked up when asked)."""
+    return {
+        "dataset": DATASETS,
+        "model": tuple(list_models()),
+        "augment": tuple(AUGMENT_PRESETS),
+        "img_size": SIZES,
+        "select_metric": tuple(SELECT_METRICS),
+    }
 
 
 class ConfigError(ValueError):
@@ -51,39 +62,12 @@ class TrainConfig(BaseModel):
     data_root: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
-    @field_validator("dataset")
+    @field_validator("dataset", "model", "augment", "img_size", "select_metric")
     @classmethod
-    def _known_dataset(cls, value: str) -> str:
-        if value not in DATASETS:
-            raise ValueError(f"unknown '{value}'; allowed: {', '.join(DATASETS)}")
-        return value
-
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, value: str) -> str:
-        if value not in list_models():
-            raise ValueError(f"unknown '{value}'; allowed: {', '.join(list_models())}")
-        return value
-
-    @field_validator("augment")
-    @classmethod
-    def _known_augment(cls, value: str) -> str:
-        if value not in AUGMENT_PRESETS:
-            raise ValueError(f"unknown '{value}'; allowed: {', '.join(AUGMENT_PRESETS)}")
-        return value
-
-    @field_validator("img_size")
-    @classmethod
-    def _known_size(cls, value: int) -> int:
-        if value not in SIZES:
-            raise ValueError(f"{value} is not a MedMNIST size; allowed: {', '.join(map(str, SIZES))}")
-        return value
-
-    @field_validator("select_metric")
-    @classmethod
-    def _known_metric(cls, value: str) -> str:
-        if value not in SELECT_METRICS:
-            raise ValueError(f"unknown '{value}'; allowed: {', '.join(SELECT_METRICS)}")
+    def _one_of_allowed(cls, value, info: ValidationInfo):
+        allowed = allowed_values()[info.field_name]
+        if value not in allowed:
+            raise ValueError(f"unknown {value!r}; allowed: {', '.join(map(str, allowed))}")
         return value
 
     @model_validator(mode="after")

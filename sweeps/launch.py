@@ -39,8 +39,10 @@ def build_search(spec: SweepSpec):
 
 
 def connect(address: str | None) -> None:
+    """Join the cluster at `address` ('auto' on a cluster node), else start Ray here: never
+    join some other cluster that happens to run on this machine by accident."""
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
 
 
 def load_sweep_data(spec: SweepSpec, data_root: str | None) -> MedMNISTData:
@@ -61,10 +63,14 @@ def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=spec.num_samples,
+            # A new trial reuses a finished trial's worker: no second import of torch & co.
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=spec.name,
             storage_path=str(spec.storage_path),
+            # One checkpoint per trial: it holds the best-so-far weights too, and a big model's
+            # checkpoint (weights, AdamW moments, best weights) is hundreds of MB.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=2),
             verbose=1,

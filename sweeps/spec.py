@@ -94,10 +94,10 @@ ORDINAL_TASK = "ordinal-regression"
 _FLOAT_KINDS = ("uniform", "loguniform", "choice", "grid")
 _INT_KINDS = ("int", "choice", "grid")
 _NAME_KINDS = ("choice", "grid")
+# img_size is not searchable: a sweep puts one file of one size into the object store.
 SEARCHABLE: dict[str, tuple[str, ...]] = {
     "model": _NAME_KINDS,
     "augment": _NAME_KINDS,
-    "img_size": _NAME_KINDS,
     "lr": _FLOAT_KINDS,
     "weight_decay": _FLOAT_KINDS,
     "alpha": _FLOAT_KINDS,
@@ -106,7 +106,7 @@ SEARCHABLE: dict[str, tuple[str, ...]] = {
     "seed": _INT_KINDS,
 }
 SearchKey = Literal[
-    "model", "augment", "img_size", "lr", "weight_decay", "alpha", "margin", "batch_size", "seed"
+    "model", "augment", "lr", "weight_decay", "alpha", "margin", "batch_size", "seed"
 ]
 assert set(get_args(SearchKey)) == set(SEARCHABLE)
 

@@ -53,3 +53,24 @@ def synthetic_root(tmp_path_factory, real_root) -> Path:
     for flag in REAL_FLAGS:
         (root / f"{flag}.npz").symlink_to(real_root / f"{flag}.npz")
     return root
+
+
+@pytest.fixture(scope="session")
+def analysis_sweeps(tmp_path_factory, real_root):
+    """The real Ray Tune sweeps of the analysis tests (built once; treat them as read-only)."""
+    from analysis_sweeps import build_sweeps
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    return build_sweeps(tmp_path_factory.mktemp("ray_sweeps"), real_root)
+
+
+@pytest.fixture(scope="session")
+def analysis_results(analysis_sweeps, tmp_path_factory):
+    """(results.parquet path, DataFrame): both sweeps collected, best trials evaluated on test
+    (``analysis.evaluate.evaluate_best``, the real evaluation)."""
+    from analysis.collect import collect
+    from analysis.evaluate import evaluate_best
+
+    out = tmp_path_factory.mktemp("results") / "results.parquet"
+    collect(list(analysis_sweeps.dirs.values()), out)
+    return out, evaluate_best(out, data_root=analysis_sweeps.data_root).to_pandas()

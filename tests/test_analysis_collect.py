@@ -13,7 +13,7 @@ import pytest
 
 from analysis.collect import collect, read_sweep
 from analysis.schema import RESULTS_SCHEMA, STOP_REASONS
-from test_analysis_sweep_fixture import ERROR_CONFIG, PNEUMONIA, RETINA, analysis_sweeps  # noqa: F401
+from analysis_sweeps import ERROR_MESSAGE, ERROR_MODEL, PNEUMONIA, RETINA
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +46,37 @@ def test_rows_and_types(analysis_sweeps, collected):
         assert list(row.history_epoch) == list(range(1, row.epochs_run + 1))
         assert len(row.history_val_metric) == len(row.history_train_loss) == row.epochs_run
         assert row.best_value == max(row.history_val_metric)
-        assert row.train_time_s == pytest.approx(0.25 * row.epochs_run)
+        reported = [json.loads(line) for line in Path(row.checkpoint_path).parent.joinpath("result.json").open()]
+        assert row.train_time_s == pytest.approx(sum(r["epoch_time_s"] for r in reported))
         assert row.node and " / " in row.node
         assert json.loads(row.config_json)["dataset"] == row.dataset
     retina = df[df["dataset"] == "retinamnist"]
     assert retina[retina["stop_reason"] != "errored"]["best_val_qwk"].notna().all()
     pneu = df[df["dataset"] == "pneumoniamnist"]
     assert pneu["best_val_qwk"].isna().all() and pneu["best_val_mae"].isna().all()
-    assert (pneu["stop_reason"] == "finished").all()
-    assert set(pneu["model"]) == {"medvit_28_tiny", "resnet18_28"}
+    assert (pneu[pneu["model"] != ERROR_MODEL]["stop_reason"] == "finished").all()
+    assert set(pneu["model"]) == {"medvit_28_tiny", "resnet18_28", ERROR_MODEL}
+    assert set(retina["model"]) == {"medvit_28_tiny"}
     for c in ("test_acc", "test_auc", "test_qwk", "test_mae"):
         assert df[c].isna().all()
+
+
+def test_config_json_is_the_trials_train_config(collected):
+    """Ray's params.json holds only the searched keys; the row holds the whole TrainConfig the
+    trial trained with (the spec's fixed values under the sampled ones), equal to the one
+    stored in the trial's checkpoint."""
+    import torch
+
+    from medvit.config import build_config
+
+    df = collected[1].to_pandas()
+    for row in df[df["model"] == "medvit_28_tiny"].itertuples():
+        params = json.loads(Path(row.checkpoint_path).parent.joinpath("params.json").read_text())
+        assert set(params) < set(json.loads(row.config_json))
+        stored = torch.load(Path(row.checkpoint_path, "state.pt"), map_location="cpu", weights_only=False)["config"]
+        assert build_config(json.loads(row.config_json)) == build_config(stored)
+        assert (row.batch_size, row.img_size, row.seed) == (stored["batch_size"], stored["img_size"], stored["seed"])
+        assert row.epochs_max == stored["epochs"]
 
 
 def test_best_epoch_values_match_history(collected):
@@ -70,14 +90,14 @@ def test_best_epoch_values_match_history(collected):
 
 def test_errored_and_early_stopped(analysis_sweeps, collected):
     df = collected[1].to_pandas()
-    retina = df[df["sweep"] == RETINA]
-    err = retina[retina["stop_reason"] == "errored"]
+    err = df[df["stop_reason"] == "errored"]
     assert len(err) == 1
     e = err.iloc[0]
-    assert (e["alpha"], e["margin"]) == (ERROR_CONFIG["alpha"], ERROR_CONFIG["margin"])
-    assert "synthetic failure" in e["error"]
-    assert e["epochs_run"] == 1
+    assert e["sweep"] == PNEUMONIA and e["model"] == ERROR_MODEL
+    assert ERROR_MESSAGE in e["error"]
+    assert e["epochs_run"] == 1 and e["best_value"] > df[df["stop_reason"] != "errored"]["best_value"].max()
     assert df[df["stop_reason"] != "errored"]["error"].isna().all()
+    retina = df[df["sweep"] == RETINA]
     early = retina[retina["stop_reason"] == "early_stopped"]
     assert len(early) >= 1, "ASHA should have stopped some trials"
     assert (early["epochs_run"] < early["epochs_max"]).all()
@@ -112,20 +132,24 @@ def test_unfinished_trial(analysis_sweeps, tmp_path):
     """A trial that is still running (state RUNNING, fewer epochs) is 'unfinished'."""
     src = analysis_sweeps.dirs[PNEUMONIA]
     sweep = tmp_path / PNEUMONIA
-    shutil.copytree(src, sweep)
+    shutil.copytree(src, sweep, ignore=shutil.ignore_patterns("checkpoint_*"))
+    before = read_sweep(src).to_pandas().set_index("trial_id")["stop_reason"]
     state_file = sorted(sweep.glob("experiment_state-*.json"))[-1]
     state = json.loads(state_file.read_text())
-    meta = json.loads(state["trial_data"][0][0])
+    k = next(i for i, item in enumerate(state["trial_data"])
+             if before[json.loads(item[0])["trial_id"]] == "finished")
+    meta = json.loads(state["trial_data"][k][0])
     meta["status"] = "RUNNING"
-    state["trial_data"][0][0] = json.dumps(meta)
+    state["trial_data"][k][0] = json.dumps(meta)
     state_file.write_text(json.dumps(state))
     res = sweep / meta["relative_logdir"] / "result.json"
     first_line = res.read_text().splitlines()[0]
     res.write_text(first_line + "\n" + '{"epoch": 2, "truncat')  # a partly written line
-    df = read_sweep(sweep).to_pandas()
-    row = df[df["trial_id"] == meta["trial_id"]].iloc[0]
+    df = read_sweep(sweep).to_pandas().set_index("trial_id")
+    row = df.loc[meta["trial_id"]]
     assert row["stop_reason"] == "unfinished" and row["epochs_run"] == 1
-    assert (df[df["trial_id"] != meta["trial_id"]]["stop_reason"] == "finished").all()
+    others = df.drop(index=meta["trial_id"])
+    assert others["stop_reason"].to_dict() == before.drop(index=meta["trial_id"]).to_dict()
 
 
 def test_not_a_sweep_dir(analysis_sweeps, tmp_path):
@@ -141,3 +165,15 @@ def test_not_a_sweep_dir(analysis_sweeps, tmp_path):
         collect([tmp_path / "empty"], tmp_path / "o.parquet")
     assert "\n" not in str(ei.value)
     assert not (tmp_path / "o.parquet").exists()
+
+
+def test_fixture_builds_real_sweeps(analysis_sweeps):
+    import ray
+
+    assert not ray.is_initialized(), "the fixture must shut Ray down"
+    for name, d in analysis_sweeps.dirs.items():
+        assert list(d.glob("experiment_state-*.json")), name
+        assert (d / "tuner.pkl").exists() and (d / "medsweep_spec.yaml").exists()
+        trial_dirs = [p for p in d.iterdir() if (p / "params.json").exists()]
+        assert len(trial_dirs) == analysis_sweeps.n_trials[name]
+    assert (analysis_sweeps.dirs[RETINA] / "best_config.yaml").exists()  # written by run_sweep

@@ -13,14 +13,7 @@ from analysis.figures import (
     learning_curves,
     write_figures,
 )
-from test_analysis_sweep_fixture import (  # noqa: F401  (fixtures)
-    ERROR_CONFIG,
-    PNEUMONIA,
-    RETINA,
-    analysis_results,
-    analysis_sweeps,
-    confirm_frame,
-)
+from analysis_sweeps import PNEUMONIA, RETINA, confirm_frame
 
 
 def _png_ok(path) -> None:
@@ -41,9 +34,9 @@ def test_alpha_margin_heatmap(analysis_results, tmp_path):
     for (a, m), g in ok.groupby([ok["alpha"].round(1), "margin"]):
         c = cells[(np.isclose(cells["col"], a)) & (np.isclose(cells["row"], m))].iloc[0]
         assert c["n"] == len(g) and c["mean"] == pytest.approx(g["best_value"].mean())
-    # the errored trial's cell is empty ("no trial")
-    empty = cells[np.isclose(cells["col"], ERROR_CONFIG["alpha"]) & np.isclose(cells["row"], ERROR_CONFIG["margin"])]
-    assert empty["n"].iloc[0] == 0 and np.isnan(empty["mean"].iloc[0])
+    # a combination no trial sampled is an empty cell ("no trial")
+    empty = cells[cells["n"] == 0]
+    assert len(empty) >= 1 and empty["mean"].isna().all()
 
 
 def test_model_augment_heatmap(analysis_results, tmp_path):
@@ -64,7 +57,8 @@ def test_vs_paper_heatmap(analysis_results, tmp_path):
     ours = df[(df["dataset"] == "retinamnist") & df["test_acc"].notna()].iloc[0]["test_acc"]
     r = data[(data["dataset"] == "retinamnist") & (data["method"] == "MedViT") & (data["metric"] == "acc")].iloc[0]
     assert r["paper"] == ref.TABLE2[0.0].value and r["diff"] == pytest.approx(ours - 0.552)
-    p = df[(df["dataset"] == "pneumoniamnist") & df["test_auc"].notna()].iloc[0]["test_auc"]
+    medvit = df["model"].str.startswith("medvit")
+    p = df[(df["dataset"] == "pneumoniamnist") & df["test_auc"].notna() & medvit].iloc[0]["test_auc"]
     for meth in ref.TABLE1_METHODS:
         r = data[(data["dataset"] == "pneumoniamnist") & (data["method"] == meth) & (data["metric"] == "auc")].iloc[0]
         assert r["diff"] == pytest.approx(p - ref.TABLE1[meth]["pneumoniamnist"]["auc"].value)
@@ -82,7 +76,8 @@ def test_learning_curves(analysis_results, tmp_path):
     ok = _usable(df, RETINA)
     assert data["trial_id"].nunique() == len(ok)
     assert data[data["group"] == "top"]["trial_id"].nunique() == 3
-    top_ids = set(ok.sort_values("best_value", ascending=False)["trial_id"].head(3))
+    ranked = ok.sort_values(["best_value", "best_epoch", "trial_id"], ascending=[False, True, True])
+    top_ids = set(ranked["trial_id"].head(3))  # ties: the earlier best epoch, then the smaller id
     assert set(data[data["group"] == "top"]["trial_id"]) == top_ids
     stops = data[data["stop_marker"]]
     early = ok[ok["stop_reason"] == "early_stopped"]
@@ -95,9 +90,12 @@ def test_learning_curves(analysis_results, tmp_path):
 
 def test_write_figures_all(analysis_results, tmp_path):
     path, _ = analysis_results
+    _, df = analysis_results
     figs = write_figures(path, tmp_path)
-    assert set(figs) == {f"curves_{RETINA}", f"alpha_margin_{RETINA}", f"curves_{PNEUMONIA}",
-                         f"model_augment_{PNEUMONIA}", "ours_minus_paper"}
+    retina = _usable(df, RETINA)
+    assert retina["model"].nunique() == 1 and retina["augment"].nunique() > 1  # Optuna's draws (seed 0)
+    assert set(figs) == {f"curves_{RETINA}", f"alpha_margin_{RETINA}", f"model_augment_{RETINA}",
+                         f"curves_{PNEUMONIA}", f"model_augment_{PNEUMONIA}", "ours_minus_paper"}
     for png, data, caption in figs.values():
         _png_ok(png)
         assert len(data) and caption

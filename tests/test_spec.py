@@ -67,8 +67,8 @@ def _with_searcher(spec: SweepSpec, searcher: dict) -> SweepSpec:
 # the packaged specs
 
 
-def test_one_spec_per_dataset_plus_table2():
-    assert sorted(SPEC_NAMES) == sorted(DATASETS + ["retinamnist-table2"])
+def test_one_spec_per_dataset_plus_table2_and_cpu_example():
+    assert sorted(SPEC_NAMES) == sorted(DATASETS + ["retinamnist-table2", "retinamnist-cpu"])
 
 
 @pytest.mark.parametrize("name", SPEC_NAMES)
@@ -78,7 +78,7 @@ def test_packaged_spec_validates_and_explains_itself(name):
     assert spec.name == name
     assert path.read_text().startswith("# "), "each spec starts with a comment saying what it searches"
     assert load_spec(name) == spec  # a bare name finds the packaged file
-    assert spec.train.epochs == 50
+    assert spec.train.epochs == (20 if name == "retinamnist-cpu" else 50)
     assert spec.mode == "max"
 
 
@@ -188,6 +188,7 @@ MALFORMED = [
     ("augment-choice-wrong-type", _set(("search", "augment"), {"choice": ["off", 3]}), "search.augment.choice[1]", "wrong type"),
     ("duplicate-choice", _set(("search", "model"), {"choice": ["medvit_28_tiny", "medvit_28_tiny"]}), "search.model.choice[1]", "duplicate"),
     ("unknown-image-size", _set(("train", "img_size"), 32), "train.img_size", "unknown image size"),
+    ("image-size-searched", _set(("search", "img_size"), {"choice": [28, 64]}), "search.img_size", "cannot be searched"),
     ("test-metric", _set(("metric",), "test_acc"), "metric", "'test_acc' is not allowed"),
     ("qwk-on-non-ordinal", _non_ordinal(_set(("metric",), "val_qwk")), "metric", "ordinal-regression"),
     ("mae-on-non-ordinal", _non_ordinal(_set(("metric",), "val_mae")), "metric", "ordinal-regression"),

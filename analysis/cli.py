@@ -1,0 +1,290 @@
+"""The analysis subcommands of ``medsweep``: collect, evaluate, confirm, report, gradcam.
+
+``add_analysis_parsers(subparsers)`` adds them to the ``medsweep`` parser (``sweeps.cli``);
+each sets ``run`` to a function ``run(args) -> int``. Bad input raises :class:`AnalysisError`
+(a ``ValueError``) whose message is one line naming the argument; ``medsweep`` prints it and
+exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from pathlib import Path
+
+__all__ = ["AnalysisError", "add_analysis_parsers"]
+
+
+class AnalysisError(ValueError):
+    """Bad input to an analysis subcommand: a one-line message naming the argument."""
+
+
+def _line(text: object) -> str:
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    return " ".join(lines) if lines else "invalid input"
+
+
+@contextlib.contextmanager
+def _input_errors(command: str, argument: str):
+    """Turn the library's one-line ValueErrors about its input into AnalysisError (a missing or
+    unreadable MedMNIST file is about --data-root)."""
+    try:
+        yield
+    except AnalysisError:
+        raise
+    except ValueError as exc:
+        if type(exc).__name__ == "DataError":
+            argument = "--data-root"
+        raise AnalysisError(f"medsweep {command}: {argument}: {_line(exc)}") from None
+
+
+def _results_file(command: str, argument: str, path: Path):
+    """Check that ``path`` is a readable results table; return it as a pyarrow Table."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from analysis.schema import conform
+
+    where = f"medsweep {command}: {argument}: {path}"
+    if not path.exists():
+        raise AnalysisError(f"{where}: no such file")
+    if not path.is_file():
+        raise AnalysisError(f"{where}: is a folder, not a Parquet file")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise AnalysisError(f"{where}: not a Parquet file ({_line(exc)[:200]})") from None
+    try:
+        return conform(table)
+    except ValueError as exc:
+        raise AnalysisError(f"{where}: not a medsweep results table: {_line(exc)}") from None
+
+
+def _parquet_out(command: str, argument: str, path: Path, check) -> None:
+    """An output file may be new; when it exists it must be readable by ``check``."""
+    if path.exists():
+        if path.is_dir():
+            raise AnalysisError(f"medsweep {command}: {argument}: {path} is a folder; give a .parquet file path")
+        with _input_errors(command, argument):
+            check(path)
+
+
+# -- collect -------------------------------------------------------------------------------
+
+
+def _print_best(table, path: Path) -> None:
+    from analysis.tables import best_trials
+
+    df = table.to_pandas()
+    for _, t in best_trials(df).iterrows():
+        tests = [f"{c.removeprefix('test_')} {t[c]:.4f}" for c in ("test_acc", "test_auc", "test_qwk", "test_mae")
+                 if t[c] is not None and t[c] == t[c]]
+        test = ("test " + "  ".join(tests)) if tests else f"test not evaluated yet (medsweep evaluate {path})"
+        print(f"best   {t['dataset']}: trial {t['trial_id']} of {t['sweep']} ({t['model']}), "
+              f"{t['metric']} {t['best_value']:.4f} at epoch {int(t['best_epoch'])}; {test}")
+
+
+def run_collect(args: argparse.Namespace) -> int:
+    from analysis.collect import collect
+    from analysis.evaluate import evaluate_best
+
+    out = Path(args.out)
+    before: set = set()
+    if out.exists():
+        old = _results_file("collect", "--out", out)
+        before = set(zip(old.column("sweep_dir").to_pylist(), old.column("trial_id").to_pylist()))
+    with _input_errors("collect", "sweep_dir"):
+        table = collect(args.sweep_dirs, out)
+    keys = set(zip(table.column("sweep_dir").to_pylist(), table.column("trial_id").to_pylist()))
+    print(f"collected {len(args.sweep_dirs)} sweep(s): {len(keys - before)} rows added, "
+          f"{table.num_rows} rows in total -> {out}")
+    if args.evaluate_test:
+        with _input_errors("collect", "--evaluate-test"):
+            table = evaluate_best(out, data_root=args.data_root, device=args.device, progress=print)
+    _print_best(table, out)
+    return 0
+
+
+# -- evaluate ------------------------------------------------------------------------------
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from analysis.evaluate import evaluate_best
+
+    path = Path(args.results)
+    _results_file("evaluate", "results", path)
+    with _input_errors("evaluate", "results"):
+        table = evaluate_best(path, data_root=args.data_root, force=args.force, device=args.device,
+                              progress=print)
+    _print_best(table, path)
+    print(f"wrote {path}")
+    return 0
+
+
+# -- confirm -------------------------------------------------------------------------------
+
+
+def run_confirm(args: argparse.Namespace) -> int:
+    from analysis.collect import read_sweep
+    from analysis.confirm import confirm, plan_arms, read_confirm
+
+    if args.seeds < 1:
+        raise AnalysisError(f"medsweep confirm: --seeds: need at least 1 seed, got {args.seeds}")
+    if args.epochs is not None and args.epochs < 1:
+        raise AnalysisError(f"medsweep confirm: --epochs: need at least 1 epoch, got {args.epochs}")
+    _parquet_out("confirm", "--out", Path(args.out), read_confirm)
+    with _input_errors("confirm", "sweep_dir"):
+        plan_arms(read_sweep(args.sweep_dir).to_pandas())  # fail before any training
+    confirm(args.sweep_dir, seeds=args.seeds, out=Path(args.out), data_root=args.data_root, epochs=args.epochs,
+            device=args.device)
+    return 0
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def auto_gradcam_checkpoints(results) -> tuple[str, str] | None:
+    """RetinaMNIST's best alpha = 0 and best alpha > 0 trial checkpoints (by validation), or None."""
+    from analysis.tables import load_results_frame, rank_trials
+
+    df = load_results_frame(results)
+    ranked = rank_trials(df[df["dataset"].str.lower() == "retinamnist"])
+    ranked = ranked[ranked["checkpoint_path"].map(lambda p: isinstance(p, str) and (Path(p) / "state.pt").is_file())]
+    ce = ranked[ranked["alpha"].fillna(0) == 0]
+    ordinal = ranked[ranked["alpha"].fillna(0) > 0]
+    if ce.empty or ordinal.empty:
+        return None
+    return ce.iloc[0]["checkpoint_path"], ordinal.iloc[0]["checkpoint_path"]
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from analysis.confirm import read_confirm
+    from analysis.gradcam import gradcam_checkpoints
+    from analysis.report import write_report
+
+    results = Path(args.results)
+    table = _results_file("report", "results", results)
+    if table.num_rows == 0:
+        raise AnalysisError(f"medsweep report: results: {results}: the results table has no trials")
+    if args.confirm is not None:
+        with _input_errors("report", "--confirm"):
+            read_confirm(args.confirm)
+    if (args.gradcam_ce is None) != (args.gradcam_ordinal is None):
+        raise AnalysisError("medsweep report: --gradcam-ce and --gradcam-ordinal go together: give both or neither")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise AnalysisError(f"medsweep report: --out: {out} is a file; give a folder")
+    if args.gradcam_images < 1:
+        raise AnalysisError(f"medsweep report: --gradcam-images: need at least 1 image, got {args.gradcam_images}")
+    extra = []
+    explicit = args.gradcam_ce is not None
+    pair = (args.gradcam_ce, args.gradcam_ordinal) if explicit else auto_gradcam_checkpoints(table)
+    if pair is None:
+        print("gradcam skipped: needs RetinaMNIST trials with alpha = 0 and alpha > 0 that have checkpoints "
+              "(or --gradcam-ce CKPT --gradcam-ordinal CKPT)")
+    else:
+        ce, ordinal = pair
+        try:
+            png = gradcam_checkpoints([ce, ordinal],
+                                      out / "figures" / "gradcam.png", images=args.gradcam_images,
+                                      data_root=args.data_root,
+                                      title="GradCAM: cross-entropy vs. Ordinal Loss (map explains the true grade)")
+        except ValueError as exc:
+            if explicit:
+                raise AnalysisError(f"medsweep report: --gradcam-ce/--gradcam-ordinal: {_line(exc)}") from None
+            print(f"gradcam skipped: {_line(exc)}")
+        else:
+            extra.append((png, "GradCAM of the cross-entropy (α=0) and Ordinal Loss (α>0) checkpoints"
+                               + (" given on the command line" if explicit else
+                                  ": the best-by-validation RetinaMNIST trial of each") + "."))
+            print(f"gradcam {png}")
+    with _input_errors("report", "results"):
+        html_path, md_path = write_report(results, out, confirm_parquet=args.confirm, extra_figures=extra)
+    print(f"wrote {html_path}")
+    print(f"wrote {md_path}")
+    return 0
+
+
+# -- gradcam -------------------------------------------------------------------------------
+
+_GRADCAM_FLAGS = {"checkpoint": "--checkpoint", "images": "--images", "grades": "--grades", "split": "--split"}
+
+
+def run_gradcam(args: argparse.Namespace) -> int:
+    from analysis.gradcam import gradcam_checkpoints
+
+    if args.images < 1:
+        raise AnalysisError(f"medsweep gradcam: --images: need at least 1 image, got {args.images}")
+    out = Path(args.out)
+    if out.is_dir():
+        raise AnalysisError(f"medsweep gradcam: --out: {out} is a folder; give a .png file path")
+    try:
+        png = gradcam_checkpoints(args.checkpoint, out, images=args.images, grades=args.grades, split=args.split,
+                                  data_root=args.data_root)
+    except AnalysisError:
+        raise
+    except ValueError as exc:
+        message = _line(exc)
+        head = message.split(":", 1)[0]
+        if head in _GRADCAM_FLAGS:
+            message = f"{_GRADCAM_FLAGS[head]}:{message.split(':', 1)[1]}"
+        raise AnalysisError(f"medsweep gradcam: {message}") from None
+    print(f"wrote {png}")
+    return 0
+
+
+# -- parsers -------------------------------------------------------------------------------
+
+_DEVICES = ("auto", "cpu", "cuda")
+_DATA_ROOT_HELP = "folder of MedMNIST .npz files (default: the run's, else $MEDMNIST_ROOT, else ~/.medmnist)"
+
+
+def add_analysis_parsers(subparsers) -> None:
+    """Add collect, evaluate, confirm, report and gradcam to ``medsweep``'s subparsers."""
+    p = subparsers.add_parser("collect", help="read sweep folders into the results table (Parquet)")
+    p.add_argument("sweep_dirs", nargs="+", metavar="sweep_dir", help="sweep folders <storage>/<name>")
+    p.add_argument("--out", required=True, help="results Parquet file (created or updated)")
+    p.add_argument("--evaluate-test", action="store_true",
+                   help="also evaluate the test split of each dataset's best trial (medsweep evaluate)")
+    p.add_argument("--data-root", default=None, help=_DATA_ROOT_HELP)
+    p.add_argument("--device", default="auto", choices=_DEVICES, help="device for --evaluate-test (default auto)")
+    p.set_defaults(run=run_collect)
+
+    p = subparsers.add_parser("evaluate", help="evaluate the test split once for each dataset's best trial")
+    p.add_argument("results", help="results Parquet file (from medsweep collect)")
+    p.add_argument("--data-root", default=None, help=_DATA_ROOT_HELP)
+    p.add_argument("--force", action="store_true", help="evaluate again trials that already have test metrics")
+    p.add_argument("--device", default="auto", choices=_DEVICES, help="auto (a GPU when there is one), cpu or cuda")
+    p.set_defaults(run=run_evaluate)
+
+    p = subparsers.add_parser("confirm", help="retrain a sweep's best configuration with fresh seeds")
+    p.add_argument("sweep_dir", help="the sweep folder <storage>/<name>")
+    p.add_argument("--seeds", type=int, default=5, help="seeds per configuration, 1000, 1001, ... (default 5)")
+    p.add_argument("--out", required=True, help="confirm Parquet file (created or appended to)")
+    p.add_argument("--epochs", type=int, default=None, help="train this many epochs instead of the config's")
+    p.add_argument("--device", default=None, choices=_DEVICES, help="auto, cpu or cuda (default: the config's)")
+    p.add_argument("--data-root", default=None, help=_DATA_ROOT_HELP)
+    p.set_defaults(run=run_confirm)
+
+    p = subparsers.add_parser("report", help="write the HTML/Markdown report, tables and figures")
+    p.add_argument("results", help="results Parquet file (from medsweep collect)")
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--confirm", default=None, help="confirm Parquet file (from medsweep confirm)")
+    p.add_argument("--gradcam-ce", default=None, metavar="CKPT", help="cross-entropy checkpoint for the GradCAM figure")
+    p.add_argument("--gradcam-ordinal", default=None, metavar="CKPT",
+                   help="Ordinal Loss checkpoint for the GradCAM figure (default for RetinaMNIST: the best "
+                        "alpha = 0 and alpha > 0 trials)")
+    p.add_argument("--gradcam-images", type=int, default=4, help="images in the GradCAM figure (default 4)")
+    p.add_argument("--data-root", default=None, help=_DATA_ROOT_HELP)
+    p.set_defaults(run=run_report)
+
+    p = subparsers.add_parser("gradcam", help="GradCAM figure of trained checkpoints (MedViT or ResNet)")
+    p.add_argument("--checkpoint", action="append", required=True, metavar="CKPT",
+                   help="checkpoint folder (state.pt inside); repeat to compare checkpoints side by side")
+    p.add_argument("--images", type=int, required=True, metavar="N", help="number of images (rows)")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--grades", type=int, nargs="+", default=None,
+                   help="grades/classes to show (default 1 2 for RetinaMNIST, else every class)")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split (default test)")
+    p.add_argument("--data-root", default=None, help=_DATA_ROOT_HELP)
+    p.set_defaults(run=run_gradcam)

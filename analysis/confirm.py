@@ -1,0 +1,296 @@
+"""Confirm a sweep's winner: retrain its best configuration with fresh seeds.
+
+``confirm(sweep_dir, seeds=5, out="confirm.parquet")`` reads the sweep's trials
+(:func:`analysis.collect.read_sweep`), takes the best one by the sweep's validation metric
+(:func:`analysis.tables.rank_trials`) and trains its configuration again with seeds
+``1000, 1001, ...`` (:data:`SEED_START`; fresh, so no re-run repeats a sweep trial's seed) through
+:func:`medvit.train.train`: the epoch is selected on the validation split and the test split is
+evaluated once per run, at that epoch.
+
+For an ordinal dataset (RetinaMNIST) a second configuration runs beside it with the SAME
+seeds, so the two are paired:
+
+* best config with alpha > 0 -> the sweep's best alpha = 0 trial (label ``best alpha=0``), or,
+  when the sweep has no alpha = 0 trial, the best config with alpha set to 0 (label
+  ``best with alpha=0``);
+* best config with alpha = 0 -> the sweep's best alpha > 0 trial (label
+  ``best alpha>0 (alpha=<x>)``).
+
+Each run appends one row to the confirm Parquet table (:data:`analysis.schema.CONFIRM_SCHEMA`;
+a re-run of the same sweep, label and seed replaces its row), written after every run so an
+interrupted confirm keeps what finished. The summary gives mean ± std and the 95% Student-t
+interval per configuration (:func:`analysis.stats.mean_ci`) and, for the ordinal pair, the
+paired bootstrap of Ordinal Loss minus cross-entropy (:func:`analysis.stats.paired_bootstrap`):
+the gain is larger than seed noise only when that interval excludes 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from analysis.collect import _write_atomic, read_sweep
+from analysis.schema import CONFIRM_SCHEMA, conform
+from analysis.stats import mean_ci, paired_bootstrap
+from analysis.tables import model_family, rank_trials
+
+__all__ = ["SEED_START", "Arm", "ConfirmResult", "confirm", "plan_arms", "read_confirm"]
+
+SEED_START = 1000
+_METRICS = ("acc", "auc", "qwk", "mae")
+_KEY = ("dataset", "sweep", "label", "seed")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One configuration to re-run: its label, the trial it comes from and its TrainConfig values."""
+
+    label: str
+    trial_id: str
+    values: dict[str, Any]
+    note: str
+    role: str = "best"  # "best", "ce" (alpha = 0) or "ordinal" (alpha > 0)
+
+
+@dataclass
+class ConfirmResult:
+    rows: pd.DataFrame  # the rows this call wrote, in run order
+    summary: list[str]
+    path: Path
+    arms: list[Arm]
+
+
+def _train_values(row: pd.Series) -> dict[str, Any]:
+    """TrainConfig fields of a trial, from its config_json (collect stores the full config)."""
+    from medvit.config import TrainConfig
+
+    cfg = json.loads(row["config_json"] or "{}")
+    values = {k: v for k, v in cfg.items() if k in TrainConfig.model_fields}
+    values.setdefault("dataset", row["dataset"])
+    if "epochs" not in values and row.get("epochs_max") is not None and not pd.isna(row.get("epochs_max")):
+        values["epochs"] = int(row["epochs_max"])
+    return values
+
+
+def _describe(row: pd.Series) -> str:
+    text = (f"trial {row['trial_id']}: {row['metric']} {row['best_value']:.4f} "
+            f"(validation, epoch {int(row['best_epoch'])})")
+    alpha = row.get("alpha")
+    return text if alpha is None or pd.isna(alpha) else f"{text}, alpha {float(alpha):g}"
+
+
+def plan_arms(trials: pd.DataFrame) -> list[Arm]:
+    """The configurations :func:`confirm` re-runs for one sweep's trials (see the module doc)."""
+    from medvit.data import dataset_info
+
+    ranked = rank_trials(trials)
+    if ranked.empty:
+        raise ValueError("no usable trial to confirm (every trial errored or none reported an epoch)")
+    best = ranked.iloc[0]
+    values = _train_values(best)
+    family = model_family(best["model"])
+    label = "best" if family == "medvit" else f"best {family}"
+    arms = [Arm(label, best["trial_id"], values, _describe(best), "best")]
+    if dataset_info(values["dataset"]).task != "ordinal-regression":
+        return arms
+    alpha = float(values.get("alpha") or 0.0)
+    alphas = ranked["alpha"].fillna(0.0)
+    if alpha > 0:
+        arms[0] = Arm(label, best["trial_id"], values, arms[0].note, "ordinal")
+        zero = ranked[alphas == 0]
+        if not zero.empty:
+            z = zero.iloc[0]
+            arms.append(Arm(f"{label} alpha=0", z["trial_id"], _train_values(z),
+                            f"the sweep's best alpha=0 {_describe(z)}", "ce"))
+        else:
+            arms.append(Arm(f"{label} with alpha=0", best["trial_id"], {**values, "alpha": 0.0},
+                            "the best configuration with alpha set to 0 (the sweep has no alpha=0 trial)",
+                            "ce"))
+    else:
+        arms[0] = Arm(label, best["trial_id"], values, arms[0].note, "ce")
+        pos = ranked[alphas > 0]
+        if not pos.empty:
+            p = pos.iloc[0]
+            arms.append(Arm(f"{label} alpha>0 (alpha={float(p['alpha']):g})", p["trial_id"], _train_values(p),
+                            f"the sweep's best alpha>0 {_describe(p)}", "ordinal"))
+    return arms
+
+
+def read_confirm(path: str | os.PathLike) -> pa.Table:
+    """A confirm table, conformed to :data:`CONFIRM_SCHEMA` (ValueError when unreadable)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: confirm table not found")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ValueError(f"{path}: not a Parquet file ({str(exc).splitlines()[0]})") from None
+    return conform(table, CONFIRM_SCHEMA)
+
+
+def _append(path: Path, row: dict[str, Any]) -> None:
+    new = pa.Table.from_pylist([row], schema=CONFIRM_SCHEMA)
+    if path.exists():
+        old = read_confirm(path)
+        key = tuple(row[k] for k in _KEY)
+        cols = [old.column(k).to_pylist() for k in _KEY]
+        keep = [i for i, k in enumerate(zip(*cols)) if k != key]
+        new = pa.concat_tables([old.take(pa.array(keep, pa.int64())), new])
+    _write_atomic(new, path)
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
+        return None
+    v = float(x)
+    return None if math.isnan(v) else v
+
+
+def _fmt_ci(values: list[float], digits: int = 4) -> str:
+    ci = mean_ci(values)
+    if ci.n < 2:
+        return f"{ci.mean:.{digits}f} (1 seed: no spread)"
+    return (f"{ci.mean:.{digits}f} ± {ci.std:.{digits}f} "
+            f"(95% CI [{ci.ci_low:.{digits}f}, {ci.ci_high:.{digits}f}])")
+
+
+def _summary(rows: pd.DataFrame, arms: list[Arm], seeds: list[int], head: str) -> list[str]:
+    lines = [head]
+    for arm in arms:
+        g = rows[rows["label"] == arm.label]
+        parts = []
+        for m in _METRICS:
+            vals = [v for v in g[f"test_{m}"] if v is not None and not pd.isna(v)]
+            if vals:
+                parts.append(f"{m.upper()} {_fmt_ci(vals)}")
+        lines.append(f"{arm.label} [{arm.note}], test over {len(g)} seeds: " + "; ".join(parts))
+    ordinal = next((a for a in arms if a.role == "ordinal"), None)
+    ce = next((a for a in arms if a.role == "ce"), None)
+    if ordinal is None or ce is None:
+        if len(arms) == 1 and arms[0].role in ("ordinal", "ce"):
+            lines.append("No Ordinal Loss comparison: the sweep has no trial with alpha > 0.")
+        return lines
+    a = rows[rows["label"] == ordinal.label].set_index("seed")
+    b = rows[rows["label"] == ce.label].set_index("seed")
+    paired = [s for s in seeds if s in a.index and s in b.index]
+    alpha = float(ordinal.values.get("alpha") or 0.0)
+    for m in ("acc", "qwk"):
+        name = f"Ordinal Loss (alpha={alpha:g}, '{ordinal.label}') minus cross-entropy ('{ce.label}'), test {m.upper()}"
+        if len(paired) < 2:
+            d = [a.loc[s, f"test_{m}"] - b.loc[s, f"test_{m}"] for s in paired]
+            lines.append(f"{name}: {d[0]:+.4f} on 1 seed; no bootstrap interval with one seed, "
+                         "so nothing is known about seed noise (run --seeds 5)." if d else f"{name}: no paired runs.")
+            continue
+        res = paired_bootstrap(a.loc[paired, f"test_{m}"].to_numpy(float), b.loc[paired, f"test_{m}"].to_numpy(float),
+                               n_resamples=10_000, seed=0)
+        if res.ci_low > 0:
+            verdict = "the Ordinal Loss gain is larger than seed noise (the interval excludes 0)"
+        elif res.ci_high < 0:
+            verdict = "the Ordinal Loss is worse by more than seed noise (the interval excludes 0)"
+        else:
+            verdict = "the difference is not larger than seed noise (the interval includes 0)"
+        coarse = " With fewer than 5 seeds the bootstrap is coarse." if res.n < 5 else ""
+        lines.append(f"{name}, paired over {res.n} seeds: {res.mean_diff:+.4f}, 95% paired bootstrap CI "
+                     f"[{res.ci_low:+.4f}, {res.ci_high:+.4f}] ({res.n_resamples} resamples): {verdict}.{coarse}")
+    return lines
+
+
+def confirm(sweep_dir: str | os.PathLike, seeds: int = 5, out: str | os.PathLike = "confirm.parquet",
+            data_root: str | os.PathLike | None = None, epochs: int | None = None, *,
+            seed_start: int = SEED_START, device: str | None = None,
+            log: Callable[[str], None] | None = print) -> ConfirmResult:
+    """Retrain a sweep's best configuration (and, for ordinal datasets, its alpha = 0 partner)
+    with seeds ``seed_start .. seed_start + seeds - 1`` and append the runs to ``out``.
+
+    Args:
+        sweep_dir: the sweep folder ``S/N``.
+        seeds: number of seeds per configuration (>= 1).
+        out: the confirm Parquet file (created, or appended to).
+        data_root: folder of the MedMNIST files (default: the config's, else ``$MEDMNIST_ROOT``).
+        epochs: train this many epochs instead of the config's (quick checks).
+        seed_start: first seed.
+        device: ``auto``, ``cpu`` or ``cuda`` instead of the config's own device.
+        log: called with one progress line per run and each summary line (None: silent).
+
+    Raises:
+        ValueError: not a sweep folder, no usable trial, seeds < 1, epochs < 1, or ``out`` exists
+            but is not a confirm table (one line each).
+    """
+    from medvit.config import build_config
+    from medvit.data import load_dataset
+    from medvit.train import train
+
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds: need at least 1 seed, got {seeds!r}")
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise ValueError(f"epochs: need at least 1 epoch, got {epochs!r}")
+    out = Path(out)
+    if out.exists():
+        read_confirm(out)  # fail before training when the file is not a confirm table
+    say = log or (lambda _line: None)
+    trials = read_sweep(sweep_dir).to_pandas()
+    arms = plan_arms(trials)
+    sweep = str(trials["sweep"].iloc[0])
+    seed_list = list(range(seed_start, seed_start + seeds))
+    configs = {}
+    for arm in arms:
+        values = dict(arm.values)
+        if epochs is not None:
+            values["epochs"] = epochs
+        if data_root is not None:
+            values["data_root"] = str(data_root)
+        if device is not None:
+            values["device"] = device
+        configs[arm.label] = values
+    dataset = arms[0].values["dataset"]
+    n_epochs = sorted({v.get("epochs") for v in configs.values()})
+    head = (f"confirm {sweep} ({dataset}): {len(arms)} configuration(s) x {seeds} seeds "
+            f"({seed_list[0]}..{seed_list[-1]}, fresh: not the sweep's seeds; the same seeds for every configuration, "
+            f"so runs are paired), {'/'.join(map(str, n_epochs))} epoch(s) each; epoch selected on validation, "
+            "test split evaluated once per run")
+    say(head)
+    for arm in arms:
+        say(f"config {arm.label}: {arm.note}")
+
+    cache: dict[tuple, Any] = {}
+    written = []
+    total, done = len(arms) * seeds, 0
+    for seed in seed_list:
+        for arm in arms:
+            config = build_config({**configs[arm.label], "seed": seed})
+            key = (config.dataset, config.data_root, config.img_size)
+            if key not in cache:
+                cache[key] = load_dataset(config.dataset, root=config.data_root, size=config.img_size)
+            data = cache[key] if config.subset is None else cache[key].subset(config.subset, seed=config.seed)
+            start = time.perf_counter()
+            result = train(config, data)
+            done += 1
+            row = {
+                "dataset": config.dataset, "sweep": sweep, "label": arm.label, "seed": seed,
+                "trial_id": arm.trial_id, "config_json": json.dumps(config.model_dump(), sort_keys=True),
+                **{f"test_{m}": _num(result["test"].get(m)) for m in _METRICS},
+                **{f"val_{m}": _num(result["val"].get(m)) for m in _METRICS},
+                "selected_epoch": int(result["selected_epoch"]), "epochs": config.epochs,
+                "wall_time_s": time.perf_counter() - start, "created_at": datetime.now(timezone.utc),
+            }
+            _append(out, row)
+            written.append(row)
+            test = "  ".join(f"{m} {row[f'test_{m}']:.4f}" for m in _METRICS if row[f"test_{m}"] is not None)
+            say(f"run {done}/{total}  {arm.label}  seed {seed}: test {test}  "
+                f"(selected epoch {row['selected_epoch']}/{config.epochs} by {config.select_metric}, "
+                f"{row['wall_time_s']:.1f}s)")
+    rows = pd.DataFrame(written)
+    summary = _summary(rows, arms, seed_list, f"summary of {sweep}: {seeds} seeds per configuration, written to {out}")
+    for line in summary:
+        say(line)
+    return ConfirmResult(rows=rows, summary=summary, path=out, arms=arms)

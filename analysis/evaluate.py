@@ -1,0 +1,151 @@
+"""The test split, evaluated once: the best trial of each dataset, from its checkpoint.
+
+``evaluate_best(results_parquet)`` picks, per dataset and model family, the best trial by the
+sweep's *validation* metric (:func:`analysis.tables.rank_trials`: errored trials never count,
+ties go to the earlier best epoch, then the smaller trial id), loads the selected-epoch weights
+from its checkpoint (:func:`medvit.train.load_checkpoint_model`), evaluates the test split with
+the trainer's own evaluation code (same normalisation, batches and metrics as
+``Trainer.finish``) and writes ``test_acc, test_auc, test_qwk, test_mae`` into that row of the
+Parquet file (atomic rewrite; every other row and column is left as it was).
+
+Per model family (MedViT, ResNet) because the report shows one "ours" row per family; the
+other trials are never evaluated on the test split, so the test split plays no part in
+selection.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import pyarrow as pa
+import torch
+
+from analysis.collect import _write_atomic, read_results
+from analysis.schema import TEST_COLUMNS
+from analysis.tables import best_trials, model_family
+
+__all__ = ["DEVICES", "evaluate_best", "evaluate_checkpoint", "load_eval_data", "split_metrics", "trials_to_evaluate"]
+
+
+def load_eval_data(config, data_root: str | os.PathLike | None = None):
+    """The data a run trained on: its dataset and image size, its ``subset`` if it had one."""
+    from medvit.data import load_dataset
+
+    data = load_dataset(config.dataset, root=data_root or config.data_root, size=config.img_size)
+    if config.subset is not None:
+        data = data.subset(config.subset, seed=config.seed)
+    return data
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def split_metrics(model: torch.nn.Module, config, data, split: str = "test", device: str = "auto") -> dict[str, float]:
+    """Metrics of ``model`` on one split through ``Trainer.evaluate`` (the training loop's own
+    evaluation: bf16 autocast on a GPU, float32 on the CPU) on ``device`` (``auto``: a GPU when
+    there is one), whatever device the run trained on. Global RNG state is left unchanged."""
+    from medvit.train import Trainer
+
+    if device not in DEVICES:
+        raise ValueError(f"device: unknown {device!r}; allowed: {', '.join(DEVICES)}")
+    config = config.model_copy(update={"device": device})
+    with torch.random.fork_rng(devices=[]):
+        trainer = Trainer(config, data)
+        trainer.model.load_state_dict(model.state_dict())
+        return trainer.evaluate(split)
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike, data_root: str | os.PathLike | None = None,
+                        split: str = "test", device: str = "auto") -> dict[str, float]:
+    """``acc, auc`` (and ``qwk, mae`` for ordinal tasks) of a checkpoint's selected-epoch weights."""
+    from medvit.train import load_checkpoint_model
+
+    model, config = load_checkpoint_model(checkpoint)
+    metrics = split_metrics(model, config, load_eval_data(config, data_root), split, device)
+    return {k: float(v) for k, v in metrics.items() if k != "loss"}
+
+
+def trials_to_evaluate(results) -> pd.DataFrame:
+    """Rows to evaluate: the best trial of each (dataset, model family) by validation metric."""
+    df = results if isinstance(results, pd.DataFrame) else results.to_pandas()
+    families = sorted({model_family(m) for m in df["model"]})
+    picks = [best_trials(df, family=fam) for fam in families]
+    picks = [p for p in picks if not p.empty]
+    if not picks:
+        return df.iloc[0:0]
+    return pd.concat(picks).sort_values(["dataset", "trial_id"]).reset_index(drop=True)
+
+
+def _done(row: pd.Series) -> bool:
+    return any(row.get(c) is not None and not (isinstance(row.get(c), float) and math.isnan(row.get(c)))
+               for c in TEST_COLUMNS)
+
+
+def evaluate_best(results_parquet: str | os.PathLike, data_root: str | os.PathLike | None = None, *,
+                  force: bool = False, device: str = "auto",
+                  progress: Callable[[str], None] | None = None) -> pa.Table:
+    """Evaluate the test split of each dataset's best trial(s) and store it in the results file.
+
+    Args:
+        results_parquet: the results table written by :func:`analysis.collect.collect`.
+        data_root: folder of the MedMNIST files (default: the run's ``data_root``, else
+            ``$MEDMNIST_ROOT``, else ``~/.medmnist``).
+        force: evaluate again a trial whose test metrics are already filled in (by default it
+            is skipped: the test split is evaluated once).
+        device: ``auto`` (a GPU when there is one), ``cpu`` or ``cuda``.
+        progress: called with one line per trial (e.g. ``print``).
+
+    Returns:
+        The whole table as written back.
+
+    Raises:
+        ValueError: the file is missing or not a results table, a chosen trial has no
+            checkpoint, or its checkpoint is not on this machine (one line each).
+    """
+    path = Path(results_parquet)
+    table = read_results(path)
+    df = table.to_pandas()
+    say = progress or (lambda _line: None)
+    keys = list(zip(df["sweep_dir"], df["trial_id"]))
+    updates: dict[int, dict[str, float | None]] = {}
+    try:
+        for _, row in trials_to_evaluate(df).iterrows():
+            i = keys.index((row["sweep_dir"], row["trial_id"]))
+            what = (f"{row['dataset']} {model_family(row['model'])}: trial {row['trial_id']} of {row['sweep']} "
+                    f"({row['metric']} {row['best_value']:.4f} at epoch {int(row['best_epoch'])})")
+            if _done(row) and not force:
+                say(f"skip   {what}: test split already evaluated")
+                continue
+            ckpt = row["checkpoint_path"]
+            if not isinstance(ckpt, str) or not ckpt:
+                raise ValueError(f"trial {row['trial_id']} of sweep {row['sweep']}: no checkpoint to evaluate")
+            if not Path(ckpt).is_dir():
+                raise ValueError(f"trial {row['trial_id']} of sweep {row['sweep']}: checkpoint {ckpt} is not on "
+                                 "this machine (copy the sweep folder here and collect it again)")
+            try:
+                metrics = evaluate_checkpoint(ckpt, data_root, device=device)
+            except FileNotFoundError as exc:
+                raise ValueError(str(exc).splitlines()[0]) from None
+            updates[i] = {c: metrics.get(c.removeprefix("test_")) for c in TEST_COLUMNS}
+            shown = "  ".join(f"{c} {v:.4f}" for c, v in updates[i].items() if v is not None)
+            say(f"test   {what}: {shown}")
+    finally:
+        if updates:
+            table = _with_test_metrics(table, updates)
+            _write_atomic(table, path)
+    return table
+
+
+def _with_test_metrics(table: pa.Table, updates: dict[int, dict[str, float | None]]) -> pa.Table:
+    for c in TEST_COLUMNS:
+        values = table.column(c).to_pylist()
+        for i, metrics in updates.items():
+            v = metrics[c]
+            values[i] = None if v is None or math.isnan(v) else float(v)
+        idx = table.schema.get_field_index(c)
+        table = table.set_column(idx, table.schema.field(c), pa.array(values, pa.float64()))
+    return table

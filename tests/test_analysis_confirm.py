@@ -1,0 +1,102 @@
+"""analysis.confirm: which configurations are re-run, and what the summary concludes.
+
+The end-to-end run (training, Parquet rows, CLI) is in test_analysis_cli.py; here the choice
+of arms is checked on the fixture's real RetinaMNIST trials with their alphas and outcomes
+rewritten, and the summary on hand-made per-seed results."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from analysis.collect import read_sweep
+from analysis.confirm import Arm, _summary, plan_arms
+from analysis_sweeps import PNEUMONIA, RETINA
+
+
+@pytest.fixture(scope="module")
+def retina(analysis_sweeps):
+    df = read_sweep(analysis_sweeps.dirs[RETINA]).to_pandas()
+    # a known order: trial k has best value 0.5 - 0.1 k (the first is the best)
+    df = df.sort_values("trial_id").reset_index(drop=True)
+    df["best_value"] = [0.5 - 0.1 * k for k in range(len(df))]
+    return df
+
+
+def _with_alphas(df: pd.DataFrame, alphas: list[float]) -> pd.DataFrame:
+    df = df.copy()
+    df["alpha"] = alphas
+    df["config_json"] = [json.dumps({**json.loads(c), "alpha": a}) for c, a in zip(df["config_json"], alphas)]
+    return df
+
+
+def test_best_ordinal_with_an_alpha0_trial(retina):
+    df = _with_alphas(retina, [0.2, 0.3, 0.0, 0.0])
+    arms = plan_arms(df)
+    assert [a.label for a in arms] == ["best", "best alpha=0"]
+    assert [a.trial_id for a in arms] == [df["trial_id"][0], df["trial_id"][2]]  # the better alpha=0 trial
+    assert arms[0].values["alpha"] == 0.2 and arms[1].values["alpha"] == 0.0
+    assert [a.role for a in arms] == ["ordinal", "ce"]
+    assert "best alpha=0 trial" in arms[1].note
+
+
+def test_best_ordinal_without_alpha0_trial(retina):
+    df = _with_alphas(retina, [0.2, 0.3, 0.1, 0.4])
+    arms = plan_arms(df)
+    assert [a.label for a in arms] == ["best", "best with alpha=0"]
+    assert arms[1].trial_id == arms[0].trial_id and arms[1].values == {**arms[0].values, "alpha": 0.0}
+    assert "alpha set to 0" in arms[1].note
+
+
+def test_best_is_cross_entropy(retina):
+    df = _with_alphas(retina, [0.0, 0.3, 0.1, 0.0])
+    arms = plan_arms(df)
+    assert [a.label for a in arms] == ["best", "best alpha>0 (alpha=0.3)"]
+    assert [a.role for a in arms] == ["ce", "ordinal"]
+
+
+def test_errored_and_tied_trials(retina):
+    df = _with_alphas(retina, [0.2, 0.3, 0.0, 0.0])
+    df.loc[0, "stop_reason"] = "errored"  # the best value, but errored: never chosen
+    df.loc[1, "best_value"] = df.loc[2, "best_value"] = 0.45
+    df.loc[1, "best_epoch"], df.loc[2, "best_epoch"] = 2, 1  # tie: the earlier epoch wins
+    arms = plan_arms(df)
+    assert arms[0].trial_id == df["trial_id"][2] and arms[0].role == "ce"
+    df["stop_reason"] = "errored"
+    with pytest.raises(ValueError, match="no usable trial"):
+        plan_arms(df)
+
+
+def test_not_ordinal_has_one_arm(analysis_sweeps):
+    arms = plan_arms(read_sweep(analysis_sweeps.dirs[PNEUMONIA]).to_pandas())
+    assert len(arms) == 1 and arms[0].label in ("best", "best resnet")
+    assert arms[0].values["dataset"] == "pneumoniamnist" and arms[0].values["subset"] == 32
+
+
+def _rows(ordinal: list[float], ce: list[float]) -> pd.DataFrame:
+    seeds = list(range(1000, 1000 + len(ordinal)))
+    rec = [dict(label="best", seed=s, test_acc=a, test_qwk=a - 0.2, test_auc=0.7, test_mae=0.6)
+           for s, a in zip(seeds, ordinal)]
+    rec += [dict(label="best alpha=0", seed=s, test_acc=b, test_qwk=b - 0.2, test_auc=0.7, test_mae=0.6)
+            for s, b in zip(seeds, ce)]
+    return pd.DataFrame(rec)
+
+
+ARMS = [Arm("best", "t1", {"alpha": 0.2}, "n", "ordinal"), Arm("best alpha=0", "t2", {"alpha": 0.0}, "n", "ce")]
+
+
+def test_summary_gain_larger_than_seed_noise():
+    lines = _summary(_rows([0.60, 0.62, 0.61, 0.63, 0.60], [0.55, 0.56, 0.55, 0.57, 0.54]), ARMS,
+                     list(range(1000, 1005)), "head")
+    acc = next(ln for ln in lines if "test ACC, paired over 5 seeds" in ln)
+    assert "+0.0580" in acc and "larger than seed noise (the interval excludes 0)" in acc
+    assert any(ln.startswith("best [n], test over 5 seeds: ACC 0.6120 ± ") and "95% CI [" in ln for ln in lines)
+
+
+def test_summary_within_seed_noise_and_one_seed():
+    lines = _summary(_rows([0.60, 0.55, 0.62], [0.58, 0.60, 0.57]), ARMS, [1000, 1001, 1002], "head")
+    assert any("not larger than seed noise (the interval includes 0)" in ln and "coarse" in ln for ln in lines)
+    lines = _summary(_rows([0.60], [0.58]), ARMS, [1000], "head")
+    assert any("on 1 seed; no bootstrap interval" in ln for ln in lines)
