@@ -16,10 +16,9 @@ Stage output sizes (H = W; stage strides 1, 2, 2, 2; every downsampling rounds u
     stock stem (x4)    7/4/2/1      16/8/4/2     32/16/8/4     56/28/14/7
     28 px stem (x2)    14/7/4/2     32/16/8/4    64/32/16/8    112/56/28/14
 
-``gradcam_layer()`` is the output of the last stage whose map is at least 2x2 at the
-``img_size`` the model was built for: the last stage everywhere except the stock presets at
-28 px, where the last stage is 1x1 and the third stage (2x2) is used instead. A 2x2 map is
-coarse; it is the deepest map that still localises anything.
+``gradcam_layer()`` is the output of the deepest stage whose map is at least 4x4 at the
+``img_size`` the model was built for (a 2x2 map can only say "which quadrant"): at 28 px the
+third stage of the 28 px presets and the second of the stock presets; at 224 px the last.
 
 Deliberate differences from the official code, each simpler and equivalent in intent:
 keys/values are pooled with a 2-D ``sr x sr`` average pool (the official code pools the
@@ -52,6 +51,7 @@ class MedViTConfig:
 
 
 STAGE_STRIDES = (1, 2, 2, 2)
+GRADCAM_MIN_SIDE = 4
 LTB_EVERY = 5  # a long stage gets an LTB every 5th block, as in the official stage 3
 
 _STOCK = dict(native_img_size=224, dims=(96, 192, 384, 768), ltb_dims=(None, 256, 512, 1024))
@@ -293,8 +293,8 @@ class MedViT(nn.Module):
 
     def gradcam_layer(self) -> nn.Module:
         sizes = stage_sizes(self.cfg, self.img_size)
-        last = max(i for i, side in enumerate(sizes) if side >= 2)
-        return self.stages[last]
+        deepest = max((i for i, side in enumerate(sizes) if side >= GRADCAM_MIN_SIDE), default=0)
+        return self.stages[deepest]
 
 
 def _init_weights(m: nn.Module) -> None:
