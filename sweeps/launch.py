@@ -49,8 +49,17 @@ def load_sweep_data(spec: SweepSpec, data_root: str | None) -> MedMNISTData:
     return load_dataset(spec.dataset, root=data_root, size=spec.train.img_size)
 
 
+class SweepExistsError(ValueError):
+    """A new sweep would mix its trials into an earlier sweep's folder."""
+
+
 def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None = None) -> tune.ResultGrid:
     """Run a sweep to the end and write the best trial's config as YAML."""
+    if tune.Tuner.can_restore(sweep_dir(spec)):
+        raise SweepExistsError(
+            f"name: a sweep already lives in {sweep_dir(spec)}; continue it with "
+            f"`medsweep resume {sweep_dir(spec)}` or start a new one with --name"
+        )
     data = load_sweep_data(spec, data_root)
     connect(address)
     searcher, scheduler, param_space = build_search(spec)

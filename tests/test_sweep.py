@@ -108,6 +108,17 @@ def test_best_config_trains_with_medsweep_train(smoke_sweep):
     assert config.dataset == "retinamnist" and config.epochs == MAX_EPOCHS
 
 
+def test_a_second_sweep_into_the_same_folder_is_refused(smoke_sweep, capsys):
+    spec, directory, _, _ = smoke_sweep
+    spec_file = directory.parent / "again.yaml"
+    spec_file.write_text(spec.to_yaml())
+    trials_before = len(trial_dirs(directory))
+    assert main(["sweep", str(spec_file)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"medsweep resume {directory}" in err
+    assert len(trial_dirs(directory)) == trials_before
+
+
 def test_status_lists_every_trial(smoke_sweep, capsys):
     _, directory, _, _ = smoke_sweep
     assert main(["status", str(directory)]) == 0
