@@ -7,6 +7,8 @@ checkpoints, TensorBoard event files), plus `medsweep_spec.yaml` (the spec it ra
 
 from __future__ import annotations
 
+import os
+
 import pyarrow.fs
 import ray
 import yaml
@@ -41,6 +43,9 @@ def build_search(spec: SweepSpec):
 def connect(address: str | None) -> None:
     """Join the cluster at `address` ('auto' on a cluster node), else start Ray here: never
     join some other cluster that happens to run on this machine by accident."""
+    # Keeping one checkpoint per trial makes Tune snapshot its state after every epoch, by
+    # design; its warning about that would repeat all through the sweep's output.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if not ray.is_initialized():
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
 
