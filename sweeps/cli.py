@@ -233,10 +233,10 @@ def user_errors() -> tuple[type[Exception], ...]:
     from analysis.cli import AnalysisError
     from medvit.config import ConfigError
     from medvit.data import DataError
-    from sweeps.launch import SweepExistsError
+    from sweeps.launch import SweepError
     from sweeps.spec import SpecError
 
-    return UsageError, ConfigError, DataError, SpecError, AnalysisError, SweepExistsError
+    return UsageError, ConfigError, DataError, SpecError, AnalysisError, SweepError
 
 
 def main(argv: list[str] | None = None) -> int:

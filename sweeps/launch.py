@@ -40,28 +40,33 @@ def build_search(spec: SweepSpec):
     return search_algorithm(spec), trial_scheduler(spec), param_space
 
 
+class SweepError(ValueError):
+    """The sweep cannot start as asked (its folder is taken, no cluster at the address)."""
+
+
 def connect(address: str | None) -> None:
     """Join the cluster at `address` ('auto' on a cluster node), else start Ray here: never
     join some other cluster that happens to run on this machine by accident."""
     # Keeping one checkpoint per trial makes Tune snapshot its state after every epoch, by
     # design; its warning about that would repeat all through the sweep's output.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if not ray.is_initialized():
+    if ray.is_initialized():
+        return
+    try:
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
+    except ConnectionError as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise SweepError(f"address: no Ray cluster at {address!r} ({first_line})") from None
 
 
 def load_sweep_data(spec: SweepSpec, data_root: str | None) -> MedMNISTData:
     return load_dataset(spec.dataset, root=data_root, size=spec.train.img_size)
 
 
-class SweepExistsError(ValueError):
-    """A new sweep would mix its trials into an earlier sweep's folder."""
-
-
 def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None = None) -> tune.ResultGrid:
     """Run a sweep to the end and write the best trial's config as YAML."""
     if tune.Tuner.can_restore(sweep_dir(spec)):
-        raise SweepExistsError(
+        raise SweepError(
             f"name: a sweep already lives in {sweep_dir(spec)}; continue it with "
             f"`medsweep resume {sweep_dir(spec)}` or start a new one with --name"
         )

@@ -9,6 +9,7 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
+from sweeps.cli import main
 from sweeps.launch import run_sweep, sweep_dir
 from sweep_helpers import epochs_run, results, retina_spec, trial_dirs
 
@@ -26,6 +27,16 @@ def cluster():
     yield cluster, workers
     ray.shutdown()
     cluster.shutdown()
+
+
+def test_no_cluster_at_the_address_is_one_line(tmp_path, capsys, monkeypatch):
+    # No RAY_ADDRESS and an empty Ray temp folder: 'auto' finds no cluster address file.
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    assert not ray.is_initialized()
+    code = main(["sweep", "retinamnist", "--smoke", "--storage", str(tmp_path), "--address", "auto"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "address: no Ray cluster at 'auto'" in err
 
 
 def kill_a_busy_node(cluster, workers, directory, killed: dict, stop: threading.Event) -> None:
