@@ -148,17 +148,37 @@ def save_spec(spec: SweepSpec) -> str:
     return write_sweep_file(spec, SPEC_FILE, spec.to_yaml())
 
 
-def write_best_config(spec: SweepSpec, results: tune.ResultGrid) -> str | None:
-    """The best trial (by the spec's validation metric over all its epochs) as a train config."""
-    try:
-        best = results.get_best_result(metric=spec.metric, mode=spec.mode, scope="all")
-    except RuntimeError:
+def best_result(spec: SweepSpec, results: tune.ResultGrid) -> tuple[tune.Result, float] | None:
+    """The best trial by the spec's validation metric over all its epochs, errored trials
+    excluded. Ties go to the earlier best epoch, then the smaller trial id: the order of
+    `analysis.tables.rank_trials`, so best_config.yaml names the report's best trial."""
+    ranked = []
+    for result in results:
+        history = result.metrics_dataframe
+        if result.error is not None or history is None or spec.metric not in history:
+            continue
+        values = history[spec.metric].dropna()
+        if values.empty:
+            continue
+        best_row = values.idxmax() if spec.mode == "max" else values.idxmin()
+        value = float(values[best_row])
+        epoch = int(history.loc[best_row, "training_iteration"])
+        ranked.append(((-value if spec.mode == "max" else value, epoch, result.metrics["trial_id"]), result, value))
+    if not ranked:
         return None
-    value = best.metrics_dataframe[spec.metric].agg(spec.mode)
-    config = trial_config(spec, best.config)
+    _, result, value = min(ranked, key=lambda item: item[0])
+    return result, value
+
+
+def write_best_config(spec: SweepSpec, results: tune.ResultGrid) -> str | None:
+    """The best trial's full train config as YAML that `medsweep train --config` accepts."""
+    best = best_result(spec, results)
+    if best is None:
+        return None
+    result, value = best
     text = (
-        f"# Best trial of sweep {spec.name} ({best.path.rsplit('/', 1)[-1]}): {spec.metric} = {value:.4f}\n"
+        f"# Best trial of sweep {spec.name} ({result.path.rsplit('/', 1)[-1]}): {spec.metric} = {value:.4f}\n"
         f"# Train it again with: medsweep train --config {BEST_CONFIG_FILE} --out runs/{spec.name}-best\n"
-        + yaml.safe_dump(config, sort_keys=False)
+        + yaml.safe_dump(trial_config(spec, result.config), sort_keys=False)
     )
     return write_sweep_file(spec, BEST_CONFIG_FILE, text)

@@ -13,6 +13,8 @@ import pytest
 import ray
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from analysis.collect import read_sweep
+from analysis.tables import rank_trials
 from medvit.config import build_config, load_config_file
 from medvit.data import DATASETS
 from sweeps.cli import main
@@ -103,8 +105,10 @@ def test_best_config_trains_with_medsweep_train(smoke_sweep):
     spec, directory, grid, _ = smoke_sweep
     values = load_config_file(directory / "best_config.yaml")
     config = build_config(values)
-    best = grid.get_best_result(metric=spec.metric, mode=spec.mode, scope="all")
-    assert config.model == best.config["model"] and config.alpha == best.config["alpha"]
+    # The same trial the analysis ranks first (ties: earlier best epoch, smaller trial id).
+    ranked = rank_trials(read_sweep(directory).to_pandas())
+    best = json.loads(ranked.iloc[0]["config_json"])
+    assert config.model == best["model"] and config.alpha == best["alpha"] and config.lr == best["lr"]
     assert config.dataset == "retinamnist" and config.epochs == MAX_EPOCHS
 
 
