@@ -40,24 +40,10 @@ def _input_errors(command: str, argument: str):
 
 def _results_file(command: str, argument: str, path: Path):
     """Check that ``path`` is a readable results table; return it as a pyarrow Table."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from analysis.collect import read_results
 
-    from analysis.schema import conform
-
-    where = f"medsweep {command}: {argument}: {path}"
-    if not path.exists():
-        raise AnalysisError(f"{where}: no such file")
-    if not path.is_file():
-        raise AnalysisError(f"{where}: is a folder, not a Parquet file")
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise AnalysisError(f"{where}: not a Parquet file ({_line(exc)[:200]})") from None
-    try:
-        return conform(table)
-    except ValueError as exc:
-        raise AnalysisError(f"{where}: not a medsweep results table: {_line(exc)}") from None
+    with _input_errors(command, argument):
+        return read_results(path)
 
 
 def _parquet_out(command: str, argument: str, path: Path, check) -> None:

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from analysis.schema import RESULTS_SCHEMA, TEST_COLUMNS, conform, empty_results
+from analysis.schema import RESULTS_SCHEMA, TEST_COLUMNS, conform, empty_results, read_table
 
 __all__ = ["collect", "read_sweep", "read_results", "find_sweep_dirs", "SPEC_FILE"]
 
@@ -113,10 +113,7 @@ def read_sweep(sweep_dir: str | os.PathLike, collected_at: datetime | None = Non
 
 def read_results(path: str | os.PathLike) -> pa.Table:
     """Read a results Parquet file, conformed to the current schema."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: results file not found (run collect first)")
-    return conform(pq.read_table(path))
+    return read_table(path, RESULTS_SCHEMA, "results table (run medsweep collect first)")
 
 
 def find_sweep_dirs(storage_path: str | os.PathLike) -> list[Path]:

@@ -37,10 +37,9 @@ from typing import Any, Callable
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from analysis.collect import _write_atomic, read_sweep
-from analysis.schema import CONFIRM_SCHEMA, conform
+from analysis.schema import CONFIRM_SCHEMA, read_table
 from analysis.stats import mean_ci, paired_bootstrap
 from analysis.tables import model_family, rank_trials
 
@@ -127,15 +126,8 @@ def plan_arms(trials: pd.DataFrame) -> list[Arm]:
 
 
 def read_confirm(path: str | os.PathLike) -> pa.Table:
-    """A confirm table, conformed to :data:`CONFIRM_SCHEMA` (ValueError when unreadable)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: confirm table not found")
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ValueError(f"{path}: not a Parquet file ({str(exc).splitlines()[0]})") from None
-    return conform(table, CONFIRM_SCHEMA)
+    """A confirm table, conformed to :data:`CONFIRM_SCHEMA` (one-line ValueError when unreadable)."""
+    return read_table(path, CONFIRM_SCHEMA, "confirm table")
 
 
 def _append(path: Path, row: dict[str, Any]) -> None:

@@ -131,7 +131,11 @@ columns (e.g. hand-made) is read too.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -256,3 +260,21 @@ def conform(table: pa.Table, schema: pa.Schema = RESULTS_SCHEMA) -> pa.Table:
             raise ValueError(f"column {field.name!r} must not contain nulls")
         cols.append(col)
     return pa.Table.from_arrays(cols, schema=schema)
+
+
+def read_table(path: str | os.PathLike, schema: pa.Schema = RESULTS_SCHEMA, what: str = "results table") -> pa.Table:
+    """Read a Parquet file conformed to ``schema``; one-line ``ValueError`` when it cannot be:
+    the file is not found, is a folder, is not Parquet, or is not a medsweep ``what``."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not a Parquet file")
+    if not path.exists():
+        raise ValueError(f"{path}: no such file; the {what} was not found")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ValueError(f"{path}: not a Parquet file ({' '.join(str(exc).split())[:200]})") from None
+    try:
+        return conform(table, schema)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a medsweep {what}: {' '.join(str(exc).split())}") from None
