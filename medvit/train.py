@@ -144,9 +144,10 @@ class Trainer:
             val = self.evaluate("val")
             self.epoch += 1
             metric = self.config.select_metric
-            if self._is_better(val[metric.removeprefix("val_")]):
+            value = val[metric.removeprefix("val_")]
+            if self._is_better(value):
                 self.best_epoch = self.epoch
-                self.best_value = val[metric.removeprefix("val_")]
+                self.best_value = value
                 self.best_metrics = {f"val_{k}": v for k, v in val.items()}
                 self.best_weights = copy.deepcopy(self.model.state_dict())
             yield {

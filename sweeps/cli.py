@@ -66,7 +66,7 @@ def train_values(args: argparse.Namespace) -> dict:
     return values
 
 
-def format_epoch(metrics: dict, epochs: int, select_metric: str) -> str:
+def format_epoch(metrics: dict, epochs: int) -> str:
     marks = " *" if metrics["best_epoch"] == metrics["epoch"] else ""
     vals = "  ".join(
         f"{name} {metrics[name]:.4f}"
@@ -92,7 +92,7 @@ def run_train(args: argparse.Namespace) -> int:
     result = train(
         config,
         data,
-        on_epoch=lambda m: print(format_epoch(m, config.epochs, config.select_metric), flush=True),
+        on_epoch=lambda m: print(format_epoch(m, config.epochs), flush=True),
     )
     args.out.mkdir(parents=True, exist_ok=True)
     summary = {key: result[key] for key in ("val", "test", "selected_epoch", "select_metric", "config", "wall_time_s", "images_per_s")}

@@ -34,10 +34,9 @@ def build_trainable(spec: SweepSpec, data: MedMNISTData):
     return tune.with_resources(tune.with_parameters(train_medvit, data=data, spec=spec), resources)
 
 
-def build_search(spec: SweepSpec):
-    """Searcher, scheduler and param space named by the spec (Optuna keeps its own space)."""
-    param_space = {} if spec.searcher.type == "optuna" else tune_param_space(spec)
-    return search_algorithm(spec), trial_scheduler(spec), param_space
+def param_space(spec: SweepSpec) -> dict:
+    """Tuner's param space: empty for Optuna, which keeps the space in its define-by-run."""
+    return {} if spec.searcher.type == "optuna" else tune_param_space(spec)
 
 
 class SweepError(ValueError):
@@ -72,15 +71,14 @@ def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None
         )
     data = load_sweep_data(spec, data_root)
     connect(address)
-    searcher, scheduler, param_space = build_search(spec)
     tuner = tune.Tuner(
         build_trainable(spec, data),
-        param_space=param_space,
+        param_space=param_space(spec),
         tune_config=tune.TuneConfig(
             metric=spec.metric,
             mode=spec.mode,
-            search_alg=searcher,
-            scheduler=scheduler,
+            search_alg=search_algorithm(spec),
+            scheduler=trial_scheduler(spec),
             num_samples=spec.num_samples,
             # A new trial reuses a finished trial's worker: no second import of torch & co.
             reuse_actors=True,
@@ -110,13 +108,12 @@ def resume_sweep(
         raise ValueError(f"resume: {directory} holds no Ray Tune experiment state to resume")
     data = load_sweep_data(spec, data_root)
     connect(address)
-    _, _, param_space = build_search(spec)
     tuner = tune.Tuner.restore(
         directory,
         trainable=build_trainable(spec, data),
         # Trials not started yet hold placeholders for the space's functions (conditional
         # entries): Ray resolves them against the same param space.
-        param_space=param_space or None,
+        param_space=param_space(spec) or None,
         resume_unfinished=True,
         resume_errored=True,
     )
