@@ -1,21 +1,27 @@
-"""The configuration of one training run, validated once at the edge.
+"""The configuration of one training run: every training field declared once, here.
 
 Everything that trains (the CLI, the Ray trainable, `medsweep confirm`) builds a
 `TrainConfig` first; a bad value fails here with one line naming the field, before any
-data is read or any model is built.
+data is read or any model is built. The other layers derive from these declarations rather
+than repeating them: `medsweep train` makes one flag per field (help text from
+`description`), a sweep spec's `train:` section takes the same fields with the same bounds,
+`search:` may name the fields whose `SEARCH` kind is set, and the results table has one
+column per field.
+
+Importing this module imports neither torch nor Ray: the allowed names (datasets, model and
+augmentation presets) are looked up when a value is validated.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from medvit.augment import AUGMENT_PRESETS
-from medvit.data import DATASETS, SIZES, dataset_info
-from medvit.models import list_models
+from medvit.tasks import ORDINAL
+from medvit.yamlio import YamlError, dump_yaml, load_yaml
 
 # Validation metrics a run may select its best epoch on, with the direction that is better.
 SELECT_METRICS: dict[str, Literal["max", "min"]] = {
@@ -27,14 +33,37 @@ SELECT_METRICS: dict[str, Literal["max", "min"]] = {
 }
 ORDINAL_ONLY_METRICS = ("val_qwk", "val_mae")
 
+# The value a diverged run reports as its selection score: worse than any real one.
+WORST_SCORE: dict[str, float] = {"max": -1.0, "min": 1.0e9}
 
+# How a field may be searched in a sweep spec (`search:`): the distribution kinds it takes.
+NAME_SEARCH = ("choice", "grid")
+FLOAT_SEARCH = ("uniform", "loguniform", "choice", "grid")
+INT_SEARCH = ("int", "choice", "grid")
+BOOL_SEARCH = ("choice", "grid")
+
+
+def _field(default: Any, help: str, *, search: tuple[str, ...] | None = None, **bounds) -> Any:
+    """A TrainConfig field: default, help text (CLI and docs), bounds, and how a sweep may
+    search it. Floats are finite: inf and nan are refused at the edge."""
+    extra = {"search": search} if search else None
+    if isinstance(default, float):
+        bounds["allow_inf_nan"] = False
+    return Field(default, description=help, json_schema_extra=extra, **bounds)
+
+
+@functools.cache
 def allowed_values() -> dict[str, tuple]:
-    """The values each named field accepts (model presets are looked up when asked)."""
+    """The values each named field accepts (looked up once, on first use)."""
+    from medvit.augment import AUGMENT_PRESETS
+    from medvit.data import DATASETS, SIZES
+    from medvit.models import list_models
+
     return {
-        "dataset": DATASETS,
+        "dataset": tuple(DATASETS),
         "model": tuple(list_models()),
         "augment": tuple(AUGMENT_PRESETS),
-        "img_size": SIZES,
+        "img_size": tuple(SIZES),
         "select_metric": tuple(SELECT_METRICS),
     }
 
@@ -46,21 +75,38 @@ class ConfigError(ValueError):
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dataset: str
-    model: str = "medvit_28_small"
-    alpha: float = Field(0.0, ge=0.0, le=1.0)
-    margin: float = Field(0.1, ge=0.0)
-    epochs: int = Field(50, ge=1)
-    batch_size: int = Field(128, ge=1)
-    lr: float = Field(1e-3, gt=0.0)
-    weight_decay: float = Field(0.05, ge=0.0)
-    augment: str = "light"
-    img_size: int = 28
-    seed: int = Field(0, ge=0)
-    select_metric: str = "val_acc"
-    subset: int | None = Field(None, ge=1, description="at most this many images per split (smoke runs)")
-    data_root: str | None = None
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dataset: str = _field(..., "MedMNIST 2D flag, e.g. retinamnist")
+    model: str = _field("medvit_28_small", "model preset (medvit_28_tiny/small/base, medvit_small, resnet18_28, ...)",
+                        search=NAME_SEARCH)
+    alpha: float = _field(0.0, "Ordinal Loss weight in [0, 1] (ordinal tasks only; 0 = cross-entropy)",
+                          search=FLOAT_SEARCH, ge=0.0, le=1.0)
+    margin: float = _field(0.1, "Ordinal Loss margin", search=FLOAT_SEARCH, ge=0.0)
+    epochs: int = _field(50, "training epochs", ge=1)
+    batch_size: int = _field(128, "batch size", search=INT_SEARCH, ge=1)
+    lr: float = _field(1e-3, "AdamW peak learning rate (linear warm-up, then cosine decay)",
+                       search=FLOAT_SEARCH, gt=0.0)
+    weight_decay: float = _field(0.05, "AdamW weight decay (never on norms and biases)",
+                                 search=FLOAT_SEARCH, ge=0.0)
+    warmup_epochs: int = _field(2, "epochs of linear learning-rate warm-up", search=INT_SEARCH, ge=0)
+    grad_clip: float = _field(1.0, "clip the gradient norm to this (0 = off)", search=FLOAT_SEARCH, ge=0.0)
+    label_smoothing: float = _field(0.1, "label smoothing of the cross-entropy term", search=FLOAT_SEARCH,
+                                    ge=0.0, lt=1.0)
+    drop_path: float = _field(0.1, "stochastic depth rate of the deepest MedViT block (MedViT only)",
+                              search=FLOAT_SEARCH, ge=0.0, lt=1.0)
+    mixup: float = _field(0.0, "mixup Beta(a, a) parameter (0 = off)", search=FLOAT_SEARCH, ge=0.0)
+    ema: float = _field(0.99, "decay of the weights' exponential moving average, which is what is "
+                              "validated, selected and tested (0 = off)", search=FLOAT_SEARCH, ge=0.0, lt=1.0)
+    augment: str = _field("shift", "augmentation preset: off, flip, shift (sharp, integer pixels) or "
+                                   "light, medium, strong (affine)", search=NAME_SEARCH)
+    img_size: int = _field(28, "MedMNIST image size: 28, 64, 128, 224")
+    seed: int = _field(0, "random seed", search=INT_SEARCH, ge=0)
+    select_metric: str = _field("val_acc", "validation metric that picks the epoch")
+    select_window: int = _field(5, "select on the mean of the metric over this many trailing epochs",
+                                ge=1)
+    compile: bool = _field(False, "torch.compile the model's forward pass")
+    subset: int | None = _field(None, "use at most this many images per split (smoke runs)", ge=1)
+    data_root: str | None = _field(None, "folder of MedMNIST .npz files (default $MEDMNIST_ROOT, else ~/.medmnist)")
+    device: Literal["auto", "cpu", "cuda"] = _field("auto", "auto, cpu or cuda")
 
     @field_validator("dataset", "model", "augment", "img_size", "select_metric")
     @classmethod
@@ -70,9 +116,17 @@ class TrainConfig(BaseModel):
             raise ValueError(f"unknown {value!r}; allowed: {', '.join(map(str, allowed))}")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_default_drop_path_for_resnets(cls, values: Any) -> Any:
+        # The default stochastic depth is MedViT's; a ResNet asked for without one gets 0.
+        if isinstance(values, dict) and "drop_path" not in values and not str(values.get("model", "medvit")).startswith("medvit"):
+            return {**values, "drop_path": 0.0}
+        return values
+
     @model_validator(mode="after")
     def _fits_the_task(self) -> "TrainConfig":
-        ordinal = self.task == "ordinal-regression"
+        ordinal = self.task == ORDINAL
         if self.alpha > 0 and not ordinal:
             raise ValueError(
                 f"alpha: the Ordinal Loss applies to ordinal-regression tasks only; "
@@ -83,10 +137,14 @@ class TrainConfig(BaseModel):
                 f"select_metric: {self.select_metric} exists for ordinal-regression tasks only; "
                 f"allowed for {self.dataset}: val_acc, val_auc, val_loss"
             )
+        if self.drop_path > 0 and not self.model.startswith("medvit"):
+            raise ValueError(f"drop_path: stochastic depth exists in MedViT presets only; {self.model} needs 0")
         return self
 
     @property
     def task(self) -> str:
+        from medvit.data import dataset_info
+
         return dataset_info(self.dataset).task
 
     @property
@@ -94,40 +152,49 @@ class TrainConfig(BaseModel):
         return SELECT_METRICS[self.select_metric]
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(exclude_none=True), sort_keys=False)
+        return dump_yaml(self.model_dump(exclude_none=True))
 
 
-def build_config(values: dict) -> TrainConfig:
+def searchable_fields(config_class: type[BaseModel] = TrainConfig) -> dict[str, tuple[str, ...]]:
+    """Field -> the distribution kinds a sweep's `search:` section may give it."""
+    return {
+        name: info.json_schema_extra["search"]
+        for name, info in config_class.model_fields.items()
+        if isinstance(info.json_schema_extra, dict) and "search" in info.json_schema_extra
+    }
+
+
+def build_config(values: dict, config_class: type[TrainConfig] = TrainConfig) -> TrainConfig:
     """Validate `values` into a TrainConfig, turning pydantic's report into one line."""
     try:
-        return TrainConfig(**values)
+        return config_class(**values)
     except ValidationError as exc:
-        raise ConfigError(one_line_error(exc)) from None
+        raise ConfigError(one_line_error(exc, config_class)) from None
 
 
 def load_config_file(path: str | Path) -> dict:
     """Read a YAML file of TrainConfig fields (as `medsweep sweep` writes for the best trial)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config: {path} is a folder; expected a YAML file of TrainConfig fields")
     try:
-        values = yaml.safe_load(path.read_text())
+        values = load_yaml(path.read_text(), source=str(path))
     except FileNotFoundError:
         raise ConfigError(f"config: no such file {path}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise ConfigError(f"config: {path} is not valid YAML{where}") from None
+    except YamlError as exc:
+        raise ConfigError(f"config: {exc}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config: {path} must hold a mapping of TrainConfig fields")
     return values
 
 
-def one_line_error(exc: ValidationError) -> str:
+def one_line_error(exc: ValidationError, config_class: type[BaseModel] = TrainConfig) -> str:
     """The first error of a pydantic ValidationError as `field: what is wrong`."""
     first = exc.errors()[0]
     field = ".".join(str(part) for part in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        message = f"unknown field; allowed: {', '.join(TrainConfig.model_fields)}"
+        message = f"unknown field; allowed: {', '.join(config_class.model_fields)}"
     if not field:
         return message
     if message.startswith(f"{field}:"):

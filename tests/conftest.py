@@ -74,3 +74,11 @@ def analysis_results(analysis_sweeps, tmp_path_factory):
     out = tmp_path_factory.mktemp("results") / "results.parquet"
     collect(list(analysis_sweeps.dirs.values()), out)
     return out, evaluate_best(out, data_root=analysis_sweeps.data_root).to_pandas()
+
+
+@pytest.fixture(scope="session")
+def retina_data(real_root):
+    """The real RetinaMNIST splits (uint8 tensors on the CPU)."""
+    from medvit.data import load_dataset
+
+    return load_dataset("retinamnist", root=real_root)

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from medvit.augment import AUGMENT_PRESETS, AugmentConfig, augment_batch, augment_config
+from medvit.augment import AUGMENT_PRESETS, AugmentConfig, augment_batch, augment_config, for_dataset
 
 
 def _images(b=8, c=3, s=28, seed=0):
@@ -18,7 +18,8 @@ def _gen(seed=0):
 
 
 def test_presets():
-    assert list(AUGMENT_PRESETS) == ["off", "light", "medium", "strong"]
+    assert list(AUGMENT_PRESETS) == ["off", "flip", "shift", "light", "medium", "strong"]
+    assert AUGMENT_PRESETS["flip"].is_sharp and AUGMENT_PRESETS["shift"].is_sharp
     assert AUGMENT_PRESETS["off"].is_identity
     light, medium, strong = (AUGMENT_PRESETS[k] for k in ("light", "medium", "strong"))
     for name in ("scale", "rotation", "crop"):
@@ -41,7 +42,7 @@ def test_augment_config_inputs():
     assert augment_config(None) == AUGMENT_PRESETS["off"]
     with pytest.raises(ValueError) as exc:
         augment_config("x")
-    assert str(exc.value) == "augment: unknown 'x'; allowed: off, light, medium, strong"
+    assert str(exc.value) == "augment: unknown 'x'; allowed: off, flip, shift, light, medium, strong"
     with pytest.raises(ValueError, match="unknown field.*shear"):
         augment_config({"shear": 3})
     with pytest.raises(ValueError, match="expected a preset name"):
@@ -206,3 +207,65 @@ def test_no_gradient_breakage():
     y = augment_batch(x, "light", _gen())
     y.sum().backward()
     assert x.grad is not None and x.grad.shape == x.shape
+
+
+def _laplacian_energy(x: torch.Tensor) -> float:
+    kernel = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]).view(1, 1, 3, 3).repeat(x.shape[1], 1, 1, 1)
+    # the outer 2 px may hold reflected padding: measure the inside
+    return torch.nn.functional.conv2d(x, kernel, groups=x.shape[1])[..., 2:-2, 2:-2].pow(2).mean().item()
+
+
+def test_sharp_presets_keep_real_retina_images_sharp(retina_data):
+    x = retina_data.images["train"][:256].float().div(127.5).sub(1)
+    ratios = {
+        name: _laplacian_energy(augment_batch(x, for_dataset(cfg, "retinamnist"), _gen())) / _laplacian_energy(x)
+        for name, cfg in AUGMENT_PRESETS.items()
+    }
+    assert ratios["flip"] > 0.95 and ratios["shift"] > 0.95
+    # the affine presets resample sub-pixel and blur: the reason the sharp ones exist
+    assert ratios["light"] < 0.8 and ratios["medium"] < 0.8
+
+
+def test_integer_shift_moves_pixels_exactly():
+    x = _images(64, 1, 12)
+    y = augment_batch(x, AugmentConfig(shift=2), _gen(5))
+    for i in range(64):
+        found = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if torch.equal(y[i, :, 2:-2, 2:-2], x[i, :, 2 + dy : 10 + dy, 2 + dx : 10 + dx])
+        ]
+        assert len(found) == 1  # the inside is the input moved by one whole-pixel offset
+    assert len({tuple(v) for v in y.flatten(1).tolist()}) > 10  # offsets differ per image
+
+
+@pytest.mark.parametrize(
+    "cfg, expected",
+    [
+        (AugmentConfig(vflip=1.0), lambda x: x.flip(-2)),
+        (AugmentConfig(hflip=1.0, vflip=1.0), lambda x: x.flip(-1).flip(-2)),
+    ],
+)
+def test_sharp_flips_are_exact(cfg, expected):
+    x = _images(4, 3, 9)
+    assert torch.equal(augment_batch(x, cfg, _gen()), expected(x))
+
+
+def test_rot90_turns_by_whole_quarters():
+    x = _images(200, 1, 6)
+    y = augment_batch(x, AugmentConfig(rot90=1.0), _gen(2))
+    turns = []
+    for i in range(200):
+        ks = [k for k in range(4) if torch.equal(y[i], torch.rot90(x[i], k, dims=(-2, -1)))]
+        assert len(ks) == 1
+        turns.append(ks[0])
+    counts = [turns.count(k) for k in range(4)]
+    assert counts[0] == 0 and min(counts[1:]) > 40  # always turned, k = 1, 2, 3 about equally
+
+
+def test_orientation_knobs_only_where_the_anatomy_allows():
+    shift = AUGMENT_PRESETS["shift"]
+    assert for_dataset(shift, "retinamnist") == shift
+    chest = for_dataset(shift, "pneumoniamnist")
+    assert chest.vflip == 0 and chest.rot90 == 0 and chest.hflip == 0.5 and chest.shift == 2
