@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -68,19 +69,63 @@ def test_shared_parts_are_identical(key):
     assert _load(CLOUD).get(key) == _load(LOCAL).get(key)
 
 
-def test_setup_installs_project_and_data():
-    setup = "\n".join(_load(CLOUD)["setup_commands"])
-    assert "pip install" in setup and "/home/ray/medsweep" in setup
-    assert "medsweep data download --dataset all --root /home/ray/medmnist" in setup
-    assert "MEDMNIST_ROOT=/home/ray/medmnist" in setup
+def _commands(cfg: dict, *keys: str) -> list[str]:
+    return [c for key in keys for c in cfg.get(key) or []]
 
+
+def test_setup_installs_into_its_own_venv():
+    cfg = _load(CLOUD)
+    pips = [c for c in _commands(cfg, "setup_commands", "head_setup_commands", "worker_setup_commands")
+            if "pip" in c]
+    assert pips
+    # Every pip is the venv's own: never whatever Python the login shell finds first.
+    for command in pips:
+        assert re.findall(r"\S*pip\b", command) == ["~/medsweep/venv/bin/pip"] * command.count("pip ")
+    assert any('-e "$HOME/medsweep/src[cluster]"' in c for c in pips)
+    assert "test -x ~/medsweep/venv/bin/python || python3.11 -m venv ~/medsweep/venv" in cfg["setup_commands"]
+
+
+def test_cluster_extra_brings_the_dashboard():
+    import tomllib
+
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    ray_pin = next(d for d in pyproject["project"]["dependencies"] if d.startswith("ray["))
+    version = ray_pin.split("==")[1]
+    assert f"ray[default]=={version}" in pyproject["project"]["optional-dependencies"]["cluster"]
+
+
+def test_data_is_fetched_on_the_head_only_and_only_what_is_named():
+    cfg = _load(CLOUD)
+    assert not any("data download" in c for c in _commands(cfg, "setup_commands", "worker_setup_commands"))
+    head = "\n".join(cfg["head_setup_commands"])
+    assert "medsweep data download --dataset $dataset --root \"$MEDMNIST_ROOT\"" in head
+    assert "--dataset all" not in head and "for dataset in retinamnist;" in head
+
+
+def test_no_path_assumes_a_user_called_ray(config_path):
+    # The Dockerfile may: inside the image the user is ray. The YAMLs must work for any user.
+    assert "/home/ray" not in config_path.read_text()
+
+
+def test_env_file_turns_on_token_auth_and_the_venv(tmp_path):
+    # Run the two environment lines of setup for real, in a scratch home.
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    for command in _load(CLOUD)["setup_commands"][:2]:
+        subprocess.run(["bash", "-c", command], env=env, check=True)
+    out = subprocess.run(["bash", "-c", "bash -i -c 'echo $RAY_AUTH_MODE $MEDMNIST_ROOT $PATH' 2>/dev/null"],
+                         env=env, check=True, capture_output=True, text=True).stdout.split()
+    assert out == ["token", f"{tmp_path}/medsweep/medmnist", f"{tmp_path}/medsweep/venv/bin:/usr/bin:/bin"]
+    # Setup runs on every `ray up`: the ~/.bashrc line is added once.
+    subprocess.run(["bash", "-c", _load(CLOUD)["setup_commands"][1]], env=env, check=True)
+    assert (tmp_path / ".bashrc").read_text().count("medsweep/env.sh") == 1
 
 
 def test_file_mounts_carry_the_installable_project():
     import tomllib
 
     mounts = _load(CLOUD)["file_mounts"]
-    project = {remote.removeprefix("/home/ray/medsweep/"): local for remote, local in mounts.items() if remote.startswith("/home/ray/medsweep/")}
+    src = "~/medsweep/src/"
+    project = {remote.removeprefix(src): local for remote, local in mounts.items() if remote.startswith(src)}
     for name, local in project.items():
         assert (REPO / local).exists(), local
         assert Path(local).name == name
@@ -93,16 +138,14 @@ def test_file_mounts_carry_the_installable_project():
 
 def test_start_commands():
     cfg = _load(CLOUD)
-    head = "\n".join(cfg["head_start_ray_commands"])
-    worker = "\n".join(cfg["worker_start_ray_commands"])
-    assert cfg["head_start_ray_commands"][0] == "ray stop"
-    assert cfg["worker_start_ray_commands"][0] == "ray stop"
-    assert "ray start --head --port=6379" in head
-    assert "--autoscaling-config=~/ray_bootstrap_config.yaml" in head
-    assert "ray start --address=$RAY_HEAD_IP:6379" in worker
-    for text in (head, worker):
-        assert "MEDMNIST_ROOT=/home/ray/medmnist" in text
-        assert "RAY_AUTH_MODE=token" in text
+    head, worker = cfg["head_start_ray_commands"], cfg["worker_start_ray_commands"]
+    assert head[0] == worker[0] == ". ~/medsweep/env.sh && ray stop"
+    assert head[1].startswith(". ~/medsweep/env.sh && ray start --head --port=6379 ")
+    assert "--autoscaling-config=~/ray_bootstrap_config.yaml" in head[1]
+    assert worker[1].startswith(". ~/medsweep/env.sh && ray start --address=$RAY_HEAD_IP:6379 ")
+    # Every Ray command runs with env.sh: token auth on, the venv's ray.
+    for command in head + worker + cfg["head_setup_commands"]:
+        assert command.startswith(". ~/medsweep/env.sh && ")
 
 
 def test_dashboard_bound_to_localhost(config_path):
@@ -126,7 +169,31 @@ def test_cloud_head_has_no_gpu_and_workers_autoscale_from_zero():
         assert worker["resources"]["GPU"] >= 1
         assert worker["min_workers"] == 0
         assert worker["max_workers"] >= 1
-    assert cfg["docker"]["image"] == "rayproject/ray:2.60.0-py311-gpu"
+
+
+def test_cloud_nodes_are_reachable_only_as_documented():
+    cfg = _load(CLOUD)
+    types = cfg["available_node_types"]
+    groups = {str(t["node_config"].get("SecurityGroupIds")) for t in types.values()}
+    # One user-made group on every node: Ray's own would open SSH to the world.
+    assert len(groups) == 1 and "None" not in groups
+    for name, node_type in types.items():
+        if name != cfg["head_node_type"]:
+            # Ray's default instance profile goes to the head only; s3:// storage needs this.
+            assert node_type["node_config"]["IamInstanceProfile"]["Arn"].endswith("instance-profile/medsweep-worker")
+
+
+def test_image_is_the_dockerfile_with_the_venv_setup_expects():
+    import tomllib
+
+    dockerfile = (REPO / "Dockerfile").read_text()
+    version = next(d for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+                   if d.startswith("ray[")).split("==")[1]
+    assert re.search(rf"^FROM rayproject/ray:{re.escape(version)}-py311-gpu$", dockerfile, re.M)
+    # The image's user is ray: its ~/medsweep/venv is where setup looks.
+    assert "python3.11 -m venv /home/ray/medsweep/venv" in dockerfile
+    assert "-e '/home/ray/medsweep/src[cluster]'" in dockerfile
+    assert _load(CLOUD)["docker"]["image"].endswith(f":ray{version}-py311-gpu")
 
 
 def test_local_provider_runs_on_this_machine():
