@@ -17,6 +17,7 @@ from ray import tune
 from medvit.data import MedMNISTData, load_dataset
 from sweeps.space import search_algorithm, trial_config, trial_scheduler, tune_param_space
 from sweeps.spec import SweepSpec, parse_spec
+from sweeps.storage import check_storage_visible
 from trainables.medvit_trainable import train_medvit
 
 SPEC_FILE = "medsweep_spec.yaml"
@@ -71,6 +72,7 @@ def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None
         )
     data = load_sweep_data(spec, data_root)
     connect(address)
+    check_storage_visible(sweep_dir(spec))
     tuner = tune.Tuner(
         build_trainable(spec, data),
         param_space=param_space(spec),
@@ -108,6 +110,7 @@ def resume_sweep(
         raise ValueError(f"resume: {directory} holds no Ray Tune experiment state to resume")
     data = load_sweep_data(spec, data_root)
     connect(address)
+    check_storage_visible(directory)
     tuner = tune.Tuner.restore(
         directory,
         trainable=build_trainable(spec, data),
