@@ -1,0 +1,75 @@
+"""SweepTensorBoard on a real (tiny) Tune run: HParams hold the fixed training values too, each
+trial's end (finished, stopped early, errored), and no per-trial experiment summary, so
+TensorBoard builds the experiment across trials (and marks which hparams differ)."""
+
+from __future__ import annotations
+
+import pytest
+import ray
+from ray import tune
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import metadata
+
+from sweeps.spec import load_spec
+from trainables.tensorboard import SweepTensorBoard
+
+EPOCHS = 3
+
+
+def stop_the_alpha_0_2_trial(trial_id, result):
+    # What ASHA does to a weak trial: Tune stops it before its last epoch.
+    return result["val_acc"] == pytest.approx(0.7) and result["epoch"] == 1
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    spec = load_spec("retinamnist").smoke_variant()
+    storage = tmp_path_factory.mktemp("tb")
+
+    # Defined here, so Ray ships it by value: workers cannot import a test module.
+    def fake_trial(config):
+        for epoch in range(1, EPOCHS + 1):
+            if config["alpha"] == 0.4 and epoch == 2:
+                raise RuntimeError("this trial errors")
+            tune.report({"epoch": epoch, "val_acc": 0.5 + config["alpha"]})
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        tune.Tuner(
+            fake_trial,
+            param_space={"alpha": tune.grid_search([0.0, 0.2, 0.4]), "epochs": EPOCHS},
+            run_config=tune.RunConfig(name="tb", storage_path=str(storage), stop=stop_the_alpha_0_2_trial,
+                                      callbacks=[SweepTensorBoard(spec)], verbose=0),
+        ).fit()
+    finally:
+        ray.shutdown()
+    return spec, storage / "tb"
+
+
+def hparams_of(trial_dir):
+    (events,) = trial_dir.glob("events.out.tfevents.*")
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    tags = accumulator.PluginTagToContent("hparams")
+    start = metadata.parse_session_start_info_plugin_data(tags[metadata.SESSION_START_INFO_TAG])
+    end = metadata.parse_session_end_info_plugin_data(tags[metadata.SESSION_END_INFO_TAG])
+    values = {k: v.string_value or v.number_value or v.bool_value for k, v in start.hparams.items()}
+    return tags, values, end.status
+
+
+def test_hparams_hold_fixed_values_and_how_each_trial_ended(run):
+    spec, sweep = run
+    trials = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(trials) == 3
+    by_alpha = {}
+    for trial in trials:
+        tags, values, status = hparams_of(trial)
+        assert metadata.EXPERIMENT_TAG not in tags
+        by_alpha[values.get("alpha", 0.0)] = (values, status)
+    assert set(by_alpha) == {0.0, 0.2, 0.4}
+    for values, _ in by_alpha.values():
+        assert values["dataset"] == "retinamnist" and values["epochs"] == EPOCHS
+        assert values["batch_size"] == spec.train.batch_size and values["model"] == spec.train.model
+    assert by_alpha[0.0][0]["end"] == "finished" and by_alpha[0.0][1] == 1  # STATUS_SUCCESS
+    assert by_alpha[0.2][0]["end"] == "early_stopped" and by_alpha[0.2][1] == 1
+    assert by_alpha[0.4][0]["end"] == "errored" and by_alpha[0.4][1] == 2  # STATUS_FAILURE

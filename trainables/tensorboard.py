@@ -1,0 +1,63 @@
+"""TensorBoard's HParams for a sweep: every trial's full training config and how it ended.
+
+Ray's own TensorBoard logger writes the searched values only (its trial config), marks every
+trial as a success, and writes an experiment summary per trial, so TensorBoard takes one
+trial's summary for the whole sweep and shows every hparam as not differing. This one writes,
+per trial: the searched values and the spec's fixed ones (dataset, epochs, batch size, seed,
+...), an `end` hparam (`finished`, `early_stopped` by the scheduler, `errored`), status
+failure for an errored trial, and no experiment summary, so TensorBoard computes it across
+all trials. Scalars are Ray's, unchanged.
+"""
+
+from __future__ import annotations
+
+from ray.tune.experiment import Trial
+from ray.tune.logger import TBXLoggerCallback
+from tensorboardX.proto.api_pb2 import Status
+from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData, SessionEndInfo
+from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
+from tensorboardX.summary import hparams
+
+from sweeps.space import trial_config
+from sweeps.spec import SweepSpec
+
+SESSION_END_TAG = "_hparams_/session_end_info"
+EPOCH_SCALAR = "ray/tune/epoch"
+
+
+def trial_end(failed: bool, last_epoch: float | None, epochs: int) -> str:
+    if failed:
+        return "errored"
+    return "early_stopped" if last_epoch is not None and last_epoch < epochs else "finished"
+
+
+def _session_end(status: str) -> Summary:
+    content = HParamsPluginData(session_end_info=SessionEndInfo(status=Status.Value(status)), version=0)
+    metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(
+        plugin_name="hparams", content=content.SerializeToString()))
+    return Summary(value=[Summary.Value(tag=SESSION_END_TAG, metadata=metadata)])
+
+
+class SweepTensorBoard(TBXLoggerCallback):
+    """Ray's TensorBoard logger with the sweep's full HParams (a subclass, so Ray adds no
+    second TensorBoard logger of its own)."""
+
+    def __init__(self, spec: SweepSpec):
+        super().__init__()
+        self._spec = spec
+        self._failed: set[str] = set()
+
+    def log_trial_end(self, trial: Trial, failed: bool = False):
+        if failed:
+            self._failed.add(trial.trial_id)
+        super().log_trial_end(trial, failed)
+
+    def _try_log_hparams(self, trial: Trial, result: dict):
+        config = trial_config(self._spec, trial.config)
+        values = {k: v for k, v in config.items() if isinstance(v, (str, bool, int, float))}
+        failed = trial.trial_id in self._failed
+        values["end"] = trial_end(failed, result.get(EPOCH_SCALAR), int(config["epochs"]))
+        _, session_start, _ = hparams(hparam_dict=values, metric_dict=result)
+        writer = self._trial_writer[trial].file_writer
+        writer.add_summary(session_start)
+        writer.add_summary(_session_end("STATUS_FAILURE" if failed else "STATUS_SUCCESS"))
