@@ -23,6 +23,7 @@ __all__ = [
     "ORDINAL",
     "TASKS",
     "OrdinalLoss",
+    "SmoothedBCEWithLogits",
     "rank_term",
     "loss_for_task",
 ]
@@ -118,13 +119,14 @@ class OrdinalLoss(nn.Module):
     buffers are built once per ``(K, device, dtype)`` and cached.
     """
 
-    def __init__(self, alpha: float, margin: float = 0.1) -> None:
+    def __init__(self, alpha: float, margin: float = 0.1, label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.alpha = _check_alpha(alpha)
         self.margin = _check_margin(margin)
+        self.label_smoothing = label_smoothing
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, margin={self.margin}"
+        return f"alpha={self.alpha}, margin={self.margin}, label_smoothing={self.label_smoothing}"
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if logits.ndim != 2:
@@ -135,7 +137,7 @@ class OrdinalLoss(nn.Module):
             # rank term would not be safe for that: 0 * inf and 0 * nan are nan (a non-finite
             # probability would poison a loss that plain CE keeps finite), and it would build a
             # useless autograd graph.  Skipping it also saves the work.
-            return F.cross_entropy(logits, target)
+            return F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
         # Softmax in at least float32 (half-precision logits lose the small probability
         # differences the margin compares); float64 stays float64.
         work_dtype = torch.promote_types(logits.dtype, torch.float32)
@@ -144,11 +146,23 @@ class OrdinalLoss(nn.Module):
         if self.alpha == 1.0:
             # Same reasoning: no `0 * ce` term.
             return rank
-        ce = F.cross_entropy(logits.to(work_dtype), target)
+        ce = F.cross_entropy(logits.to(work_dtype), target, label_smoothing=self.label_smoothing)
         return self.alpha * rank + (1.0 - self.alpha) * ce
 
 
-def loss_for_task(task: str, alpha: float = 0.0, margin: float = 0.1) -> nn.Module:
+class SmoothedBCEWithLogits(nn.Module):
+    """BCE-with-logits whose 0/1 targets are pulled toward 1/2 by ``label_smoothing / 2``."""
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = target * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        return F.binary_cross_entropy_with_logits(logits, target)
+
+
+def loss_for_task(task: str, alpha: float = 0.0, margin: float = 0.1, label_smoothing: float = 0.0) -> nn.Module:
     """The training loss for a medmnist task string, called as ``loss(logits, target)``.
 
     - ``"multi-label, binary-class"``: ``nn.BCEWithLogitsLoss()``, target float ``(N, L)``.
@@ -164,13 +178,15 @@ def loss_for_task(task: str, alpha: float = 0.0, margin: float = 0.1) -> nn.Modu
         raise ValueError(f"task: unknown task {task!r}; allowed: {allowed}")
     alpha = _check_alpha(alpha)
     margin = _check_margin(margin)
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing: must be in [0, 1); got {label_smoothing!r}")
     if task == ORDINAL:
-        return OrdinalLoss(alpha, margin)
+        return OrdinalLoss(alpha, margin, label_smoothing)
     if alpha > 0.0:
         raise ValueError(
             "alpha: the Ordinal Loss applies to ordinal-regression tasks only; "
             f"got alpha={alpha} for task '{task}'"
         )
     if task == MULTI_LABEL:
-        return nn.BCEWithLogitsLoss()
-    return nn.CrossEntropyLoss()
+        return SmoothedBCEWithLogits(label_smoothing)
+    return nn.CrossEntropyLoss(label_smoothing=label_smoothing)

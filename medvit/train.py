@@ -1,9 +1,19 @@
-"""The one training loop: AdamW, cosine schedule, batched on-device augmentation.
+"""The one training loop: AdamW, warm-up + cosine, EMA weights, batched on-device augmentation.
 
-`Trainer` owns everything a run needs to continue after a restart (model, optimizer,
-scheduler, random state, best-so-far weights), so the Ray trainable can checkpoint it
-every epoch and resume from the next one. Selection uses the validation split only; the
-test split is evaluated once, by `finish()`, with the weights of the selected epoch.
+The recipe for a 1,080-image training set (RetinaMNIST) where a single validation image is
+0.8 % of accuracy: stochastic depth, label smoothing, a short linear warm-up, gradient-norm
+clipping, optional mixup, no weight decay on norms and biases, and an exponential moving
+average (EMA) of the weights, which is what is validated, selected, checkpointed and tested.
+
+Selection is noise-robust: the epoch is picked on the select metric averaged over the last
+``select_window`` epochs (its ``select_score``), not on one epoch's noisy value.
+
+`Trainer` owns everything a run needs to continue after a restart (model, EMA, optimizer,
+schedule, random state, best-so-far weights and validation scores), so the Ray trainable can
+checkpoint it every epoch and resume from the next one. Selection uses the validation split
+only; the test split is evaluated once, by `finish()`, with the weights of the selected epoch.
+A non-finite training loss ends the run at once: the last epoch is marked ``diverged`` and
+scores the worst possible value, so no searcher or ranking can prefer it.
 """
 
 from __future__ import annotations
@@ -17,12 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medvit.augment import augment_batch, augment_config
-from medvit.config import TrainConfig
+from medvit.augment import augment_batch, augment_config, for_dataset
+from medvit.config import WORST_SCORE, TrainConfig
 from medvit.data import MedMNISTData, dataset_info, load_dataset
+from medvit.tasks import ORDINAL
 from medvit.losses import loss_for_task
-from medvit.metrics import evaluate, scores_from_logits
-from medvit.models import create_model
+from medvit.metrics import decoded_metrics, evaluate, scores_from_logits
+from medvit.models import MODELS, create_model
 
 EVAL_BATCH = 512
 CHECKPOINT_FILE = "state.pt"
@@ -49,35 +60,46 @@ class Trainer:
         self.on_gpu = self.device.type == "cuda"
         torch.manual_seed(config.seed)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.mix_rng = np.random.default_rng(config.seed)
 
         # Each split goes to the training device once; batches are drawn by index from there.
         self.images = {split: t.to(self.device) for split, t in data.images.items()}
         self.labels = {split: t.to(self.device) for split, t in data.labels.items()}
 
-        self.model = create_model(
-            config.model,
-            in_chans=data.info.channels,
-            num_classes=data.info.num_classes,
-            img_size=config.img_size,
-        ).to(self.device)
+        self.model = build_model(config, data.info.channels, data.info.num_classes).to(self.device)
         self.memory_format = torch.channels_last if self.on_gpu else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
-        self.loss_fn = loss_for_task(self.task, config.alpha, config.margin)
-        self.augment = augment_config(config.augment)
+        # The EMA copy is what is evaluated; without EMA it is the model itself.
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False) if config.ema > 0 else None
+        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.loss_fn = loss_for_task(self.task, config.alpha, config.margin, config.label_smoothing)
+        self.eval_loss_fn = loss_for_task(self.task, config.alpha, config.margin)
+        self.augment = for_dataset(augment_config(config.augment), config.dataset)
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+            parameter_groups(self.model, config.weight_decay), lr=config.lr, weight_decay=config.weight_decay
         )
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs)
+        self.steps_per_epoch = len(self._batches("train", config.batch_size, shuffle=False, drop_single=True))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_cosine(config.warmup_epochs * self.steps_per_epoch, config.epochs * self.steps_per_epoch)
+        )
 
         self.epoch = 0
+        self.step = 0
+        self.diverged = False
+        self.history: list[float] = []  # the select metric of every epoch, for the trailing mean
         self.best_epoch = 0
         self.best_value: float | None = None
         self.best_metrics: dict[str, float] = {}
         self.best_weights: dict[str, torch.Tensor] | None = None
+        self.best_val_scores: torch.Tensor | None = None  # (N_val, C), for ensembles
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        return self.ema if self.ema is not None else self.model
 
     # -- one epoch ---------------------------------------------------------------------
 
-    def _batches(self, split: str, batch_size: int, shuffle: bool) -> Iterator[torch.Tensor]:
+    def _batches(self, split: str, batch_size: int, shuffle: bool, drop_single: bool | None = None) -> list[torch.Tensor]:
         n = len(self.labels[split])
         order = (
             torch.randperm(n, generator=self.generator, device=self.device)
@@ -86,9 +108,9 @@ class Trainer:
         )
         batches = list(order.split(batch_size))
         # BatchNorm cannot train on a lone sample whose map is 1x1 (stock presets at 28 px).
-        if shuffle and len(batches) > 1 and len(batches[-1]) == 1:
+        if (shuffle if drop_single is None else drop_single) and len(batches) > 1 and len(batches[-1]) == 1:
             batches.pop()
-        yield from batches
+        return batches
 
     def _inputs(self, split: str, index: torch.Tensor) -> torch.Tensor:
         images = normalise(self.images[split][index])
@@ -96,36 +118,58 @@ class Trainer:
             images = augment_batch(images, self.augment, self.generator)
         return images.contiguous(memory_format=self.memory_format)
 
+    def _loss(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The training loss; with mixup, the lambda-weighted sum of the losses for both labels
+        of the mixed images (the Ordinal Loss has no soft-label form, so this is the one rule)."""
+        if self.config.mixup > 0:
+            lam = float(self.mix_rng.beta(self.config.mixup, self.config.mixup))
+            perm = torch.randperm(len(target), generator=self.generator, device=self.device)
+            inputs = lam * inputs + (1.0 - lam) * inputs[perm]
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.on_gpu):
+            logits = self.forward(inputs).float()
+        if self.config.mixup > 0:
+            return lam * self.loss_fn(logits, target) + (1.0 - lam) * self.loss_fn(logits, target[perm])
+        return self.loss_fn(logits, target)
+
     def train_epoch(self) -> float:
         self.model.train()
-        total, count = 0.0, 0
+        # Summed on the device and read once per epoch: no host sync per step on a GPU.
+        total = torch.zeros((), device=self.device)
+        count = 0
         for index in self._batches("train", self.config.batch_size, shuffle=True):
-            inputs = self._inputs("train", index)
             target = self.labels["train"][index]
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.on_gpu):
-                logits = self.model(inputs)
-            loss = self.loss_fn(logits.float(), target)
+            loss = self._loss(self._inputs("train", index), target)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
             self.optimizer.step()
-            total += loss.item() * len(index)
+            self.scheduler.step()
+            self.step += 1
+            if self.ema is not None:
+                update_ema(self.ema, self.model, ema_decay(self.config.ema, self.step))
+            total += loss.detach() * len(index)
             count += len(index)
-        self.scheduler.step()
-        return total / count
+        return total.item() / count
 
     @torch.no_grad()
-    def evaluate(self, split: str) -> dict[str, float]:
-        """Loss and MedMNIST metrics of the current weights on one split."""
-        self.model.eval()
+    def logits(self, split: str) -> torch.Tensor:
+        """Logits of the evaluated weights on one split, in split order."""
+        model = self.eval_model.eval()
         logits = []
         for index in self._batches(split, EVAL_BATCH, shuffle=False):
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.on_gpu):
-                logits.append(self.model(self._inputs(split, index)).float())
-        logits = torch.cat(logits)
+                logits.append(model(self._inputs(split, index)).float())
+        return torch.cat(logits)
+
+    def evaluate(self, split: str) -> tuple[dict[str, float], np.ndarray]:
+        """Loss and MedMNIST metrics of the evaluated weights on one split, and its scores."""
+        logits = self.logits(split)
         target = self.labels[split]
-        metrics = {"loss": self.loss_fn(logits, target).item()}
-        metrics |= evaluate(self.task, target.cpu().numpy(), scores_from_logits(self.task, logits.cpu()))
-        return metrics
+        scores = scores_from_logits(self.task, logits.cpu())
+        metrics = {"loss": self.eval_loss_fn(logits, target).item()}
+        metrics |= evaluate(self.task, target.cpu().numpy(), scores)
+        return metrics, scores
 
     def _is_better(self, value: float) -> bool:
         if self.best_value is None or math.isnan(self.best_value):
@@ -136,39 +180,52 @@ class Trainer:
 
     def epochs(self) -> Iterator[dict[str, float]]:
         """Train the remaining epochs, yielding each epoch's metrics (validation only)."""
-        while self.epoch < self.config.epochs:
+        metric = self.config.select_metric
+        while self.epoch < self.config.epochs and not self.diverged:
             lr = self.optimizer.param_groups[0]["lr"]
             start = time.perf_counter()
             train_loss = self.train_epoch()
             train_time = time.perf_counter() - start
-            val = self.evaluate("val")
             self.epoch += 1
-            metric = self.config.select_metric
-            value = val[metric.removeprefix("val_")]
-            if self._is_better(value):
-                self.best_epoch = self.epoch
-                self.best_value = value
-                self.best_metrics = {f"val_{k}": v for k, v in val.items()}
-                self.best_weights = copy.deepcopy(self.model.state_dict())
+            self.diverged = not math.isfinite(train_loss)
+            val, scores = self.evaluate("val")
+            if self.diverged:
+                score = WORST_SCORE[self.config.select_mode]
+            else:
+                self.history.append(val[metric.removeprefix("val_")])
+                score = float(np.mean(self.history[-self.config.select_window:]))
+                if self._is_better(score):
+                    self.best_epoch = self.epoch
+                    self.best_value = score
+                    self.best_metrics = {f"val_{k}": v for k, v in val.items()}
+                    self.best_weights = copy.deepcopy(self.eval_model.state_dict())
+                    self.best_val_scores = torch.from_numpy(scores)
             yield {
                 "epoch": self.epoch,
-                "train_loss": train_loss,
+                "train_loss": train_loss if not self.diverged else None,
                 "lr": lr,
                 "epoch_time_s": time.perf_counter() - start,
                 "images_per_s": len(self.labels["train"]) / train_time,
                 **{f"val_{k}": v for k, v in val.items()},
+                "select_score": score,
+                "diverged": self.diverged,
                 "best_epoch": self.best_epoch,
-                f"best_{metric}": self.best_value,
+                f"best_{metric}": self.best_metrics.get(metric),
             }
 
     def finish(self) -> dict:
         """Evaluate the test split once with the selected epoch's weights."""
         if self.best_weights is not None:
-            self.model.load_state_dict(self.best_weights)
-        test = self.evaluate("test")
+            self.eval_model.load_state_dict(self.best_weights)
+        test, scores = self.evaluate("test")
+        if self.task == ORDINAL and self.best_val_scores is not None:
+            test |= decoded_metrics(self.labels["val"].cpu().numpy(), self.best_val_scores.numpy(),
+                                    self.labels["test"].cpu().numpy(), scores)
         return {
             "selected_epoch": self.best_epoch,
             "select_metric": self.config.select_metric,
+            "select_score": self.best_value,
+            "diverged": self.diverged,
             "val": {k.removeprefix("val_"): v for k, v in self.best_metrics.items()},
             "test": test,
         }
@@ -179,28 +236,35 @@ class Trainer:
         return {
             "config": self.config.model_dump(),
             "epoch": self.epoch,
+            "step": self.step,
+            "diverged": self.diverged,
+            "history": self.history,
             "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "mix_rng": self.mix_rng.bit_generator.state,
             "best_epoch": self.best_epoch,
             "best_value": self.best_value,
             "best_metrics": self.best_metrics,
             "best_weights": self.best_weights,
+            "best_val_scores": self.best_val_scores,
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        self.epoch = state["epoch"]
-        self.best_epoch = state["best_epoch"]
-        self.best_value = state["best_value"]
-        self.best_metrics = state["best_metrics"]
-        self.best_weights = state["best_weights"]
+        self.mix_rng.bit_generator.state = state["mix_rng"]
+        for key in ("epoch", "step", "diverged", "history", "best_epoch", "best_value", "best_metrics",
+                    "best_weights", "best_val_scores"):
+            setattr(self, key, state[key])
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / CHECKPOINT_FILE
@@ -208,19 +272,70 @@ class Trainer:
         return path
 
     def restore(self, directory: str | Path) -> None:
-        self.load_state_dict(torch.load(Path(directory) / CHECKPOINT_FILE, map_location=self.device))
+        self.load_state_dict(load_state(directory, map_location=self.device))
+
+
+def build_model(config: TrainConfig, in_chans: int, num_classes: int) -> torch.nn.Module:
+    extra = {"drop_path": config.drop_path} if MODELS[config.model].family == "medvit" else {}
+    return create_model(config.model, in_chans=in_chans, num_classes=num_classes, img_size=config.img_size, **extra)
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices and kernels only: decaying norm scales and biases
+    pulls them toward 0 and only hurts."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (decay if param.ndim > 1 else no_decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """The learning-rate factor of each step: linear from 1/warmup to 1, then cosine to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def ema_decay(decay: float, step: int) -> float:
+    """The EMA decay at an optimizer step: lower early on, so the average is not dominated by
+    the random initial weights (a 1,080-image epoch is only 8 steps)."""
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model for float tensors; integer buffers copied."""
+    ema_floats, model_floats = [], []
+    for e, m in zip(ema.state_dict().values(), model.state_dict().values()):
+        if e.dtype.is_floating_point:
+            ema_floats.append(e)
+            model_floats.append(m)
+        else:
+            e.copy_(m)
+    torch._foreach_lerp_(ema_floats, model_floats, 1.0 - decay)
+
+
+def load_state(directory: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    path = Path(directory) / CHECKPOINT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint: no {CHECKPOINT_FILE} in {directory}")
+    # Tensors, numbers and strings only: never unpickle code from a checkpoint.
+    return torch.load(path, map_location=map_location, weights_only=True)
 
 
 def load_checkpoint_model(directory: str | Path) -> tuple[torch.nn.Module, TrainConfig]:
     """The selected-epoch model of a checkpoint folder and the config that trained it."""
-    path = Path(directory) / CHECKPOINT_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint: no {CHECKPOINT_FILE} in {directory}")
-    state = torch.load(path, map_location="cpu")
+    state = load_state(directory)
     config = TrainConfig(**state["config"])
     info = dataset_info(config.dataset)
-    model = create_model(config.model, in_chans=info.channels, num_classes=info.num_classes, img_size=config.img_size)
-    model.load_state_dict(state["best_weights"] or state["model"])
+    model = build_model(config, info.channels, info.num_classes)
+    model.load_state_dict(state["best_weights"] or state["ema"] or state["model"])
     return model.eval(), config
 
 
