@@ -81,7 +81,7 @@ class TrainConfig(BaseModel):
     alpha: float = _field(0.0, "Ordinal Loss weight in [0, 1] (ordinal tasks only; 0 = cross-entropy)",
                           search=FLOAT_SEARCH, ge=0.0, le=1.0)
     margin: float = _field(0.1, "Ordinal Loss margin", search=FLOAT_SEARCH, ge=0.0)
-    epochs: int = _field(50, "training epochs", ge=1)
+    epochs: int = _field(30, "training epochs", ge=1)
     batch_size: int = _field(128, "batch size", search=INT_SEARCH, ge=1)
     lr: float = _field(1e-3, "AdamW peak learning rate (linear warm-up, then cosine decay)",
                        search=FLOAT_SEARCH, gt=0.0)

@@ -228,6 +228,9 @@ class Trainer:
             "diverged": self.diverged,
             "val": {k.removeprefix("val_"): v for k, v in self.best_metrics.items()},
             "test": test,
+            # The selected weights' probabilities, in split order: what seed ensembles average.
+            "val_scores": self.best_val_scores.numpy() if self.best_val_scores is not None else None,
+            "test_scores": scores,
         }
 
     # -- checkpoints -------------------------------------------------------------------
