@@ -1,0 +1,295 @@
+"""The GPU check: train, reload, throughput, trial packing and the usual-loop comparison.
+
+Run it through ``benchmarks/gpu_check.sh`` (which brings pydantic and medmnist as wheels where
+they are missing); every step writes a Markdown or JSON file under ``--out``:
+
+  train_check.json  (a) 3 epochs of the recommended preset on real RetinaMNIST: metrics finite,
+                    the selected model reloads from its checkpoint and predicts what the trainer
+                    did; fp32, bf16 autocast and channels-last predictions of that model agree;
+                    ``python -m sweeps.cli train`` runs with Ray unimportable
+  throughput.md     (b) training images/s of each 28 px preset and resnet18_28, batch 128 and
+                    512, fp32 / bf16 autocast x contiguous / channels-last
+  packing.md        (c) 1, 2, 4, 8 concurrent training processes on the one device, total images/s
+  usual_loop.md     (d) ``bench_epoch.py`` on the device: our Trainer against the usual loop
+  tests.log         (e) on CUDA: the fast-path tests (their CUDA parts run there)
+  summary.md        every table above and the verdict of each check
+
+Nothing here imports Ray (``sys.modules["ray"] = None`` makes any attempt fail loudly), so the
+check proves the training path runs where Ray is not installed. ``--quick`` shrinks every size
+(same code path) so that ``--device cpu --quick`` runs in minutes on a laptop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.modules["ray"] = None  # type: ignore[assignment]  # an import of Ray fails: the path is Ray-free
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from medvit.config import build_config  # noqa: E402
+from medvit.data import dataset_info  # noqa: E402
+from medvit.models import create_model  # noqa: E402
+from medvit.synthetic import write_synthetic  # noqa: E402
+from medvit.train import Trainer, load_checkpoint_model, load_data, normalise  # noqa: E402
+from trial_packing import run_packed  # noqa: E402  (beside this file)
+
+PRESET = "medvit_28_tiny"  # the recommended preset: the CPU spec's and the fastest 28 px MedViT
+THROUGHPUT_MODELS = ("medvit_28_tiny", "medvit_28_small", "medvit_28_base", "resnet18_28")
+MODES = {  # name: (autocast to bf16, channels-last)
+    "fp32": (False, False),
+    "fp32 channels-last": (False, True),
+    "bf16": (True, False),
+    "bf16 channels-last": (True, True),
+}
+# Packing runs on PathMNIST-like synthetic data: RetinaMNIST's 1,080 training images are a
+# fraction of a second per epoch on a GPU, too short to time against process start-up.
+PACKING_FLAG = "pathmnist"
+RAY_BLOCKED = "import sys; sys.modules['ray'] = None; from sweeps.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def finite(values) -> bool:
+    return all(math.isfinite(v) for v in values if isinstance(v, float))
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        memory = torch.cuda.get_device_properties(device).total_memory / 2**30
+        return f"{name} ({memory:.0f} GiB), torch {torch.__version__}, {os.cpu_count()} CPUs"
+    return f"CPU, {os.cpu_count()} cores, torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# -- (a) train, reload, agree ----------------------------------------------------------------
+
+@torch.no_grad()
+def predictions(model: torch.nn.Module, images: torch.Tensor, device: torch.device, bf16: bool,
+                channels_last: bool) -> torch.Tensor:
+    """Softmax probabilities of ``model`` on uint8 images, in one of the four modes."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=fmt).eval()
+    out = []
+    for chunk in images.split(512):
+        x = normalise(chunk.to(device)).contiguous(memory_format=fmt)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out.append(model(x).float().softmax(1))
+    return torch.cat(out).cpu()
+
+
+def train_check(args, device: torch.device, work: Path) -> dict:
+    epochs = 3
+    config = build_config({"dataset": "retinamnist", "model": PRESET, "epochs": epochs, "device": device.type,
+                           "data_root": args.data_root, "subset": 128 if args.quick else None})
+    data = load_data(config)
+    trainer = Trainer(config, data)
+    history = []
+    for metrics in trainer.epochs():
+        trainer.save(work)  # every epoch, as a sweep trial checkpoints
+        history.append(metrics)
+    result = trainer.finish()
+    numbers = [v for m in history for v in m.values()] + list(result["val"].values()) + list(result["test"].values())
+
+    # The selected weights reloaded from the checkpoint predict what the trainer's model does.
+    reloaded, _ = load_checkpoint_model(work)
+    val = data.images["val"]
+    mine = predictions(trainer.eval_model, val, device, bf16=False, channels_last=False)
+    theirs = predictions(reloaded, val, device, bf16=False, channels_last=False)
+    reload_diff = float((mine - theirs).abs().max())
+
+    # The same trained model in each mode: probabilities and arg-max against fp32.
+    agreement = {}
+    for mode, (bf16, channels_last) in MODES.items():
+        probs = predictions(reloaded, val, device, bf16, channels_last)
+        agreement[mode] = {"max_prob_diff": float((probs - theirs).abs().max()),
+                           "argmax_agree": float((probs.argmax(1) == theirs.argmax(1)).float().mean())}
+
+    cli_out = work / "cli"
+    cli = subprocess.run(
+        [sys.executable, "-c", RAY_BLOCKED, "train", "--dataset", "retinamnist", "--model", PRESET, "--epochs", "1",
+         "--subset", "64", "--device", device.type, "--data-root", args.data_root, "--out", str(cli_out)],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    cli_metrics = json.loads((cli_out / "metrics.json").read_text()) if cli.returncode == 0 else {}
+
+    checks = {
+        "metrics finite": finite(numbers),
+        "selected model reloads (max prob diff < 1e-5)": reload_diff < 1e-5,
+        "bf16 / channels-last agree with fp32 (prob diff < 0.05, arg-max >= 95%)": all(
+            a["max_prob_diff"] < 0.05 and a["argmax_agree"] >= 0.95 for a in agreement.values()),
+        "medsweep train runs without Ray": cli.returncode == 0 and finite(cli_metrics["test"].values()),
+    }
+    return {"checks": checks, "history": history, "selected_epoch": result["selected_epoch"],
+            "val": result["val"], "test": result["test"], "reload_max_prob_diff": reload_diff,
+            "agreement": agreement, "cli_returncode": cli.returncode, "cli_stderr_tail": cli.stderr[-2000:]}
+
+
+# -- (b) throughput per model, batch and mode ------------------------------------------------
+
+def step_rate(name: str, batch: int, bf16: bool, channels_last: bool, device: torch.device,
+              warmup: int, seconds: float, min_steps: int) -> float:
+    """Training images/s: forward, loss on fp32 logits, backward, AdamW step (as Trainer does)."""
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = create_model(name, in_chans=3, num_classes=5).to(device, memory_format=fmt).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.randn(batch, 3, 28, 28, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, 5, (batch,), device=device)
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    steps, start = 0, time.perf_counter()
+    while steps < min_steps or time.perf_counter() - start < seconds:
+        step()
+        steps += 1
+        if steps % 10 == 0:
+            _sync(device)
+    _sync(device)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def throughput(args, device: torch.device) -> str:
+    batches = (8,) if args.quick else (128, 512)
+    timing = dict(warmup=0, seconds=0.0, min_steps=1) if args.quick else dict(warmup=5, seconds=1.5, min_steps=10)
+    lines = ["| model | batch | " + " | ".join(MODES) + " | best vs fp32 |",
+             "|---|---:|" + "---:|" * (len(MODES) + 1)]
+    for name in THROUGHPUT_MODELS:
+        for batch in batches:
+            rates = [step_rate(name, batch, *mode, device, **timing) for mode in MODES.values()]
+            cells = " | ".join(f"{r:,.0f}" for r in rates)
+            lines.append(f"| {name} | {batch} | {cells} | {max(rates) / rates[0]:.2f}x |")
+            print(lines[-1], flush=True)
+    return "Training images/s (forward + backward + AdamW), 3x28x28, 5 classes\n\n" + "\n".join(lines)
+
+
+# -- (c) packing: concurrent training processes on one device -------------------------------
+
+def packing(args, device: torch.device, work: Path) -> str:
+    counts = (1, 2) if args.quick else (1, 2, 4, 8)
+    n_train, timed_epochs = (128, 1) if args.quick else (20_000, 2)
+    root = work / "synthetic"
+    write_synthetic(PACKING_FLAG, root, n_per_split=(n_train, n_train // 10, n_train // 10))
+    config = {"dataset": PACKING_FLAG, "model": PRESET, "epochs": 1 + timed_epochs, "device": device.type,
+              "data_root": str(root)}
+    lines = ["| processes | total images/s | vs 1 process | per process, training part | peak GPU MiB per process |",
+             "|---:|---:|---:|---:|---:|"]
+    base = None
+    for count in counts:
+        threads = 1 if device.type == "cpu" else max(1, (os.cpu_count() or 1) // count)
+        r = run_packed(config, count, threads=threads, work=work)
+        base = base or r["total_images_per_s"]
+        lines.append(f"| {count} | {r['total_images_per_s']:,.0f} | {r['total_images_per_s'] / base:.2f}x | "
+                     f"{r['train_images_per_s']:,.0f} | {r['peak_gpu_mib']:,.0f} |")
+        print(lines[-1], flush=True)
+    return (f"{PRESET}, synthetic {PACKING_FLAG} ({n_train} training images), batch 128, {timed_epochs} timed epochs per "
+            "process after a warm-up epoch; total = all processes' images / wall time of the timed epochs "
+            "(validation included)\n\n" + "\n".join(lines))
+
+
+# -- (d) usual loop, (e) tests ---------------------------------------------------------------
+
+def usual_loop(args, device: torch.device) -> str:
+    size = ["--subset", "128", "--rounds", "1", "--models", PRESET] if args.quick else ["--rounds", "3"]
+    threads = ["--threads", "1"] if device.type == "cpu" else []
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_epoch.py"), "--device", device.type,
+                          "--data-root", args.data_root, *size, *threads], capture_output=True, text=True, cwd=REPO)
+    if run.returncode != 0:
+        raise RuntimeError(f"bench_epoch.py failed:\n{run.stderr[-3000:]}")
+    return run.stdout
+
+
+def fast_path_tests(out: Path) -> bool:
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "tests/test_bench_fastpath.py", "tests/test_augment.py"],
+                         capture_output=True, text=True, cwd=REPO)
+    (out / "tests.log").write_text(run.stdout + run.stderr)
+    return run.returncode == 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, same code path")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--data-root", required=True, help="folder holding retinamnist.npz")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA GPU is visible")
+    if device.type == "cpu":
+        # On a CPU the check proves the code path, not speed; one thread per process keeps it
+        # from crawling on a busy machine, where threads wait for each other's cores.
+        torch.set_num_threads(1)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    summary = [f"# GPU check{' (quick)' if args.quick else ''}", "", f"device: {describe_device(device)}", ""]
+    checks: dict[str, bool] = {}
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
+        work = Path(tmp)
+        steps = [
+            ("(a) train 3 epochs, reload, agree", lambda: train_check(args, device, work)),
+            ("(b) throughput", lambda: throughput(args, device)),
+            ("(c) packing", lambda: packing(args, device, work)),
+            ("(d) usual loop", lambda: usual_loop(args, device)),
+        ]
+        for (title, run), name in zip(steps, ("train_check.json", "throughput.md", "packing.md", "usual_loop.md")):
+            print(f"== {title}", flush=True)
+            step_start = time.perf_counter()
+            try:
+                result = run()
+            except Exception as exc:  # one failed step must not hide the others' figures
+                checks[title] = False
+                summary += [f"## {title}: FAILED", "", f"    {type(exc).__name__}: {exc}", ""]
+                print(f"FAILED: {type(exc).__name__}: {exc}", flush=True)
+                continue
+            seconds = time.perf_counter() - step_start
+            if isinstance(result, dict):
+                (out / name).write_text(json.dumps(result, indent=2))
+                checks |= result["checks"]
+                body = "\n".join(f"- {'ok  ' if ok else 'FAIL'} {check}" for check, ok in result["checks"].items())
+                body += f"\n\nselected epoch {result['selected_epoch']}; val {result['val']}; test {result['test']}"
+                body += "\n\n" + "\n".join(f"- {m}: {a}" for m, a in result["agreement"].items())
+            else:
+                (out / name).write_text(result + "\n")
+                checks[title] = True
+                body = result
+            summary += [f"## {title} ({seconds:.0f} s)", "", body, ""]
+            print(body, flush=True)
+    if device.type == "cuda":
+        checks["(e) fast-path tests on the GPU (tests.log)"] = fast_path_tests(out)
+    summary += ["## Verdict", ""] + [f"- {'ok  ' if ok else 'FAIL'} {check}" for check, ok in checks.items()]
+    summary += ["", f"total {time.perf_counter() - started:.0f} s"]
+    (out / "summary.md").write_text("\n".join(summary) + "\n")
+    print("\n".join(summary[-len(checks) - 2:]))
+    return 0 if all(checks.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The GPU check in one command: trains, reloads, times and packs on one GPU, without Ray.
+#
+#   bash benchmarks/gpu_check.sh --out DIR [--device cuda|cpu] [--quick] [--data-root DIR]
+#
+# Under 8 minutes on one H100; `--device cpu --quick` runs the same code path at tiny sizes in
+# a few minutes on a CPU. Everything lands in DIR (see benchmarks/gpu_check.py for the files).
+#
+# A GPU machine without the project's environment needs only torch, torchvision, numpy,
+# pandas, scikit-learn, scikit-image, Pillow, PyYAML: pydantic and medmnist (and their small
+# dependencies) are installed from the git-ignored .whl/ folder when they are not importable
+# (see benchmarks/README.md for the download command). The data root defaults to
+# $MEDMNIST_ROOT, else .whl/medmnist (where a copy of retinamnist.npz travels with the wheels).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT="" DATA_ROOT="${MEDMNIST_ROOT:-}" PASS=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --out) OUT=$2; shift 2 ;;
+        --data-root) DATA_ROOT=$2; shift 2 ;;
+        --device|--quick) PASS+=("$1"); [ "$1" = --device ] && { PASS+=("$2"); shift; }; shift ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+[ -n "$OUT" ] || { echo "gpu_check.sh: --out DIR is required" >&2; exit 2; }
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+[ -n "$DATA_ROOT" ] || DATA_ROOT="$REPO/.whl/medmnist"
+[ -f "$DATA_ROOT/retinamnist.npz" ] || {
+    echo "gpu_check.sh: no retinamnist.npz in $DATA_ROOT; give --data-root or set MEDMNIST_ROOT" >&2; exit 2; }
+DATA_ROOT=$(cd "$DATA_ROOT" && pwd)
+
+cd "$REPO"
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+    if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+fi
+if ! "$PY" -c "import pydantic, medmnist" 2>/dev/null; then
+    ls .whl/*.whl >/dev/null 2>&1 || {
+        echo "gpu_check.sh: pydantic or medmnist missing and no wheels in .whl/ (see benchmarks/README.md)" >&2; exit 2; }
+    SITE=$(mktemp -d /tmp/medsweep-site.XXXXXX)
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl
+    export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+
+"$PY" benchmarks/gpu_check.py --out "$OUT" --data-root "$DATA_ROOT" "${PASS[@]}" 2>&1 | tee "$OUT/log.txt"

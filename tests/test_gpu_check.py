@@ -1,0 +1,39 @@
+"""The GPU check is ready to run: its CPU quick mode, the same code path at tiny sizes, passes.
+
+Slow (a minute or two on two CPU cores): it trains, times and starts training processes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_gpu_check_quick_on_cpu(tmp_path, real_root):
+    out = tmp_path / "out"
+    run = subprocess.run(
+        ["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--quick", "--out", str(out),
+         "--data-root", str(real_root)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for name in ("summary.md", "train_check.json", "throughput.md", "packing.md", "usual_loop.md", "log.txt"):
+        assert (out / name).is_file(), name
+    summary = (out / "summary.md").read_text()
+    assert "FAIL" not in summary
+    throughput = (out / "throughput.md").read_text()
+    for model in ("medvit_28_tiny", "medvit_28_small", "medvit_28_base", "resnet18_28"):
+        assert f"| {model} | 8 |" in throughput
+    packing = (out / "packing.md").read_text()
+    assert "\n| 1 |" in packing and "\n| 2 |" in packing
+    assert "speedup vs usual loop:" in (out / "usual_loop.md").read_text()
+
+
+def test_gpu_check_needs_out():
+    run = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--device", "cpu"], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 2 and "--out DIR is required" in run.stderr
