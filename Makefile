@@ -7,7 +7,7 @@ SPEC ?= retinamnist-cpu
 NAME ?= $(SPEC)
 RESULTS ?= $(HOME)/medsweep-results
 
-.PHONY: run test bench clean
+.PHONY: run test test-fast bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,12 @@ run: $(BIN)/.installed
 	$(BIN)/medsweep collect $(RESULTS)/$(NAME) --out runs/results.parquet --evaluate-test
 	$(BIN)/medsweep report runs/results.parquet --out reports/$(NAME)
 
+# Every test; test-fast leaves out the ones that start Ray or a browser (under 2 minutes).
 test: $(BIN)/.installed
 	$(BIN)/pytest
+
+test-fast: $(BIN)/.installed
+	$(BIN)/pytest -m "not slow"
 
 bench: $(BIN)/.installed
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -22,9 +22,13 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
-from analysis.schema import RESULTS_SCHEMA, TEST_COLUMNS, conform, empty_results, read_table
+from analysis.schema import CONFIG_COLUMNS, RESULTS_SCHEMA, TEST_COLUMNS, conform, empty_results, read_table
+from medvit.config import SELECT_METRICS
+from medvit.yamlio import YamlError, load_yaml
+from sweeps.ranking import trial_best
+from sweeps.space import trial_config
+from sweeps.spec import spec_from_dict
 
 __all__ = ["collect", "read_sweep", "read_results", "find_sweep_dirs", "SPEC_FILE"]
 
@@ -85,7 +89,7 @@ def read_sweep(sweep_dir: str | os.PathLike, collected_at: datetime | None = Non
     metric = spec.get("metric") or state_metric
     if not metric:
         raise ValueError(f"{sweep_dir}: no metric in {SPEC_FILE} nor in the experiment state")
-    mode = spec.get("mode")
+    mode = SELECT_METRICS.get(metric, spec.get("mode"))  # the metric's direction
     if mode not in ("max", "min"):
         guessed = "min" if re.search(r"loss|mae|err", metric) else "max"
         warnings.warn(f"{sweep_dir}: no valid 'mode' in {SPEC_FILE}; assuming {guessed!r} for {metric!r}")
@@ -154,9 +158,9 @@ def _read_spec(sweep_dir: Path) -> dict[str, Any]:
         warnings.warn(f"{sweep_dir}: no {SPEC_FILE}; taking the metric from Ray's experiment state")
         return {}
     try:
-        spec = yaml.safe_load(f.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{f}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        spec = load_yaml(f.read_text(), str(f))
+    except YamlError as exc:
+        raise ValueError(str(exc)) from None
     if not isinstance(spec, dict):
         raise ValueError(f"{f}: expected a mapping at the top level")
     return spec
@@ -261,14 +265,6 @@ def _int(x: Any) -> int | None:
     return None if v is None else int(round(v))
 
 
-def _str(x: Any) -> str | None:
-    if x is None:
-        return None
-    if isinstance(x, str):
-        return x
-    return json.dumps(x, sort_keys=True, default=str)
-
-
 def _last_error_line(folder: Path, runtime_error: str | None) -> str | None:
     f = folder / "error.txt"
     if not f.exists():
@@ -297,20 +293,11 @@ def _last_checkpoint(folder: Path) -> str | None:
 
 
 def _full_config(spec: dict, sampled: dict[str, Any]) -> dict[str, Any]:
-    """The trial's TrainConfig values, by the launcher's rule: ``dataset``, the spec's fixed
-    ``train`` values and ``select_metric`` (the sweep's metric), with the sampled values on
-    top. Ray's ``params.json`` holds only the searched keys; keys starting with ``_`` (the
-    random searcher's raw draws) are dropped."""
-    config: dict[str, Any] = {}
-    if spec.get("dataset"):
-        config["dataset"] = spec["dataset"]
-    train = spec.get("train")
-    if isinstance(train, dict):
-        config.update({k: v for k, v in train.items() if v is not None})
-    if isinstance(spec.get("metric"), str):
-        config["select_metric"] = spec["metric"]
-    config.update({k: v for k, v in sampled.items() if not str(k).startswith("_")})
-    return config
+    """The trial's TrainConfig values by the launcher's own rule (``sweeps.space.trial_config``);
+    Ray's ``params.json`` holds only the searched keys. Without a spec, the sampled keys."""
+    if not spec:
+        return dict(sampled)
+    return trial_config(spec_from_dict(spec, f"{SPEC_FILE}"), sampled)
 
 
 def _trial_row(
@@ -345,23 +332,10 @@ def _trial_row(
     hist_metric = [float_or_none(r.get(metric)) for r in history]
     hist_loss = [float_or_none(r.get("train_loss")) for r in history]
 
-    # Best epoch: the trainer's own best-so-far when it tracks the sweep metric (its
-    # checkpoints hold those weights), else the best of the history (first one on ties).
-    best_epoch: int | None = None
-    reported_be = _int(last.get("best_epoch"))
-    if reported_be is not None and reported_be in by_epoch and last.get(f"best_{metric}") is not None:
-        best_epoch = reported_be
-    else:
-        best_val = None
-        for e, v in zip(epochs, hist_metric):
-            if v is None:
-                continue
-            if best_val is None or (v > best_val if mode == "max" else v < best_val):
-                best_val, best_epoch = v, e
-    best_rec = by_epoch.get(best_epoch, {}) if best_epoch is not None else {}
-    best_value = float_or_none(best_rec.get(metric))
-    if best_value is None and best_epoch is not None:
-        best_value = float_or_none(last.get(f"best_{metric}"))
+    # The launcher's ranking rule: the best selection score over the epochs, the first epoch
+    # that reached it.
+    best_value, best_epoch = trial_best(history, metric, mode) or (None, None)
+    best_rec = by_epoch.get(best_epoch, {})
 
     epochs_max = _int(config.get("epochs"))
     if epochs_max is None:
@@ -392,15 +366,7 @@ def _trial_row(
         "sweep": sweep_dir.name,
         "sweep_dir": str(sweep_dir),
         "trial_id": str(t["trial_id"]),
-        "model": _str(config.get("model")),
-        "alpha": float_or_none(config.get("alpha")),
-        "margin": float_or_none(config.get("margin")),
-        "augment": _str(config.get("augment")),
-        "lr": float_or_none(config.get("lr")),
-        "weight_decay": float_or_none(config.get("weight_decay")),
-        "batch_size": _int(config.get("batch_size")),
-        "img_size": _int(config.get("img_size")),
-        "seed": _int(config.get("seed")),
+        **{column: config.get(column) for column in CONFIG_COLUMNS},
         "epochs_max": epochs_max,
         "epochs_run": epochs_run,
         "stop_reason": stop_reason,

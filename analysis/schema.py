@@ -23,20 +23,19 @@ trial_id           string, not null           Ray's trial id, e.g. ``1b458_00003
                                               (sweep_dir, trial_id) is the row key
 =================  =========================  ==================================================
 
-Trial configuration (the trial's TrainConfig values: the sweep spec's ``dataset``, fixed
-``train`` values and ``metric`` as ``select_metric``, with the sampled values of the trial's
-``params.json`` on top, as the launcher builds them; null if a key is absent)
+Trial configuration (the trial's TrainConfig values as ``sweeps.space.trial_config``
+builds them: the sweep spec's ``dataset``, fixed ``train`` values and ``metric`` as
+``select_metric``, with the sampled values of the trial's ``params.json`` on top)
 
 =================  =========================  ==================================================
-model              string                     model registry name, e.g. ``medvit_28_tiny``
-alpha              float64                    Ordinal Loss weight (0 = cross-entropy)
-margin             float64                    Ordinal Loss margin
-augment            string                     augmentation preset name (off/light/medium/strong)
-lr                 float64                    peak learning rate (AdamW)
-weight_decay       float64                    AdamW weight decay
-batch_size         int32                      batch size
-img_size           int32                      input side in pixels (28, 64, 128, 224)
-seed               int64                      training seed
+model, alpha, ...  string/float64/int64/bool  one column per TrainConfig field whose value is a
+                                              plain string, number or flag (``CONFIG_COLUMNS``,
+                                              derived from ``medvit.config.TrainConfig``: model,
+                                              alpha, margin, batch_size, lr, weight_decay,
+                                              warmup_epochs, ... in the field order; the
+                                              field's ``description`` says what it is), except
+                                              dataset, epochs (``epochs_max``) and
+                                              select_metric (``metric``); null if absent
 epochs_max         int32                      epochs the trial was configured for (config
                                               ``epochs``, else the spec's ``train.epochs``, else
                                               the scheduler's ``max_t``)
@@ -56,10 +55,13 @@ error              string                     last line of the trial's ``error.t
                                               exception), null if it did not error
 metric             string, not null           the sweep's selection metric (spec ``metric``),
                                               e.g. ``val_acc``
-mode               string, not null           ``max`` or ``min`` (spec ``mode``)
-best_value         float64                    best value of ``metric`` over the trial's epochs
-                                              (validation split)
-best_epoch         int32                      epoch of ``best_value`` (1-based as reported)
+mode               string, not null           ``max`` or ``min`` (the metric's direction)
+best_value         float64                    best selection score over the trial's epochs
+                                              (``sweeps.ranking``: ``select_score``, the
+                                              metric's trailing mean on the validation split;
+                                              ``metric`` itself for older results); null for
+                                              a diverged trial
+best_epoch         int32                      first epoch of ``best_value`` (1-based)
 best_val_acc       float64                    ``val_acc`` at ``best_epoch``
 best_val_auc       float64                    ``val_auc`` at ``best_epoch``
 best_val_qwk       float64                    ``val_qwk`` at ``best_epoch`` (null unless ordinal)
@@ -137,6 +139,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from medvit.config import TrainConfig
+
 __all__ = [
     "SCHEMA_VERSION",
     "RESULTS_SCHEMA",
@@ -144,6 +148,9 @@ __all__ = [
     "STOP_REASONS",
     "TEST_COLUMNS",
     "CONFIG_COLUMNS",
+    "config_columns",
+    "train_config_keys",
+    "results_schema",
     "KEY_COLUMNS",
     "empty_results",
     "conform",
@@ -154,27 +161,39 @@ SCHEMA_VERSION = "1"
 STOP_REASONS: tuple[str, ...] = ("finished", "early_stopped", "errored", "unfinished")
 TEST_COLUMNS: tuple[str, ...] = ("test_acc", "test_auc", "test_qwk", "test_mae")
 KEY_COLUMNS: tuple[str, ...] = ("sweep_dir", "trial_id")
-#: Trial-config keys copied into their own columns (the TrainConfig fields a sweep varies).
-CONFIG_COLUMNS: tuple[str, ...] = (
-    "model", "alpha", "margin", "augment", "lr", "weight_decay", "batch_size", "img_size", "seed",
-)
+# TrainConfig fields with columns of their own: dataset, epochs_max, metric.
+_OWN_COLUMNS = ("dataset", "epochs", "select_metric")
+_ARROW_TYPES = {str: pa.string(), float: pa.float64(), int: pa.int64(), bool: pa.bool_()}
+
+
+def config_columns(config_class: type[TrainConfig] = TrainConfig) -> dict[str, pa.DataType]:
+    """Trial-config fields copied into their own columns: every field of a plain string,
+    number or flag type. Fields that may be None (subset, data_root) and the device describe
+    where a trial ran, not what it trained."""
+    return {name: _ARROW_TYPES[info.annotation] for name, info in config_class.model_fields.items()
+            if info.annotation in _ARROW_TYPES and name not in _OWN_COLUMNS}
+
+
+def train_config_keys(config_class: type[TrainConfig] = TrainConfig) -> tuple[str, ...]:
+    """The fields of a best configuration's YAML, in field order: the config columns and
+    the three fields with columns of their own."""
+    keep = set(config_columns(config_class)) | set(_OWN_COLUMNS)
+    return tuple(name for name in config_class.model_fields if name in keep)
+
+
+CONFIG_COLUMNS: tuple[str, ...] = tuple(config_columns())
 
 _F = pa.field
-RESULTS_SCHEMA = pa.schema(
-    [
+
+
+def results_schema(config_class: type[TrainConfig] = TrainConfig) -> pa.Schema:
+    """The results table's schema, with the config columns of ``config_class``."""
+    return pa.schema([
         _F("dataset", pa.string(), nullable=False),
         _F("sweep", pa.string(), nullable=False),
         _F("sweep_dir", pa.string(), nullable=False),
         _F("trial_id", pa.string(), nullable=False),
-        _F("model", pa.string()),
-        _F("alpha", pa.float64()),
-        _F("margin", pa.float64()),
-        _F("augment", pa.string()),
-        _F("lr", pa.float64()),
-        _F("weight_decay", pa.float64()),
-        _F("batch_size", pa.int32()),
-        _F("img_size", pa.int32()),
-        _F("seed", pa.int64()),
+        *(_F(name, arrow_type) for name, arrow_type in config_columns(config_class).items()),
         _F("epochs_max", pa.int32()),
         _F("epochs_run", pa.int32(), nullable=False),
         _F("stop_reason", pa.string(), nullable=False),
@@ -200,9 +219,10 @@ RESULTS_SCHEMA = pa.schema(
         _F("test_qwk", pa.float64()),
         _F("test_mae", pa.float64()),
         _F("collected_at", pa.timestamp("us", tz="UTC"), nullable=False),
-    ],
-    metadata={"medsweep.schema_version": SCHEMA_VERSION, "medsweep.table": "results"},
-)
+    ], metadata={"medsweep.schema_version": SCHEMA_VERSION, "medsweep.table": "results"})
+
+
+RESULTS_SCHEMA = results_schema()
 
 CONFIRM_SCHEMA = pa.schema(
     [

@@ -5,9 +5,10 @@ Inputs are the results table (:mod:`analysis.schema`, one row per trial) and, op
 test_mae``). Each builder returns a :class:`TableOut`, which renders to Markdown (best value
 per column in bold), HTML and CSV and keeps the numbers behind it in ``.data``.
 
-Selection rule used everywhere: a dataset's best trial is the one with the best *validation*
-``best_value`` under its sweep's ``metric``/``mode`` (errored trials excluded); its *test*
-metrics are what "ours" reports. Missing values are shown as "–".
+Selection rule used everywhere (:mod:`sweeps.ranking`, the launcher's too): a dataset's best
+trial is the one with the best *validation* selection score ``best_value`` under its sweep's
+``metric``/``mode`` (errored and diverged trials excluded); its *test* metrics are what "ours"
+reports. Missing values are shown as "–".
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ import pyarrow as pa
 
 from analysis import reference as ref
 from analysis.collect import float_or_none
+from analysis.schema import train_config_keys
 from analysis.stats import format_pm
+from sweeps.ranking import rank_key
 
 __all__ = [
     "Cell",
@@ -54,15 +57,19 @@ MISSING_NOTE = (
     f"{MISSING} = no value: the source does not report it, the dataset was not swept, or the "
     "trial has not been evaluated on the test split yet."
 )
-#: YAML keys of a best configuration: the TrainConfig fields a sweep sets.
-TRAIN_CONFIG_KEYS: tuple[str, ...] = (
-    "dataset", "model", "alpha", "margin", "epochs", "batch_size", "lr", "weight_decay",
-    "augment", "img_size", "seed",
-)
+#: YAML keys of a best configuration: the TrainConfig fields that say what trains.
+TRAIN_CONFIG_KEYS: tuple[str, ...] = train_config_keys()
+# Config fields whose results-table column has another name.
+_COLUMN_OF = {"epochs": "epochs_max", "select_metric": "metric"}
 _HIGHER_BETTER = {"acc": True, "auc": True, "qwk": True, "mae": False}
 
 
 # --------------------------------------------------------------------------- table object
+
+# A cell that reads as a number (right-aligned in HTML): "0.507 ± 0.013", "[0.476, 0.539]",
+# "16/20", "3e-04", "0.552 †"; anything with a word in it is text (left-aligned).
+_NUM = r"[-+−]?\d[\d.]*(?:e[-+]?\d+)?"
+_NUMBER = re.compile(rf"\[?{_NUM}(?:\s*(?:±|/|,|–)\s*{_NUM})*\]?\s*†?")
 
 
 @dataclass
@@ -137,7 +144,7 @@ class TableOut:
             tds = []
             for c in r:
                 t = html.escape(c.text)
-                cls = ' class="missing"' if c.text == MISSING else ""
+                cls = ' class="missing"' if c.text == MISSING else ' class="num"' if _NUMBER.fullmatch(c.text) else ""
                 tds.append(f"<td{cls}><strong>{t}</strong></td>" if c.bold and c.text != MISSING else f"<td{cls}>{t}</td>")
             body.append("<tr>" + "".join(tds) + "</tr>")
         return f'<table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
@@ -226,9 +233,9 @@ def selection_metric(df: pd.DataFrame) -> tuple[str, str] | None:
 def rank_trials(df: pd.DataFrame) -> pd.DataFrame:
     """Usable trials (not errored, with a value) ranked best first by their selection metric.
 
-    Ties on ``best_value``: the earlier ``best_epoch`` first, then the smaller ``trial_id``
-    (then ``sweep``), so the order is deterministic. Every "best trial" in medsweep (tables,
-    figures, report, test evaluation, confirm) comes from this order.
+    The order is :func:`sweeps.ranking.rank_key` (the launcher's, for best_config.yaml), then
+    ``sweep``. Every "best trial" in medsweep (tables, figures, report, test evaluation,
+    confirm) comes from this order.
     """
     df = _usable(df)
     sel = selection_metric(df)
@@ -236,10 +243,8 @@ def rank_trials(df: pd.DataFrame) -> pd.DataFrame:
         return df.iloc[0:0]
     metric, mode = sel
     df = df[(df["metric"] == metric) & (df["mode"] == mode)]
-    return df.sort_values(
-        ["best_value", "best_epoch", "trial_id", "sweep"], ascending=[mode == "min", True, True, True],
-        kind="stable", na_position="last",
-    )
+    keys = [(rank_key(row.best_value, row.best_epoch, row.trial_id, mode), row.sweep) for row in df.itertuples()]
+    return df.iloc[sorted(range(len(df)), key=keys.__getitem__)]
 
 
 _rank = rank_trials
@@ -267,7 +272,7 @@ def best_config(row: pd.Series | dict) -> dict[str, Any]:
         cfg = {}
     out: dict[str, Any] = {}
     for k in TRAIN_CONFIG_KEYS:
-        v = cfg.get(k, row.get("epochs_max") if k == "epochs" else row.get(k))
+        v = cfg.get(k, row.get(_COLUMN_OF.get(k, k)))
         if isinstance(v, float) and math.isnan(v):
             v = None
         if isinstance(v, np.generic):

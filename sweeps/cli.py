@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import typing
 from pathlib import Path
 
 USAGE_ERROR = 2
@@ -24,33 +25,32 @@ class OneLineParser(argparse.ArgumentParser):
 
 # -- medsweep train ------------------------------------------------------------------------
 
-TRAIN_FLAGS = {
-    # flag: (TrainConfig field, type, help)
-    "--dataset": ("dataset", str, "MedMNIST 2D flag, e.g. retinamnist"),
-    "--model": ("model", str, "model preset (medvit_28_tiny/small/base, medvit_small, resnet18_28, ...)"),
-    "--alpha": ("alpha", float, "Ordinal Loss weight in [0, 1] (ordinal tasks only; 0 = cross-entropy)"),
-    "--margin": ("margin", float, "Ordinal Loss margin (default 0.1)"),
-    "--epochs": ("epochs", int, "epochs (default 50)"),
-    "--batch-size": ("batch_size", int, "batch size (default 128)"),
-    "--lr": ("lr", float, "AdamW learning rate, cosine-decayed (default 1e-3)"),
-    "--weight-decay": ("weight_decay", float, "AdamW weight decay (default 0.05)"),
-    "--augment": ("augment", str, "augmentation preset: off, light, medium, strong (default light)"),
-    "--img-size": ("img_size", int, "MedMNIST image size: 28, 64, 128, 224 (default 28)"),
-    "--seed": ("seed", int, "random seed (default 0)"),
-    "--select-metric": ("select_metric", str, "validation metric that picks the epoch (default val_acc)"),
-    "--subset": ("subset", int, "use at most this many images per split (smoke runs)"),
-    "--data-root": ("data_root", str, "folder of MedMNIST .npz files (default $MEDMNIST_ROOT, else ~/.medmnist)"),
-    "--device": ("device", str, "auto, cpu or cuda (default auto)"),
-}
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
 
 
-def add_train_parser(subparsers) -> None:
+def _flag_kwargs(field: str, info) -> dict:
+    """argparse keywords for one config field: its type from the annotation, its help from
+    the field's description and default."""
+    bare = [arg for arg in typing.get_args(info.annotation) if arg is not type(None)] or [info.annotation]
+    default = " (required)" if info.is_required() else "" if info.default is None else f" (default {info.default})"
+    kwargs = {"dest": field, "default": None, "help": f"{info.description}{default}".replace("%", "%%")}
+    if bare[0] is bool:
+        return {**kwargs, "action": argparse.BooleanOptionalAction}
+    return {**kwargs, "type": bare[0] if bare[0] in (int, float) else str}
+
+
+def add_train_parser(subparsers, config_class=None) -> None:
+    """`medsweep train`: one flag per field of the config class (TrainConfig by default)."""
+    from medvit.config import TrainConfig
+
+    config_class = config_class or TrainConfig
     parser = subparsers.add_parser("train", help="train one configuration and write metrics.json")
     parser.add_argument("--config", type=Path, help="YAML of TrainConfig fields (flags override it)")
-    for flag, (field, kind, help_text) in TRAIN_FLAGS.items():
-        parser.add_argument(flag, dest=field, type=kind, default=None, help=help_text)
+    for field, info in config_class.model_fields.items():
+        parser.add_argument(flag_name(field), **_flag_kwargs(field, info))
     parser.add_argument("--out", type=Path, required=True, help="output folder for metrics.json")
-    parser.set_defaults(run=run_train)
+    parser.set_defaults(run=run_train, config_class=config_class)
 
 
 def train_values(args: argparse.Namespace) -> dict:
@@ -58,7 +58,7 @@ def train_values(args: argparse.Namespace) -> dict:
     from medvit.config import load_config_file
 
     values = load_config_file(args.config) if args.config else {}
-    for field, _, _ in TRAIN_FLAGS.values():
+    for field in args.config_class.model_fields:
         if getattr(args, field) is not None:
             values[field] = getattr(args, field)
     if "dataset" not in values:
@@ -84,7 +84,7 @@ def run_train(args: argparse.Namespace) -> int:
     from medvit.data import describe
     from medvit.train import train, load_data
 
-    config = build_config(train_values(args))
+    config = build_config(train_values(args), args.config_class)
     data = load_data(config)
     print(f"data   {describe(data)}", flush=True)
     print(f"model  {config.model}  loss alpha={config.alpha} margin={config.margin}  "

@@ -11,10 +11,11 @@ import os
 
 import pyarrow.fs
 import ray
-import yaml
 from ray import tune
 
 from medvit.data import MedMNISTData, load_dataset
+from medvit.yamlio import dump_yaml
+from sweeps.ranking import SCORE, rank_key, trial_best
 from sweeps.space import search_algorithm, trial_config, trial_scheduler, tune_param_space
 from sweeps.spec import SweepSpec, parse_spec
 from sweeps.storage import check_storage_visible
@@ -77,7 +78,8 @@ def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None
         build_trainable(spec, data),
         param_space=param_space(spec),
         tune_config=tune.TuneConfig(
-            metric=spec.metric,
+            # The smoothed selection score: what ASHA cuts on and the searcher learns from.
+            metric=SCORE,
             mode=spec.mode,
             search_alg=search_algorithm(spec),
             scheduler=trial_scheduler(spec),
@@ -114,8 +116,8 @@ def resume_sweep(
     tuner = tune.Tuner.restore(
         directory,
         trainable=build_trainable(spec, data),
-        # Trials not started yet hold placeholders for the space's functions (conditional
-        # entries): Ray resolves them against the same param space.
+        # The random and grid searchers' trials not started yet are resolved against the
+        # same param space.
         param_space=param_space(spec) or None,
         resume_unfinished=True,
         resume_errored=True,
@@ -149,21 +151,15 @@ def save_spec(spec: SweepSpec) -> str:
 
 
 def best_result(spec: SweepSpec, results: tune.ResultGrid) -> tuple[tune.Result, float] | None:
-    """The best trial by the spec's validation metric over all its epochs, errored trials
-    excluded. Ties go to the earlier best epoch, then the smaller trial id: the order of
-    `analysis.tables.rank_trials`, so best_config.yaml names the report's best trial."""
+    """The best trial by `sweeps.ranking` (errored and diverged trials excluded), the rule
+    `analysis.tables.rank_trials` applies too, so best_config.yaml names the report's best trial."""
     ranked = []
     for result in results:
         history = result.metrics_dataframe
-        if result.error is not None or history is None or spec.metric not in history:
-            continue
-        values = history[spec.metric].dropna()
-        if values.empty:
-            continue
-        best_row = values.idxmax() if spec.mode == "max" else values.idxmin()
-        value = float(values[best_row])
-        epoch = int(history.loc[best_row, "training_iteration"])
-        ranked.append(((-value if spec.mode == "max" else value, epoch, result.metrics["trial_id"]), result, value))
+        best = None if result.error is not None or history is None else trial_best(
+            history.to_dict("records"), spec.metric, spec.mode)
+        if best is not None:
+            ranked.append((rank_key(*best, result.metrics["trial_id"], spec.mode), result, best[0]))
     if not ranked:
         return None
     _, result, value = min(ranked, key=lambda item: item[0])
@@ -177,8 +173,9 @@ def write_best_config(spec: SweepSpec, results: tune.ResultGrid) -> str | None:
         return None
     result, value = best
     text = (
-        f"# Best trial of sweep {spec.name} ({result.path.rsplit('/', 1)[-1]}): {spec.metric} = {value:.4f}\n"
+        f"# Best trial of sweep {spec.name} ({result.path.rsplit('/', 1)[-1]}): {spec.metric} selection score "
+        f"= {value:.4f}\n"
         f"# Train it again with: medsweep train --config {BEST_CONFIG_FILE} --out runs/{spec.name}-best\n"
-        + yaml.safe_dump(trial_config(spec, result.config), sort_keys=False)
+        + dump_yaml(trial_config(spec, result.config))
     )
     return write_sweep_file(spec, BEST_CONFIG_FILE, text)

@@ -3,42 +3,29 @@
 - ``optuna_define_by_run(spec)``: the define-by-run function for ``OptunaSearch(space=...)``
   (the optuna searcher; conditional entries are suggested only when their condition holds).
 - ``tune_param_space(spec)``: ``ray.tune`` distributions for ``Tuner(param_space=...)`` with
-  the random and grid searchers (Ray's BasicVariantGenerator).
-- ``trial_config(spec, sampled)``: the full TrainConfig values of one trial.
-
-Both translations yield a config holding exactly the searched keys: sampled values, and
-for a conditional entry whose condition is false the fixed ``train`` value. The random
-searcher's config also carries ``DRAWS_KEY`` (``"_draws"``), the raw draws that conditional
-entries pick from; ``trial_config`` drops every key that starts with ``_``.
+  the random and grid searchers (Ray's BasicVariantGenerator; no conditional entries).
+- ``trial_config(spec, sampled)``: the full TrainConfig values of one trial, the one merge
+  rule the launcher, the trainable and ``analysis.collect`` share.
 
 Optional builders for the launcher: ``optuna_sampler``, ``search_algorithm``,
 ``trial_scheduler``. Pass ``metric``/``mode`` to ``TuneConfig``; the scheduler is built
 without them (Ray refuses a metric given both to TuneConfig and to the scheduler), the
-OptunaSearch with them (Tune never hands them to a searcher that owns its space).
+OptunaSearch with them (Tune never hands them to a searcher that owns its space). Importing
+this module imports no Ray.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sweeps.spec import (
-    Choice,
-    Grid,
-    IntRange,
-    LogUniform,
-    SEARCHABLE,
-    SweepSpec,
-    TrainSection,
-    Uniform,
-    evaluate_when,
-    when_names,
-)
+from medvit.config import build_config
+from sweeps.ranking import SCORE
+from sweeps.spec import Distribution, SweepSpec, evaluate_when
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
 
 __all__ = [
-    "DRAWS_KEY",
     "DefineByRun",
     "optuna_define_by_run",
     "tune_param_space",
@@ -48,8 +35,6 @@ __all__ = [
     "search_algorithm",
     "trial_scheduler",
 ]
-
-DRAWS_KEY = "_draws"
 
 
 # --------------------------------------------------------------------------------------------
@@ -82,22 +67,20 @@ class DefineByRun:
         return f"DefineByRun({self.spec.name!r})"
 
 
-def _suggest(trial: "optuna.trial.Trial", key: str, dist) -> Any:
-    if isinstance(dist, Uniform):
-        return trial.suggest_float(key, dist.low, dist.high)
-    if isinstance(dist, LogUniform):
-        return trial.suggest_float(key, dist.low, dist.high, log=True)
-    if isinstance(dist, IntRange):
+def _suggest(trial: "optuna.trial.Trial", key: str, dist: Distribution) -> Any:
+    if dist.kind in ("uniform", "loguniform"):
+        return trial.suggest_float(key, dist.low, dist.high, log=dist.kind == "loguniform")
+    if dist.kind == "int":
         return trial.suggest_int(key, dist.low, dist.high, log=dist.log)
-    if isinstance(dist, Choice):
+    if dist.kind == "choice":
         return trial.suggest_categorical(key, list(dist.values))
-    raise ValueError(f"search.{key}: {dist.KIND} entries cannot be suggested by optuna; use the random or grid searcher")
+    raise ValueError(f"search.{key}: {dist.kind} entries cannot be suggested by optuna; use the random or grid searcher")
 
 
 def optuna_define_by_run(spec: SweepSpec) -> DefineByRun:
     """The define-by-run search space of ``spec`` for ``OptunaSearch(space=...)``."""
     for key, dist in spec.search.items():
-        if isinstance(dist, Grid):
+        if dist.kind == "grid":
             raise ValueError(f"search.{key}: grid entries need the random or grid searcher, not optuna")
     return DefineByRun(spec)
 
@@ -106,72 +89,25 @@ def optuna_define_by_run(spec: SweepSpec) -> DefineByRun:
 # Ray Tune distributions (random / grid searcher)
 
 
-def tune_domain(dist) -> Any:
-    """The ``ray.tune`` distribution of one entry, ignoring its ``when``."""
+def tune_domain(dist: Distribution) -> Any:
+    """The ``ray.tune`` distribution of one entry."""
     from ray import tune
 
-    if isinstance(dist, Uniform):
+    if dist.kind == "uniform":
         return tune.uniform(dist.low, dist.high)
-    if isinstance(dist, LogUniform):
+    if dist.kind == "loguniform":
         return tune.loguniform(dist.low, dist.high)
-    if isinstance(dist, IntRange):  # ours includes high, Ray's randint excludes it
-        return tune.lograndint(dist.low, dist.high + 1) if dist.log else tune.randint(dist.low, dist.high + 1)
-    if isinstance(dist, Choice):
+    if dist.kind == "int":  # ours includes high, Ray's randint excludes it
+        return (tune.lograndint if dist.log else tune.randint)(dist.low, dist.high + 1)
+    if dist.kind == "choice":
         return tune.choice(list(dist.values))
-    if isinstance(dist, Grid):
-        return tune.grid_search(list(dist.values))
-    raise TypeError(f"not a distribution: {dist!r}")
-
-
-def _lookup(container: Any, name: str) -> Any:
-    # Ray hands sample_from functions an access guard (a dict whose attribute access raises
-    # RecursiveDependencyError while the value is still unresolved, so Ray retries later);
-    # plain dicts are looked up by key.
-    if type(container) is dict:
-        return container[name]
-    return getattr(container, name)
-
-
-class Conditional:
-    """``tune.sample_from`` body: the raw draw when the condition holds, else the default."""
-
-    def __init__(self, key: str, when: str, default: Any):
-        self.key = key
-        self.when = when
-        self.default = default
-        self.names = when_names(when)
-
-    def __call__(self, spec: Any) -> Any:
-        config = _lookup(spec, "config") if "config" in spec else spec
-        values = {name: _lookup(config, name) for name in self.names}
-        if evaluate_when(self.when, values):
-            return _lookup(_lookup(config, DRAWS_KEY), self.key)
-        return self.default
-
-    def __repr__(self) -> str:
-        return f"Conditional({self.key!r} when {self.when!r})"
+    return tune.grid_search(list(dist.values))
 
 
 def tune_param_space(spec: SweepSpec) -> dict[str, Any]:
-    """``Tuner(param_space=...)`` for the random and grid searchers.
-
-    Unconditional entries map to ``tune.uniform``/``loguniform``/``randint``/``choice``/
-    ``grid_search``; a conditional entry maps to ``tune.sample_from`` that reads the
-    already-resolved config and picks its own draw (under ``DRAWS_KEY``) or the fixed value.
-    """
-    from ray import tune
-
-    space: dict[str, Any] = {}
-    draws: dict[str, Any] = {}
-    for key, dist in spec.search.items():
-        if dist.when is None:
-            space[key] = tune_domain(dist)
-        else:
-            draws[key] = tune_domain(dist)
-            space[key] = tune.sample_from(Conditional(key, dist.when, getattr(spec.train, key)))
-    if draws:
-        space[DRAWS_KEY] = draws
-    return space
+    """``Tuner(param_space=...)`` for the random and grid searchers (the spec refuses
+    conditional entries with them)."""
+    return {key: tune_domain(dist) for key, dist in spec.search.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,23 +123,11 @@ def _plain(value: Any) -> Any:
 
 
 def trial_config(spec: SweepSpec, sampled: dict[str, Any]) -> dict[str, Any]:
-    """The values for ``TrainConfig`` of one trial: ``dataset``, the fixed ``train`` values,
-    ``select_metric`` (the sweep's metric) and the sampled ones on top.
-
-    Keys that start with ``_`` (``DRAWS_KEY``) are dropped; any other key that is not a
-    TrainConfig field of the spec raises ValueError.
-    """
-    config: dict[str, Any] = {"dataset": spec.dataset}
-    config.update(spec.train.model_dump(exclude_none=True))
-    config["select_metric"] = spec.metric
-    allowed = set(SEARCHABLE) | set(TrainSection.model_fields)
-    for key, value in sampled.items():
-        if key.startswith("_"):
-            continue
-        if key not in allowed:
-            raise ValueError(f"trial config: {key!r} is not a TrainConfig field of the sweep; allowed: {', '.join(sorted(allowed))}")
-        config[key] = _plain(value)
-    return config
+    """Every TrainConfig value of one trial (defaults filled in, ``None`` left out):
+    ``dataset``, the fixed ``train`` values, ``select_metric`` (the sweep's metric) and the
+    sampled ones on top. A key that is not a field: ``medvit.config.ConfigError``."""
+    values = spec.trial_values({key: _plain(value) for key, value in sampled.items()})
+    return build_config(values, spec.CONFIG).model_dump(exclude_none=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,10 +138,9 @@ def optuna_sampler(spec: SweepSpec):
     """TPE sampler seeded by ``searcher.seed`` (pass as ``OptunaSearch(sampler=...)``)."""
     import optuna
 
-    kwargs: dict[str, Any] = {"seed": getattr(spec.searcher, "seed", None)}
-    n_startup = getattr(spec.searcher, "n_startup_trials", None)
-    if n_startup is not None:
-        kwargs["n_startup_trials"] = n_startup
+    kwargs: dict[str, Any] = {"seed": spec.searcher.seed}
+    if spec.searcher.n_startup_trials is not None:
+        kwargs["n_startup_trials"] = spec.searcher.n_startup_trials
     return optuna.samplers.TPESampler(**kwargs)
 
 
@@ -233,9 +156,10 @@ def search_algorithm(spec: SweepSpec):
         from ray.tune.search.optuna import OptunaSearch
 
         # A define-by-run space makes Tune skip set_search_properties, so the searcher
-        # needs metric and mode itself (giving them to TuneConfig as well is fine).
+        # needs metric and mode itself (giving them to TuneConfig as well is fine). It sees
+        # the smoothed selection score, as ASHA does, not the raw noisy metric.
         searcher = OptunaSearch(
-            space=optuna_define_by_run(spec), metric=spec.metric, mode=spec.mode, sampler=optuna_sampler(spec)
+            space=optuna_define_by_run(spec), metric=SCORE, mode=spec.mode, sampler=optuna_sampler(spec)
         )
         from ray.tune.search import ConcurrencyLimiter
 
@@ -245,7 +169,7 @@ def search_algorithm(spec: SweepSpec):
     # TuneConfig(max_concurrent_trials=...) is ignored for a BasicVariantGenerator: it
     # takes the limit itself.
     return BasicVariantGenerator(
-        random_state=getattr(spec.searcher, "seed", None), max_concurrent=spec.max_concurrent
+        random_state=spec.searcher.seed, max_concurrent=spec.max_concurrent
     )
 
 
@@ -256,7 +180,7 @@ def trial_scheduler(spec: SweepSpec):
 
         return ASHAScheduler(
             time_attr="training_iteration",
-            max_t=spec.scheduler.max_t,
+            max_t=spec.train.epochs,
             grace_period=spec.scheduler.grace_period,
             reduction_factor=spec.scheduler.reduction_factor,
         )

@@ -16,6 +16,13 @@ SYNTHETIC_FLAGS = tuple(f for f in DATASETS if f not in REAL_FLAGS)
 SYNTHETIC_N = (64, 16, 16)
 
 
+def pytest_collection_modifyitems(items):
+    """The analysis tests read real Ray Tune sweeps that their fixture runs: they are slow."""
+    for item in items:
+        if "analysis_sweeps" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_md5_cache(tmp_path_factory):
     """Keep the persistent MD5 verdicts of test files out of the user's ~/.cache."""

@@ -21,6 +21,8 @@ from sweeps.cli import main
 from sweeps.launch import run_sweep, sweep_dir
 from sweep_helpers import epochs_run, results, retina_spec, trial_dirs
 
+pytestmark = pytest.mark.slow  # every test here starts Ray
+
 MAX_EPOCHS = 4
 
 
