@@ -24,6 +24,8 @@ from ray.cluster_utils import Cluster
 from sweeps.launch import SweepError
 from sweeps.storage import MARKER_PREFIX, check_storage_visible, unseen_by
 
+pytestmark = pytest.mark.slow  # starts Ray
+
 RAY = str(Path(sys.executable).parent / "ray")
 
 

@@ -13,6 +13,8 @@ from tensorboard.plugins.hparams import metadata
 from sweeps.spec import load_spec
 from trainables.tensorboard import SweepTensorBoard
 
+pytestmark = pytest.mark.slow  # starts Ray
+
 EPOCHS = 3
 
 
