@@ -129,8 +129,13 @@ def run_confirm(args: argparse.Namespace) -> int:
 # -- report --------------------------------------------------------------------------------
 
 
-def auto_gradcam_checkpoints(results) -> tuple[str, str] | None:
-    """RetinaMNIST's best alpha = 0 and best alpha > 0 trial checkpoints (by validation), or None."""
+def auto_gradcam_checkpoints(results) -> tuple[str, str, str] | None:
+    """RetinaMNIST checkpoints for the GradCAM figure, as ``(alpha = 0, alpha > 0, caption)``, or None.
+
+    The best (by validation) alpha = 0 and alpha > 0 trials of one architecture, the best-ranked
+    one that has both, so the figure shows the loss's effect alone; where no architecture has
+    both, the best trial of each, and the caption says that the architectures differ.
+    """
     from analysis.tables import load_results_frame, rank_trials
 
     df = load_results_frame(results)
@@ -140,13 +145,25 @@ def auto_gradcam_checkpoints(results) -> tuple[str, str] | None:
     ordinal = ranked[ranked["alpha"].fillna(0) > 0]
     if ce.empty or ordinal.empty:
         return None
-    return ce.iloc[0]["checkpoint_path"], ordinal.iloc[0]["checkpoint_path"]
+    both = [m for m in ranked["model"] if m in set(ce["model"]) and m in set(ordinal["model"])]
+    if both:
+        a, b = ce[ce["model"] == both[0]].iloc[0], ordinal[ordinal["model"] == both[0]].iloc[0]
+        caption = (f"GradCAM of {both[0]} trained with cross-entropy (α = 0, trial {a['trial_id']}) and with the "
+                   f"Ordinal Loss (α = {b['alpha']:g}, trial {b['trial_id']}): the best-by-validation RetinaMNIST "
+                   f"trial of each with this architecture.")
+    else:
+        a, b = ce.iloc[0], ordinal.iloc[0]
+        caption = (f"GradCAM of the best-by-validation RetinaMNIST trials at α = 0 ({a['model']}, trial "
+                   f"{a['trial_id']}) and α > 0 ({b['model']}, α = {b['alpha']:g}, trial {b['trial_id']}). Not a "
+                   "comparison of the losses alone: the architectures differ, as no architecture has "
+                   "checkpoints at both.")
+    return a["checkpoint_path"], b["checkpoint_path"], caption
 
 
 def run_report(args: argparse.Namespace) -> int:
     from analysis.confirm import read_confirm
     from analysis.gradcam import gradcam_checkpoints
-    from analysis.report import write_report
+    from analysis.report import read_ensemble, write_report
 
     results = Path(args.results)
     table = _results_file("report", "results", results)
@@ -155,6 +172,9 @@ def run_report(args: argparse.Namespace) -> int:
     if args.confirm is not None:
         with _input_errors("report", "--confirm"):
             read_confirm(args.confirm)
+    with _input_errors("report", "--ensemble"):
+        for path in args.ensemble:
+            read_ensemble(path)
     if (args.gradcam_ce is None) != (args.gradcam_ordinal is None):
         raise AnalysisError("medsweep report: --gradcam-ce and --gradcam-ordinal go together: give both or neither")
     out = Path(args.out)
@@ -164,12 +184,13 @@ def run_report(args: argparse.Namespace) -> int:
         raise AnalysisError(f"medsweep report: --gradcam-images: need at least 1 image, got {args.gradcam_images}")
     extra = []
     explicit = args.gradcam_ce is not None
-    pair = (args.gradcam_ce, args.gradcam_ordinal) if explicit else auto_gradcam_checkpoints(table)
+    pair = ((args.gradcam_ce, args.gradcam_ordinal, "GradCAM of the cross-entropy (α=0) and Ordinal Loss (α>0) "
+             "checkpoints given on the command line.") if explicit else auto_gradcam_checkpoints(table))
     if pair is None:
         print("gradcam skipped: needs RetinaMNIST trials with alpha = 0 and alpha > 0 that have checkpoints "
               "(or --gradcam-ce CKPT --gradcam-ordinal CKPT)")
     else:
-        ce, ordinal = pair
+        ce, ordinal, caption = pair
         try:
             png = gradcam_checkpoints([ce, ordinal],
                                       out / "figures" / "gradcam.png", images=args.gradcam_images,
@@ -180,12 +201,11 @@ def run_report(args: argparse.Namespace) -> int:
                 raise AnalysisError(f"medsweep report: --gradcam-ce/--gradcam-ordinal: {_line(exc)}") from None
             print(f"gradcam skipped: {_line(exc)}")
         else:
-            extra.append((png, "GradCAM of the cross-entropy (α=0) and Ordinal Loss (α>0) checkpoints"
-                               + (" given on the command line" if explicit else
-                                  ": the best-by-validation RetinaMNIST trial of each") + "."))
+            extra.append((png, caption))
             print(f"gradcam {png}")
     with _input_errors("report", "results"):
-        html_path, md_path = write_report(results, out, confirm_parquet=args.confirm, extra_figures=extra)
+        html_path, md_path = write_report(results, out, confirm_parquet=args.confirm, extra_figures=extra,
+                                          ensembles=args.ensemble)
     print(f"wrote {html_path}")
     print(f"wrote {md_path}")
     return 0
@@ -256,6 +276,8 @@ def add_analysis_parsers(subparsers) -> None:
     p.add_argument("results", help="results Parquet file (from medsweep collect)")
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--confirm", default=None, help="confirm Parquet file (from medsweep confirm)")
+    p.add_argument("--ensemble", action="append", default=[], metavar="PATH",
+                   help="ensemble.json (or its folder) from medsweep ensemble; repeat for several")
     p.add_argument("--gradcam-ce", default=None, metavar="CKPT", help="cross-entropy checkpoint for the GradCAM figure")
     p.add_argument("--gradcam-ordinal", default=None, metavar="CKPT",
                    help="Ordinal Loss checkpoint for the GradCAM figure (default for RetinaMNIST: the best "

@@ -9,8 +9,8 @@ check the numbers without reading pixels:
 * :func:`learning_curves` -- validation curves of the top-k trials, and where the scheduler
   (ASHA) stopped the others.
 
-Cells of a heatmap show the mean over the trials in the cell and their count ``n``; cells
-without a trial are grey, hatched and labelled "no trial". Errored trials are left out.
+Cells of a heatmap show the mean over the trials in the cell and their count ``n``; only
+cells that hold a trial are drawn. Errored trials are left out.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib.colors import TwoSlopeNorm
+from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
@@ -78,84 +78,51 @@ def _fmt_level(x: Any) -> str:
     return str(x)
 
 
-def _bin_levels(values: pd.Series, max_levels: int = 8, nearest: float | None = None
-                ) -> tuple[pd.Series, list]:
-    """Discrete levels for a heatmap axis: nearest grid step, the raw values when few, else
-    equal-width bins labelled by their range."""
+def _margin_levels(values: pd.Series, max_levels: int = 4) -> tuple[pd.Series, list]:
+    """Margin levels: the raw values when few, else quantile bins (about equally many trials
+    each, so a handful of continuously sampled margins fills a few rows instead of many
+    empty ones), each labelled by the range of the margins actually in it."""
     v = values.astype(float)
-    if nearest:
-        b = (v / nearest).round() * nearest
-        b = b.round(6)
-        return b, sorted(b.dropna().unique())
-    uniq = sorted(v.dropna().unique())
-    if len(uniq) <= max_levels:
-        return v, uniq
-    edges = np.linspace(min(uniq), max(uniq), 7)
-    labels = [f"{edges[i]:.3g}–{edges[i + 1]:.3g}" for i in range(6)]
-    cat = pd.cut(v, edges, labels=labels, include_lowest=True)
-    return cat.astype(object), labels
+    if v.nunique() <= max_levels:
+        return v, sorted(v.dropna().unique())
+    codes = pd.qcut(v, max_levels - 1, labels=False, duplicates="drop")
+    label = {c: f"{g.min():.3g}–{g.max():.3g}" for c, g in v.groupby(codes)}
+    return codes.map(label), [label[c] for c in sorted(label)]
 
 
-def _cell_table(df: pd.DataFrame, rkey: pd.Series, ckey: pd.Series, rows: list, cols: list) -> pd.DataFrame:
+def _cell_table(df: pd.DataFrame, rkey: pd.Series, ckey: pd.Series) -> pd.DataFrame:
+    """Mean, std and count of ``best_value`` per (row, col) cell that holds a trial."""
     g = pd.DataFrame({"row": rkey.values, "col": ckey.values, "v": df["best_value"].values})
-    agg = g.groupby(["row", "col"], dropna=True)["v"].agg(["mean", "std", "count"])
-    out = []
-    for r in rows:
-        for c in cols:
-            if (r, c) in agg.index:
-                m, s, n = agg.loc[(r, c)]
-                out.append(dict(row=r, col=c, mean=float(m), std=float(s) if n > 1 else math.nan, n=int(n)))
-            else:
-                out.append(dict(row=r, col=c, mean=math.nan, std=math.nan, n=0))
-    return pd.DataFrame(out)
+    agg = g.groupby(["row", "col"], dropna=False, sort=False)["v"].agg(["mean", "std", "count"]).reset_index()
+    return pd.DataFrame(dict(row=agg["row"], col=agg["col"], mean=agg["mean"].astype(float),
+                             std=agg["std"].where(agg["count"] > 1).astype(float), n=agg["count"].astype(int)))
 
 
-def _draw_cells(cells: pd.DataFrame, rows: list, cols: list, out_png: Path, title: str, xlabel: str,
-                ylabel: str, cbar_label: str, mode: str, diverging: bool = False,
-                fmt: str = "{:.3f}", empty_text: str = "no trial", show_n: bool = True) -> None:
+def _cell_norm(cells: pd.DataFrame):
+    """One colour scale for every panel of a figure."""
+    lo, hi = float(cells["mean"].min()), float(cells["mean"].max())
+    return Normalize(vmin=lo, vmax=hi if hi > lo else lo + 1e-9)
+
+
+def _paint_cells(ax, cells: pd.DataFrame, rows: list, cols: list, cmap, norm) -> Any:
+    """Draw the cells that hold trials (mean and n); cells without a trial stay blank."""
     mat = np.full((len(rows), len(cols)), np.nan)
-    nmat = np.zeros((len(rows), len(cols)), dtype=int)
-    ri = {r: i for i, r in enumerate(rows)}
-    ci = {c: j for j, c in enumerate(cols)}
     for rec in cells.itertuples():
-        mat[ri[rec.row], ci[rec.col]] = rec.mean
-        nmat[ri[rec.row], ci[rec.col]] = getattr(rec, "n", 1)
-    w = max(5.5, 1.1 * len(cols) + 2.8)
-    h = max(3.6, 0.75 * len(rows) + 1.9)
-    fig = Figure(figsize=(w, h), dpi=_DPI, layout="constrained")
-    ax = fig.add_subplot()
-    finite = mat[np.isfinite(mat)]
-    if diverging:
-        lim = float(np.max(np.abs(finite))) if finite.size else 1.0
-        lim = lim or 0.01
-        norm = TwoSlopeNorm(vmin=-lim, vcenter=0.0, vmax=lim)
-        cmap = _cmap("RdBu")
-    else:
-        norm = None
-        cmap = _cmap("viridis" if mode == "max" else "viridis_r")
-    masked = np.ma.masked_invalid(mat)
-    kw = dict(norm=norm) if norm else dict(vmin=finite.min() if finite.size else 0, vmax=finite.max() if finite.size else 1)
-    im = ax.imshow(masked, cmap=cmap, aspect="auto", **kw)
-    cb = fig.colorbar(im, ax=ax)
-    cb.set_label(cbar_label)
-    ax.set_xticks(range(len(cols)), [_fmt_level(c) for c in cols], rotation=30 if len(cols) > 6 else 0,
-                  ha="right" if len(cols) > 6 else "center")
+        mat[rows.index(rec.row), cols.index(rec.col)] = rec.mean
+    im = ax.imshow(np.ma.masked_invalid(mat), cmap=cmap, norm=norm, aspect="auto")
+    for rec in cells.itertuples():
+        rgba = im.cmap(im.norm(rec.mean))
+        lum = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2]
+        ax.text(cols.index(rec.col), rows.index(rec.row), f"{rec.mean:.3f}\nn={rec.n}", ha="center", va="center",
+                fontsize=8, color="black" if lum > 0.55 else "white")
+    rotate = len(cols) > 6
+    ax.set_xticks(range(len(cols)), [_fmt_level(c) for c in cols], rotation=30 if rotate else 0,
+                  ha="right" if rotate else "center")
     ax.set_yticks(range(len(rows)), [_fmt_level(r) for r in rows])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    for i in range(len(rows)):
-        for j in range(len(cols)):
-            v = mat[i, j]
-            if not np.isfinite(v):
-                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///",
-                                       edgecolor="#9a9a9a", linewidth=0))
-                ax.text(j, i, empty_text, ha="center", va="center", fontsize=8, color="#444444")
-                continue
-            rgba = im.cmap(im.norm(v))
-            lum = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2]
-            txt = fmt.format(v) + (f"\nn={nmat[i, j]}" if show_n else "")
-            ax.text(j, i, txt, ha="center", va="center", fontsize=8, color="black" if lum > 0.55 else "white")
+    return im
+
+
+def _save(fig: Figure, out_png: str | os.PathLike) -> None:
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, format="png")
@@ -168,23 +135,51 @@ def heatmap_alpha_margin(results: Any, out_png: str | os.PathLike, sweep: str | 
                          dataset: str | None = None) -> pd.DataFrame:
     """Mean validation metric (best epoch) per alpha x margin cell of one sweep or dataset.
 
-    Alpha is binned to the nearest 0.1; margin is used as is when it has at most 8 distinct
-    values, else cut into 6 equal-width bins.
+    The margin only acts when alpha > 0, so alpha = 0 (plain cross-entropy) trials form one
+    cell of their own, in a panel without a margin axis. Alpha is binned to the nearest 0.1;
+    margin is used as is when it has at most 4 distinct values, else cut into 3 quantile bins.
+    Only cells that hold a trial are drawn.
 
     Returns:
-        One row per cell: ``row`` (margin level), ``col`` (alpha bin), ``mean``, ``std``, ``n``
-        (0 and NaN for an empty cell).
+        One row per cell with trials: ``row`` (margin level; None for alpha = 0), ``col``
+        (alpha bin), ``mean``, ``std`` (NaN for a single trial), ``n``.
     """
     df, metric, mode, scope = _select(load_results_frame(results), sweep, dataset)
-    a, cols = _bin_levels(df["alpha"], nearest=0.1)
-    m, rows = _bin_levels(df["margin"])
-    keep = a.notna() & m.notna()
-    cells = _cell_table(df[keep], m[keep], a[keep], rows, cols)
-    _draw_cells(cells, rows, cols, Path(out_png),
-                title=f"{scope}: {metric} by Ordinal Loss α and margin",
-                xlabel="α, Ordinal Loss weight (unitless, binned to 0.1)",
-                ylabel="margin (probability units)",
-                cbar_label=_cbar(metric, mode), mode=mode)
+    df = df[df["alpha"].notna()]
+    alpha = (df["alpha"].astype(float) * 10).round() / 10
+    ce = df[alpha == 0]
+    ordinal = df[(alpha > 0) & df["margin"].notna()]
+    parts, rows = [], []
+    if len(ce):
+        parts.append(_cell_table(ce, pd.Series([None] * len(ce)), pd.Series([0.0] * len(ce))))
+    if len(ordinal):
+        margin, rows = _margin_levels(ordinal["margin"])
+        parts.append(_cell_table(ordinal, margin, alpha[ordinal.index]))
+    if not parts:
+        raise ValueError(f"no trials with an alpha for sweep={sweep!r} dataset={dataset!r}")
+    cells = pd.concat(parts, ignore_index=True)
+    mcells = cells[cells["row"].notna()]
+    cols = sorted(mcells["col"].unique())
+    panels = ([("ce", 1)] if len(ce) else []) + ([("ordinal", len(cols))] if len(ordinal) else [])
+    w = max(5.5, 1.1 * sum(n for _, n in panels) + 3.4)
+    h = max(3.6, 0.75 * max(len(rows), 1) + 2.1)
+    fig = Figure(figsize=(w, h), dpi=_DPI, layout="constrained")
+    axes = fig.subplots(1, len(panels), width_ratios=[n for _, n in panels], squeeze=False)[0]
+    cmap = _cmap("viridis" if mode == "max" else "viridis_r", bad="white")
+    norm = _cell_norm(cells)
+    for ax, (kind, _) in zip(axes, panels):
+        if kind == "ce":
+            im = _paint_cells(ax, cells[cells["row"].isna()].assign(row="any"), ["any"], [0.0], cmap, norm)
+            ax.set_xlabel("α = 0\n(cross-entropy:\nmargin unused)")
+            ax.set_ylabel("margin")
+        else:
+            im = _paint_cells(ax, mcells, rows, cols, cmap, norm)
+            ax.set_xlabel("α, Ordinal Loss weight (unitless, binned to 0.1)")
+            ax.set_ylabel("margin (probability units; α > 0 only)")
+    cb = fig.colorbar(im, ax=list(axes))
+    cb.set_label(_cbar(metric, mode))
+    fig.suptitle(f"{scope}: {metric} by Ordinal Loss α and margin")
+    _save(fig, out_png)
     return cells
 
 
@@ -197,18 +192,24 @@ def heatmap_model_augment(results: Any, out_png: str | os.PathLike, sweep: str |
                           dataset: str | None = None) -> pd.DataFrame:
     """Mean validation metric (best epoch) per model (depth) x augmentation preset cell.
 
-    Returns one row per cell: ``row`` (model), ``col`` (augment preset), ``mean``, ``std``, ``n``.
+    Returns one row per cell with trials: ``row`` (model), ``col`` (augment preset), ``mean``,
+    ``std``, ``n``.
     """
     df, metric, mode, scope = _select(load_results_frame(results), sweep, dataset)
     df = df[df["model"].notna() & df["augment"].notna()]
     models = sorted(df["model"].unique(), key=_model_sort_key)
     augs = [x for x in AUGMENT_ORDER if x in set(df["augment"])] + sorted(set(df["augment"]) - set(AUGMENT_ORDER))
-    cells = _cell_table(df, df["model"], df["augment"], models, augs)
-    _draw_cells(cells, models, augs, Path(out_png),
-                title=f"{scope}: {metric} by model and augmentation",
-                xlabel="augmentation preset (off < light < medium < strong)",
-                ylabel="model (depth)",
-                cbar_label=_cbar(metric, mode), mode=mode)
+    cells = _cell_table(df, df["model"], df["augment"])
+    fig = Figure(figsize=(max(5.5, 1.1 * len(augs) + 3.4), max(3.6, 0.75 * len(models) + 1.9)), dpi=_DPI,
+                 layout="constrained")
+    ax = fig.add_subplot()
+    im = _paint_cells(ax, cells, models, augs, _cmap("viridis" if mode == "max" else "viridis_r", bad="white"),
+                      _cell_norm(cells))
+    fig.colorbar(im, ax=ax).set_label(_cbar(metric, mode))
+    ax.set_xlabel("augmentation preset (off < light < medium < strong)")
+    ax.set_ylabel("model (depth)")
+    ax.set_title(f"{scope}: {metric} by model and augmentation")
+    _save(fig, out_png)
     return cells
 
 
@@ -216,8 +217,8 @@ def _ok(x: Any) -> bool:
     return x is not None and not (isinstance(x, float) and math.isnan(x))
 
 
-def _cmap(name: str):
-    return matplotlib.colormaps[name].with_extremes(bad="#d9d9d9")
+def _cmap(name: str, bad: str = "#d9d9d9"):
+    return matplotlib.colormaps[name].with_extremes(bad=bad)
 
 
 def _model_sort_key(name: str) -> tuple:
@@ -290,9 +291,7 @@ def heatmap_vs_paper(results: Any, out_png: str | os.PathLike, confirm: Any = No
     if not len(finite):
         title += "\n(no test-split results yet: run the evaluation step)"
     fig.suptitle(title)
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, format="png")
+    _save(fig, out_png)
     return data
 
 
@@ -345,9 +344,7 @@ def learning_curves(results: Any, out_png: str | os.PathLike, sweep: str | None 
     ax.set_title(f"{scope}: {metric} per epoch, top {min(top_k, len(df))} of {len(df)} trials")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, format="png")
+    _save(fig, out_png)
     return data
 
 
@@ -359,7 +356,8 @@ def write_figures(results: Any, out_dir: str | os.PathLike, confirm: Any = None,
     """Every figure that applies to the results, as ``{name: (png, data, caption)}``.
 
     Per sweep: learning curves; alpha x margin when the sweep varies alpha or margin;
-    model x augment when it varies model or augment. Once: ours minus paper.
+    model x augment when it varies model or augment. Once, when at least two datasets have
+    test results: ours minus paper (for one dataset it would be a single row, mostly empty).
     """
     df = load_results_frame(results)
     out_dir = Path(out_dir)
@@ -376,13 +374,16 @@ def write_figures(results: Any, out_dir: str | os.PathLike, confirm: Any = None,
             name = f"alpha_margin_{sweep}"
             p = out_dir / f"{name}.png"
             figs[name] = (p, heatmap_alpha_margin(df, p, sweep=sweep),
-                          f"Sweep {sweep}: mean validation metric per alpha x margin cell (n = trials).")
+                          f"Sweep {sweep}: mean validation metric per alpha x margin cell (n = trials); "
+                          "alpha = 0 trials on the left, where the margin has no effect.")
         if sub["model"].nunique() > 1 or sub["augment"].nunique() > 1:
             name = f"model_augment_{sweep}"
             p = out_dir / f"{name}.png"
             figs[name] = (p, heatmap_model_augment(df, p, sweep=sweep),
                           f"Sweep {sweep}: mean validation metric per model x augmentation cell.")
-    p = out_dir / "ours_minus_paper.png"
-    figs["ours_minus_paper"] = (p, heatmap_vs_paper(df, p, confirm=confirm),
-                                "Test metrics of our best-by-validation MedViT minus each published method.")
+    ours = ours_test_metrics(df, confirm)
+    if not ours.empty and ours.loc[ours["acc_mean"].notna() | ours["auc_mean"].notna(), "dataset"].nunique() >= 2:
+        p = out_dir / "ours_minus_paper.png"
+        figs["ours_minus_paper"] = (p, heatmap_vs_paper(df, p, confirm=confirm),
+                                    "Test metrics of our best-by-validation MedViT minus each published method.")
     return figs

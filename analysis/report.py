@@ -8,12 +8,19 @@
 * ``table1.md/.csv``, ``table1_long.csv``, ``table2.md/.csv``, ``best_<dataset>.md/.csv``
   (see :mod:`analysis.tables`), ``figures/*.png`` (see :mod:`analysis.figures`);
 * ``best_<dataset>.yaml`` -- the best configuration per dataset, with TrainConfig keys.
+
+The page opens with the headline a reader came for (visible without scrolling at 1,280 px):
+per dataset, the best trial's test numbers, its configuration re-trained over seeds (confirm
+table), the ensembles of ``medsweep ensemble`` (``ensemble.json``, :func:`read_ensemble`) and
+the anchors of :func:`analysis.reference.anchors`, then the winner's-curse gap: the winner's
+validation score minus its confirmed test mean.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -25,9 +32,12 @@ import pandas as pd
 import yaml
 
 from analysis import reference as ref
+from analysis.collect import float_or_none
 from analysis.schema import CONFIG_COLUMNS
 from analysis.stats import binomial_se, format_pm, mean_ci, paired_bootstrap
 from analysis.tables import (
+    MISSING,
+    Cell,
     TableOut,
     best_config,
     best_trials,
@@ -37,7 +47,7 @@ from analysis.tables import (
     write_tables,
 )
 
-__all__ = ["write_report", "test_split_size"]
+__all__ = ["write_report", "read_ensemble", "Ensemble", "test_split_size"]
 
 
 # --------------------------------------------------------------------------- blocks
@@ -86,16 +96,19 @@ def _render_md(blocks: list[_Block], title: str) -> str:
     return "\n".join(out)
 
 
+# Text cells wrap at spaces; the one long unbreakable text, a checkpoint path, is the last
+# column of its table and may break anywhere, so no table needs sideways scrolling.
 _CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1200px;
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.2rem auto;max-width:1200px;
 padding:0 1rem;color:#1d1d1d;line-height:1.45}
-h1{border-bottom:2px solid #444;padding-bottom:.3rem}
+h1{border-bottom:2px solid #444;padding-bottom:.3rem;margin:.2rem 0 .3rem}
 h2{border-bottom:1px solid #bbb;padding-bottom:.2rem;margin-top:2.2rem}
 .tablewrap{overflow-x:auto;margin:.6rem 0}
 table{border-collapse:collapse;font-size:.82rem}
-th,td{border:1px solid #ccc;padding:.25rem .45rem;text-align:right;white-space:nowrap}
+th,td{border:1px solid #ccc;padding:.25rem .45rem;text-align:left;overflow-wrap:break-word}
 th{background:#f0f0f0;text-align:center}
-td:first-child{text-align:left}
+td:last-child{overflow-wrap:anywhere}
+td.num{text-align:right;white-space:nowrap}
 td.missing{color:#999;text-align:center}
 tbody tr:nth-child(even){background:#fafafa}
 ul.notes{font-size:.82rem;color:#444}
@@ -103,7 +116,7 @@ figure{margin:1rem 0}
 figure img{max-width:100%;height:auto;border:1px solid #ddd}
 figcaption{font-size:.85rem;color:#444}
 pre{background:#f6f8fa;border:1px solid #ddd;padding:.7rem;overflow-x:auto;font-size:.85rem}
-.meta{color:#666;font-size:.85rem}
+.meta{color:#666;font-size:.85rem;margin:.2rem 0}
 """
 
 
@@ -155,39 +168,41 @@ def test_split_size(dataset: str) -> int | None:
 
 
 def _range_text(s: pd.Series) -> str:
+    """The values a column took, readably: ``20``; ``0, 0.1, 0.2``; ``off, light``; or
+    ``0.0211 – 0.283 (11 values)`` for a continuously sampled one."""
     v = s.dropna()
     if v.empty:
-        return "–"
+        return MISSING
     uniq = sorted(v.unique(), key=lambda x: (str(type(x)), x))
-    if pd.api.types.is_numeric_dtype(v):
+    if pd.api.types.is_numeric_dtype(v) and not pd.api.types.is_bool_dtype(v):
         if len(uniq) <= 6:
-            return "{" + ", ".join(f"{x:g}" for x in uniq) + "}"
-        return f"{v.min():g} – {v.max():g} ({len(uniq)} values)"
-    return "{" + ", ".join(str(x) for x in uniq) + "}"
+            return ", ".join(f"{x:g}" for x in uniq)
+        return f"{v.min():.3g} – {v.max():.3g} ({len(uniq)} values)"
+    return ", ".join(str(x) for x in uniq)
 
 
 def _sweep_overview(df: pd.DataFrame) -> tuple[TableOut, TableOut]:
-    """(trial counts per sweep, search space per sweep)."""
-    from analysis.tables import Cell
-
+    """(trial counts per sweep, search space: one row per config field, one column per sweep)."""
     header = ["Sweep", "Dataset", "Metric (validation)", "Trials", "Finished", "Early-stopped", "Errored",
               "Unfinished", "Epochs max"]
-    space_header = ["Sweep"] + list(CONFIG_COLUMNS)
-    rows, space = [], []
-    for sweep, g in df.groupby("sweep", sort=True):
+    rows = []
+    groups = list(df.groupby("sweep", sort=True))
+    for sweep, g in groups:
         counts = g["stop_reason"].value_counts()
         r = [sweep, ", ".join(ref.display_name(d) for d in sorted(g["dataset"].unique())),
              f"{g['metric'].iloc[0]} ({g['mode'].iloc[0]})", str(len(g))]
         r += [str(int(counts.get(k, 0))) for k in ("finished", "early_stopped", "errored", "unfinished")]
         r += [_range_text(g["epochs_max"])]
         rows.append([Cell(x) for x in r])
-        space.append([Cell(sweep)] + [Cell(_range_text(g[c])) for c in CONFIG_COLUMNS])
+    # Transposed: a sweep has many config fields and few sweeps are compared, so one row per
+    # field keeps the table narrow whatever the number of fields.
+    space = [[Cell(c)] + [Cell(_range_text(g[c])) for _, g in groups] for c in CONFIG_COLUMNS]
     return (
         TableOut("sweeps", "Sweeps", header, rows,
                  ["Finished = ran all epochs; early-stopped = stopped by the scheduler (e.g. ASHA)."]),
-        TableOut("search_space", "Search space", space_header, space,
-                 ["The values the trials actually used: {…} lists the distinct values, a – b gives the "
-                  "range of a continuously sampled one."]),
+        TableOut("search_space", "Search space", ["Config field"] + [sweep for sweep, _ in groups], space,
+                 ["The values the trials actually used: a list gives the distinct values, a – b the range "
+                  "of a continuously sampled one."]),
     )
 
 
@@ -217,8 +232,6 @@ def _compute_summary(df: pd.DataFrame) -> tuple[list[str], dict[str, float]]:
 
 
 def _confirm_section(conf: pd.DataFrame) -> tuple[TableOut, list[str]]:
-    from analysis.tables import Cell
-
     header = ["Dataset", "Label", "Seeds", "ACC mean ± std", "ACC 95% CI", "AUC mean ± std", "AUC 95% CI",
               "QWK mean ± std", "MAE mean ± std"]
     rows, data = [], []
@@ -325,6 +338,170 @@ def _other_retina() -> list[str]:
     return items
 
 
+# --------------------------------------------------------------------------- headline and ensembles
+
+_TEST_METRICS = ("acc", "auc", "qwk", "mae")
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """One ``ensemble.json`` of ``medsweep ensemble``: members chosen on the validation split,
+    then evaluated once on the test split."""
+
+    path: Path
+    dataset: str
+    sweep: str
+    members: list[dict[str, Any]]
+    val: dict[str, float]
+    test: dict[str, float]
+    metric: str | None  # what the greedy selection maximised on validation, e.g. "val_acc"
+    candidates: int | None  # finished trials it chose from
+
+
+def read_ensemble(path: str | os.PathLike) -> Ensemble:
+    """Read an ensemble file: ``DIR/ensemble.json`` or the folder ``DIR`` that holds it.
+
+    Raises:
+        ValueError: one line naming the file and what is wrong with it.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / "ensemble.json"  # analysis.ensemble.ENSEMBLE_FILE (not imported: it pulls in torch)
+    if not p.is_file():
+        raise ValueError(f"{p}: ensemble file not found (medsweep ensemble SWEEP_DIR --out DIR writes "
+                         "DIR/ensemble.json)")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{p}: not a JSON file ({exc})") from None
+    keys = ("dataset", "sweep", "members", "val", "test")
+    missing = [k for k in keys if k not in data] if isinstance(data, dict) else list(keys)
+    if missing:
+        raise ValueError(f"{p}: not an ensemble file: no {', '.join(missing)}")
+    members = data["members"]
+    if not (isinstance(members, list) and members
+            and all(isinstance(m, dict) and {"trial_id", "weight"} <= set(m) for m in members)):
+        raise ValueError(f"{p}: members: need a non-empty list of {{trial_id, weight, val_acc}}")
+    for split in ("val", "test"):
+        if not isinstance(data[split], dict) or float_or_none(data[split].get("acc")) is None:
+            raise ValueError(f"{p}: {split}: need the metrics of the split, acc at least")
+    return Ensemble(p, str(data["dataset"]).lower(), str(data["sweep"]), members,
+                    {k: float(v) for k, v in data["val"].items() if float_or_none(v) is not None},
+                    {k: float(v) for k, v in data["test"].items() if float_or_none(v) is not None},
+                    data.get("metric"), data.get("candidates"))
+
+
+def _alpha_text(alpha: Any) -> str:
+    a = float_or_none(alpha)
+    return "" if a is None else f", α {a:g}"
+
+
+def _headline(df: pd.DataFrame, conf: pd.DataFrame | None, ensembles: Sequence[Ensemble]
+              ) -> tuple[TableOut, list[str]]:
+    """Per dataset: the best trial's test numbers, its configuration confirmed over seeds, the
+    ensembles and the anchors, in one table; and the winner's-curse gaps."""
+    ordinal = bool(df["best_val_qwk"].notna().any()) or any("qwk" in e.test for e in ensembles)
+    metrics = _TEST_METRICS if ordinal else _TEST_METRICS[:2]
+    header = ["Dataset", "Result", "Val"] + [f"Test {m.upper()}" for m in metrics]
+    ours = ours_test_metrics(df, conf)
+    rows: list[list[Cell]] = []
+    gaps: list[str] = []
+    sources: list[str] = []
+
+    def add(dataset: str, result: str, val: Any, tests: dict[str, str]) -> None:
+        v = float_or_none(val)
+        rows.append([Cell(dataset), Cell(result), Cell(MISSING if v is None else f"{v:.3f}")]
+                    + [Cell(tests.get(m, MISSING)) for m in metrics])
+
+    for _, w in best_trials(df).iterrows():
+        ds = str(w["dataset"]).lower()
+        name = ref.display_name(ds)
+        selected = str(w["metric"]).removeprefix("val_")  # the test metric the selection aims at
+        add(name, f"Best trial {w['trial_id']} ({w['model']}{_alpha_text(w['alpha'])}), selected on "
+                  f"{w['metric']}: one test run", w["best_value"],
+            {m: format_pm(float_or_none(w[f"test_{m}"])) for m in metrics})
+        confirmed = ours[(ours["trial_id"] == w["trial_id"]) & (ours["source"] == "confirm")]
+        if confirmed.empty:
+            gaps.append(f"{name}: the winner's-curse gap needs the best configuration re-trained with fresh "
+                        f"seeds (medsweep confirm SWEEP_DIR), then this report with --confirm.")
+        else:
+            c = confirmed.iloc[0]
+            add(name, f"Best configuration re-trained: mean ± std over {c['n']} seeds", None,
+                {m: format_pm(float_or_none(c[f"{m}_mean"]), float_or_none(c[f"{m}_std"])) for m in metrics})
+            test = float_or_none(c.get(f"{selected}_mean"))
+            if selected in _TEST_METRICS and test is not None:
+                gaps.append(f"{name}: winner's-curse gap {w['best_value'] - test:+.3f} = the winner's validation "
+                            f"{w['metric']} {w['best_value']:.3f} minus its confirmed test {selected.upper()} "
+                            f"{test:.3f} ({c['n']} seeds): how much picking the best of many noisy validation "
+                            "scores flatters it.")
+        for e in (e for e in ensembles if e.dataset == ds):
+            aim = (e.metric or w["metric"]).removeprefix("val_")
+            of = f" of {e.candidates}" if e.candidates else ""
+            add(name, f"Ensemble of {len(e.members)}{of} trials of sweep {e.sweep}, chosen on validation {aim.upper()}",
+                e.val.get(selected), {m: format_pm(e.test.get(m)) for m in metrics})
+            if aim in e.val and aim in e.test:
+                gaps.append(f"{name}: ensemble of sweep {e.sweep}: validation {aim.upper()} {e.val[aim]:.3f} minus "
+                            f"test {e.test[aim]:.3f} = {e.val[aim] - e.test[aim]:+.3f} (its members were chosen on "
+                            "validation too).")
+        for a in ref.anchors(ds):
+            printed = {"acc": a.acc.printed + (f" ± {a.acc_sd.printed}" if a.acc_sd else ""),
+                       "auc": a.auc.printed if a.auc else MISSING, "qwk": a.qwk.printed if a.qwk else MISSING}
+            add(name, f"Anchor: {a.label}", None, printed)
+            sources.append(f"{a.label}: {a.source}.")
+    notes = ["Val: the selection score on the validation split (the sweep's metric; for an ensemble, that "
+             "metric of the averaged predictions). Test: the test split, evaluated once per model."]
+    if sources:
+        notes.append("Anchors: other people's or earlier results on the same test split, for scale. " + " ".join(sources))
+    return TableOut("headline", "Headline", header, rows, notes), gaps
+
+
+def _ensemble_tables(e: Ensemble, df: pd.DataFrame) -> tuple[TableOut, TableOut]:
+    """(validation and test metrics of one ensemble, its members)."""
+    names = {"acc": "ACC", "auc": "AUC", "qwk": "QWK", "mae": "MAE", "qwk_decoded": "QWK (decoded)",
+             "mae_decoded": "MAE (decoded)"}
+    keys = [k for k in names if k in e.val or k in e.test]
+    rows = [[Cell(split)] + [Cell(format_pm(d.get(k))) for k in keys]
+            for split, d in (("validation", e.val), ("test", e.test))]
+    notes = [f"From {e.path.name}: greedy ensemble selection with replacement on the validation split; the test "
+             "split evaluated once, after the members were fixed."]
+    if any(k.endswith("_decoded") for k in keys):
+        notes.append("Decoded: expected grade with cut-points tuned on the validation split (ACC stays argmax).")
+    metrics = TableOut(f"ensemble_{e.sweep}", f"{ref.display_name(e.dataset)}: ensemble of sweep {e.sweep}",
+                       ["Split"] + [names[k] for k in keys], rows, notes)
+    trials = df[(df["sweep"] == e.sweep)].set_index("trial_id")
+    member_rows = []
+    for m in e.members:
+        t = trials.loc[m["trial_id"]] if m["trial_id"] in trials.index else None
+        member_rows.append([Cell(str(m["trial_id"])),
+                            Cell(MISSING if t is None else f"{t['model']}{_alpha_text(t['alpha'])}"),
+                            Cell(f"{float(m['weight']):.3g}"), Cell(format_pm(float_or_none(m.get("val_acc"))))])
+    members = TableOut(f"ensemble_members_{e.sweep}", "Members", ["Trial", "Model", "Weight", "Val ACC (alone)"],
+                       member_rows, ["Weight: the member's share of the averaged probabilities."])
+    return metrics, members
+
+
+def _relative_checkpoints(df: pd.DataFrame) -> pd.Series:
+    """Checkpoint paths relative to their sweep folder: the report must not show paths of the
+    machine that made it, and the sweep folder is what a reader copies around."""
+    def rel(ckpt: Any, sweep_dir: Any) -> Any:
+        if not isinstance(ckpt, str):
+            return ckpt
+        prefix = str(sweep_dir).rstrip("/") + "/"
+        # Outside its sweep folder (moved results): keep the trial folder and the checkpoint.
+        return ckpt[len(prefix):] if ckpt.startswith(prefix) else "/".join(ckpt.rstrip("/").split("/")[-2:])
+
+    return pd.Series([rel(c, d) for c, d in zip(df["checkpoint_path"], df["sweep_dir"])], index=df.index,
+                     dtype=object)
+
+
+def _split_columns(t: TableOut, shared: Sequence[str], moved: Sequence[str]) -> list[TableOut]:
+    """A wide table as two: every column but ``moved``; then ``shared`` (they identify a row)
+    and ``moved``."""
+    idx = {h: i for i, h in enumerate(t.header)}
+    return [t.column_slice([i for h, i in idx.items() if h not in moved]),
+            t.column_slice([idx[h] for h in (*shared, *moved) if h in idx])]
+
+
 # --------------------------------------------------------------------------- main entry
 
 
@@ -335,6 +512,7 @@ def write_report(
     figures: bool = True,
     extra_figures: Sequence[tuple[str | os.PathLike, str]] = (),
     title: str = "medsweep report",
+    ensembles: Sequence[str | os.PathLike] = (),
 ) -> tuple[Path, Path]:
     """Write the report for a results table.
 
@@ -346,6 +524,7 @@ def write_report(
         figures: draw the figures (False for a quick tables-only report).
         extra_figures: more PNGs to include, as ``(path, caption)`` (e.g. the GradCAM grid).
         title: page title.
+        ensembles: ``ensemble.json`` files of ``medsweep ensemble`` (or the folders holding them).
 
     Returns:
         ``(html_path, md_path)``.
@@ -355,11 +534,19 @@ def write_report(
     df = load_results_frame(results_parquet)
     if df.empty:
         raise ValueError(f"{results_parquet}: the results table has no trials")
+    df["checkpoint_path"] = _relative_checkpoints(df)
     conf = load_confirm_frame(confirm_parquet)
+    ens = [read_ensemble(p) for p in ensembles]
 
     tables = write_tables(df, out_dir, conf)
     ours = ours_test_metrics(df, conf)
     blocks: list[_Block] = []
+
+    # First, what a reader came for: the winner's test numbers beside the anchors.
+    headline, gaps = _headline(df, conf, ens)
+    blocks.append(_h(2, headline.title))
+    blocks.append(_Block("table", headline))
+    blocks.append(_ul(gaps))
 
     # What was swept
     blocks.append(_h(2, "What was swept"))
@@ -391,6 +578,13 @@ def write_report(
         blocks.append(_Block("table", ct))
         if tests:
             blocks.append(_ul(tests))
+    if ens:
+        blocks.append(_h(2, "Ensemble"))
+        for e in ens:
+            metrics, members = _ensemble_tables(e, df)
+            blocks.append(_h(3, metrics.title))
+            blocks.append(_Block("table", metrics))
+            blocks.append(_Block("table", members))
 
     # Figures
     if figures or extra_figures:
@@ -409,7 +603,8 @@ def write_report(
     # Best configurations
     blocks.append(_h(2, "Best configurations"))
     blocks.append(_p("The best trial per dataset by the sweep's validation metric, as a TrainConfig YAML "
-                     "(also written as best_<dataset>.yaml next to this report), then its top trials."))
+                     "(also written as best_<dataset>.yaml next to this report), then its top trials; "
+                     "checkpoints are relative to the sweep folder."))
     bt = best_trials(df)
     for _, row in bt.iterrows():
         ds = str(row["dataset"]).lower()
@@ -422,7 +617,11 @@ def write_report(
         blocks.append(_Block("code", ("yaml", text)))
         bt_table = tables.get(f"best_{ds}")
         if bt_table is not None:
-            blocks.append(_Block("table", bt_table))
+            # Results first, the training details and checkpoint in a second table, so
+            # neither needs sideways scrolling.
+            parts = _split_columns(bt_table, ("Rank", "Trial"),
+                                   ("Sweep", "LR", "Weight decay", "Batch", "Img", "Seed", "Checkpoint"))
+            blocks.append(_Block("table", bt_table, parts))
 
     # Caveats
     blocks.append(_h(2, "Caveats"))
@@ -431,8 +630,9 @@ def write_report(
     blocks.append(_ul([ref.SRC_TABLE1, ref.SRC_TABLE2] + [f"{r.label}: {r.source}" for r in ref.RETINA_OTHER]))
 
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    subtitle = f"Generated {stamp} from {_name(results_parquet)}" + (
-        f" and {_name(confirm_parquet)}" if confirm_parquet is not None else "") + "."
+    inputs = [_name(results_parquet)] + ([_name(confirm_parquet)] if confirm_parquet is not None else []) + [
+        f"{e.path.parent.name}/{e.path.name}" for e in ens]
+    subtitle = f"Generated {stamp} from {', '.join(inputs[:-1]) + ' and ' if len(inputs) > 1 else ''}{inputs[-1]}."
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     md_path.write_text(_render_md(blocks, title).replace(f"# {title}\n", f"# {title}\n\n{subtitle}\n", 1),
                        encoding="utf-8")

@@ -66,6 +66,11 @@ _HIGHER_BETTER = {"acc": True, "auc": True, "qwk": True, "mae": False}
 
 # --------------------------------------------------------------------------- table object
 
+# A cell that reads as a number (right-aligned in HTML): "0.507 ± 0.013", "[0.476, 0.539]",
+# "16/20", "3e-04", "0.552 †"; anything with a word in it is text (left-aligned).
+_NUM = r"[-+−]?\d[\d.]*(?:e[-+]?\d+)?"
+_NUMBER = re.compile(rf"\[?{_NUM}(?:\s*(?:±|/|,|–)\s*{_NUM})*\]?\s*†?")
+
 
 @dataclass
 class Cell:
@@ -139,7 +144,7 @@ class TableOut:
             tds = []
             for c in r:
                 t = html.escape(c.text)
-                cls = ' class="missing"' if c.text == MISSING else ""
+                cls = ' class="missing"' if c.text == MISSING else ' class="num"' if _NUMBER.fullmatch(c.text) else ""
                 tds.append(f"<td{cls}><strong>{t}</strong></td>" if c.bold and c.text != MISSING else f"<td{cls}>{t}</td>")
             body.append("<tr>" + "".join(tds) + "</tr>")
         return f'<table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'

@@ -1,4 +1,5 @@
-"""Figures: each PNG is written and the data behind it matches the results table."""
+"""Figures: each PNG is written and the data behind it matches the results table (the real
+sweeps of the session fixture, or the hand-built table shaped like the shipped example)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from analysis.figures import (
     write_figures,
 )
 from analysis_sweeps import PNEUMONIA, RETINA, confirm_frame
+from hand_results import retina_results
 
 
 def _png_ok(path) -> None:
@@ -30,13 +32,28 @@ def test_alpha_margin_heatmap(analysis_results, tmp_path):
     cells = heatmap_alpha_margin(path, tmp_path / "am.png", sweep=RETINA)
     _png_ok(tmp_path / "am.png")
     ok = _usable(df, RETINA)
-    assert cells["n"].sum() == len(ok)
-    for (a, m), g in ok.groupby([ok["alpha"].round(1), "margin"]):
-        c = cells[(np.isclose(cells["col"], a)) & (np.isclose(cells["row"], m))].iloc[0]
-        assert c["n"] == len(g) and c["mean"] == pytest.approx(g["best_value"].mean())
-    # a combination no trial sampled is an empty cell ("no trial")
-    empty = cells[cells["n"] == 0]
-    assert len(empty) >= 1 and empty["mean"].isna().all()
+    alpha = ok["alpha"].round(1)
+    assert cells["n"].sum() == len(ok) and (cells["n"] >= 1).all()  # only cells with trials
+    ce = cells[cells["row"].isna()]  # alpha = 0: one cell, no margin
+    assert len(ce) == int((alpha == 0).any()) and (ce["n"].sum() == (alpha == 0).sum())
+    for a, g in ok[alpha > 0].groupby(alpha[alpha > 0]):
+        assert cells.loc[np.isclose(cells["col"].astype(float), a), "n"].sum() == len(g)
+
+
+def test_alpha_margin_heatmap_hand_built(tmp_path):
+    df = retina_results()
+    cells = heatmap_alpha_margin(df, tmp_path / "am.png")
+    _png_ok(tmp_path / "am.png")
+    ce = cells[cells["row"].isna()].iloc[0]
+    assert ce["col"] == 0 and ce["n"] == 2
+    assert ce["mean"] == pytest.approx(df.loc[df["alpha"] == 0, "best_value"].mean())
+    ordinal = cells[cells["row"].notna()]
+    # 10 alpha > 0 trials with 10 distinct margins: 3 margin bins of about equal size, and only
+    # the (alpha, margin) cells that hold a trial
+    assert ordinal["row"].nunique() == 3 and len(ordinal) == 7 and ordinal["n"].sum() == 10
+    assert set(ordinal["col"]) == {0.1, 0.2, 0.3, 0.4, 0.5}
+    a01 = df[df["alpha"] == 0.1]
+    assert ordinal.loc[ordinal["col"] == 0.1, "n"].sum() == len(a01)
 
 
 def test_model_augment_heatmap(analysis_results, tmp_path):
@@ -86,6 +103,21 @@ def test_learning_curves(analysis_results, tmp_path):
         s = stops[stops["trial_id"] == t.trial_id].iloc[0]
         assert s["epoch"] == t.epochs_run < t.epochs_max
         assert s["value"] == t.history_val_metric[-1]
+
+
+def test_model_augment_heatmap_only_cells_with_trials(tmp_path):
+    df = retina_results()
+    cells = heatmap_model_augment(df, tmp_path / "ma.png")
+    counts = df.groupby(["model", "augment"]).size()
+    assert len(cells) == len(counts) == 5  # medvit_28_small never ran with "light"
+    for r in cells.itertuples():
+        assert r.n == counts[(r.row, r.col)]
+
+
+def test_one_dataset_has_no_ours_minus_paper(tmp_path):
+    figs = write_figures(retina_results(), tmp_path)
+    assert "ours_minus_paper" not in figs and not (tmp_path / "ours_minus_paper.png").exists()
+    assert set(figs) == {"curves_retinamnist-cpu", "alpha_margin_retinamnist-cpu", "model_augment_retinamnist-cpu"}
 
 
 def test_write_figures_all(analysis_results, tmp_path):

@@ -101,3 +101,18 @@ def test_lookup_helpers():
     assert len(df) == 8 * 10 * 2 + 3
     assert df["printed"].map(float).equals(df["value"])
     assert ref.display_name("octmnist") == "OCTMNIST"
+
+
+def test_anchors():
+    retina = ref.anchors("retinamnist")
+    by_label = {a.label: a for a in retina}
+    plain = [a for a in retina if a.label.startswith("Plain MedViT")]
+    assert [(a.acc.printed, a.qwk.printed) for a in plain] == [("0.523", "0.543"), ("0.534", "0.575")]
+    vgg = by_label["MedMNIST+ VGG16 (ImageNet-pretrained, 3 seeds)"]
+    assert (vgg.acc.printed, vgg.acc_sd.printed, vgg.auc.printed) == ("0.542", "0.008", "0.754")
+    assert by_label["MedViT-S (upsampled to 224 px)"].acc.printed == "0.561"
+    assert by_label["Seed paper, MedViT, α = 0.2 (one run)"].acc is ref.TABLE2[0.2]
+    assert not any("v2 benchmark" in a.label for a in retina)  # "about 0.53" is no anchor
+    (pneumonia,) = ref.anchors("pneumoniamnist")
+    assert pneumonia.acc is ref.PAPER_MEDVIT["pneumoniamnist"]["acc"]
+    assert ref.anchors("no-such-dataset") == ()

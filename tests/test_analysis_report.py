@@ -1,11 +1,15 @@
 """write_report(): content checks, and the HTML page rendered in a real headless Chromium.
 
-Chromium comes from Debian (``apt-get install -y chromium``); CI (``.ci/run``) installs it.
-Where it is missing the rendering test is skipped, with the reason.
+Most checks read a hand-built table shaped like the shipped example (``hand_results``); the
+ones marked so read the real Ray sweeps of the session fixture. Chromium comes from Debian
+(``apt-get install -y chromium``); CI (``.ci/run``) installs it. Where it is missing the
+browser tests are skipped, with the reason.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import shutil
 import subprocess
@@ -14,9 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from analysis.report import write_report
+from analysis import reference as ref
+from analysis.report import read_ensemble, write_report
 from analysis.tables import TRAIN_CONFIG_KEYS
 from analysis_sweeps import confirm_frame
+from hand_results import BEST, SWEEP_DIR, retina_confirm, retina_ensemble, retina_results, write_results
+from sweeps.cli import main
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -31,6 +38,21 @@ PROBE = (
     "document.body.setAttribute('data-images-total',im.length);"
     "document.body.setAttribute('data-images-ok',ok);"
     "document.body.setAttribute('data-probe','done');});</script>"
+)
+
+
+# Appended to a copy of the page: where the tables' "Test ..." columns and the headline's
+# first row (the best trial) are, in the viewport's coordinates, and whether any table
+# needs sideways scrolling.
+GEOMETRY = (
+    "<script>window.addEventListener('load',function(){"
+    "var rect=function(e){var r=e.getBoundingClientRect();return {right:r.right,bottom:r.bottom};};"
+    "var tables=Array.from(document.querySelectorAll('table')).map(function(t){"
+    "return {scroll:t.parentElement.scrollWidth,client:t.parentElement.clientWidth,"
+    "test:Array.from(t.querySelectorAll('th')).filter(function(h){return h.textContent.indexOf('Test ')===0})"
+    ".map(rect)};});"
+    "document.body.setAttribute('data-geometry',JSON.stringify({width:document.documentElement.clientWidth,"
+    "height:window.innerHeight,tables:tables,best:rect(document.querySelector('table tbody tr'))}));});</script>"
 )
 
 
@@ -148,3 +170,152 @@ def test_report_without_figures_and_bad_input(analysis_results, tmp_path):
         write_report(empty, tmp_path / "x")
     with pytest.raises(ValueError, match="not found"):
         write_report(tmp_path / "missing.parquet", tmp_path / "y")
+
+
+# --------------------------------------------------------------------------- hand-built report
+
+
+@pytest.fixture(scope="module")
+def hand_report(tmp_path_factory):
+    """The report of the shipped example's shape, with a confirm table and an ensemble."""
+    tmp = tmp_path_factory.mktemp("hand")
+    ensemble = retina_ensemble(tmp / "ensemble")
+    html_path, md_path = write_report(retina_results(), tmp / "report", confirm_parquet=retina_confirm(),
+                                      ensembles=[ensemble.parent])
+    return html_path, md_path
+
+
+def test_headline_first_with_confirmed_ensemble_gap_and_anchors(hand_report):
+    _, md_path = hand_report
+    md = md_path.read_text()
+    assert md.index("## Headline") < md.index("## What was swept")
+    head = md[md.index("## Headline"):md.index("## What was swept")]
+    rows = [r for r in head.splitlines() if r.startswith("| RetinaMNIST")]
+    assert rows[0] == (f"| RetinaMNIST | Best trial {BEST} (medvit_28_small, α 0), selected on val_acc: one test run "
+                       "| 0.617 | 0.547 | 0.692 | 0.540 | 0.738 |")
+    conf = retina_confirm().query("label == 'best'")
+    acc = conf["test_acc"]
+    assert f"| {acc.mean():.3f} ± {acc.std():.3f} |" in rows[1] and "over 3 seeds" in rows[1]
+    assert rows[2].startswith("| RetinaMNIST | Ensemble of 3 of 12 trials") and "| 0.650 | 0.552 | 0.741 |" in rows[2]
+    for anchor in ref.anchors("retinamnist"):
+        assert any(f"Anchor: {anchor.label}" in r and f"| {anchor.acc.printed}" in r for r in rows[3:])
+    assert "| 0.542 ± 0.008 | 0.754 |" in head  # MedMNIST+ VGG16
+    gap = 0.6167 - acc.mean()
+    assert f"winner's-curse gap {gap:+.3f} = the winner's validation val_acc 0.617 minus its confirmed test ACC" in head
+    assert f"validation ACC 0.650 minus test 0.552 = {0.65 - 0.5525:+.3f}" in head
+
+
+def test_ensemble_section(hand_report):
+    _, md_path = hand_report
+    md = md_path.read_text()
+    section = md[md.index("## Ensemble"):md.index("## Figures")]
+    assert "| Split | ACC | AUC | QWK | MAE | QWK (decoded) | MAE (decoded) |" in section
+    assert "| test | 0.552 | 0.741 | 0.588 | 0.690 | 0.631 | 0.652 |" in section
+    assert f"| {BEST} | medvit_28_small, α 0 | 0.5 | 0.617 |" in section
+    assert "| 720f1275 | medvit_28_tiny, α 0.1 | 0.3 | 0.608 |" in section
+
+
+def test_layout_readable_and_portable(hand_report):
+    html_path, md_path = hand_report
+    out = html_path.parent
+    page, md = html_path.read_text(), md_path.read_text()
+    # no path of the machine that made the report, anywhere; checkpoints relative to the sweep
+    for f in out.glob("*.*"):
+        assert SWEEP_DIR not in f.read_text(errors="ignore"), f
+    ckpt = retina_results().set_index("trial_id").loc[BEST, "checkpoint_path"]
+    assert ckpt.removeprefix(SWEEP_DIR + "/") in md
+    # sets and ranges as plain text, not {20}
+    assert "| retinamnist-cpu | RetinaMNIST | val_acc (max) | 12 | 2 | 10 | 0 | 0 | 20 |" in md
+    assert "| alpha | 0, 0.1, 0.2, 0.3, 0.4, 0.5 |" in md and "| margin | 0.0211 – 0.283 (11 values) |" in md
+    assert "{" not in md[md.index("## What was swept"):md.index("## Compute")]
+    # numbers right-aligned, text left-aligned
+    assert '<td class="num">0.547</td>' in page and '<td class="num">0.507 ± 0.013</td>' in page
+    assert "<td>medvit_28_small</td>" in page and "<td>early_stopped</td>" in page
+    # the top-trials table is split: results first, then the training details and checkpoint
+    best = md[md.index("### RetinaMNIST"):md.index("## Caveats")]
+    assert "| Rank | Trial | Model | α | Margin | Augment | val_acc (max, val) |" in best
+    assert "| Rank | Trial | Sweep | LR | Weight decay | Batch | Img | Seed | Checkpoint |" in best
+    # one dataset: no near-empty ours-minus-paper figure
+    assert not (out / "figures" / "ours_minus_paper.png").exists()
+    assert {p.name for p in (out / "figures").glob("*.png")} == {
+        "curves_retinamnist-cpu.png", "alpha_margin_retinamnist-cpu.png", "model_augment_retinamnist-cpu.png"}
+
+
+def test_read_ensemble_errors(tmp_path):
+    good = retina_ensemble(tmp_path / "good")
+    assert read_ensemble(good).members == read_ensemble(good.parent).members
+    with pytest.raises(ValueError, match="ensemble file not found"):
+        read_ensemble(tmp_path / "none")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(ValueError, match="not a JSON file"):
+        read_ensemble(bad)
+    bad.write_text(json.dumps({"dataset": "retinamnist", "members": []}))
+    with pytest.raises(ValueError, match="no sweep, val, test"):
+        read_ensemble(bad)
+    data = json.loads(good.read_text())
+    bad.write_text(json.dumps({**data, "members": [{"trial_id": "x"}]}))
+    with pytest.raises(ValueError, match="members: need a non-empty list"):
+        read_ensemble(bad)
+
+
+def test_cli_report_with_ensemble(tmp_path):
+    results = write_results(retina_results(), tmp_path / "results.parquet")
+    confirm = tmp_path / "confirm.parquet"
+    retina_confirm().to_parquet(confirm)
+    ensemble = retina_ensemble(tmp_path / "ens")
+    out = tmp_path / "rep"
+    assert main(["report", str(results), "--out", str(out), "--confirm", str(confirm),
+                 "--ensemble", str(ensemble), "--ensemble", str(ensemble.parent)]) == 0
+    md = (out / "report.md").read_text()
+    assert md.count("| RetinaMNIST | Ensemble of 3 of 12 trials") == 2
+    assert "no state.pt" not in md and "GradCAM" not in md  # the hand-built trials have no checkpoints
+    assert main(["report", str(results), "--out", str(tmp_path / "rep2"), "--ensemble", str(tmp_path)]) == 2
+
+
+@pytest.mark.slow  # starts a browser
+def test_test_columns_inside_viewport_at_1280px(hand_report, tmp_path):
+    """At 1,280 x 800 the best trial's test numbers are on screen without scrolling, and no
+    table needs sideways scrolling to show its test columns."""
+    html_path, _ = hand_report
+    chromium = chromium_binary()
+    probe = tmp_path / "geometry.html"
+    probe.write_text(html_path.read_text().replace("</body>", GEOMETRY + "</body>"))
+    r = subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,800",
+         "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    found = re.search(r'data-geometry="([^"]*)"', r.stdout)
+    assert found, "the geometry script did not run"
+    geo = json.loads(html.unescape(found.group(1)))
+    assert geo["width"] <= 1280
+    headline = geo["tables"][0]
+    assert len(headline["test"]) == 4  # Test ACC, AUC, QWK, MAE
+    for box in headline["test"] + [geo["best"]]:
+        assert box["right"] <= geo["width"] and box["bottom"] <= geo["height"], (box, geo["width"], geo["height"])
+    for table in geo["tables"]:
+        assert table["scroll"] <= table["client"], table
+        assert all(box["right"] <= geo["width"] for box in table["test"]), table
+
+
+def test_gradcam_pairs_one_architecture(tmp_path):
+    from analysis.cli import auto_gradcam_checkpoints
+
+    df = retina_results()
+    df["checkpoint_path"] = [str(tmp_path / t) for t in df["trial_id"]]
+    for folder in df["checkpoint_path"]:
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "state.pt").touch()
+    # the best alpha > 0 trial is medvit_28_tiny (720f1275); the pair stays with the best
+    # architecture that has both losses: medvit_28_small at alpha 0 and alpha 0.2
+    ce, ordinal, caption = auto_gradcam_checkpoints(df)
+    assert (ce, ordinal) == (str(tmp_path / BEST), str(tmp_path / "e47d7b0f"))
+    assert caption.startswith("GradCAM of medvit_28_small trained with cross-entropy (α = 0, trial 866f1d9e)")
+    # no architecture with both: the best of each, said to differ
+    small_ordinal = (df["model"] == "medvit_28_small") & (df["alpha"] > 0)
+    tiny_ce = (df["model"] == "medvit_28_tiny") & (df["alpha"] == 0)
+    ce, ordinal, caption = auto_gradcam_checkpoints(df[~small_ordinal & ~tiny_ce])
+    assert (ce, ordinal) == (str(tmp_path / BEST), str(tmp_path / "720f1275"))
+    assert "the architectures differ" in caption
