@@ -46,8 +46,19 @@ def _results_file(command: str, argument: str, path: Path):
         return read_results(path)
 
 
+def _writable(command: str, argument: str, folder: Path) -> None:
+    """Refuse an output folder that cannot be written before any work is done."""
+    from sweeps.paths import check_writable_folder
+
+    try:
+        check_writable_folder(folder)
+    except ValueError as exc:
+        raise AnalysisError(f"medsweep {command}: {argument}: {exc}; allowed: a path in a writable folder") from None
+
+
 def _parquet_out(command: str, argument: str, path: Path, check) -> None:
     """An output file may be new; when it exists it must be readable by ``check``."""
+    _writable(command, argument, path.parent)
     if path.exists():
         if path.is_dir():
             raise AnalysisError(f"medsweep {command}: {argument}: {path} is a folder; give a .parquet file path")
@@ -75,6 +86,7 @@ def run_collect(args: argparse.Namespace) -> int:
     from analysis.evaluate import evaluate_best
 
     out = Path(args.out)
+    _writable("collect", "--out", out.parent)
     before: set = set()
     if out.exists():
         old = _results_file("collect", "--out", out)
@@ -180,6 +192,7 @@ def run_report(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise AnalysisError(f"medsweep report: --out: {out} is a file; give a folder")
+    _writable("report", "--out", out)
     if args.gradcam_images < 1:
         raise AnalysisError(f"medsweep report: --gradcam-images: need at least 1 image, got {args.gradcam_images}")
     extra = []
@@ -224,6 +237,7 @@ def run_gradcam(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.is_dir():
         raise AnalysisError(f"medsweep gradcam: --out: {out} is a folder; give a .png file path")
+    _writable("gradcam", "--out", out.parent)
     try:
         png = gradcam_checkpoints(args.checkpoint, out, images=args.images, grades=args.grades, split=args.split,
                                   data_root=args.data_root)

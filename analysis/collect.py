@@ -30,10 +30,11 @@ from sweeps.ranking import trial_best
 from sweeps.space import trial_config
 from sweeps.spec import spec_from_dict
 
-__all__ = ["collect", "read_sweep", "read_results", "find_sweep_dirs", "SPEC_FILE"]
+__all__ = ["collect", "read_sweep", "read_results", "find_sweep_dirs", "check_sweep_dir", "parse_experiment_state",
+           "SPEC_FILE", "STATE_GLOB"]
 
 SPEC_FILE = "medsweep_spec.yaml"
-_STATE_GLOB = "experiment_state-*.json"
+STATE_GLOB = "experiment_state-*.json"
 _CKPT_RE = re.compile(r"^checkpoint_(\d+)$")
 _TRIAL_ID_RE = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
 _VAL_COLUMNS = ("val_acc", "val_auc", "val_qwk", "val_mae")
@@ -60,7 +61,7 @@ def collect(sweep_dirs: str | os.PathLike | Iterable[str | os.PathLike], out: st
     """
     if isinstance(sweep_dirs, (str, os.PathLike)):
         sweep_dirs = [sweep_dirs]
-    dirs = [_check_sweep_dir(Path(d)) for d in sweep_dirs]
+    dirs = [check_sweep_dir(Path(d)) for d in sweep_dirs]
     now = datetime.now(timezone.utc)
     new_tables = [read_sweep(d, collected_at=now) for d in dirs]
     new = pa.concat_tables(new_tables) if new_tables else empty_results()
@@ -81,7 +82,7 @@ def read_sweep(sweep_dir: str | os.PathLike, collected_at: datetime | None = Non
     Trials come from the newest ``experiment_state-*.json`` and from trial folders on disk
     (a folder the state file does not list yet is read too, with its status unknown).
     """
-    sweep_dir = _check_sweep_dir(Path(sweep_dir)).resolve()
+    sweep_dir = check_sweep_dir(Path(sweep_dir)).resolve()
     collected_at = collected_at or datetime.now(timezone.utc)
     spec = _read_spec(sweep_dir)
     state_trials, state_metric = _read_state(sweep_dir)
@@ -134,10 +135,10 @@ def find_sweep_dirs(storage_path: str | os.PathLike) -> list[Path]:
 
 
 def _is_sweep_dir(p: Path) -> bool:
-    return p.is_dir() and any(p.glob(_STATE_GLOB))
+    return p.is_dir() and any(p.glob(STATE_GLOB))
 
 
-def _check_sweep_dir(p: Path) -> Path:
+def check_sweep_dir(p: Path) -> Path:
     if not p.exists():
         raise ValueError(f"{p}: not a sweep folder: the path does not exist")
     if not p.is_dir():
@@ -149,7 +150,7 @@ def _check_sweep_dir(p: Path) -> Path:
         raise ValueError(f"{p}: not a sweep folder but a storage path holding sweeps {', '.join(inner)}; pass those")
     if (p / "params.json").exists() or (p / "result.json").exists():
         raise ValueError(f"{p}: not a sweep folder but a trial folder; pass its parent {p.parent}")
-    raise ValueError(f"{p}: not a sweep folder: no {_STATE_GLOB} in it")
+    raise ValueError(f"{p}: not a sweep folder: no {STATE_GLOB} in it")
 
 
 def _read_spec(sweep_dir: Path) -> dict[str, Any]:
@@ -168,31 +169,43 @@ def _read_spec(sweep_dir: Path) -> dict[str, Any]:
 
 def _read_state(sweep_dir: Path) -> tuple[list[dict[str, Any]], str | None]:
     """Trials from the newest experiment_state file: trial_id, status, relative_logdir, config,
-    last_result. Only its JSON is parsed; pickled fields are ignored."""
-    files = sorted(sweep_dir.glob(_STATE_GLOB), key=lambda f: (f.stat().st_mtime, f.name))
-    for f in reversed(files):
-        try:
-            state = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            warnings.warn(f"{f}: unreadable ({exc}); trying an older state file")
+    last_result. Only its JSON is parsed; pickled fields are ignored. Newest is Ray's rule,
+    the greatest name (a timestamp): a copy made without keeping times (`cp -r`, a bucket
+    sync) scrambles mtimes. A corrupted newest file is refused, never silently skipped."""
+    newest = max(sweep_dir.glob(STATE_GLOB), key=lambda f: f.name)
+    try:
+        text = newest.read_text()
+    except OSError as exc:
+        raise ValueError(f"{newest}: unreadable experiment state ({exc.strerror})") from None
+    state = parse_experiment_state(text, str(newest))
+    trials = []
+    for item in state["trial_data"]:
+        meta, runtime = _split_trial_item(item)
+        if not meta or "trial_id" not in meta:
             continue
-        trials = []
-        for item in state.get("trial_data", []):
-            meta, runtime = _split_trial_item(item)
-            if not meta or "trial_id" not in meta:
-                continue
-            trials.append(
-                {
-                    "trial_id": str(meta["trial_id"]),
-                    "status": meta.get("status"),
-                    "relative_logdir": meta.get("relative_logdir"),
-                    "config": meta.get("config") if isinstance(meta.get("config"), dict) else None,
-                    "last_result": (runtime or {}).get("last_result") or {},
-                }
-            )
-        metric = (state.get("runner_data") or {}).get("_metric")
-        return trials, metric if isinstance(metric, str) else None
-    return [], None
+        trials.append(
+            {
+                "trial_id": str(meta["trial_id"]),
+                "status": meta.get("status"),
+                "relative_logdir": meta.get("relative_logdir"),
+                "config": meta.get("config") if isinstance(meta.get("config"), dict) else None,
+                "last_result": (runtime or {}).get("last_result") or {},
+            }
+        )
+    metric = (state.get("runner_data") or {}).get("_metric")
+    return trials, metric if isinstance(metric, str) else None
+
+
+def parse_experiment_state(text: str, source: str) -> dict[str, Any]:
+    """Ray's experiment state as JSON, checked for the parts a restore needs."""
+    try:
+        state = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{source}: corrupted experiment state (not JSON: {exc.msg} at line {exc.lineno})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("trial_data"), list) \
+            or not isinstance(state.get("runner_data"), dict):
+        raise ValueError(f"{source}: corrupted experiment state (no trial_data list or runner_data mapping)")
+    return state
 
 
 def _split_trial_item(item: Any) -> tuple[dict | None, dict | None]:
@@ -231,21 +244,25 @@ def _trial_id_from_folder(folder: Path) -> str | None:
 
 
 def _read_result_lines(path: Path) -> list[dict[str, Any]]:
-    """result.json lines; a truncated last line (trial still writing) is skipped."""
+    """result.json lines. Ray writes each whole line at once, so only a last line without its
+    newline (the trial still writing, a sync in progress) may be cut short and is skipped;
+    any other line that is not a JSON object means the file is corrupted."""
     if not path.exists():
         return []
     out = []
-    with open(path, "rb") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict):
-                out.append(rec)
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            rec = None
+        if isinstance(rec, dict):
+            out.append(rec)
+        elif number < len(lines):
+            raise ValueError(f"{path}: corrupted result (line {number} is not a JSON object)")
     return out
 
 
@@ -349,6 +366,8 @@ def _trial_row(
     if error is not None or status == "ERROR":
         stop_reason = "errored"
         error = error or "trial status ERROR (no error.txt)"
+    elif last.get("diverged") is True:  # never ranked: trial_best gave it no value
+        stop_reason = "diverged"
     elif epochs_max is not None and epochs_run >= epochs_max:
         stop_reason = "finished"
     elif status == "TERMINATED" or (status is None and last.get("done") and epochs_run > 0):

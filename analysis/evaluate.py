@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -28,7 +30,8 @@ from analysis.collect import _write_atomic, read_results
 from analysis.schema import TEST_COLUMNS
 from analysis.tables import best_trials, model_family
 
-__all__ = ["DEVICES", "evaluate_best", "evaluate_checkpoint", "load_eval_data", "split_metrics", "trials_to_evaluate"]
+__all__ = ["DEVICES", "evaluate_best", "evaluate_checkpoint", "load_checkpoint", "load_eval_data", "split_metrics",
+           "trials_to_evaluate"]
 
 
 def load_eval_data(config, data_root: str | os.PathLike | None = None):
@@ -42,6 +45,26 @@ def load_eval_data(config, data_root: str | os.PathLike | None = None):
 
 
 DEVICES = ("auto", "cpu", "cuda")
+
+# What torch.load (weights only) and the state's own reading raise for a file that is empty,
+# cut short, not a torch file, holds code to run, or is some other torch file.
+_BAD_CHECKPOINT = (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, IndexError, TypeError, ValueError)
+
+
+def load_checkpoint(folder: str | os.PathLike):
+    """(model, config) of a checkpoint folder's selected epoch; a missing, corrupted or
+    foreign ``state.pt`` is a one-line ValueError naming the file."""
+    from medvit.train import CHECKPOINT_FILE, load_checkpoint_model
+
+    path = Path(folder) / CHECKPOINT_FILE
+    if not path.is_file():
+        raise ValueError(f"checkpoint: {folder}: no {CHECKPOINT_FILE} in it (not a medsweep checkpoint folder)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about odd pickles before refusing them
+            return load_checkpoint_model(folder)
+    except _BAD_CHECKPOINT as exc:
+        raise ValueError(f"checkpoint: {path}: not a readable medsweep checkpoint ({type(exc).__name__})") from None
 
 
 def split_metrics(model: torch.nn.Module, config, data, split: str = "test", device: str = "auto") -> dict[str, float]:
@@ -62,9 +85,7 @@ def split_metrics(model: torch.nn.Module, config, data, split: str = "test", dev
 def evaluate_checkpoint(checkpoint: str | os.PathLike, data_root: str | os.PathLike | None = None,
                         split: str = "test", device: str = "auto") -> dict[str, float]:
     """``acc, auc`` (and ``qwk, mae`` for ordinal tasks) of a checkpoint's selected-epoch weights."""
-    from medvit.train import load_checkpoint_model
-
-    model, config = load_checkpoint_model(checkpoint)
+    model, config = load_checkpoint(checkpoint)
     metrics = split_metrics(model, config, load_eval_data(config, data_root), split, device)
     return {k: float(v) for k, v in metrics.items() if k != "loss"}
 
@@ -126,10 +147,7 @@ def evaluate_best(results_parquet: str | os.PathLike, data_root: str | os.PathLi
             if not Path(ckpt).is_dir():
                 raise ValueError(f"trial {row['trial_id']} of sweep {row['sweep']}: checkpoint {ckpt} is not on "
                                  "this machine (copy the sweep folder here and collect it again)")
-            try:
-                metrics = evaluate_checkpoint(ckpt, data_root, device=device)
-            except FileNotFoundError as exc:
-                raise ValueError(str(exc).splitlines()[0]) from None
+            metrics = evaluate_checkpoint(ckpt, data_root, device=device)
             updates[i] = {c: metrics.get(c.removeprefix("test_")) for c in TEST_COLUMNS}
             shown = "  ".join(f"{c} {v:.4f}" for c, v in updates[i].items() if v is not None)
             say(f"test   {what}: {shown}")

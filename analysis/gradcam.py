@@ -266,7 +266,8 @@ def gradcam_checkpoints(checkpoints: Sequence[str | os.PathLike] | Mapping[str, 
     """
     from analysis.reference import display_name
     from medvit.data import dataset_info, load_dataset
-    from medvit.train import load_checkpoint_model, normalise
+    from analysis.evaluate import load_checkpoint
+    from medvit.train import normalise
 
     if isinstance(images, bool) or not isinstance(images, int) or images < 1:
         raise ValueError(f"images: need at least 1 image, got {images!r}")
@@ -278,10 +279,7 @@ def gradcam_checkpoints(checkpoints: Sequence[str | os.PathLike] | Mapping[str, 
     loaded = []
     for key, path in named:
         folder = _checkpoint_folder(path)
-        try:
-            model, config = load_checkpoint_model(folder)
-        except FileNotFoundError:
-            raise ValueError(f"checkpoint: {folder}: no state.pt in it (not a medsweep checkpoint folder)") from None
+        model, config = load_checkpoint(folder)
         loaded.append((key, folder, model, config))
     first = loaded[0][3]
     kinds = sorted({(c.dataset, c.img_size) for *_, c in loaded})

@@ -49,8 +49,10 @@ epochs_run         int32, not null            epochs with a reported result (0 i
 stop_reason        string, not null           ``finished`` (ran all ``epochs_max`` epochs),
                                               ``early_stopped`` (terminated earlier, i.e. by the
                                               scheduler, e.g. ASHA), ``errored`` (error file or
-                                              Ray status ERROR), ``unfinished`` (pending, running,
-                                              paused or interrupted)
+                                              Ray status ERROR), ``diverged`` (ended on a
+                                              non-finite training loss; never ranked),
+                                              ``unfinished`` (pending, running, paused or
+                                              interrupted)
 error              string                     last line of the trial's ``error.txt`` (the
                                               exception), null if it did not error
 metric             string, not null           the sweep's selection metric (spec ``metric``),
@@ -158,7 +160,7 @@ __all__ = [
 
 SCHEMA_VERSION = "1"
 
-STOP_REASONS: tuple[str, ...] = ("finished", "early_stopped", "errored", "unfinished")
+STOP_REASONS: tuple[str, ...] = ("finished", "early_stopped", "errored", "diverged", "unfinished")
 TEST_COLUMNS: tuple[str, ...] = ("test_acc", "test_auc", "test_qwk", "test_mae")
 KEY_COLUMNS: tuple[str, ...] = ("sweep_dir", "trial_id")
 # TrainConfig fields with columns of their own: dataset, epochs_max, metric.

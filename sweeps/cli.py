@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 import typing
+import warnings
 from pathlib import Path
+
+from sweeps.paths import check_writable_folder
 
 USAGE_ERROR = 2
 
@@ -68,15 +73,61 @@ def train_values(args: argparse.Namespace) -> dict:
 
 def format_epoch(metrics: dict, epochs: int) -> str:
     marks = " *" if metrics["best_epoch"] == metrics["epoch"] else ""
+    if metrics.get("diverged"):
+        marks = "  diverged: non-finite training loss, training stopped"
     vals = "  ".join(
         f"{name} {metrics[name]:.4f}"
         for name in ("val_loss", "val_acc", "val_auc", "val_qwk", "val_mae")
         if name in metrics
     )
+    loss = "nan" if metrics["train_loss"] is None else f"{metrics['train_loss']:.4f}"
     return (
-        f"epoch {metrics['epoch']:>3}/{epochs}  train_loss {metrics['train_loss']:.4f}  {vals}  "
+        f"epoch {metrics['epoch']:>3}/{epochs}  train_loss {loss}  {vals}  "
         f"lr {metrics['lr']:.2e}  {metrics['epoch_time_s']:.1f}s  {metrics['images_per_s']:.0f} img/s{marks}"
     )
+
+
+METRICS_FILE = "metrics.json"
+
+
+def check_out(out: Path) -> None:
+    """Refuse a bad --out before training, so a finished run is never lost at the end, and
+    never overwrite a run that is already there (a sweep's trial folder included)."""
+    for run_file in (METRICS_FILE, "result.json"):  # a run of medsweep train, or a sweep's trial
+        if (out / run_file).exists():
+            raise UsageError(f"medsweep train: --out: {out} already holds a run ({run_file}); give a new folder")
+    try:
+        check_writable_folder(out)
+    except ValueError as exc:
+        raise UsageError(f"medsweep train: --out: {exc}; allowed: a new or writable folder") from None
+
+
+def check_device(command: str, device: str | None) -> None:
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(f"medsweep {command}: --device: cuda was asked for but no CUDA GPU is visible; "
+                             "allowed here: auto, cpu")
+
+
+def finite(value):
+    """The value with every NaN or infinity replaced by None: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    return value
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Strict JSON, written whole or not at all (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(finite(data), indent=2, allow_nan=False))
+    os.replace(tmp, path)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -84,8 +135,16 @@ def run_train(args: argparse.Namespace) -> int:
     from medvit.data import describe
     from medvit.train import train, load_data
 
+    if args.config is not None and args.config.is_dir():
+        raise UsageError(f"medsweep train: --config: {args.config} is a folder; allowed: a YAML file of TrainConfig fields")
     config = build_config(train_values(args), args.config_class)
+    check_device("train", config.device)
+    check_out(args.out)
     data = load_data(config)
+    empty = [split for split, labels in data.labels.items() if len(labels) == 0]
+    if empty:
+        raise UsageError(f"medsweep train: --data-root: {data.path}: the {', '.join(empty)} split holds no images; "
+                         "allowed: a MedMNIST file with images in every split")
     print(f"data   {describe(data)}", flush=True)
     print(f"model  {config.model}  loss alpha={config.alpha} margin={config.margin}  "
           f"select on {config.select_metric}", flush=True)
@@ -94,14 +153,17 @@ def run_train(args: argparse.Namespace) -> int:
         data,
         on_epoch=lambda m: print(format_epoch(m, config.epochs), flush=True),
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    summary = {key: result[key] for key in ("val", "test", "selected_epoch", "select_metric", "config", "wall_time_s", "images_per_s")}
-    summary["history"] = result["history"]
-    path = args.out / "metrics.json"
-    path.write_text(json.dumps(summary, indent=2))
+    keys = ("val", "test", "selected_epoch", "select_metric", "select_score", "diverged", "config", "wall_time_s",
+            "images_per_s", "history")
+    path = args.out / METRICS_FILE
+    write_json(path, {key: result[key] for key in keys})
     test = "  ".join(f"{k} {v:.4f}" for k, v in result["test"].items())
     print(f"selected epoch {result['selected_epoch']} by {config.select_metric}; test: {test}")
     print(f"wrote {path}")
+    if result["diverged"]:
+        print(f"diverged: the training loss became non-finite at epoch {len(result['history'])}; "
+              "lower --lr or check the data", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -126,6 +188,10 @@ def run_download(args: argparse.Namespace) -> int:
     if args.size not in SIZES:
         raise UsageError(f"medsweep data download: --size: {args.size} is not allowed; allowed: {', '.join(map(str, SIZES))}")
     root = resolve_root(args.root)
+    try:
+        check_writable_folder(root)
+    except ValueError as exc:
+        raise UsageError(f"medsweep data download: --root: {exc}; allowed: a writable folder") from None
     for flag in flags:
         print(f"{flag}: {download_dataset(flag, root, args.size)}", flush=True)
     return 0
@@ -187,14 +253,20 @@ def run_resume_command(args: argparse.Namespace) -> int:
 
 
 def report_sweep_end(directory: str, results, expected_trials: int) -> int:
+    from sweeps.launch import diverged
+
     ended = results.num_terminated + results.num_errors
     if ended < expected_trials:
         print(f"interrupted: {ended} of {expected_trials} trials ended; continue with: medsweep resume {directory}")
         return 130
-    print(f"done   {len(results)} trials, {results.num_errors} errored; results in {directory}")
+    n_diverged = sum(diverged(result) for result in results)
+    print(f"done   {len(results)} trials, {results.num_errors} errored, {n_diverged} diverged; results in {directory}")
+    if results.num_errors + n_diverged == len(results):
+        print("best   none: every trial errored or diverged, so no best_config.yaml was written")
+        return 1
     print(f"best   {directory}/best_config.yaml  (medsweep train --config ... --out runs/best)")
     print(f"next   medsweep status {directory}  |  medsweep collect {directory} --out results.parquet")
-    return 1 if results.num_errors == len(results) else 0
+    return 0
 
 
 STATUS_COLUMNS = ("trial_id", "stop_reason", "epochs_run", "best_epoch", "best_value", "model", "augment", "alpha", "margin", "lr")
@@ -203,7 +275,10 @@ STATUS_COLUMNS = ("trial_id", "stop_reason", "epochs_run", "best_epoch", "best_v
 def run_status_command(args: argparse.Namespace) -> int:
     from analysis.collect import read_sweep
 
-    table = read_sweep(absolute(args.sweep_dir)).to_pandas()
+    try:
+        table = read_sweep(absolute(args.sweep_dir)).to_pandas()
+    except ValueError as exc:
+        raise UsageError(f"medsweep status: sweep_dir: {exc}") from None
     if table.empty:
         print(f"{args.sweep_dir}: no trials yet")
         return 0
@@ -239,9 +314,16 @@ def user_errors() -> tuple[type[Exception], ...]:
     return UsageError, ConfigError, DataError, SpecError, AnalysisError, SweepError
 
 
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line, like errors: not Python's two lines with the source quoted."""
+    print(f"medsweep: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    shown, warnings.showwarning = warnings.showwarning, one_line_warning
     try:
         args = build_parser().parse_args(argv)
+        check_device(args.command, getattr(args, "device", None))
         return args.run(args)
     except user_errors() as exc:
         print(f"medsweep: error: {exc}", file=sys.stderr)
@@ -249,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("medsweep: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":

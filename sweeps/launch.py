@@ -3,18 +3,27 @@
 A sweep lives in `<storage>/<name>/`: Ray's own experiment state and trial folders (results,
 checkpoints, TensorBoard event files), plus `medsweep_spec.yaml` (the spec it ran, so
 `medsweep resume` needs nothing else) and, at the end, `best_config.yaml`.
+
+A sweep folder is self-contained: resume writes into the folder it is given, wherever the
+spec says the sweep started. Bad input fails here with one line before Ray starts: storage
+that cannot be written, an address where nothing listens, a folder that is not a sweep.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import socket
+from pathlib import Path
 
 import pyarrow.fs
 import ray
 from ray import tune
 
+from analysis.collect import STATE_GLOB, check_sweep_dir, parse_experiment_state
 from medvit.data import MedMNISTData, load_dataset
 from medvit.yamlio import dump_yaml
+from sweeps.paths import check_writable_folder
 from sweeps.ranking import SCORE, rank_key, trial_best
 from sweeps.space import search_algorithm, trial_config, trial_scheduler, tune_param_space
 from sweeps.spec import SweepSpec, parse_spec
@@ -23,6 +32,9 @@ from trainables.medvit_trainable import train_medvit
 
 SPEC_FILE = "medsweep_spec.yaml"
 BEST_CONFIG_FILE = "best_config.yaml"
+TUNER_FILE = "tuner.pkl"
+# An unreachable address fails within this many seconds instead of Ray's minutes of retries.
+ADDRESS_TIMEOUT_S = 5
 
 
 def sweep_dir(spec: SweepSpec) -> str:
@@ -45,6 +57,32 @@ class SweepError(ValueError):
     """The sweep cannot start as asked (its folder is taken, no cluster at the address)."""
 
 
+def check_address(address: str | None) -> None:
+    """A `host:port` must accept a TCP connection: `ray.init` would retry it for minutes."""
+    if address in (None, "auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise SweepError(f"address: {address!r} is not host:port; allowed: host:port, ray://host:port or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=ADDRESS_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SweepError(f"address: no Ray cluster at {address!r} ({reason}); start one with `ray start --head` "
+                         "or give --address auto on a cluster node") from None
+
+
+def check_storage(directory: str) -> None:
+    """The sweep folder must be writable, checked before Ray starts: a bad --storage costs
+    nothing. A bucket is left to Ray, which checks it with its own credentials."""
+    if "://" in directory:
+        return
+    try:
+        check_writable_folder(directory)
+    except ValueError as exc:
+        raise SweepError(f"storage: {exc}; allowed: a writable local or NFS folder, s3:// or gs:// URI") from None
+
+
 def connect(address: str | None) -> None:
     """Join the cluster at `address` ('auto' on a cluster node), else start Ray here: never
     join some other cluster that happens to run on this machine by accident."""
@@ -56,8 +94,7 @@ def connect(address: str | None) -> None:
     try:
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
     except ConnectionError as exc:
-        first_line = str(exc).strip().splitlines()[0]
-        raise SweepError(f"address: no Ray cluster at {address!r} ({first_line})") from None
+        raise SweepError(f"address: no Ray cluster at {address!r} ({first_line(exc)})") from None
 
 
 def load_sweep_data(spec: SweepSpec, data_root: str | None) -> MedMNISTData:
@@ -71,6 +108,8 @@ def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None
             f"name: a sweep already lives in {sweep_dir(spec)}; continue it with "
             f"`medsweep resume {sweep_dir(spec)}` or start a new one with --name"
         )
+    check_storage(sweep_dir(spec))
+    check_address(address)
     data = load_sweep_data(spec, data_root)
     connect(address)
     check_storage_visible(sweep_dir(spec))
@@ -99,46 +138,89 @@ def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None
     )
     save_spec(spec)
     results = tuner.fit()
-    write_best_config(spec, results)
+    write_best_config(spec, results, sweep_dir(spec))
     return results
 
 
 def resume_sweep(
     directory: str, data_root: str | None = None, address: str | None = None
 ) -> tuple[SweepSpec, tune.ResultGrid]:
-    """Continue an interrupted sweep: finished trials kept, unfinished ones from checkpoints."""
-    spec = parse_spec(read_sweep_file(directory, SPEC_FILE), source=f"{directory}/{SPEC_FILE}")
-    if not tune.Tuner.can_restore(directory):
-        raise ValueError(f"resume: {directory} holds no Ray Tune experiment state to resume")
+    """Continue an interrupted sweep: finished trials kept, unfinished ones from checkpoints.
+    Everything is read from and written to `directory`, even if the sweep was moved there."""
+    directory = str(directory).rstrip("/")
+    spec = check_resumable(directory)
+    check_storage(directory)
+    check_address(address)
     data = load_sweep_data(spec, data_root)
     connect(address)
     check_storage_visible(directory)
-    tuner = tune.Tuner.restore(
-        directory,
-        trainable=build_trainable(spec, data),
-        # The random and grid searchers' trials not started yet are resolved against the
-        # same param space.
-        param_space=param_space(spec) or None,
-        resume_unfinished=True,
-        resume_errored=True,
-    )
+    try:
+        tuner = tune.Tuner.restore(
+            directory,
+            trainable=build_trainable(spec, data),
+            # The random and grid searchers' trials not started yet are resolved against the
+            # same param space.
+            param_space=param_space(spec) or None,
+            resume_unfinished=True,
+            resume_errored=True,
+        )
+    except Exception as exc:  # Ray's own state (pickles) did not load: nothing has run yet
+        raise SweepError(f"sweep_dir: {directory}: Ray cannot restore this sweep ({type(exc).__name__}: "
+                         f"{first_line(exc)})") from None
     results = tuner.fit()
-    write_best_config(spec, results)
+    write_best_config(spec, results, directory)
     return spec, results
 
 
-def read_sweep_file(directory: str, name: str) -> str:
-    filesystem, path = pyarrow.fs.FileSystem.from_uri(f"{str(directory).rstrip('/')}/{name}")
+def check_resumable(directory: str) -> SweepSpec:
+    """The spec of a sweep folder medsweep wrote, with Ray state that is whole; else one line.
+    Ray would start a new experiment silently from a corrupted state, so it is refused here."""
+    if "://" not in directory:
+        try:
+            check_sweep_dir(Path(directory))
+        except ValueError as exc:
+            raise SweepError(f"sweep_dir: {exc}") from None
     try:
-        with filesystem.open_input_stream(path) as stream:
-            return stream.read().decode()
+        spec_text = read_sweep_file(directory, SPEC_FILE)
     except FileNotFoundError:
-        raise ValueError(f"{directory}: not a medsweep sweep folder (no {name})") from None
+        raise SweepError(f"sweep_dir: {directory}: no {SPEC_FILE}, so medsweep did not write this folder; "
+                         "resume runs only sweeps medsweep started (it unpickles Ray's state)") from None
+    spec = parse_spec(spec_text, source=f"{directory}/{SPEC_FILE}")
+    if not tune.Tuner.can_restore(directory):
+        raise SweepError(f"sweep_dir: {directory}: no {TUNER_FILE}, so there is no Ray Tune state to resume")
+    newest = newest_state_file(directory)
+    try:
+        parse_experiment_state(read_sweep_file(directory, newest), f"{directory}/{newest}")
+    except ValueError as exc:
+        raise SweepError(f"sweep_dir: {exc}; refusing to resume (Ray would start a new sweep)") from None
+    return spec
 
 
-def write_sweep_file(spec: SweepSpec, name: str, text: str) -> str:
+def newest_state_file(directory: str) -> str:
+    """Ray's pick: the greatest name (its timestamp), never the newest mtime (copies reset it)."""
+    filesystem, path = pyarrow.fs.FileSystem.from_uri(directory)
+    names = [info.base_name for info in filesystem.get_file_info(pyarrow.fs.FileSelector(path))
+             if fnmatch.fnmatch(info.base_name, STATE_GLOB)]
+    if not names:
+        raise SweepError(f"sweep_dir: {directory}: no {STATE_GLOB}, so there is no Ray Tune state to resume")
+    return max(names)
+
+
+def first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else "no message"
+
+
+def read_sweep_file(directory: str, name: str) -> str:
+    """A small text file of the sweep folder, local or on a bucket; FileNotFoundError if absent."""
+    filesystem, path = pyarrow.fs.FileSystem.from_uri(f"{str(directory).rstrip('/')}/{name}")
+    with filesystem.open_input_stream(path) as stream:
+        return stream.read().decode(errors="replace")
+
+
+def write_sweep_file(directory: str, name: str, text: str) -> str:
     """Write a small file into the sweep folder, local or on a bucket (pyarrow's filesystems)."""
-    target = f"{sweep_dir(spec)}/{name}"
+    target = f"{directory}/{name}"
     filesystem, path = pyarrow.fs.FileSystem.from_uri(target)
     filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with filesystem.open_output_stream(path) as stream:
@@ -147,7 +229,7 @@ def write_sweep_file(spec: SweepSpec, name: str, text: str) -> str:
 
 
 def save_spec(spec: SweepSpec) -> str:
-    return write_sweep_file(spec, SPEC_FILE, spec.to_yaml())
+    return write_sweep_file(sweep_dir(spec), SPEC_FILE, spec.to_yaml())
 
 
 def best_result(spec: SweepSpec, results: tune.ResultGrid) -> tuple[tune.Result, float] | None:
@@ -166,7 +248,12 @@ def best_result(spec: SweepSpec, results: tune.ResultGrid) -> tuple[tune.Result,
     return result, value
 
 
-def write_best_config(spec: SweepSpec, results: tune.ResultGrid) -> str | None:
+def diverged(result: tune.Result) -> bool:
+    """The trial ended on a non-finite training loss (its last report says so)."""
+    return bool((result.metrics or {}).get("diverged"))
+
+
+def write_best_config(spec: SweepSpec, results: tune.ResultGrid, directory: str) -> str | None:
     """The best trial's full train config as YAML that `medsweep train --config` accepts."""
     best = best_result(spec, results)
     if best is None:
@@ -178,4 +265,4 @@ def write_best_config(spec: SweepSpec, results: tune.ResultGrid) -> str | None:
         f"# Train it again with: medsweep train --config {BEST_CONFIG_FILE} --out runs/{spec.name}-best\n"
         + dump_yaml(trial_config(spec, result.config))
     )
-    return write_sweep_file(spec, BEST_CONFIG_FILE, text)
+    return write_sweep_file(directory, BEST_CONFIG_FILE, text)

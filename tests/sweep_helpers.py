@@ -1,6 +1,7 @@
 """Small sweep specs and readers of Ray's trial folders, shared by the sweep tests."""
 
 import json
+import time
 from pathlib import Path
 
 from sweeps.spec import SweepSpec, load_spec, spec_from_dict
@@ -31,3 +32,11 @@ def results(trial_dir: Path) -> list[dict]:
 
 def epochs_run(trial_dir: Path) -> list[int]:
     return [r["epoch"] for r in results(trial_dir)]
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)

@@ -19,7 +19,7 @@ from medvit.config import build_config, load_config_file
 from medvit.data import DATASETS
 from sweeps.cli import main
 from sweeps.launch import run_sweep, sweep_dir
-from sweep_helpers import epochs_run, results, retina_spec, trial_dirs
+from sweep_helpers import epochs_run, results, retina_spec, trial_dirs, wait_for
 
 pytestmark = pytest.mark.slow  # every test here starts Ray
 
@@ -144,14 +144,6 @@ def test_every_dataset_spec_runs_a_smoke_trial(local_ray, synthetic_root, tmp_pa
         (trial,) = trial_dirs(tmp_path / f"{flag}-smoke")
         assert len(epochs_run(trial)) >= 1, flag
     assert "done   1 trials, 0 errored" in capsys.readouterr().out
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
 
 
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(real_root, tmp_path):

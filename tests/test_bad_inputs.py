@@ -1,0 +1,317 @@
+"""The bad-input catalogue: every case is one row of CASES, and one test checks them all the
+same way: exit code 2, a single line on stderr with no traceback and no warning, and the
+files around it unchanged. The CLI runs in-process; no case gets as far as starting Ray."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import re
+import shlex
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.collect import collect
+from sweeps.cli import main
+from sweep_helpers import retina_spec
+
+TRIAL = "train_medvit_ab12c_00000_0_alpha=0.1000"
+LINES = [
+    {"epoch": e, "training_iteration": e, "train_loss": 1.0, "val_acc": 0.5 + e / 100, "val_loss": 1.0,
+     "best_epoch": e, "best_val_acc": 0.5 + e / 100, "select_score": 0.5, "diverged": False,
+     "trial_id": "ab12c_00000", "done": e == 2}
+    for e in (1, 2)
+]
+# A tiny read-only place that exists on every Linux machine, root included.
+READ_ONLY = "/sys/medsweep-test"
+NO_GPU = not torch.cuda.is_available()
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def write_sweep(folder: Path, spec_text: str | None, state: str | None = "ok", tuner: bool = True,
+                result_text: str | None = None) -> Path:
+    """A sweep folder in Ray's layout, written by hand: spec, experiment state, one trial."""
+    trial = folder / TRIAL
+    (trial / "checkpoint_000001").mkdir(parents=True)
+    (trial / "checkpoint_000001" / "state.pt").write_bytes(b"not a torch file")
+    (trial / "params.json").write_text(json.dumps({"alpha": 0.1}))
+    (trial / "result.json").write_text(result_text or "".join(json.dumps(r) + "\n" for r in LINES))
+    if spec_text is not None:
+        (folder / "medsweep_spec.yaml").write_text(spec_text)
+    meta = {"trial_id": "ab12c_00000", "status": "TERMINATED", "relative_logdir": TRIAL, "config": {"alpha": 0.1}}
+    text = json.dumps({"trial_data": [[json.dumps(meta), json.dumps({"last_result": LINES[-1]})]],
+                       "runner_data": {"_metric": "val_acc"}})
+    if state is not None:
+        (folder / "experiment_state-2025-01-01_00-00-00.json").write_text(text if state == "ok" else state)
+    if tuner:
+        (folder / "tuner.pkl").write_bytes(b"never unpickled by these cases")
+    return folder
+
+
+def write_checkpoint(folder: Path, content) -> None:
+    folder.mkdir()
+    path = folder / "state.pt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(content, path)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, real_root) -> dict[str, str]:
+    """Every path a case names, in one folder whose content is compared before and after."""
+    root = tmp_path_factory.mktemp("bad_inputs")
+    spec_text = retina_spec(root, "sweep").to_yaml()
+    paths = {"root": root, "missing": root / "missing", "file": root / "afile.txt", "empty": root / "empty",
+             "cwd": root / "cwd"}
+    paths["file"].write_text("a file, not a folder\n")
+    for name in ("empty", "cwd"):
+        paths[name].mkdir()
+    paths["sweep"] = write_sweep(root / "sweep", spec_text)
+    paths["trial"] = paths["sweep"] / TRIAL
+    paths["spec_only"] = root / "spec_only"
+    paths["spec_only"].mkdir()
+    (paths["spec_only"] / "medsweep_spec.yaml").write_text(spec_text)
+    paths["nospec"] = write_sweep(root / "nospec", None)
+    paths["notuner"] = write_sweep(root / "notuner", spec_text, tuner=False)
+    paths["badspec"] = write_sweep(root / "badspec", "name: [unclosed\n")
+    paths["corrupt_state"] = write_sweep(root / "corrupt_state", spec_text, state='{"trial_data": [[')
+    paths["hollow_state"] = write_sweep(root / "hollow_state", spec_text, state='{"stats": {}}')
+    middle = "".join(json.dumps(r) + "\n" for r in LINES[:1]) + "#garbage#\n" + json.dumps(LINES[1]) + "\n"
+    paths["corrupt_result"] = write_sweep(root / "corrupt_result", spec_text, result_text=middle)
+    paths["results"] = root / "results.parquet"
+    collect(paths["sweep"], paths["results"])
+
+    (root / "run").mkdir()
+    (root / "run" / "metrics.json").write_text("{}")
+    paths["run"] = root / "run"
+    for name, content in {"ckpt_empty": b"", "ckpt_garbage": b"garbage" * 50, "ckpt_tensor": torch.zeros(2),
+                          "ckpt_evil": {"x": Evil()}}.items():
+        write_checkpoint(root / name, content)
+        paths[name] = root / name
+    good = root / "ckpt_trunc"
+    write_checkpoint(good, {"model": torch.zeros(100)})
+    (good / "state.pt").write_bytes((good / "state.pt").read_bytes()[:200])
+    paths["ckpt_trunc"] = good
+    write_checkpoint(root / "ckpt_rawpickle", pickle.dumps(Evil()))
+    paths["ckpt_rawpickle"] = root / "ckpt_rawpickle"
+
+    for name, text in {
+        "config_dup": "dataset: retinamnist\nlr: 0.001\nlr: 0.01\n",
+        "config_list": "- dataset\n- retinamnist\n",
+        "config_yaml": "dataset: [retinamnist\n",
+        "config_field": "dataset: retinamnist\nlearning_rate: 0.1\n",
+        "config_inf": "dataset: retinamnist\nlr: .inf\n",
+        "spec_yaml": "name: x\ndataset: [\n",
+        "spec_inf": re.sub(r"\n  lr: .*\n", "\n  lr: {choice: [1.0e-3, .inf]}\n", spec_text),
+        "spec_field": spec_text + "surprise: 1\n",
+    }.items():
+        paths[name] = root / f"{name}.yaml"
+        paths[name].write_text(text)
+
+    for name, arrays in {"npz_garbage": None, "npz_empty_train": "empty"}.items():
+        folder = root / name
+        folder.mkdir()
+        paths[name] = folder
+        if arrays is None:
+            (folder / "retinamnist.npz").write_bytes(b"PK\x03\x04 truncated")
+            continue
+        real = np.load(real_root / "retinamnist.npz")
+        data = {key: real[key] for key in real.files}
+        data["train_images"], data["train_labels"] = data["train_images"][:0], data["train_labels"][:0]
+        np.savez(folder / "retinamnist.npz", **data)
+    return {key: str(value) for key, value in paths.items()}
+
+
+# (id, command line with {placeholders} from `world`)
+CASES = [
+    # medsweep itself
+    ("no-command", ""),
+    ("unknown-command", "fly"),
+    # train: flags
+    ("train-no-out", "train --dataset retinamnist"),
+    ("train-no-dataset", "train --out {cwd}/r"),
+    ("train-unknown-flag", "train --dataset retinamnist --out {cwd}/r --speed 3"),
+    ("train-dataset", "train --dataset nosuchmnist --out {cwd}/r"),
+    ("train-model", "train --dataset retinamnist --model vit_huge --out {cwd}/r"),
+    ("train-alpha-high", "train --dataset retinamnist --alpha 2 --out {cwd}/r"),
+    ("train-alpha-neg", "train --dataset retinamnist --alpha -0.1 --out {cwd}/r"),
+    ("train-alpha-binary", "train --dataset pneumoniamnist --alpha 0.2 --out {cwd}/r"),
+    ("train-margin", "train --dataset retinamnist --margin -1 --out {cwd}/r"),
+    ("train-epochs-zero", "train --dataset retinamnist --epochs 0 --out {cwd}/r"),
+    ("train-epochs-float", "train --dataset retinamnist --epochs 1.5 --out {cwd}/r"),
+    ("train-batch", "train --dataset retinamnist --batch-size 0 --out {cwd}/r"),
+    ("train-lr-zero", "train --dataset retinamnist --lr 0 --out {cwd}/r"),
+    ("train-lr-inf", "train --dataset retinamnist --lr inf --out {cwd}/r"),
+    ("train-lr-nan", "train --dataset retinamnist --lr nan --out {cwd}/r"),
+    ("train-lr-text", "train --dataset retinamnist --lr fast --out {cwd}/r"),
+    ("train-wd-inf", "train --dataset retinamnist --weight-decay inf --out {cwd}/r"),
+    ("train-wd-neg", "train --dataset retinamnist --weight-decay -0.1 --out {cwd}/r"),
+    ("train-margin-inf", "train --dataset retinamnist --margin inf --out {cwd}/r"),
+    ("train-augment", "train --dataset retinamnist --augment wild --out {cwd}/r"),
+    ("train-img-size", "train --dataset retinamnist --img-size 32 --out {cwd}/r"),
+    ("train-seed", "train --dataset retinamnist --seed -1 --out {cwd}/r"),
+    ("train-select-metric", "train --dataset retinamnist --select-metric val_f1 --out {cwd}/r"),
+    ("train-select-ordinal-only", "train --dataset pneumoniamnist --select-metric val_qwk --out {cwd}/r"),
+    ("train-subset", "train --dataset retinamnist --subset 0 --out {cwd}/r"),
+    ("train-device", "train --dataset retinamnist --device tpu --out {cwd}/r"),
+    ("train-device-cuda", "train --dataset retinamnist --device cuda --out {cwd}/r"),
+    # train: files
+    ("train-config-missing", "train --config {missing}.yaml --out {cwd}/r"),
+    ("train-config-folder", "train --config {empty} --out {cwd}/r"),
+    ("train-config-duplicate-key", "train --config {config_dup} --out {cwd}/r"),
+    ("train-config-list", "train --config {config_list} --out {cwd}/r"),
+    ("train-config-yaml", "train --config {config_yaml} --out {cwd}/r"),
+    ("train-config-field", "train --config {config_field} --out {cwd}/r"),
+    ("train-config-inf", "train --config {config_inf} --out {cwd}/r"),
+    ("train-out-file", "train --dataset retinamnist --out {file}"),
+    ("train-out-under-file", "train --dataset retinamnist --out {file}/run"),
+    ("train-out-holds-run", "train --dataset retinamnist --out {run}"),
+    ("train-out-trial-folder", "train --dataset retinamnist --out {trial}"),
+    ("train-out-read-only", f"train --dataset retinamnist --out {READ_ONLY}/run"),
+    ("train-data-missing", "train --dataset retinamnist --data-root {empty} --out {cwd}/r"),
+    ("train-data-garbage", "train --dataset retinamnist --data-root {npz_garbage} --out {cwd}/r"),
+    ("train-data-empty-split", "train --dataset retinamnist --data-root {npz_empty_train} --out {cwd}/r"),
+    # data download (each fails before any network access)
+    ("data-no-verb", "data"),
+    ("data-no-dataset", "data download"),
+    ("data-dataset", "data download --dataset nosuchmnist --root {cwd}"),
+    ("data-size", "data download --dataset retinamnist --size 32 --root {cwd}"),
+    ("data-root-file", "data download --dataset retinamnist --root {file}"),
+    ("data-root-read-only", f"data download --dataset retinamnist --root {READ_ONLY}"),
+    # sweep
+    ("sweep-spec-missing", "sweep nosuchspec"),
+    ("sweep-spec-folder", "sweep {empty}"),
+    ("sweep-spec-yaml", "sweep {spec_yaml}"),
+    ("sweep-spec-inf", "sweep {spec_inf}"),
+    ("sweep-spec-field", "sweep {spec_field}"),
+    ("sweep-num-samples", "sweep retinamnist --num-samples 0"),
+    ("sweep-name", "sweep retinamnist --name ../escape"),
+    ("sweep-storage-file", "sweep retinamnist --smoke --storage {file}"),
+    ("sweep-storage-under-file", "sweep retinamnist --smoke --storage {file}/deeper"),
+    ("sweep-storage-read-only", f"sweep retinamnist --smoke --storage {READ_ONLY}"),
+    ("sweep-existing-sweep", "sweep {sweep}/medsweep_spec.yaml"),
+    ("sweep-address-unreachable", "sweep retinamnist --smoke --storage {cwd} --address 127.0.0.1:1"),
+    ("sweep-address-malformed", "sweep retinamnist --smoke --storage {cwd} --address nowhere"),
+    ("sweep-data-missing", "sweep retinamnist --smoke --storage {cwd} --data-root {empty}"),
+    # resume
+    ("resume-missing", "resume {missing}"),
+    ("resume-empty", "resume {empty}"),
+    ("resume-file", "resume {file}"),
+    ("resume-spec-no-state", "resume {spec_only}"),
+    ("resume-no-spec", "resume {nospec}"),
+    ("resume-bad-spec", "resume {badspec}"),
+    ("resume-no-tuner", "resume {notuner}"),
+    ("resume-corrupt-state", "resume {corrupt_state}"),
+    ("resume-hollow-state", "resume {hollow_state}"),
+    ("resume-storage-parent", "resume {root}"),
+    ("resume-trial-folder", "resume {trial}"),
+    ("resume-address-unreachable", "resume {sweep} --address 127.0.0.1:1"),
+    # status
+    ("status-missing", "status {missing}"),
+    ("status-empty", "status {empty}"),
+    ("status-file", "status {file}"),
+    ("status-trial-folder", "status {trial}"),
+    ("status-storage-parent", "status {root}"),
+    ("status-corrupt-state", "status {corrupt_state}"),
+    ("status-corrupt-result", "status {corrupt_result}"),
+    # collect
+    ("collect-missing", "collect {missing} --out {cwd}/r.parquet"),
+    ("collect-empty", "collect {empty} --out {cwd}/r.parquet"),
+    ("collect-corrupt-state", "collect {corrupt_state} --out {cwd}/r.parquet"),
+    ("collect-corrupt-result", "collect {corrupt_result} --out {cwd}/r.parquet"),
+    ("collect-out-not-parquet", "collect {sweep} --out {file}"),
+    ("collect-out-under-file", "collect {sweep} --out {file}/r.parquet"),
+    # evaluate
+    ("evaluate-missing", "evaluate {missing}.parquet"),
+    ("evaluate-not-parquet", "evaluate {file}"),
+    ("evaluate-corrupt-checkpoint", "evaluate {results}"),
+    ("evaluate-device-cuda", "evaluate {results} --device cuda"),
+    # confirm
+    ("confirm-missing", "confirm {missing} --out {cwd}/c.parquet"),
+    ("confirm-seeds", "confirm {sweep} --seeds 0 --out {cwd}/c.parquet"),
+    ("confirm-epochs", "confirm {sweep} --epochs 0 --out {cwd}/c.parquet"),
+    ("confirm-out-under-file", "confirm {sweep} --out {file}/c.parquet"),
+    ("confirm-device-cuda", "confirm {sweep} --device cuda --out {cwd}/c.parquet"),
+    # report
+    ("report-missing", "report {missing}.parquet --out {cwd}/rep"),
+    ("report-out-file", "report {results} --out {file}"),
+    ("report-out-under-file", "report {results} --out {file}/rep"),
+    ("report-gradcam-half", "report {results} --out {cwd}/rep --gradcam-ce {ckpt_garbage}"),
+    ("report-gradcam-corrupt", "report {results} --out {cwd}/rep --gradcam-ce {ckpt_garbage} --gradcam-ordinal {ckpt_empty}"),
+    ("report-gradcam-images", "report {results} --out {cwd}/rep --gradcam-images 0"),
+    # gradcam
+    ("gradcam-state-empty", "gradcam --checkpoint {ckpt_empty} --images 2 --out {cwd}/cam.png"),
+    ("gradcam-state-garbage", "gradcam --checkpoint {ckpt_garbage} --images 2 --out {cwd}/cam.png"),
+    ("gradcam-state-truncated", "gradcam --checkpoint {ckpt_trunc} --images 2 --out {cwd}/cam.png"),
+    ("gradcam-state-malicious", "gradcam --checkpoint {ckpt_evil} --images 2 --out {cwd}/cam.png"),
+    ("gradcam-state-raw-pickle", "gradcam --checkpoint {ckpt_rawpickle} --images 2 --out {cwd}/cam.png"),
+    ("gradcam-state-foreign", "gradcam --checkpoint {ckpt_tensor} --images 2 --out {cwd}/cam.png"),
+    ("gradcam-checkpoint-missing", "gradcam --checkpoint {missing} --images 2 --out {cwd}/cam.png"),
+    ("gradcam-checkpoint-no-state", "gradcam --checkpoint {empty} --images 2 --out {cwd}/cam.png"),
+    ("gradcam-images", "gradcam --checkpoint {ckpt_garbage} --images 0 --out {cwd}/cam.png"),
+    ("gradcam-out-folder", "gradcam --checkpoint {ckpt_garbage} --images 2 --out {empty}"),
+    ("gradcam-out-under-file", "gradcam --checkpoint {ckpt_garbage} --images 2 --out {file}/cam.png"),
+]
+NEEDS_NO_GPU = {"train-device-cuda", "evaluate-device-cuda", "confirm-device-cuda"}
+# A MedMNIST file that is not the official one is reported as a one-line warning first, by design.
+WARNS = {"train-data-garbage": ("MD5 mismatch",), "train-data-empty-split": ("MD5 mismatch",)}
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize(("argv", "warns"), [
+    pytest.param(argv, WARNS.get(name, ()), id=name,
+                 marks=pytest.mark.skipif(name in NEEDS_NO_GPU and not NO_GPU, reason="a GPU is here"))
+    for name, argv in CASES
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, warns, world, capsys, monkeypatch):
+    root = Path(world["root"])
+    monkeypatch.chdir(world["cwd"])
+    before = snapshot(root)
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        python_default_warning_filters()
+        code = main(shlex.split(argv.format(**world)))
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert [line.split(":", 2)[:2] for line in lines] == [*[["medsweep", " warning"]] * len(warns), ["medsweep", " error"]], err
+    assert all(text in line for text, line in zip(warns, lines))
+    assert "Traceback" not in err
+    assert snapshot(root) == before
+
+
+def python_default_warning_filters() -> None:
+    """The filters `python -m sweeps.cli` runs with, not pytest's: what a user would see."""
+    warnings.simplefilter("default")
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
+def test_the_catalogue_covers_every_subcommand():
+    commands = {argv.split()[0] for _, argv in CASES if argv}
+    assert commands >= {"train", "data", "sweep", "resume", "status", "collect", "evaluate", "confirm", "report",
+                        "gradcam"}
+    assert len(CASES) >= 60 and len({name for name, _ in CASES}) == len(CASES)
+
+
+def test_an_unreachable_address_fails_within_seconds(world, capsys):
+    start = time.monotonic()
+    assert main(["sweep", "retinamnist", "--smoke", "--storage", world["cwd"], "--address", "127.0.0.1:1"]) == 2
+    assert time.monotonic() - start < 10
+    assert "127.0.0.1:1" in capsys.readouterr().err

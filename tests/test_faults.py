@@ -1,0 +1,170 @@
+"""Faults as tests, on real Ray and real RetinaMNIST: the driver killed with SIGKILL mid-sweep
+and resumed, a copy of the sweep folder made with `cp -r` (times not kept), a trial whose
+loss turns NaN, storage that cannot be written. Each sweep runs in its own process session,
+and only that session's processes are killed afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from analysis.collect import collect, read_sweep
+from medvit.yamlio import load_yaml
+from sweep_helpers import epochs_run, results, retina_spec, trial_dirs, wait_for
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 3
+COMMAND = [sys.executable, "-m", "sweeps.cli"]
+
+
+def start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    """The CLI in a new session: Ray's processes join it, so the session can be ended whole."""
+    return subprocess.Popen([*COMMAND, *args], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def end_session(process: subprocess.Popen) -> None:
+    """SIGKILL what is left of a session this test started (Ray agents ignore SIGTERM)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def run(args: list[str], env: dict, log: Path, timeout: float = 600) -> int:
+    process = start(args, env, log)
+    try:
+        return process.wait(timeout=timeout)
+    finally:
+        end_session(process)
+
+
+def recomputed_epochs(trial: Path) -> int:
+    """Epochs a trial reported more than once: work redone after a fault."""
+    epochs = epochs_run(trial)
+    return len(epochs) - len(set(epochs))
+
+
+def summary(sweep: Path) -> list[tuple]:
+    df = read_sweep(sweep).to_pandas().sort_values("trial_id")
+    return list(df[["trial_id", "stop_reason", "epochs_run", "best_epoch", "best_value"]].itertuples(index=False))
+
+
+@pytest.fixture(scope="module")
+def env(real_root) -> dict:
+    return {**os.environ, "MEDMNIST_ROOT": str(real_root), "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(tmp_path_factory, env):
+    """A 3-trial sweep whose driver gets SIGKILL while the second trial runs, then resumed."""
+    root = tmp_path_factory.mktemp("killed")
+    spec = retina_spec(root, "killed", num_samples=3, max_concurrent=1, searcher={"type": "random", "seed": 0},
+                       scheduler={"type": "fifo"}, train={"epochs": EPOCHS, "model": "medvit_28_tiny"},
+                       search={"lr": {"loguniform": [1.0e-4, 3.0e-3]}})
+    spec_file = root / "spec.yaml"
+    spec_file.write_text(spec.to_yaml())
+    sweep = root / "killed"
+    driver = start(["sweep", str(spec_file)], env, root / "sweep.log")
+    try:
+        def second_trial_started():
+            runs = [epochs_run(t) for t in trial_dirs(sweep)] if sweep.exists() else []
+            return sum(len(r) == EPOCHS for r in runs) >= 1 and any(0 < len(r) < EPOCHS for r in runs)
+
+        wait_for(second_trial_started, 400, "one finished trial and one mid-trial")
+        os.kill(driver.pid, signal.SIGKILL)  # the driver only: its Ray processes are orphaned
+        driver.wait(timeout=30)
+    finally:
+        end_session(driver)
+    finished = {t.name: (t / "result.json").read_bytes() for t in trial_dirs(sweep) if len(epochs_run(t)) == EPOCHS}
+    code = run(["resume", str(sweep)], env, root / "resume.log")
+    assert code == 0, (root / "resume.log").read_text()[-3000:]
+    return sweep, finished
+
+
+def test_a_killed_driver_resumes_to_the_end_without_redoing_finished_work(killed_and_resumed, tmp_path):
+    sweep, finished = killed_and_resumed
+    trials = trial_dirs(sweep)
+    assert len(trials) == 3
+    for name, before in finished.items():
+        assert (sweep / name / "result.json").read_bytes() == before, f"{name} was run again"
+    recomputed = {t.name: recomputed_epochs(t) for t in trials}
+    print(f"\nkill -9 of the driver: trial-epochs recomputed per trial {sorted(recomputed.values())}")
+    assert all(n <= 1 for n in recomputed.values())
+    assert all(sorted(set(epochs_run(t))) == list(range(1, EPOCHS + 1)) for t in trials)
+    table = collect(sweep, tmp_path / "results.parquet").to_pandas()
+    assert len(table) == 3 and table["trial_id"].is_unique
+    assert set(table["stop_reason"]) == {"finished"}
+
+
+def test_a_copy_without_times_reads_and_resumes_in_place(killed_and_resumed, tmp_path, env):
+    sweep, _ = killed_and_resumed
+    states = sorted(sweep.glob("experiment_state-*.json"))
+    assert len(states) >= 2  # the first run's and the resume's
+    copy = tmp_path / "copied"
+    subprocess.run(["cp", "-r", str(sweep), str(copy)], check=True)  # no -p: every mtime is new
+    stale = copy / states[0].name
+    os.utime(stale, (time.time() + 60, time.time() + 60))  # the stale state now looks newest
+    assert summary(copy) == summary(sweep)
+
+    original_best = (sweep / "best_config.yaml").read_bytes()
+    (copy / "best_config.yaml").unlink()
+    assert run(["resume", str(copy)], env, tmp_path / "resume.log") == 0
+    assert (copy / "best_config.yaml").read_bytes() == original_best
+    assert (sweep / "best_config.yaml").read_bytes() == original_best
+    assert summary(copy) == summary(sweep)
+
+
+def test_a_diverging_trial_is_marked_and_never_wins(tmp_path, env, capsys):
+    """Grid over lr: 1e6 turns the loss NaN within two epochs; 1e-3 trains normally."""
+    spec = retina_spec(tmp_path, "nan", num_samples=1, max_concurrent=1, searcher={"type": "grid"},
+                       scheduler={"type": "fifo"}, train={"epochs": EPOCHS, "model": "medvit_28_tiny"},
+                       search={"lr": {"grid": [1.0e6, 1.0e-3]}})
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(spec.to_yaml())
+    log = tmp_path / "sweep.log"
+    assert run(["sweep", str(spec_file)], env, log) == 0, log.read_text()[-3000:]
+    assert "2 trials, 0 errored, 1 diverged" in log.read_text()
+    sweep = tmp_path / "nan"
+    table = read_sweep(sweep).to_pandas().set_index("lr")
+    assert table.loc[1.0e6, "stop_reason"] == "diverged"
+    assert table.loc[1.0e6, "best_value"] != table.loc[1.0e6, "best_value"]  # null: never ranked
+    assert table.loc[1.0e-3, "stop_reason"] == "finished"
+    assert load_yaml((sweep / "best_config.yaml").read_text(), "best_config.yaml")["lr"] == 1.0e-3
+    assert run(["status", str(sweep)], env, tmp_path / "status.log") == 0
+    assert "diverged" in (tmp_path / "status.log").read_text()
+    diverged = next(t for t in trial_dirs(sweep) if json.loads((t / "params.json").read_text())["lr"] == 1.0e6)
+    assert results(diverged)[-1]["diverged"] is True and len(results(diverged)) < EPOCHS
+
+
+def read_only_command(folder: Path, args: list[str]) -> list[str]:
+    """Run the CLI with `folder` read-only: a private read-only bind mount for root (whom
+    permission bits do not stop), the permission bits for anyone else."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return [*COMMAND, *args]
+    if shutil.which("unshare") is None:
+        pytest.skip("root without unshare cannot make a read-only folder")
+    mount = f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder}"
+    return ["unshare", "--mount", "sh", "-c", f"{mount} && exec \"$@\"", "sh", *COMMAND, *args]
+
+
+def test_read_only_storage_is_one_line_before_ray_starts(tmp_path, env):
+    storage = tmp_path / "read-only"
+    storage.mkdir()
+    start_time = time.monotonic()
+    done = subprocess.run(read_only_command(storage, ["sweep", "retinamnist", "--smoke", "--storage", str(storage)]),
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "storage: cannot write into" in done.stderr
+    assert time.monotonic() - start_time < 60  # no Ray was started
+    assert not any(storage.iterdir())
