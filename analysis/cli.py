@@ -103,6 +103,28 @@ def run_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- ensemble ------------------------------------------------------------------------------
+
+
+def run_ensemble(args: argparse.Namespace) -> int:
+    from analysis.ensemble import ensemble_sweep
+
+    sweep = Path(args.sweep_dir)
+    if not sweep.is_dir():
+        raise AnalysisError(f"medsweep ensemble: sweep_dir: {sweep} is not a folder; allowed: a sweep folder <storage>/<name>")
+    if args.rounds < 0:
+        raise AnalysisError(f"medsweep ensemble: --rounds: {args.rounds}; allowed: 0 or more")
+    _writable("ensemble", "--out", Path(args.out))
+    with _input_errors("ensemble", "sweep_dir"):
+        result = ensemble_sweep(sweep, args.out, data_root=args.data_root, rounds=args.rounds, device=args.device)
+    members = ", ".join(f"{m['trial_id']} x{m['weight']:.2f}" for m in result["members"])
+    print(f"members ({len(result['members'])} of {result['candidates']} trials, chosen on validation): {members}")
+    for split in ("val", "test"):
+        print(f"{split:<5}  " + "  ".join(f"{k} {v:.4f}" for k, v in result[split].items() if v is not None))
+    print(f"wrote {Path(args.out) / 'ensemble.json'}")
+    return 0
+
+
 # -- evaluate ------------------------------------------------------------------------------
 
 
@@ -276,6 +298,14 @@ def add_analysis_parsers(subparsers) -> None:
     p.add_argument("--force", action="store_true", help="evaluate again trials that already have test metrics")
     p.add_argument("--device", default="auto", choices=_DEVICES, help="auto (a GPU when there is one), cpu or cuda")
     p.set_defaults(run=run_evaluate)
+
+    p = subparsers.add_parser("ensemble", help="greedy ensemble of a sweep's trials, chosen on validation, tested once")
+    p.add_argument("sweep_dir", help="the sweep folder <storage>/<name>")
+    p.add_argument("--out", required=True, help="folder for ensemble.json")
+    p.add_argument("--rounds", type=int, default=20, help="greedy additions after the best single trial (default 20)")
+    p.add_argument("--data-root", default=None, help=_DATA_ROOT_HELP)
+    p.add_argument("--device", default="auto", choices=_DEVICES, help="auto (a GPU when there is one), cpu or cuda")
+    p.set_defaults(run=run_ensemble)
 
     p = subparsers.add_parser("confirm", help="retrain a sweep's best configuration with fresh seeds")
     p.add_argument("sweep_dir", help="the sweep folder <storage>/<name>")

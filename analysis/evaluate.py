@@ -78,8 +78,8 @@ def split_metrics(model: torch.nn.Module, config, data, split: str = "test", dev
     config = config.model_copy(update={"device": device})
     with torch.random.fork_rng(devices=[]):
         trainer = Trainer(config, data)
-        trainer.model.load_state_dict(model.state_dict())
-        return trainer.evaluate(split)
+        trainer.eval_model.load_state_dict(model.state_dict())
+        return trainer.evaluate(split)[0]
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, data_root: str | os.PathLike | None = None,

@@ -29,6 +29,7 @@ from sweeps.space import search_algorithm, trial_config, trial_scheduler, tune_p
 from sweeps.spec import SweepSpec, parse_spec
 from sweeps.storage import check_storage_visible
 from trainables.medvit_trainable import train_medvit
+from trainables.tensorboard import SweepTensorBoard
 
 SPEC_FILE = "medsweep_spec.yaml"
 BEST_CONFIG_FILE = "best_config.yaml"
@@ -133,6 +134,7 @@ def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None
             # checkpoint (weights, AdamW moments, best weights) is hundreds of MB.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=2),
+            callbacks=[SweepTensorBoard(spec)],
             verbose=1,
         ),
     )

@@ -1,0 +1,166 @@
+"""Ensembles from a finished sweep: greedy selection with replacement on the validation split.
+
+A sweep trains many models and keeps one. Averaging several of them is usually better than
+the best one alone, and costs no training: every trial's checkpoint already holds its
+selected weights and their validation probabilities. Caruana et al. (2004) pick the members
+greedily: start from the best single model, then repeatedly add (with replacement) the
+trial whose addition makes the averaged validation probabilities score best. Adding a trial
+twice gives it twice the weight.
+
+The order is what keeps the test split honest: members and weights are fixed on the
+validation split alone (`select_members` never sees test data); only then does
+`build_ensemble` run each member on the test split, once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from medvit.metrics import decoded_metrics, evaluate
+from medvit.tasks import MULTI_LABEL, ORDINAL
+
+ENSEMBLE_FILE = "ensemble.json"
+DEFAULT_ROUNDS = 20
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One finished trial: its id, folder, and selected weights' validation probabilities."""
+
+    trial_id: str
+    checkpoint: Path
+    val_scores: np.ndarray
+
+
+def _objective(task: str, y_val: np.ndarray, scores: np.ndarray, metric: str) -> tuple[float, float]:
+    """What greedy selection maximises: the sweep's metric, then (on 120 images accuracy often
+    ties) the mean log-likelihood of the true labels as a finer tie-breaker."""
+    value = evaluate(task, y_val, scores)[metric]
+    if metric == "mae":
+        value = -value
+    p = np.clip(scores, 1e-12, 1 - 1e-12)
+    if task == MULTI_LABEL:
+        loglik = np.mean(y_val * np.log(p) + (1 - y_val) * np.log(1 - p))
+    else:
+        loglik = np.mean(np.log(p[np.arange(len(y_val)), y_val]))
+    return (value if math.isfinite(value) else -math.inf, float(loglik))
+
+
+def select_members(task: str, candidates: list[Candidate], y_val: np.ndarray, metric: str = "acc",
+                   rounds: int = DEFAULT_ROUNDS) -> Counter:
+    """Trial id -> how many times it was picked (its weight is count / total).
+
+    Starts from the best single candidate, then adds the best candidate `rounds` times with
+    replacement, and keeps the prefix of picks that scored best (the earliest among equals),
+    so an ensemble is never worse on validation than its first member.
+    """
+    if not candidates:
+        raise ValueError("ensemble: no finished trial with validation scores to choose from")
+    total = np.zeros_like(candidates[0].val_scores, dtype=np.float64)
+    picks: list[int] = []
+    best_prefix, best_key = 0, (-math.inf, -math.inf)
+    for step in range(rounds + 1):
+        keys = [_objective(task, y_val, (total + c.val_scores) / (len(picks) + 1), metric) for c in candidates]
+        pick = max(range(len(candidates)), key=lambda i: (keys[i], -i))
+        picks.append(pick)
+        total += candidates[pick].val_scores
+        if keys[pick] > best_key:
+            best_prefix, best_key = len(picks), keys[pick]
+    return Counter(candidates[i].trial_id for i in picks[:best_prefix])
+
+
+def weighted_scores(members: Counter, scores: dict[str, np.ndarray]) -> np.ndarray:
+    total = sum(members.values())
+    return sum(count / total * scores[trial_id] for trial_id, count in members.items())
+
+
+def split_summary(task: str, y: np.ndarray, scores: np.ndarray, y_val: np.ndarray | None = None,
+                  val_scores: np.ndarray | None = None) -> dict[str, float]:
+    metrics = evaluate(task, y, scores)
+    if task == ORDINAL and val_scores is not None:
+        metrics |= decoded_metrics(y_val, val_scores, y, scores)
+    return metrics
+
+
+def build_ensemble(task: str, candidates: list[Candidate], y_val: np.ndarray, y_test: np.ndarray,
+                   test_scores_of: Callable[[Candidate], np.ndarray], metric: str = "acc",
+                   rounds: int = DEFAULT_ROUNDS) -> dict:
+    """Select on validation, then score the fixed members on test (each member once)."""
+    members = select_members(task, candidates, y_val, metric, rounds)
+    by_id = {c.trial_id: c for c in candidates}
+    val_scores = weighted_scores(members, {t: by_id[t].val_scores for t in members})
+    test_scores = weighted_scores(members, {t: test_scores_of(by_id[t]) for t in members})
+    total = sum(members.values())
+    return {
+        "members": [
+            {"trial_id": t, "weight": count / total,
+             "val_acc": evaluate(task, y_val, by_id[t].val_scores)["acc"]}
+            for t, count in members.most_common()
+        ],
+        "val": split_summary(task, y_val, val_scores, y_val, val_scores),
+        "test": split_summary(task, y_test, test_scores, y_val, val_scores),
+    }
+
+
+# -- a sweep folder -----------------------------------------------------------------------
+
+
+def sweep_candidates(sweep_dir: str | Path) -> list[Candidate]:
+    """Every trial of a sweep folder whose last checkpoint holds selected weights and their
+    validation scores and that did not diverge, in trial-id order."""
+    from medvit.train import CHECKPOINT_FILE, load_state
+
+    candidates = []
+    for trial_dir in sorted(p for p in Path(sweep_dir).iterdir() if p.is_dir()):
+        checkpoints = sorted(trial_dir.glob(f"checkpoint_*/{CHECKPOINT_FILE}"))
+        result_file = trial_dir / "result.json"
+        if not checkpoints or not result_file.is_file():
+            continue
+        state = load_state(checkpoints[-1].parent)
+        if state.get("diverged") or state.get("best_val_scores") is None:
+            continue
+        first = json.loads(result_file.read_text().splitlines()[0])
+        candidates.append(Candidate(first["trial_id"], checkpoints[-1].parent, state["best_val_scores"].numpy()))
+    return sorted(candidates, key=lambda c: c.trial_id)
+
+
+def ensemble_sweep(sweep_dir: str | Path, out_dir: str | Path, data_root: str | None = None,
+                   rounds: int = DEFAULT_ROUNDS, device: str = "auto") -> dict:
+    """`medsweep ensemble`: select members of a sweep folder on validation, evaluate on test
+    once, and write ``out_dir/ensemble.json``."""
+    from analysis.evaluate import load_checkpoint, load_eval_data
+    from medvit.metrics import scores_from_logits
+    from medvit.train import Trainer
+    from sweeps.cli import write_json
+
+    sweep_dir = Path(sweep_dir)
+    candidates = sweep_candidates(sweep_dir)
+    if not candidates:
+        raise ValueError(f"ensemble: {sweep_dir} holds no finished trial checkpoint with validation scores")
+    _, config = load_checkpoint(candidates[0].checkpoint)
+    data = load_eval_data(config, data_root)
+    y_val, y_test = data.labels["val"].numpy(), data.labels["test"].numpy()
+    lengths = {len(c.val_scores) for c in candidates}
+    if lengths != {len(y_val)}:
+        raise ValueError(f"ensemble: trials were validated on {sorted(lengths)} images, the split has {len(y_val)}; "
+                         "allowed: trials of one sweep on the same data")
+
+    def test_scores_of(candidate: Candidate) -> np.ndarray:
+        model, member_config = load_checkpoint(candidate.checkpoint)
+        trainer = Trainer(member_config.model_copy(update={"device": device}), data)
+        trainer.eval_model.load_state_dict(model.state_dict())
+        return scores_from_logits(config.task, trainer.logits("test").cpu())
+
+    metric = config.select_metric.removeprefix("val_")
+    result = {"dataset": config.dataset, "sweep": sweep_dir.name, "metric": f"val_{metric}", "rounds": rounds,
+              "candidates": len(candidates),
+              **build_ensemble(config.task, candidates, y_val, y_test, test_scores_of, metric, rounds)}
+    write_json(Path(out_dir) / ENSEMBLE_FILE, result)
+    return result

@@ -1,0 +1,78 @@
+"""Greedy ensemble selection (Caruana et al. 2004) on constructed validation scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import analysis.ensemble as ens
+from analysis.ensemble import Candidate, build_ensemble, select_members
+from medvit.tasks import MULTI_CLASS, ORDINAL
+
+
+def _one_hot_scores(pred: np.ndarray, k: int, confidence: float) -> np.ndarray:
+    scores = np.full((len(pred), k), (1 - confidence) / (k - 1))
+    scores[np.arange(len(pred)), pred] = confidence
+    return scores
+
+
+def _complementary_case(n: int = 40, k: int = 3):
+    """A: right on 60 %. B and C: each right on its own 55 %, confidently, and weakly wrong
+    elsewhere, so B + C together are right everywhere. D: always wrong."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, k, n)
+    wrong = (y + 1) % k
+    a = _one_hot_scores(np.where(np.arange(n) < 0.6 * n, y, wrong), k, 0.6)
+    b = np.where((np.arange(n) < 0.55 * n)[:, None], _one_hot_scores(y, k, 0.95), _one_hot_scores(wrong, k, 0.4))
+    c = np.where((np.arange(n) >= 0.45 * n)[:, None], _one_hot_scores(y, k, 0.95), _one_hot_scores(wrong, k, 0.4))
+    d = _one_hot_scores(wrong, k, 0.9)
+    candidates = [Candidate(name, None, scores) for name, scores in zip("ABCD", (a, b, c, d))]
+    return y, candidates
+
+
+def test_greedy_selection_finds_the_complementary_pair():
+    y, candidates = _complementary_case()
+    members = select_members(MULTI_CLASS, candidates, y, "acc")
+    # A, the best single trial, is where greedy selection starts; D never helps
+    assert {"B", "C"} <= set(members) and "D" not in members
+    by_id = {c.trial_id: c for c in candidates}
+    ensemble = ens.weighted_scores(members, {t: by_id[t].val_scores for t in members})
+    assert (ensemble.argmax(1) == y).mean() == 1.0
+    assert max((c.val_scores.argmax(1) == y).mean() for c in candidates) < 0.7
+
+
+def test_a_single_dominant_trial_is_the_whole_ensemble():
+    y, candidates = _complementary_case()
+    perfect = Candidate("P", None, _one_hot_scores(y, 3, 0.99))
+    assert set(select_members(MULTI_CLASS, candidates + [perfect], y, "acc")) == {"P"}
+
+
+def test_test_split_is_scored_only_after_members_are_fixed(monkeypatch):
+    y, candidates = _complementary_case()
+    fixed = []
+    real_select = ens.select_members
+    monkeypatch.setattr(ens, "select_members", lambda *a, **k: fixed.append(real_select(*a, **k)) or fixed[-1])
+    scored = []
+
+    def test_scores_of(candidate):
+        assert fixed, "the test split was read before the members were chosen"
+        scored.append(candidate.trial_id)
+        return candidate.val_scores
+
+    result = build_ensemble(MULTI_CLASS, candidates, y, y, test_scores_of)
+    assert sorted(scored) == sorted(fixed[0])  # each member scored once, nobody else
+    assert "D" not in scored
+    assert {m["trial_id"] for m in result["members"]} == set(fixed[0])
+    assert sum(m["weight"] for m in result["members"]) == pytest.approx(1.0)
+    assert result["test"]["acc"] == 1.0
+
+
+def test_ordinal_ensembles_report_decoded_metrics():
+    y, candidates = _complementary_case(k=5)
+    result = build_ensemble(ORDINAL, candidates, y, y, lambda c: c.val_scores)
+    assert {"acc", "auc", "qwk", "mae", "qwk_decoded", "mae_decoded"} <= set(result["test"])
+
+
+def test_no_candidates_is_one_line():
+    with pytest.raises(ValueError, match="no finished trial"):
+        select_members(MULTI_CLASS, [], np.zeros(3, dtype=int))

@@ -1,0 +1,136 @@
+"""The training recipe's knobs each change training as documented (tiny model, small subset)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from medvit.config import WORST_SCORE, build_config
+from medvit.metrics import decoded_metrics, evaluate
+from medvit.train import Trainer, load_state, parameter_groups, warmup_cosine
+
+
+def _trainer(retina_data, **values) -> Trainer:
+    config = build_config({"dataset": "retinamnist", "model": "medvit_28_tiny", "device": "cpu", "epochs": 3,
+                           "batch_size": 32, **values})
+    return Trainer(config, retina_data.subset(96, seed=0))
+
+
+def test_warmup_then_cosine_values():
+    factor = warmup_cosine(warmup_steps=4, total_steps=12)
+    assert [factor(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert factor(4) == 1.0 and factor(8) == pytest.approx(0.5) and factor(12) == pytest.approx(0.0)
+    assert [factor(s) for s in range(4, 13)] == sorted((factor(s) for s in range(4, 13)), reverse=True)
+
+
+def test_trainer_steps_the_schedule_per_batch(retina_data):
+    trainer = _trainer(retina_data, warmup_epochs=1, lr=1e-3)
+    assert trainer.steps_per_epoch == 3  # 96 images, batches of 32
+    lrs = []
+    for _ in range(3):
+        trainer.optimizer.zero_grad()
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.optimizer.step()
+        trainer.scheduler.step()
+    assert lrs == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3])
+
+
+def test_no_weight_decay_on_norms_and_biases(retina_data):
+    trainer = _trainer(retina_data, weight_decay=0.05)
+    decay, no_decay = trainer.optimizer.param_groups
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim <= 1 for p in no_decay["params"])
+    assert sum(len(g["params"]) for g in parameter_groups(trainer.model, 0.05)) == len(list(trainer.model.parameters()))
+
+
+def test_ema_weights_are_what_is_selected_and_checkpointed(retina_data, tmp_path):
+    trainer = _trainer(retina_data, ema=0.9, select_window=1)
+    list(trainer.epochs())
+    raw, ema = trainer.model.state_dict(), trainer.ema.state_dict()
+    assert any(not torch.equal(raw[k], ema[k]) for k in raw if raw[k].is_floating_point())
+    trainer.save(tmp_path)
+    state = load_state(tmp_path)
+    if trainer.best_epoch == trainer.epoch:  # the last epoch was selected: its EMA weights are the best
+        assert all(torch.equal(state["best_weights"][k], ema[k]) for k in ema)
+    assert state["ema"].keys() == ema.keys()
+
+
+def test_without_ema_the_model_is_evaluated(retina_data):
+    trainer = _trainer(retina_data, ema=0.0)
+    assert trainer.ema is None and trainer.eval_model is trainer.model
+
+
+def test_mixup_zero_is_the_plain_loss_and_mixup_is_the_weighted_sum(retina_data):
+    def forward(x):  # a fixed function of the pixels, so that mixing images changes the logits
+        return 10 * x.flatten(1)[:, :5]
+
+    plain = _trainer(retina_data, mixup=0.0, label_smoothing=0.0)
+    plain.forward = forward
+    inputs = plain._inputs("train", torch.arange(16))
+    target = plain.labels["train"][:16]
+    expected = plain.loss_fn(forward(inputs), target)
+    assert torch.equal(plain._loss(inputs, target), expected)
+
+    mixed = _trainer(retina_data, mixup=0.4, label_smoothing=0.0)
+    mixed.forward = forward
+    rng_state, gen_state = mixed.mix_rng.bit_generator.state, mixed.generator.get_state()
+    loss = mixed._loss(inputs, target)
+    mixed.mix_rng.bit_generator.state = rng_state
+    mixed.generator.set_state(gen_state)
+    lam = float(mixed.mix_rng.beta(0.4, 0.4))
+    perm = torch.randperm(16, generator=mixed.generator)
+    logits = forward(lam * inputs + (1 - lam) * inputs[perm])
+    assert torch.allclose(loss, lam * mixed.loss_fn(logits, target) + (1 - lam) * mixed.loss_fn(logits, target[perm]))
+    assert not torch.allclose(loss, expected)
+
+
+def test_drop_path_only_in_training(retina_data):
+    trainer = _trainer(retina_data, drop_path=0.5)
+    x = trainer._inputs("val", torch.arange(8))
+    model = trainer.model
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
+        model.train()
+        torch.manual_seed(0)
+        assert not torch.allclose(model(x), model(x))
+
+
+def test_select_score_is_the_trailing_mean_and_deterministic(retina_data):
+    runs = [list(_trainer(retina_data, select_window=2, seed=3).epochs()) for _ in range(2)]
+    assert runs[0] == [{**m, "epoch_time_s": a["epoch_time_s"], "images_per_s": a["images_per_s"]}
+                       for m, a in zip(runs[1], runs[0])]
+    accs = [m["val_acc"] for m in runs[0]]
+    assert [m["select_score"] for m in runs[0]] == pytest.approx([accs[0], np.mean(accs[:2]), np.mean(accs[1:3])])
+    best = max(range(3), key=lambda i: (runs[0][i]["select_score"], -i))
+    assert runs[0][-1]["best_epoch"] == best + 1
+
+
+def test_a_non_finite_loss_ends_the_run_as_diverged(retina_data):
+    trainer = _trainer(retina_data, lr=1e30, epochs=5, grad_clip=0.0, warmup_epochs=0)
+    epochs = list(trainer.epochs())
+    assert epochs[-1]["diverged"] and epochs[-1]["train_loss"] is None
+    assert epochs[-1]["select_score"] == WORST_SCORE["max"]
+    assert len(epochs) < 5 and not any(m["diverged"] for m in epochs[:-1])
+    assert trainer.best_epoch < epochs[-1]["epoch"]
+    assert trainer.finish()["diverged"]
+
+
+def test_expected_grade_decoding_beats_argmax_on_an_ordinal_case():
+    # A classifier biased to the majority grade whose probabilities still rise toward the true
+    # grade: argmax collapses grades onto 0, the expected grade keeps their order.
+    rng = np.random.default_rng(0)
+    y = rng.choice(5, size=600, p=[0.45, 0.15, 0.2, 0.15, 0.05])
+    grades = np.arange(5)
+    logits = -0.8 * (grades[None, :] - (y[:, None] + rng.normal(0, 0.7, (600, 1)))) ** 2
+    logits[:, 0] += 2.5
+    scores = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    val, test = slice(0, 300), slice(300, 600)
+    argmax = evaluate("ordinal-regression", y[test], scores[test])
+    decoded = decoded_metrics(y[val], scores[val], y[test], scores[test])
+    assert decoded["qwk_decoded"] > argmax["qwk"] + 0.03
+    assert decoded["mae_decoded"] < argmax["mae"]
+    assert math.isfinite(decoded["qwk_decoded"])
