@@ -11,28 +11,37 @@ trained together (``trial_packing.run_packed``, no Ray):
 The layouts take turns for ``--rounds`` rounds and each reports its best, so a busy neighbour
 skews the ratios as little as possible.
 
-Memory: one trial's peak resident memory (``ru_maxrss``) over one whole epoch of
-PathMNIST-sized synthetic data (89,996 / 10,004 / 7,180 images of 3 x 28 x 28, written by
-``medvit.synthetic.write_synthetic``): data loading, the training epoch and the validation pass.
+Memory: one trial's peak resident memory (VmHWM) after each stage (imports, data loading,
+Trainer, a validation pass, one training epoch) on PathMNIST-sized synthetic data (89,996 /
+10,004 / 7,180 images of 3 x 28 x 28, written by ``medvit.synthetic.write_synthetic``). The
+epoch takes minutes on one core; ``--memory-seconds`` stops it early and reports the peak so far.
 
     .venv/bin/python benchmarks/bench_packing.py [--rounds 2] [--epochs 2] [--model medvit_28_tiny]
-        [--data-root DIR] [--parts packing,memory] [--memory-train N]
+        [--data-root DIR] [--parts packing,memory] [--memory-train N] [--memory-seconds S]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+import warnings
 from pathlib import Path
+
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from medvit.config import build_config  # noqa: E402
 from medvit.data import resolve_root  # noqa: E402
 from medvit.synthetic import write_synthetic  # noqa: E402
+from medvit.train import Trainer, load_data  # noqa: E402
 from trial_packing import run_packed  # noqa: E402  (beside this file)
 
 LAYOUTS = {  # name: (processes, torch threads each)
@@ -54,7 +63,13 @@ def main() -> None:
     parser.add_argument("--parts", default="packing,memory", help="which parts to run")
     parser.add_argument("--memory-train", type=int, default=PATHMNIST_SPLITS[0],
                         help="training images of the memory run (default PathMNIST's 89,996)")
+    parser.add_argument("--memory-seconds", type=float, default=1800,
+                        help="stop the memory run's training epoch after this long")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_child:
+        memory_child(args.memory_child, args.model)
+        return
 
     with tempfile.TemporaryDirectory(prefix="bench-packing-") as tmp:
         work = Path(tmp)
@@ -78,17 +93,64 @@ def main() -> None:
 
         if "memory" not in args.parts:
             return
-        n_train, n_val, n_test = args.memory_train, *PATHMNIST_SPLITS[1:]
-        root = work / "pathmnist"
-        write_synthetic("pathmnist", root, n_per_split=(n_train, n_val, n_test))
-        start = time.perf_counter()
-        memory = run_packed({"dataset": "pathmnist", "model": args.model, "epochs": 1, "device": "cpu",
-                             "data_root": str(root)}, count=1, threads=1, work=work, warmup=0)
-        verdict = "under" if memory["peak_rss_mib"] < MEMORY_LIMIT_MIB else "OVER"
-        print(f"\nPeak RSS of one trial, {args.model}, 1 CPU, one epoch of synthetic pathmnist "
-              f"({n_train:,} / {n_val:,} / {n_test:,} images): {memory['peak_rss_mib']:,.0f} MiB, {verdict} "
-              f"{MEMORY_LIMIT_MIB} MiB ({time.perf_counter() - start:.0f} s)")
+        splits = (args.memory_train, *PATHMNIST_SPLITS[1:])
+        write_synthetic("pathmnist", work / "pathmnist", n_per_split=splits)
+        stages = memory_stages(work / "pathmnist", args.model, args.memory_seconds)
+        print(f"\nPeak resident memory of one trial ({args.model}, 1 CPU, synthetic pathmnist "
+              f"{' / '.join(f'{n:,}' for n in splits)} images), after each stage:\n")
+        print("| stage | peak RSS MiB | RSS now MiB | s since start |")
+        print("|---|---:|---:|---:|")
+        for stage in stages:
+            print(f"| {stage['stage']} | {stage['peak']:,.0f} | {stage['now']:,.0f} | {stage['seconds']:.0f} |")
+        peak = max(stage["peak"] for stage in stages)
+        print(f"\npeak {peak:,.0f} MiB: {'under' if peak < MEMORY_LIMIT_MIB else 'OVER'} {MEMORY_LIMIT_MIB} MiB")
 
+
+def memory_stages(root: Path, model: str, limit_s: float) -> list[dict]:
+    """Run one trial in a child that reports its peak RSS after each stage; past ``limit_s``
+    the child is stopped and the last row is the peak sampled so far, mid-epoch."""
+    child = subprocess.Popen([sys.executable, __file__, "--memory-child", str(root), "--model", model],
+                             stdout=subprocess.PIPE, text=True)
+    stages, start = [], time.perf_counter()
+    reader = threading.Thread(target=lambda: stages.extend(json.loads(line) for line in child.stdout), daemon=True)
+    reader.start()
+    try:
+        child.wait(timeout=limit_s)
+    except subprocess.TimeoutExpired:
+        peak, now = _status_mib(child.pid)
+        child.kill()
+        child.wait()
+        stages.append({"stage": f"training epoch, stopped at the {limit_s:.0f} s limit", "peak": peak, "now": now,
+                       "seconds": time.perf_counter() - start})
+    reader.join(timeout=5)
+    return sorted(stages, key=lambda stage: stage["seconds"])
+
+
+def _status_mib(pid: int | str = "self") -> tuple[float, float]:
+    """(peak, current) resident memory of a process in MiB, from /proc."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return int(fields["VmHWM"].split()[0]) / 1024, int(fields["VmRSS"].split()[0]) / 1024
+
+
+def memory_child(root: str, model: str) -> None:
+    start = time.perf_counter()
+
+    def report(stage: str) -> None:
+        peak, now = _status_mib()
+        print(json.dumps({"stage": stage, "peak": peak, "now": now, "seconds": time.perf_counter() - start}), flush=True)
+
+    warnings.filterwarnings("ignore", message="MD5 mismatch")  # synthetic data, by design
+    torch.set_num_threads(1)
+    report("import torch and medvit")
+    config = build_config({"dataset": "pathmnist", "model": model, "epochs": 1, "device": "cpu", "data_root": root})
+    data = load_data(config)
+    report("load_data")
+    trainer = Trainer(config, data)
+    report("Trainer built")
+    trainer.evaluate("val")
+    report("validation pass")
+    next(trainer.epochs())
+    report("one training epoch and its validation")
 
 if __name__ == "__main__":
     main()

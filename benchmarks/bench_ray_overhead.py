@@ -89,6 +89,8 @@ def cold_worker(submitted: float) -> dict:
 
 @ray.remote(num_cpus=1, max_calls=1)
 def fetch(refs: list) -> dict:
+    import medvit.train  # noqa: F401  (a trial has imported torch & co. before its data arrives)
+
     before = rss_mib()
     start = time.perf_counter()
     data = ray.get(refs[0])
@@ -139,6 +141,7 @@ def main() -> None:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     init_s = time.perf_counter() - start
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    tune_wall(str(storage), 2, 1, 0)  # warm-up: the first Tuner also starts Ray's worker pool
     tune_rows = []
     for label, size in (("no checkpoint", 0), (f"checkpoint of {tiny_bytes / 2**20:.1f} MiB per report", tiny_bytes)):
         small = tune_wall(str(storage), 2, args.epochs, size)
