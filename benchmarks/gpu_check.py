@@ -40,7 +40,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from medvit.config import build_config  # noqa: E402
-from medvit.data import dataset_info  # noqa: E402
 from medvit.models import create_model  # noqa: E402
 from medvit.synthetic import write_synthetic  # noqa: E402
 from medvit.train import Trainer, load_checkpoint_model, load_data, normalise  # noqa: E402
