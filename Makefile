@@ -31,8 +31,15 @@ test: $(BIN)/.installed
 test-fast: $(BIN)/.installed
 	$(BIN)/pytest -m "not slow"
 
+# The quick form of each benchmark (minutes); benchmarks/README.md has the full ones (hours).
 bench: $(BIN)/.installed
-	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+	$(BIN)/python benchmarks/bench_epoch.py
+	$(BIN)/python benchmarks/bench_augment.py
+	$(BIN)/python benchmarks/bench_loss.py
+	$(BIN)/python benchmarks/bench_models.py
+	$(BIN)/python benchmarks/bench_report.py
+	$(BIN)/python benchmarks/bench_sweep_efficiency.py --quick
+	$(BIN)/python benchmarks/bench_packing.py --parts packing
 
 clean:
 	rm -rf $(VENV) runs

@@ -308,7 +308,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from analysis.cli import AnalysisError
     from medvit.config import ConfigError
     from medvit.data import DataError
-    from sweeps.launch import SweepError
+    from sweeps.paths import SweepError
     from sweeps.spec import SpecError
 
     return UsageError, ConfigError, DataError, SpecError, AnalysisError, SweepError

@@ -23,7 +23,7 @@ from ray import tune
 from analysis.collect import STATE_GLOB, check_sweep_dir, parse_experiment_state
 from medvit.data import MedMNISTData, load_dataset
 from medvit.yamlio import dump_yaml
-from sweeps.paths import check_writable_folder
+from sweeps.paths import SweepError, check_writable_folder
 from sweeps.ranking import SCORE, rank_key, trial_best
 from sweeps.space import search_algorithm, trial_config, trial_scheduler, tune_param_space
 from sweeps.spec import SweepSpec, parse_spec
@@ -52,10 +52,6 @@ def build_trainable(spec: SweepSpec, data: MedMNISTData):
 def param_space(spec: SweepSpec) -> dict:
     """Tuner's param space: empty for Optuna, which keeps the space in its define-by-run."""
     return {} if spec.searcher.type == "optuna" else tune_param_space(spec)
-
-
-class SweepError(ValueError):
-    """The sweep cannot start as asked (its folder is taken, no cluster at the address)."""
 
 
 def check_address(address: str | None) -> None:

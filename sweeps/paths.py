@@ -7,6 +7,11 @@ import tempfile
 from pathlib import Path
 
 
+class SweepError(ValueError):
+    """The sweep cannot start as asked (its folder is taken, no cluster at the address, a node
+    cannot see the storage). Defined here, without Ray, so the CLI can catch it anywhere."""
+
+
 def check_writable_folder(path: str | Path) -> None:
     """ValueError (one line) unless `path` is a folder, or can be created as one, that this
     process can write into. Probes with a temporary file: permission bits say nothing for

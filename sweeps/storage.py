@@ -18,6 +18,8 @@ import pyarrow.fs
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from sweeps.paths import SweepError
+
 MARKER_PREFIX = ".medsweep-storage-check-"
 # A node that cannot start a worker within this time is reported as not answering.
 ANSWER_TIMEOUT_S = 120.0
@@ -78,10 +80,6 @@ def check_storage_visible(directory: str) -> None:
     unseen = unseen_by(directory)
     if not unseen:
         return
-    # Imported here: sweeps.launch imports this module, and its SweepError is what the CLI
-    # turns into one line and exit code 2.
-    from sweeps.launch import SweepError
-
     nodes = "; ".join(f"{name}: {reason}" for name, reason in sorted(unseen.items()))
     raise SweepError(
         f"storage: {len(unseen)} node(s) cannot see {directory} ({nodes}); put the sweep where "

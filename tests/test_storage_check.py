@@ -21,7 +21,7 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from sweeps.launch import SweepError
+from sweeps.paths import SweepError
 from sweeps.storage import MARKER_PREFIX, check_storage_visible, unseen_by
 
 pytestmark = pytest.mark.slow  # starts Ray
