@@ -214,37 +214,36 @@ def augment_batch(
     return _sharp(out.to(images.dtype), replace(cfg, hflip=0.0), u)
 
 
-def _where(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.where(mask[:, None, None, None], a, b)
-
-
 def _sharp(images: torch.Tensor, cfg: AugmentConfig, u: torch.Tensor) -> torch.Tensor:
-    """Integer shifts, mirror flips and 90-degree rotations: pixels move, none is resampled.
+    """Integer shifts, mirror flips and quarter turns as one gather: pixels move, none is
+    resampled, and the batch is read once whatever the knobs.
 
     ``u``: (B, 9) uniforms; columns 4 (hflip) and 5-8 (shift x, shift y, vflip, rot90) are used.
+    The output is the input shifted, then mirrored left-right, then top-bottom, then turned
+    counter-clockwise by k quarter turns (k = 1, 2 or 3, equally likely, when rot90 fires;
+    square images only). Below, each step maps an output pixel back to where it comes from.
     """
-    out = images
-    if cfg.shift > 0:
-        out = _shift(out, int(cfg.shift), u[:, 5], u[:, 6])
-    if cfg.hflip > 0:
-        out = _where(u[:, 4] < cfg.hflip, out.flip(-1), out)
-    if cfg.vflip > 0:
-        out = _where(u[:, 7] < cfg.vflip, out.flip(-2), out)
-    if cfg.rot90 > 0 and out.shape[-1] == out.shape[-2]:
-        # Below rot90 the draw also picks k = 1, 2 or 3 quarter turns, each equally likely.
-        turns = torch.where(u[:, 8] < cfg.rot90, 1 + (3 * u[:, 8] / cfg.rot90).long().clamp_max(2), 0)
-        rotated = [out] + [torch.rot90(out, k, dims=(-2, -1)) for k in (1, 2, 3)]
-        out = torch.stack(rotated)[turns, torch.arange(out.shape[0], device=out.device)]
-    return out
-
-
-def _shift(images: torch.Tensor, pixels: int, ux: torch.Tensor, uy: torch.Tensor) -> torch.Tensor:
-    """Translate each image by whole pixels in [-pixels, +pixels] per axis (reflect padding)."""
     b, _, h, w = images.shape
-    padded = F.pad(images, (pixels,) * 4, mode="reflect")
-    dx = (ux * (2 * pixels + 1)).long().clamp_max(2 * pixels)
-    dy = (uy * (2 * pixels + 1)).long().clamp_max(2 * pixels)
-    rows = (dy[:, None] + torch.arange(h, device=images.device))[:, :, None]  # (B, H, 1)
-    cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, :]  # (B, 1, W)
-    batch = torch.arange(b, device=images.device)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+    device = images.device
+    rows = torch.arange(h, device=device).view(1, h, 1).expand(b, h, w)
+    cols = torch.arange(w, device=device).view(1, 1, w).expand(b, h, w)
+    if cfg.rot90 > 0 and h == w:
+        turns = torch.where(u[:, 8] < cfg.rot90, 1 + (3 * u[:, 8] / cfg.rot90).long().clamp_max(2), 0)
+        k = turns.view(b, 1, 1)
+        rows, cols = (
+            torch.where(k == 1, cols, torch.where(k == 2, h - 1 - rows, torch.where(k == 3, w - 1 - cols, rows))),
+            torch.where(k == 1, h - 1 - rows, torch.where(k == 2, w - 1 - cols, torch.where(k == 3, rows, cols))),
+        )
+    if cfg.vflip > 0:
+        rows = torch.where((u[:, 7] < cfg.vflip).view(b, 1, 1), h - 1 - rows, rows)
+    if cfg.hflip > 0:
+        cols = torch.where((u[:, 4] < cfg.hflip).view(b, 1, 1), w - 1 - cols, cols)
+    pad = int(cfg.shift)
+    source = images
+    if pad > 0:
+        # reflect-pad, then read the window moved by (dy, dx) whole pixels in [-pad, pad]
+        source = F.pad(images, (pad,) * 4, mode="reflect")
+        rows = rows + (u[:, 6] * (2 * pad + 1)).long().clamp_max(2 * pad).view(b, 1, 1)
+        cols = cols + (u[:, 5] * (2 * pad + 1)).long().clamp_max(2 * pad).view(b, 1, 1)
+    flat = (rows * source.shape[-1] + cols).view(b, 1, h * w).expand(b, source.shape[1], h * w)
+    return torch.gather(source.flatten(2), 2, flat).view(b, -1, h, w)
