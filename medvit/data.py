@@ -269,6 +269,12 @@ class MedMNISTData:
     def __len__(self) -> int:
         return sum(int(t.shape[0]) for t in self.images.values())
 
+    def __reduce__(self):
+        # Pickled as numpy arrays: Ray's object store then hands them to every trial on a node
+        # without a copy (one dataset per node), where pickled tensors are copied per trial.
+        arrays = {name: {s: t.numpy() for s, t in getattr(self, name).items()} for name in ("images", "labels")}
+        return _from_arrays, (self.info, arrays["images"], arrays["labels"], self.path)
+
     def subset(self, n_per_split: int | None, seed: int = 0) -> MedMNISTData:
         """A smaller copy with at most ``n_per_split`` random samples per split.
 
@@ -290,6 +296,18 @@ class MedMNISTData:
             images[split] = self.images[split][idx].contiguous()
             labels[split] = self.labels[split][idx].contiguous()
         return MedMNISTData(self.info, images, labels, self.path)
+
+
+def _from_arrays(info: DatasetInfo, images: dict, labels: dict, path: Path | None) -> MedMNISTData:
+    with warnings.catch_warnings():
+        # Object-store arrays are read-only; the trainer never writes into its dataset.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return MedMNISTData(
+            info,
+            {split: torch.from_numpy(a) for split, a in images.items()},
+            {split: torch.from_numpy(a) for split, a in labels.items()},
+            path,
+        )
 
 
 def _to_tensors(flag: str, info: DatasetInfo, path: Path, size: int, arrays: dict[str, np.ndarray]):

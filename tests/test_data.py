@@ -387,3 +387,15 @@ def test_download_failure_is_one_line_data_error(tmp_path, monkeypatch):
         download_dataset("retinamnist", tmp_path, 28)
     msg = str(exc.value)
     assert "\n" not in msg and "retinamnist" in msg and str(tmp_path) in msg and "Automatic download failed" in msg
+
+
+def test_pickles_as_numpy_and_back(real_root):
+    import pickle
+
+    data = load_dataset("retinamnist", root=real_root)
+    copy = pickle.loads(pickle.dumps(data))
+    assert copy.info == data.info
+    for split in data.images:
+        assert torch.equal(copy.images[split], data.images[split])
+        assert torch.equal(copy.labels[split], data.labels[split])
+        assert copy.images[split].dtype == data.images[split].dtype
