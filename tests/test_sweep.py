@@ -150,6 +150,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(real_root, 
     spec = retina_spec(
         tmp_path, "retina-resume", num_samples=4, max_concurrent=1,
         searcher={"type": "random", "seed": 0}, scheduler={"type": "fifo"}, train={"epochs": 3},
+        search={"lr": {"loguniform": [1.0e-4, 3.0e-3]}, "augment": {"choice": ["off", "shift"]}},
     )
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(spec.to_yaml())

@@ -1,6 +1,6 @@
-"""A real multi-node Ray cluster on this machine: a head without CPUs and three worker nodes.
-Trials must land on both workers, and a trial whose node is killed mid-run must resume from
-its last checkpoint on another node instead of starting again."""
+"""A real multi-node Ray cluster on this machine: a head without CPUs and four worker nodes.
+Trials must land on several workers, and a trial whose node is killed mid-run (twice in one
+sweep) must resume from its last checkpoint on another node instead of starting again."""
 
 import threading
 import time
@@ -15,15 +15,16 @@ from sweep_helpers import epochs_run, results, retina_spec, trial_dirs
 
 pytestmark = pytest.mark.slow  # every test here starts Ray
 
-EPOCHS = 6
+EPOCHS = 8
 KILL_AFTER_EPOCH = 2
+KILLS = 2
 
 
 @pytest.fixture
 def cluster():
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    # Three one-CPU workers for two concurrent trials: one can be killed without losing capacity.
-    workers = [cluster.add_node(num_cpus=1) for _ in range(3)]
+    # Four one-CPU workers for two concurrent trials: two can be killed without losing capacity.
+    workers = [cluster.add_node(num_cpus=1) for _ in range(4)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
     yield cluster, workers
@@ -41,30 +42,33 @@ def test_no_cluster_at_the_address_is_one_line(tmp_path, capsys, monkeypatch):
     assert code == 2 and "\n" not in err and "address: no Ray cluster at 'auto'" in err
 
 
-def kill_a_busy_node(cluster, workers, directory, killed: dict, stop: threading.Event) -> None:
-    """Once a trial has checkpointed KILL_AFTER_EPOCH epochs, kill the node it runs on."""
-    while not stop.is_set():
+def kill_busy_nodes(cluster, workers, directory, killed: list, stop: threading.Event) -> None:
+    """KILLS times: once a trial on a live node has checkpointed KILL_AFTER_EPOCH epochs (and
+    is not about to finish), kill the node it runs on."""
+    alive = {w.node_id: w for w in workers}
+    while not stop.is_set() and len(killed) < KILLS:
         for trial in trial_dirs(directory) if directory.exists() else []:
             reported = results(trial)
-            if reported and KILL_AFTER_EPOCH <= reported[-1]["epoch"] < EPOCHS - 1:
-                node = next(w for w in workers if w.node_id == reported[-1]["node_id"])
+            if reported and reported[-1]["node_id"] in alive and KILL_AFTER_EPOCH <= reported[-1]["epoch"] < EPOCHS - 2:
+                node = alive.pop(reported[-1]["node_id"])
                 cluster.remove_node(node, allow_graceful=False)
-                killed.update(trial=trial.name, node=node.node_id, epoch=reported[-1]["epoch"])
-                return
+                killed.append(dict(trial=trial.name, node=node.node_id, epoch=reported[-1]["epoch"]))
+                break
         time.sleep(0.2)
 
 
-def test_trials_spread_over_nodes_and_a_killed_trial_resumes(cluster, real_root, tmp_path):
+def test_trials_spread_over_nodes_and_killed_trials_resume(cluster, real_root, tmp_path):
     cluster, workers = cluster
     spec = retina_spec(
         tmp_path, "retina-cluster", num_samples=3, max_concurrent=2,
         searcher={"type": "random", "seed": 1}, scheduler={"type": "fifo"},
+        search={"lr": {"loguniform": [1.0e-4, 3.0e-3]}, "augment": {"choice": ["off", "shift"]}},
         train={"epochs": EPOCHS, "subset": 96},
     )
     directory = tmp_path / spec.name
     assert str(directory) == sweep_dir(spec)
-    killed, stop = {}, threading.Event()
-    killer = threading.Thread(target=kill_a_busy_node, args=(cluster, workers, directory, killed, stop))
+    killed, stop = [], threading.Event()
+    killer = threading.Thread(target=kill_busy_nodes, args=(cluster, workers, directory, killed, stop))
     killer.start()
     try:
         grid = run_sweep(spec, data_root=str(real_root), address=cluster.address)
@@ -72,20 +76,20 @@ def test_trials_spread_over_nodes_and_a_killed_trial_resumes(cluster, real_root,
         stop.set()
         killer.join()
 
-    assert killed, "no trial was running long enough to be killed"
+    assert len(killed) == KILLS, f"only {len(killed)} of {KILLS} nodes were killed mid-trial"
     assert grid.num_errors == 0
     trials = trial_dirs(directory)
     assert len(trials) == 3
     nodes = {r["node_id"] for t in trials for r in results(t)}
     assert len(nodes) >= 2, "all trials ran on one node"
 
-    victim = directory / killed["trial"]
-    epochs = epochs_run(victim)
-    assert epochs[-1] == EPOCHS
-    # Resumed at the next epoch after its checkpoint: no epoch trained twice, none skipped.
-    assert sorted(set(epochs)) == list(range(1, EPOCHS + 1))
-    resumed = [r for r in results(victim) if r["resumed_from_epoch"] > 0]
-    assert resumed, "the killed trial started again from scratch"
-    assert resumed[0]["epoch"] == resumed[0]["resumed_from_epoch"] + 1
-    assert resumed[0]["resumed_from_epoch"] >= killed["epoch"]
-    assert resumed[0]["node_id"] != killed["node"]
+    for kill in killed:
+        victim = directory / kill["trial"]
+        epochs = epochs_run(victim)
+        assert epochs[-1] == EPOCHS
+        # Resumed at the next epoch after its checkpoint: no epoch trained twice, none skipped.
+        assert sorted(set(epochs)) == list(range(1, EPOCHS + 1))
+        resumed = [r for r in results(victim) if r["resumed_from_epoch"] >= kill["epoch"]]
+        assert resumed, "the killed trial started again from scratch"
+        assert resumed[0]["epoch"] == resumed[0]["resumed_from_epoch"] + 1
+        assert resumed[0]["node_id"] != kill["node"]

@@ -20,7 +20,7 @@ def run_cli(tmp_path, name, *extra):
     out = tmp_path / name
     code = main([
         "train", "--dataset", "retinamnist", "--model", "medvit_28_tiny", "--alpha", "0.2",
-        "--epochs", "2", "--batch-size", "128", "--seed", "3", "--out", str(out), *extra,
+        "--epochs", "2", "--batch-size", "64", "--subset", "256", "--seed", "3", "--out", str(out), *extra,
     ])
     assert code == 0
     return json.loads((out / "metrics.json").read_text())
@@ -156,9 +156,9 @@ def test_config_file_round_trip(real_root, tmp_path):
     path = tmp_path / "best.yaml"
     path.write_text(config.to_yaml())
     metrics = run_cli(tmp_path, "c", "--config", str(path))
-    assert metrics["config"]["subset"] == 192 and metrics["config"]["model"] == "medvit_28_tiny"
+    assert metrics["config"]["data_root"] == str(real_root) and metrics["config"]["model"] == "medvit_28_tiny"
     # Flags override the file.
-    assert metrics["config"]["alpha"] == 0.2 and metrics["config"]["seed"] == 3
+    assert metrics["config"]["alpha"] == 0.2 and metrics["config"]["seed"] == 3 and metrics["config"]["subset"] == 256
 
 
 def test_console_script_reports_bad_argument_without_traceback():
