@@ -50,6 +50,9 @@ def retina_smoke_spec(storage: Path):
     data = spec.to_dict()
     data["search"]["model"] = {"choice": ["medvit_28_tiny"]}
     data["train"]["subset"] = 128
+    # Two epochs: no warm-up, raw weights and single-epoch selection, so the trials learn
+    # enough to differ and ASHA has something to cut (with the defaults all sit at chance).
+    data["train"].update(warmup_epochs=0, ema=0.0, select_window=1)
     data["max_concurrent"] = 1  # trials in order: ASHA's cut-offs are reproducible
     return spec_from_dict(data, source="analysis test fixture (retina)")
 
