@@ -1,0 +1,64 @@
+"""Train one recipe arm over several seeds on real data, recording every epoch.
+
+Research tool behind reports/recipe/README.md: besides what `medsweep train` records, it
+evaluates the test split after every epoch so that selection rules can be compared after the
+fact (how the epoch a rule picks on validation does on test). Those per-epoch test numbers
+are never used to select anything.
+
+    python reports/recipe/run_arm.py --arm b --seeds 0 1 2 3 4 --out reports/recipe/b.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from medvit.config import build_config
+from medvit.train import Trainer, load_data
+
+# (a) the recipe before issue 8 (weight decay on norms and biases cannot be restored: it is gone
+# for good); (b) the new defaults. Both the recommended CPU preset, medvit_28_tiny.
+OLD = dict(augment="light", ema=0.0, label_smoothing=0.0, drop_path=0.0, warmup_epochs=0, grad_clip=0.0,
+           select_window=1, epochs=50)  # the old defaults; epochs=50 was the paper's
+ARMS = {
+    "a": OLD,
+    "b": {},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--arm", required=True)
+    parser.add_argument("--dataset", default="retinamnist")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--set", nargs="*", default=[], help="extra field=value (YAML scalars)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    import yaml
+
+    extra = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    for seed in args.seeds:
+        config = build_config({"dataset": args.dataset, "model": "medvit_28_tiny", "device": "cpu",
+                               **ARMS.get(args.arm, {}), **extra, "seed": seed})
+        start = time.time()
+        trainer = Trainer(config, load_data(config))
+        epochs = []
+        for metrics in trainer.epochs():
+            test, _ = trainer.evaluate("test")
+            epochs.append({**metrics, **{f"test_{k}": v for k, v in test.items()}})
+        result = trainer.finish()
+        scores = {k: result.pop(k).tolist() for k in ("val_scores", "test_scores")}
+        record = {"arm": args.arm, "seed": seed, "config": config.model_dump(), "result": result, "scores": scores,
+                  "epochs": epochs, "wall_s": time.time() - start}
+        with open(args.out, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        print(args.arm, seed, json.dumps(result["test"]), f"{time.time() - start:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The tables of reports/recipe/README.md from the JSON lines that run_arm.py writes.
+
+    python reports/recipe/summarize.py reports/recipe/a.jsonl reports/recipe/b.jsonl ...
+
+Per arm: mean +- std over seeds of the test metrics of the epoch each run selected on
+validation; the seed ensemble (the seeds' selected-epoch probabilities averaged, cut-points
+for decoded QWK/MAE tuned on the averaged validation probabilities); and, from the per-epoch
+test numbers that only this research tool records, how other selection rules would have done.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+
+import numpy as np
+
+from medvit.data import load_dataset
+from medvit.metrics import decoded_metrics, evaluate
+
+METRICS = ("acc", "auc", "qwk", "mae", "qwk_decoded", "mae_decoded")
+
+
+def fmt(values) -> str:
+    values = np.asarray([v for v in values if v is not None], dtype=float)
+    return f"{values.mean():.3f} +- {values.std(ddof=1) if len(values) > 1 else 0:.3f}" if len(values) else "-"
+
+
+def main(paths: list[str]) -> None:
+    runs = defaultdict(list)
+    for path in paths:
+        for line in open(path):
+            record = json.loads(line)
+            runs[record["arm"]].append(record)
+    data = {}
+    print("| arm | seeds | " + " | ".join(f"test {m}" for m in METRICS) + " |")
+    print("|---|---|" + "---|" * len(METRICS))
+    for arm, records in runs.items():
+        dataset = records[0]["config"]["dataset"]
+        data.setdefault(dataset, load_dataset(dataset))
+        print(f"| {arm} | {len(records)} | " + " | ".join(fmt(r["result"]["test"].get(m) for r in records) for m in METRICS) + " |")
+        if len(records) > 1 and "scores" in records[0]:
+            y_val, y_test = (data[dataset].labels[s].numpy() for s in ("val", "test"))
+            val = np.mean([r["scores"]["val_scores"] for r in records], axis=0)
+            test = np.mean([r["scores"]["test_scores"] for r in records], axis=0)
+            metrics = evaluate(data[dataset].info.task, y_test, test)
+            if data[dataset].info.task == "ordinal-regression":
+                metrics |= decoded_metrics(y_val, val, y_test, test)
+            print(f"| {arm}: seed ensemble of {len(records)} | 1 | " + " | ".join(f"{metrics[m]:.3f}" if m in metrics else "-" for m in METRICS) + " |")
+    print()
+    print("| arm | selection rule | test acc | test qwk |")
+    print("|---|---|---|---|")
+    for arm, records in runs.items():
+        rules = defaultdict(list)
+        for r in records:
+            epochs = r["epochs"]
+            val = np.array([e["val_acc"] for e in epochs])
+            picks = {
+                f"trailing mean of {r['config']['select_window']} (what ran)": r["result"]["selected_epoch"] - 1,
+                "best single epoch (raw val_acc)": int(np.argmax(val)),
+                "last epoch": len(epochs) - 1,
+            }
+            for rule, i in picks.items():
+                rules[rule].append((epochs[i]["test_acc"], epochs[i]["test_qwk"]))
+        for rule, values in rules.items():
+            print(f"| {arm} | {rule} | {fmt(v[0] for v in values)} | {fmt(v[1] for v in values)} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
