@@ -61,7 +61,7 @@ def test_model_augment_heatmap(analysis_results, tmp_path):
     cells = heatmap_model_augment(df, tmp_path / "ma.png", sweep=PNEUMONIA)
     _png_ok(tmp_path / "ma.png")
     ok = _usable(df, PNEUMONIA)
-    assert set(cells["row"]) == set(ok["model"]) and set(cells["col"]) == {"light"}
+    assert set(cells["row"]) == set(ok["model"]) and set(cells["col"]) == set(ok["augment"]) == {"shift"}
     for r in cells.itertuples():
         g = ok[(ok["model"] == r.row) & (ok["augment"] == r.col)]
         assert r.n == len(g) and r.mean == pytest.approx(g["best_value"].mean())
