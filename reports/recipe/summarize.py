@@ -32,7 +32,7 @@ def main(paths: list[str]) -> None:
     for path in paths:
         for line in open(path):
             record = json.loads(line)
-            runs[record["arm"]].append(record)
+            runs[f'{record["config"]["dataset"]} {record["arm"]}'].append(record)
     data = {}
     print("| arm | seeds | " + " | ".join(f"test {m}" for m in METRICS) + " |")
     print("|---|---|" + "---|" * len(METRICS))
@@ -62,7 +62,7 @@ def main(paths: list[str]) -> None:
                 "last epoch": len(epochs) - 1,
             }
             for rule, i in picks.items():
-                rules[rule].append((epochs[i]["test_acc"], epochs[i]["test_qwk"]))
+                rules[rule].append((epochs[i]["test_acc"], epochs[i].get("test_qwk")))
         for rule, values in rules.items():
             print(f"| {arm} | {rule} | {fmt(v[0] for v in values)} | {fmt(v[1] for v in values)} |")
 
