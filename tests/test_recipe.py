@@ -134,3 +134,11 @@ def test_expected_grade_decoding_beats_argmax_on_an_ordinal_case():
     assert decoded["qwk_decoded"] > argmax["qwk"] + 0.03
     assert decoded["mae_decoded"] < argmax["mae"]
     assert math.isfinite(decoded["qwk_decoded"])
+
+
+def test_compile_wraps_the_forward_only(retina_data):
+    plain, compiled = _trainer(retina_data), _trainer(retina_data, compile=True)
+    assert plain.forward is plain.model
+    # the compiled forward is a wrapper; checkpoints and the EMA keep the plain module's keys
+    assert type(compiled.forward).__name__ == "OptimizedModule" and compiled.forward._orig_mod is compiled.model
+    assert compiled.state_dict()["model"].keys() == plain.state_dict()["model"].keys()
