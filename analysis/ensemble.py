@@ -115,6 +115,7 @@ def build_ensemble(task: str, candidates: list[Candidate], y_val: np.ndarray, y_
 def sweep_candidates(sweep_dir: str | Path) -> list[Candidate]:
     """Every trial of a sweep folder whose last checkpoint holds selected weights and their
     validation scores and that did not diverge, in trial-id order."""
+    from analysis.evaluate import BAD_CHECKPOINT
     from medvit.train import CHECKPOINT_FILE, load_state
 
     candidates = []
@@ -123,7 +124,10 @@ def sweep_candidates(sweep_dir: str | Path) -> list[Candidate]:
         result_file = trial_dir / "result.json"
         if not checkpoints or not result_file.is_file():
             continue
-        state = load_state(checkpoints[-1].parent)
+        try:
+            state = load_state(checkpoints[-1].parent)
+        except BAD_CHECKPOINT as exc:
+            raise ValueError(f"{checkpoints[-1]}: not a readable medsweep checkpoint ({type(exc).__name__})") from None
         if state.get("diverged") or state.get("best_val_scores") is None:
             continue
         first = json.loads(result_file.read_text().splitlines()[0])

@@ -48,7 +48,7 @@ DEVICES = ("auto", "cpu", "cuda")
 
 # What torch.load (weights only) and the state's own reading raise for a file that is empty,
 # cut short, not a torch file, holds code to run, or is some other torch file.
-_BAD_CHECKPOINT = (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, IndexError, TypeError, ValueError)
+BAD_CHECKPOINT = (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, IndexError, TypeError, ValueError)
 
 
 def load_checkpoint(folder: str | os.PathLike):
@@ -63,7 +63,7 @@ def load_checkpoint(folder: str | os.PathLike):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about odd pickles before refusing them
             return load_checkpoint_model(folder)
-    except _BAD_CHECKPOINT as exc:
+    except BAD_CHECKPOINT as exc:
         raise ValueError(f"checkpoint: {path}: not a readable medsweep checkpoint ({type(exc).__name__})") from None
 
 

@@ -78,7 +78,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             parameter_groups(self.model, config.weight_decay), lr=config.lr, weight_decay=config.weight_decay
         )
-        self.steps_per_epoch = len(self._batches("train", config.batch_size, shuffle=False, drop_single=True))
+        self.steps_per_epoch = train_steps(len(self.labels["train"]), config.batch_size)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_cosine(config.warmup_epochs * self.steps_per_epoch, config.epochs * self.steps_per_epoch)
         )
@@ -99,7 +99,7 @@ class Trainer:
 
     # -- one epoch ---------------------------------------------------------------------
 
-    def _batches(self, split: str, batch_size: int, shuffle: bool, drop_single: bool | None = None) -> list[torch.Tensor]:
+    def _batches(self, split: str, batch_size: int, shuffle: bool) -> list[torch.Tensor]:
         n = len(self.labels[split])
         order = (
             torch.randperm(n, generator=self.generator, device=self.device)
@@ -107,8 +107,7 @@ class Trainer:
             else torch.arange(n, device=self.device)
         )
         batches = list(order.split(batch_size))
-        # BatchNorm cannot train on a lone sample whose map is 1x1 (stock presets at 28 px).
-        if (shuffle if drop_single is None else drop_single) and len(batches) > 1 and len(batches[-1]) == 1:
+        if shuffle and len(batches) != train_steps(n, batch_size):
             batches.pop()
         return batches
 
@@ -276,6 +275,13 @@ class Trainer:
 
     def restore(self, directory: str | Path) -> None:
         self.load_state_dict(load_state(directory, map_location=self.device))
+
+
+def train_steps(n: int, batch_size: int) -> int:
+    """Batches in a training epoch: a last batch of one image is dropped, because BatchNorm
+    cannot train on a lone sample whose map is 1x1 (stock presets at 28 px)."""
+    steps = math.ceil(n / batch_size)
+    return steps - 1 if steps > 1 and n % batch_size == 1 else steps
 
 
 def build_model(config: TrainConfig, in_chans: int, num_classes: int) -> torch.nn.Module:

@@ -76,3 +76,25 @@ def test_ordinal_ensembles_report_decoded_metrics():
 def test_no_candidates_is_one_line():
     with pytest.raises(ValueError, match="no finished trial"):
         select_members(MULTI_CLASS, [], np.zeros(3, dtype=int))
+
+
+def _ensemble_cli(sweep_dir, tmp_path, capsys):
+    from sweeps.cli import main
+
+    code = main(["ensemble", str(sweep_dir), "--out", str(tmp_path / "out")])
+    return code, capsys.readouterr().err.strip()
+
+
+def test_a_folder_without_trials_is_one_line(tmp_path, capsys):
+    code, err = _ensemble_cli(tmp_path, tmp_path, capsys)
+    assert code == 2 and "\n" not in err and "no finished trial checkpoint" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_corrupt_checkpoint_is_one_line(tmp_path, capsys):
+    trial = tmp_path / "sweep" / "train_medvit_0001"
+    (trial / "checkpoint_000000").mkdir(parents=True)
+    (trial / "checkpoint_000000" / "state.pt").write_bytes(b"not a torch file")
+    (trial / "result.json").write_text('{"trial_id": "0001"}\n')
+    code, err = _ensemble_cli(tmp_path / "sweep", tmp_path, capsys)
+    assert code == 2 and "\n" not in err and "not a readable medsweep checkpoint" in err

@@ -10,7 +10,7 @@ import torch
 
 from medvit.config import WORST_SCORE, build_config
 from medvit.metrics import decoded_metrics, evaluate
-from medvit.train import Trainer, load_state, parameter_groups, warmup_cosine
+from medvit.train import Trainer, load_state, parameter_groups, train_steps, warmup_cosine
 
 
 def _trainer(retina_data, **values) -> Trainer:
@@ -48,14 +48,14 @@ def test_no_weight_decay_on_norms_and_biases(retina_data):
 
 def test_ema_weights_are_what_is_selected_and_checkpointed(retina_data, tmp_path):
     trainer = _trainer(retina_data, ema=0.9, select_window=1)
-    list(trainer.epochs())
+    snapshots = {m["epoch"]: {k: v.clone() for k, v in trainer.ema.state_dict().items()} for m in trainer.epochs()}
     raw, ema = trainer.model.state_dict(), trainer.ema.state_dict()
     assert any(not torch.equal(raw[k], ema[k]) for k in raw if raw[k].is_floating_point())
     trainer.save(tmp_path)
     state = load_state(tmp_path)
-    if trainer.best_epoch == trainer.epoch:  # the last epoch was selected: its EMA weights are the best
-        assert all(torch.equal(state["best_weights"][k], ema[k]) for k in ema)
-    assert state["ema"].keys() == ema.keys()
+    selected = snapshots[trainer.best_epoch]  # the EMA weights as they were at the selected epoch
+    assert all(torch.equal(state["best_weights"][k], selected[k]) for k in selected)
+    assert all(torch.equal(state["ema"][k], ema[k]) for k in ema)
 
 
 def test_without_ema_the_model_is_evaluated(retina_data):
@@ -142,3 +142,7 @@ def test_compile_wraps_the_forward_only(retina_data):
     # the compiled forward is a wrapper; checkpoints and the EMA keep the plain module's keys
     assert type(compiled.forward).__name__ == "OptimizedModule" and compiled.forward._orig_mod is compiled.model
     assert compiled.state_dict()["model"].keys() == plain.state_dict()["model"].keys()
+
+
+def test_train_steps_drop_only_a_last_batch_of_one():
+    assert [train_steps(n, 32) for n in (32, 33, 34, 64, 65, 1)] == [1, 1, 2, 2, 2, 1]

@@ -22,7 +22,7 @@ from medvit.train import Trainer, load_data
 # (a) the recipe before issue 8 (weight decay on norms and biases cannot be restored: it is gone
 # for good); (b) the new defaults. Both the recommended CPU preset, medvit_28_tiny.
 OLD = dict(augment="light", ema=0.0, label_smoothing=0.0, drop_path=0.0, warmup_epochs=0, grad_clip=0.0,
-           select_window=1, epochs=50)  # the old defaults; epochs=50 was the paper's
+           select_window=1, epochs=50)
 ARMS = {
     "a": OLD,
     "b": {},
