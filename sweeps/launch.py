@@ -29,7 +29,7 @@ from sweeps.space import search_algorithm, trial_config, trial_scheduler, tune_p
 from sweeps.spec import SweepSpec, parse_spec
 from sweeps.storage import check_storage_visible
 from trainables.medvit_trainable import train_medvit
-from trainables.tensorboard import SweepTensorBoard
+from trainables.tensorboard import sweep_loggers
 
 SPEC_FILE = "medsweep_spec.yaml"
 BEST_CONFIG_FILE = "best_config.yaml"
@@ -86,6 +86,9 @@ def connect(address: str | None) -> None:
     # Keeping one checkpoint per trial makes Tune snapshot its state after every epoch, by
     # design; its warning about that would repeat all through the sweep's output.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # The sweep lists its loggers itself (trainables.tensorboard.sweep_loggers), resumed
+    # sweeps included: Ray's defaults would add a second TensorBoard logger.
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     if ray.is_initialized():
         return
     try:
@@ -130,7 +133,7 @@ def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None
             # checkpoint (weights, AdamW moments, best weights) is hundreds of MB.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=2),
-            callbacks=[SweepTensorBoard(spec)],
+            callbacks=sweep_loggers(spec),
             verbose=1,
         ),
     )

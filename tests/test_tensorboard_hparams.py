@@ -1,8 +1,13 @@
 """SweepTensorBoard on a real (tiny) Tune run: HParams hold the fixed training values too, each
 trial's end (finished, stopped early, errored), and no per-trial experiment summary, so
-TensorBoard builds the experiment across trials (and marks which hparams differ)."""
+TensorBoard builds the experiment across trials (and marks which hparams differ); the sweep's
+loggers write one TensorBoard file per trial beside Ray's result files, and Ray prints no
+`tensorboard --logdir` hint of its own (it would point into its staging folder)."""
 
 from __future__ import annotations
+
+import contextlib
+import io
 
 import pytest
 import ray
@@ -11,7 +16,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import metadata
 
 from sweeps.spec import load_spec
-from trainables.tensorboard import SweepTensorBoard
+from sweeps.launch import connect
+from trainables.tensorboard import sweep_loggers
 
 pytestmark = pytest.mark.slow  # starts Ray
 
@@ -36,16 +42,19 @@ def run(tmp_path_factory):
             tune.report({"epoch": epoch, "val_acc": 0.5 + config["alpha"]})
 
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    connect(None)  # the launcher's environment for Tune (Ray is up already: it only sets that)
+    printed = io.StringIO()
     try:
-        tune.Tuner(
-            fake_trial,
-            param_space={"alpha": tune.grid_search([0.0, 0.2, 0.4]), "epochs": EPOCHS},
-            run_config=tune.RunConfig(name="tb", storage_path=str(storage), stop=stop_the_alpha_0_2_trial,
-                                      callbacks=[SweepTensorBoard(spec)], verbose=0),
-        ).fit()
+        with contextlib.redirect_stdout(printed):
+            tune.Tuner(
+                fake_trial,
+                param_space={"alpha": tune.grid_search([0.0, 0.2, 0.4]), "epochs": EPOCHS},
+                run_config=tune.RunConfig(name="tb", storage_path=str(storage), stop=stop_the_alpha_0_2_trial,
+                                          callbacks=sweep_loggers(spec), verbose=1),
+            ).fit()
     finally:
         ray.shutdown()
-    return spec, storage / "tb"
+    return spec, storage / "tb", printed.getvalue()
 
 
 def hparams_of(trial_dir):
@@ -60,7 +69,7 @@ def hparams_of(trial_dir):
 
 
 def test_hparams_hold_fixed_values_and_how_each_trial_ended(run):
-    spec, sweep = run
+    spec, sweep, _ = run
     trials = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert len(trials) == 3
     by_alpha = {}
@@ -75,3 +84,12 @@ def test_hparams_hold_fixed_values_and_how_each_trial_ended(run):
     assert by_alpha[0.0][0]["end"] == "finished" and by_alpha[0.0][1] == 1  # STATUS_SUCCESS
     assert by_alpha[0.2][0]["end"] == "early_stopped" and by_alpha[0.2][1] == 1
     assert by_alpha[0.4][0]["end"] == "errored" and by_alpha[0.4][1] == 2  # STATUS_FAILURE
+
+
+def test_one_tensorboard_file_per_trial_and_no_hint_from_ray(run):
+    _, sweep, printed = run
+    assert "View detailed results here" in printed  # Ray's progress output was captured
+    assert "tensorboard --logdir" not in printed
+    for trial in (p for p in sweep.iterdir() if p.is_dir()):
+        assert len(list(trial.glob("events.out.tfevents.*"))) == 1, trial.name
+        assert (trial / "result.json").is_file() and (trial / "progress.csv").is_file()

@@ -7,12 +7,19 @@ per trial: the searched values and the spec's fixed ones (dataset, epochs, batch
 ...), an `end` hparam (`finished`, `early_stopped` by the scheduler, `errored`), status
 failure for an errored trial, and no experiment summary, so TensorBoard computes it across
 all trials. Scalars are Ray's, unchanged.
+
+`sweep_loggers` is the sweep's whole list of loggers. Ray adds its own CSV, JSON and
+TensorBoard loggers unless told not to (`TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1`, which the
+launcher sets), and prints a `tensorboard --logdir` hint into its temporary staging folder
+whenever a logger is a `TBXLoggerCallback`. So the writer below is wrapped in a plain
+`LoggerCallback`: no second TensorBoard logger, and the only hint is the launcher's, which
+names the sweep folder.
 """
 
 from __future__ import annotations
 
 from ray.tune.experiment import Trial
-from ray.tune.logger import TBXLoggerCallback
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, LoggerCallback, TBXLoggerCallback
 from tensorboardX.proto.api_pb2 import Status
 from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData, SessionEndInfo
 from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
@@ -38,9 +45,8 @@ def _session_end(status: str) -> Summary:
     return Summary(value=[Summary.Value(tag=SESSION_END_TAG, metadata=metadata)])
 
 
-class SweepTensorBoard(TBXLoggerCallback):
-    """Ray's TensorBoard logger with the sweep's full HParams (a subclass, so Ray adds no
-    second TensorBoard logger of its own)."""
+class _HParamsWriter(TBXLoggerCallback):
+    """Ray's TensorBoard logger with the sweep's full HParams."""
 
     def __init__(self, spec: SweepSpec):
         super().__init__()
@@ -61,3 +67,26 @@ class SweepTensorBoard(TBXLoggerCallback):
         writer = self._trial_writer[trial].file_writer
         writer.add_summary(session_start)
         writer.add_summary(_session_end("STATUS_FAILURE" if failed else "STATUS_SUCCESS"))
+
+
+class SweepTensorBoard(LoggerCallback):
+    """`_HParamsWriter` behind a plain `LoggerCallback` (see the module's docstring)."""
+
+    _SAVED_FILE_TEMPLATES = TBXLoggerCallback._SAVED_FILE_TEMPLATES
+
+    def __init__(self, spec: SweepSpec):
+        self._writer = _HParamsWriter(spec)
+
+    def log_trial_start(self, trial: Trial):
+        self._writer.log_trial_start(trial)
+
+    def log_trial_result(self, iteration: int, trial: Trial, result: dict):
+        self._writer.log_trial_result(iteration, trial, result)
+
+    def log_trial_end(self, trial: Trial, failed: bool = False):
+        self._writer.log_trial_end(trial, failed)
+
+
+def sweep_loggers(spec: SweepSpec) -> list[LoggerCallback]:
+    """Every logger a sweep runs: Ray's CSV and JSON result files, and SweepTensorBoard."""
+    return [CSVLoggerCallback(), JsonLoggerCallback(), SweepTensorBoard(spec)]
