@@ -60,7 +60,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["AugmentConfig", "AUGMENT_PRESETS", "ORIENTATION_FREE", "augment_config", "augment_batch", "for_dataset"]
+__all__ = [
+    "AugmentConfig", "AUGMENT_PRESETS", "ORIENTATION_FREE", "augment_config", "augment_batch", "for_dataset",
+    "tta_flips",
+]
 
 DRAWS_PER_IMAGE = 9  # zoom, angle, crop x, crop y, hflip, shift x, shift y, vflip, rot90
 
@@ -156,6 +159,15 @@ def for_dataset(cfg: AugmentConfig, dataset: str) -> AugmentConfig:
     if dataset in ORIENTATION_FREE:
         return cfg
     return replace(cfg, vflip=0.0, rot90=0.0)
+
+
+def tta_flips(dataset: str) -> tuple[tuple[int, ...], ...]:
+    """The image dimensions flipped for each view of flip test-time augmentation: the
+    identity and the flips training uses for ``dataset`` (horizontal everywhere, vertical and
+    both only where the anatomy has no up)."""
+    if dataset in ORIENTATION_FREE:
+        return (), (-1,), (-2,), (-2, -1)
+    return (), (-1,)
 
 
 def _affine_matrices(cfg: AugmentConfig, u: torch.Tensor) -> torch.Tensor:

@@ -104,6 +104,8 @@ class TrainConfig(BaseModel):
     select_window: int = _field(5, "select on the mean of the metric over this many trailing epochs",
                                 ge=1)
     compile: bool = _field(False, "torch.compile the model's forward pass")
+    tta: Literal["off", "flip"] = _field("off", "test-time augmentation, reported beside the plain numbers "
+                                         "(never selects): off, or flip (mean over the dataset's flips)")
     subset: int | None = _field(None, "use at most this many images per split (smoke runs)", ge=1)
     data_root: str | None = _field(None, "folder of MedMNIST .npz files (default $MEDMNIST_ROOT, else ~/.medmnist)")
     device: Literal["auto", "cpu", "cuda"] = _field("auto", "auto, cpu or cuda")

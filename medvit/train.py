@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medvit.augment import augment_batch, augment_config, for_dataset
+from medvit.augment import augment_batch, augment_config, for_dataset, tta_flips
 from medvit.config import WORST_SCORE, TrainConfig
 from medvit.data import MedMNISTData, dataset_info, load_dataset
 from medvit.tasks import ORDINAL
@@ -152,14 +152,22 @@ class Trainer:
         return total.item() / count
 
     @torch.no_grad()
-    def logits(self, split: str) -> torch.Tensor:
-        """Logits of the evaluated weights on one split, in split order."""
+    def logits(self, split: str, flip: tuple[int, ...] = ()) -> torch.Tensor:
+        """Logits of the evaluated weights on one split, in split order (of the images
+        flipped along the dimensions `flip`, when given)."""
         model = self.eval_model.eval()
         logits = []
         for index in self._batches(split, EVAL_BATCH, shuffle=False):
+            inputs = self._inputs(split, index)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.on_gpu):
-                logits.append(model(self._inputs(split, index)).float())
+                logits.append(model(inputs.flip(flip) if flip else inputs).float())
         return torch.cat(logits)
+
+    def tta_scores(self, split: str) -> np.ndarray:
+        """Scores (probabilities) on one split averaged over the flip test-time views."""
+        views = [scores_from_logits(self.task, self.logits(split, flip).cpu())
+                 for flip in tta_flips(self.config.dataset)]
+        return np.mean(views, axis=0)
 
     def evaluate(self, split: str) -> tuple[dict[str, float], np.ndarray]:
         """Loss and MedMNIST metrics of the evaluated weights on one split, and its scores."""
@@ -220,6 +228,7 @@ class Trainer:
         if self.task == ORDINAL and self.best_val_scores is not None:
             test |= decoded_metrics(self.labels["val"].cpu().numpy(), self.best_val_scores.numpy(),
                                     self.labels["test"].cpu().numpy(), scores)
+        tta = self._tta_metrics() if self.config.tta == "flip" and self.best_weights is not None else {}
         return {
             "selected_epoch": self.best_epoch,
             "select_metric": self.config.select_metric,
@@ -230,7 +239,18 @@ class Trainer:
             # The selected weights' probabilities, in split order: what seed ensembles average.
             "val_scores": self.best_val_scores.numpy() if self.best_val_scores is not None else None,
             "test_scores": scores,
+            **tta,
         }
+
+    def _tta_metrics(self) -> dict[str, dict[str, float]]:
+        """Validation and test metrics of the selected weights with flip test-time
+        augmentation, reported beside the plain ones (selection never sees them)."""
+        val_y, test_y = (self.labels[split].cpu().numpy() for split in ("val", "test"))
+        val_scores, test_scores = self.tta_scores("val"), self.tta_scores("test")
+        test = evaluate(self.task, test_y, test_scores)
+        if self.task == ORDINAL:
+            test |= decoded_metrics(val_y, val_scores, test_y, test_scores)
+        return {"val_tta": evaluate(self.task, val_y, val_scores), "test_tta": test}
 
     # -- checkpoints -------------------------------------------------------------------
 

@@ -153,18 +153,23 @@ def run_train(args: argparse.Namespace) -> int:
         data,
         on_epoch=lambda m: print(format_epoch(m, config.epochs), flush=True),
     )
-    keys = ("val", "test", "selected_epoch", "select_metric", "select_score", "diverged", "config", "wall_time_s",
-            "images_per_s", "history")
+    keys = ("val", "test", "val_tta", "test_tta", "selected_epoch", "select_metric", "select_score", "diverged",
+            "config", "wall_time_s", "images_per_s", "history")
     path = args.out / METRICS_FILE
-    write_json(path, {key: result[key] for key in keys})
-    test = "  ".join(f"{k} {v:.4f}" for k, v in result["test"].items())
-    print(f"selected epoch {result['selected_epoch']} by {config.select_metric}; test: {test}")
+    write_json(path, {key: result[key] for key in keys if key in result})
+    print(f"selected epoch {result['selected_epoch']} by {config.select_metric}; test: {metric_line(result['test'])}")
+    if "test_tta" in result:
+        print(f"with flip test-time augmentation; test: {metric_line(result['test_tta'])}")
     print(f"wrote {path}")
     if result["diverged"]:
         print(f"diverged: the training loss became non-finite at epoch {len(result['history'])}; "
               "lower --lr or check the data", file=sys.stderr)
         return 1
     return 0
+
+
+def metric_line(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
 
 
 # -- medsweep data -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import torch
 
 from medvit.config import WORST_SCORE, build_config
 from medvit.metrics import decoded_metrics, evaluate
+from medvit.augment import tta_flips
 from medvit.train import Trainer, load_state, parameter_groups, train_steps, warmup_cosine
 
 
@@ -146,3 +147,49 @@ def test_compile_wraps_the_forward_only(retina_data):
 
 def test_train_steps_drop_only_a_last_batch_of_one():
     assert [train_steps(n, 32) for n in (32, 33, 34, 64, 65, 1)] == [1, 1, 2, 2, 2, 1]
+
+
+def test_flip_views_follow_the_datasets_training_flips():
+    assert tta_flips("retinamnist") == ((), (-1,), (-2,), (-2, -1))  # fundus: no up
+    assert tta_flips("pneumoniamnist") == ((), (-1,))  # chest X-ray: horizontal only
+
+
+def test_flip_tta_is_reported_beside_and_never_selects(retina_data):
+    plain = _trainer(retina_data, select_window=1)
+    list(plain.epochs())
+    plain_result = plain.finish()
+    with_tta = _trainer(retina_data, select_window=1, tta="flip")
+    list(with_tta.epochs())
+    result = with_tta.finish()
+    assert "test_tta" not in plain_result
+    # same training, same selected weights, same plain numbers: the views only add a report
+    assert result["selected_epoch"] == plain_result["selected_epoch"]
+    assert result["test"] == plain_result["test"]
+    assert set(result["test_tta"]) >= {"acc", "auc", "qwk", "mae", "qwk_decoded", "mae_decoded"}
+    assert set(result["val_tta"]) >= {"acc", "auc"}
+
+
+def _pixel_model(trainer: Trainer) -> Trainer:
+    """The trainer evaluating a random linear model of the pixels: flips change its output."""
+    torch.manual_seed(0)
+    trainer.ema = None
+    trainer.model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 28 * 28, 5))
+    return trainer
+
+
+def test_flip_tta_averages_the_views(retina_data):
+    trainer = _pixel_model(_trainer(retina_data))
+    views = [torch.softmax(trainer.logits("test", flip), 1).numpy() for flip in tta_flips("retinamnist")]
+    assert np.allclose(trainer.tta_scores("test"), np.mean(views, axis=0), atol=1e-6)
+    assert np.abs(trainer.tta_scores("test") - views[0]).max() > 1e-2  # the views differ on real images
+
+
+def test_flip_tta_leaves_mirror_symmetric_images_unchanged(retina_data):
+    trainer = _pixel_model(_trainer(retina_data))
+    for split, images in trainer.images.items():
+        mirrored = torch.maximum(images, images.flip(-1))
+        trainer.images[split] = torch.maximum(mirrored, mirrored.flip(-2))
+    symmetric = trainer.images["test"]
+    assert torch.equal(symmetric, symmetric.flip(-1)) and torch.equal(symmetric, symmetric.flip(-2))
+    plain = torch.softmax(trainer.logits("test"), 1).numpy()
+    assert np.abs(trainer.tta_scores("test") - plain).max() < 1e-5

@@ -49,6 +49,15 @@ def test_cli_two_epochs_on_real_retina_writes_complete_metrics(real_root, tmp_pa
     assert [m["train_loss"] for m in again["history"]] == [m["train_loss"] for m in metrics["history"]]
 
 
+def test_cli_flip_tta_is_printed_and_written_beside_the_plain_numbers(real_root, tmp_path, capsys):
+    metrics = run_cli(tmp_path, "tta", "--data-root", str(real_root), "--tta", "flip")
+    printed = capsys.readouterr().out
+    assert "with flip test-time augmentation; test: acc " in printed
+    assert set(metrics["test_tta"]) >= {"acc", "auc", "qwk", "mae", "qwk_decoded"}
+    assert set(metrics["val_tta"]) >= {"acc", "auc"}
+    assert metrics["config"]["tta"] == "flip"
+
+
 def test_checkpoint_resume_continues_exactly(real_root):
     data = load_dataset("retinamnist", root=real_root).subset(192, seed=0)
     config = build_config({**TINY, "epochs": 3, "alpha": 0.3})
@@ -131,6 +140,7 @@ def test_bad_config_is_one_line_naming_the_field(values, field):
         (["train", "--dataset", "retinamnist"], "--out"),
         (["train", "--out", "o"], "--dataset"),
         (["train", "--dataset", "retinamnist", "--epochs", "-1", "--out", "o"], "epochs"),
+        (["train", "--dataset", "retinamnist", "--tta", "rotate", "--out", "o"], "tta"),
         (["train", "--config", "missing.yaml", "--out", "o"], "config"),
         (["frobnicate"], "frobnicate"),
         (["data", "download", "--dataset", "nope"], "--dataset"),
