@@ -27,7 +27,7 @@ from analysis.schema import CONFIG_COLUMNS, RESULTS_SCHEMA, TEST_COLUMNS, confor
 from medvit.config import SELECT_METRICS
 from medvit.yamlio import YamlError, load_yaml
 from sweeps.ranking import trial_best
-from sweeps.space import trial_config
+from sweeps.space import configuration_id, repeat_index, trial_config
 from sweeps.spec import spec_from_dict
 
 __all__ = ["collect", "read_sweep", "read_results", "find_sweep_dirs", "check_sweep_dir", "parse_experiment_state",
@@ -331,7 +331,7 @@ def _trial_row(
             config = None
     if not isinstance(config, dict):
         config = t.get("config") or {}
-    config = _full_config(spec, config)
+    sampled, config = config, _full_config(spec, config)
 
     lines = _read_result_lines(folder / "result.json") if has_folder else []
     if not lines and t.get("last_result"):
@@ -386,6 +386,9 @@ def _trial_row(
         "sweep_dir": str(sweep_dir),
         "trial_id": str(t["trial_id"]),
         **{column: config.get(column) for column in CONFIG_COLUMNS},
+        "config_group": configuration_id(sampled),
+        "repeat_index": repeat_index(sampled),
+        "repeats": _int(spec.get("repeats", 1)) if spec else None,
         "epochs_max": epochs_max,
         "epochs_run": epochs_run,
         "stop_reason": stop_reason,

@@ -40,6 +40,16 @@ epochs_max         int32                      epochs the trial was configured fo
                                               ``epochs``, else the spec's ``train.epochs``, else
                                               the scheduler's ``max_t``)
 config_json        string, not null           the whole trial config as sorted JSON
+config_group       string                     in a sweep with ``repeats`` > 1: the
+                                              configuration the trial is a repeat of (a hash of
+                                              its sampled values without the repeat index,
+                                              ``sweeps.space.configuration_id``), the same for
+                                              every repeat; null without repeats
+repeat_index       int32                      which repeat of its configuration the trial is (0,
+                                              1, ...; its seed is the spec's ``train.seed`` plus
+                                              this); null without repeats
+repeats            int32                      the sweep spec's ``repeats`` (1 unless it repeats
+                                              configurations); null without a spec
 =================  =========================  ==================================================
 
 Outcome
@@ -62,7 +72,8 @@ best_value         float64                    best selection score over the tria
                                               (``sweeps.ranking``: ``select_score``, the
                                               metric's trailing mean on the validation split;
                                               ``metric`` itself for older results); null for
-                                              a diverged trial
+                                              a diverged trial. With repeats, trials are ranked
+                                              by their configuration's mean of it
 best_epoch         int32                      first epoch of ``best_value`` (1-based)
 best_val_acc       float64                    ``val_acc`` at ``best_epoch``
 best_val_auc       float64                    ``val_auc`` at ``best_epoch``
@@ -216,6 +227,9 @@ def results_schema(config_class: type[TrainConfig] = TrainConfig) -> pa.Schema:
         _F("wall_time_s", pa.float64()),
         _F("train_time_s", pa.float64()),
         _F("config_json", pa.string(), nullable=False),
+        _F("config_group", pa.string()),
+        _F("repeat_index", pa.int32()),
+        _F("repeats", pa.int32()),
         _F("test_acc", pa.float64()),
         _F("test_auc", pa.float64()),
         _F("test_qwk", pa.float64()),

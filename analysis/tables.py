@@ -30,7 +30,7 @@ from analysis import reference as ref
 from analysis.collect import float_or_none
 from analysis.schema import train_config_keys
 from analysis.stats import format_pm
-from sweeps.ranking import rank_key
+from sweeps.ranking import Candidate, ranks
 
 __all__ = [
     "Cell",
@@ -233,18 +233,31 @@ def selection_metric(df: pd.DataFrame) -> tuple[str, str] | None:
 def rank_trials(df: pd.DataFrame) -> pd.DataFrame:
     """Usable trials (not errored, with a value) ranked best first by their selection metric.
 
-    The order is :func:`sweeps.ranking.rank_key` (the launcher's, for best_config.yaml), then
-    ``sweep``. Every "best trial" in medsweep (tables, figures, report, test evaluation,
-    confirm) comes from this order.
+    The order is :func:`sweeps.ranking.ranks` (the launcher's, for best_config.yaml), then
+    ``sweep``: trials by their best value or, in a sweep with repeats, configurations by the
+    mean over their repeats, each configuration's trials together. Every "best trial" in
+    medsweep (tables, figures, report, test evaluation, confirm) comes from this order.
     """
-    df = _usable(df)
-    sel = selection_metric(df)
+    sel = selection_metric(_usable(df))
     if sel is None:
         return df.iloc[0:0]
     metric, mode = sel
+    # Unusable trials stay in until ranked: a configuration with an errored repeat is incomplete.
     df = df[(df["metric"] == metric) & (df["mode"] == mode)]
-    keys = [(rank_key(row.best_value, row.best_epoch, row.trial_id, mode), row.sweep) for row in df.itertuples()]
-    return df.iloc[sorted(range(len(df)), key=keys.__getitem__)]
+    rows = list(df.itertuples())
+    row_ranks = ranks([_candidate(row) for row in rows], mode)
+    keys = {i: (rank.key, row.sweep) for i, (rank, row) in enumerate(zip(row_ranks, rows)) if rank is not None}
+    return df.iloc[sorted(keys, key=keys.__getitem__)]
+
+
+def _candidate(row: Any) -> Candidate:
+    """What the ranking rule needs of one results-table row."""
+    usable = row.stop_reason != "errored" and float_or_none(row.best_value) is not None
+    grouped = isinstance(getattr(row, "config_group", None), str)
+    return Candidate(trial_id=row.trial_id, best=(row.best_value, row.best_epoch) if usable else None,
+                     finished=row.stop_reason == "finished",
+                     group=(row.sweep_dir, row.config_group) if grouped else None,
+                     repeats=int(float_or_none(getattr(row, "repeats", None)) or 1))
 
 
 _rank = rank_trials
@@ -278,6 +291,10 @@ def best_config(row: pd.Series | dict) -> dict[str, Any]:
         if isinstance(v, np.generic):
             v = v.item()
         out[k] = v
+    # A repeat stands for its configuration, named with the spec's base seed (as best_config.yaml).
+    index = float_or_none(row.get("repeat_index"))
+    if index is not None and out.get("seed") is not None:
+        out["seed"] -= int(index)
     return out
 
 

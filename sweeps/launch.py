@@ -24,8 +24,9 @@ from analysis.collect import STATE_GLOB, check_sweep_dir, parse_experiment_state
 from medvit.data import MedMNISTData, load_dataset
 from medvit.yamlio import dump_yaml
 from sweeps.paths import SweepError, check_writable_folder
-from sweeps.ranking import SCORE, rank_key, trial_best
-from sweeps.space import search_algorithm, trial_config, trial_scheduler, tune_param_space
+from sweeps.ranking import SCORE, Candidate, Rank, ranks, trial_best
+from sweeps.space import (configuration, configuration_id, search_algorithm, trial_config, trial_scheduler,
+                          tune_param_space)
 from sweeps.spec import SweepSpec, parse_spec
 from sweeps.storage import check_storage_visible
 from trainables.medvit_trainable import train_medvit
@@ -233,20 +234,28 @@ def save_spec(spec: SweepSpec) -> str:
     return write_sweep_file(sweep_dir(spec), SPEC_FILE, spec.to_yaml())
 
 
-def best_result(spec: SweepSpec, results: tune.ResultGrid) -> tuple[tune.Result, float] | None:
-    """The best trial by `sweeps.ranking` (errored and diverged trials excluded), the rule
-    `analysis.tables.rank_trials` applies too, so best_config.yaml names the report's best trial."""
-    ranked = []
-    for result in results:
-        history = result.metrics_dataframe
-        best = None if result.error is not None or history is None else trial_best(
-            history.to_dict("records"), spec.metric, spec.mode)
-        if best is not None:
-            ranked.append((rank_key(*best, result.metrics["trial_id"], spec.mode), result, best[0]))
+def best_result(spec: SweepSpec, results: tune.ResultGrid) -> tuple[tune.Result, Rank] | None:
+    """The best trial by `sweeps.ranking` (errored and diverged trials excluded; with repeats,
+    the best trial of the best configuration), the rule `analysis.tables.rank_trials` applies
+    too, so best_config.yaml names the report's best configuration."""
+    results = list(results)
+    candidates = [_candidate(spec, result) for result in results]
+    ranked = [(rank, result) for rank, result in zip(ranks(candidates, spec.mode), results) if rank is not None]
     if not ranked:
         return None
-    _, result, value = min(ranked, key=lambda item: item[0])
-    return result, value
+    rank, result = min(ranked, key=lambda item: item[0].key)
+    return result, rank
+
+
+def _candidate(spec: SweepSpec, result: tune.Result) -> Candidate:
+    """What the ranking rule needs of one Ray trial."""
+    history = result.metrics_dataframe
+    metrics = result.metrics or {}
+    best = None if result.error is not None or history is None else trial_best(
+        history.to_dict("records"), spec.metric, spec.mode)
+    return Candidate(trial_id=str(metrics.get("trial_id", result.path)), best=best,
+                     finished=metrics.get("epoch", 0) >= spec.train.epochs,
+                     group=configuration_id(result.config), repeats=spec.repeats)
 
 
 def diverged(result: tune.Result) -> bool:
@@ -255,15 +264,21 @@ def diverged(result: tune.Result) -> bool:
 
 
 def write_best_config(spec: SweepSpec, results: tune.ResultGrid, directory: str) -> str | None:
-    """The best trial's full train config as YAML that `medsweep train --config` accepts."""
+    """The best trial's full train config as YAML that `medsweep train --config` accepts; with
+    repeats, the best configuration's, with the spec's base seed."""
     best = best_result(spec, results)
     if best is None:
         return None
-    result, value = best
+    result, rank = best
+    if spec.repeats > 1:
+        what = (f"Best configuration of sweep {spec.name}: {spec.metric} selection score {rank.score:.4f}, "
+                f"the mean over its {spec.repeats} seeds" + ("" if rank.complete else " (not all of them finished)"))
+    else:
+        what = (f"Best trial of sweep {spec.name} ({result.path.rsplit('/', 1)[-1]}): {spec.metric} selection "
+                f"score = {rank.score:.4f}")
     text = (
-        f"# Best trial of sweep {spec.name} ({result.path.rsplit('/', 1)[-1]}): {spec.metric} selection score "
-        f"= {value:.4f}\n"
+        f"# {what}\n"
         f"# Train it again with: medsweep train --config {BEST_CONFIG_FILE} --out runs/{spec.name}-best\n"
-        + dump_yaml(trial_config(spec, result.config))
+        + dump_yaml(trial_config(spec, configuration(result.config)))
     )
     return write_sweep_file(directory, BEST_CONFIG_FILE, text)

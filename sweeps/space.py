@@ -5,7 +5,11 @@
 - ``tune_param_space(spec)``: ``ray.tune`` distributions for ``Tuner(param_space=...)`` with
   the random and grid searchers (Ray's BasicVariantGenerator; no conditional entries).
 - ``trial_config(spec, sampled)``: the full TrainConfig values of one trial, the one merge
-  rule the launcher, the trainable and ``analysis.collect`` share.
+  rule the launcher, the trainable and ``analysis.collect`` share. With ``repeats > 1`` Ray's
+  Repeater adds ``TRIAL_INDEX`` to the sampled values: it becomes the seed (``train.seed`` +
+  index) and never reaches TrainConfig. ``repeat_index`` reads it, ``configuration`` drops it
+  (the values every repeat shares: with them ``trial_config`` gives the base seed) and
+  ``configuration_id`` names the configuration.
 
 Optional builders for the launcher: ``optuna_sampler``, ``search_algorithm``,
 ``trial_scheduler``. Pass ``metric``/``mode`` to ``TuneConfig``; the scheduler is built
@@ -16,6 +20,8 @@ this module imports no Ray.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import TYPE_CHECKING, Any
 
 from medvit.config import build_config
@@ -31,6 +37,10 @@ __all__ = [
     "tune_param_space",
     "tune_domain",
     "trial_config",
+    "TRIAL_INDEX",
+    "repeat_index",
+    "configuration",
+    "configuration_id",
     "optuna_sampler",
     "search_algorithm",
     "trial_scheduler",
@@ -122,12 +132,43 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# Ray's `ray.tune.search.repeater.TRIAL_INDEX` (spelled out here: this module imports no Ray):
+# the key the Repeater adds to each repeat's config, 0 .. repeats - 1.
+TRIAL_INDEX = "__trial_index__"
+
+
+def repeat_index(sampled: dict[str, Any]) -> int | None:
+    """The repeat a trial is of its configuration; None outside a sweep with repeats."""
+    index = sampled.get(TRIAL_INDEX)
+    return None if index is None else int(index)
+
+
+def configuration(sampled: dict[str, Any]) -> dict[str, Any]:
+    """The sampled values every repeat of a configuration shares (the repeat index left out)."""
+    return {key: _plain(value) for key, value in sampled.items() if key != TRIAL_INDEX}
+
+
+def configuration_id(sampled: dict[str, Any]) -> str | None:
+    """A short name of the configuration a repeat belongs to, None outside a sweep with
+    repeats. Every repeat gets the same name, whether the config comes from Ray (the
+    launcher) or from the trial's params.json (``analysis.collect``)."""
+    if repeat_index(sampled) is None:
+        return None
+    text = json.dumps(configuration(sampled), sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
 def trial_config(spec: SweepSpec, sampled: dict[str, Any]) -> dict[str, Any]:
     """Every TrainConfig value of one trial (defaults filled in, ``None`` left out):
     ``dataset``, the fixed ``train`` values, ``select_metric`` (the sweep's metric) and the
-    sampled ones on top. A key that is not a field: ``medvit.config.ConfigError``."""
-    values = spec.trial_values({key: _plain(value) for key, value in sampled.items()})
-    return build_config(values, spec.CONFIG).model_dump(exclude_none=True)
+    sampled ones on top; a repeat's seed is ``train.seed`` plus its repeat index (the spec
+    refuses a searched seed with repeats). A key that is not a field:
+    ``medvit.config.ConfigError``."""
+    values = configuration(sampled)
+    index = repeat_index(sampled)
+    if index is not None:
+        values["seed"] = spec.train.seed + index
+    return build_config(spec.trial_values(values), spec.CONFIG).model_dump(exclude_none=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,9 +191,13 @@ def search_algorithm(spec: SweepSpec):
     With the optuna searcher give ``Tuner`` no ``param_space`` (the space lives in the
     searcher); with random/grid give it ``tune_param_space(spec)``. ``spec.max_concurrent``
     is applied here (ConcurrencyLimiter / BasicVariantGenerator's own limit): leave
-    ``TuneConfig(max_concurrent_trials=...)`` unset.
+    ``TuneConfig(max_concurrent_trials=...)`` unset. With ``spec.repeats > 1`` Optuna sits
+    inside Ray's Repeater: it proposes a configuration once, the Repeater starts it
+    ``repeats`` times (``TRIAL_INDEX`` 0, 1, ...) and tells Optuna the mean of their last
+    selection scores once all have ended.
     """
     if spec.searcher.type == "optuna":
+        from ray.tune.search import ConcurrencyLimiter, Repeater
         from ray.tune.search.optuna import OptunaSearch
 
         # A define-by-run space makes Tune skip set_search_properties, so the searcher
@@ -161,8 +206,9 @@ def search_algorithm(spec: SweepSpec):
         searcher = OptunaSearch(
             space=optuna_define_by_run(spec), metric=SCORE, mode=spec.mode, sampler=optuna_sampler(spec)
         )
-        from ray.tune.search import ConcurrencyLimiter
-
+        if spec.repeats > 1:
+            searcher = Repeater(searcher, repeat=spec.repeats, set_index=True)
+        # Outside the Repeater, so that max_concurrent counts trials, not configurations.
         return ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent)
     from ray.tune.search import BasicVariantGenerator
 

@@ -53,6 +53,7 @@ TOP_LEVEL_FIELDS = {"dataset": "dataset", "select_metric": "metric"}
 SEARCHABLE: dict[str, tuple[str, ...]] = searchable_fields(TrainConfig)
 DIST_KINDS = ("uniform", "loguniform", "int", "choice", "grid")
 STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "abfs", "abfss", "file")
+MAX_REPEATS = 10
 
 
 class SpecError(ValueError):
@@ -200,7 +201,7 @@ class SmokeSection(_Strict):
     """Overrides for ``--smoke``: a tiny version of the sweep that checks the plumbing."""
 
     epochs: Annotated[int, Field(ge=1)] = 2
-    num_samples: Annotated[int, Field(ge=1)] | None = None  # None: 2 (1 with the grid searcher)
+    num_samples: Annotated[int, Field(ge=1)] | None = None  # None: 2 configurations (1 with grid) x repeats
     batch_size: Annotated[int, Field(ge=1)] = 32
     grace_period: Annotated[int, Field(ge=1)] = 1
     subset: Annotated[int, Field(ge=1)] | None = 256
@@ -280,6 +281,9 @@ class SweepSpec(_Strict):
     searcher: Searcher = Field(default_factory=lambda: Searcher(type="optuna"))
     scheduler: Scheduler = Field(default_factory=lambda: Scheduler(type="asha"))
     num_samples: Annotated[int, Field(ge=1)] = 32
+    # Trials per sampled configuration, each with its own seed (train.seed + repeat index);
+    # the searcher sees their mean and the best configuration is chosen by it.
+    repeats: Annotated[int, Field(ge=1, le=MAX_REPEATS)] = 1
     max_concurrent: Annotated[int, Field(ge=1)] = 4
     resources: Resources = Field(default_factory=Resources)
     metric: Literal[tuple(SELECT_METRICS)] = "val_acc"
@@ -326,7 +330,28 @@ class SweepSpec(_Strict):
         if self.searcher.type != "optuna" and self.searcher.n_startup_trials is not None:
             raise _At(("searcher", "n_startup_trials"), "applies to the optuna searcher only; allowed: "
                                                         "searcher {type: optuna, n_startup_trials: N}")
+        if self.repeats > 1:
+            self._check_repeats()
         return self
+
+    def _check_repeats(self) -> None:
+        """Repeated seeds are averaged, so every repeat of a configuration must run the same
+        epochs and the searcher must be one Ray's Repeater can wrap."""
+        if self.scheduler.type != "fifo":
+            raise _At(("repeats",), f"{self.repeats} needs scheduler {{type: fifo}}, not {self.scheduler.type}: "
+                                    "ASHA would stop some seeds of a configuration and not others; "
+                                    "allowed: repeats 1, or scheduler {type: fifo}")
+        if self.searcher.type != "optuna":
+            raise _At(("repeats",), f"{self.repeats} needs the optuna searcher, not {self.searcher.type} "
+                                    "(Ray's Repeater wraps a searcher, not the random or grid generator); "
+                                    "allowed: repeats 1, or searcher {type: optuna}")
+        if "seed" in self.search:
+            raise _At(("search", "seed"), "cannot be searched when repeats > 1: each repeat's seed is "
+                                          "train.seed + its repeat index; allowed: seed fixed in train")
+        if self.num_samples % self.repeats:
+            raise _At(("num_samples",), f"{self.num_samples} is not a multiple of repeats {self.repeats} "
+                                        "(num_samples counts trials: configurations x repeats); allowed: "
+                                        f"a multiple of {self.repeats}")
 
     def _check_config(self, values: dict, loc: tuple) -> None:
         """Build the config class from `values`: its own rules, one place; a failure names the
@@ -447,8 +472,8 @@ class SweepSpec(_Strict):
     def smoke_variant(self) -> "SweepSpec":
         """A tiny copy of this sweep that checks the plumbing in minutes.
 
-        ``smoke.epochs`` epochs (2), ASHA grace 1, ``smoke.num_samples`` trials (2; 1 with the
-        grid searcher), batch size at most ``smoke.batch_size`` (32), ``smoke.subset`` images
+        ``smoke.epochs`` epochs (2), ASHA grace 1, ``smoke.num_samples`` trials (2 configurations
+        times ``repeats``; 1 with the grid searcher; rounded up to a multiple of ``repeats``), batch size at most ``smoke.batch_size`` (32), ``smoke.subset`` images
         per split (256), the first ``smoke.grid_values`` values of each grid entry (2),
         ``smoke.resources`` (1 CPU, no GPU); the searched choices (model presets included)
         stay as given. The name gains ``-smoke`` so that results never mix with the real
@@ -466,7 +491,9 @@ class SweepSpec(_Strict):
         for entry in data["search"].values():
             if "grid" in entry:
                 entry["grid"] = entry["grid"][: smoke.grid_values]
-        data["num_samples"] = smoke.num_samples or (1 if self.searcher.type == "grid" else 2)
+        # Configurations get all their repeats: the trial count is rounded up to a multiple.
+        trials = smoke.num_samples or (1 if self.searcher.type == "grid" else 2) * self.repeats
+        data["num_samples"] = math.ceil(trials / self.repeats) * self.repeats
         if smoke.max_concurrent is not None:
             data["max_concurrent"] = smoke.max_concurrent
         data["resources"] = smoke.resources.model_dump()

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from analysis.collect import collect
+from medvit.yamlio import dump_yaml, load_yaml
 from sweeps.cli import main
 from sweep_helpers import retina_spec
 
@@ -119,6 +120,11 @@ def world(tmp_path_factory, real_root) -> dict[str, str]:
     }.items():
         paths[name] = root / f"{name}.yaml"
         paths[name].write_text(text)
+    fifo = {"scheduler": {"type": "fifo"}}
+    for name, changes in {"spec_repeats_asha": {"repeats": 2}, "spec_repeats_odd": {"repeats": 2, "num_samples": 3, **fifo},
+                          "spec_repeats_many": {"repeats": 11, **fifo}}.items():
+        paths[name] = root / f"{name}.yaml"
+        paths[name].write_text(dump_yaml({**load_yaml(spec_text, name), **changes}))
 
     for name, arrays in {"npz_garbage": None, "npz_empty_train": "empty"}.items():
         folder = root / name
@@ -197,6 +203,9 @@ CASES = [
     ("sweep-spec-inf", "sweep {spec_inf}"),
     ("sweep-spec-field", "sweep {spec_field}"),
     ("sweep-num-samples", "sweep retinamnist --num-samples 0"),
+    ("sweep-repeats-asha", "sweep {spec_repeats_asha}"),
+    ("sweep-repeats-num-samples", "sweep {spec_repeats_odd}"),
+    ("sweep-repeats-too-many", "sweep {spec_repeats_many}"),
     ("sweep-name", "sweep retinamnist --name ../escape"),
     ("sweep-storage-file", "sweep retinamnist --smoke --storage {file}"),
     ("sweep-storage-under-file", "sweep retinamnist --smoke --storage {file}/deeper"),

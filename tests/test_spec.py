@@ -19,8 +19,12 @@ from medvit.config import ConfigError, TrainConfig
 from medvit.yamlio import load_yaml
 from sweeps.ranking import SCORE
 from sweeps.space import (
+    TRIAL_INDEX,
+    configuration,
+    configuration_id,
     optuna_define_by_run,
     optuna_sampler,
+    repeat_index,
     search_algorithm,
     trial_config,
     trial_scheduler,
@@ -165,6 +169,21 @@ def _metric_and_mode(metric, mode):
     return mutate
 
 
+def _repeating(repeats, extra=None):
+    """Repeats with the FIFO scheduler they need, plus one more change."""
+    def mutate(d):
+        d["repeats"], d["scheduler"] = repeats, {"type": "fifo"}
+        if extra:
+            extra(d)
+
+    return mutate
+
+
+def _random_searcher(d):
+    d["searcher"] = {"type": "random"}
+    del d["search"]["margin"]["when"]
+
+
 # (id, mutation of retinamnist.yaml, field the message must name, substring of the message
 # that says what is wrong or what is allowed)
 MALFORMED = [
@@ -236,6 +255,14 @@ MALFORMED = [
     ("log-on-a-float", _set(("search", "lr"), {"uniform": [0.1, 0.2], "log": True}), "search.lr.log", "int entries only"),
     ("empty-search", _set(("search",), {}), "search", "at least 1 item"),
     ("smoke-zero-epochs", _set(("smoke", "epochs"), 0), "smoke.epochs", "greater than or equal to 1"),
+    ("repeats-with-asha", _set(("repeats",), 2), "repeats", "needs scheduler {type: fifo}, not asha"),
+    ("repeats-above-ten", _repeating(11), "repeats", "less than or equal to 10"),
+    ("repeats-zero", _repeating(0), "repeats", "greater than or equal to 1"),
+    ("repeats-not-an-int", _repeating(1.5), "repeats", "valid integer"),
+    ("repeats-samples-not-multiple", _repeating(3), "num_samples", "64 is not a multiple of repeats 3"),
+    ("repeats-random-searcher", _repeating(2, _random_searcher), "repeats", "needs the optuna searcher, not random"),
+    ("repeats-searched-seed", _repeating(2, _set(("search", "seed"), {"choice": [0, 1]})), "search.seed",
+     "cannot be searched when repeats > 1"),
 ]
 
 
@@ -378,6 +405,20 @@ def test_smoke_variant_is_valid_and_tiny(name):
         assert smoke.search["model"].values == spec.search["model"].values
     assert set(smoke.search) == set(spec.search)
     assert (smoke.dataset, smoke.metric, smoke.mode, smoke.searcher) == (spec.dataset, spec.metric, spec.mode, spec.searcher)
+
+
+def test_repeats_default_to_one_and_round_trip():
+    assert load_spec("retinamnist").repeats == 1
+    data = _raw("retinamnist")
+    data.update(repeats=3, num_samples=12, scheduler={"type": "fifo"})
+    spec = spec_from_dict(data)
+    assert spec.repeats == 3 and parse_spec(spec.to_yaml()) == spec
+    # --smoke keeps every repeat: smoke.num_samples 2 rounds up to one configuration x 3
+    assert spec.smoke_variant().num_samples == 3
+    del data["smoke"]
+    assert spec_from_dict(data).smoke_variant().num_samples == 6  # 2 configurations x 3
+    with pytest.raises(SpecError, match=r"num_samples: 5 is not a multiple of repeats 3"):
+        spec.with_overrides(num_samples=5)
 
 
 def test_smoke_section_overrides_defaults():
@@ -567,9 +608,25 @@ def test_trial_config():
         trial_config(spec, {"epochz": 3})
 
 
+def test_a_repeat_index_becomes_the_seed_and_never_reaches_train_config():
+    data = _raw("retinamnist")
+    data.update(repeats=2, num_samples=4, scheduler={"type": "fifo"})
+    data["train"]["seed"] = 7
+    spec = spec_from_dict(data)
+    sampled = {"alpha": 0.2, "lr": 1e-3}
+    repeats = [{**sampled, TRIAL_INDEX: index} for index in (0, 1)]
+    assert [trial_config(spec, r)["seed"] for r in repeats] == [7, 8]
+    assert all(TRIAL_INDEX not in trial_config(spec, r) for r in repeats)
+    assert [repeat_index(r) for r in repeats] == [0, 1] and repeat_index(sampled) is None
+    # one configuration, named the same for both repeats, with the base seed
+    assert configuration_id(repeats[0]) == configuration_id(repeats[1]) != configuration_id({**repeats[1], "lr": 2e-3})
+    assert configuration_id(sampled) is None
+    assert trial_config(spec, configuration(repeats[1])) == trial_config(spec, sampled)
+
+
 def test_builders_follow_the_spec():
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Repeater
 
     retina = load_spec("retinamnist")
     searcher = search_algorithm(retina)
@@ -580,3 +637,8 @@ def test_builders_follow_the_spec():
     table2 = load_spec("retinamnist-table2")
     assert isinstance(search_algorithm(table2), BasicVariantGenerator)
     assert isinstance(trial_scheduler(table2), FIFOScheduler)
+    # repeats: Optuna inside Ray's Repeater, the concurrency limit outside it (it counts trials)
+    repeated = spec_from_dict({**_raw("retinamnist"), "repeats": 2, "scheduler": {"type": "fifo"}})
+    limiter = search_algorithm(repeated)
+    assert isinstance(limiter, ConcurrencyLimiter) and isinstance(limiter.searcher, Repeater)
+    assert limiter.searcher.repeat == 2 and (limiter.searcher.metric, limiter.searcher.mode) == (SCORE, "max")

@@ -24,7 +24,8 @@ def train_medvit(config: dict, data: MedMNISTData, spec: SweepSpec) -> None:
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
 
-    # Ray's trial config holds the searched values only; the spec supplies the rest.
+    # Ray's trial config holds the searched values only (with repeats also the repeat index,
+    # which trial_config turns into the seed); the spec supplies the rest.
     train_config = build_config(trial_config(spec, config))
     if train_config.subset is not None:
         data = data.subset(train_config.subset, seed=train_config.seed)
