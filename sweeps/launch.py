@@ -11,6 +11,7 @@ that cannot be written, an address where nothing listens, a folder that is not a
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import socket
@@ -87,15 +88,29 @@ def connect(address: str | None) -> None:
     # Keeping one checkpoint per trial makes Tune snapshot its state after every epoch, by
     # design; its warning about that would repeat all through the sweep's output.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # The sweep lists its loggers itself (trainables.tensorboard.sweep_loggers), resumed
-    # sweeps included: Ray's defaults would add a second TensorBoard logger.
-    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     if ray.is_initialized():
         return
     try:
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
     except ConnectionError as exc:
         raise SweepError(f"address: no Ray cluster at {address!r} ({first_line(exc)})") from None
+
+
+@contextlib.contextmanager
+def own_loggers_only():
+    """While a sweep runs (or resumes), Ray adds none of its default loggers: the sweep lists
+    its own (trainables.tensorboard.sweep_loggers), and Ray's would write a second TensorBoard
+    file. Set for the fit only, so other Tune runs in the same process keep Ray's defaults."""
+    key = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+    before = os.environ.get(key)
+    os.environ[key] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[key]
+        else:
+            os.environ[key] = before
 
 
 def load_sweep_data(spec: SweepSpec, data_root: str | None) -> MedMNISTData:
@@ -139,7 +154,8 @@ def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None
         ),
     )
     save_spec(spec)
-    results = tuner.fit()
+    with own_loggers_only():
+        results = tuner.fit()
     write_best_config(spec, results, sweep_dir(spec))
     return results
 
@@ -169,7 +185,8 @@ def resume_sweep(
     except Exception as exc:  # Ray's own state (pickles) did not load: nothing has run yet
         raise SweepError(f"sweep_dir: {directory}: Ray cannot restore this sweep ({type(exc).__name__}: "
                          f"{first_line(exc)})") from None
-    results = tuner.fit()
+    with own_loggers_only():
+        results = tuner.fit()
     write_best_config(spec, results, directory)
     return spec, results
 

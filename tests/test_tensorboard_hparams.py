@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 
 import pytest
 import ray
@@ -16,7 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import metadata
 
 from sweeps.spec import load_spec
-from sweeps.launch import connect
+from sweeps.launch import own_loggers_only
 from trainables.tensorboard import sweep_loggers
 
 pytestmark = pytest.mark.slow  # starts Ray
@@ -42,10 +43,9 @@ def run(tmp_path_factory):
             tune.report({"epoch": epoch, "val_acc": 0.5 + config["alpha"]})
 
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    connect(None)  # the launcher's environment for Tune (Ray is up already: it only sets that)
     printed = io.StringIO()
     try:
-        with contextlib.redirect_stdout(printed):
+        with contextlib.redirect_stdout(printed), own_loggers_only():
             tune.Tuner(
                 fake_trial,
                 param_space={"alpha": tune.grid_search([0.0, 0.2, 0.4]), "epochs": EPOCHS},
@@ -93,3 +93,7 @@ def test_one_tensorboard_file_per_trial_and_no_hint_from_ray(run):
     for trial in (p for p in sweep.iterdir() if p.is_dir()):
         assert len(list(trial.glob("events.out.tfevents.*"))) == 1, trial.name
         assert (trial / "result.json").is_file() and (trial / "progress.csv").is_file()
+
+
+def test_ray_keeps_its_default_loggers_outside_a_sweep(run):
+    assert "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS" not in os.environ
