@@ -14,14 +14,22 @@ spec's metric), with the gap to FIFO's best.
     .venv/bin/python benchmarks/bench_sweep_efficiency.py --quick      # minutes: 6 trials x 4 epochs, 256 images
     .venv/bin/python benchmarks/bench_sweep_efficiency.py              # the spec as it is, 3 seeds (hours on 2 CPUs)
 
-Options override the spec: ``--trials``, ``--epochs``, ``--grace``, ``--reduction``,
-``--subset``, ``--seeds 0,1,2``, ``--max-concurrent``. Targets (issue 10): ASHA spends at
-most 35% of FIFO's trial-epochs and reaches a best within 0.01 of FIFO's.
+Options override the spec: ``--trials``, ``--epochs``, ``--asha 4x2,2x3`` (one TPE + ASHA
+sweep per grace period x reduction factor, each against the same FIFO run; default: the
+spec's), ``--subset``, ``--seeds 0,1,2``, ``--max-concurrent``. Targets (issue 10): ASHA
+spends at most 35% of FIFO's trial-epochs and reaches a best within 0.01 of FIFO's.
+
+It also replays successive halving on FIFO's recorded curves for a grid of settings (the
+same random configurations, every rung decided with all trials' values at hand): that
+isolates the scheduler from the searcher and from the order trials happen to finish in, so it
+is the cheap way to choose a spec's defaults; the real asynchronous runs above say what they
+cost in practice (early trials are promoted on the few values recorded so far).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import sys
@@ -33,13 +41,15 @@ import ray
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sweep import timed_sweep  # noqa: E402  (beside this file)
 
-from sweeps.ranking import trial_best  # noqa: E402
+from sweeps.ranking import SCORE, trial_best  # noqa: E402
 from sweeps.spec import load_spec, spec_from_dict  # noqa: E402
 
-QUICK = {"trials": 6, "epochs": 4, "grace": 1, "reduction": 2, "subset": 256}
+QUICK = {"trials": 6, "epochs": 4, "asha": "1x2", "subset": 256}
+# The grid the replay tries: grace periods x reduction factors.
+REPLAY_GRID = ((1, 2, 4, 8), (2, 3, 4))
 
 
-def make_spec(base: dict, storage: str, name: str, seed: int, asha: bool, args) -> object:
+def make_spec(base: dict, storage: str, name: str, seed: int, asha: tuple[int, int] | None, args) -> object:
     data = {**base, "name": name, "storage": storage, "max_concurrent": args.max_concurrent,
             "resources": {"cpu": 1, "gpu": 0}}
     data["train"] = {**base["train"]}
@@ -50,14 +60,7 @@ def make_spec(base: dict, storage: str, name: str, seed: int, asha: bool, args) 
     if args.subset:
         data["train"]["subset"] = args.subset
     if asha:
-        scheduler = {key: value for key, value in base["scheduler"].items() if key != "max_t"}
-        if base["scheduler"]["type"] != "asha":
-            scheduler = {"type": "asha"}
-        if args.grace:
-            scheduler["grace_period"] = args.grace
-        if args.reduction:
-            scheduler["reduction_factor"] = args.reduction
-        data["scheduler"] = scheduler
+        data["scheduler"] = {"type": "asha", "grace_period": asha[0], "reduction_factor": asha[1]}
         data["searcher"] = {"type": "optuna", "seed": seed}
     else:
         data["scheduler"] = {"type": "fifo"}
@@ -65,6 +68,60 @@ def make_spec(base: dict, storage: str, name: str, seed: int, asha: bool, args) 
         # spec's conditional entries (which Ray's own random searcher refuses) still work.
         data["searcher"] = {"type": "optuna", "seed": seed, "n_startup_trials": data["num_samples"]}
     return spec_from_dict(data, f"bench {name}")
+
+
+def asha_settings(text: str | None, base: dict) -> list[tuple[int, int]]:
+    """``--asha 4x2,2x3`` as [(grace, reduction), ...]; the spec's own ASHA when not given."""
+    if not text:
+        scheduler = base["scheduler"] if base["scheduler"]["type"] == "asha" else {}
+        return [(scheduler.get("grace_period", 1), scheduler.get("reduction_factor", 4))]
+    try:
+        return [tuple(int(part) for part in item.split("x")) for item in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"--asha: {text!r}; allowed: GRACExREDUCTION[,...], e.g. 4x2,2x3") from None
+
+
+def replay_asha(curves: list[list[float]], grace: int, reduction: int, mode: str) -> tuple[int, float]:
+    """Successive halving on recorded per-epoch scores (one list per trial, every trial run to
+    the end): at each rung grace * reduction^k the trials below the (1 - 1/reduction) quantile
+    of that rung's values stop, as Ray's ASHA decides once all values are in. Returns the
+    trial-epochs spent and the best score over the epochs each trial got to run."""
+    sign = 1.0 if mode == "max" else -1.0
+    epochs = len(curves[0])
+    stop_at = [epochs] * len(curves)
+    alive = list(range(len(curves)))
+    rung = grace
+    while rung < epochs and len(alive) > 1:
+        values = sorted(sign * curves[i][rung - 1] for i in alive)
+        cutoff = values[int(len(values) * (1 - 1 / reduction))] if len(values) > 1 else values[0]
+        for i in [i for i in alive if sign * curves[i][rung - 1] < cutoff]:
+            stop_at[i] = rung
+            alive.remove(i)
+        rung *= reduction
+    best = max(sign * v for curve, stop in zip(curves, stop_at) for v in curve[:stop])
+    return sum(stop_at), sign * best
+
+
+def print_replay(fifo_runs: list[tuple[int, object, list]]) -> None:
+    """The replay table: every grid setting, mean over seeds of its share and gap."""
+    print("\nSuccessive halving replayed on FIFO's curves (the same random configurations), mean over "
+          f"{len(fifo_runs)} seeds:\n")
+    print("| grace | reduction | trial-epochs vs FIFO | best - FIFO's | worst seed |")
+    print("|---:|---:|---:|---:|---:|")
+    for grace, reduction in itertools.product(*REPLAY_GRID):
+        shares, gaps = [], []
+        for _, spec, trials in fifo_runs:
+            curves = [[line[SCORE] for line in lines] for _, lines in trials
+                      if lines and all(SCORE in line for line in lines)]
+            if not curves or grace >= len(curves[0]):
+                continue
+            spent, best = replay_asha(curves, grace, reduction, spec.mode)
+            fifo_best = replay_asha(curves, len(curves[0]), reduction, spec.mode)[1]
+            shares.append(spent / sum(len(c) for c in curves))
+            gaps.append(best - fifo_best)
+        if shares:
+            print(f"| {grace} | {reduction} | {statistics.mean(shares):.0%} | {statistics.mean(gaps):+.4f} | "
+                  f"{min(gaps):+.4f} |")
 
 
 def summarise(spec, wall: float, trials: list) -> dict:
@@ -82,8 +139,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--trials", type=int)
     parser.add_argument("--epochs", type=int)
-    parser.add_argument("--grace", type=int)
-    parser.add_argument("--reduction", type=int)
+    parser.add_argument("--asha", help="grace x reduction settings, e.g. 4x2,2x3 (default: the spec's)")
     parser.add_argument("--subset", type=int)
     parser.add_argument("--max-concurrent", type=int, default=2)
     parser.add_argument("--data-root", default=None)
@@ -94,37 +150,44 @@ def main() -> None:
                 setattr(args, key, value)
 
     base = load_spec(args.spec).to_dict()
+    settings = asha_settings(args.asha, base)
     storage = tempfile.mkdtemp(prefix="bench-sweep-efficiency-")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    rows = []
+    rows, fifo_runs = [], []
     for seed in (int(s) for s in args.seeds.split(",")):
-        for label, asha in (("random + FIFO", False), ("TPE + ASHA", True)):
-            spec = make_spec(base, storage, f"{'asha' if asha else 'fifo'}-{seed}", seed, asha, args)
+        fifo = None
+        for asha in (None, *settings):
+            label = f"TPE + ASHA {asha[0]}x{asha[1]}" if asha else "random + FIFO"
+            name = f"asha{asha[0]}x{asha[1]}-{seed}" if asha else f"fifo-{seed}"
+            spec = make_spec(base, storage, name, seed, asha, args)
             wall, trials = timed_sweep(spec, args.data_root)
-            rows.append((seed, label, spec, summarise(spec, wall, trials)))
-            print(f"seed {seed} {label}: {rows[-1][3]}", flush=True)  # partial results survive a stop
+            summary = summarise(spec, wall, trials)
+            if asha is None:
+                fifo = summary
+                fifo_runs.append((seed, spec, trials))
+            rows.append((seed, label, spec, summary, fifo))
+            print(f"seed {seed} {label}: {summary}", flush=True)  # partial results survive a stop
     ray.shutdown()
 
     fifo_spec = rows[0][2]
-    asha_spec = rows[1][2]
     print(f"\n{args.spec}: {fifo_spec.num_samples} trials x {fifo_spec.train.epochs} epochs, "
-          f"subset {fifo_spec.train.subset or 'all'}, ASHA grace {asha_spec.scheduler.grace_period} "
-          f"reduction {asha_spec.scheduler.reduction_factor}, {args.max_concurrent} concurrent, "
-          f"{os.cpu_count()} CPUs; metric {fifo_spec.metric} ({fifo_spec.mode})\n")
+          f"subset {fifo_spec.train.subset or 'all'}, {args.max_concurrent} concurrent, "
+          f"{os.cpu_count()} CPUs; metric {fifo_spec.metric} ({fifo_spec.mode}), ranked on {SCORE}\n")
     print("| seed | sweep | trial-epochs | vs FIFO | best selection value | best - FIFO's | wall s |")
     print("|---:|---|---:|---:|---:|---:|---:|")
-    shares, gaps = [], []
-    for i, (seed, label, _, r) in enumerate(rows):
-        fifo = rows[i - i % 2][3]  # each seed runs FIFO first, then ASHA
+    by_setting: dict[str, list[tuple[float, float]]] = {}
+    for seed, label, _, r, fifo in rows:
         share = r["trial_epochs"] / fifo["trial_epochs"]
         gap = r["best"] - fifo["best"]
-        if label == "TPE + ASHA":
-            shares.append(share)
-            gaps.append(gap)
+        if label != "random + FIFO":
+            by_setting.setdefault(label, []).append((share, gap))
         print(f"| {seed} | {label} | {r['trial_epochs']} | {share:.0%} | {r['best']:.4f} | {gap:+.4f} | {r['wall']:.0f} |")
-    print(f"\nTPE + ASHA over {len(shares)} seeds: {statistics.mean(shares):.0%} of FIFO's trial-epochs "
-          f"(target <= 35%), best {statistics.mean(gaps):+.4f} vs FIFO's on average "
-          f"(target >= -0.01), worst seed {min(gaps):+.4f}")
+    for label, values in by_setting.items():
+        shares, gaps = zip(*values)
+        print(f"\n{label} over {len(shares)} seeds: {statistics.mean(shares):.0%} of FIFO's trial-epochs "
+              f"(target <= 35%), best {statistics.mean(gaps):+.4f} vs FIFO's on average "
+              f"(target >= -0.01), worst seed {min(gaps):+.4f}")
+    print_replay(fifo_runs)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,53 @@
+"""The sweep-efficiency benchmark's replay of successive halving on recorded curves: the
+tool that chooses the packaged specs' ASHA defaults must stop what ASHA would stop."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_sweep_efficiency.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_sweep_efficiency", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CURVES = [  # four trials, four epochs each
+    [0.1, 0.2, 0.3, 0.4],
+    [0.5, 0.5, 0.5, 0.5],
+    [0.4, 0.6, 0.7, 0.9],
+    [0.3, 0.1, 0.1, 0.1],
+]
+
+
+def test_halving_keeps_the_top_half_at_each_rung(bench):
+    # rung 1: trials 1 (0.5) and 2 (0.4) go on; rung 2: trial 2 (0.6) beats trial 1 (0.5)
+    spent, best = bench.replay_asha(CURVES, grace=1, reduction=2, mode="max")
+    assert spent == 1 + 2 + 4 + 1 and best == 0.9
+
+
+def test_a_stopped_trial_keeps_the_best_it_reached(bench):
+    curves = [[0.9, 0.1, 0.1, 0.1], [0.2, 0.3, 0.4, 0.5], [0.1, 0.2, 0.3, 0.4], [0.0, 0.0, 0.0, 0.0]]
+    spent, best = bench.replay_asha(curves, grace=2, reduction=2, mode="max")
+    assert spent == 2 + 4 + 4 + 2 and best == 0.9  # trial 0 stopped at epoch 2 with 0.9 already seen
+
+
+def test_min_mode_and_no_rung_inside_the_budget(bench):
+    losses = [[1 - v for v in curve] for curve in CURVES]
+    assert bench.replay_asha(losses, grace=1, reduction=2, mode="min") == (8, pytest.approx(0.1))
+    assert bench.replay_asha(CURVES, grace=4, reduction=2, mode="max") == (16, 0.9)  # FIFO
+
+
+def test_asha_settings_parse_and_refuse(bench):
+    assert bench.asha_settings("4x2,2x3", {}) == [(4, 2), (2, 3)]
+    spec = {"scheduler": {"type": "asha", "grace_period": 4, "reduction_factor": 2}}
+    assert bench.asha_settings(None, spec) == [(4, 2)]
+    with pytest.raises(SystemExit, match="--asha"):
+        bench.asha_settings("four", spec)
