@@ -12,30 +12,24 @@ Exactness of the augmentation itself (off is identity, flips, integer shifts) is
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from torchvision import transforms as T
 
+from conftest import load_benchmark
 from medvit.augment import AUGMENT_PRESETS
 from medvit.models import create_model
 from medvit.train import normalise
 
-BENCH_EPOCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_epoch.py"
 MODELS = ("medvit_28_tiny", "resnet18_28")
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible: the GPU path cannot run here")
 
 
 @pytest.fixture(scope="module")
 def bench_epoch():
-    spec = importlib.util.spec_from_file_location("bench_epoch", BENCH_EPOCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_epoch")
 
 
 def _steps(transform: T.Compose, kind: type) -> list:

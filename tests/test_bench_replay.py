@@ -3,20 +3,14 @@ tool that chooses the packaged specs' ASHA defaults must stop what ASHA would st
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_sweep_efficiency.py"
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_sweep_efficiency", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_sweep_efficiency")
 
 
 CURVES = [  # four trials, four epochs each
