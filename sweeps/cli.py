@@ -278,7 +278,10 @@ STATUS_COLUMNS = ("trial_id", "stop_reason", "epochs_run", "best_epoch", "best_v
 
 
 def run_status_command(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from analysis.collect import read_sweep
+    from analysis.tables import rank_trials
 
     try:
         table = read_sweep(absolute(args.sweep_dir)).to_pandas()
@@ -288,9 +291,18 @@ def run_status_command(args: argparse.Namespace) -> int:
         print(f"{args.sweep_dir}: no trials yet")
         return 0
     metric, mode = table["metric"].iloc[0], table["mode"].iloc[0]
-    table = table.sort_values("best_value", ascending=mode == "min", na_position="last")
-    print(f"{len(table)} trials; best {metric} ({mode}) first")
-    print(table[list(STATUS_COLUMNS)].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    # The one ranking rule (best_config.yaml's); trials it cannot rank yet (running, errored) last.
+    ranked = rank_trials(table)
+    table = pd.concat([ranked, table.drop(ranked.index)])
+    columns = list(STATUS_COLUMNS)
+    repeats = int(table["repeats"].max()) if table["repeats"].notna().any() else 1
+    order = f"best {metric} ({mode}) first"
+    if repeats > 1:
+        table["config_mean"] = table.groupby("config_group")["best_value"].transform("mean")
+        columns[columns.index("best_value") + 1:0] = ["seed", "config_mean"]
+        order = f"configurations by their mean {metric} over {repeats} seeds ({mode}), best first"
+    print(f"{len(table)} trials; {order}")
+    print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0
 
 

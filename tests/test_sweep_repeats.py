@@ -13,6 +13,7 @@ import ray
 from analysis.collect import collect, read_results
 from analysis.tables import TRAIN_CONFIG_KEYS, best_config, rank_trials
 from medvit.config import load_config_file
+from sweeps.cli import main
 from sweeps.launch import run_sweep, sweep_dir
 from sweeps.ranking import SCORE
 from sweeps.space import TRIAL_INDEX, configuration
@@ -95,3 +96,14 @@ def test_best_config_and_the_analysis_name_the_best_mean(repeated_sweep):
     assert ranked["config_group"].iloc[1] == first["config_group"]  # its other repeat comes next
     assert {key: best_config(first)[key] for key in TRAIN_CONFIG_KEYS if key in written} == \
         {key: written[key] for key in TRAIN_CONFIG_KEYS if key in written}
+
+
+def test_status_lists_configurations_by_their_mean(repeated_sweep, capsys):
+    _, directory, table = repeated_sweep
+    assert main(["status", str(directory)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "4 trials; configurations by their mean val_acc over 2 seeds (max), best first"
+    assert lines[1].split()[:7] == ["trial_id", "stop_reason", "epochs_run", "best_epoch", "best_value", "seed",
+                                    "config_mean"]
+    listed = [line.split()[0] for line in lines[2:]]
+    assert listed == rank_trials(table)["trial_id"].tolist()
