@@ -26,7 +26,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 import yaml
@@ -41,8 +41,11 @@ from analysis.tables import (
     TableOut,
     best_config,
     best_trials,
+    family_label,
     load_confirm_frame,
     load_results_frame,
+    model_families,
+    model_family,
     ours_test_metrics,
     write_tables,
 )
@@ -413,27 +416,17 @@ def _headline(df: pd.DataFrame, conf: pd.DataFrame | None, ensembles: Sequence[E
         rows.append([Cell(dataset), Cell(result), Cell(MISSING if v is None else f"{v:.3f}")]
                     + [Cell(tests.get(m, MISSING)) for m in metrics])
 
-    for _, w in best_trials(df).iterrows():
-        ds = str(w["dataset"]).lower()
+    # One winner per dataset and model family (MedViT first): a baseline sweep beside the
+    # MedViT one gets its own row, its own confirmation and its own gap.
+    families = model_families(df["model"])
+    winners = pd.concat([best_trials(df, family=fam) for fam in families])
+    for ds in sorted(winners["dataset"].str.lower().unique()):
         name = ref.display_name(ds)
-        selected = str(w["metric"]).removeprefix("val_")  # the test metric the selection aims at
-        add(name, f"Best trial {w['trial_id']} ({w['model']}{_alpha_text(w['alpha'])}), selected on "
-                  f"{w['metric']}: one test run", w["best_value"],
-            {m: format_pm(float_or_none(w[f"test_{m}"])) for m in metrics})
-        confirmed = ours[(ours["trial_id"] == w["trial_id"]) & (ours["source"] == "confirm")]
-        if confirmed.empty:
-            gaps.append(f"{name}: the winner's-curse gap needs the best configuration re-trained with fresh "
-                        f"seeds (medsweep confirm SWEEP_DIR), then this report with --confirm.")
-        else:
-            c = confirmed.iloc[0]
-            add(name, f"Best configuration re-trained: mean ± std over {c['n']} seeds", None,
-                {m: format_pm(float_or_none(c[f"{m}_mean"]), float_or_none(c[f"{m}_std"])) for m in metrics})
-            test = float_or_none(c.get(f"{selected}_mean"))
-            if selected in _TEST_METRICS and test is not None:
-                gaps.append(f"{name}: winner's-curse gap {w['best_value'] - test:+.3f} = the winner's validation "
-                            f"{w['metric']} {w['best_value']:.3f} minus its confirmed test {selected.upper()} "
-                            f"{test:.3f} ({c['n']} seeds): how much picking the best of many noisy validation "
-                            "scores flatters it.")
+        for _, w in winners[winners["dataset"].str.lower() == ds].iterrows():
+            selected = str(w["metric"]).removeprefix("val_")  # the test metric the selection aims at
+            _add_winner(add, gaps, name, w, selected, ours, metrics, several=len(families) > 1)
+        w = winners[winners["dataset"].str.lower() == ds].iloc[0]
+        selected = str(w["metric"]).removeprefix("val_")
         for e in (e for e in ensembles if e.dataset == ds):
             aim = (e.metric or w["metric"]).removeprefix("val_")
             of = f" of {e.candidates}" if e.candidates else ""
@@ -453,6 +446,31 @@ def _headline(df: pd.DataFrame, conf: pd.DataFrame | None, ensembles: Sequence[E
     if sources:
         notes.append("Anchors: other people's or earlier results on the same test split, for scale. " + " ".join(sources))
     return TableOut("headline", "Headline", header, rows, notes), gaps
+
+
+def _add_winner(add: Callable, gaps: list[str], name: str, w: pd.Series, selected: str, ours: pd.DataFrame,
+                metrics: Sequence[str], several: bool) -> None:
+    """A best trial's headline rows (one test run; its configuration re-trained, when
+    confirmed) and its winner's-curse gap."""
+    best = f"Best {family_label(model_family(w['model']))} trial" if several else "Best trial"
+    add(name, f"{best} {w['trial_id']} ({w['model']}{_alpha_text(w['alpha'])}), selected on "
+              f"{w['metric']}: one test run", w["best_value"],
+        {m: format_pm(float_or_none(w[f"test_{m}"])) for m in metrics})
+    confirmed = ours[(ours["trial_id"] == w["trial_id"]) & (ours["source"] == "confirm")]
+    what = f"{name} {w['model']}" if several else name
+    if confirmed.empty:
+        gaps.append(f"{what}: the winner's-curse gap needs the best configuration re-trained with fresh "
+                    f"seeds (medsweep confirm SWEEP_DIR), then this report with --confirm.")
+        return
+    c = confirmed.iloc[0]
+    add(name, f"Best configuration re-trained: mean ± std over {c['n']} seeds", None,
+        {m: format_pm(float_or_none(c[f"{m}_mean"]), float_or_none(c[f"{m}_std"])) for m in metrics})
+    test = float_or_none(c.get(f"{selected}_mean"))
+    if selected in _TEST_METRICS and test is not None:
+        gaps.append(f"{what}: winner's-curse gap {w['best_value'] - test:+.3f} = the winner's validation "
+                    f"{w['metric']} {w['best_value']:.3f} minus its confirmed test {selected.upper()} "
+                    f"{test:.3f} ({c['n']} seeds): how much picking the best of many noisy validation "
+                    "scores flatters it.")
 
 
 def _ensemble_tables(e: Ensemble, df: pd.DataFrame) -> tuple[TableOut, TableOut]:

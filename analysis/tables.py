@@ -40,6 +40,7 @@ __all__ = [
     "load_results_frame",
     "load_confirm_frame",
     "model_family",
+    "model_families",
     "family_label",
     "selection_metric",
     "rank_trials",
@@ -213,6 +214,11 @@ def model_family(model: Any) -> str:
     return m or "unknown"
 
 
+def model_families(models: Any) -> list[str]:
+    """The families of these model names, MedViT first (the method; the others are baselines)."""
+    return sorted({model_family(m) for m in models}, key=lambda f: (f != "medvit", f))
+
+
 def family_label(family: str) -> str:
     return {"medvit": "MedViT", "resnet": "ResNet"}.get(family, family)
 
@@ -347,7 +353,7 @@ def ours_test_metrics(results: Any, confirm: Any = None) -> pd.DataFrame:
     """
     df = load_results_frame(results)
     conf = load_confirm_frame(confirm)
-    fams = sorted({model_family(m) for m in df["model"]}, key=lambda f: (f != "medvit", f))
+    fams = model_families(df["model"])
     rows = []
     for fam in fams:
         bt = best_trials(df, family=fam)

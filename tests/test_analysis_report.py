@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -203,6 +204,26 @@ def test_headline_first_with_confirmed_ensemble_gap_and_anchors(hand_report):
     gap = 0.6167 - acc.mean()
     assert f"winner's-curse gap {gap:+.3f} = the winner's validation val_acc 0.617 minus its confirmed test ACC" in head
     assert f"validation ACC 0.650 minus test 0.552 = {0.65 - 0.5525:+.3f}" in head
+
+
+def test_headline_has_a_winner_and_a_gap_per_model_family(tmp_path):
+    # a ResNet baseline sweep beside the MedViT one, its winner ahead on validation
+    df = retina_results()
+    resnet = df[df["trial_id"] == BEST].assign(trial_id="b4se1ine", model="resnet18_28", sweep="retina-resnet18",
+                                               best_value=0.63, test_acc=0.51)
+    confirm = pd.concat([retina_confirm(), retina_confirm().query("label == 'best'").assign(
+        label="best resnet", test_acc=[0.50, 0.51, 0.52])])
+    _, md_path = write_report(pd.concat([df, resnet]), tmp_path, confirm_parquet=confirm)
+    md = md_path.read_text()
+    head = md[md.index("## Headline"):md.index("## What was swept")]
+    rows = [r for r in head.splitlines() if r.startswith("| RetinaMNIST")]
+    assert rows[0].startswith(f"| RetinaMNIST | Best MedViT trial {BEST} (medvit_28_small")  # the method first
+    assert "over 3 seeds" in rows[1]
+    assert rows[2].startswith("| RetinaMNIST | Best ResNet trial b4se1ine (resnet18_28") and "| 0.630 | 0.510 |" in rows[2]
+    assert "over 3 seeds" in rows[3] and "| 0.510 ± 0.010 |" in rows[3]
+    medvit_gap = 0.6167 - retina_confirm().query("label == 'best'")["test_acc"].mean()
+    assert f"RetinaMNIST medvit_28_small: winner's-curse gap {medvit_gap:+.3f}" in head
+    assert f"RetinaMNIST resnet18_28: winner's-curse gap {0.63 - 0.51:+.3f}" in head
 
 
 def test_ensemble_section(hand_report):
