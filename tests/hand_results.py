@@ -1,6 +1,6 @@
 """Hand-built results tables for the report and figure tests that need no Ray sweep.
 
-``retina_results()`` mirrors the shipped example (reports/retinamnist-cpu): 12 RetinaMNIST
+``retina_results()`` has the shape of a ``retinamnist-cpu`` sweep (``make run``): 12 RetinaMNIST
 trials of one sweep, alpha on the 0.1 grid, margin sampled continuously, two MedViT depths,
 three augmentation presets, ASHA stops, only the best trial evaluated on test, checkpoints
 under an absolute sweep folder of "another machine". ``retina_ensemble()`` is an
