@@ -28,7 +28,7 @@ import torch
 
 from analysis.collect import _write_atomic, read_results
 from analysis.schema import TEST_COLUMNS
-from analysis.tables import best_trials, model_family
+from analysis.tables import best_trials, model_families, model_family
 
 __all__ = ["DEVICES", "evaluate_best", "evaluate_checkpoint", "load_checkpoint", "load_eval_data", "split_metrics",
            "trials_to_evaluate"]
@@ -93,7 +93,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_root: str | os.PathL
 def trials_to_evaluate(results) -> pd.DataFrame:
     """Rows to evaluate: the best trial of each (dataset, model family) by validation metric."""
     df = results if isinstance(results, pd.DataFrame) else results.to_pandas()
-    families = sorted({model_family(m) for m in df["model"]})
+    families = model_families(df["model"])
     picks = [best_trials(df, family=fam) for fam in families]
     picks = [p for p in picks if not p.empty]
     if not picks:
