@@ -233,29 +233,38 @@ def _sharp(images: torch.Tensor, cfg: AugmentConfig, u: torch.Tensor) -> torch.T
     ``u``: (B, 9) uniforms; columns 4 (hflip) and 5-8 (shift x, shift y, vflip, rot90) are used.
     The output is the input shifted, then mirrored left-right, then top-bottom, then turned
     counter-clockwise by k quarter turns (k = 1, 2 or 3, equally likely, when rot90 fires;
-    square images only). Below, each step maps an output pixel back to where it comes from.
+    square images only). Every such map sends output pixel (r, c) to source row
+    ``ar*r + ac*c + a0`` and column ``br*r + bc*c + b0`` with coefficients in {-1, 0, 1}: the
+    steps below compose them per sample (B numbers each), so the (B, H, W) index map costs one
+    multiply-add over the batch, not one pass per knob.
     """
     b, _, h, w = images.shape
     device = images.device
-    rows = torch.arange(h, device=device).view(1, h, 1).expand(b, h, w)
-    cols = torch.arange(w, device=device).view(1, 1, w).expand(b, h, w)
+    # (ar, ac, a0, br, bc, b0) per number of quarter turns k: k = 0 the identity, k = 1 reads
+    # (c, h-1-r), k = 2 (h-1-r, w-1-c), k = 3 (w-1-c, r)
+    turns = torch.tensor([[1, 0, 0, 0, 1, 0], [0, 1, 0, -1, 0, h - 1], [-1, 0, h - 1, 0, -1, w - 1],
+                          [0, -1, w - 1, 1, 0, 0]], device=device)
+    k = torch.zeros(b, dtype=torch.long, device=device)
     if cfg.rot90 > 0 and h == w:
-        turns = torch.where(u[:, 8] < cfg.rot90, 1 + (3 * u[:, 8] / cfg.rot90).long().clamp_max(2), 0)
-        k = turns.view(b, 1, 1)
-        rows, cols = (
-            torch.where(k == 1, cols, torch.where(k == 2, h - 1 - rows, torch.where(k == 3, w - 1 - cols, rows))),
-            torch.where(k == 1, h - 1 - rows, torch.where(k == 2, w - 1 - cols, torch.where(k == 3, rows, cols))),
-        )
+        k = torch.where(u[:, 8] < cfg.rot90, 1 + (3 * u[:, 8] / cfg.rot90).long().clamp_max(2), 0)
+    ar, ac, a0, br, bc, b0 = turns[k].unbind(1)  # source row = ar*r + ac*c + a0, column = br*r + bc*c + b0
     if cfg.vflip > 0:
-        rows = torch.where((u[:, 7] < cfg.vflip).view(b, 1, 1), h - 1 - rows, rows)
+        flip = u[:, 7] < cfg.vflip
+        ar, ac, a0 = torch.where(flip, -ar, ar), torch.where(flip, -ac, ac), torch.where(flip, h - 1 - a0, a0)
     if cfg.hflip > 0:
-        cols = torch.where((u[:, 4] < cfg.hflip).view(b, 1, 1), w - 1 - cols, cols)
+        flip = u[:, 4] < cfg.hflip
+        br, bc, b0 = torch.where(flip, -br, br), torch.where(flip, -bc, bc), torch.where(flip, w - 1 - b0, b0)
     pad = int(cfg.shift)
     source = images
     if pad > 0:
         # reflect-pad, then read the window moved by (dy, dx) whole pixels in [-pad, pad]
         source = F.pad(images, (pad,) * 4, mode="reflect")
-        rows = rows + (u[:, 6] * (2 * pad + 1)).long().clamp_max(2 * pad).view(b, 1, 1)
-        cols = cols + (u[:, 5] * (2 * pad + 1)).long().clamp_max(2 * pad).view(b, 1, 1)
-    flat = (rows * source.shape[-1] + cols).view(b, 1, h * w).expand(b, source.shape[1], h * w)
+        a0 = a0 + (u[:, 6] * (2 * pad + 1)).long().clamp_max(2 * pad)
+        b0 = b0 + (u[:, 5] * (2 * pad + 1)).long().clamp_max(2 * pad)
+    width = source.shape[-1]
+    per_row, per_col, offset = ((ar * width + br).view(b, 1, 1), (ac * width + bc).view(b, 1, 1),
+                                (a0 * width + b0).view(b, 1, 1))
+    rows = torch.arange(h, device=device).view(1, h, 1)
+    cols = torch.arange(w, device=device).view(1, 1, w)
+    flat = (per_row * rows + per_col * cols + offset).view(b, 1, h * w).expand(b, source.shape[1], h * w)
     return torch.gather(source.flatten(2), 2, flat).view(b, -1, h, w)
