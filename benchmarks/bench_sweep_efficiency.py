@@ -18,8 +18,11 @@ Options override the spec: ``--trials``, ``--epochs``, ``--asha 4x2,2x3`` (one T
 sweep per grace period x reduction factor, each against the same FIFO run; default: the
 spec's), ``--subset``, ``--seeds 0,1,2``, ``--max-concurrent``. Targets (issue 10): ASHA
 spends at most 35% of FIFO's trial-epochs and reaches a best within 0.01 of FIFO's.
+``--rung-metric val_auc`` makes ASHA compare one epoch's validation AUC at its rungs instead of
+the spec's ``scheduler.rung_metric`` (the searcher and the best value stay on the selection score).
 
-It also replays successive halving on FIFO's recorded curves for a grid of settings (the
+It also replays successive halving on FIFO's recorded curves for a grid of settings and rung
+metrics (the selection score, ``val_auc`` and ``--rung-metric``) (the
 same random configurations, every rung decided with all trials' values at hand): that
 isolates the scheduler from the searcher and from the order trials happen to finish in, so it
 is the cheap way to choose a spec's defaults; the real asynchronous runs above say what they
@@ -41,6 +44,7 @@ import ray
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sweep import timed_sweep  # noqa: E402  (beside this file)
 
+from medvit.config import SELECT_METRICS  # noqa: E402
 from sweeps.ranking import SCORE, trial_best  # noqa: E402
 from sweeps.spec import load_spec, spec_from_dict  # noqa: E402
 
@@ -60,7 +64,8 @@ def make_spec(base: dict, storage: str, name: str, seed: int, asha: tuple[int, i
     if args.subset:
         data["train"]["subset"] = args.subset
     if asha:
-        data["scheduler"] = {"type": "asha", "grace_period": asha[0], "reduction_factor": asha[1]}
+        data["scheduler"] = {"type": "asha", "grace_period": asha[0], "reduction_factor": asha[1],
+                             "rung_metric": args.rung_metric or base["scheduler"].get("rung_metric", SCORE)}
         data["searcher"] = {"type": "optuna", "seed": seed}
     else:
         data["scheduler"] = {"type": "fifo"}
@@ -81,20 +86,24 @@ def asha_settings(text: str | None, base: dict) -> list[tuple[int, int]]:
         raise SystemExit(f"--asha: {text!r}; allowed: GRACExREDUCTION[,...], e.g. 4x2,2x3") from None
 
 
-def replay_asha(curves: list[list[float]], grace: int, reduction: int, mode: str) -> tuple[int, float]:
+def replay_asha(curves: list[list[float]], grace: int, reduction: int, mode: str,
+                rungs: list[list[float]] | None = None, rung_mode: str | None = None) -> tuple[int, float]:
     """Successive halving on recorded per-epoch scores (one list per trial, every trial run to
     the end): at each rung grace * reduction^k the trials below the (1 - 1/reduction) quantile
-    of that rung's values stop, as Ray's ASHA decides once all values are in. Returns the
-    trial-epochs spent and the best score over the epochs each trial got to run."""
+    of that rung's values stop, as Ray's ASHA decides once all values are in; only values
+    strictly below the cut-off stop, so tied trials all go on. ``rungs`` (direction
+    ``rung_mode``) are the values compared at the rungs when they are not the scores. Returns
+    the trial-epochs spent and the best score over the epochs each trial got to run."""
     sign = 1.0 if mode == "max" else -1.0
+    rungs, rung_sign = (rungs, 1.0 if rung_mode == "max" else -1.0) if rungs else (curves, sign)
     epochs = len(curves[0])
     stop_at = [epochs] * len(curves)
     alive = list(range(len(curves)))
     rung = grace
     while rung < epochs and len(alive) > 1:
-        values = sorted(sign * curves[i][rung - 1] for i in alive)
-        cutoff = values[int(len(values) * (1 - 1 / reduction))] if len(values) > 1 else values[0]
-        for i in [i for i in alive if sign * curves[i][rung - 1] < cutoff]:
+        values = sorted(rung_sign * rungs[i][rung - 1] for i in alive)
+        cutoff = values[int(len(values) * (1 - 1 / reduction))]
+        for i in [i for i in alive if rung_sign * rungs[i][rung - 1] < cutoff]:
             stop_at[i] = rung
             alive.remove(i)
         rung *= reduction
@@ -102,26 +111,29 @@ def replay_asha(curves: list[list[float]], grace: int, reduction: int, mode: str
     return sum(stop_at), sign * best
 
 
-def print_replay(fifo_runs: list[tuple[int, object, list]]) -> None:
-    """The replay table: every grid setting, mean over seeds of its share and gap."""
+def print_replay(fifo_runs: list[tuple[int, object, list]], rung_metrics: list[str]) -> None:
+    """The replay table: every grid setting and rung metric, mean over seeds of its share and gap."""
     print("\nSuccessive halving replayed on FIFO's curves (the same random configurations), mean over "
           f"{len(fifo_runs)} seeds:\n")
-    print("| grace | reduction | trial-epochs vs FIFO | best - FIFO's | worst seed |")
-    print("|---:|---:|---:|---:|---:|")
-    for grace, reduction in itertools.product(*REPLAY_GRID):
+    print("| rung metric | grace | reduction | trial-epochs vs FIFO | best - FIFO's | worst seed |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for rung_metric, grace, reduction in itertools.product(rung_metrics, *REPLAY_GRID):
         shares, gaps = [], []
         for _, spec, trials in fifo_runs:
-            curves = [[line[SCORE] for line in lines] for _, lines in trials
-                      if lines and all(SCORE in line for line in lines)]
+            histories = [lines for _, lines in trials
+                         if lines and all(SCORE in line and rung_metric in line for line in lines)]
+            curves = [[line[SCORE] for line in lines] for lines in histories]
+            rungs = [[line[rung_metric] for line in lines] for lines in histories]
             if not curves or grace >= len(curves[0]):
                 continue
-            spent, best = replay_asha(curves, grace, reduction, spec.mode)
+            rung_mode = spec.mode if rung_metric == SCORE else SELECT_METRICS[rung_metric]
+            spent, best = replay_asha(curves, grace, reduction, spec.mode, rungs, rung_mode)
             fifo_best = replay_asha(curves, len(curves[0]), reduction, spec.mode)[1]
             shares.append(spent / sum(len(c) for c in curves))
             gaps.append(best - fifo_best)
         if shares:
-            print(f"| {grace} | {reduction} | {statistics.mean(shares):.0%} | {statistics.mean(gaps):+.4f} | "
-                  f"{min(gaps):+.4f} |")
+            print(f"| {rung_metric} | {grace} | {reduction} | {statistics.mean(shares):.0%} | "
+                  f"{statistics.mean(gaps):+.4f} | {min(gaps):+.4f} |")
 
 
 def summarise(spec, wall: float, trials: list) -> dict:
@@ -140,6 +152,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int)
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--asha", help="grace x reduction settings, e.g. 4x2,2x3 (default: the spec's)")
+    parser.add_argument("--rung-metric", choices=(SCORE, *SELECT_METRICS),
+                        help="what ASHA compares at each rung (default: the spec's scheduler.rung_metric)")
     parser.add_argument("--subset", type=int)
     parser.add_argument("--max-concurrent", type=int, default=2)
     parser.add_argument("--data-root", default=None)
@@ -157,7 +171,8 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         fifo = None
         for asha in (None, *settings):
-            label = f"TPE + ASHA {asha[0]}x{asha[1]}" if asha else "random + FIFO"
+            on = f" on {args.rung_metric}" if args.rung_metric and args.rung_metric != SCORE else ""
+            label = f"TPE + ASHA {asha[0]}x{asha[1]}{on}" if asha else "random + FIFO"
             name = f"asha{asha[0]}x{asha[1]}-{seed}" if asha else f"fifo-{seed}"
             spec = make_spec(base, storage, name, seed, asha, args)
             wall, trials = timed_sweep(spec, args.data_root)
@@ -187,7 +202,7 @@ def main() -> None:
         print(f"\n{label} over {len(shares)} seeds: {statistics.mean(shares):.0%} of FIFO's trial-epochs "
               f"(target <= 35%), best {statistics.mean(gaps):+.4f} vs FIFO's on average "
               f"(target >= -0.01), worst seed {min(gaps):+.4f}")
-    print_replay(fifo_runs)
+    print_replay(fifo_runs, list(dict.fromkeys((SCORE, "val_auc", *([args.rung_metric] if args.rung_metric else [])))))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@
 
 Optional builders for the launcher: ``optuna_sampler``, ``search_algorithm``,
 ``trial_scheduler``. Pass ``metric``/``mode`` to ``TuneConfig``; the scheduler is built
-without them (Ray refuses a metric given both to TuneConfig and to the scheduler), the
+without them (Ray refuses a metric given both to TuneConfig and to the scheduler) unless the
+spec names another ``rung_metric`` (then it keeps its own and ignores Tune's), the
 OptunaSearch with them (Tune never hands them to a searcher that owns its space). Importing
 this module imports no Ray.
 """
@@ -220,16 +221,19 @@ def search_algorithm(spec: SweepSpec):
 
 
 def trial_scheduler(spec: SweepSpec):
-    """``TuneConfig(scheduler=...)``: ASHA on training_iteration (one per epoch), or FIFO."""
+    """``TuneConfig(scheduler=...)``: ASHA on training_iteration (one per epoch), or FIFO.
+    ASHA compares Tune's metric at each rung, or the spec's ``rung_metric`` when it names
+    another (``sweeps.asha.RungMetricASHA``)."""
     if spec.scheduler.type == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
-        return ASHAScheduler(
-            time_attr="training_iteration",
-            max_t=spec.train.epochs,
-            grace_period=spec.scheduler.grace_period,
-            reduction_factor=spec.scheduler.reduction_factor,
-        )
+        from sweeps.asha import RungMetricASHA
+
+        halving = dict(time_attr="training_iteration", max_t=spec.train.epochs,
+                       grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor)
+        if spec.scheduler.rung_metric == SCORE:
+            return ASHAScheduler(**halving)
+        return RungMetricASHA(metric=spec.scheduler.rung_metric, mode=spec.rung_mode, **halving)
     from ray.tune.schedulers import FIFOScheduler
 
     return FIFOScheduler()

@@ -40,9 +40,10 @@ from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origi
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from medvit.config import SELECT_METRICS, TrainConfig, one_line_error, searchable_fields
+from medvit.config import ORDINAL_ONLY_METRICS, SELECT_METRICS, TrainConfig, one_line_error, searchable_fields
 from medvit.tasks import ORDINAL
 from medvit.yamlio import YamlError, dump_yaml, load_yaml
+from sweeps.ranking import SCORE
 
 __all__ = ["SpecError", "SweepSpec", "TrainSection", "Distribution", "SEARCHABLE", "SPECS_DIR", "train_section",
            "spec_class", "load_spec", "parse_spec", "spec_from_dict", "list_specs", "evaluate_when", "when_names"]
@@ -175,12 +176,19 @@ class Searcher(_Strict):
 
 class Scheduler(_Strict):
     """asha: successive halving on ``training_iteration`` (one per epoch), ``max_t`` is
-    ``train.epochs``; fifo: every trial runs all its epochs (the other keys are ignored)."""
+    ``train.epochs``; fifo: every trial runs all its epochs (the other keys are ignored).
+
+    ``rung_metric`` is what ASHA compares at each rung: ``select_score`` (the smoothed
+    selection score the sweep ranks on) or one epoch's validation metric. The searcher and the
+    ranking always use the selection score. ``val_auc`` is threshold-free: it already ranks
+    trials while their EMA weights still predict one class for every image and their accuracies
+    tie (ASHA stops a trial only strictly below the cut-off, so ties stop nothing)."""
 
     type: Literal["asha", "fifo"]
     max_t: Annotated[int, Field(ge=1)] | None = None  # may be written; must equal train.epochs
     grace_period: Annotated[int, Field(ge=1)] = 5
     reduction_factor: Annotated[int, Field(ge=2)] = 3
+    rung_metric: Literal[(SCORE, *SELECT_METRICS)] = SCORE
 
 
 class Resources(_Strict):
@@ -327,6 +335,11 @@ class SweepSpec(_Strict):
         if sched.type == "asha" and sched.grace_period > epochs:
             raise _At(("scheduler", "grace_period"), f"grace_period {sched.grace_period} exceeds the {epochs} "
                                                      f"epochs; allowed: 1 <= grace_period <= {epochs}")
+        if sched.rung_metric in ORDINAL_ONLY_METRICS and not self.is_ordinal:
+            raise _At(("scheduler", "rung_metric"), f"{sched.rung_metric} exists for ordinal-regression tasks only; "
+                                                    f"{self.dataset} is {self.task}; allowed: "
+                                                    + ", ".join(m for m in (SCORE, *SELECT_METRICS)
+                                                                if m not in ORDINAL_ONLY_METRICS))
         if self.searcher.type != "optuna" and self.searcher.n_startup_trials is not None:
             raise _At(("searcher", "n_startup_trials"), "applies to the optuna searcher only; allowed: "
                                                         "searcher {type: optuna, n_startup_trials: N}")
@@ -418,6 +431,12 @@ class SweepSpec(_Strict):
     def mode(self) -> Literal["max", "min"]:
         """The metric's direction: ``max`` or ``min``."""
         return SELECT_METRICS[self.metric]
+
+    @property
+    def rung_mode(self) -> Literal["max", "min"]:
+        """The direction of ``scheduler.rung_metric``."""
+        metric = self.scheduler.rung_metric
+        return self.mode if metric == SCORE else SELECT_METRICS[metric]
 
     @property
     def task(self) -> str:

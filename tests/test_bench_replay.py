@@ -45,3 +45,14 @@ def test_asha_settings_parse_and_refuse(bench):
     assert bench.asha_settings(None, spec) == [(4, 2)]
     with pytest.raises(SystemExit, match="--asha"):
         bench.asha_settings("four", spec)
+
+
+def test_ties_stop_nothing_and_a_rung_metric_breaks_them(bench):
+    # every trial scores 0.2 for two epochs (EMA weights predicting one class): no rung stops any
+    tied = [[0.2, 0.2, 0.5, 0.6], [0.2, 0.2, 0.3, 0.3], [0.2, 0.2, 0.4, 0.4], [0.2, 0.2, 0.7, 0.8]]
+    assert bench.replay_asha(tied, grace=1, reduction=2, mode="max") == (16, 0.8)
+    # compared on AUC instead, trials 1 and 2 stop at rung 1, trial 0 at rung 2; the best stays a score
+    aucs = [[0.6] * 4, [0.5] * 4, [0.55] * 4, [0.7] * 4]
+    assert bench.replay_asha(tied, 1, 2, "max", rungs=aucs, rung_mode="max") == (2 + 1 + 1 + 4, 0.8)
+    losses = [[1 - v for v in curve] for curve in aucs]
+    assert bench.replay_asha(tied, 1, 2, "max", rungs=losses, rung_mode="min") == (8, 0.8)

@@ -226,6 +226,10 @@ MALFORMED = [
     ("grace-above-epochs", _set(("scheduler", "grace_period"), 60), "scheduler.grace_period", "exceeds the 50 epochs"),
     ("max-t-not-epochs", _set(("scheduler", "max_t"), 40), "scheduler.max_t", "differs from train.epochs 50"),
     ("reduction-factor-one", _set(("scheduler", "reduction_factor"), 1), "scheduler.reduction_factor", "greater than or equal to 2"),
+    ("unknown-rung-metric", _set(("scheduler", "rung_metric"), "test_auc"), "scheduler.rung_metric",
+     "Input should be 'select_score', 'val_acc'"),
+    ("qwk-rung-on-non-ordinal", _non_ordinal(_set(("scheduler", "rung_metric"), "val_qwk")), "scheduler.rung_metric",
+     "ordinal-regression tasks only; pathmnist is multi-class; allowed: select_score, val_acc, val_auc, val_loss"),
     ("unknown-scheduler", _set(("scheduler", "type"), "pbt"), "scheduler.type", "'asha' or 'fifo'"),
     ("unknown-searcher", _set(("searcher", "type"), "bayesopt"), "searcher.type", "'optuna', 'random' or 'grid'"),
     ("zero-samples", _set(("num_samples",), 0), "num_samples", "greater than or equal to 1"),
@@ -628,11 +632,20 @@ def test_builders_follow_the_spec():
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Repeater
 
+    from sweeps.asha import RungMetricASHA
+
     retina = load_spec("retinamnist")
     searcher = search_algorithm(retina)
     assert isinstance(searcher, ConcurrencyLimiter) and searcher.max_concurrent == 16
     assert (searcher.searcher.metric, searcher.searcher.mode) == (SCORE, "max")
-    assert isinstance(trial_scheduler(retina), ASHAScheduler)
+    assert isinstance(trial_scheduler(retina), ASHAScheduler) and not isinstance(trial_scheduler(retina), RungMetricASHA)
+    # another rung metric: ASHA keeps it (and its direction) when Tune hands over the sweep's
+    for rung_metric, mode in (("val_auc", "max"), ("val_loss", "min")):
+        raw = _raw("retinamnist")
+        raw["scheduler"]["rung_metric"] = rung_metric
+        scheduler = trial_scheduler(spec_from_dict(raw))
+        assert isinstance(scheduler, RungMetricASHA) and scheduler.set_search_properties(SCORE, "max")
+        assert (scheduler.metric, scheduler._mode) == (rung_metric, mode)
     assert isinstance(optuna_sampler(retina), optuna.samplers.TPESampler)
     table2 = load_spec("retinamnist-table2")
     assert isinstance(search_algorithm(table2), BasicVariantGenerator)

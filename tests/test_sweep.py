@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import ray
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -132,6 +133,22 @@ def test_status_lists_every_trial(smoke_sweep, capsys):
     for trial in trial_dirs(directory):
         assert results(trial)[0]["trial_id"] in out
     assert "early_stopped" in out and "finished" in out
+
+
+def test_asha_cuts_on_the_spec_rung_metric(local_ray, real_root, tmp_path):
+    """scheduler.rung_metric val_auc: ASHA stops exactly the trials whose epoch-1 AUC falls below
+    the median of the AUCs recorded before them (Ray's asynchronous rule), while the searcher
+    and the ranking keep the selection score."""
+    spec = retina_spec(tmp_path, "retina-rung", num_samples=5, max_concurrent=1, train={"epochs": 2},
+                       scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2, "rung_metric": "val_auc"})
+    run_sweep(spec, data_root=str(real_root))
+    # one trial at a time: the order trials were created is the order they reached the rung
+    trials = sorted(trial_dirs(Path(sweep_dir(spec))), key=lambda t: int(t.name.split("_")[3]))
+    aucs = [results(t)[0]["val_auc"] for t in trials]
+    expected = [bool(aucs[:i]) and auc < np.percentile(aucs[:i], 50) for i, auc in enumerate(aucs)]
+    assert [len(epochs_run(t)) == 1 for t in trials] == expected
+    assert any(expected) and not all(expected)
+    assert (Path(sweep_dir(spec)) / "best_config.yaml").exists()
 
 
 def test_every_dataset_spec_runs_a_smoke_trial(local_ray, synthetic_root, tmp_path, capsys):
