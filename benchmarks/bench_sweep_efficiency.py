@@ -9,7 +9,9 @@ for its first ``n_startup_trials`` (Optuna's default 10), so with fewer trials t
 two sweeps differ by the scheduler alone. Printed per run and as a mean over seeds: trial-epochs spent, as a
 share of FIFO's, and the best validation value reached over all trials' epochs (by
 ``sweeps.ranking.trial_best``: the smoothed selection score where trials report one, else the
-spec's metric), with the gap to FIFO's best.
+spec's metric), with the gap to FIFO's best, and the test accuracy of each sweep's winner (the
+analysis' ranking): the validation best of many noisy trials is itself inflated, so whether a
+smaller one costs a user anything shows on the test split (reported, never used to choose).
 
     .venv/bin/python benchmarks/bench_sweep_efficiency.py --quick      # minutes: 6 trials x 4 epochs, 256 images
     .venv/bin/python benchmarks/bench_sweep_efficiency.py              # the spec as it is, 3 seeds (hours on 2 CPUs)
@@ -44,8 +46,13 @@ import ray
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sweep import timed_sweep  # noqa: E402  (beside this file)
 
+from analysis.collect import read_sweep  # noqa: E402
+from analysis.evaluate import evaluate_checkpoint  # noqa: E402
+from analysis.tables import rank_trials  # noqa: E402
+
 from medvit.config import SELECT_METRICS  # noqa: E402
 from sweeps.ranking import SCORE, trial_best  # noqa: E402
+from sweeps.launch import sweep_dir  # noqa: E402
 from sweeps.spec import load_spec, spec_from_dict  # noqa: E402
 
 QUICK = {"trials": 6, "epochs": 4, "asha": "1x2", "subset": 256}
@@ -136,12 +143,19 @@ def print_replay(fifo_runs: list[tuple[int, object, list]], rung_metrics: list[s
                   f"{statistics.mean(gaps):+.4f} | {min(gaps):+.4f} |")
 
 
-def summarise(spec, wall: float, trials: list) -> dict:
+def winner_test_acc(spec, data_root: str | None) -> float:
+    """Test accuracy of the sweep's winner (the analysis' ranking, its selected weights):
+    reported beside the validation best, never used to choose anything."""
+    top = rank_trials(read_sweep(sweep_dir(spec)).to_pandas()).iloc[0]
+    return evaluate_checkpoint(top["checkpoint_path"], data_root, device="cpu")["acc"]
+
+
+def summarise(spec, wall: float, trials: list, data_root: str | None) -> dict:
     # the project's one ranking rule: the smoothed selection score where trials report it
     values = [best[0] for _, lines in trials if (best := trial_best(lines, spec.metric, spec.mode))]
     best = max(values) if spec.mode == "max" else min(values)
     return {"trials": len(trials), "trial_epochs": sum(len(lines) for _, lines in trials), "best": best, "wall": wall,
-            "budget": spec.num_samples * spec.train.epochs}
+            "budget": spec.num_samples * spec.train.epochs, "test_acc": winner_test_acc(spec, data_root)}
 
 
 def main() -> None:
@@ -176,7 +190,7 @@ def main() -> None:
             name = f"asha{asha[0]}x{asha[1]}-{seed}" if asha else f"fifo-{seed}"
             spec = make_spec(base, storage, name, seed, asha, args)
             wall, trials = timed_sweep(spec, args.data_root)
-            summary = summarise(spec, wall, trials)
+            summary = summarise(spec, wall, trials, args.data_root)
             if asha is None:
                 fifo = summary
                 fifo_runs.append((seed, spec, trials))
@@ -188,20 +202,23 @@ def main() -> None:
     print(f"\n{args.spec}: {fifo_spec.num_samples} trials x {fifo_spec.train.epochs} epochs, "
           f"subset {fifo_spec.train.subset or 'all'}, {args.max_concurrent} concurrent, "
           f"{os.cpu_count()} CPUs; metric {fifo_spec.metric} ({fifo_spec.mode}), ranked on {SCORE}\n")
-    print("| seed | sweep | trial-epochs | vs FIFO | best selection value | best - FIFO's | wall s |")
-    print("|---:|---|---:|---:|---:|---:|---:|")
-    by_setting: dict[str, list[tuple[float, float]]] = {}
+    print("| seed | sweep | trial-epochs | vs FIFO | best selection value | best - FIFO's | winner's test ACC "
+          "| - FIFO's | wall s |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    by_setting: dict[str, list[tuple[float, float, float]]] = {}
     for seed, label, _, r, fifo in rows:
         share = r["trial_epochs"] / fifo["trial_epochs"]
-        gap = r["best"] - fifo["best"]
+        gap, test_gap = r["best"] - fifo["best"], r["test_acc"] - fifo["test_acc"]
         if label != "random + FIFO":
-            by_setting.setdefault(label, []).append((share, gap))
-        print(f"| {seed} | {label} | {r['trial_epochs']} | {share:.0%} | {r['best']:.4f} | {gap:+.4f} | {r['wall']:.0f} |")
+            by_setting.setdefault(label, []).append((share, gap, test_gap))
+        print(f"| {seed} | {label} | {r['trial_epochs']} | {share:.0%} | {r['best']:.4f} | {gap:+.4f} | "
+              f"{r['test_acc']:.4f} | {test_gap:+.4f} | {r['wall']:.0f} |")
     for label, values in by_setting.items():
-        shares, gaps = zip(*values)
+        shares, gaps, test_gaps = zip(*values)
         print(f"\n{label} over {len(shares)} seeds: {statistics.mean(shares):.0%} of FIFO's trial-epochs "
               f"(target <= 35%), best {statistics.mean(gaps):+.4f} vs FIFO's on average "
-              f"(target >= -0.01), worst seed {min(gaps):+.4f}")
+              f"(target >= -0.01), worst seed {min(gaps):+.4f}; winner's test ACC {statistics.mean(test_gaps):+.4f} "
+              "vs FIFO's winner")
     print_replay(fifo_runs, list(dict.fromkeys((SCORE, "val_auc", *([args.rung_metric] if args.rung_metric else [])))))
 
 
