@@ -15,6 +15,7 @@ smaller one costs a user anything shows on the test split (reported, never used 
 
     .venv/bin/python benchmarks/bench_sweep_efficiency.py --quick      # minutes: 6 trials x 4 epochs, 256 images
     .venv/bin/python benchmarks/bench_sweep_efficiency.py              # the spec as it is, 3 seeds (hours on 2 CPUs)
+    .venv/bin/python benchmarks/bench_sweep_efficiency.py --replay DIR...   # replay finished FIFO sweeps only
 
 Options override the spec: ``--trials``, ``--epochs``, ``--asha 4x2,2x3`` (one TPE + ASHA
 sweep per grace period x reduction factor, each against the same FIFO run; default: the
@@ -44,7 +45,7 @@ from pathlib import Path
 import ray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_sweep import timed_sweep  # noqa: E402  (beside this file)
+from bench_sweep import timed_sweep, trial_records  # noqa: E402  (beside this file)
 
 from analysis.collect import read_sweep  # noqa: E402
 from analysis.evaluate import evaluate_checkpoint  # noqa: E402
@@ -52,7 +53,7 @@ from analysis.tables import rank_trials  # noqa: E402
 
 from medvit.config import SELECT_METRICS  # noqa: E402
 from sweeps.ranking import SCORE, trial_best  # noqa: E402
-from sweeps.launch import sweep_dir  # noqa: E402
+from sweeps.launch import SPEC_FILE, sweep_dir  # noqa: E402
 from sweeps.spec import load_spec, spec_from_dict  # noqa: E402
 
 QUICK = {"trials": 6, "epochs": 4, "asha": "1x2", "subset": 256}
@@ -143,11 +144,32 @@ def print_replay(fifo_runs: list[tuple[int, object, list]], rung_metrics: list[s
                   f"{statistics.mean(gaps):+.4f} | {min(gaps):+.4f} |")
 
 
+def recorded_fifo_runs(folders: list[str]) -> list[tuple[int, object, list]]:
+    """Finished FIFO sweeps (this benchmark's ``fifo-N`` folders, or a user's own) as
+    ``print_replay`` takes them; a folder that is not a finished FIFO sweep is one line."""
+    runs = []
+    for folder in folders:
+        path = Path(folder)
+        if not (path / SPEC_FILE).is_file():
+            raise SystemExit(f"--replay: {folder}: no {SPEC_FILE} in it (not a medsweep sweep folder)")
+        spec = load_spec(path / SPEC_FILE)
+        trials = trial_records(path)
+        if spec.scheduler.type != "fifo" or any(len(lines) != spec.train.epochs for _, lines in trials):
+            raise SystemExit(f"--replay: {folder}: needs a FIFO sweep whose trials all ran {spec.train.epochs} epochs")
+        runs.append((len(runs), spec, trials))
+    return runs
+
+
 def winner_test_acc(spec, data_root: str | None) -> float:
     """Test accuracy of the sweep's winner (the analysis' ranking, its selected weights):
     reported beside the validation best, never used to choose anything."""
     top = rank_trials(read_sweep(sweep_dir(spec)).to_pandas()).iloc[0]
     return evaluate_checkpoint(top["checkpoint_path"], data_root, device="cpu")["acc"]
+
+
+def rung_metrics(extra: str | None) -> list[str]:
+    """The replay's rung metrics: the selection score, val_auc and ``--rung-metric``."""
+    return list(dict.fromkeys((SCORE, "val_auc", *([extra] if extra else []))))
 
 
 def summarise(spec, wall: float, trials: list, data_root: str | None) -> dict:
@@ -171,7 +193,12 @@ def main() -> None:
     parser.add_argument("--subset", type=int)
     parser.add_argument("--max-concurrent", type=int, default=2)
     parser.add_argument("--data-root", default=None)
+    parser.add_argument("--replay", nargs="+", metavar="SWEEP_DIR",
+                        help="only replay successive halving on these finished FIFO sweeps (no training)")
     args = parser.parse_args()
+    if args.replay:
+        print_replay(recorded_fifo_runs(args.replay), rung_metrics(args.rung_metric))
+        return
     if args.quick:
         for key, value in QUICK.items():
             if getattr(args, key) is None:
@@ -219,7 +246,7 @@ def main() -> None:
               f"(target <= 35%), best {statistics.mean(gaps):+.4f} vs FIFO's on average "
               f"(target >= -0.01), worst seed {min(gaps):+.4f}; winner's test ACC {statistics.mean(test_gaps):+.4f} "
               "vs FIFO's winner")
-    print_replay(fifo_runs, list(dict.fromkeys((SCORE, "val_auc", *([args.rung_metric] if args.rung_metric else [])))))
+    print_replay(fifo_runs, rung_metrics(args.rung_metric))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ tool that chooses the packaged specs' ASHA defaults must stop what ASHA would st
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import load_benchmark
@@ -56,3 +58,35 @@ def test_ties_stop_nothing_and_a_rung_metric_breaks_them(bench):
     assert bench.replay_asha(tied, 1, 2, "max", rungs=aucs, rung_mode="max") == (2 + 1 + 1 + 4, 0.8)
     losses = [[1 - v for v in curve] for curve in aucs]
     assert bench.replay_asha(tied, 1, 2, "max", rungs=losses, rung_mode="min") == (8, 0.8)
+
+
+def test_replay_reads_finished_fifo_sweeps_and_refuses_others(bench, tmp_path, capsys):
+    from sweeps.launch import SPEC_FILE
+    from sweeps.spec import load_spec, spec_from_dict
+
+    def sweep(name, scheduler, epochs_run):
+        data = load_spec("retinamnist-cpu").to_dict() | {"name": name, "scheduler": scheduler}
+        data["train"]["epochs"] = 4
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / SPEC_FILE).write_text(spec_from_dict(data).to_yaml())
+        for i, (curve, auc) in enumerate(zip(CURVES, (0.6, 0.5, 0.7, 0.4))):
+            trial = folder / f"trial_{i}"
+            trial.mkdir()
+            (trial / "params.json").write_text("{}")
+            lines = [{"select_score": v, "val_auc": auc} for v in curve[:epochs_run]]
+            (trial / "result.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        return str(folder)
+
+    runs = bench.recorded_fifo_runs([sweep("fifo", {"type": "fifo"}, 4)])
+    assert [[line["select_score"] for line in lines] for _, lines in runs[0][2]] == CURVES
+    bench.print_replay(runs, bench.rung_metrics(None))
+    table = capsys.readouterr().out
+    assert "| select_score | 1 | 2 | 50% | +0.0000 | +0.0000 |" in table  # as test_halving_keeps_the_top_half...
+    assert "| val_auc | 1 | 2 |" in table
+    with pytest.raises(SystemExit, match="needs a FIFO sweep"):
+        bench.recorded_fifo_runs([sweep("asha", {"type": "asha", "grace_period": 1, "reduction_factor": 2}, 4)])
+    with pytest.raises(SystemExit, match="needs a FIFO sweep whose trials all ran 4 epochs"):
+        bench.recorded_fifo_runs([sweep("short", {"type": "fifo"}, 2)])
+    with pytest.raises(SystemExit, match="no medsweep_spec.yaml"):
+        bench.recorded_fifo_runs([str(tmp_path)])
