@@ -16,6 +16,7 @@ smaller one costs a user anything shows on the test split (reported, never used 
     .venv/bin/python benchmarks/bench_sweep_efficiency.py --quick      # minutes: 6 trials x 4 epochs, 256 images
     .venv/bin/python benchmarks/bench_sweep_efficiency.py              # the spec as it is, 3 seeds (hours on 2 CPUs)
     .venv/bin/python benchmarks/bench_sweep_efficiency.py --replay DIR...   # replay finished FIFO sweeps only
+    .venv/bin/python benchmarks/bench_sweep_efficiency.py --replay DIR... --pool 8,16,32   # and as sweeps of n trials
 
 Options override the spec: ``--trials``, ``--epochs``, ``--asha 4x2,2x3`` (one TPE + ASHA
 sweep per grace period x reduction factor, each against the same FIFO run; default: the
@@ -37,6 +38,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -144,6 +146,32 @@ def print_replay(fifo_runs: list[tuple[int, object, list]], rung_metrics: list[s
                   f"{statistics.mean(gaps):+.4f} | {min(gaps):+.4f} |")
 
 
+def pooled_replay(fifo_runs: list[tuple[int, object, list]], sizes: list[int], draws: int = 200,
+                  seed: int = 0) -> list[tuple[int, int, int, float, float, float]]:
+    """Sweeps of other sizes from the pooled curves of several FIFO runs of one search space:
+    ``draws`` random sets of n trials per size, successive halving replayed on each (selection
+    score at the rungs). Rows (n, grace, reduction, share of FIFO's trial-epochs, mean best -
+    FIFO's, share of draws more than 0.01 below FIFO's best)."""
+    curves = [[line[SCORE] for line in lines] for _, spec, trials in fifo_runs for _, lines in trials]
+    mode = fifo_runs[0][1].mode
+    rng = random.Random(seed)
+    rows = []
+    for n in (n for n in sizes if n <= len(curves)):
+        picks = [rng.sample(range(len(curves)), n) for _ in range(draws if n < len(curves) else 1)]
+        for grace, reduction in itertools.product(*REPLAY_GRID):
+            if grace >= len(curves[0]):
+                continue
+            shares, gaps = [], []
+            for pick in picks:
+                chosen = [curves[i] for i in pick]
+                spent, best = replay_asha(chosen, grace, reduction, mode)
+                shares.append(spent / sum(map(len, chosen)))
+                gaps.append(best - replay_asha(chosen, len(chosen[0]), reduction, mode)[1])
+            rows.append((n, grace, reduction, statistics.mean(shares), statistics.mean(gaps),
+                         sum(gap < -0.01 for gap in gaps) / len(gaps)))
+    return rows
+
+
 def recorded_fifo_runs(folders: list[str]) -> list[tuple[int, object, list]]:
     """Finished FIFO sweeps (this benchmark's ``fifo-N`` folders, or a user's own) as
     ``print_replay`` takes them; a folder that is not a finished FIFO sweep is one line."""
@@ -195,9 +223,18 @@ def main() -> None:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--replay", nargs="+", metavar="SWEEP_DIR",
                         help="only replay successive halving on these finished FIFO sweeps (no training)")
+    parser.add_argument("--pool", help="with --replay: also pool their trials into sweeps of these sizes, e.g. 8,16,32")
     args = parser.parse_args()
     if args.replay:
-        print_replay(recorded_fifo_runs(args.replay), rung_metrics(args.rung_metric))
+        runs = recorded_fifo_runs(args.replay)
+        print_replay(runs, rung_metrics(args.rung_metric))
+        if args.pool:
+            print(f"\nPooled: the {sum(len(t) for _, _, t in runs)} trials of these runs drawn as sweeps of n trials "
+                  "(200 draws each), replayed on the selection score:\n")
+            print("| trials | grace | reduction | trial-epochs vs FIFO | best - FIFO's | draws below -0.01 |")
+            print("|---:|---:|---:|---:|---:|---:|")
+            for n, grace, reduction, share, gap, below in pooled_replay(runs, [int(n) for n in args.pool.split(",")]):
+                print(f"| {n} | {grace} | {reduction} | {share:.0%} | {gap:+.4f} | {below:.0%} |")
         return
     if args.quick:
         for key, value in QUICK.items():

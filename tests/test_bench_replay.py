@@ -90,3 +90,18 @@ def test_replay_reads_finished_fifo_sweeps_and_refuses_others(bench, tmp_path, c
         bench.recorded_fifo_runs([sweep("short", {"type": "fifo"}, 2)])
     with pytest.raises(SystemExit, match="no medsweep_spec.yaml"):
         bench.recorded_fifo_runs([str(tmp_path)])
+
+
+def test_pooled_replay_draws_sweeps_of_each_size(bench):
+    from sweeps.spec import load_spec
+
+    spec = load_spec("retinamnist-cpu")
+    runs = [(0, spec, [({}, [{"select_score": v} for v in curve]) for curve in CURVES])]
+    rows = bench.pooled_replay(runs, [2, 4, 5], draws=50)
+    by_key = {(n, g, r): (share, gap, below) for n, g, r, share, gap, below in rows}
+    assert {n for n, *_ in rows} == {2, 4}  # no sweep larger than the pool
+    # all four trials: one draw, the same numbers as the plain replay
+    assert by_key[(4, 1, 2)] == (8 / 16, 0.0, 0.0)
+    # pairs: halving at epoch 1 keeps the better starter; it misses 0.9 whenever trial 2 starts lower
+    share, gap, below = by_key[(2, 1, 2)]
+    assert 0 < below < 1 and gap < 0 and share < 1
