@@ -266,5 +266,6 @@ def _sharp(images: torch.Tensor, cfg: AugmentConfig, u: torch.Tensor) -> torch.T
                                 (a0 * width + b0).view(b, 1, 1))
     rows = torch.arange(h, device=device).view(1, h, 1)
     cols = torch.arange(w, device=device).view(1, 1, w)
-    flat = (per_row * rows + per_col * cols + offset).view(b, 1, h * w).expand(b, source.shape[1], h * w)
+    # the offset joins the (B, H, 1) term, so one add runs over the whole (B, H, W) map
+    flat = (per_row * rows + offset + per_col * cols).view(b, 1, h * w).expand(b, source.shape[1], h * w)
     return torch.gather(source.flatten(2), 2, flat).view(b, -1, h, w)

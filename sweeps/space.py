@@ -227,12 +227,12 @@ def trial_scheduler(spec: SweepSpec):
     if spec.scheduler.type == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
-        from sweeps.asha import RungMetricASHA
-
         halving = dict(time_attr="training_iteration", max_t=spec.train.epochs,
                        grace_period=spec.scheduler.grace_period, reduction_factor=spec.scheduler.reduction_factor)
         if spec.scheduler.rung_metric == SCORE:
             return ASHAScheduler(**halving)
+        from sweeps.asha import RungMetricASHA
+
         return RungMetricASHA(metric=spec.scheduler.rung_metric, mode=spec.rung_mode, **halving)
     from ray.tune.schedulers import FIFOScheduler
 

@@ -182,7 +182,9 @@ class Scheduler(_Strict):
     selection score the sweep ranks on) or one epoch's validation metric. The searcher and the
     ranking always use the selection score. ``val_auc`` is threshold-free: it already ranks
     trials while their EMA weights still predict one class for every image and their accuracies
-    tie (ASHA stops a trial only strictly below the cut-off, so ties stop nothing)."""
+    tie (ASHA stops a trial only strictly below the cut-off, so ties stop nothing). On real
+    RetinaMNIST it cut more trials but lost more of the best than the default
+    (benchmarks/RESULTS.md 2b): check a dataset with ``bench_sweep_efficiency.py --replay`` first."""
 
     type: Literal["asha", "fifo"]
     max_t: Annotated[int, Field(ge=1)] | None = None  # may be written; must equal train.epochs
