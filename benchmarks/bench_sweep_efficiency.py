@@ -61,6 +61,8 @@ from sweeps.spec import load_spec, spec_from_dict  # noqa: E402
 QUICK = {"trials": 6, "epochs": 4, "asha": "1x2", "subset": 256}
 # The grid the replay tries: grace periods x reduction factors.
 REPLAY_GRID = ((1, 2, 4, 8), (2, 3, 4))
+# Random sweeps drawn per size by --pool.
+POOL_DRAWS = 200
 
 
 def make_spec(base: dict, storage: str, name: str, seed: int, asha: tuple[int, int] | None, args) -> object:
@@ -121,32 +123,44 @@ def replay_asha(curves: list[list[float]], grace: int, reduction: int, mode: str
     return sum(stop_at), sign * best
 
 
+def halving_outcomes(samples: list[tuple[list, list, str]], grace: int, reduction: int, mode: str
+                     ) -> tuple[list[float], list[float]]:
+    """For each sample ``(curves, rungs, rung_mode)`` (trials of one sweep, all run to the end):
+    the share of FIFO's trial-epochs successive halving spends and its best minus FIFO's."""
+    best_of = max if mode == "max" else min
+    shares, gaps = [], []
+    for curves, rungs, rung_mode in samples:
+        spent, best = replay_asha(curves, grace, reduction, mode, rungs, rung_mode)
+        shares.append(spent / sum(map(len, curves)))
+        gaps.append(best - best_of(v for curve in curves for v in curve))
+    return shares, gaps
+
+
 def print_replay(fifo_runs: list[tuple[int, object, list]], rung_metrics: list[str]) -> None:
     """The replay table: every grid setting and rung metric, mean over seeds of its share and gap."""
     print("\nSuccessive halving replayed on FIFO's curves (the same random configurations), mean over "
           f"{len(fifo_runs)} seeds:\n")
     print("| rung metric | grace | reduction | trial-epochs vs FIFO | best - FIFO's | worst seed |")
     print("|---|---:|---:|---:|---:|---:|")
-    for rung_metric, grace, reduction in itertools.product(rung_metrics, *REPLAY_GRID):
-        shares, gaps = [], []
-        for _, spec, trials in fifo_runs:
+    mode = fifo_runs[0][1].mode
+    for rung_metric in rung_metrics:
+        rung_mode = mode if rung_metric == SCORE else SELECT_METRICS[rung_metric]
+        samples = []
+        for _, _, trials in fifo_runs:
             histories = [lines for _, lines in trials
                          if lines and all(SCORE in line and rung_metric in line for line in lines)]
-            curves = [[line[SCORE] for line in lines] for lines in histories]
-            rungs = [[line[rung_metric] for line in lines] for lines in histories]
-            if not curves or grace >= len(curves[0]):
-                continue
-            rung_mode = spec.mode if rung_metric == SCORE else SELECT_METRICS[rung_metric]
-            spent, best = replay_asha(curves, grace, reduction, spec.mode, rungs, rung_mode)
-            fifo_best = replay_asha(curves, len(curves[0]), reduction, spec.mode)[1]
-            shares.append(spent / sum(len(c) for c in curves))
-            gaps.append(best - fifo_best)
-        if shares:
-            print(f"| {rung_metric} | {grace} | {reduction} | {statistics.mean(shares):.0%} | "
-                  f"{statistics.mean(gaps):+.4f} | {min(gaps):+.4f} |")
+            if histories:
+                samples.append(([[line[SCORE] for line in lines] for lines in histories],
+                                [[line[rung_metric] for line in lines] for lines in histories], rung_mode))
+        for grace, reduction in itertools.product(*REPLAY_GRID):
+            usable = [sample for sample in samples if grace < len(sample[0][0])]
+            if usable:
+                shares, gaps = halving_outcomes(usable, grace, reduction, mode)
+                print(f"| {rung_metric} | {grace} | {reduction} | {statistics.mean(shares):.0%} | "
+                      f"{statistics.mean(gaps):+.4f} | {min(gaps):+.4f} |")
 
 
-def pooled_replay(fifo_runs: list[tuple[int, object, list]], sizes: list[int], draws: int = 200,
+def pooled_replay(fifo_runs: list[tuple[int, object, list]], sizes: list[int], draws: int = POOL_DRAWS,
                   seed: int = 0) -> list[tuple[int, int, int, float, float, float]]:
     """Sweeps of other sizes from the pooled curves of several FIFO runs of one search space:
     ``draws`` random sets of n trials per size, successive halving replayed on each (selection
@@ -157,18 +171,12 @@ def pooled_replay(fifo_runs: list[tuple[int, object, list]], sizes: list[int], d
     rng = random.Random(seed)
     rows = []
     for n in (n for n in sizes if n <= len(curves)):
-        picks = [rng.sample(range(len(curves)), n) for _ in range(draws if n < len(curves) else 1)]
+        picks = [rng.sample(curves, n) for _ in range(draws if n < len(curves) else 1)]
         for grace, reduction in itertools.product(*REPLAY_GRID):
-            if grace >= len(curves[0]):
-                continue
-            shares, gaps = [], []
-            for pick in picks:
-                chosen = [curves[i] for i in pick]
-                spent, best = replay_asha(chosen, grace, reduction, mode)
-                shares.append(spent / sum(map(len, chosen)))
-                gaps.append(best - replay_asha(chosen, len(chosen[0]), reduction, mode)[1])
-            rows.append((n, grace, reduction, statistics.mean(shares), statistics.mean(gaps),
-                         sum(gap < -0.01 for gap in gaps) / len(gaps)))
+            if grace < len(curves[0]):
+                shares, gaps = halving_outcomes([(pick, pick, mode) for pick in picks], grace, reduction, mode)
+                rows.append((n, grace, reduction, statistics.mean(shares), statistics.mean(gaps),
+                             sum(gap < -0.01 for gap in gaps) / len(gaps)))
     return rows
 
 
@@ -182,6 +190,8 @@ def recorded_fifo_runs(folders: list[str]) -> list[tuple[int, object, list]]:
             raise SystemExit(f"--replay: {folder}: no {SPEC_FILE} in it (not a medsweep sweep folder)")
         spec = load_spec(path / SPEC_FILE)
         trials = trial_records(path)
+        if not trials:
+            raise SystemExit(f"--replay: {folder}: no trial with results in it")
         if spec.scheduler.type != "fifo" or any(len(lines) != spec.train.epochs for _, lines in trials):
             raise SystemExit(f"--replay: {folder}: needs a FIFO sweep whose trials all ran {spec.train.epochs} epochs")
         runs.append((len(runs), spec, trials))
@@ -208,7 +218,18 @@ def summarise(spec, wall: float, trials: list, data_root: str | None) -> dict:
             "budget": spec.num_samples * spec.train.epochs, "test_acc": winner_test_acc(spec, data_root)}
 
 
-def main() -> None:
+def pool_sizes(text: str) -> list[int]:
+    """``--pool 8,16,32`` as [8, 16, 32]."""
+    try:
+        sizes = [int(n) for n in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 2:
+        raise SystemExit(f"--pool: {text!r}; allowed: trial counts of at least 2, e.g. 8,16,32")
+    return sizes
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", default="retinamnist-cpu")
     parser.add_argument("--quick", action="store_true", help=f"a small configuration: {QUICK}")
@@ -224,16 +245,19 @@ def main() -> None:
     parser.add_argument("--replay", nargs="+", metavar="SWEEP_DIR",
                         help="only replay successive halving on these finished FIFO sweeps (no training)")
     parser.add_argument("--pool", help="with --replay: also pool their trials into sweeps of these sizes, e.g. 8,16,32")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.pool and not args.replay:
+        parser.error("--pool needs --replay SWEEP_DIR...: it pools the trials of finished FIFO sweeps")
     if args.replay:
         runs = recorded_fifo_runs(args.replay)
         print_replay(runs, rung_metrics(args.rung_metric))
         if args.pool:
+            sizes = pool_sizes(args.pool)
             print(f"\nPooled: the {sum(len(t) for _, _, t in runs)} trials of these runs drawn as sweeps of n trials "
-                  "(200 draws each), replayed on the selection score:\n")
+                  f"({POOL_DRAWS} draws each), replayed on the selection score:\n")
             print("| trials | grace | reduction | trial-epochs vs FIFO | best - FIFO's | draws below -0.01 |")
             print("|---:|---:|---:|---:|---:|---:|")
-            for n, grace, reduction, share, gap, below in pooled_replay(runs, [int(n) for n in args.pool.split(",")]):
+            for n, grace, reduction, share, gap, below in pooled_replay(runs, sizes):
                 print(f"| {n} | {grace} | {reduction} | {share:.0%} | {gap:+.4f} | {below:.0%} |")
         return
     if args.quick:

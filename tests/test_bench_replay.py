@@ -105,3 +105,19 @@ def test_pooled_replay_draws_sweeps_of_each_size(bench):
     # pairs: halving at epoch 1 keeps the better starter; it misses 0.9 whenever trial 2 starts lower
     share, gap, below = by_key[(2, 1, 2)]
     assert 0 < below < 1 and gap < 0 and share < 1
+
+
+def test_pool_refuses_bad_input_in_one_line(bench, tmp_path, capsys):
+    assert bench.pool_sizes("8,16,32") == [8, 16, 32]
+    for text in ("x", "8,1", ""):
+        with pytest.raises(SystemExit, match="--pool: .*allowed: trial counts of at least 2"):
+            bench.pool_sizes(text)
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--pool", "8"])
+    assert exit_info.value.code == 2 and "--pool needs --replay" in capsys.readouterr().err
+    from sweeps.launch import SPEC_FILE
+    from sweeps.spec import load_spec
+
+    (tmp_path / SPEC_FILE).write_text(load_spec("retinamnist-cpu").to_yaml())
+    with pytest.raises(SystemExit, match="no trial with results in it"):
+        bench.recorded_fifo_runs([str(tmp_path)])
