@@ -69,7 +69,7 @@ def load_checkpoint(folder: str | os.PathLike):
 
 def split_metrics(model: torch.nn.Module, config, data, split: str = "test", device: str = "auto") -> dict[str, float]:
     """Metrics of ``model`` on one split through ``Trainer.evaluate`` (the training loop's own
-    evaluation: bf16 autocast on a GPU, float32 on the CPU) on ``device`` (``auto``: a GPU when
+    evaluation, in the run's ``precision``) on ``device`` (``auto``: a GPU when
     there is one), whatever device the run trained on. Global RNG state is left unchanged."""
     from medvit.train import Trainer
 

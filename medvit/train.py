@@ -36,6 +36,10 @@ from medvit.metrics import decoded_metrics, evaluate, scores_from_logits
 from medvit.models import MODELS, create_model
 
 EVAL_BATCH = 512
+# torch.compile's mode per device. A 28 px model's step is a thousand small kernels: on an H100
+# CUDA graphs ("reduce-overhead") trained MedViT-tiny 3.8x faster than eager, the default mode
+# 1.15x (benchmarks/RESULTS.md, the GPU check's step (f)). CPUs have no CUDA graphs.
+COMPILE_MODE = {"cuda": "reduce-overhead", "cpu": None}
 CHECKPOINT_FILE = "state.pt"
 
 
@@ -71,7 +75,8 @@ class Trainer:
         self.model = self.model.to(memory_format=self.memory_format)
         # The EMA copy is what is evaluated; without EMA it is the model itself.
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False) if config.ema > 0 else None
-        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.forward = torch.compile(self.model, mode=COMPILE_MODE[self.device.type]) if config.compile else self.model
+        self.bf16 = config.precision == "bf16"
         self.loss_fn = loss_for_task(self.task, config.alpha, config.margin, config.label_smoothing)
         self.eval_loss_fn = loss_for_task(self.task, config.alpha, config.margin)
         self.augment = for_dataset(augment_config(config.augment), config.dataset)
@@ -125,7 +130,7 @@ class Trainer:
             lam = float(self.mix_rng.beta(self.config.mixup, self.config.mixup))
             perm = torch.randperm(len(target), generator=self.generator, device=self.device)
             inputs = lam * inputs + (1.0 - lam) * inputs[perm]
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.on_gpu):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             logits = self.forward(inputs).float()
         if self.config.mixup > 0:
             return lam * self.loss_fn(logits, target) + (1.0 - lam) * self.loss_fn(logits, target[perm])
@@ -160,7 +165,7 @@ class Trainer:
         logits = []
         for index in self._batches(split, EVAL_BATCH, shuffle=False):
             inputs = self._inputs(split, index)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.on_gpu):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 logits.append(model(inputs.flip(flip) if flip else inputs).float())
         return torch.cat(logits)
 

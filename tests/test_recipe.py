@@ -145,6 +145,17 @@ def test_compile_wraps_the_forward_only(retina_data):
     assert compiled.state_dict()["model"].keys() == plain.state_dict()["model"].keys()
 
 
+def test_precision_bf16_autocasts_the_forward_and_fp32_does_not(retina_data):
+    fp32, bf16 = _trainer(retina_data, ema=0.0), _trainer(retina_data, ema=0.0, precision="bf16")
+    bf16.model.load_state_dict(fp32.model.state_dict())
+    with torch.no_grad():
+        plain = fp32.model.eval()(fp32._inputs("val", torch.arange(len(fp32.labels["val"]))))
+    assert torch.equal(fp32.logits("val"), plain)
+    # bf16 keeps 8 bits of mantissa: the logits move by about 1e-3 of their size, fp32's by none
+    moved = float((bf16.logits("val") - plain).abs().max() / plain.abs().max())
+    assert 1e-4 < moved < 0.05
+
+
 def test_train_steps_drop_only_a_last_batch_of_one():
     assert [train_steps(n, 32) for n in (32, 33, 34, 64, 65, 1)] == [1, 1, 2, 2, 2, 1]
 
