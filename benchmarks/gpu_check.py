@@ -12,6 +12,8 @@ they are missing); every step writes a Markdown or JSON file under ``--out``:
   packing.md        (c) 1, 2, 4, 8 concurrent training processes on the one device, total images/s
   usual_loop.md     (d) ``bench_epoch.py`` on the device: our Trainer against the usual loop
   tests.log         (e) on CUDA: the fast-path tests (their CUDA parts run there)
+  compile.md        (f) training images/s eager against torch.compile (the ``compile`` field);
+                    only when ``--steps`` names it (compiling takes minutes)
   summary.md        every table above and the verdict of each check
 
 Nothing here imports Ray (``sys.modules["ray"] = None`` makes any attempt fail loudly), so the
@@ -29,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 sys.modules["ray"] = None  # type: ignore[assignment]  # an import of Ray fails: the path is Ray-free
@@ -42,7 +45,7 @@ sys.path.insert(0, str(REPO))
 from medvit.config import build_config  # noqa: E402
 from medvit.models import create_model  # noqa: E402
 from medvit.synthetic import write_synthetic  # noqa: E402
-from medvit.train import Trainer, load_checkpoint_model, load_data, normalise  # noqa: E402
+from medvit.train import COMPILE_MODE, Trainer, load_checkpoint_model, load_data, normalise  # noqa: E402
 from trial_packing import run_packed  # noqa: E402  (beside this file)
 
 PRESET = "medvit_28_tiny"  # the recommended preset: the CPU spec's and the fastest 28 px MedViT
@@ -53,9 +56,9 @@ MODES = {  # name: (autocast to bf16, channels-last)
     "bf16": (True, False),
     "bf16 channels-last": (True, True),
 }
-# Packing runs on PathMNIST-like synthetic data: RetinaMNIST's 1,080 training images are a
-# fraction of a second per epoch on a GPU, too short to time against process start-up.
-PACKING_FLAG = "pathmnist"
+PACKING_FLAG = "pathmnist"  # the synthetic data of packing and compile timings
+STEPS = "abcdfe"  # in the order they run; (e), the tests, runs on CUDA only
+DEFAULT_STEPS = "abcde"  # under 8 minutes on an H100; (f) adds about 4 (compilations)
 RAY_BLOCKED = "import sys; sys.modules['ray'] = None; from sweeps.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
@@ -142,18 +145,20 @@ def train_check(args, device: torch.device, work: Path) -> dict:
 # -- (b) throughput per model, batch and mode ------------------------------------------------
 
 def step_rate(name: str, batch: int, bf16: bool, channels_last: bool, device: torch.device,
-              warmup: int, seconds: float, min_steps: int) -> float:
-    """Training images/s: forward, loss on fp32 logits, backward, AdamW step (as Trainer does)."""
+              warmup: int, seconds: float, min_steps: int, compile_mode: str | None = None) -> float:
+    """Training images/s: forward, loss on fp32 logits, backward, AdamW step (as Trainer does);
+    with ``compile_mode`` the forward is ``torch.compile``d (the warm-up steps compile it)."""
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = create_model(name, in_chans=3, num_classes=5).to(device, memory_format=fmt).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    forward = torch.compile(model, mode=compile_mode) if compile_mode else model
     x = torch.randn(batch, 3, 28, 28, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, 5, (batch,), device=device)
 
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(x)
+            logits = forward(x)
         loss = F.cross_entropy(logits.float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -186,15 +191,88 @@ def throughput(args, device: torch.device) -> str:
     return "Training images/s (forward + backward + AdamW), 3x28x28, 5 classes\n\n" + "\n".join(lines)
 
 
+# -- (f) torch.compile ----------------------------------------------------------------------
+
+COMPILE_ROWS = (  # model, mode name, compile mode (None: eager, the baseline of the same run)
+    ("medvit_28_tiny", "fp32 channels-last", None),
+    ("medvit_28_tiny", "fp32 channels-last", "default"),
+    ("medvit_28_tiny", "fp32 channels-last", "reduce-overhead"),
+    ("medvit_28_small", "fp32 channels-last", None),
+    ("medvit_28_small", "fp32 channels-last", "default"),
+    ("medvit_28_tiny", "bf16 channels-last", "default"),
+)
+
+
+def trainer_rate(config: dict) -> tuple[float, float]:
+    """Best training images/s over the epochs after the first (which compiles), and the run's
+    seconds, of ``Trainer`` on ``config``; a non-finite metric fails the step."""
+    config = build_config(config)
+    start = time.perf_counter()
+    history = list(Trainer(config, load_data(config)).epochs())
+    if not finite([v for m in history for v in m.values()]):
+        raise RuntimeError(f"compile={config.compile}: non-finite metrics {history[-1]}")
+    return max(m["images_per_s"] for m in history[1:]), time.perf_counter() - start
+
+
+def compiled(args, device: torch.device, work: Path, out: Path) -> str:
+    """Training images/s eager against ``torch.compile`` at batch 128: the bare step per mode
+    (skipped by --quick) and the Trainer with the ``compile`` field, as a sweep trial runs it.
+    A row's seconds are its build, compilation and timing; rows land in the file as they finish."""
+    lines = ["| model | what | mode | compile | images/s | vs eager | row s |", "|---|---|---|---|---:|---:|---:|"]
+
+    def row(name: str, what: str, mode: str, compiled_as: str, measure) -> None:
+        torch._dynamo.reset()
+        start = time.perf_counter()
+        try:
+            rate = measure()
+        except Exception as exc:  # a compiler failure is a finding, not the end of the check
+            lines.append(f"| {name} | {what} | {mode} | {compiled_as} | failed: {type(exc).__name__} | | |")
+        else:
+            eager.setdefault((name, what), rate)
+            lines.append(f"| {name} | {what} | {mode} | {compiled_as} | {rate:,.0f} | "
+                         f"{rate / eager[name, what]:.2f}x | {time.perf_counter() - start:.0f} |")
+        print(lines[-1], flush=True)
+        (out / "compile.md").write_text("\n".join(lines) + "\n")
+
+    eager: dict[tuple[str, str], float] = {}
+    timing = dict(warmup=3, seconds=3.0, min_steps=20)
+    for name, mode, compile_mode in () if args.quick else COMPILE_ROWS:
+        row(name, "step", mode, compile_mode or "eager",
+            lambda: step_rate(name, 128, *MODES[mode], device, compile_mode=compile_mode, **timing))
+    config = {"dataset": PACKING_FLAG, "model": PRESET, "epochs": 3, "device": device.type,
+              "data_root": str(synthetic_root(args, work))}
+    mode = "fp32 channels-last" if device.type == "cuda" else "fp32"
+    for flag in (False, True):
+        compiled_as = f"compile: true ({COMPILE_MODE[device.type] or 'default'})" if flag else "eager"
+        row(PRESET, "Trainer", mode, compiled_as, lambda: trainer_rate(config | {"compile": flag})[0])
+    if any("failed" in line for line in lines):
+        raise RuntimeError("a compiled row failed (compile.md)")
+    return ("torch.compile, training images/s at batch 128 (step: forward, backward, AdamW on one batch; "
+            "Trainer: whole epochs after the first; row s: build, compilation and timing)\n\n" + "\n".join(lines))
+
+
+def synthetic_train_size(args) -> int:
+    return 128 if args.quick else 20_000
+
+
+def synthetic_root(args, work: Path) -> Path:
+    """PathMNIST-like synthetic files, written once: RetinaMNIST's 1,080 training images are a
+    fraction of a second per epoch on a GPU, too short to time against start-up or compilation."""
+    root = work / "synthetic"
+    if not root.exists():
+        n_train = synthetic_train_size(args)
+        write_synthetic(PACKING_FLAG, root, n_per_split=(n_train, n_train // 10, n_train // 10))
+    return root
+
+
 # -- (c) packing: concurrent training processes on one device -------------------------------
 
 def packing(args, device: torch.device, work: Path) -> str:
     counts = (1, 2) if args.quick else (1, 2, 4, 8)
-    n_train, timed_epochs = (128, 1) if args.quick else (20_000, 2)
-    root = work / "synthetic"
-    write_synthetic(PACKING_FLAG, root, n_per_split=(n_train, n_train // 10, n_train // 10))
+    timed_epochs = 1 if args.quick else 2
+    n_train = synthetic_train_size(args)
     config = {"dataset": PACKING_FLAG, "model": PRESET, "epochs": 1 + timed_epochs, "device": device.type,
-              "data_root": str(root)}
+              "data_root": str(synthetic_root(args, work))}
     lines = ["| processes | total images/s | vs 1 process | per process, training part | peak GPU MiB per process |",
              "|---:|---:|---:|---:|---:|"]
     base = None
@@ -222,10 +300,12 @@ def usual_loop(args, device: torch.device) -> str:
     return run.stdout
 
 
-def fast_path_tests(out: Path) -> bool:
+def fast_path_tests(args, out: Path) -> bool:
+    # the tests' real-data fixture reads MEDMNIST_ROOT (retinamnist.npz and pneumoniamnist.npz)
+    env = os.environ | {"MEDMNIST_ROOT": args.data_root}
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           "tests/test_bench_fastpath.py", "tests/test_augment.py"],
-                         capture_output=True, text=True, cwd=REPO)
+                         capture_output=True, text=True, cwd=REPO, env=env)
     (out / "tests.log").write_text(run.stdout + run.stderr)
     return run.returncode == 0
 
@@ -236,9 +316,13 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, same code path")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data-root", required=True, help="folder holding retinamnist.npz")
+    parser.add_argument("--steps", default=DEFAULT_STEPS, help=f"which steps, letters of {STEPS} (default {DEFAULT_STEPS})")
     args = parser.parse_args()
+    if not args.steps or set(args.steps) - set(STEPS):
+        parser.error(f"--steps: letters of {STEPS}, got {args.steps!r}")
 
     device = torch.device(args.device)
+    warnings.filterwarnings("ignore", message="MD5 mismatch")  # synthetic files differ from medmnist's, by design
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA GPU is visible")
     if device.type == "cpu":
@@ -252,13 +336,14 @@ def main() -> int:
     checks: dict[str, bool] = {}
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         work = Path(tmp)
-        steps = [
-            ("(a) train 3 epochs, reload, agree", lambda: train_check(args, device, work)),
-            ("(b) throughput", lambda: throughput(args, device)),
-            ("(c) packing", lambda: packing(args, device, work)),
-            ("(d) usual loop", lambda: usual_loop(args, device)),
-        ]
-        for (title, run), name in zip(steps, ("train_check.json", "throughput.md", "packing.md", "usual_loop.md")):
+        steps = {
+            "a": ("(a) train 3 epochs, reload, agree", "train_check.json", lambda: train_check(args, device, work)),
+            "b": ("(b) throughput", "throughput.md", lambda: throughput(args, device)),
+            "c": ("(c) packing", "packing.md", lambda: packing(args, device, work)),
+            "d": ("(d) usual loop", "usual_loop.md", lambda: usual_loop(args, device)),
+            "f": ("(f) torch.compile", "compile.md", lambda: compiled(args, device, work, out)),
+        }
+        for title, name, run in (steps[letter] for letter in STEPS if letter in args.steps and letter in steps):
             print(f"== {title}", flush=True)
             step_start = time.perf_counter()
             try:
@@ -281,8 +366,8 @@ def main() -> int:
                 body = result
             summary += [f"## {title} ({seconds:.0f} s)", "", body, ""]
             print(body, flush=True)
-    if device.type == "cuda":
-        checks["(e) fast-path tests on the GPU (tests.log)"] = fast_path_tests(out)
+    if device.type == "cuda" and "e" in args.steps:
+        checks["(e) fast-path tests on the GPU (tests.log)"] = fast_path_tests(args, out)
     summary += ["## Verdict", ""] + [f"- {'ok  ' if ok else 'FAIL'} {check}" for check, ok in checks.items()]
     summary += ["", f"total {time.perf_counter() - started:.0f} s"]
     (out / "summary.md").write_text("\n".join(summary) + "\n")

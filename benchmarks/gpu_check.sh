@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The GPU check in one command: trains, reloads, times and packs on one GPU, without Ray.
 #
-#   bash benchmarks/gpu_check.sh --out DIR [--device cuda|cpu] [--quick] [--data-root DIR]
+#   bash benchmarks/gpu_check.sh --out DIR [--device cuda|cpu] [--quick] [--data-root DIR] [--steps abcde]
 #
-# Under 8 minutes on one H100; `--device cpu --quick` runs the same code path at tiny sizes in
-# a few minutes on a CPU. Everything lands in DIR (see benchmarks/gpu_check.py for the files).
+# Under 8 minutes on one H100 for the default steps abcde; --steps f (torch.compile) takes about
+# 4 more. `--device cpu --quick` runs the same code path at tiny sizes in a few minutes on a
+# CPU. Everything lands in DIR (see benchmarks/gpu_check.py for the files).
 #
 # A GPU machine without the project's environment needs only torch, torchvision, numpy,
 # pandas, scikit-learn, scikit-image, Pillow, PyYAML: pydantic and medmnist (and their small
@@ -19,6 +20,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --out) OUT=$2; shift 2 ;;
         --data-root) DATA_ROOT=$2; shift 2 ;;
+        --steps) PASS+=("$1" "$2"); shift 2 ;;
         --device|--quick) PASS+=("$1"); [ "$1" = --device ] && { PASS+=("$2"); shift; }; shift ;;
         -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;

@@ -1,6 +1,6 @@
 """The GPU check is ready to run: its CPU quick mode, the same code path at tiny sizes, passes.
 
-Slow (a minute or two on two CPU cores): it trains, times and starts training processes.
+Slow (two to four minutes on two CPU cores, one torch.compile included): it trains, times and starts training processes.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ REPO = Path(__file__).resolve().parents[1]
 def test_gpu_check_quick_on_cpu(tmp_path, real_root):
     out = tmp_path / "out"
     run = subprocess.run(
-        ["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--quick", "--out", str(out),
+        ["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--quick", "--steps", "abcdfe", "--out", str(out),
          "--data-root", str(real_root)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    for name in ("summary.md", "train_check.json", "throughput.md", "packing.md", "usual_loop.md", "log.txt"):
+    for name in ("summary.md", "train_check.json", "throughput.md", "packing.md", "usual_loop.md", "compile.md",
+                 "log.txt"):
         assert (out / name).is_file(), name
     summary = (out / "summary.md").read_text()
     assert "FAIL" not in summary
@@ -32,6 +33,15 @@ def test_gpu_check_quick_on_cpu(tmp_path, real_root):
     packing = (out / "packing.md").read_text()
     assert "\n| 1 |" in packing and "\n| 2 |" in packing
     assert "speedup vs usual loop:" in (out / "usual_loop.md").read_text()
+    compiled = (out / "compile.md").read_text()
+    assert "| Trainer | fp32 | eager |" in compiled and "| Trainer | fp32 | compile: true (default) |" in compiled
+
+
+def test_gpu_check_refuses_unknown_steps(tmp_path):
+    run = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--steps", "az", "--out", str(tmp_path)],
+                         cwd=REPO, capture_output=True, text=True)
+    # gpu_check.sh tees the check's output (stderr included) into DIR/log.txt and stdout
+    assert run.returncode == 2 and "error: --steps: letters of abcdfe, got 'az'" in run.stdout
 
 
 def test_gpu_check_needs_out():
