@@ -6,8 +6,8 @@ on each PIL image (``RandomAffine`` / ``RandomCrop(padding)`` / flips of the sam
 strengths as the augment preset, then ``ToTensor`` and ``Normalize(0.5, 0.5)``), a
 ``DataLoader`` (shuffled, 0 or 2 workers, pinned memory on a GPU) and a plain fp32 step that
 reads ``loss.item()``. medsweep's path is ``medvit.train.Trainer``: each split on the device
-once, batches drawn by index, one ``augment_batch`` call per batch (bf16 autocast and
-channels-last on a GPU). Same model, batch, optimizer and training images on both sides.
+once, batches drawn by index, one ``augment_batch`` call per batch (channels-last on a GPU;
+fp32 unless the config's ``precision`` says bf16). Same model, batch, optimizer and training images on both sides.
 
 Two tables: whole epochs (train step included) per model, and the input pipeline alone (images
 to a ready augmented batch on the training device). Methods take turns, one epoch each per
@@ -15,11 +15,12 @@ round; each reports its best round, so a busy neighbour on a shared machine skew
 as little as possible. The last line is the one to quote:
 ``speedup vs usual loop: N.NNx (epoch), N.NNx (pipeline)``, both against the best DataLoader
 setting, the epoch figure for the first model (the recommended preset) with the Trainer's
-default recipe. A second Trainer row runs the plain step the usual loop runs.
+default recipe. A second Trainer row runs the plain step the usual loop runs; ``--compile``
+adds a third, the Trainer with ``compile: true``.
 
     .venv/bin/python benchmarks/bench_epoch.py [--models medvit_28_tiny,resnet18_28]
         [--dataset retinamnist] [--batch 128] [--rounds 2] [--workers 0,2] [--subset N]
-        [--augment PRESET] [--device cpu|cuda] [--data-root DIR] [--threads N]
+        [--augment PRESET] [--device cpu|cuda] [--data-root DIR] [--threads N] [--compile]
 
 On a CPU shared with other busy processes, compare ``--threads 1``: OpenMP threads that wait
 for a busy core make small ops many times slower, on both sides alike.
@@ -55,6 +56,7 @@ OURS = "medsweep Trainer"
 # between the two rows is the recipe's cost and the gap to the usual loop is the input path's.
 PLAIN_RECIPE = {"ema": 0.0, "grad_clip": 0.0, "drop_path": 0.0, "label_smoothing": 0.0}
 OURS_PLAIN = "medsweep Trainer, plain step (no EMA, clipping, drop-path, smoothing)"
+OURS_COMPILED = "medsweep Trainer, compile: true (its first epoch compiles)"
 
 
 def _rot90(p: float) -> T.RandomApply:
@@ -204,7 +206,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads of the training process (default: torch's, one per core)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the Trainer with compile: true (needs --rounds 2 or more: the first compiles)")
     args = parser.parse_args(argv)
+    if args.compile and args.rounds < 2:
+        parser.error("--compile: needs --rounds 2 or more (the first epoch compiles and is not a timing)")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -231,9 +237,11 @@ def main(argv: list[str] | None = None) -> None:
                                "data_root": root})
         plain = build_config(config.model_dump() | PLAIN_RECIPE)
         methods = {OURS: OurEpochs(config, data).epoch, OURS_PLAIN: OurEpochs(plain, data).epoch}
+        if args.compile:
+            methods[OURS_COMPILED] = OurEpochs(build_config(config.model_dump() | {"compile": True}), data).epoch
         methods |= {name: UsualLoop(config, loader, device).epoch for name, loader in loaders.items()}
         best = best_of_rounds(methods, args.rounds)
-        usual = max(rate for name, rate in best.items() if name not in (OURS, OURS_PLAIN))
+        usual = max(rate for name, rate in best.items() if not name.startswith(OURS))
         epoch_rows += [(model, name, rate, rate / usual) for name, rate in best.items()]
         if first_speedup is None:
             first_speedup = best[OURS] / usual

@@ -65,6 +65,13 @@ def test_both_sides_feed_the_model_the_same_numbers_when_off(bench_epoch, channe
     torch.testing.assert_close(usual, ours, atol=1e-6, rtol=0)
 
 
+def test_compile_row_needs_an_epoch_after_the_compiling_one(bench_epoch, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        bench_epoch.main(["--compile", "--rounds", "1"])
+    assert exit_.value.code == 2
+    assert "--compile: needs --rounds 2 or more" in capsys.readouterr().err
+
+
 def _probabilities(model, x, *, bf16=False, channels_last=False, device="cpu"):
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=fmt).eval()
