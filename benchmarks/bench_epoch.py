@@ -6,7 +6,7 @@ on each PIL image (``RandomAffine`` / ``RandomCrop(padding)`` / flips of the sam
 strengths as the augment preset, then ``ToTensor`` and ``Normalize(0.5, 0.5)``), a
 ``DataLoader`` (shuffled, 0 or 2 workers, pinned memory on a GPU) and a plain fp32 step that
 reads ``loss.item()``. medsweep's path is ``medvit.train.Trainer``: each split on the device
-once, batches drawn by index, one ``augment_batch`` call per batch (channels-last on a GPU;
+once, batches drawn by index, one ``augment_batch`` call per batch (channels-last;
 fp32 unless the config's ``precision`` says bf16). Same model, batch, optimizer and training images on both sides.
 
 Two tables: whole epochs (train step included) per model, and the input pipeline alone (images
@@ -47,7 +47,7 @@ from medvit.config import TrainConfig, build_config  # noqa: E402
 from medvit.data import dataset_info, load_dataset, resolve_root  # noqa: E402
 from medvit.losses import loss_for_task  # noqa: E402
 from medvit.models import create_model  # noqa: E402
-from medvit.train import Trainer, normalise  # noqa: E402
+from medvit.train import MEMORY_FORMAT, Trainer, normalise  # noqa: E402
 
 DEFAULT_MODELS = ("medvit_28_tiny", "resnet18_28")
 OURS = "medsweep Trainer"
@@ -149,13 +149,12 @@ def our_pipeline(images: torch.Tensor, cfg: AugmentConfig, batch: int, device: t
     """Trainer's input path alone: uint8 split on the device, index, normalise, augment."""
     images = images.to(device)
     generator = torch.Generator(device=device).manual_seed(0)
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
     def epoch() -> float:
         _sync(device)
         start = time.perf_counter()
         for index in torch.randperm(len(images), generator=generator, device=device).split(batch):
-            augment_batch(normalise(images.index_select(0, index)), cfg, generator).contiguous(memory_format=memory_format)
+            augment_batch(normalise(images.index_select(0, index)), cfg, generator).contiguous(memory_format=MEMORY_FORMAT)
         _sync(device)
         return len(images) / (time.perf_counter() - start)
 

@@ -156,6 +156,13 @@ def test_precision_bf16_autocasts_the_forward_and_fp32_does_not(retina_data):
     assert 1e-4 < moved < 0.05
 
 
+def test_trainer_is_channels_last_on_the_cpu_too(retina_data):
+    trainer = _trainer(retina_data)  # channels-last trains MedViT-28 1.3-1.4x faster on a CPU
+    assert trainer._inputs("train", torch.arange(8)).is_contiguous(memory_format=torch.channels_last)
+    conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_train_steps_drop_only_a_last_batch_of_one():
     assert [train_steps(n, 32) for n in (32, 33, 34, 64, 65, 1)] == [1, 1, 2, 2, 2, 1]
 
