@@ -194,7 +194,7 @@ class Scheduler(_Strict):
 
 
 class Resources(_Strict):
-    """Resources of one trial; ``gpu`` may be a fraction (0.25: four trials share a GPU)."""
+    """Resources of one trial; ``gpu`` may be a fraction (0.125: eight trials share a GPU)."""
 
     cpu: Annotated[float, Field(gt=0)] = 1
     gpu: Annotated[float, Field(ge=0)] = 0

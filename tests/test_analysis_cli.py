@@ -44,7 +44,9 @@ def _ranked(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _fresh_test_metrics(checkpoint: str, root: Path) -> dict[str, float]:
-    """Independent recomputation: the checkpoint's best weights on its (subset) test split."""
+    """Independent recomputation: the checkpoint's best weights on its (subset) test split, in
+    the Trainer's fp32 channels-last (another layout rounds differently, and the near-tied scores
+    of a one-epoch model then reorder: AUC moved by 0.002 when this read contiguous tensors)."""
     from medvit.data import dataset_info, load_dataset
     from medvit.metrics import evaluate, scores_from_logits
     from medvit.models import create_model
@@ -54,12 +56,12 @@ def _fresh_test_metrics(checkpoint: str, root: Path) -> dict[str, float]:
     info = dataset_info(cfg["dataset"])
     model = create_model(cfg["model"], in_chans=info.channels, num_classes=info.num_classes, img_size=cfg["img_size"])
     model.load_state_dict(state["best_weights"])
-    model.eval()
+    model.eval().to(memory_format=torch.channels_last)
     data = load_dataset(cfg["dataset"], root=root, size=cfg["img_size"])
     if cfg.get("subset"):
         data = data.subset(cfg["subset"], seed=cfg["seed"])
     with torch.no_grad():
-        logits = model(data.images["test"].float() / 127.5 - 1.0)
+        logits = model((data.images["test"].float() / 127.5 - 1.0).contiguous(memory_format=torch.channels_last))
     return evaluate(info.task, data.labels["test"].numpy(), scores_from_logits(info.task, logits))
 
 
