@@ -34,7 +34,8 @@ def test_gpu_check_quick_on_cpu(tmp_path, real_root):
     assert "\n| 1 |" in packing and "\n| 2 |" in packing
     assert "speedup vs usual loop:" in (out / "usual_loop.md").read_text()
     compiled = (out / "compile.md").read_text()
-    assert "| Trainer | fp32 | eager |" in compiled and "| Trainer | fp32 | compile: true (default) |" in compiled
+    assert "| Trainer | fp32 channels-last | eager |" in compiled
+    assert "| Trainer | fp32 channels-last | compile: true (default) |" in compiled
 
 
 def test_gpu_check_refuses_unknown_steps(tmp_path):
