@@ -12,7 +12,8 @@ they are missing); every step writes a Markdown or JSON file under ``--out``:
   packing.md        (c) 1, 2, 4, 8 concurrent training processes on the one device, total images/s
   usual_loop.md     (d) ``bench_epoch.py`` on the device: our Trainer against the usual loop
   tests.log         (e) on CUDA: the fast-path tests (their CUDA parts run there)
-  compile.md        (f) training images/s eager against torch.compile (the ``compile`` field);
+  compile.md        (f) training images/s eager against torch.compile (the ``compile`` field)
+                    and bf16 (the ``precision`` field);
                     only when ``--steps`` names it (compiling takes minutes)
   summary.md        every table above and the verdict of each check
 
@@ -215,9 +216,10 @@ def trainer_rate(config: dict) -> float:
 
 def compiled(args, device: torch.device, work: Path, out: Path) -> str:
     """Training images/s eager against ``torch.compile`` at batch 128: the bare step per mode
-    (skipped by --quick) and the Trainer with the ``compile`` field, as a sweep trial runs it.
+    (skipped by --quick) and the Trainer, as a sweep trial runs it, with ``precision`` bf16 and
+    with ``compile``; each against the same model's first row (fp32, eager).
     A row's seconds are its build, compilation and timing; rows land in the file as they finish."""
-    lines = ["| model | what | mode | compile | images/s | vs eager | row s |", "|---|---|---|---|---:|---:|---:|"]
+    lines = ["| model | what | mode | compile | images/s | vs fp32 eager | row s |", "|---|---|---|---|---:|---:|---:|"]
 
     def row(name: str, what: str, mode: str, compiled_as: str, measure) -> None:
         torch._dynamo.reset()
@@ -240,9 +242,11 @@ def compiled(args, device: torch.device, work: Path, out: Path) -> str:
             lambda: step_rate(name, 128, *MODES[mode], device, compile_mode=compile_mode, **timing))
     config = {"dataset": PACKING_FLAG, "model": PRESET, "epochs": 3, "device": device.type,
               "data_root": str(synthetic_root(args, work))}
-    for flag in (False, True):
+    trainer_rows = (("fp32", False), ("bf16", False), ("fp32", True))  # the precision and compile fields
+    for precision, flag in trainer_rows:
         compiled_as = f"compile: true ({COMPILE_MODE[device.type] or 'default'})" if flag else "eager"
-        row(PRESET, "Trainer", "fp32 channels-last", compiled_as, lambda: trainer_rate(config | {"compile": flag}))
+        row(PRESET, "Trainer", f"{precision} channels-last", compiled_as,
+            lambda: trainer_rate(config | {"precision": precision, "compile": flag}))
     if any("failed" in line for line in lines):
         raise RuntimeError("a compiled row failed (compile.md)")
     return ("torch.compile, training images/s at batch 128 (step: forward, backward, AdamW on one batch; "

@@ -35,6 +35,7 @@ def test_gpu_check_quick_on_cpu(tmp_path, real_root):
     assert "speedup vs usual loop:" in (out / "usual_loop.md").read_text()
     compiled = (out / "compile.md").read_text()
     assert "| Trainer | fp32 channels-last | eager |" in compiled
+    assert "| Trainer | bf16 channels-last | eager |" in compiled
     assert "| Trainer | fp32 channels-last | compile: true (default) |" in compiled
 
 
