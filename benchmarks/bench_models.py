@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/bench_models.py [--batch 128] [--steps 5] [--rounds 3] [--models a,b]
 
-Inputs are random 3-channel 28 px images with 5 classes (RetinaMNIST's shape); torch uses
-one thread per core. The models take turns, ``steps`` timed steps each per round, and each
+Inputs are random 3-channel 28 px images with 5 classes (RetinaMNIST's shape), in the
+Trainer's memory layout (channels-last); torch uses one thread per core. The models take turns, ``steps`` timed steps each per round, and each
 reports its best round, so that a noisy neighbour on a shared machine skews the ratios (all
 against resnet18_28, measured in the same run) as little as possible.
 """
@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from medvit.models import count_parameters, create_model
+from medvit.train import MEMORY_FORMAT
 
 # resnet50_28 is ~5x slower than resnet18_28 here; add it with --models when wanted
 DEFAULT_MODELS = ("medvit_28_tiny", "medvit_28_small", "medvit_28_base", "resnet18_28")
@@ -27,9 +28,10 @@ BASELINE = "resnet18_28"
 class TrainStep:
     def __init__(self, name: str, batch: int):
         torch.manual_seed(0)
-        self.model = create_model(name, in_chans=3, num_classes=5, img_size=28).train()
+        model = create_model(name, in_chans=3, num_classes=5, img_size=28)
+        self.model = model.to(memory_format=MEMORY_FORMAT).train()  # the layout the Trainer trains in
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
-        self.x = torch.randn(batch, 3, 28, 28)
+        self.x = torch.randn(batch, 3, 28, 28).contiguous(memory_format=MEMORY_FORMAT)
         self.y = torch.randint(0, 5, (batch,))
 
     def __call__(self) -> None:
