@@ -41,7 +41,8 @@ EVAL_BATCH = 512
 # 1.15x (benchmarks/RESULTS.md, the GPU check's step (f)). CPUs have no CUDA graphs.
 COMPILE_MODE = {"cuda": "reduce-overhead", "cpu": None}
 # Channels-last on every device: it trains the MedViT-28 presets 1.3-1.4x faster on a CPU too
-# (one or two threads; resnet18_28 level), and on an H100 it was never slower than contiguous.
+# (one or two threads; resnet18_28 level), and on an H100 at batch 128 it was never slower than
+# contiguous (up to 1.29x faster; tiny at batch 512 was 0.88x).
 MEMORY_FORMAT = torch.channels_last
 CHECKPOINT_FILE = "state.pt"
 
