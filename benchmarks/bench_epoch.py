@@ -6,8 +6,9 @@ on each PIL image (``RandomAffine`` / ``RandomCrop(padding)`` / flips of the sam
 strengths as the augment preset, then ``ToTensor`` and ``Normalize(0.5, 0.5)``), a
 ``DataLoader`` (shuffled, 0 or 2 workers, pinned memory on a GPU) and a plain fp32 step that
 reads ``loss.item()``. medsweep's path is ``medvit.train.Trainer``: each split on the device
-once, batches drawn by index, one ``augment_batch`` call per batch (channels-last;
-fp32 unless the config's ``precision`` says bf16). Same model, batch, optimizer and training images on both sides.
+once, batches drawn by index, one ``augment_batch`` call per batch, channels-last, fp32
+unless the config's ``precision`` says bf16. Same model, batch, optimizer and training images
+on both sides.
 
 Two tables: whole epochs (train step included) per model, and the input pipeline alone (images
 to a ready augmented batch on the training device). Methods take turns, one epoch each per

@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/bench_models.py [--batch 128] [--steps 5] [--rounds 3] [--models a,b]
 
 Inputs are random 3-channel 28 px images with 5 classes (RetinaMNIST's shape), in the
-Trainer's memory layout (channels-last); torch uses one thread per core. The models take turns, ``steps`` timed steps each per round, and each
-reports its best round, so that a noisy neighbour on a shared machine skews the ratios (all
-against resnet18_28, measured in the same run) as little as possible.
+Trainer's memory layout (channels-last); torch uses one thread per core. The models take
+turns, ``steps`` timed steps each per round, and each reports its best round, so that a noisy
+neighbour on a shared machine skews the ratios (all against resnet18_28, measured in the same
+run) as little as possible.
 """
 
 from __future__ import annotations

@@ -220,6 +220,7 @@ def compiled(args, device: torch.device, work: Path, out: Path) -> str:
     with ``compile``; each against the same model's first row (fp32, eager).
     A row's seconds are its build, compilation and timing; rows land in the file as they finish."""
     lines = ["| model | what | mode | compile | images/s | vs fp32 eager | row s |", "|---|---|---|---|---:|---:|---:|"]
+    eager: dict[tuple[str, str], float] = {}  # (model, what): its first row's rate, the baseline
 
     def row(name: str, what: str, mode: str, compiled_as: str, measure) -> None:
         torch._dynamo.reset()
@@ -235,7 +236,6 @@ def compiled(args, device: torch.device, work: Path, out: Path) -> str:
         print(lines[-1], flush=True)
         (out / "compile.md").write_text("\n".join(lines) + "\n")
 
-    eager: dict[tuple[str, str], float] = {}
     timing = dict(warmup=3, seconds=3.0, min_steps=20)
     for name, mode, compile_mode in () if args.quick else COMPILE_ROWS:
         row(name, "step", mode, compile_mode or "eager",
