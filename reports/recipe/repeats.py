@@ -34,8 +34,8 @@ RECIPE_SPEC = Path(__file__).with_name("retinamnist-recipe.yaml")
 def winner(folder: str | Path, data_root: str | None) -> dict:
     """The best configuration of a finished sweep: its seeds' mean selection score and test ACC."""
     ranked = rank_trials(read_sweep(folder).to_pandas())
-    top = ranked.iloc[0]
-    seeds = ranked[ranked["config_group"] == top["config_group"]] if isinstance(top.get("config_group"), str) else ranked.iloc[:1]
+    group = ranked.iloc[0]["config_group"]  # None in a sweep without repeats: the winner is one trial
+    seeds = ranked[ranked["config_group"] == group] if isinstance(group, str) else ranked.iloc[:1]
     tests = [evaluate_checkpoint(path, data_root, device="cpu")["acc"] for path in seeds["checkpoint_path"]]
     val = statistics.fmean(seeds["best_value"])
     return {"sweep": Path(folder).name, "seeds": len(tests), "val": val, "test": statistics.fmean(tests),
@@ -68,7 +68,10 @@ def main() -> None:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         folders = [run(args.repeats, seed, args.trials, args.epochs, storage, args.data_root) for seed in args.seeds]
         ray.shutdown()
-    rows = [winner(folder, args.data_root) for folder in folders]
+    try:
+        rows = [winner(folder, args.data_root) for folder in folders]
+    except ValueError as exc:  # a folder that is not a finished sweep: one line, not a traceback
+        parser.exit(2, f"repeats.py: {exc}\n")
     print("\n| sweep | winner's seeds | validation (mean selection score) | test ACC (mean) | gap |")
     print("|---|---:|---:|---:|---:|")
     for r in rows:
