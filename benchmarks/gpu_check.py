@@ -12,9 +12,10 @@ they are missing); every step writes a Markdown or JSON file under ``--out``:
   packing.md        (c) 1, 2, 4, 8 concurrent training processes on the one device, total images/s
   usual_loop.md     (d) ``bench_epoch.py`` on the device: our Trainer against the usual loop
   tests.log         (e) on CUDA: the fast-path tests (their CUDA parts run there)
-  compile.md        (f) training images/s eager against torch.compile (the ``compile`` field)
-                    and bf16 (the ``precision`` field);
-                    only when ``--steps`` names it (compiling takes minutes)
+  compile.md        (f) the bare step's training images/s eager against each torch.compile mode
+  trainer.md        (g) the Trainer's images/s with the ``compile`` field and with bf16 (the
+                    ``precision`` field) against fp32 eager;
+                    (f) and (g) only when ``--steps`` names them (compiling takes minutes)
   summary.md        every table above and the verdict of each check
 
 Nothing here imports Ray (``sys.modules["ray"] = None`` makes any attempt fail loudly), so the
@@ -58,8 +59,8 @@ MODES = {  # name: (autocast to bf16, channels-last)
     "bf16 channels-last": (True, True),
 }
 PACKING_FLAG = "pathmnist"  # the synthetic data of packing and compile timings
-STEPS = "abcdfe"  # in the order they run; (e), the tests, runs on CUDA only
-DEFAULT_STEPS = "abcde"  # under 8 minutes on an H100; (f) adds about 4 (compilations)
+STEPS = "abcdfge"  # in the order they run; (e), the tests, runs on CUDA only
+DEFAULT_STEPS = "abcde"  # under 8 minutes on an H100; (f) and (g) about 5 and 4 more (compilations)
 RAY_BLOCKED = "import sys; sys.modules['ray'] = None; from sweeps.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
@@ -214,43 +215,60 @@ def trainer_rate(config: dict) -> float:
     return max(m["images_per_s"] for m in history[1:])
 
 
-def compiled(args, device: torch.device, work: Path, out: Path) -> str:
-    """Training images/s eager against ``torch.compile`` at batch 128: the bare step per mode
-    (skipped by --quick) and the Trainer, as a sweep trial runs it, with ``precision`` bf16 and
-    with ``compile``; each against the same model's first row (fp32, eager).
-    A row's seconds are its build, compilation and timing; rows land in the file as they finish."""
-    lines = ["| model | what | mode | compile | images/s | vs fp32 eager | row s |", "|---|---|---|---|---:|---:|---:|"]
-    eager: dict[tuple[str, str], float] = {}  # (model, what): its first row's rate, the baseline
+class RateTable:
+    """A table of training images/s rows, each against its (model, what)'s first row; rows
+    land in ``path`` as they finish, so a run cut short keeps the rows it timed, and a row
+    whose measurement raises is a finding ("failed"), not the end of the step."""
 
-    def row(name: str, what: str, mode: str, compiled_as: str, measure) -> None:
+    def __init__(self, path: Path):
+        self.path, self.baseline = path, {}
+        self.lines = ["| model | what | mode | compile | images/s | vs fp32 eager | row s |",
+                      "|---|---|---|---|---:|---:|---:|"]
+
+    def row(self, name: str, what: str, mode: str, compiled_as: str, measure) -> None:
         torch._dynamo.reset()
         start = time.perf_counter()
         try:
             rate = measure()
-        except Exception as exc:  # a compiler failure is a finding, not the end of the check
-            lines.append(f"| {name} | {what} | {mode} | {compiled_as} | failed: {type(exc).__name__} | | |")
+        except Exception as exc:
+            self.lines.append(f"| {name} | {what} | {mode} | {compiled_as} | failed: {type(exc).__name__} | | |")
         else:
-            eager.setdefault((name, what), rate)
-            lines.append(f"| {name} | {what} | {mode} | {compiled_as} | {rate:,.0f} | "
-                         f"{rate / eager[name, what]:.2f}x | {time.perf_counter() - start:.0f} |")
-        print(lines[-1], flush=True)
-        (out / "compile.md").write_text("\n".join(lines) + "\n")
+            self.baseline.setdefault((name, what), rate)
+            self.lines.append(f"| {name} | {what} | {mode} | {compiled_as} | {rate:,.0f} | "
+                              f"{rate / self.baseline[name, what]:.2f}x | {time.perf_counter() - start:.0f} |")
+        print(self.lines[-1], flush=True)
+        self.path.write_text("\n".join(self.lines) + "\n")
 
-    timing = dict(warmup=3, seconds=3.0, min_steps=20)
-    for name, mode, compile_mode in () if args.quick else COMPILE_ROWS:
-        row(name, "step", mode, compile_mode or "eager",
-            lambda: step_rate(name, 128, *MODES[mode], device, compile_mode=compile_mode, **timing))
+    def text(self, title: str) -> str:
+        if any("failed" in line for line in self.lines):
+            raise RuntimeError(f"a row failed ({self.path.name})")
+        return title + "\n\n" + "\n".join(self.lines)
+
+
+def compiled_step(args, device: torch.device, out: Path) -> str:
+    """(f) The bare step's training images/s at batch 128, eager against each compile mode;
+    --quick times the eager row only (compiling on a CPU takes minutes a row)."""
+    table = RateTable(out / "compile.md")
+    timing = dict(warmup=0, seconds=0.0, min_steps=1) if args.quick else dict(warmup=3, seconds=3.0, min_steps=20)
+    for name, mode, compile_mode in COMPILE_ROWS[:1] if args.quick else COMPILE_ROWS:
+        table.row(name, "step", mode, compile_mode or "eager",
+                  lambda: step_rate(name, 128, *MODES[mode], device, compile_mode=compile_mode, **timing))
+    return table.text("torch.compile, the bare step's training images/s at batch 128 (forward, backward, AdamW "
+                      "on one batch; row s: build, compilation and timing)")
+
+
+def compiled_trainer(args, device: torch.device, work: Path, out: Path) -> str:
+    """(g) The Trainer, as a sweep trial runs it, with ``precision: bf16`` and with ``compile``,
+    against fp32 eager: whole epochs of the synthetic PathMNIST after the first (which compiles)."""
+    table = RateTable(out / "trainer.md")
     config = {"dataset": PACKING_FLAG, "model": PRESET, "epochs": 3, "device": device.type,
               "data_root": str(synthetic_root(args, work))}
-    trainer_rows = (("fp32", False), ("bf16", False), ("fp32", True))  # the precision and compile fields
-    for precision, flag in trainer_rows:
+    for precision, flag in (("fp32", False), ("bf16", False), ("fp32", True)):
         compiled_as = f"compile: true ({COMPILE_MODE[device.type] or 'default'})" if flag else "eager"
-        row(PRESET, "Trainer", f"{precision} channels-last", compiled_as,
-            lambda: trainer_rate(config | {"precision": precision, "compile": flag}))
-    if any("failed" in line for line in lines):
-        raise RuntimeError("a compiled row failed (compile.md)")
-    return ("torch.compile, training images/s at batch 128 (step: forward, backward, AdamW on one batch; "
-            "Trainer: whole epochs after the first; row s: build, compilation and timing)\n\n" + "\n".join(lines))
+        table.row(PRESET, "Trainer", f"{precision} channels-last", compiled_as,
+                  lambda: trainer_rate(config | {"precision": precision, "compile": flag}))
+    return table.text("The Trainer's training images/s at batch 128: whole epochs after the first "
+                      "(row s: data, compilation and 3 epochs)")
 
 
 def synthetic_train_size(args) -> int:
@@ -343,7 +361,8 @@ def main() -> int:
             "b": ("(b) throughput", "throughput.md", lambda: throughput(args, device)),
             "c": ("(c) packing", "packing.md", lambda: packing(args, device, work)),
             "d": ("(d) usual loop", "usual_loop.md", lambda: usual_loop(args, device)),
-            "f": ("(f) torch.compile", "compile.md", lambda: compiled(args, device, work, out)),
+            "f": ("(f) torch.compile, the bare step", "compile.md", lambda: compiled_step(args, device, out)),
+            "g": ("(g) the Trainer: compile, bf16", "trainer.md", lambda: compiled_trainer(args, device, work, out)),
         }
         for title, name, run in (steps[letter] for letter in STEPS if letter in args.steps and letter in steps):
             print(f"== {title}", flush=True)

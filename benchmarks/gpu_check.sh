@@ -3,8 +3,9 @@
 #
 #   bash benchmarks/gpu_check.sh --out DIR [--device cuda|cpu] [--quick] [--data-root DIR] [--steps abcde]
 #
-# Under 8 minutes on one H100 for the default steps abcde; --steps f (torch.compile) takes about
-# 4 more. `--device cpu --quick` runs the same code path at tiny sizes in a few minutes on a
+# Under 8 minutes on one H100 for the default steps abcde; --steps f (torch.compile of the bare
+# step) and g (the Trainer with compile and bf16) take about 5 and 4 more: run each as its own
+# call. `--device cpu --quick` runs the same code path at tiny sizes in a few minutes on a
 # CPU. Everything lands in DIR (see benchmarks/gpu_check.py for the files).
 #
 # A GPU machine without the project's environment needs only torch, torchvision, numpy,

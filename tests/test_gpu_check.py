@@ -17,13 +17,13 @@ REPO = Path(__file__).resolve().parents[1]
 def test_gpu_check_quick_on_cpu(tmp_path, real_root):
     out = tmp_path / "out"
     run = subprocess.run(
-        ["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--quick", "--steps", "abcdfe", "--out", str(out),
+        ["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--quick", "--steps", "abcdfge", "--out", str(out),
          "--data-root", str(real_root)],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for name in ("summary.md", "train_check.json", "throughput.md", "packing.md", "usual_loop.md", "compile.md",
-                 "log.txt"):
+                 "trainer.md", "log.txt"):
         assert (out / name).is_file(), name
     summary = (out / "summary.md").read_text()
     assert "FAIL" not in summary
@@ -33,17 +33,18 @@ def test_gpu_check_quick_on_cpu(tmp_path, real_root):
     packing = (out / "packing.md").read_text()
     assert "\n| 1 |" in packing and "\n| 2 |" in packing
     assert "speedup vs usual loop:" in (out / "usual_loop.md").read_text()
-    compiled = (out / "compile.md").read_text()
-    assert "| Trainer | fp32 channels-last | eager |" in compiled
-    assert "| Trainer | bf16 channels-last | eager |" in compiled
-    assert "| Trainer | fp32 channels-last | compile: true (default) |" in compiled
+    assert "| medvit_28_tiny | step | fp32 channels-last | eager |" in (out / "compile.md").read_text()
+    trainer = (out / "trainer.md").read_text()
+    assert "| Trainer | fp32 channels-last | eager |" in trainer
+    assert "| Trainer | bf16 channels-last | eager |" in trainer
+    assert "| Trainer | fp32 channels-last | compile: true (default) |" in trainer
 
 
 def test_gpu_check_refuses_unknown_steps(tmp_path):
     run = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--steps", "az", "--out", str(tmp_path)],
                          cwd=REPO, capture_output=True, text=True)
     # gpu_check.sh tees the check's output (stderr included) into DIR/log.txt and stdout
-    assert run.returncode == 2 and "error: --steps: letters of abcdfe, got 'az'" in run.stdout
+    assert run.returncode == 2 and "error: --steps: letters of abcdfge, got 'az'" in run.stdout
 
 
 def test_gpu_check_needs_out():
