@@ -17,6 +17,8 @@ smaller one costs a user anything shows on the test split (reported, never used 
     .venv/bin/python benchmarks/bench_sweep_efficiency.py              # the spec as it is, 3 seeds (hours on 2 CPUs)
     .venv/bin/python benchmarks/bench_sweep_efficiency.py --replay DIR...   # replay finished FIFO sweeps only
     .venv/bin/python benchmarks/bench_sweep_efficiency.py --replay DIR... --pool 8,16,32   # and as sweeps of n trials
+    .venv/bin/python benchmarks/bench_sweep_efficiency.py --seeds 0 --fifo-from DIR --asha 5x4 ...
+        # other ASHA settings against a FIFO run this benchmark already made (same options)
 
 Options override the spec: ``--trials``, ``--epochs``, ``--asha 4x2,2x3`` (one TPE + ASHA
 sweep per grace period x reduction factor, each against the same FIFO run; default: the
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import os
 import random
 import statistics
@@ -59,8 +62,8 @@ from sweeps.launch import SPEC_FILE, sweep_dir  # noqa: E402
 from sweeps.spec import load_spec, spec_from_dict  # noqa: E402
 
 QUICK = {"trials": 6, "epochs": 4, "asha": "1x2", "subset": 256}
-# The grid the replay tries: grace periods x reduction factors.
-REPLAY_GRID = ((1, 2, 4, 8), (2, 3, 4))
+# The grid the replay tries: grace periods x reduction factors (5 x 3: the GPU specs' rungs).
+REPLAY_GRID = ((1, 2, 4, 5, 8), (2, 3, 4))
 # Random sweeps drawn per size by --pool.
 POOL_DRAWS = 200
 
@@ -198,6 +201,17 @@ def recorded_fifo_runs(folders: list[str]) -> list[tuple[int, object, list]]:
     return runs
 
 
+def reused_fifo(folder: str, expected) -> tuple[object, list]:
+    """A FIFO sweep this benchmark made before, as ``timed_sweep`` returns one (wall unknown:
+    NaN); refused in one line unless its spec is the one these options would run."""
+    _, spec, trials = recorded_fifo_runs([folder])[0]
+    differ = sorted(key for key, value in expected.to_dict().items()
+                    if key not in ("name", "storage") and spec.to_dict().get(key) != value)
+    if differ:
+        raise SystemExit(f"--fifo-from: {folder}: its {', '.join(differ)} differ from what these options run")
+    return spec, trials
+
+
 def winner_test_acc(spec, data_root: str | None) -> float:
     """Test accuracy of the sweep's winner (the analysis' ranking, its selected weights):
     reported beside the validation best, never used to choose anything."""
@@ -245,6 +259,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--replay", nargs="+", metavar="SWEEP_DIR",
                         help="only replay successive halving on these finished FIFO sweeps (no training)")
     parser.add_argument("--pool", help="with --replay: also pool their trials into sweeps of these sizes, e.g. 8,16,32")
+    parser.add_argument("--fifo-from", nargs="+", metavar="SWEEP_DIR",
+                        help="one finished fifo-N folder of this benchmark per seed, used instead of running FIFO again")
     args = parser.parse_args(argv)
     if args.pool and not args.replay:
         parser.error("--pool needs --replay SWEEP_DIR...: it pools the trials of finished FIFO sweeps")
@@ -267,17 +283,24 @@ def main(argv: list[str] | None = None) -> None:
 
     base = load_spec(args.spec).to_dict()
     settings = asha_settings(args.asha, base)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if args.fifo_from and len(args.fifo_from) != len(seeds):
+        parser.error(f"--fifo-from: {len(args.fifo_from)} folders for {len(seeds)} seeds; give one per seed")
+    reused = dict(zip(seeds, args.fifo_from or []))
     storage = tempfile.mkdtemp(prefix="bench-sweep-efficiency-")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     rows, fifo_runs = [], []
-    for seed in (int(s) for s in args.seeds.split(",")):
+    for seed in seeds:
         fifo = None
         for asha in (None, *settings):
             on = f" on {args.rung_metric}" if args.rung_metric and args.rung_metric != SCORE else ""
             label = f"TPE + ASHA {asha[0]}x{asha[1]}{on}" if asha else "random + FIFO"
             name = f"asha{asha[0]}x{asha[1]}-{seed}" if asha else f"fifo-{seed}"
             spec = make_spec(base, storage, name, seed, asha, args)
-            wall, trials = timed_sweep(spec, args.data_root)
+            if asha is None and seed in reused:
+                (spec, trials), wall = reused_fifo(reused[seed], spec), float("nan")
+            else:
+                wall, trials = timed_sweep(spec, args.data_root)
             summary = summarise(spec, wall, trials, args.data_root)
             if asha is None:
                 fifo = summary
@@ -300,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
         if label != "random + FIFO":
             by_setting.setdefault(label, []).append((share, gap, test_gap))
         print(f"| {seed} | {label} | {r['trial_epochs']} | {share:.0%} | {r['best']:.4f} | {gap:+.4f} | "
-              f"{r['test_acc']:.4f} | {test_gap:+.4f} | {r['wall']:.0f} |")
+              f"{r['test_acc']:.4f} | {test_gap:+.4f} | {'-' if math.isnan(r['wall']) else round(r['wall'])} |")
     for label, values in by_setting.items():
         shares, gaps, test_gaps = zip(*values)
         print(f"\n{label} over {len(shares)} seeds: {statistics.mean(shares):.0%} of FIFO's trial-epochs "

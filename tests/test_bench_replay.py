@@ -121,3 +121,35 @@ def test_pool_refuses_bad_input_in_one_line(bench, tmp_path, capsys):
     (tmp_path / SPEC_FILE).write_text(load_spec("retinamnist-cpu").to_yaml())
     with pytest.raises(SystemExit, match="no trial with results in it"):
         bench.recorded_fifo_runs([str(tmp_path)])
+
+
+def test_fifo_from_reuses_a_matching_fifo_run_and_refuses_another(bench, tmp_path, capsys):
+    from argparse import Namespace
+
+    from sweeps.launch import SPEC_FILE
+    from sweeps.spec import load_spec
+
+    base = load_spec("retinamnist-cpu").to_dict()
+
+    def options(trials):
+        return Namespace(trials=trials, epochs=4, subset=None, max_concurrent=2, rung_metric=None)
+
+    recorded = bench.make_spec(base, str(tmp_path), "fifo-0", 0, None, options(4))
+    folder = tmp_path / "fifo-0"
+    folder.mkdir()
+    (folder / SPEC_FILE).write_text(recorded.to_yaml())
+    for i, curve in enumerate(CURVES):
+        (folder / f"trial_{i}").mkdir()
+        (folder / f"trial_{i}" / "params.json").write_text(json.dumps({"lr": i}))
+        (folder / f"trial_{i}" / "result.json").write_text("".join(json.dumps({"select_score": v}) + "\n" for v in curve))
+
+    # a new temporary storage each run: only the name and storage may differ
+    wanted = bench.make_spec(base, str(tmp_path / "elsewhere"), "fifo-0", 0, None, options(4))
+    spec, trials = bench.reused_fifo(str(folder), wanted)
+    assert spec.num_samples == 4 and [params["lr"] for params, _ in trials] == [0, 1, 2, 3]
+    assert [[line["select_score"] for line in lines] for _, lines in trials] == CURVES
+    with pytest.raises(SystemExit, match=r"--fifo-from: .*fifo-0: its num_samples, searcher differ"):
+        bench.reused_fifo(str(folder), bench.make_spec(base, str(tmp_path), "fifo-0", 0, None, options(5)))
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--seeds", "0,1", "--fifo-from", str(folder)])
+    assert exit_info.value.code == 2 and "--fifo-from: 1 folders for 2 seeds" in capsys.readouterr().err

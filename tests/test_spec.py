@@ -98,7 +98,7 @@ def test_dataset_specs_search_the_agreed_space(flag):
     assert spec.search["lr"].kind == "loguniform"
     assert spec.search["weight_decay"].kind == "loguniform"
     assert spec.scheduler.type == "asha"
-    assert (spec.train.epochs, spec.scheduler.grace_period, spec.scheduler.reduction_factor) == (50, 5, 3)
+    assert (spec.train.epochs, spec.scheduler.grace_period, spec.scheduler.reduction_factor) == (50, 5, 4)
     assert 32 <= spec.num_samples <= 64
     assert spec.metric == ("val_auc" if flag == "chestmnist" else "val_acc")
     if flag == "retinamnist":
