@@ -33,7 +33,7 @@ def cluster():
     cluster.shutdown()
 
 
-def test_no_cluster_at_the_address_is_one_line(tmp_path, capsys, monkeypatch):
+def test_no_cluster_at_the_address_is_one_line(tmp_path, capsys, monkeypatch, real_root):
     # No RAY_ADDRESS and an empty Ray temp folder: 'auto' finds no cluster address file. Ray's
     # 'auto' also joins any Ray it finds running on the machine (its legacy fallback): a test
     # must never run a sweep on another user's or another test's Ray, so it stops there.
@@ -42,7 +42,9 @@ def test_no_cluster_at_the_address_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
     assert not ray.is_initialized()
-    code = main(["sweep", "retinamnist", "--smoke", "--storage", str(tmp_path), "--address", "auto"])
+    # the data is read before the cluster is joined: given explicitly, so no $MEDMNIST_ROOT is needed
+    code = main(["sweep", "retinamnist", "--smoke", "--storage", str(tmp_path), "--address", "auto",
+                 "--data-root", str(real_root)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "address: no Ray cluster at 'auto'" in err
 
