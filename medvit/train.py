@@ -38,7 +38,8 @@ from medvit.models import MODELS, create_model
 EVAL_BATCH = 512
 # torch.compile's mode per device. A 28 px model's step is a thousand small kernels: on an H100
 # CUDA graphs ("reduce-overhead") trained MedViT-tiny 3.8x faster than eager, the default mode
-# 1.15x (benchmarks/RESULTS.md, the GPU check's step (f)). CPUs have no CUDA graphs.
+# 1.15x (benchmarks/RESULTS.md, the GPU check's step (f)); the whole Trainer 2.2x on an H200
+# (step (g)), after about 110 s of compiling a trial. CPUs have no CUDA graphs.
 COMPILE_MODE = {"cuda": "reduce-overhead", "cpu": None}
 # Channels-last on every device: it trains the MedViT-28 presets 1.3-1.4x faster on a CPU too
 # (one or two threads; resnet18_28 level), and on an H100 at batch 128 it was never slower than
