@@ -62,7 +62,7 @@ from sweeps.launch import SPEC_FILE, sweep_dir  # noqa: E402
 from sweeps.spec import load_spec, spec_from_dict  # noqa: E402
 
 QUICK = {"trials": 6, "epochs": 4, "asha": "1x2", "subset": 256}
-# The grid the replay tries: grace periods x reduction factors (5 x 3: the GPU specs' rungs).
+# The grid the replay tries: grace periods x reduction factors (grace 5: the GPU specs').
 REPLAY_GRID = ((1, 2, 4, 5, 8), (2, 3, 4))
 # Random sweeps drawn per size by --pool.
 POOL_DRAWS = 200
@@ -205,8 +205,9 @@ def reused_fifo(folder: str, expected) -> tuple[object, list]:
     """A FIFO sweep this benchmark made before, as ``timed_sweep`` returns one (wall unknown:
     NaN); refused in one line unless its spec is the one these options would run."""
     _, spec, trials = recorded_fifo_runs([folder])[0]
+    recorded = spec.to_dict()
     differ = sorted(key for key, value in expected.to_dict().items()
-                    if key not in ("name", "storage") and spec.to_dict().get(key) != value)
+                    if key not in ("name", "storage") and recorded.get(key) != value)
     if differ:
         raise SystemExit(f"--fifo-from: {folder}: its {', '.join(differ)} differ from what these options run")
     return spec, trials
@@ -298,7 +299,8 @@ def main(argv: list[str] | None = None) -> None:
             name = f"asha{asha[0]}x{asha[1]}-{seed}" if asha else f"fifo-{seed}"
             spec = make_spec(base, storage, name, seed, asha, args)
             if asha is None and seed in reused:
-                (spec, trials), wall = reused_fifo(reused[seed], spec), float("nan")
+                spec, trials = reused_fifo(reused[seed], spec)
+                wall = float("nan")
             else:
                 wall, trials = timed_sweep(spec, args.data_root)
             summary = summarise(spec, wall, trials, args.data_root)
