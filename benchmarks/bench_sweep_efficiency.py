@@ -202,8 +202,8 @@ def recorded_fifo_runs(folders: list[str]) -> list[tuple[int, object, list]]:
 
 
 def reused_fifo(folder: str, expected) -> tuple[object, list]:
-    """A FIFO sweep this benchmark made before, as ``timed_sweep`` returns one (wall unknown:
-    NaN); refused in one line unless its spec is the one these options would run."""
+    """A FIFO sweep this benchmark made before: its spec and trial records, refused in one
+    line unless the spec is the one these options would run (``expected``)."""
     _, spec, trials = recorded_fifo_runs([folder])[0]
     recorded = spec.to_dict()
     differ = sorted(key for key, value in expected.to_dict().items()
@@ -287,8 +287,10 @@ def main(argv: list[str] | None = None) -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.fifo_from and len(args.fifo_from) != len(seeds):
         parser.error(f"--fifo-from: {len(args.fifo_from)} folders for {len(seeds)} seeds; give one per seed")
-    reused = dict(zip(seeds, args.fifo_from or []))
     storage = tempfile.mkdtemp(prefix="bench-sweep-efficiency-")
+    # checked before Ray starts: a FIFO run that does not match is one line, not a started sweep
+    reused = {seed: reused_fifo(folder, make_spec(base, storage, f"fifo-{seed}", seed, None, args))
+              for seed, folder in zip(seeds, args.fifo_from or [])}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     rows, fifo_runs = [], []
     for seed in seeds:
@@ -299,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
             name = f"asha{asha[0]}x{asha[1]}-{seed}" if asha else f"fifo-{seed}"
             spec = make_spec(base, storage, name, seed, asha, args)
             if asha is None and seed in reused:
-                spec, trials = reused_fifo(reused[seed], spec)
+                spec, trials = reused[seed]
                 wall = float("nan")
             else:
                 wall, trials = timed_sweep(spec, args.data_root)

@@ -59,6 +59,7 @@ MODES = {  # name: (autocast to bf16, channels-last)
     "bf16 channels-last": (True, True),
 }
 PACKING_FLAG = "pathmnist"  # the synthetic data of packing and compile timings
+QUICK_TIMING = dict(warmup=0, seconds=0.0, min_steps=1)  # --quick: one step, the code path only
 STEPS = "abcdfge"  # in the order they run; (e), the tests, runs on CUDA only
 DEFAULT_STEPS = "abcde"  # under 8 minutes on an H100; (f) and (g) about 5 and 4 more (compilations)
 RAY_BLOCKED = "import sys; sys.modules['ray'] = None; from sweeps.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -181,7 +182,7 @@ def step_rate(name: str, batch: int, bf16: bool, channels_last: bool, device: to
 
 def throughput(args, device: torch.device) -> str:
     batches = (8,) if args.quick else (128, 512)
-    timing = dict(warmup=0, seconds=0.0, min_steps=1) if args.quick else dict(warmup=5, seconds=1.5, min_steps=10)
+    timing = QUICK_TIMING if args.quick else dict(warmup=5, seconds=1.5, min_steps=10)
     lines = ["| model | batch | " + " | ".join(MODES) + " | best vs fp32 |",
              "|---|---:|" + "---:|" * (len(MODES) + 1)]
     for name in THROUGHPUT_MODELS:
@@ -249,7 +250,7 @@ def compiled_step(args, device: torch.device, out: Path) -> str:
     """(f) The bare step's training images/s at batch 128, eager against each compile mode;
     --quick times the eager row only (compiling on a CPU takes minutes a row)."""
     table = RateTable(out / "compile.md")
-    timing = dict(warmup=0, seconds=0.0, min_steps=1) if args.quick else dict(warmup=3, seconds=3.0, min_steps=20)
+    timing = QUICK_TIMING if args.quick else dict(warmup=3, seconds=3.0, min_steps=20)
     for name, mode, compile_mode in COMPILE_ROWS[:1] if args.quick else COMPILE_ROWS:
         table.row(name, "step", mode, compile_mode or "eager",
                   lambda: step_rate(name, 128, *MODES[mode], device, compile_mode=compile_mode, **timing))

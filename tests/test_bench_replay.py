@@ -150,6 +150,12 @@ def test_fifo_from_reuses_a_matching_fifo_run_and_refuses_another(bench, tmp_pat
     assert [[line["select_score"] for line in lines] for _, lines in trials] == CURVES
     with pytest.raises(SystemExit, match=r"--fifo-from: .*fifo-0: its num_samples, searcher differ"):
         bench.reused_fifo(str(folder), bench.make_spec(base, str(tmp_path), "fifo-0", 0, None, options(5)))
+    # through the command line: refused before Ray starts (five trials asked, four recorded)
+    import ray
+
+    with pytest.raises(SystemExit, match="its num_samples, searcher differ"):
+        bench.main(["--seeds", "0", "--trials", "5", "--epochs", "4", "--fifo-from", str(folder)])
+    assert not ray.is_initialized()
     with pytest.raises(SystemExit) as exit_info:
         bench.main(["--seeds", "0,1", "--fifo-from", str(folder)])
     assert exit_info.value.code == 2 and "--fifo-from: 1 folders for 2 seeds" in capsys.readouterr().err
