@@ -15,7 +15,9 @@ they are missing); every step writes a Markdown or JSON file under ``--out``:
   compile.md        (f) the bare step's training images/s eager against each torch.compile mode
   trainer.md        (g) the Trainer's images/s with the ``compile`` field and with bf16 (the
                     ``precision`` field) against fp32 eager;
-                    (f) and (g) only when ``--steps`` names them (compiling takes minutes)
+  packed_compile.md (h) 8 packed processes eager, then with ``compile: true`` from a cold and
+                    from a warm shared inductor cache: total images/s and start-up seconds;
+                    (f), (g) and (h) only when ``--steps`` names them (compiling takes minutes)
   summary.md        every table above and the verdict of each check
 
 Nothing here imports Ray (``sys.modules["ray"] = None`` makes any attempt fail loudly), so the
@@ -60,8 +62,8 @@ MODES = {  # name: (autocast to bf16, channels-last)
 }
 PACKING_FLAG = "pathmnist"  # the synthetic data of packing and compile timings
 QUICK_TIMING = dict(warmup=0, seconds=0.0, min_steps=1)  # --quick: one step, the code path only
-STEPS = "abcdfge"  # in the order they run; (e), the tests, runs on CUDA only
-DEFAULT_STEPS = "abcde"  # under 8 minutes on an H100; (f) and (g) about 5 and 4 more (compilations)
+STEPS = "abcdfgeh"  # in the order they run; (e), the tests, runs on CUDA only
+DEFAULT_STEPS = "abcde"  # under 8 minutes on an H100; (f), (g), (h) about 5, 4 and 5 more (compilations)
 RAY_BLOCKED = "import sys; sys.modules['ray'] = None; from sweeps.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
@@ -309,6 +311,34 @@ def packing(args, device: torch.device, work: Path) -> str:
             "(validation included)\n\n" + "\n".join(lines))
 
 
+def packed_compile(args, device: torch.device, work: Path, out: Path) -> str:
+    """(h) What a GPU sweep with ``compile: true`` would see: 8 trials packed on the device,
+    eager against compiled, the compiled ones first with an empty inductor cache shared by all
+    (every process compiles) and again with the cache the first round filled (what the second
+    wave of trials of a sweep meets). --quick: 2 processes, eager only."""
+    count = 2 if args.quick else 8
+    threads = 1 if device.type == "cpu" else max(1, (os.cpu_count() or 1) // count)
+    config = {"dataset": PACKING_FLAG, "model": PRESET, "epochs": 2 if args.quick else 3, "device": device.type,
+              "data_root": str(synthetic_root(args, work))}
+    cache = work / "inductor-cache"
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)  # the processes inherit it
+    rows = [("eager", False)] if args.quick else [("eager", False), ("compile, cold cache", True),
+                                                   ("compile, warm cache", True)]
+    lines = [f"| {count} processes | total images/s | vs eager | start-up to the timed epochs, s |",
+             "|---|---:|---:|---:|"]
+    base = None
+    for what, flag in rows:
+        r = run_packed(config | {"compile": flag}, count, threads=threads, work=work)
+        base = base or r["total_images_per_s"]
+        lines.append(f"| {what} | {r['total_images_per_s']:,.0f} | {r['total_images_per_s'] / base:.2f}x | "
+                     f"{r['warmup_s']:.0f} |")
+        print(lines[-1], flush=True)
+        (out / "packed_compile.md").write_text("\n".join(lines) + "\n")
+    return (f"{PRESET}, synthetic {PACKING_FLAG} ({synthetic_train_size(args)} training images), {count} processes "
+            f"at once, batch 128, fp32, compile mode {COMPILE_MODE[device.type] or 'default'}; start-up = the "
+            "slowest process's data, context, warm-up epoch and compilation\n\n" + "\n".join(lines))
+
+
 # -- (d) usual loop, (e) tests ---------------------------------------------------------------
 
 def usual_loop(args, device: torch.device) -> str:
@@ -364,6 +394,7 @@ def main() -> int:
             "d": ("(d) usual loop", "usual_loop.md", lambda: usual_loop(args, device)),
             "f": ("(f) torch.compile, the bare step", "compile.md", lambda: compiled_step(args, device, out)),
             "g": ("(g) the Trainer: compile, bf16", "trainer.md", lambda: compiled_trainer(args, device, work, out)),
+            "h": ("(h) packed trials compiled", "packed_compile.md", lambda: packed_compile(args, device, work, out)),
         }
         for title, name, run in (steps[letter] for letter in STEPS if letter in args.steps and letter in steps):
             print(f"== {title}", flush=True)

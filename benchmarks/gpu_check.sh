@@ -36,17 +36,6 @@ OUT=$(cd "$OUT" && pwd)
 DATA_ROOT=$(cd "$DATA_ROOT" && pwd)
 
 cd "$REPO"
-PY=${PYTHON:-}
-if [ -z "$PY" ]; then
-    if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
-fi
-if ! "$PY" -c "import pydantic, medmnist" 2>/dev/null; then
-    ls .whl/*.whl >/dev/null 2>&1 || {
-        echo "gpu_check.sh: pydantic or medmnist missing and no wheels in .whl/ (see benchmarks/README.md)" >&2; exit 2; }
-    SITE=$(mktemp -d /tmp/medsweep-site.XXXXXX)
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl
-    export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+source benchmarks/gpu_env.sh
 
 "$PY" benchmarks/gpu_check.py --out "$OUT" --data-root "$DATA_ROOT" "${PASS[@]}" 2>&1 | tee "$OUT/log.txt"

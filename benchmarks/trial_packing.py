@@ -50,10 +50,13 @@ def run_packed(config: dict, count: int, threads: int, work: Path, warmup: int =
         "peak_rss_mib": max(r["peak_rss_mib"] for r in results),
         "peak_gpu_mib": max(r["peak_gpu_mib"] for r in results),
         "seconds": span,
+        # start-up to the barrier: data, CUDA context, the warm-up epochs and any compilation
+        "warmup_s": max(r["ready"] - r["launched"] for r in results),
     }
 
 
 def worker(args: argparse.Namespace) -> None:
+    launched = time.time()
     # synthetic files never match medmnist's MD5, by design: one warning per process is noise
     warnings.filterwarnings("ignore", message="MD5 mismatch")
     torch.set_num_threads(args.threads)
@@ -62,6 +65,7 @@ def worker(args: argparse.Namespace) -> None:
     epochs = trainer.epochs()
     for _ in range(args.warmup):
         next(epochs)
+    ready = time.time()
     barrier = Path(args.barrier)
     (barrier / f"ready-{os.getpid()}").touch()
     while len(list(barrier.glob("ready-*"))) < args.count:
@@ -71,6 +75,8 @@ def worker(args: argparse.Namespace) -> None:
     end = time.time()
     on_gpu = trainer.device.type == "cuda"
     Path(args.result).write_text(json.dumps({
+        "launched": launched,
+        "ready": ready,
         "start": start,
         "end": end,
         "images": len(trainer.labels["train"]) * len(timed),

@@ -17,13 +17,13 @@ REPO = Path(__file__).resolve().parents[1]
 def test_gpu_check_quick_on_cpu(tmp_path, real_root):
     out = tmp_path / "out"
     run = subprocess.run(
-        ["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--quick", "--steps", "abcdfge", "--out", str(out),
+        ["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--quick", "--steps", "abcdfgeh", "--out", str(out),
          "--data-root", str(real_root)],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for name in ("summary.md", "train_check.json", "throughput.md", "packing.md", "usual_loop.md", "compile.md",
-                 "trainer.md", "log.txt"):
+                 "trainer.md", "packed_compile.md", "log.txt"):
         assert (out / name).is_file(), name
     summary = (out / "summary.md").read_text()
     assert "FAIL" not in summary
@@ -38,13 +38,15 @@ def test_gpu_check_quick_on_cpu(tmp_path, real_root):
     assert "| Trainer | fp32 channels-last | eager |" in trainer
     assert "| Trainer | bf16 channels-last | eager |" in trainer
     assert "| Trainer | fp32 channels-last | compile: true (default) |" in trainer
+    packed = (out / "packed_compile.md").read_text()
+    assert "| 2 processes |" in packed and "\n| eager |" in packed
 
 
 def test_gpu_check_refuses_unknown_steps(tmp_path):
     run = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--steps", "az", "--out", str(tmp_path)],
                          cwd=REPO, capture_output=True, text=True)
     # gpu_check.sh tees the check's output (stderr included) into DIR/log.txt and stdout
-    assert run.returncode == 2 and "error: --steps: letters of abcdfge, got 'az'" in run.stdout
+    assert run.returncode == 2 and "error: --steps: letters of abcdfgeh, got 'az'" in run.stdout
 
 
 def test_gpu_check_needs_out():

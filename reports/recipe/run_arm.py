@@ -31,7 +31,8 @@ ARMS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--arm", required=True)
+    parser.add_argument("--arm", required=True, help="a (the old recipe), or any other name for the new defaults")
+    parser.add_argument("--label", help="the arm's name in the records (default: --arm)")
     parser.add_argument("--dataset", default="retinamnist")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--set", nargs="*", default=[], help="extra field=value (YAML scalars)")
@@ -53,11 +54,11 @@ def main() -> None:
             epochs.append({**metrics, **{f"test_{k}": v for k, v in test.items()}})
         result = trainer.finish()
         scores = {k: result.pop(k).tolist() for k in ("val_scores", "test_scores")}
-        record = {"arm": args.arm, "seed": seed, "config": config.model_dump(), "result": result, "scores": scores,
+        record = {"arm": args.label or args.arm, "seed": seed, "config": config.model_dump(), "result": result, "scores": scores,
                   "epochs": epochs, "wall_s": time.time() - start}
         with open(args.out, "a") as f:
             f.write(json.dumps(record) + "\n")
-        print(args.arm, seed, json.dumps(result["test"]), f"{time.time() - start:.0f}s", flush=True)
+        print(args.label or args.arm, seed, json.dumps(result["test"]), f"{time.time() - start:.0f}s", flush=True)
 
 
 if __name__ == "__main__":

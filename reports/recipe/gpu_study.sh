@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Issue 8 at a scale this CPU cannot afford: the recipe arms over 20 seeds and the larger 28 px
+# presets, as run_arm.py processes, JOBS at a time on one GPU (packing measured 7.1x at 8 on an
+# H200), without Ray.
+#
+#   bash reports/recipe/gpu_study.sh --out DIR [--device cuda|cpu] [--quick] [--jobs 8] [--labels b,a]
+#                                    [--data-root DIR]
+#
+# Each run appends its record to DIR/runs/<arm>-<seed>.jsonl (run_arm.py's format, so
+# summarize.py reads them) as soon as it ends, so a study cut short keeps every finished run.
+# --labels runs only those arms of the study (default: all). `--device cpu --quick` runs two arms x two seeds of two epochs on 64 images: the same code path.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+OUT="" DEVICE=cuda QUICK=0 JOBS=8 LABELS="" DATA_ROOT="${MEDMNIST_ROOT:-}"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --out) OUT=$2; shift 2 ;;
+        --device) DEVICE=$2; shift 2 ;;
+        --jobs) JOBS=$2; shift 2 ;;
+        --labels) LABELS=",$2,"; shift 2 ;;
+        --data-root) DATA_ROOT=$2; shift 2 ;;
+        --quick) QUICK=1; shift ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        *) echo "gpu_study.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+[ -n "$OUT" ] || { echo "gpu_study.sh: --out DIR is required" >&2; exit 2; }
+[ -n "$DATA_ROOT" ] || DATA_ROOT="$REPO/.whl/medmnist"
+[ -f "$DATA_ROOT/retinamnist.npz" ] || {
+    echo "gpu_study.sh: no retinamnist.npz in $DATA_ROOT; give --data-root or set MEDMNIST_ROOT" >&2; exit 2; }
+DATA_ROOT=$(cd "$DATA_ROOT" && pwd)
+mkdir -p "$OUT/runs"
+OUT=$(cd "$OUT" && pwd)
+
+cd "$REPO"
+source benchmarks/gpu_env.sh
+
+# arm (run_arm.py's: a = the old recipe, b = the new defaults), label, seeds, extra fields.
+# Longest runs first, so that the pool ends together.
+if [ "$QUICK" = 1 ]; then
+    STUDY="a a 0,1
+b b 0,1"
+else
+    STUDY="b b-100ep 0,1,2,3,4 epochs=100
+b b-base 0,1,2,3,4 model=medvit_28_base
+b b-small 0,1,2,3,4 model=medvit_28_small
+a a $(seq -s, 0 19)
+b b $(seq -s, 0 19)"
+fi
+QUICK_SETS=""
+[ "$QUICK" = 0 ] || QUICK_SETS="epochs=2 subset=64"
+
+while read -r arm label seeds extra; do
+    [ -z "$LABELS" ] || [[ $LABELS == *",$label,"* ]] || continue
+    for seed in ${seeds//,/ }; do
+        # no trailing blank: xargs -L joins a line that ends in one to the next
+        echo "$arm $label $seed${extra:+ $extra}"
+    done
+done <<< "$STUDY" > "$OUT/jobs.txt"
+echo "gpu_study: $(wc -l < "$OUT/jobs.txt") runs, $JOBS at a time on $DEVICE" | tee "$OUT/log.txt"
+
+export OUT DEVICE DATA_ROOT PY QUICK_SETS
+run_one() {
+    local arm=$1 label=$2 seed=$3
+    shift 3
+    "$PY" reports/recipe/run_arm.py --arm "$arm" --label "$label" --seeds "$seed" --out "$OUT/runs/$label-$seed.jsonl" \
+        --set device="$DEVICE" data_root="$DATA_ROOT" "$@" $QUICK_SETS > "$OUT/runs/$label-$seed.log" 2>&1 \
+        && tail -1 "$OUT/runs/$label-$seed.log" || echo "FAILED $label $seed (see runs/$label-$seed.log)"
+}
+export -f run_one
+SECONDS=0
+# shellcheck disable=SC2016
+xargs -P "$JOBS" -L 1 bash -c 'run_one "$@"' _ < "$OUT/jobs.txt" | tee -a "$OUT/log.txt"
+echo "gpu_study: done in ${SECONDS}s" | tee -a "$OUT/log.txt"
+cat "$OUT"/runs/*.jsonl > "$OUT/all.jsonl"
+if grep -q '^FAILED' "$OUT/log.txt"; then echo "gpu_study: some runs failed (above)" >&2; exit 1; fi

@@ -1,0 +1,47 @@
+"""reports/recipe/gpu_study.sh, the recipe study run as parallel run_arm.py processes: its CPU
+quick mode, the same code path, trains every job it lists and leaves one record per run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def study(out: Path, real_root: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "reports/recipe/gpu_study.sh", "--device", "cpu", "--quick", "--jobs", "2",
+                           "--data-root", str(real_root), "--out", str(out), *extra],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_every_listed_run_trains_and_leaves_its_record(tmp_path, real_root):
+    run = study(tmp_path, real_root)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    # The quick study's rows carry no extra fields: a job line ending in a blank made xargs
+    # join it to the next, so one process got every seed's words as arguments and failed.
+    jobs = (tmp_path / "jobs.txt").read_text().splitlines()
+    assert jobs == ["a a 0", "a a 1", "b b 0", "b b 1"]
+    records = [json.loads(line) for line in (tmp_path / "all.jsonl").read_text().splitlines()]
+    assert sorted((r["arm"], r["seed"]) for r in records) == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
+    assert {r["config"]["device"] for r in records} == {"cpu"}
+    old = next(r for r in records if r["arm"] == "a")["config"]
+    assert old["ema"] == 0.0 and old["select_window"] == 1  # arm a is the old recipe
+    assert all(len(r["scores"]["val_scores"]) == r["config"]["subset"] for r in records)
+
+
+@pytest.mark.slow
+def test_labels_pick_arms(tmp_path, real_root):
+    run = study(tmp_path, real_root, "--labels", "b")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "jobs.txt").read_text().splitlines() == ["b b 0", "b b 1"]
+
+
+def test_needs_out():
+    run = subprocess.run(["bash", "reports/recipe/gpu_study.sh", "--device", "cpu"], cwd=REPO, capture_output=True,
+                         text=True)
+    assert run.returncode == 2 and "--out DIR is required" in run.stderr
