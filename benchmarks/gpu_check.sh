@@ -30,12 +30,9 @@ done
 [ -n "$OUT" ] || { echo "gpu_check.sh: --out DIR is required" >&2; exit 2; }
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-[ -n "$DATA_ROOT" ] || DATA_ROOT="$REPO/.whl/medmnist"
-[ -f "$DATA_ROOT/retinamnist.npz" ] || {
-    echo "gpu_check.sh: no retinamnist.npz in $DATA_ROOT; give --data-root or set MEDMNIST_ROOT" >&2; exit 2; }
-DATA_ROOT=$(cd "$DATA_ROOT" && pwd)
 
+NAME=gpu_check.sh
+source "$REPO/benchmarks/gpu_env.sh"
 cd "$REPO"
-source benchmarks/gpu_env.sh
 
 "$PY" benchmarks/gpu_check.py --out "$OUT" --data-root "$DATA_ROOT" "${PASS[@]}" 2>&1 | tee "$OUT/log.txt"

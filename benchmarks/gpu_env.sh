@@ -1,14 +1,19 @@
 # Sourced by the scripts that run on a GPU machine without the project's environment
-# (benchmarks/gpu_check.sh, reports/recipe/gpu_study.sh): picks the Python, installs pydantic and
-# medmnist from the git-ignored .whl/ when they are not importable, and puts the repository on
-# PYTHONPATH. Expects REPO (the repository root) and leaves PY (the interpreter) set.
+# (benchmarks/gpu_check.sh, reports/recipe/gpu_study.sh): resolves the data root, picks the
+# Python, installs pydantic and medmnist from the git-ignored .whl/ when they are not
+# importable, and puts the repository on PYTHONPATH. Expects REPO (the repository root), NAME
+# (the script, for errors) and DATA_ROOT (given or empty); leaves DATA_ROOT absolute and PY set.
+[ -n "$DATA_ROOT" ] || DATA_ROOT="$REPO/.whl/medmnist"
+[ -f "$DATA_ROOT/retinamnist.npz" ] || {
+    echo "$NAME: no retinamnist.npz in $DATA_ROOT; give --data-root or set MEDMNIST_ROOT" >&2; exit 2; }
+DATA_ROOT=$(cd "$DATA_ROOT" && pwd)
 PY=${PYTHON:-}
 if [ -z "$PY" ]; then
     if [ -x "$REPO/.venv/bin/python" ]; then PY=$REPO/.venv/bin/python; else PY=python3; fi
 fi
 if ! "$PY" -c "import pydantic, medmnist" 2>/dev/null; then
     ls "$REPO"/.whl/*.whl >/dev/null 2>&1 || {
-        echo "pydantic or medmnist missing and no wheels in .whl/ (see benchmarks/README.md)" >&2; exit 2; }
+        echo "$NAME: pydantic or medmnist missing and no wheels in .whl/ (see benchmarks/README.md)" >&2; exit 2; }
     SITE=$(mktemp -d /tmp/medsweep-site.XXXXXX)
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$REPO"/.whl/*.whl
     export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"

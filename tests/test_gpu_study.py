@@ -45,3 +45,10 @@ def test_needs_out():
     run = subprocess.run(["bash", "reports/recipe/gpu_study.sh", "--device", "cpu"], cwd=REPO, capture_output=True,
                          text=True)
     assert run.returncode == 2 and "--out DIR is required" in run.stderr
+
+
+def test_missing_data_is_one_line(tmp_path):
+    run = subprocess.run(["bash", "reports/recipe/gpu_study.sh", "--device", "cpu", "--quick", "--out", str(tmp_path),
+                          "--data-root", str(tmp_path / "nowhere")], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr.strip() == f"gpu_study.sh: no retinamnist.npz in {tmp_path / 'nowhere'}; give --data-root or set MEDMNIST_ROOT"

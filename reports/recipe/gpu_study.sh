@@ -8,7 +8,8 @@
 #
 # Each run appends its record to DIR/runs/<arm>-<seed>.jsonl (run_arm.py's format, so
 # summarize.py reads them) as soon as it ends, so a study cut short keeps every finished run.
-# --labels runs only those arms of the study (default: all). `--device cpu --quick` runs two arms x two seeds of two epochs on 64 images: the same code path.
+# --labels runs only those arms of the study (default: all). `--device cpu --quick` runs two
+# arms x two seeds of two epochs on 64 images: the same code path.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -26,15 +27,12 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$OUT" ] || { echo "gpu_study.sh: --out DIR is required" >&2; exit 2; }
-[ -n "$DATA_ROOT" ] || DATA_ROOT="$REPO/.whl/medmnist"
-[ -f "$DATA_ROOT/retinamnist.npz" ] || {
-    echo "gpu_study.sh: no retinamnist.npz in $DATA_ROOT; give --data-root or set MEDMNIST_ROOT" >&2; exit 2; }
-DATA_ROOT=$(cd "$DATA_ROOT" && pwd)
 mkdir -p "$OUT/runs"
 OUT=$(cd "$OUT" && pwd)
 
+NAME=gpu_study.sh
+source "$REPO/benchmarks/gpu_env.sh"
 cd "$REPO"
-source benchmarks/gpu_env.sh
 
 # arm (run_arm.py's: a = the old recipe, b = the new defaults), label, seeds, extra fields.
 # Longest runs first, so that the pool ends together.

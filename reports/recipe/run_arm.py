@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    label = args.label or args.arm
     torch.set_num_threads(args.threads)
     import yaml
 
@@ -54,11 +55,11 @@ def main() -> None:
             epochs.append({**metrics, **{f"test_{k}": v for k, v in test.items()}})
         result = trainer.finish()
         scores = {k: result.pop(k).tolist() for k in ("val_scores", "test_scores")}
-        record = {"arm": args.label or args.arm, "seed": seed, "config": config.model_dump(), "result": result, "scores": scores,
+        record = {"arm": label, "seed": seed, "config": config.model_dump(), "result": result, "scores": scores,
                   "epochs": epochs, "wall_s": time.time() - start}
         with open(args.out, "a") as f:
             f.write(json.dumps(record) + "\n")
-        print(args.label or args.arm, seed, json.dumps(result["test"]), f"{time.time() - start:.0f}s", flush=True)
+        print(label, seed, json.dumps(result["test"]), f"{time.time() - start:.0f}s", flush=True)
 
 
 if __name__ == "__main__":
