@@ -27,10 +27,6 @@ while [ $# -gt 0 ]; do
         *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
-[ -n "$OUT" ] || { echo "gpu_check.sh: --out DIR is required" >&2; exit 2; }
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
-
 NAME=gpu_check.sh
 source "$REPO/benchmarks/gpu_env.sh"
 cd "$REPO"

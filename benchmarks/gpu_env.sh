@@ -2,7 +2,11 @@
 # (benchmarks/gpu_check.sh, reports/recipe/gpu_study.sh): resolves the data root, picks the
 # Python, installs pydantic and medmnist from the git-ignored .whl/ when they are not
 # importable, and puts the repository on PYTHONPATH. Expects REPO (the repository root), NAME
-# (the script, for errors) and DATA_ROOT (given or empty); leaves DATA_ROOT absolute and PY set.
+# (the script, for errors), OUT and DATA_ROOT (given or empty); leaves OUT (created) and
+# DATA_ROOT absolute and PY set.
+[ -n "$OUT" ] || { echo "$NAME: --out DIR is required" >&2; exit 2; }
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 [ -n "$DATA_ROOT" ] || DATA_ROOT="$REPO/.whl/medmnist"
 [ -f "$DATA_ROOT/retinamnist.npz" ] || {
     echo "$NAME: no retinamnist.npz in $DATA_ROOT; give --data-root or set MEDMNIST_ROOT" >&2; exit 2; }

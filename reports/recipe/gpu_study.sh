@@ -26,13 +26,10 @@ while [ $# -gt 0 ]; do
         *) echo "gpu_study.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
-[ -n "$OUT" ] || { echo "gpu_study.sh: --out DIR is required" >&2; exit 2; }
-mkdir -p "$OUT/runs"
-OUT=$(cd "$OUT" && pwd)
-
 NAME=gpu_study.sh
 source "$REPO/benchmarks/gpu_env.sh"
 cd "$REPO"
+mkdir -p "$OUT/runs"
 
 # arm (run_arm.py's: a = the old recipe, b = the new defaults), label, seeds, extra fields.
 # Longest runs first, so that the pool ends together.
