@@ -52,3 +52,14 @@ def test_missing_data_is_one_line(tmp_path):
                           "--data-root", str(tmp_path / "nowhere")], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 2
     assert run.stderr.strip() == f"gpu_study.sh: no retinamnist.npz in {tmp_path / 'nowhere'}; give --data-root or set MEDMNIST_ROOT"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--device", "gpu"], "gpu_study.sh: --device must be cuda or cpu, got 'gpu'"),
+    (["--jobs", "0"], "gpu_study.sh: --jobs must be a positive integer, got '0'"),
+    (["--labels", "z"], "gpu_study.sh: --labels names no arm of the study (arms: a,b)"),
+])
+def test_bad_options_are_one_line(tmp_path, real_root, args, message):
+    run = subprocess.run(["bash", "reports/recipe/gpu_study.sh", "--quick", "--out", str(tmp_path),
+                          "--data-root", str(real_root), *args], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.strip() == message

@@ -26,6 +26,8 @@ while [ $# -gt 0 ]; do
         *) echo "gpu_study.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
+case "$DEVICE" in cuda|cpu) ;; *) echo "gpu_study.sh: --device must be cuda or cpu, got '$DEVICE'" >&2; exit 2 ;; esac
+[[ $JOBS =~ ^[1-9][0-9]*$ ]] || { echo "gpu_study.sh: --jobs must be a positive integer, got '$JOBS'" >&2; exit 2; }
 NAME=gpu_study.sh
 source "$REPO/benchmarks/gpu_env.sh"
 cd "$REPO"
@@ -53,6 +55,8 @@ while read -r arm label seeds extra; do
         echo "$arm $label $seed${extra:+ $extra}"
     done
 done <<< "$STUDY" > "$OUT/jobs.txt"
+[ -s "$OUT/jobs.txt" ] || {
+    echo "gpu_study.sh: --labels names no arm of the study (arms: $(cut -d' ' -f2 <<< "$STUDY" | paste -sd,))" >&2; exit 2; }
 echo "gpu_study: $(wc -l < "$OUT/jobs.txt") runs, $JOBS at a time on $DEVICE" | tee "$OUT/log.txt"
 
 export OUT DEVICE DATA_ROOT PY QUICK_SETS
@@ -68,5 +72,5 @@ SECONDS=0
 # shellcheck disable=SC2016
 xargs -P "$JOBS" -L 1 bash -c 'run_one "$@"' _ < "$OUT/jobs.txt" | tee -a "$OUT/log.txt"
 echo "gpu_study: done in ${SECONDS}s" | tee -a "$OUT/log.txt"
-cat "$OUT"/runs/*.jsonl > "$OUT/all.jsonl"
+cat "$OUT"/runs/*.jsonl > "$OUT/all.jsonl" 2>/dev/null || true  # every run failed: nothing to gather
 if grep -q '^FAILED' "$OUT/log.txt"; then echo "gpu_study: some runs failed (above)" >&2; exit 1; fi
