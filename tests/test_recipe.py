@@ -59,6 +59,24 @@ def test_ema_weights_are_what_is_selected_and_checkpointed(retina_data, tmp_path
     assert all(torch.equal(state["ema"][k], ema[k]) for k in ema)
 
 
+def test_ema_update_is_the_documented_average_and_survives_a_restore(retina_data):
+    trainer = _trainer(retina_data, ema=0.9)
+    trainer.train_epoch()
+    # Restoring copies into the same tensors, so the EMA's cached pairs still point at them.
+    trainer.load_state_dict(trainer.state_dict())
+    with torch.no_grad():
+        for t in trainer.model.state_dict().values():
+            t.add_(1)  # moves the weights away from the average, and the integer step counts
+    before = {k: v.clone() for k, v in trainer.ema.state_dict().items()}
+    raw = trainer.model.state_dict()
+    trainer.ema_update.update(0.75)
+    after = trainer.ema.state_dict()
+    for k, v in after.items():
+        expected = 0.75 * before[k] + 0.25 * raw[k] if v.is_floating_point() else raw[k]
+        assert torch.allclose(v, expected, atol=1e-6), k
+    assert any(not v.is_floating_point() for v in after.values())  # integer buffers were checked too
+
+
 def test_without_ema_the_model_is_evaluated(retina_data):
     trainer = _trainer(retina_data, ema=0.0)
     assert trainer.ema is None and trainer.eval_model is trainer.model
