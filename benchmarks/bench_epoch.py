@@ -43,12 +43,12 @@ from torchvision import transforms as T
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the GPU check runs this file from a plain checkout
 
-from medvit.augment import AugmentConfig, augment_batch, augment_config  # noqa: E402
+from medvit.augment import AugmentConfig, augment_config  # noqa: E402
 from medvit.config import TrainConfig, build_config  # noqa: E402
 from medvit.data import dataset_info, load_dataset, resolve_root  # noqa: E402
 from medvit.losses import loss_for_task  # noqa: E402
 from medvit.models import create_model  # noqa: E402
-from medvit.train import MEMORY_FORMAT, Trainer, normalise  # noqa: E402
+from medvit.train import Trainer, batch_inputs  # noqa: E402
 
 DEFAULT_MODELS = ("medvit_28_tiny", "resnet18_28")
 OURS = "medsweep Trainer"
@@ -147,7 +147,7 @@ class OurEpochs:
 
 
 def our_pipeline(images: torch.Tensor, cfg: AugmentConfig, batch: int, device: torch.device):
-    """Trainer's input path alone: uint8 split on the device, index, normalise, augment."""
+    """Trainer's input path alone (`batch_inputs`): uint8 split on the device, index, augment, normalise."""
     images = images.to(device)
     generator = torch.Generator(device=device).manual_seed(0)
 
@@ -155,7 +155,7 @@ def our_pipeline(images: torch.Tensor, cfg: AugmentConfig, batch: int, device: t
         _sync(device)
         start = time.perf_counter()
         for index in torch.randperm(len(images), generator=generator, device=device).split(batch):
-            augment_batch(normalise(images.index_select(0, index)), cfg, generator).contiguous(memory_format=MEMORY_FORMAT)
+            batch_inputs(images, index, cfg, generator)
         _sync(device)
         return len(images) / (time.perf_counter() - start)
 

@@ -196,7 +196,8 @@ def augment_batch(
     *,
     padding_mode: str = "reflection",
 ) -> torch.Tensor:
-    """Augment a float batch ``(B, C, H, W)``: one random transform per sample.
+    """Augment a batch ``(B, C, H, W)``: one random transform per sample (float images; the
+    sharp configs take any dtype, uint8 included, since they only move pixels).
 
     Sharp configs move whole pixels only; others resample one affine map per sample, then
     apply any sharp knobs (shift, vertical flip, quarter turns) on top. Returns ``images`` itself when the config switches everything off.
@@ -206,8 +207,8 @@ def augment_batch(
         return images
     if images.ndim != 4:
         raise ValueError(f"augment_batch: expected images (B, C, H, W), got shape {tuple(images.shape)}")
-    if not images.is_floating_point():
-        raise TypeError(f"augment_batch: expected a float tensor, got {images.dtype}")
+    if not images.is_floating_point() and not cfg.is_sharp:
+        raise TypeError(f"augment_batch: the affine knobs resample, so they need a float tensor, got {images.dtype}")
     if padding_mode not in ("reflection", "zeros", "border"):
         raise ValueError(f"augment_batch: padding_mode {padding_mode!r}; allowed: reflection, zeros, border")
     batch = images.shape[0]
@@ -236,7 +237,8 @@ def _sharp(images: torch.Tensor, cfg: AugmentConfig, u: torch.Tensor) -> torch.T
     square images only). Every such map sends output pixel (r, c) to source row
     ``ar*r + ac*c + a0`` and column ``br*r + bc*c + b0`` with coefficients in {-1, 0, 1}: the
     steps below compose them per sample (B numbers each), so the (B, H, W) index map costs one
-    multiply-add over the batch, not one pass per knob.
+    add over the batch, not one pass per knob. Any dtype: on uint8 images the gather moves a
+    quarter of the bytes it moves on floats.
     """
     b, _, h, w = images.shape
     device = images.device
@@ -255,17 +257,21 @@ def _sharp(images: torch.Tensor, cfg: AugmentConfig, u: torch.Tensor) -> torch.T
         flip = u[:, 4] < cfg.hflip
         br, bc, b0 = torch.where(flip, -br, br), torch.where(flip, -bc, bc), torch.where(flip, w - 1 - b0, b0)
     pad = int(cfg.shift)
-    source = images
     if pad > 0:
-        # reflect-pad, then read the window moved by (dy, dx) whole pixels in [-pad, pad]
-        source = F.pad(images, (pad,) * 4, mode="reflect")
-        a0 = a0 + (u[:, 6] * (2 * pad + 1)).long().clamp_max(2 * pad)
-        b0 = b0 + (u[:, 5] * (2 * pad + 1)).long().clamp_max(2 * pad)
-    width = source.shape[-1]
-    per_row, per_col, offset = ((ar * width + br).view(b, 1, 1), (ac * width + bc).view(b, 1, 1),
-                                (a0 * width + b0).view(b, 1, 1))
-    rows = torch.arange(h, device=device).view(1, h, 1)
-    cols = torch.arange(w, device=device).view(1, 1, w)
-    # the offset joins the (B, H, 1) term, so one add runs over the whole (B, H, W) map
-    flat = (per_row * rows + offset + per_col * cols).view(b, 1, h * w).expand(b, source.shape[1], h * w)
-    return torch.gather(source.flatten(2), 2, flat).view(b, -1, h, w)
+        if pad >= min(h, w):
+            raise ValueError(f"augment_batch: shift={pad} needs images larger than {pad} px a side, got {h}x{w}")
+        # move the window by (dy, dx) whole pixels in [-pad, pad]; what falls outside mirrors
+        a0 = a0 + (u[:, 6] * (2 * pad + 1)).long().clamp_max(2 * pad) - pad
+        b0 = b0 + (u[:, 5] * (2 * pad + 1)).long().clamp_max(2 * pad) - pad
+    # One of each coefficient pair is 0, so the source row is a function of r alone or of c
+    # alone (same for the column), and the mirroring can run on (B, 4, side) coordinates
+    # before the one add over the (B, H, W) map: the batch is never padded.
+    slope = torch.stack([ar, ac, br, bc], 1)
+    offset = slope.abs() * torch.stack([a0, a0, b0, b0], 1)
+    side = torch.arange(max(h, w), device=device)
+    last = torch.tensor([h - 1, h - 1, w - 1, w - 1], device=device).view(1, 4, 1)
+    coord = last - (last - (slope[:, :, None] * side + offset[:, :, None]).abs()).abs()  # reflect into [0, last]
+    by_row = coord[:, 0, :h] * w + coord[:, 2, :h]  # (B, H): the parts that depend on r
+    by_col = coord[:, 1, :w] * w + coord[:, 3, :w]  # (B, W): the parts that depend on c
+    flat = (by_row[:, :, None] + by_col[:, None, :]).view(b, 1, h * w).expand(b, images.shape[1], h * w)
+    return torch.gather(images.flatten(2), 2, flat).view(b, -1, h, w)

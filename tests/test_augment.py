@@ -240,6 +240,44 @@ def test_integer_shift_moves_pixels_exactly():
     assert len({tuple(v) for v in y.flatten(1).tolist()}) > 10  # offsets differ per image
 
 
+def _composed(x, dy, dx, hflip, vflip, k, pad):
+    """The sharp map spelled out: reflect-pad, crop the window moved by (dy, dx), mirror
+    left-right, then top-bottom, then turn by k quarters (the order ``_sharp`` documents)."""
+    h, w = x.shape[-2:]
+    y = torch.nn.functional.pad(x[None], (pad,) * 4, mode="reflect")[0] if pad else x
+    y = y[..., pad + dy : pad + dy + h, pad + dx : pad + dx + w]
+    y = y.flip(-1) if hflip else y
+    y = y.flip(-2) if vflip else y
+    return torch.rot90(y, k, dims=(-2, -1))
+
+
+def test_sharp_maps_are_the_composed_transforms_borders_included():
+    pad = 2
+    x = _images(48, 2, 7)
+    y = augment_batch(x, AugmentConfig(shift=pad, hflip=0.5, vflip=0.5, rot90=0.75), _gen(3))
+    combos = [(dy, dx, hf, vf, k) for dy in range(-pad, pad + 1) for dx in range(-pad, pad + 1)
+              for hf in (0, 1) for vf in (0, 1) for k in range(4)]
+    seen = set()
+    for i in range(len(x)):
+        found = [c for c in combos if torch.equal(y[i], _composed(x[i], *c, pad=pad))]
+        assert found, f"sample {i} is no composition of shift, flips and quarter turns"
+        seen.update((c[0], c[1]) for c in found)
+    assert {d for d, _ in seen} == set(range(-pad, pad + 1))  # the largest shifts, mirrored borders, occur
+
+
+@pytest.mark.parametrize("preset", ["flip", "shift"])
+def test_sharp_presets_move_uint8_pixels_as_they_move_floats(preset):
+    x = (_images(32, 3, 28) * 255).to(torch.uint8)
+    as_bytes = augment_batch(x, preset, _gen(4))
+    assert as_bytes.dtype == torch.uint8
+    assert torch.equal(as_bytes.float(), augment_batch(x.float(), preset, _gen(4)))
+
+
+def test_shift_larger_than_the_image_is_refused():
+    with pytest.raises(ValueError, match="shift=4 needs images larger than 4 px"):
+        augment_batch(_images(2, 1, 4), AugmentConfig(shift=4), _gen())
+
+
 @pytest.mark.parametrize(
     "cfg, expected",
     [

@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from medvit.config import ConfigError, TrainConfig, build_config
 from medvit.data import load_dataset
-from medvit.train import Trainer, load_checkpoint_model, train
+from medvit.augment import augment_batch, augment_config
+from medvit.train import MEMORY_FORMAT, Trainer, batch_inputs, load_checkpoint_model, normalise, train
 from sweeps.cli import main
 
 TINY = dict(dataset="retinamnist", model="medvit_28_tiny", epochs=2, batch_size=64, subset=192, device="cpu")
@@ -185,3 +186,15 @@ def test_train_config_is_frozen_and_typed():
     with pytest.raises(ValidationError, match="frozen"):
         config.alpha = 0.5
     assert config.select_mode == "max" and config.task == "ordinal-regression"
+
+
+@pytest.mark.parametrize("preset", ["off", "shift", "light"])
+def test_batch_inputs_augment_then_normalise_as_the_float_path_does(preset):
+    images = torch.randint(0, 256, (16, 3, 28, 28), dtype=torch.uint8)
+    index = torch.tensor([3, 0, 15, 7])
+    cfg = augment_config(preset)
+    batch = batch_inputs(images, index, cfg, torch.Generator().manual_seed(1))
+    expected = augment_batch(normalise(images[index]), cfg, torch.Generator().manual_seed(1))
+    assert batch.is_contiguous(memory_format=MEMORY_FORMAT) and batch.dtype == torch.float32
+    torch.testing.assert_close(batch, expected, rtol=0, atol=0)
+    assert torch.equal(batch_inputs(images, index, None, None), normalise(images[index]))
