@@ -117,3 +117,10 @@ def test_gpu_modes_match_cpu_fp32(name):
     for channels_last in (False, True):
         probs = _probabilities(model, x, bf16=True, channels_last=channels_last, device="cuda")
         assert (probs - reference).abs().max() < 0.05
+
+
+def test_rounds_rotate_the_order_and_keep_each_methods_best(bench_epoch):
+    calls, rates = [], {"a": iter([1.0, 5.0, 2.0]), "b": iter([3.0, 1.0, 4.0]), "c": iter([2.0, 2.0, 2.0])}
+    methods = {name: (lambda name=name: calls.append(name) or next(rates[name])) for name in rates}
+    assert bench_epoch.best_of_rounds(methods, 3) == {"a": 5.0, "b": 4.0, "c": 2.0}
+    assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # no method always follows the same one
