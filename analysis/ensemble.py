@@ -135,13 +135,23 @@ def sweep_candidates(sweep_dir: str | Path) -> list[Candidate]:
     return sorted(candidates, key=lambda c: c.trial_id)
 
 
+def test_scores(candidate: Candidate, data, device: str = "auto") -> np.ndarray:
+    """A member's test-split probabilities, from the selected weights in its checkpoint."""
+    from analysis.evaluate import load_checkpoint
+    from medvit.metrics import scores_from_logits
+    from medvit.train import Trainer
+
+    model, config = load_checkpoint(candidate.checkpoint)
+    trainer = Trainer(config.model_copy(update={"device": device}), data)
+    trainer.eval_model.load_state_dict(model.state_dict())
+    return scores_from_logits(config.task, trainer.logits("test").cpu())
+
+
 def ensemble_sweep(sweep_dir: str | Path, out_dir: str | Path, data_root: str | None = None,
                    rounds: int = DEFAULT_ROUNDS, device: str = "auto") -> dict:
     """`medsweep ensemble`: select members of a sweep folder on validation, evaluate on test
     once, and write ``out_dir/ensemble.json``."""
     from analysis.evaluate import load_checkpoint, load_eval_data
-    from medvit.metrics import scores_from_logits
-    from medvit.train import Trainer
     from sweeps.cli import write_json
 
     sweep_dir = Path(sweep_dir)
@@ -156,15 +166,10 @@ def ensemble_sweep(sweep_dir: str | Path, out_dir: str | Path, data_root: str | 
         raise ValueError(f"ensemble: trials were validated on {sorted(lengths)} images, the split has {len(y_val)}; "
                          "allowed: trials of one sweep on the same data")
 
-    def test_scores_of(candidate: Candidate) -> np.ndarray:
-        model, member_config = load_checkpoint(candidate.checkpoint)
-        trainer = Trainer(member_config.model_copy(update={"device": device}), data)
-        trainer.eval_model.load_state_dict(model.state_dict())
-        return scores_from_logits(config.task, trainer.logits("test").cpu())
-
     metric = config.select_metric.removeprefix("val_")
     result = {"dataset": config.dataset, "sweep": sweep_dir.name, "metric": f"val_{metric}", "rounds": rounds,
               "candidates": len(candidates),
-              **build_ensemble(config.task, candidates, y_val, y_test, test_scores_of, metric, rounds)}
+              **build_ensemble(config.task, candidates, y_val, y_test, lambda c: test_scores(c, data, device),
+                               metric, rounds)}
     write_json(Path(out_dir) / ENSEMBLE_FILE, result)
     return result

@@ -92,9 +92,13 @@ def retina_data(real_root):
     return load_dataset("retinamnist", root=real_root)
 
 
-def load_benchmark(name: str):
-    """A script of benchmarks/ as a module (they are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+def load_script(path: Path):
+    """A script (benchmarks/, reports/) as a module: they are scripts, not a package."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_benchmark(name: str):
+    return load_script(REPO / "benchmarks" / f"{name}.py")

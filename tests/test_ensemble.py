@@ -98,3 +98,50 @@ def test_a_corrupt_checkpoint_is_one_line(tmp_path, capsys):
     (trial / "result.json").write_text('{"trial_id": "0001"}\n')
     code, err = _ensemble_cli(tmp_path / "sweep", tmp_path, capsys)
     assert code == 2 and "\n" not in err and "not a readable medsweep checkpoint" in err
+
+
+def test_ensemble_of_a_real_sweep_scores_its_members_on_test(analysis_sweeps, tmp_path, capsys):
+    """`medsweep ensemble` on the real smoke sweep: members are its trials, weights sum to 1,
+    and the test metrics are those of the members' test probabilities averaged by weight."""
+    import json
+
+    from analysis.evaluate import load_checkpoint, load_eval_data
+    from analysis_sweeps import RETINA
+    from medvit.metrics import evaluate
+    from sweeps.cli import main
+
+    sweep = analysis_sweeps.dirs[RETINA]
+    code = main(["ensemble", str(sweep), "--out", str(tmp_path / "out"), "--data-root", str(analysis_sweeps.data_root),
+                 "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads((tmp_path / "out" / ens.ENSEMBLE_FILE).read_text())
+    candidates = {c.trial_id: c for c in ens.sweep_candidates(sweep)}
+    assert result["candidates"] == len(candidates) >= 2
+    assert {m["trial_id"] for m in result["members"]} <= set(candidates)
+    assert sum(m["weight"] for m in result["members"]) == pytest.approx(1.0)
+    data = load_eval_data(load_checkpoint(next(iter(candidates.values())).checkpoint)[1], str(analysis_sweeps.data_root))
+    averaged = sum(m["weight"] * ens.test_scores(candidates[m["trial_id"]], data, "cpu") for m in result["members"])
+    expected = evaluate(ORDINAL, data.labels["test"].numpy(), averaged)
+    assert result["test"]["acc"] == pytest.approx(expected["acc"]) and result["test"]["auc"] == pytest.approx(expected["auc"])
+    assert {"qwk", "mae", "qwk_decoded", "mae_decoded"} <= set(result["test"])
+
+
+def test_ensemble_rules_study_scores_every_rule_on_a_real_sweep(analysis_sweeps, tmp_path, capsys):
+    """reports/recipe/ensemble_rules.py: one record per sweep with every rule, the greedy rule's
+    weights those of `medsweep ensemble`, and the summary table."""
+    import json
+
+    from analysis_sweeps import RETINA
+    from conftest import REPO, load_script
+
+    study = load_script(REPO / "reports" / "recipe" / "ensemble_rules.py")
+    sweep = analysis_sweeps.dirs[RETINA]
+    study.main([str(sweep), "--data-root", str(analysis_sweeps.data_root), "--splits", "2", "--bags", "2",
+                "--out", str(tmp_path / "rules.jsonl")])
+    (row,) = [json.loads(line) for line in (tmp_path / "rules.jsonl").read_text().splitlines()]
+    assert row["trials"] == len(ens.sweep_candidates(sweep))
+    assert set(study.RULES) <= set(row) and row["winner"]["members"] == 1 and row["all"]["members"] == row["trials"]
+    assert all(0 <= row[r]["val_b"] <= 1 and 0 <= row[r]["test"] <= 1 for r in study.RULES)
+    assert "| greedy | " in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        study.main([str(tmp_path / "missing")])
