@@ -92,11 +92,17 @@ def split_summary(task: str, y: np.ndarray, scores: np.ndarray, y_val: np.ndarra
 def build_ensemble(task: str, candidates: list[Candidate], y_val: np.ndarray, y_test: np.ndarray,
                    test_scores_of: Callable[[Candidate], np.ndarray], metric: str = "acc",
                    rounds: int = DEFAULT_ROUNDS) -> dict:
-    """Select on validation, then score the fixed members on test (each member once)."""
+    """Select on validation, then score the fixed members on test (each member once).
+
+    ``winner`` is the best single trial by the same objective, the ensemble's first pick and so
+    always a member: reported beside it, so that a user sees whether the ensemble beats taking
+    the winner (over 20 RetinaMNIST sweeps it did not: reports/recipe/README.md)."""
     members = select_members(task, candidates, y_val, metric, rounds)
+    winner = next(iter(select_members(task, candidates, y_val, metric, rounds=0)))
     by_id = {c.trial_id: c for c in candidates}
-    val_scores = weighted_scores(members, {t: by_id[t].val_scores for t in members})
-    test_scores = weighted_scores(members, {t: test_scores_of(by_id[t]) for t in members})
+    val = {t: by_id[t].val_scores for t in members}
+    test = {t: test_scores_of(by_id[t]) for t in members}
+    val_scores, test_scores = weighted_scores(members, val), weighted_scores(members, test)
     total = sum(members.values())
     return {
         "members": [
@@ -106,6 +112,11 @@ def build_ensemble(task: str, candidates: list[Candidate], y_val: np.ndarray, y_
         ],
         "val": split_summary(task, y_val, val_scores, y_val, val_scores),
         "test": split_summary(task, y_test, test_scores, y_val, val_scores),
+        "winner": {
+            "trial_id": winner,
+            "val": split_summary(task, y_val, val[winner], y_val, val[winner]),
+            "test": split_summary(task, y_test, test[winner], y_val, val[winner]),
+        },
     }
 
 

@@ -94,6 +94,9 @@ def retina_ensemble(folder: Path) -> Path:
                 "mae_decoded": 0.508},
         "test": {"acc": 0.5525, "auc": 0.741, "qwk": 0.588, "mae": 0.690, "qwk_decoded": 0.631,
                  "mae_decoded": 0.652},
+        "winner": {"trial_id": BEST,
+                   "val": {"acc": 0.6167, "auc": 0.770, "qwk": 0.640, "mae": 0.550},
+                   "test": {"acc": 0.5350, "auc": 0.732, "qwk": 0.571, "mae": 0.712}},
     }, indent=2))
     return path
 

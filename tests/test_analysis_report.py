@@ -232,6 +232,7 @@ def test_ensemble_section(hand_report):
     section = md[md.index("## Ensemble"):md.index("## Figures")]
     assert "| Split | ACC | AUC | QWK | MAE | QWK (decoded) | MAE (decoded) |" in section
     assert "| test | 0.552 | 0.741 | 0.588 | 0.690 | 0.631 | 0.652 |" in section
+    assert f"| test, winner {BEST} alone | 0.535 | 0.732 | 0.571 | 0.712 | – | – |" in section
     assert f"| {BEST} | medvit_28_small, α 0 | 0.5 | 0.617 |" in section
     assert "| 720f1275 | medvit_28_tiny, α 0.1 | 0.3 | 0.608 |" in section
 
@@ -278,6 +279,12 @@ def test_read_ensemble_errors(tmp_path):
     bad.write_text(json.dumps({**data, "members": [{"trial_id": "x"}]}))
     with pytest.raises(ValueError, match="members: need a non-empty list"):
         read_ensemble(bad)
+    bad.write_text(json.dumps({**data, "winner": {"trial_id": "x", "val": {"acc": 0.5}}}))
+    with pytest.raises(ValueError, match="winner: need"):
+        read_ensemble(bad)
+    del data["winner"]  # files written before the winner was reported
+    bad.write_text(json.dumps(data))
+    assert read_ensemble(bad).winner is None
 
 
 def test_cli_report_with_ensemble(tmp_path):

@@ -124,6 +124,12 @@ def test_ensemble_of_a_real_sweep_scores_its_members_on_test(analysis_sweeps, tm
     expected = evaluate(ORDINAL, data.labels["test"].numpy(), averaged)
     assert result["test"]["acc"] == pytest.approx(expected["acc"]) and result["test"]["auc"] == pytest.approx(expected["auc"])
     assert {"qwk", "mae", "qwk_decoded", "mae_decoded"} <= set(result["test"])
+    winner = result["winner"]["trial_id"]
+    assert winner in {m["trial_id"] for m in result["members"]}  # the first pick is always kept
+    assert result["winner"]["test"]["acc"] == pytest.approx(
+        evaluate(ORDINAL, data.labels["test"].numpy(), ens.test_scores(candidates[winner], data, "cpu"))["acc"])
+    out = capsys.readouterr().out
+    assert f"winner {winner} alone: acc" in out
 
 
 def test_ensemble_rules_study_scores_every_rule_on_a_real_sweep(analysis_sweeps, tmp_path, capsys):
