@@ -19,12 +19,15 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from medvit.metrics import decoded_metrics, evaluate
 from medvit.tasks import MULTI_LABEL, ORDINAL
+
+if TYPE_CHECKING:
+    from medvit.data import MedMNISTData
 
 ENSEMBLE_FILE = "ensemble.json"
 DEFAULT_ROUNDS = 20
@@ -146,7 +149,7 @@ def sweep_candidates(sweep_dir: str | Path) -> list[Candidate]:
     return sorted(candidates, key=lambda c: c.trial_id)
 
 
-def test_scores(candidate: Candidate, data, device: str = "auto") -> np.ndarray:
+def test_scores(candidate: Candidate, data: MedMNISTData, device: str = "auto") -> np.ndarray:
     """A member's test-split probabilities, from the selected weights in its checkpoint."""
     from analysis.evaluate import load_checkpoint
     from medvit.metrics import scores_from_logits

@@ -179,9 +179,8 @@ def usual_pipeline(loader: DataLoader, device: torch.device):
 
 def best_of_rounds(methods: dict, rounds: int) -> dict[str, float]:
     """Each method runs one epoch per round, in turn; its best round counts. The order rotates
-    by one each round: the method that ran right after a DataLoader's worker processes were
-    shutting down was slowed by up to 8% on 2 cores, and a fixed order gave that slot to the
-    same method every round."""
+    by one each round: a fixed order gave the slot right after the 2-worker DataLoader (whose
+    worker processes are still exiting on a 2-core machine) to the same method every round."""
     best = dict.fromkeys(methods, 0.0)
     names = list(methods)
     for r in range(rounds):

@@ -149,5 +149,8 @@ def test_ensemble_rules_study_scores_every_rule_on_a_real_sweep(analysis_sweeps,
     assert set(study.RULES) <= set(row) and row["winner"]["members"] == 1 and row["all"]["members"] == row["trials"]
     assert all(0 <= row[r]["val_b"] <= 1 and 0 <= row[r]["test"] <= 1 for r in study.RULES)
     assert "| greedy | " in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        study.main([str(tmp_path / "missing")])
+    for bad, message in (([str(tmp_path / "missing")], "is not a folder"), ([str(sweep), "--bags", "0"], "--bags: 0"),
+                         ([str(sweep), "--splits", "0"], "--splits: 0")):
+        with pytest.raises(SystemExit) as exit_:
+            study.main(bad)
+        assert exit_.value.code == 2 and message in capsys.readouterr().err.strip().splitlines()[-1]

@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bags", type=int, default=10, help="halves of the trials for the bagged rule")
     parser.add_argument("--out", type=Path, default=None, help="also write one JSON line per sweep here")
     args = parser.parse_args(argv)
+    for name in ("splits", "bags"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name}: {getattr(args, name)}; allowed: 1 or more")
     for sweep in args.sweeps:
         if not sweep.is_dir():
             parser.error(f"sweeps: {sweep} is not a folder")
