@@ -62,7 +62,7 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
 
 
 def batch_inputs(
-    images: torch.Tensor, index: torch.Tensor, augment: AugmentConfig | None, generator: torch.Generator
+    images: torch.Tensor, index: torch.Tensor, augment: AugmentConfig | None, generator: torch.Generator | None
 ) -> torch.Tensor:
     """The model's input batch: the uint8 ``images`` at ``index``, augmented (when ``augment``
     is given), normalised, channels-last."""

@@ -39,6 +39,9 @@ def test_greedy_selection_finds_the_complementary_pair():
     ensemble = ens.weighted_scores(members, {t: by_id[t].val_scores for t in members})
     assert (ensemble.argmax(1) == y).mean() == 1.0
     assert max((c.val_scores.argmax(1) == y).mean() for c in candidates) < 0.7
+    # the best single trial is A (60 %, B and C 55 %), greedy's first pick, so a member
+    assert ens.best_single(MULTI_CLASS, candidates, y) == "A" and "A" in members
+    assert ens.best_single(MULTI_CLASS, candidates[1:], y) == "B"  # B and C tie: the earliest
 
 
 def test_a_single_dominant_trial_is_the_whole_ensemble():
@@ -145,12 +148,16 @@ def test_ensemble_rules_study_scores_every_rule_on_a_real_sweep(analysis_sweeps,
     study.main([str(sweep), "--data-root", str(analysis_sweeps.data_root), "--splits", "2", "--bags", "2",
                 "--out", str(tmp_path / "rules.jsonl")])
     (row,) = [json.loads(line) for line in (tmp_path / "rules.jsonl").read_text().splitlines()]
-    assert row["trials"] == len(ens.sweep_candidates(sweep))
+    assert row["trials"] == len(ens.sweep_candidates(sweep)) and row["metric"] == "acc"
     assert set(study.RULES) <= set(row) and row["winner"]["members"] == 1 and row["all"]["members"] == row["trials"]
     assert all(0 <= row[r]["val_b"] <= 1 and 0 <= row[r]["test"] <= 1 for r in study.RULES)
     assert "| greedy | " in capsys.readouterr().out
+    from analysis_sweeps import PNEUMONIA
+
+    mixed = [str(sweep), str(analysis_sweeps.dirs[PNEUMONIA])]  # selected on val_acc and on val_auc
     for bad, message in (([str(tmp_path / "missing")], "is not a folder"), ([str(sweep), "--bags", "0"], "--bags: 0"),
-                         ([str(sweep), "--splits", "0"], "--splits: 0")):
+                         ([str(sweep), "--splits", "0"], "--splits: 0"),
+                         (mixed, "they select on val_acc, val_auc; allowed: sweeps that select on one metric")):
         with pytest.raises(SystemExit) as exit_:
             study.main(bad)
         assert exit_.value.code == 2 and message in capsys.readouterr().err.strip().splitlines()[-1]

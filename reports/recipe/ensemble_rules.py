@@ -7,11 +7,13 @@ averaged: Caruana's remedy for selection that overfits a small validation split)
 five best single trials, equal weights) and ``all`` (every trial, equal weights). Single trials
 are ranked, and greedy picks, by `analysis.ensemble`'s own objective.
 
-Two scores per rule and sweep: ``val_b``, the accuracy on one half of the validation split of
-the weights picked on the other half (mean over ``--splits`` random halvings), which is what a
-choice between rules may rest on; and ``test``, the test accuracy of the weights picked on the
-whole validation split, reported only. The last table gives each rule's mean over sweeps and
-its paired difference to ``greedy``.
+Two scores per rule and sweep, in the sweep's selection metric (what `medsweep ensemble`
+selects on: accuracy for the RetinaMNIST specs; for MAE lower is better): ``val_b``, the score
+on one half of the validation split of the weights picked on the other half (mean over
+``--splits`` random halvings), which is what a choice between rules may rest on; and
+``test``, the test score of the weights picked on the whole validation split, reported only.
+The last table gives each rule's mean over sweeps and its paired difference to ``greedy``;
+the sweeps given must select on one metric.
 
     python reports/recipe/ensemble_rules.py SWEEP_DIR [SWEEP_DIR ...] [--data-root DIR]
         [--splits 5] [--bags 10] [--out rules.jsonl]
@@ -29,37 +31,39 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from analysis.ensemble import Candidate, select_members, sweep_candidates, test_scores  # noqa: E402
+from analysis.ensemble import Candidate, best_single, select_members, sweep_candidates, test_scores  # noqa: E402
 from analysis.evaluate import load_checkpoint, load_eval_data  # noqa: E402
+from medvit.config import TrainConfig  # noqa: E402
 from medvit.metrics import evaluate  # noqa: E402
 
 RULES = ("winner", "greedy", "bagged", "top5", "all")
 
 
-def ranked(task: str, candidates: list[Candidate], y: np.ndarray, k: int) -> list[str]:
-    """The k best single candidates, best first (``select_members`` with no rounds is the best one)."""
+def ranked(task: str, candidates: list[Candidate], y: np.ndarray, metric: str, k: int) -> list[str]:
+    """The k best single candidates, best first."""
     left, order = list(candidates), []
     while left and len(order) < k:
-        best = next(iter(select_members(task, left, y, rounds=0)))
+        best = best_single(task, left, y, metric)
         order.append(best)
         left = [c for c in left if c.trial_id != best]
     return order
 
 
-def weights(rule: str, task: str, candidates: list[Candidate], y: np.ndarray, bags: int, seed: int) -> dict[str, float]:
+def weights(rule: str, task: str, candidates: list[Candidate], y: np.ndarray, metric: str, bags: int,
+            seed: int) -> dict[str, float]:
     if rule == "winner":
-        return {ranked(task, candidates, y, 1)[0]: 1.0}
+        return {best_single(task, candidates, y, metric): 1.0}
     if rule == "greedy":
-        members = select_members(task, candidates, y)
+        members = select_members(task, candidates, y, metric)
         return {t: n / sum(members.values()) for t, n in members.items()}
     if rule == "bagged":
         rng, total = np.random.default_rng(seed), {}
         for _ in range(bags):
             half = rng.choice(len(candidates), size=max(2, len(candidates) // 2), replace=False)
-            for t, w in weights("greedy", task, [candidates[i] for i in sorted(half)], y, bags, seed).items():
+            for t, w in weights("greedy", task, [candidates[i] for i in sorted(half)], y, metric, bags, seed).items():
                 total[t] = total.get(t, 0.0) + w / bags
         return total
-    chosen = ranked(task, candidates, y, 5) if rule == "top5" else [c.trial_id for c in candidates]
+    chosen = ranked(task, candidates, y, metric, 5) if rule == "top5" else [c.trial_id for c in candidates]
     return {t: 1.0 / len(chosen) for t in chosen}
 
 
@@ -67,27 +71,33 @@ def averaged(w: dict[str, float], scores: dict[str, np.ndarray]) -> np.ndarray:
     return sum(v * scores[t] for t, v in w.items())
 
 
-def study_sweep(sweep: Path, data_root: str | None, splits: int, bags: int) -> dict:
+def finished(sweep: Path) -> tuple[list[Candidate], TrainConfig]:
+    """The sweep's finished trials and the training config of the first."""
     candidates = sweep_candidates(sweep)
     if len(candidates) < 2:
         raise SystemExit(f"{sweep}: needs at least 2 finished trials with validation scores, has {len(candidates)}")
-    config = load_checkpoint(candidates[0].checkpoint)[1]
+    return candidates, load_checkpoint(candidates[0].checkpoint)[1]
+
+
+def study_sweep(sweep: Path, data_root: str | None, splits: int, bags: int) -> dict:
+    candidates, config = finished(sweep)
     data = load_eval_data(config, data_root)
     task, y_val, y_test = config.task, data.labels["val"].numpy(), data.labels["test"].numpy()
+    metric = config.select_metric.removeprefix("val_")  # what `medsweep ensemble` selects on, and scores here
     val = {c.trial_id: c.val_scores for c in candidates}
     test = {c.trial_id: test_scores(c, data, "cpu") for c in candidates}
     rng = np.random.default_rng(0)
     halvings = [rng.permutation(len(y_val)) for _ in range(splits)]
-    row = {"sweep": str(sweep), "trials": len(candidates)}
+    row = {"sweep": str(sweep), "trials": len(candidates), "metric": metric}
     for rule in RULES:
         held_out = []
         for order in halvings:
             pick, score = order[: len(order) // 2], order[len(order) // 2:]
             half = [Candidate(c.trial_id, c.checkpoint, c.val_scores[pick]) for c in candidates]
-            w = weights(rule, task, half, y_val[pick], bags, seed=0)
-            held_out.append(evaluate(task, y_val[score], averaged(w, {t: s[score] for t, s in val.items()}))["acc"])
-        w = weights(rule, task, candidates, y_val, bags, seed=0)
-        row[rule] = {"val_b": float(np.mean(held_out)), "test": evaluate(task, y_test, averaged(w, test))["acc"],
+            w = weights(rule, task, half, y_val[pick], metric, bags, seed=0)
+            held_out.append(evaluate(task, y_val[score], averaged(w, {t: s[score] for t, s in val.items()}))[metric])
+        w = weights(rule, task, candidates, y_val, metric, bags, seed=0)
+        row[rule] = {"val_b": float(np.mean(held_out)), "test": evaluate(task, y_test, averaged(w, test))[metric],
                      "members": len(w)}
     return row
 
@@ -106,18 +116,22 @@ def main(argv: list[str] | None = None) -> None:
     for sweep in args.sweeps:
         if not sweep.is_dir():
             parser.error(f"sweeps: {sweep} is not a folder")
+    metrics = sorted({finished(sweep)[1].select_metric for sweep in args.sweeps})
+    if len(metrics) > 1:
+        parser.error(f"sweeps: they select on {', '.join(metrics)}; allowed: sweeps that select on one metric")
     warnings.filterwarnings("ignore", message=".*AUC is undefined.*")  # a validation half may miss a grade
 
     rows = []
     for sweep in args.sweeps:
         rows.append(study_sweep(sweep, args.data_root, args.splits, args.bags))
-        print(f"{sweep}: {rows[-1]['trials']} trials, test ACC "
+        print(f"{sweep}: {rows[-1]['trials']} trials, test {rows[-1]['metric'].upper()} "
               + ", ".join(f"{r} {rows[-1][r]['test']:.3f}" for r in RULES), flush=True)
     if args.out:
         args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
+    name = rows[0]["metric"].upper()
     print(f"\n{len(rows)} sweeps; mean ± std over sweeps, and the paired difference to greedy\n")
-    print("| rule | val-B ACC | vs greedy | test ACC | vs greedy | members |")
+    print(f"| rule | val-B {name} | vs greedy | test {name} | vs greedy | members |")
     print("|---|---|---|---|---|---|")
     for rule in RULES:
         cols = []
