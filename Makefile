@@ -1,6 +1,9 @@
 # Two commands do all set-up on a fresh machine: `make run` and `make test`.
-# Both create the virtual environment and install the project on first use.
-PYTHON ?= python3.11
+# Both create the virtual environment and install the project on first use, with the newest
+# supported Python found (3.13, then 3.12, then 3.11), or the one given: make test PYTHON=python3.12.
+# A name that does not run (a pyenv shim of a version not selected) is passed over. An existing
+# .venv is kept whatever its Python: `make clean` first to change it.
+PYTHON ?= $(shell for v in 3.13 3.12 3.11; do p=$$(command -v python$$v) && $$p -c '' 2>/dev/null && { echo $$p; break; }; done)
 VENV ?= .venv
 BIN := $(VENV)/bin
 SPEC ?= retinamnist-cpu
@@ -10,7 +13,10 @@ RESULTS ?= $(HOME)/medsweep-results
 .PHONY: run test test-fast bench clean
 
 $(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/python || { \
+	  $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	    echo "make: no Python 3.11 to 3.13 to create $(VENV) with (PYTHON='$(PYTHON)' does not run one); install one or give PYTHON=/path/to/python3.x" >&2; exit 2; }; \
+	  echo "$(PYTHON) -m venv $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
