@@ -99,6 +99,12 @@ class TrainConfig(BaseModel):
     augment: str = _field("shift", "augmentation preset: off, flip, shift (sharp, integer pixels) or "
                                    "light, medium, strong (affine)", search=NAME_SEARCH)
     img_size: int = _field(28, "MedMNIST image size: 28, 64, 128, 224")
+    resize: int | None = _field(None, "resize every batch on the device to this many px before the model "
+                                      "(after augmentation); 224 from 28 px images is the MedViT paper's "
+                                      "protocol (default: the stored size)", search=INT_SEARCH, ge=8, le=512)
+    resize_mode: Literal["nearest", "bilinear"] = _field("nearest", "interpolation of `resize`: nearest "
+                                                         "(MedMNIST v2's 224 rows) or bilinear",
+                                                         search=NAME_SEARCH)
     seed: int = _field(0, "random seed", search=INT_SEARCH, ge=0)
     select_metric: str = _field("val_acc", "validation metric that picks the epoch")
     select_window: int = _field(5, "select on the mean of the metric over this many trailing epochs",

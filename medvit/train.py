@@ -332,7 +332,8 @@ def train_steps(n: int, batch_size: int) -> int:
 
 def build_model(config: TrainConfig, in_chans: int, num_classes: int) -> torch.nn.Module:
     extra = {"drop_path": config.drop_path} if MODELS[config.model].family == "medvit" else {}
-    return create_model(config.model, in_chans=in_chans, num_classes=num_classes, img_size=config.img_size, **extra)
+    return create_model(config.model, in_chans=in_chans, num_classes=num_classes, img_size=config.img_size,
+                        resize=config.resize, resize_mode=config.resize_mode, **extra)
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
