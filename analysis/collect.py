@@ -31,7 +31,7 @@ from sweeps.space import configuration_id, repeat_index, trial_config
 from sweeps.spec import spec_from_dict
 
 __all__ = ["collect", "read_sweep", "read_results", "find_sweep_dirs", "check_sweep_dir", "parse_experiment_state",
-           "SPEC_FILE", "STATE_GLOB"]
+           "split_trial_item", "SPEC_FILE", "STATE_GLOB"]
 
 SPEC_FILE = "medsweep_spec.yaml"
 STATE_GLOB = "experiment_state-*.json"
@@ -180,7 +180,7 @@ def _read_state(sweep_dir: Path) -> tuple[list[dict[str, Any]], str | None]:
     state = parse_experiment_state(text, str(newest))
     trials = []
     for item in state["trial_data"]:
-        meta, runtime = _split_trial_item(item)
+        meta, runtime = split_trial_item(item)
         if not meta or "trial_id" not in meta:
             continue
         trials.append(
@@ -208,7 +208,8 @@ def parse_experiment_state(text: str, source: str) -> dict[str, Any]:
     return state
 
 
-def _split_trial_item(item: Any) -> tuple[dict | None, dict | None]:
+def split_trial_item(item: Any) -> tuple[dict | None, dict | None]:
+    """One item of Ray's trial_data as (metadata, runtime state); None for a part not JSON."""
     def load(x: Any) -> dict | None:
         if isinstance(x, dict):
             return x

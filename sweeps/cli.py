@@ -246,7 +246,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
           f"scheduler {spec.scheduler.type}, select on {spec.metric} ({spec.mode})", flush=True)
     print(f"folder {sweep_dir(spec)}  (watch: tensorboard --logdir {sweep_dir(spec)})", flush=True)
     results = run_sweep(spec, data_root=args.data_root, address=args.address)
-    return report_sweep_end(sweep_dir(spec), results, spec.total_trials)
+    return report_sweep_end(sweep_dir(spec), results)
 
 
 def run_resume_command(args: argparse.Namespace) -> int:
@@ -254,16 +254,12 @@ def run_resume_command(args: argparse.Namespace) -> int:
 
     directory = absolute(args.sweep_dir)
     spec, results = resume_sweep(directory, data_root=args.data_root, address=args.address)
-    return report_sweep_end(directory, results, spec.total_trials)
+    return report_sweep_end(directory, results)
 
 
-def report_sweep_end(directory: str, results, expected_trials: int) -> int:
+def report_sweep_end(directory: str, results) -> int:
     from sweeps.launch import diverged
 
-    ended = results.num_terminated + results.num_errors
-    if ended < expected_trials:
-        print(f"interrupted: {ended} of {expected_trials} trials ended; continue with: medsweep resume {directory}")
-        return 130
     n_diverged = sum(diverged(result) for result in results)
     print(f"done   {len(results)} trials, {results.num_errors} errored, {n_diverged} diverged; results in {directory}")
     if results.num_errors + n_diverged == len(results):
@@ -342,12 +338,12 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         check_device(args.command, getattr(args, "device", None))
         return args.run(args)
+    except KeyboardInterrupt as exc:  # first: the clause below imports, which an interrupt may have broken
+        print(f"medsweep: interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)
+        return 130
     except user_errors() as exc:
         print(f"medsweep: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
-    except KeyboardInterrupt:
-        print("medsweep: interrupted", file=sys.stderr)
-        return 130
     finally:
         warnings.showwarning = shown
 

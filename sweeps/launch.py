@@ -15,13 +15,14 @@ import contextlib
 import fnmatch
 import os
 import socket
+import warnings
 from pathlib import Path
 
 import pyarrow.fs
 import ray
 from ray import tune
 
-from analysis.collect import STATE_GLOB, check_sweep_dir, parse_experiment_state
+from analysis.collect import STATE_GLOB, check_sweep_dir, parse_experiment_state, split_trial_item
 from medvit.data import MedMNISTData, load_dataset
 from medvit.yamlio import dump_yaml
 from sweeps.paths import SweepError, check_writable_folder
@@ -96,6 +97,24 @@ def connect(address: str | None) -> None:
         raise SweepError(f"address: no Ray cluster at {address!r} ({first_line(exc)})") from None
 
 
+def check_placeable(spec: SweepSpec, address: str | None) -> None:
+    """Some node must hold one trial's `resources`, or Ray queues every trial for ever. Ray
+    started here has all the nodes it will ever have: refused. A cluster joined at --address
+    may have an autoscaler that adds such a node (cluster.yaml's GPU workers): said, not refused."""
+    wanted = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    if any(all(node.get(key, 0) >= amount for key, amount in wanted.items()) for node in nodes):
+        return
+    largest = ", ".join(f"{key.lower()} {max((node.get(key, 0) for node in nodes), default=0):g}" for key in wanted)
+    problem = (f"resources: one trial asks for cpu {spec.resources.cpu:g}, gpu {spec.resources.gpu:g}, "
+               f"but no node of this Ray cluster has that (the most on any node: {largest})")
+    if address in (None, "local"):
+        raise SweepError(f"{problem}; allowed: at most one node's resources: add --smoke (cpu 1, gpu 0), "
+                         "run the CPU spec retinamnist-cpu, or lower the spec's resources field")
+    warnings.warn(f"{problem}; going on, since an autoscaler may add such a node (without one the trials "
+                  "wait for ever: Ctrl-C, then lower the spec's resources field)")
+
+
 @contextlib.contextmanager
 def own_loggers_only():
     """While a sweep runs (or resumes), Ray adds none of its default loggers: the sweep lists
@@ -128,6 +147,7 @@ def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None
     check_address(address)
     data = load_sweep_data(spec, data_root)
     connect(address)
+    check_placeable(spec, address)
     check_storage_visible(sweep_dir(spec))
     tuner = tune.Tuner(
         build_trainable(spec, data),
@@ -156,6 +176,7 @@ def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None
     save_spec(spec)
     with own_loggers_only():
         results = tuner.fit()
+    check_ended(sweep_dir(spec), spec.total_trials)
     write_best_config(spec, results, sweep_dir(spec))
     return results
 
@@ -171,6 +192,7 @@ def resume_sweep(
     check_address(address)
     data = load_sweep_data(spec, data_root)
     connect(address)
+    check_placeable(spec, address)
     check_storage_visible(directory)
     try:
         tuner = tune.Tuner.restore(
@@ -187,8 +209,29 @@ def resume_sweep(
                          f"{first_line(exc)})") from None
     with own_loggers_only():
         results = tuner.fit()
+    check_ended(directory, spec.total_trials)
     write_best_config(spec, results, directory)
     return spec, results
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C ended the fit early. Ray saves its state and returns as if the sweep were done
+    (its in-memory trials even read TERMINATED), so no best config may be written from it."""
+
+
+ENDED = ("TERMINATED", "ERROR")
+
+
+def check_ended(directory: str, expected_trials: int) -> None:
+    """SweepInterrupted unless every trial ended, by the experiment state Ray saved last: it
+    is written before Ray stops the running trials, so they still read RUNNING there."""
+    newest = newest_state_file(directory)
+    state = parse_experiment_state(read_sweep_file(directory, newest), f"{directory}/{newest}")
+    statuses = [(meta or {}).get("status") for meta, _ in map(split_trial_item, state["trial_data"])]
+    ended = sum(status in ENDED for status in statuses)
+    if ended < expected_trials:
+        raise SweepInterrupted(f"{ended} of {expected_trials} trials ended, so no best_config.yaml was written; "
+                               f"continue with: medsweep resume {directory}")
 
 
 def check_resumable(directory: str) -> SweepSpec:

@@ -168,3 +168,52 @@ def test_read_only_storage_is_one_line_before_ray_starts(tmp_path, env):
     assert done.stderr.strip().count("\n") == 0 and "storage: cannot write into" in done.stderr
     assert time.monotonic() - start_time < 60  # no Ray was started
     assert not any(storage.iterdir())
+
+
+def test_ctrl_c_while_trials_run_is_interrupted_not_done(tmp_path, env):
+    """Ray answers SIGINT by saving its state and returning as if the sweep were done; the
+    sweep must say `interrupted`, exit 130 and keep unfinished trials out of best_config.yaml."""
+    epochs = 50  # far more than run before the signal
+    spec = retina_spec(tmp_path, "ctrl-c", num_samples=2, max_concurrent=2, searcher={"type": "random", "seed": 0},
+                       scheduler={"type": "fifo"}, train={"epochs": epochs, "model": "medvit_28_tiny"},
+                       search={"lr": {"loguniform": [1.0e-4, 3.0e-3]}})
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(spec.to_yaml())
+    sweep, log = tmp_path / "ctrl-c", tmp_path / "sweep.log"
+    driver = start(["sweep", str(spec_file)], env, log)
+    try:
+        def both_running():
+            runs = [epochs_run(t) for t in trial_dirs(sweep)] if sweep.exists() else []
+            return len(runs) == 2 and all(0 < len(r) < epochs for r in runs)
+
+        wait_for(both_running, 400, "two trials mid-training")
+        driver.send_signal(signal.SIGINT)  # what a user's Ctrl-C sends
+        code = driver.wait(timeout=180)
+    finally:
+        end_session(driver)
+    output = log.read_text()
+    assert code == 130, output[-3000:]
+    assert "medsweep: interrupted: 0 of 2 trials ended" in output
+    assert f"medsweep resume {sweep}" in output
+    assert "done " not in output
+    assert not (sweep / "best_config.yaml").exists()
+    assert set(read_sweep(sweep).to_pandas()["stop_reason"]) != {"finished"}
+
+
+def test_a_trial_no_node_can_place_is_refused_before_it_waits(tmp_path, env):
+    """More CPUs than any node has: without this check Ray would queue the trials for ever."""
+    spec = retina_spec(tmp_path, "too-big", resources={"cpu": 4096, "gpu": 0})
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(spec.to_yaml())
+    log = tmp_path / "sweep.log"
+    start_time = time.monotonic()
+    code = run(["sweep", str(spec_file)], env, log, timeout=120)
+    elapsed = time.monotonic() - start_time
+    print(f"\nrefused in {elapsed:.1f} s")
+    output = log.read_text()
+    assert code == 2, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("medsweep:")]
+    assert len(errors) == 1 and "resources: one trial asks for cpu 4096" in errors[0], output
+    assert all(hint in errors[0] for hint in ("--smoke", "retinamnist-cpu", "resources field"))
+    assert elapsed < 60  # imports and Ray's start; on an idle machine well under 30 s
+    assert not (tmp_path / "too-big").exists()
