@@ -30,9 +30,12 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import medmnist
-import numpy as np
-import torch
+from medvit.interrupt import deferred_interrupt
+
+with deferred_interrupt():  # medmnist's import of torch swallows a Ctrl-C (medvit/interrupt.py)
+    import numpy as np
+    import torch
+    import medmnist
 
 from medvit.tasks import MULTI_LABEL
 

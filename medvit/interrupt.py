@@ -1,0 +1,32 @@
+"""Ctrl-C held back while a block runs that an interrupt must not cut in half, then raised.
+
+medmnist imports torch inside a bare ``except:``, which swallows a KeyboardInterrupt: a Ctrl-C
+in the first seconds of ``medsweep train`` was lost and the run went on to the end. An import
+of torch cut short leaves a half-initialised extension that can crash the interpreter at exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Run the block whole; a SIGINT that arrives meanwhile becomes a KeyboardInterrupt after
+    it. Only where Python's own SIGINT handler is in place (the main thread of a command): a
+    Ray worker, or a program that handles SIGINT itself, keeps its own behaviour."""
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    received: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if received:
+        raise KeyboardInterrupt
