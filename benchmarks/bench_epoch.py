@@ -72,6 +72,8 @@ def usual_transform(cfg: AugmentConfig, channels: int) -> T.Compose:
     the same ranges as ``augment_batch``; integer shifts are the usual RandomCrop with padding.
     """
     steps: list = []
+    if cfg.augmix:  # torchvision's AugMix on the PIL image, as the official MedViT notebook runs it
+        steps.append(T.AugMix(severity=int(cfg.augmix)))
     if cfg.rotation or cfg.crop or cfg.scale:
         steps.append(T.RandomAffine(
             degrees=cfg.rotation,

@@ -96,8 +96,9 @@ class TrainConfig(BaseModel):
     mixup: float = _field(0.0, "mixup Beta(a, a) parameter (0 = off)", search=FLOAT_SEARCH, ge=0.0)
     ema: float = _field(0.99, "decay of the weights' exponential moving average, which is what is "
                               "validated, selected and tested (0 = off)", search=FLOAT_SEARCH, ge=0.0, lt=1.0)
-    augment: str = _field("shift", "augmentation preset: off, flip, shift (sharp, integer pixels) or "
-                                   "light, medium, strong (affine)", search=NAME_SEARCH)
+    augment: str = _field("shift", "augmentation preset: off, flip, shift (sharp, integer pixels), "
+                                   "light, medium, strong (affine) or augmix (torchvision's AugMix defaults, "
+                                   "per-image chains)", search=NAME_SEARCH)
     img_size: int = _field(28, "MedMNIST image size: 28, 64, 128, 224")
     resize: int | None = _field(None, "resize every batch on the device to this many px before the model "
                                       "(after augmentation); 224 from 28 px images is the MedViT paper's "

@@ -70,7 +70,8 @@ def batch_inputs(
     batch = images.index_select(0, index)
     if augment is None:
         batch = normalise(batch)
-    elif augment.is_sharp:  # pixels only move: move the uint8 ones, a quarter of the bytes
+    elif not augment.resamples:
+        # sharp knobs move the uint8 pixels (a quarter of the bytes); AugMix is defined on them
         batch = normalise(augment_batch(batch, augment, generator))
     else:
         batch = augment_batch(normalise(batch), augment, generator)

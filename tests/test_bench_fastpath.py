@@ -53,6 +53,7 @@ def test_usual_transforms_have_the_preset_kinds_and_strengths(bench_epoch, prese
     assert [f.p for f in _steps(transform, T.RandomHorizontalFlip)] == ([cfg.hflip] if cfg.hflip else [])
     assert [f.p for f in _steps(transform, T.RandomVerticalFlip)] == ([cfg.vflip] if cfg.vflip else [])
     assert [r.p for r in _steps(transform, T.RandomApply)] == ([cfg.rot90] if cfg.rot90 else [])
+    assert [a.severity for a in _steps(transform, T.AugMix)] == ([int(cfg.augmix)] if cfg.augmix else [])
 
 
 @pytest.mark.parametrize("channels", [1, 3])
