@@ -115,6 +115,8 @@ class TrainConfig(BaseModel):
                                                 "autocast (measured slower for 28 px models on an H100)")
     tta: Literal["off", "flip"] = _field("off", "test-time augmentation, reported beside the plain numbers "
                                          "(never selects): off, or flip (mean over the dataset's flips)")
+    audit_test: bool = _field(False, "record each epoch's test metrics (audit_test_*) to audit what selecting "
+                                     "the epoch on test would claim; never used to select")
     subset: int | None = _field(None, "use at most this many images per split (smoke runs)", ge=1)
     data_root: str | None = _field(None, "folder of MedMNIST .npz files (default $MEDMNIST_ROOT, else ~/.medmnist)")
     device: Literal["auto", "cpu", "cuda"] = _field("auto", "auto, cpu or cuda")

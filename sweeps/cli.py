@@ -154,12 +154,16 @@ def run_train(args: argparse.Namespace) -> int:
         on_epoch=lambda m: print(format_epoch(m, config.epochs), flush=True),
     )
     keys = ("val", "test", "val_tta", "test_tta", "selected_epoch", "select_metric", "select_score", "diverged",
-            "config", "wall_time_s", "images_per_s", "history")
+            "config", "wall_time_s", "images_per_s", "history", "audit")
     path = args.out / METRICS_FILE
     write_json(path, {key: result[key] for key in keys if key in result})
     print(f"selected epoch {result['selected_epoch']} by {config.select_metric}; test: {metric_line(result['test'])}")
     if "test_tta" in result:
         print(f"with flip test-time augmentation; test: {metric_line(result['test_tta'])}")
+    if "audit" in result:
+        audit = result["audit"]
+        print(f"audit (never selects): the epoch chosen on {audit['test_selected_on']} would be "
+              f"{audit['test_selected_epoch']}, test: {metric_line(audit['test_selected'] or {})}")
     print(f"wrote {path}")
     if result["diverged"]:
         print(f"diverged: the training loss became non-finite at epoch {len(result['history'])}; "
