@@ -159,7 +159,7 @@ def run_confirm(args: argparse.Namespace) -> int:
     with _input_errors("confirm", "sweep_dir"):
         plan_arms(read_sweep(args.sweep_dir).to_pandas())  # fail before any training
     confirm(args.sweep_dir, seeds=args.seeds, out=Path(args.out), data_root=args.data_root, epochs=args.epochs,
-            device=args.device)
+            device=args.device, audit_test=args.audit_test)
     return 0
 
 
@@ -316,6 +316,9 @@ def add_analysis_parsers(subparsers) -> None:
     p.add_argument("--out", required=True, help="confirm Parquet file (created or appended to)")
     p.add_argument("--epochs", type=int, default=None, help="train this many epochs instead of the config's")
     p.add_argument("--device", default=None, choices=_DEVICES, help="auto, cpu or cuda (default: the config's)")
+    p.add_argument("--audit-test", default=None, action=argparse.BooleanOptionalAction,
+                   help="the test-selection audit: also report the epoch chosen on test beside the one chosen "
+                        "on validation (never selects; default: the config's audit_test)")
     p.add_argument("--data-root", default=None, help=_DATA_ROOT_HELP)
     p.set_defaults(run=run_confirm)
 

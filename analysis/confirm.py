@@ -22,6 +22,12 @@ interrupted confirm keeps what finished. The summary gives mean ± std and the 9
 interval per configuration (:func:`analysis.stats.mean_ci`) and, for the ordinal pair, the
 paired bootstrap of Ordinal Loss minus cross-entropy (:func:`analysis.stats.paired_bootstrap`):
 the gain is larger than seed noise only when that interval excludes 0.
+
+With the test-selection audit on (``audit_test``: the sweep's own configs, or ``audit_test=True``)
+each run also records the epoch that choosing on the test split would have picked and its
+test metrics (``audit_epoch``, ``audit_test_*``); the summary puts "epoch chosen on
+validation" (the honest number) beside "epoch chosen on test" (what a paper selecting on test
+would report), mean ± std over seeds. Nothing is selected on the audit.
 """
 
 from __future__ import annotations
@@ -39,11 +45,11 @@ import pandas as pd
 import pyarrow as pa
 
 from analysis.collect import _write_atomic, read_sweep
-from analysis.schema import CONFIRM_SCHEMA, read_table
-from analysis.stats import mean_ci, paired_bootstrap
+from analysis.schema import AUDIT_COLUMNS, CONFIRM_SCHEMA, read_table
+from analysis.stats import format_pm, mean_ci, paired_bootstrap
 from analysis.tables import model_family, rank_trials
 
-__all__ = ["SEED_START", "Arm", "ConfirmResult", "confirm", "plan_arms", "read_confirm"]
+__all__ = ["SEED_START", "Arm", "ConfirmResult", "confirm", "plan_arms", "read_confirm", "audit_lines"]
 
 SEED_START = 1000
 _METRICS = ("acc", "auc", "qwk", "mae")
@@ -156,16 +162,49 @@ def _fmt_ci(values: list[float], digits: int = 4) -> str:
             f"(95% CI [{ci.ci_low:.{digits}f}, {ci.ci_high:.{digits}f}])")
 
 
+def _finite(values: Any) -> list[float]:
+    return [float(v) for v in values if v is not None and not pd.isna(v)]
+
+
+def audit_lines(rows: pd.DataFrame, label: str) -> list[str]:
+    """The test-selection audit of one configuration's runs: the test metrics at the epoch
+    chosen on validation beside those at the epoch chosen on test, mean ± std over seeds;
+    nothing when its runs had no audit."""
+    if not set(AUDIT_COLUMNS) <= set(rows.columns) or not _finite(rows["audit_test_acc"]):
+        return []
+    parts = []
+    for m in _METRICS:
+        honest, oracle = _finite(rows[f"test_{m}"]), _finite(rows[f"audit_test_{m}"])
+        if honest and oracle:
+            on_val, on_test = mean_ci(honest), mean_ci(oracle)
+            parts.append(f"{m.upper()} {format_pm(on_val.mean, on_val.std, 4)} on validation, "
+                         f"{format_pm(on_test.mean, on_test.std, 4)} on test")
+    epochs = f"epochs {', '.join(map(str, rows['selected_epoch']))} on validation, " \
+             f"{', '.join(map(str, rows['audit_epoch']))} on test"
+    return [f"{label}, audit over {len(rows)} seeds, test metrics with the epoch chosen on validation "
+            f"(the honest number) beside the epoch chosen on test (what selecting on test would report; "
+            f"never a result): " + "; ".join(parts) + f" ({epochs})"]
+
+
+def _audit_row(audit: dict | None) -> dict[str, Any]:
+    """The confirm row's audit columns: the epoch chosen on test and its test metrics."""
+    if audit is None or audit["test_selected"] is None:
+        return {"audit_epoch": None, **dict.fromkeys(AUDIT_COLUMNS)}
+    return {"audit_epoch": audit["test_selected_epoch"],
+            **{f"audit_test_{m}": _num(audit["test_selected"].get(m)) for m in _METRICS}}
+
+
 def _summary(rows: pd.DataFrame, arms: list[Arm], seeds: list[int], head: str) -> list[str]:
     lines = [head]
     for arm in arms:
         g = rows[rows["label"] == arm.label]
         parts = []
         for m in _METRICS:
-            vals = [v for v in g[f"test_{m}"] if v is not None and not pd.isna(v)]
+            vals = _finite(g[f"test_{m}"])
             if vals:
                 parts.append(f"{m.upper()} {_fmt_ci(vals)}")
         lines.append(f"{arm.label} [{arm.note}], test over {len(g)} seeds: " + "; ".join(parts))
+    lines += [line for arm in arms for line in audit_lines(rows[rows["label"] == arm.label], arm.label)]
     ordinal = next((a for a in arms if a.role == "ordinal"), None)
     ce = next((a for a in arms if a.role == "ce"), None)
     if ordinal is None or ce is None:
@@ -199,7 +238,7 @@ def _summary(rows: pd.DataFrame, arms: list[Arm], seeds: list[int], head: str) -
 
 def confirm(sweep_dir: str | os.PathLike, seeds: int = 5, out: str | os.PathLike = "confirm.parquet",
             data_root: str | os.PathLike | None = None, epochs: int | None = None, *,
-            seed_start: int = SEED_START, device: str | None = None,
+            seed_start: int = SEED_START, device: str | None = None, audit_test: bool | None = None,
             log: Callable[[str], None] | None = print) -> ConfirmResult:
     """Retrain a sweep's best configuration (and, for ordinal datasets, its alpha = 0 partner)
     with seeds ``seed_start .. seed_start + seeds - 1`` and append the runs to ``out``.
@@ -212,6 +251,7 @@ def confirm(sweep_dir: str | os.PathLike, seeds: int = 5, out: str | os.PathLike
         epochs: train this many epochs instead of the config's (quick checks).
         seed_start: first seed.
         device: ``auto``, ``cpu`` or ``cuda`` instead of the config's own device.
+        audit_test: the test-selection audit on (True) or off (False) instead of the config's own.
         log: called with one progress line per run and each summary line (None: silent).
 
     Raises:
@@ -243,6 +283,8 @@ def confirm(sweep_dir: str | os.PathLike, seeds: int = 5, out: str | os.PathLike
             values["data_root"] = str(data_root)
         if device is not None:
             values["device"] = device
+        if audit_test is not None:
+            values["audit_test"] = audit_test
         configs[arm.label] = values
     dataset = arms[0].values["dataset"]
     n_epochs = sorted({v.get("epochs") for v in configs.values()})
@@ -272,7 +314,8 @@ def confirm(sweep_dir: str | os.PathLike, seeds: int = 5, out: str | os.PathLike
                 "trial_id": arm.trial_id, "config_json": json.dumps(config.model_dump(), sort_keys=True),
                 **{f"test_{m}": _num(result["test"].get(m)) for m in _METRICS},
                 **{f"val_{m}": _num(result["val"].get(m)) for m in _METRICS},
-                "selected_epoch": int(result["selected_epoch"]), "epochs": config.epochs,
+                "selected_epoch": int(result["selected_epoch"]), **_audit_row(result.get("audit")),
+                "epochs": config.epochs,
                 "wall_time_s": time.perf_counter() - start, "created_at": datetime.now(timezone.utc),
             }
             _append(out, row)

@@ -135,6 +135,13 @@ test_qwk/mae       float64                    (ordinal only)
 val_acc/auc        float64                    validation metrics at the selected epoch
 val_qwk/mae        float64                    (ordinal only)
 selected_epoch     int32                      epoch chosen on the validation split
+audit_epoch        int32                      with ``audit_test`` on: the epoch selecting on the
+                                              test split would have chosen (best raw test value
+                                              of the select metric's kind, ties to the earliest);
+                                              null without the audit
+audit_test_acc/auc float64                    test metrics at ``audit_epoch``: what a paper that
+audit_test_qwk/mae                            chose its epoch on test would print. An audit,
+                                              never a result: ``test_*`` are the honest numbers
 epochs             int32                      epochs trained
 wall_time_s        float64                    wall time of the run
 created_at         timestamp[us, UTC]         when the run finished
@@ -160,6 +167,7 @@ __all__ = [
     "CONFIRM_SCHEMA",
     "STOP_REASONS",
     "TEST_COLUMNS",
+    "AUDIT_COLUMNS",
     "CONFIG_COLUMNS",
     "config_columns",
     "train_config_keys",
@@ -173,6 +181,9 @@ SCHEMA_VERSION = "1"
 
 STOP_REASONS: tuple[str, ...] = ("finished", "early_stopped", "errored", "diverged", "unfinished")
 TEST_COLUMNS: tuple[str, ...] = ("test_acc", "test_auc", "test_qwk", "test_mae")
+# The confirm table's test-selection audit: test metrics at the epoch chosen on test. Named so
+# that nothing reading the test_* columns (the validation-selected, reported numbers) takes them.
+AUDIT_COLUMNS: tuple[str, ...] = tuple(f"audit_{name}" for name in TEST_COLUMNS)
 KEY_COLUMNS: tuple[str, ...] = ("sweep_dir", "trial_id")
 # TrainConfig fields with columns of their own: dataset, epochs_max, metric.
 _OWN_COLUMNS = ("dataset", "epochs", "select_metric")
@@ -257,6 +268,8 @@ CONFIRM_SCHEMA = pa.schema(
         _F("val_qwk", pa.float64()),
         _F("val_mae", pa.float64()),
         _F("selected_epoch", pa.int32()),
+        _F("audit_epoch", pa.int32()),
+        *(_F(name, pa.float64()) for name in AUDIT_COLUMNS),
         _F("epochs", pa.int32()),
         _F("wall_time_s", pa.float64()),
         _F("created_at", pa.timestamp("us", tz="UTC")),

@@ -9,6 +9,11 @@ Selection rule used everywhere (:mod:`sweeps.ranking`, the launcher's too): a da
 trial is the one with the best *validation* selection score ``best_value`` under its sweep's
 ``metric``/``mode`` (errored and diverged trials excluded); its *test* metrics are what "ours"
 reports. Missing values are shown as "–".
+
+Test-selection audit: where the confirm table carries ``audit_test_*`` (runs with
+``audit_test`` on), Table 1 adds a row and Table 2 two columns of the test metrics at the
+epoch chosen on *test*: what a paper selecting its epoch on test would print, beside our
+honest validation-selected numbers. They are never bolded as a best value.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import pyarrow as pa
 
 from analysis import reference as ref
 from analysis.collect import float_or_none
-from analysis.schema import train_config_keys
+from analysis.schema import AUDIT_COLUMNS, TEST_COLUMNS, train_config_keys
 from analysis.stats import format_pm
 from sweeps.ranking import Candidate, ranks
 
@@ -57,6 +62,13 @@ MISSING = "–"
 MISSING_NOTE = (
     f"{MISSING} = no value: the source does not report it, the dataset was not swept, or the "
     "trial has not been evaluated on the test split yet."
+)
+AUDIT_HEADING = "Test-selection audit: epoch chosen on test"
+AUDIT_NOTE = (
+    "Test-selection audit (an audit, never a result): the same confirmed runs with the epoch chosen on the "
+    "test split instead of validation, mean ± std over seeds; what a paper that selects its epoch (or "
+    "checkpoint) on test would print. The validation-selected numbers are the honest ones; the difference "
+    "is what choosing on test adds."
 )
 #: YAML keys of a best configuration: the TrainConfig fields that say what trains.
 TRAIN_CONFIG_KEYS: tuple[str, ...] = train_config_keys()
@@ -198,7 +210,7 @@ def load_confirm_frame(confirm: Any) -> pd.DataFrame | None:
     missing = {"dataset", "label", "seed"} - set(df.columns)
     if missing:
         raise ValueError(f"confirm table lacks columns {sorted(missing)}")
-    for c in ("test_acc", "test_auc", "test_qwk", "test_mae"):
+    for c in (*TEST_COLUMNS, *AUDIT_COLUMNS):
         if c not in df.columns:
             df[c] = np.nan
     df["label"] = df["label"].astype(str).str.strip()
@@ -349,7 +361,8 @@ def ours_test_metrics(results: Any, confirm: Any = None) -> pd.DataFrame:
     present); ``best <family>`` (e.g. ``best resnet``) to another family.
 
     Columns: family, dataset, trial_id, sweep, model, selection metric/mode/value, source
-    (``confirm`` or ``trial``), n, and ``<m>_mean``, ``<m>_std`` for m in acc, auc, qwk, mae.
+    (``confirm`` or ``trial``), n, and ``<m>_mean``, ``<m>_std`` for m in acc, auc, qwk, mae;
+    ``audit_<m>_mean``, ``audit_<m>_std`` the confirm runs' test-selection audit (None without).
     """
     df = load_results_frame(results)
     conf = load_confirm_frame(confirm)
@@ -372,6 +385,8 @@ def ours_test_metrics(results: Any, confirm: Any = None) -> pd.DataFrame:
                 else:
                     mean, std, n = float_or_none(t.get(f"test_{m}")), None, int(float_or_none(t.get(f"test_{m}")) is not None)
                 row[f"{m}_mean"], row[f"{m}_std"], row[f"{m}_n"] = mean, std, n
+                audit = _summary(sel[f"audit_test_{m}"]) if sel is not None else (None, None, 0)
+                row[f"audit_{m}_mean"], row[f"audit_{m}_std"] = audit[:2]
             row["source"] = "confirm" if sel is not None else "trial"
             row["n"] = int(sel["seed"].nunique()) if sel is not None else 1
             rows.append(row)
@@ -433,6 +448,9 @@ def table1(results: Any, confirm: Any = None) -> TableOut:
                                       n=int(h[f"{m}_n"]), printed=format_pm(mean, std),
                                       source=h["source"], trial_id=h["trial_id"]))
         rows.append(r); values.append(v)
+        audit_row = _table1_audit_row(label, sub, datasets, long_rows)
+        if audit_row is not None:
+            rows.append(audit_row); values.append([None] * len(audit_row))
         if not sub.empty:
             picks = ", ".join(
                 f"{ref.display_name(x.dataset)}: {x.model} trial {x.trial_id} ({x.metric} {x.best_value:.3f}"
@@ -449,6 +467,7 @@ def table1(results: Any, confirm: Any = None) -> TableOut:
         "† not a Table 1 cell: RetinaMNIST MedViT ACC is Table 2's alpha = 0.0 entry; OrganSMNIST "
         "MedViT numbers come from the paper's text (Table 1 has no OrganSMNIST column)." if dagger_used else "",
         *fam_notes,
+        AUDIT_NOTE if any(r[0].text.endswith(AUDIT_HEADING) for r in rows) else "",
         *[n for n in ref.PAPER_NOTES if "0.550" in n or "0.993" in n],
         MISSING_NOTE,
     ]
@@ -456,6 +475,27 @@ def table1(results: Any, confirm: Any = None) -> TableOut:
     subheader = ["Method"] + ["AUC", "ACC"] * len(datasets)
     return TableOut("table1", "Table 1: MedMNIST test AUC / ACC, paper vs. medsweep", header, rows,
                     [n for n in notes if n], pd.DataFrame(long_rows), groups, subheader)
+
+
+def _table1_audit_row(label: str, ours: pd.DataFrame, datasets: list[str], long_rows: list[dict]
+                      ) -> list[Cell] | None:
+    """Table 1's audit row of one family: test AUC/ACC at the epoch chosen on test, from the
+    confirm runs with the audit on; None when there are none. Never bolded."""
+    if ours.empty or all(float_or_none(x) is None for x in ours["audit_acc_mean"]):
+        return None
+    method = f"{label}, {AUDIT_HEADING}"
+    row = [Cell(method)]
+    for ds in datasets:
+        hit = ours[ours["dataset"].str.lower() == ds]
+        for m in ("auc", "acc"):
+            mean = float_or_none(hit.iloc[0][f"audit_{m}_mean"]) if not hit.empty else None
+            std = float_or_none(hit.iloc[0][f"audit_{m}_std"]) if not hit.empty else None
+            row.append(Cell(format_pm(mean, std)))
+            if mean is not None:
+                long_rows.append(dict(method=method, dataset=ds, metric=m, value=mean, std=std,
+                                      n=int(hit.iloc[0]["n"]), printed=format_pm(mean, std), source="audit",
+                                      trial_id=hit.iloc[0]["trial_id"]))
+    return row
 
 
 # --------------------------------------------------------------------------- Table 2
@@ -513,6 +553,9 @@ def table2(results: Any, confirm: Any = None, dataset: str = "retinamnist") -> T
                   | (set(conf_rows["alpha_bin"]) if conf_rows is not None else set()))
     header = ["α", "Paper ACC", "Ours ACC (test)", "Ours QWK (test)", "Ours MAE (test)", "Ours AUC (test)",
               "n test (source)", "Ours val ACC", "Ours val QWK", "n trials"]
+    audited = conf_rows is not None and conf_rows["audit_test_acc"].notna().any()
+    if audited:
+        header[6:6] = [f"Ours ACC ({AUDIT_HEADING})", f"Ours QWK ({AUDIT_HEADING})"]
     rows, values, data = [], [], []
     usable = _usable(df) if not df.empty else df
     for b in bins:
@@ -531,6 +574,11 @@ def table2(results: Any, confirm: Any = None, dataset: str = "retinamnist") -> T
             mean, std, n = _summary(src_frame[f"test_{m}"]) if not src_frame.empty else (None, None, 0)
             r.append(Cell(format_pm(mean, std))); v.append(mean)
             rec[f"test_{m}_mean"], rec[f"test_{m}_std"] = mean, std
+        if audited:
+            for m in ("acc", "qwk"):
+                mean, std, _ = _summary(cb[f"audit_test_{m}"]) if cb is not None and not cb.empty else (None, None, 0)
+                r.append(Cell(format_pm(mean, std))); v.append(None)
+                rec[f"audit_test_{m}_mean"], rec[f"audit_test_{m}_std"] = mean, std
         n_test = len(src_frame)
         rec["n_test"], rec["test_source"] = n_test, src if n_test else None
         r.append(Cell(f"{n_test} {src}" if n_test else "0")); v.append(None)
@@ -542,7 +590,8 @@ def table2(results: Any, confirm: Any = None, dataset: str = "retinamnist") -> T
         r.append(Cell(str(len(in_bin)))); v.append(None)
         rows.append(r); values.append(v); data.append(rec)
 
-    _bold_best(rows, values, [1, 2, 3, 4, 5, 7, 8], {4: False})
+    shift = 2 if audited else 0  # the audit columns sit before the validation ones and are never bold
+    _bold_best(rows, values, [1, 2, 3, 4, 5, 7 + shift, 8 + shift], {4: False})
     notes = [
         "Paper ACC: the paper's Table 2 (MedViT, Ordinal Loss, margin 0.1, test split, one run per alpha).",
         "Ours (test): mean ± std over seeds of confirmed configurations with that alpha, else over the "
@@ -550,11 +599,17 @@ def table2(results: Any, confirm: Any = None, dataset: str = "retinamnist") -> T
         "Ours val: best-epoch validation metrics, mean ± std over non-errored trials in the bin "
         "(early-stopped trials included).",
         "Bold = best in the column (lowest for MAE).",
+        AUDIT_NOTE + " Ours (test) are the validation-selected numbers." if audited else "",
         *notes,
         MISSING_NOTE,
     ]
+    groups = subheader = None
+    if audited:
+        groups = ["", "", *["Ours, epoch chosen on validation (the honest numbers)"] * 4, *[AUDIT_HEADING] * 2,
+                  "", "", "", ""]
+        subheader = [header[0], header[1], "ACC", "QWK", "MAE", "AUC", "ACC", "QWK", *header[8:]]
     return TableOut("table2", f"Table 2: {ref.display_name(dataset)} by Ordinal Loss alpha", header, rows,
-                    notes, pd.DataFrame(data))
+                    [n for n in notes if n], pd.DataFrame(data), groups, subheader)
 
 
 # --------------------------------------------------------------------------- best per dataset
