@@ -14,6 +14,9 @@ from pathlib import Path
 
 __all__ = ["AnalysisError", "add_analysis_parsers"]
 
+# Each seed retrains every configuration confirmed: more than this is a typo, not a plan.
+MAX_CONFIRM_SEEDS = 100
+
 
 class AnalysisError(ValueError):
     """Bad input to an analysis subcommand: a one-line message naming the argument."""
@@ -112,8 +115,10 @@ def run_ensemble(args: argparse.Namespace) -> int:
     sweep = Path(args.sweep_dir)
     if not sweep.is_dir():
         raise AnalysisError(f"medsweep ensemble: sweep_dir: {sweep} is not a folder; allowed: a sweep folder <storage>/<name>")
-    if args.rounds < 0:
-        raise AnalysisError(f"medsweep ensemble: --rounds: {args.rounds}; allowed: 0 or more")
+    from analysis.ensemble import MAX_ROUNDS
+
+    if not 0 <= args.rounds <= MAX_ROUNDS:
+        raise AnalysisError(f"medsweep ensemble: --rounds: {args.rounds}; allowed: 0 to {MAX_ROUNDS}")
     _writable("ensemble", "--out", Path(args.out))
     with _input_errors("ensemble", "sweep_dir"):
         result = ensemble_sweep(sweep, args.out, data_root=args.data_root, rounds=args.rounds, device=args.device)
@@ -134,8 +139,16 @@ def run_ensemble(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     from analysis.evaluate import evaluate_best
 
+    from analysis.evaluate import trials_to_evaluate
+
     path = Path(args.results)
-    _results_file("evaluate", "results", path)
+    table = _results_file("evaluate", "results", path)
+    if table.num_rows == 0:
+        raise AnalysisError(f"medsweep evaluate: results: {path}: the results table has no trials; "
+                            "allowed: a table medsweep collect filled")
+    if trials_to_evaluate(table).empty:
+        raise AnalysisError(f"medsweep evaluate: results: {path}: no trial is ranked (each is unfinished, "
+                            "errored or diverged), so there is nothing to evaluate")
     with _input_errors("evaluate", "results"):
         table = evaluate_best(path, data_root=args.data_root, force=args.force, device=args.device,
                               progress=print)
@@ -151,8 +164,8 @@ def run_confirm(args: argparse.Namespace) -> int:
     from analysis.collect import read_sweep
     from analysis.confirm import confirm, plan_arms, read_confirm
 
-    if args.seeds < 1:
-        raise AnalysisError(f"medsweep confirm: --seeds: need at least 1 seed, got {args.seeds}")
+    if not 1 <= args.seeds <= MAX_CONFIRM_SEEDS:
+        raise AnalysisError(f"medsweep confirm: --seeds: {args.seeds}; allowed: 1 to {MAX_CONFIRM_SEEDS}")
     if args.epochs is not None and args.epochs < 1:
         raise AnalysisError(f"medsweep confirm: --epochs: need at least 1 epoch, got {args.epochs}")
     _parquet_out("confirm", "--out", Path(args.out), read_confirm)

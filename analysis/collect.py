@@ -25,13 +25,13 @@ import pyarrow.parquet as pq
 
 from analysis.schema import CONFIG_COLUMNS, RESULTS_SCHEMA, TEST_COLUMNS, conform, empty_results, read_table
 from medvit.config import SELECT_METRICS
-from medvit.yamlio import YamlError, load_yaml
+from medvit.yamlio import YamlError, load_yaml, read_text_file
 from sweeps.ranking import trial_best
 from sweeps.space import configuration_id, repeat_index, trial_config
 from sweeps.spec import spec_from_dict
 
 __all__ = ["collect", "read_sweep", "read_results", "find_sweep_dirs", "check_sweep_dir", "parse_experiment_state",
-           "split_trial_item", "SPEC_FILE", "STATE_GLOB"]
+           "split_trial_item", "trial_id_from_folder", "SPEC_FILE", "STATE_GLOB"]
 
 SPEC_FILE = "medsweep_spec.yaml"
 STATE_GLOB = "experiment_state-*.json"
@@ -106,7 +106,7 @@ def read_sweep(sweep_dir: str | os.PathLike, collected_at: datetime | None = Non
             continue
         if not ((child / "params.json").exists() or (child / "result.json").exists()):
             continue
-        tid = _trial_id_from_folder(child)
+        tid = trial_id_from_folder(child)
         if tid and tid not in trials:
             trials[tid] = {"trial_id": tid, "status": None, "relative_logdir": child.name, "config": None}
 
@@ -159,7 +159,7 @@ def _read_spec(sweep_dir: Path) -> dict[str, Any]:
         warnings.warn(f"{sweep_dir}: no {SPEC_FILE}; taking the metric from Ray's experiment state")
         return {}
     try:
-        spec = load_yaml(f.read_text(), str(f))
+        spec = load_yaml(read_text_file(f), str(f))
     except YamlError as exc:
         raise ValueError(str(exc)) from None
     if not isinstance(spec, dict):
@@ -226,7 +226,8 @@ def split_trial_item(item: Any) -> tuple[dict | None, dict | None]:
     return load(item), None
 
 
-def _trial_id_from_folder(folder: Path) -> str | None:
+def trial_id_from_folder(folder: Path) -> str | None:
+    """The trial id of a trial folder: its result.json's first line, else its name (None if neither)."""
     res = folder / "result.json"
     if res.exists():
         with open(res, "rb") as fh:
@@ -280,7 +281,7 @@ def float_or_none(x: Any) -> float | None:
 
 def _int(x: Any) -> int | None:
     v = float_or_none(x)
-    return None if v is None else int(round(v))
+    return None if v is None or math.isinf(v) else int(round(v))
 
 
 def _last_error_line(folder: Path, runtime_error: str | None) -> str | None:
@@ -363,7 +364,9 @@ def _trial_row(
     epochs_run = len(epochs)
 
     status = t.get("status")
-    error = _last_error_line(folder, None) if has_folder else None
+    # Ray keeps error.txt in the folder of a trial it restarted after a failure (max_failures)
+    # and that then ran on: the file marks an error only where Ray's status is ERROR, or unknown.
+    error = _last_error_line(folder, None) if has_folder and status in ("ERROR", None) else None
     if error is not None or status == "ERROR":
         stop_reason = "errored"
         error = error or "trial status ERROR (no error.txt)"

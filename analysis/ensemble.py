@@ -14,7 +14,6 @@ validation split alone (`select_members` never sees test data); only then does
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -31,6 +30,9 @@ if TYPE_CHECKING:
 
 ENSEMBLE_FILE = "ensemble.json"
 DEFAULT_ROUNDS = 20
+# The greedy adds one member per round: beyond a few hundred rounds its weights barely move, and a
+# mistyped huge --rounds would run for ever.
+MAX_ROUNDS = 1000
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,7 @@ def build_ensemble(task: str, candidates: list[Candidate], y_val: np.ndarray, y_
 def sweep_candidates(sweep_dir: str | Path) -> list[Candidate]:
     """Every trial of a sweep folder whose last checkpoint holds selected weights and their
     validation scores and that did not diverge, in trial-id order."""
+    from analysis.collect import trial_id_from_folder
     from analysis.evaluate import BAD_CHECKPOINT
     from medvit.train import CHECKPOINT_FILE, load_state
 
@@ -161,8 +164,11 @@ def sweep_candidates(sweep_dir: str | Path) -> list[Candidate]:
             raise ValueError(f"{checkpoints[-1]}: not a readable medsweep checkpoint ({type(exc).__name__})") from None
         if state.get("diverged") or state.get("best_val_scores") is None:
             continue
-        first = json.loads(result_file.read_text().splitlines()[0])
-        candidates.append(Candidate(first["trial_id"], checkpoints[-1].parent, state["best_val_scores"].numpy()))
+        trial_id = trial_id_from_folder(trial_dir)
+        if trial_id is None:
+            raise ValueError(f"{result_file}: no trial_id in its first line nor in the folder's name; "
+                             "allowed: a trial folder Ray wrote")
+        candidates.append(Candidate(trial_id, checkpoints[-1].parent, state["best_val_scores"].numpy()))
     return sorted(candidates, key=lambda c: c.trial_id)
 
 

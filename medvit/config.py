@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from medvit.tasks import ORDINAL
-from medvit.yamlio import YamlError, dump_yaml, load_yaml
+from medvit.yamlio import YamlError, dump_yaml, load_yaml, read_text_file
 
 # Validation metrics a run may select its best epoch on, with the direction that is better.
 SELECT_METRICS: dict[str, Literal["max", "min"]] = {
@@ -191,7 +191,7 @@ def load_config_file(path: str | Path) -> dict:
     if path.is_dir():
         raise ConfigError(f"config: {path} is a folder; expected a YAML file of TrainConfig fields")
     try:
-        values = load_yaml(path.read_text(), source=str(path))
+        values = load_yaml(read_text_file(path), source=str(path))
     except FileNotFoundError:
         raise ConfigError(f"config: no such file {path}") from None
     except YamlError as exc:

@@ -38,6 +38,7 @@ with deferred_interrupt():  # medmnist's import of torch swallows a Ctrl-C (medv
     import medmnist
 
 from medvit.tasks import MULTI_LABEL
+from medvit.userpath import expand_home
 
 __all__ = [
     "DATASETS",
@@ -145,14 +146,25 @@ def _default_root() -> Path:
     return Path(default) if default else Path("~/.medmnist").expanduser()
 
 
-def resolve_root(root: str | os.PathLike | None) -> Path:
-    """The argument, else ``$MEDMNIST_ROOT``, else medmnist's default root (``~/.medmnist``)."""
+def resolve_root(root: str | os.PathLike | None, argument: str = "--data-root") -> Path:
+    """The argument, else ``$MEDMNIST_ROOT``, else medmnist's default root (``~/.medmnist``).
+    A ``MEDMNIST_ROOT`` set but empty is an error: falling back would hide a broken setup."""
     if root is not None and str(root) != "":
-        return Path(root).expanduser()
-    env = os.environ.get("MEDMNIST_ROOT", "")
+        return _expand(root, argument)
+    env = os.environ.get("MEDMNIST_ROOT")
+    if env is not None and not env.strip():
+        raise DataError("MEDMNIST_ROOT: set but empty; allowed: a folder of MedMNIST .npz files, "
+                        "or unset it for the default ~/.medmnist")
     if env:
-        return Path(env).expanduser()
+        return _expand(env, "MEDMNIST_ROOT")
     return _default_root()
+
+
+def _expand(path: str | os.PathLike, argument: str) -> Path:
+    try:
+        return expand_home(path)
+    except ValueError as exc:
+        raise DataError(f"{argument}: {exc}") from None
 
 
 def dataset_path(flag: str, root: str | os.PathLike | None, size: int = 28) -> Path:

@@ -9,12 +9,18 @@ mappings of scalars on one line.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["YamlError", "load_yaml", "dump_yaml"]
+__all__ = ["YamlError", "load_yaml", "dump_yaml", "read_text_file"]
+
+# A spec or config is a few KB; more is a wrong file, read whole into memory otherwise.
+MAX_TEXT_BYTES = 1 << 20
 
 
 class YamlError(ValueError):
@@ -83,6 +89,31 @@ def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
 
 _Dumper.add_representer(dict, _represent_dict)
 _Dumper.add_representer(list, _represent_list)
+
+
+def read_text_file(path: str | os.PathLike) -> str:
+    """A small UTF-8 text file's content. FileNotFoundError passes; anything else that is not
+    such a file is a one-line YamlError: a named pipe or device (which would block or never
+    end on open), a folder, an unreadable path, a huge or non-UTF-8 file."""
+    path = Path(path)
+    allowed = "allowed: a regular UTF-8 YAML file"
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise YamlError(f"{path}: cannot read ({exc.strerror}); {allowed}") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a pipe, socket or device)"
+        raise YamlError(f"{path}: {kind}; {allowed}")
+    if info.st_size > MAX_TEXT_BYTES:
+        raise YamlError(f"{path}: {info.st_size} bytes; {allowed} of at most {MAX_TEXT_BYTES} bytes")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise YamlError(f"{path}: cannot read ({exc.strerror}); {allowed}") from None
+    except UnicodeDecodeError as exc:
+        raise YamlError(f"{path}: not UTF-8 text (byte {exc.start}); {allowed}") from None
 
 
 def load_yaml(text: str, source: str = "<yaml>") -> Any:

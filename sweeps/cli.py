@@ -196,7 +196,7 @@ def run_download(args: argparse.Namespace) -> int:
         raise UsageError(f"medsweep data download: --dataset: unknown '{args.dataset}'; allowed: all, {', '.join(DATASETS)}")
     if args.size not in SIZES:
         raise UsageError(f"medsweep data download: --size: {args.size} is not allowed; allowed: {', '.join(map(str, SIZES))}")
-    root = resolve_root(args.root)
+    root = resolve_root(args.root, "--root")
     try:
         check_writable_folder(root)
     except ValueError as exc:
@@ -234,7 +234,12 @@ def add_cluster_options(parser) -> None:
 
 
 def absolute(location: str) -> str:
-    return location if "://" in location else str(Path(location).expanduser().resolve())
+    from medvit.userpath import expand_home
+
+    try:
+        return location if "://" in location else str(expand_home(location).resolve())
+    except ValueError as exc:
+        raise UsageError(f"sweep_dir: {exc}") from None
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:

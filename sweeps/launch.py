@@ -72,15 +72,30 @@ def check_address(address: str | None) -> None:
                          "or give --address auto on a cluster node") from None
 
 
+# Buckets are left to Ray, which checks them with its own credentials (pyarrow would ask the
+# network here already); any other scheme must have a filesystem pyarrow can load here.
+BUCKET_SCHEMES = ("s3", "gs", "gcs")
+
+
 def check_storage(directory: str) -> None:
     """The sweep folder must be writable, checked before Ray starts: a bad --storage costs
-    nothing. A bucket is left to Ray, which checks it with its own credentials."""
-    if "://" in directory:
+    nothing."""
+    allowed = "allowed: a writable local or NFS folder, s3:// or gs:// URI"
+    scheme, uri, path = directory.partition("://")
+    if uri and scheme.lower() in BUCKET_SCHEMES:
+        return
+    if uri and scheme.lower() != "file":
+        try:
+            filesystem, fs_path = pyarrow.fs.FileSystem.from_uri(directory)
+            filesystem.get_file_info(fs_path)
+        except (OSError, pyarrow.ArrowException) as exc:  # hdfs:// without a JVM, abfs:// without credentials
+            raise SweepError(f"storage: {scheme}:// cannot be used on this machine ({first_line(exc)}); "
+                             f"{allowed}") from None
         return
     try:
-        check_writable_folder(directory)
+        check_writable_folder(path if uri else directory)
     except ValueError as exc:
-        raise SweepError(f"storage: {exc}; allowed: a writable local or NFS folder, s3:// or gs:// URI") from None
+        raise SweepError(f"storage: {exc}; {allowed}") from None
 
 
 def connect(address: str | None) -> None:
@@ -138,12 +153,12 @@ def load_sweep_data(spec: SweepSpec, data_root: str | None) -> MedMNISTData:
 
 def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None = None) -> tune.ResultGrid:
     """Run a sweep to the end and write the best trial's config as YAML."""
+    check_storage(sweep_dir(spec))
     if tune.Tuner.can_restore(sweep_dir(spec)):
         raise SweepError(
             f"name: a sweep already lives in {sweep_dir(spec)}; continue it with "
             f"`medsweep resume {sweep_dir(spec)}` or start a new one with --name"
         )
-    check_storage(sweep_dir(spec))
     check_address(address)
     data = load_sweep_data(spec, data_root)
     connect(address)
@@ -251,8 +266,9 @@ def check_resumable(directory: str) -> SweepSpec:
     if not tune.Tuner.can_restore(directory):
         raise SweepError(f"sweep_dir: {directory}: no {TUNER_FILE}, so there is no Ray Tune state to resume")
     newest = newest_state_file(directory)
+    text = read_sweep_file(directory, newest)
     try:
-        parse_experiment_state(read_sweep_file(directory, newest), f"{directory}/{newest}")
+        parse_experiment_state(text, f"{directory}/{newest}")
     except ValueError as exc:
         raise SweepError(f"sweep_dir: {exc}; refusing to resume (Ray would start a new sweep)") from None
     return spec
@@ -274,10 +290,18 @@ def first_line(exc: BaseException) -> str:
 
 
 def read_sweep_file(directory: str, name: str) -> str:
-    """A small text file of the sweep folder, local or on a bucket; FileNotFoundError if absent."""
-    filesystem, path = pyarrow.fs.FileSystem.from_uri(f"{str(directory).rstrip('/')}/{name}")
-    with filesystem.open_input_stream(path) as stream:
-        return stream.read().decode(errors="replace")
+    """A small text file of the sweep folder, local or on a bucket; FileNotFoundError if absent,
+    one line if it cannot be read (a folder in its place, a sync that broke it)."""
+    location = f"{str(directory).rstrip('/')}/{name}"
+    filesystem, path = pyarrow.fs.FileSystem.from_uri(location)
+    try:
+        with filesystem.open_input_stream(path) as stream:
+            return stream.read().decode(errors="replace")
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise SweepError(f"sweep_dir: {location}: cannot be read ({first_line(exc)}); allowed: the file Ray or "
+                         "medsweep wrote there") from None
 
 
 def write_sweep_file(directory: str, name: str, text: str) -> str:

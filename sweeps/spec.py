@@ -42,7 +42,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from medvit.config import ORDINAL_ONLY_METRICS, SELECT_METRICS, TrainConfig, one_line_error, searchable_fields
 from medvit.tasks import ORDINAL
-from medvit.yamlio import YamlError, dump_yaml, load_yaml
+from medvit.userpath import expand_home
+from medvit.yamlio import YamlError, dump_yaml, load_yaml, read_text_file
 from sweeps.ranking import SCORE
 
 __all__ = ["SpecError", "SweepSpec", "TrainSection", "Distribution", "SEARCHABLE", "SPECS_DIR", "train_section",
@@ -55,6 +56,8 @@ SEARCHABLE: dict[str, tuple[str, ...]] = searchable_fields(TrainConfig)
 DIST_KINDS = ("uniform", "loguniform", "int", "choice", "grid")
 STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "abfs", "abfss", "file")
 MAX_REPEATS = 10
+# More trials than a sweep could ever run: a bound that turns a typo into one line, not a sweep for ever.
+MAX_NUM_SAMPLES = 100_000
 
 
 class SpecError(ValueError):
@@ -290,7 +293,7 @@ class SweepSpec(_Strict):
     search: Annotated[dict[str, Distribution], Field(min_length=1)]
     searcher: Searcher = Field(default_factory=lambda: Searcher(type="optuna"))
     scheduler: Scheduler = Field(default_factory=lambda: Scheduler(type="asha"))
-    num_samples: Annotated[int, Field(ge=1)] = 32
+    num_samples: Annotated[int, Field(ge=1, le=MAX_NUM_SAMPLES)] = 32
     # Trials per sampled configuration, each with its own seed (train.seed + repeat index);
     # the searcher sees their mean and the best configuration is chosen by it.
     repeats: Annotated[int, Field(ge=1, le=MAX_REPEATS)] = 1
@@ -323,6 +326,8 @@ class SweepSpec(_Strict):
                              + ", ".join(f"{s}://" for s in STORAGE_SCHEMES) + ", or a path")
         if match and not match.group(2).strip("/"):
             raise ValueError(f"{value!r} names no bucket or path; allowed: {match.group(1)}://<bucket>/<prefix>")
+        if not match:
+            expand_home(value)
         return value
 
     @model_validator(mode="after")
@@ -457,7 +462,7 @@ class SweepSpec(_Strict):
         local paths with ``~`` expanded and made absolute."""
         if "://" in self.storage:
             return self.storage
-        return str(Path(self.storage).expanduser().resolve())
+        return str(expand_home(self.storage).resolve())
 
     @property
     def grid_size(self) -> int:
@@ -615,17 +620,20 @@ def parse_spec(text: str, source: str = "<string>", config_class: type[TrainConf
 
 def load_spec(path: str | Path) -> SweepSpec:
     """Read and validate a spec file. A bare name (``retinamnist``) finds a packaged spec."""
-    source, resolved = str(path), Path(path).expanduser()
+    source = str(path)
+    try:
+        resolved = expand_home(path)
+    except ValueError as exc:
+        raise SpecError(f"spec: {exc}", source=source) from None
     if not resolved.exists() and "/" not in source and "\\" not in source:
         resolved = SPECS_DIR / (source if source.endswith((".yaml", ".yml")) else f"{source}.yaml")
     try:
-        text = resolved.read_text(encoding="utf-8")
+        text = read_text_file(resolved)
     except FileNotFoundError:
         raise SpecError(f"{source}: (file): no such spec file; allowed: a path to a YAML spec, or one of "
                         f"{', '.join(list_specs())}", source=source) from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{source}: (file): cannot read ({type(exc).__name__}); allowed: a readable UTF-8 YAML file",
-                        source=source) from None
+    except YamlError as exc:
+        raise SpecError(f"spec: {exc}", source=source) from None
     return parse_spec(text, source)
 
 

@@ -4,6 +4,7 @@ files around it unchanged. The CLI runs in-process; no case gets as far as start
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -15,12 +16,14 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
 from analysis.collect import collect
 from medvit.yamlio import dump_yaml, load_yaml
-from sweeps.cli import main
+from sweeps.cli import build_parser, main
 from sweep_helpers import retina_spec
 
 TRIAL = "train_medvit_ab12c_00000_0_alpha=0.1000"
@@ -61,7 +64,7 @@ def write_sweep(folder: Path, spec_text: str | None, state: str | None = "ok", t
 
 
 def write_checkpoint(folder: Path, content) -> None:
-    folder.mkdir()
+    folder.mkdir(parents=True)
     path = folder / "state.pt"
     if isinstance(content, bytes):
         path.write_bytes(content)
@@ -91,8 +94,20 @@ def world(tmp_path_factory, real_root) -> dict[str, str]:
     paths["hollow_state"] = write_sweep(root / "hollow_state", spec_text, state='{"stats": {}}')
     middle = "".join(json.dumps(r) + "\n" for r in LINES[:1]) + "#garbage#\n" + json.dumps(LINES[1]) + "\n"
     paths["corrupt_result"] = write_sweep(root / "corrupt_result", spec_text, result_text=middle)
+    paths["spec_folder"] = write_sweep(root / "spec_folder", None)
+    (paths["spec_folder"] / "medsweep_spec.yaml").mkdir()
+    paths["state_folder"] = write_sweep(root / "state_folder", spec_text)
+    (paths["state_folder"] / "experiment_state-2099-01-01_00-00-00.json").mkdir()  # the newest by name
+    paths["no_trial_id"] = root / "no_trial_id"
+    write_checkpoint(paths["no_trial_id"] / "trial" / "checkpoint_000001", {"best_val_scores": torch.zeros(3)})
+    (paths["no_trial_id"] / "trial" / "result.json").write_text("")
     paths["results"] = root / "results.parquet"
-    collect(paths["sweep"], paths["results"])
+    results = collect(paths["sweep"], paths["results"])
+    paths["results_empty"] = root / "results_empty.parquet"
+    pq.write_table(results.slice(0, 0), paths["results_empty"])
+    paths["results_unranked"] = root / "results_unranked.parquet"
+    pq.write_table(results.set_column(results.schema.get_field_index("best_value"), "best_value",
+                                      pa.nulls(results.num_rows, pa.float64())), paths["results_unranked"])
 
     (root / "run").mkdir()
     (root / "run" / "metrics.json").write_text("{}")
@@ -117,9 +132,14 @@ def world(tmp_path_factory, real_root) -> dict[str, str]:
         "spec_yaml": "name: x\ndataset: [\n",
         "spec_inf": re.sub(r"\n  lr: .*\n", "\n  lr: {choice: [1.0e-3, .inf]}\n", spec_text),
         "spec_field": spec_text + "surprise: 1\n",
+        "spec_nouser": re.sub(r"\nstorage: .*\n", "\nstorage: ~nosuchuser/results\n", spec_text),
     }.items():
         paths[name] = root / f"{name}.yaml"
         paths[name].write_text(text)
+    paths["latin1"] = root / "latin1.yaml"
+    paths["latin1"].write_bytes("dataset: retinamnist\n# réglage\n".encode("latin-1"))
+    paths["fifo"] = root / "fifo.yaml"
+    os.mkfifo(paths["fifo"])  # opening it for reading would block until a writer comes
     fifo = {"scheduler": {"type": "fifo"}}
     for name, changes in {"spec_repeats_asha": {"repeats": 2}, "spec_repeats_odd": {"repeats": 2, "num_samples": 3, **fifo},
                           "spec_repeats_many": {"repeats": 11, **fifo}}.items():
@@ -181,6 +201,11 @@ CASES = [
     ("train-config-yaml", "train --config {config_yaml} --out {cwd}/r"),
     ("train-config-field", "train --config {config_field} --out {cwd}/r"),
     ("train-config-inf", "train --config {config_inf} --out {cwd}/r"),
+    ("train-config-fifo", "train --config {fifo} --out {cwd}/r"),
+    ("train-config-not-utf8", "train --config {latin1} --out {cwd}/r"),
+    ("train-data-root-nouser", "train --dataset retinamnist --data-root ~nosuchuser/data --out {cwd}/r"),
+    ("train-medmnist-root-empty", "train --dataset retinamnist --out {cwd}/r"),
+    ("train-medmnist-root-nouser", "train --dataset retinamnist --out {cwd}/r"),
     ("train-out-file", "train --dataset retinamnist --out {file}"),
     ("train-out-under-file", "train --dataset retinamnist --out {file}/run"),
     ("train-out-holds-run", "train --dataset retinamnist --out {run}"),
@@ -196,13 +221,23 @@ CASES = [
     ("data-size", "data download --dataset retinamnist --size 32 --root {cwd}"),
     ("data-root-file", "data download --dataset retinamnist --root {file}"),
     ("data-root-read-only", f"data download --dataset retinamnist --root {READ_ONLY}"),
+    ("data-root-nouser", "data download --dataset retinamnist --root ~nosuchuser/data"),
     # sweep
     ("sweep-spec-missing", "sweep nosuchspec"),
     ("sweep-spec-folder", "sweep {empty}"),
     ("sweep-spec-yaml", "sweep {spec_yaml}"),
     ("sweep-spec-inf", "sweep {spec_inf}"),
     ("sweep-spec-field", "sweep {spec_field}"),
+    ("sweep-spec-fifo", "sweep {fifo}"),
+    ("sweep-spec-not-utf8", "sweep {latin1}"),
+    ("sweep-spec-nouser", "sweep ~nosuchuser/spec.yaml"),
+    ("sweep-spec-storage-nouser", "sweep {spec_nouser}"),
+    ("sweep-storage-nouser", "sweep retinamnist --smoke --storage ~nosuchuser/results"),
+    ("sweep-storage-hdfs-no-jvm", "sweep retinamnist --smoke --storage hdfs://namenode/results"),
+    ("sweep-storage-file-uri-proc", "sweep retinamnist --smoke --storage file:///proc/medsweep"),
+    ("sweep-data-root-nouser", "sweep retinamnist --smoke --storage {cwd} --data-root ~nosuchuser/data"),
     ("sweep-num-samples", "sweep retinamnist --num-samples 0"),
+    ("sweep-num-samples-huge", "sweep retinamnist --smoke --num-samples 100000000000000000000000"),
     ("sweep-repeats-asha", "sweep {spec_repeats_asha}"),
     ("sweep-repeats-num-samples", "sweep {spec_repeats_odd}"),
     ("sweep-repeats-too-many", "sweep {spec_repeats_many}"),
@@ -227,6 +262,9 @@ CASES = [
     ("resume-storage-parent", "resume {root}"),
     ("resume-trial-folder", "resume {trial}"),
     ("resume-address-unreachable", "resume {sweep} --address 127.0.0.1:1"),
+    ("resume-nouser", "resume ~nosuchuser/sweep"),
+    ("resume-spec-is-folder", "resume {spec_folder}"),
+    ("resume-state-is-folder", "resume {state_folder}"),
     # status
     ("status-missing", "status {missing}"),
     ("status-empty", "status {empty}"),
@@ -235,6 +273,9 @@ CASES = [
     ("status-storage-parent", "status {root}"),
     ("status-corrupt-state", "status {corrupt_state}"),
     ("status-corrupt-result", "status {corrupt_result}"),
+    ("status-nouser", "status ~nosuchuser/sweep"),
+    ("status-spec-is-folder", "status {spec_folder}"),
+    ("status-state-is-folder", "status {state_folder}"),
     # collect
     ("collect-missing", "collect {missing} --out {cwd}/r.parquet"),
     ("collect-empty", "collect {empty} --out {cwd}/r.parquet"),
@@ -242,14 +283,27 @@ CASES = [
     ("collect-corrupt-result", "collect {corrupt_result} --out {cwd}/r.parquet"),
     ("collect-out-not-parquet", "collect {sweep} --out {file}"),
     ("collect-out-under-file", "collect {sweep} --out {file}/r.parquet"),
+    ("collect-spec-is-folder", "collect {spec_folder} --out {cwd}/r.parquet"),
+    ("collect-state-is-folder", "collect {state_folder} --out {cwd}/r.parquet"),
     # evaluate
     ("evaluate-missing", "evaluate {missing}.parquet"),
     ("evaluate-not-parquet", "evaluate {file}"),
     ("evaluate-corrupt-checkpoint", "evaluate {results}"),
     ("evaluate-device-cuda", "evaluate {results} --device cuda"),
+    ("evaluate-empty-table", "evaluate {results_empty}"),
+    ("evaluate-nothing-ranked", "evaluate {results_unranked}"),
+    # ensemble
+    ("ensemble-missing", "ensemble {missing} --out {cwd}/e"),
+    ("ensemble-file", "ensemble {file} --out {cwd}/e"),
+    ("ensemble-rounds-negative", "ensemble {sweep} --rounds -1 --out {cwd}/e"),
+    ("ensemble-rounds-huge", "ensemble {sweep} --rounds 1000000000 --out {cwd}/e"),
+    ("ensemble-out-under-file", "ensemble {sweep} --out {file}/e"),
+    ("ensemble-corrupt-checkpoint", "ensemble {sweep} --out {cwd}/e"),
+    ("ensemble-no-trial-id", "ensemble {no_trial_id} --out {cwd}/e"),
     # confirm
     ("confirm-missing", "confirm {missing} --out {cwd}/c.parquet"),
     ("confirm-seeds", "confirm {sweep} --seeds 0 --out {cwd}/c.parquet"),
+    ("confirm-seeds-huge", "confirm {sweep} --seeds 1000000 --out {cwd}/c.parquet"),
     ("confirm-epochs", "confirm {sweep} --epochs 0 --out {cwd}/c.parquet"),
     ("confirm-out-under-file", "confirm {sweep} --out {file}/c.parquet"),
     ("confirm-device-cuda", "confirm {sweep} --device cuda --out {cwd}/c.parquet"),
@@ -273,6 +327,8 @@ CASES = [
     ("gradcam-out-folder", "gradcam --checkpoint {ckpt_garbage} --images 2 --out {empty}"),
     ("gradcam-out-under-file", "gradcam --checkpoint {ckpt_garbage} --images 2 --out {file}/cam.png"),
 ]
+# Environment variables a case sets (the CLI reads MEDMNIST_ROOT when no --data-root is given).
+ENV = {"train-medmnist-root-empty": {"MEDMNIST_ROOT": ""}, "train-medmnist-root-nouser": {"MEDMNIST_ROOT": "~nosuchuser/data"}}
 NEEDS_NO_GPU = {"train-device-cuda", "evaluate-device-cuda", "confirm-device-cuda"}
 # A MedMNIST file that is not the official one is reported as a one-line warning first, by design.
 WARNS = {"train-data-garbage": ("MD5 mismatch",), "train-data-empty-split": ("MD5 mismatch",)}
@@ -283,14 +339,16 @@ def snapshot(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*"))}
 
 
-@pytest.mark.parametrize(("argv", "warns"), [
-    pytest.param(argv, WARNS.get(name, ()), id=name,
+@pytest.mark.parametrize(("argv", "warns", "env"), [
+    pytest.param(argv, WARNS.get(name, ()), ENV.get(name, {}), id=name,
                  marks=pytest.mark.skipif(name in NEEDS_NO_GPU and not NO_GPU, reason="a GPU is here"))
     for name, argv in CASES
 ])
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, warns, world, capsys, monkeypatch):
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, warns, env, world, capsys, monkeypatch):
     root = Path(world["root"])
     monkeypatch.chdir(world["cwd"])
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     before = snapshot(root)
     capsys.readouterr()
     with warnings.catch_warnings():
@@ -313,9 +371,9 @@ def python_default_warning_filters() -> None:
 
 
 def test_the_catalogue_covers_every_subcommand():
+    subcommands = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
     commands = {argv.split()[0] for _, argv in CASES if argv}
-    assert commands >= {"train", "data", "sweep", "resume", "status", "collect", "evaluate", "confirm", "report",
-                        "gradcam"}
+    assert commands >= set(subcommands.choices), set(subcommands.choices) - commands
     assert len(CASES) >= 60 and len({name for name, _ in CASES}) == len(CASES)
 
 
@@ -324,3 +382,15 @@ def test_an_unreachable_address_fails_within_seconds(world, capsys):
     assert main(["sweep", "retinamnist", "--smoke", "--storage", world["cwd"], "--address", "127.0.0.1:1"]) == 2
     assert time.monotonic() - start < 10
     assert "127.0.0.1:1" in capsys.readouterr().err
+
+
+def test_a_result_line_with_infinity_is_read_not_a_traceback(tmp_path, capsys):
+    """Python's json reads `Infinity`; an epoch count of infinity is no count (it overflowed int())."""
+    lines = [{**line, "epoch": float("inf"), "training_iteration": float("inf")} if line["epoch"] == 2 else line
+             for line in LINES]
+    sweep = write_sweep(tmp_path / "inf", retina_spec(tmp_path, "inf").to_yaml(),
+                        result_text="".join(json.dumps(line) + "\n" for line in lines))
+    assert "Infinity" in (sweep / TRIAL / "result.json").read_text()
+    assert main(["status", str(sweep)]) == 0
+    assert main(["collect", str(sweep), "--out", str(tmp_path / "r.parquet")]) == 0
+    assert "Traceback" not in capsys.readouterr().err
