@@ -1,0 +1,116 @@
+"""The MedViT paper's protocol as packaged sweep specs (sweeps/specs/paper/): found by name,
+valid, searching what the protocol leaves open, with a smoke form a CPU runs, and one smoke
+sweep end to end on real RetinaMNIST."""
+
+from __future__ import annotations
+
+import tomllib
+from fnmatch import fnmatch
+from pathlib import Path
+
+import pytest
+
+from medvit.config import load_config_file
+from medvit.data import DATASETS
+from sweeps.space import trial_config, tune_param_space
+from sweeps.spec import SPEC_GROUPS, SPECS_DIR, SpecError, list_specs, load_spec
+from sweep_helpers import epochs_run, trial_dirs
+from test_spec import _variants
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER = list_specs("paper")
+# The paper's recipe: 50 epochs, batch 128, AdamW lr 1e-3 with cosine decay and nothing else
+# of ours (no EMA, smoothing, warm-up, clipping, stochastic depth; the best single epoch),
+# with the test-selection audit on.
+RECIPE = {"resize": 224, "img_size": 28, "epochs": 50, "batch_size": 128, "lr": 1e-3, "ema": 0.0,
+          "label_smoothing": 0.0, "warmup_epochs": 0, "grad_clip": 0.0, "drop_path": 0.0, "select_window": 1,
+          "audit_test": True}
+ALPHAS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+
+
+def test_one_paper_spec_per_dataset_plus_table2():
+    assert "paper" in SPEC_GROUPS
+    assert PAPER == sorted([f"paper/{flag}" for flag in DATASETS] + ["paper/retinamnist-table2"])
+    assert not set(PAPER) & set(list_specs())  # the 28 px specs are listed apart
+
+
+def test_paper_specs_are_package_data():
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["sweeps"]
+    for name in PAPER:
+        relative = f"specs/{name}.yaml"
+        assert any(fnmatch(relative, pattern) for pattern in patterns), relative
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_paper_spec_validates_with_the_papers_recipe(name):
+    path = SPECS_DIR / f"{name}.yaml"
+    spec = load_spec(name)
+    assert spec == load_spec(path)
+    assert spec.name == name.replace("/", "-")  # results never mix with the 28 px sweep's
+    assert path.read_text().startswith("# "), "each spec starts with a comment saying what it runs"
+    assert {field: getattr(spec.train, field) for field in RECIPE} == RECIPE
+    assert spec.train.model == "medvit_base" and spec.train.augment == "augmix"
+    assert spec.resources.gpu == 1, "a 224 px MedViT at batch 128 does not share a GPU"
+
+
+@pytest.mark.parametrize("flag", DATASETS)
+def test_paper_spec_searches_what_the_protocol_leaves_open(flag):
+    spec = load_spec(f"paper/{flag}")
+    assert spec.dataset == flag and spec.searcher.type == "optuna" and spec.scheduler.type == "asha"
+    assert spec.search["model"].values == ["medvit_small", "medvit_base"]
+    assert spec.search["augment"].values == ["augmix", "shift"]
+    assert spec.search["lr"].kind == spec.search["weight_decay"].kind == "loguniform"
+    ordinal = {"alpha", "margin"} & set(spec.search)
+    assert len(spec.search) == 4 + len(ordinal)
+    if flag == "retinamnist":
+        assert spec.search["alpha"].values == ALPHAS and spec.search["margin"].when == "alpha > 0"
+    else:
+        assert not ordinal
+
+
+def test_paper_table2_expands_to_every_alpha_and_seed_at_224():
+    spec = load_spec("paper/retinamnist-table2")
+    configs = _variants(tune_param_space(spec), seed=0, n=1)
+    assert sorted((c["alpha"], c["seed"]) for c in configs) == [(a, s) for a in ALPHAS for s in (0, 1, 2)]
+    for config in configs:
+        full = trial_config(spec, config)
+        assert (full["model"], full["resize"], full["margin"], full["epochs"]) == ("medvit_base", 224, 0.1, 50)
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_paper_smoke_form_is_tiny_and_keeps_the_224_px_models(name):
+    spec = load_spec(name)
+    smoke = spec.smoke_variant()
+    assert smoke.name == f"{spec.name}-smoke"
+    assert smoke.total_trials <= 2 and smoke.train.epochs == 1
+    assert smoke.train.subset <= 8 and smoke.train.batch_size <= 8
+    assert smoke.resources.gpu == 0
+    assert smoke.train.resize == 224 and smoke.search.get("model") == spec.search.get("model")
+
+
+def test_a_group_name_outside_the_groups_is_not_looked_up(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SpecError, match=r"^elsewhere/retinamnist: \(file\): no such spec file; .*paper/retinamnist"):
+        load_spec("elsewhere/retinamnist")
+
+
+@pytest.mark.slow  # starts Ray
+def test_paper_retinamnist_smoke_sweep_runs_end_to_end(real_root, tmp_path, capsys):
+    import ray
+
+    from sweeps.cli import main
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        code = main(["sweep", "paper/retinamnist", "--smoke", "--storage", str(tmp_path),
+                     "--data-root", str(real_root)])
+    finally:
+        ray.shutdown()
+    assert code == 0
+    assert "done   2 trials, 0 errored" in capsys.readouterr().out
+    trials = trial_dirs(tmp_path / "paper-retinamnist-smoke")
+    assert len(trials) == 2
+    assert all(epochs_run(trial) == [1] for trial in trials)
+    best = load_config_file(tmp_path / "paper-retinamnist-smoke" / "best_config.yaml")
+    assert (best["resize"], best["img_size"], best["subset"]) == (224, 28, 8)
+    assert best["model"] in ("medvit_small", "medvit_base") and best["audit_test"] is True
