@@ -4,14 +4,21 @@ g -> 4 - g, so what scores best on one labelling scores badly on the other) must
 choice (selected epoch, ASHA's stops, the searcher's proposals, the ranking,
 best_config.yaml) exactly as with the real labels, while the audit's numbers differ."""
 
+import contextlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis.collect import read_sweep
-from analysis.tables import rank_trials
+from analysis.confirm import Arm, _audit_row, _summary, confirm
+from analysis.report import write_report
+from analysis.schema import AUDIT_COLUMNS, CONFIRM_SCHEMA
+from analysis.tables import AUDIT_HEADING, rank_trials
+from hand_results import BEST, retina_confirm, retina_results
 from medvit.config import build_config
 from medvit.train import AUDIT_PREFIX, Trainer, load_data, train
 from sweep_helpers import results, retina_spec, trial_dirs
@@ -137,32 +144,41 @@ def run_audited_sweep(storage: Path, data_root: Path) -> Path:
     return Path(sweep_dir(spec))
 
 
-def trial_index(trial_id: str) -> int:
-    return int(trial_id.rsplit("_", 1)[1])
-
-
 def sweep_record(directory: Path) -> dict:
-    """Per trial (by creation order): sampled config, per-epoch results; and the ranking."""
-    trials = {}
+    """Per trial, by creation order (the index in its folder's name; Ray's trial ids differ
+    from run to run): its sampled config and per-epoch results; and the ranking."""
+    trials, index_of = {}, {}
     for trial in trial_dirs(directory):
         history = results(trial)
-        trials[trial_index(history[0]["trial_id"])] = {
-            "params": json.loads((trial / "params.json").read_text()),
-            "history": history,
-        }
+        index = int(trial.name.split("_")[3])
+        index_of[history[0]["trial_id"]] = index
+        trials[index] = {"params": json.loads((trial / "params.json").read_text()), "history": history}
     ranked = rank_trials(read_sweep(directory).to_pandas())
-    return {"trials": trials, "ranking": [trial_index(t) for t in ranked["trial_id"]],
+    return {"trials": trials, "ranking": [index_of[t] for t in ranked["trial_id"]],
             "best_epochs": [int(e) for e in ranked["best_epoch"]],
-            "best_config": (directory / "best_config.yaml").read_text()}
+            "best_config": best_config_text(directory)}
+
+
+def best_config_text(directory: Path) -> str:
+    """best_config.yaml with the winner's folder name in its comment reduced to the trial's index."""
+    text = (directory / "best_config.yaml").read_text()
+    return re.sub(r"train_medvit_[0-9a-f]+_(\d+)_[^)\s]*", r"trial \1", text)
+
+
+@pytest.fixture(scope="module")
+def audited_sweeps(real_root, reversed_root, tmp_path_factory) -> tuple[Path, Path]:
+    """The same sweep with the real test labels and with the reversed ones."""
+    real_dir = run_audited_sweep(tmp_path_factory.mktemp("real"), real_root)
+    with pytest.warns(UserWarning, match="MD5 mismatch"):
+        rev_dir = run_audited_sweep(tmp_path_factory.mktemp("reversed"), reversed_root)
+    return real_dir, rev_dir
 
 
 @pytest.mark.slow
-def test_no_sweep_choice_reads_the_audit(real_root, reversed_root, tmp_path):
-    real = sweep_record(run_audited_sweep(tmp_path / "real", real_root))
-    with pytest.warns(UserWarning, match="MD5 mismatch"):
-        rev = sweep_record(run_audited_sweep(tmp_path / "reversed", reversed_root))
+def test_no_sweep_choice_reads_the_audit(audited_sweeps):
+    real, rev = (sweep_record(directory) for directory in audited_sweeps)
 
-    assert sorted(real["trials"]) == sorted(rev["trials"]) == list(range(5))
+    assert sorted(real["trials"]) == sorted(rev["trials"]) == list(range(1, 6))
     for index, trial in real["trials"].items():
         other = rev["trials"][index]
         assert trial["params"] == other["params"], f"trial {index}: the searcher proposed another config"
@@ -176,9 +192,110 @@ def test_no_sweep_choice_reads_the_audit(real_root, reversed_root, tmp_path):
     assert real["best_config"] == rev["best_config"]
     assert "audit_test: true" in real["best_config"]
 
-    # The reversal is adversarial: the trial and epoch that selecting on test would pick differ.
-    def test_pick(record):
-        return min((r[f"{AUDIT_PREFIX}loss"], index, r["epoch"])
-                   for index, trial in record["trials"].items() for r in trial["history"])[1:]
+    # The reversal is adversarial: selecting on test would pick other epochs within the trials
+    # (on test loss, the select metric's kind) and rank the trials in another order (on test
+    # ACC, what papers choose on; the loss's scale moves with alpha). Ties to the earlier epoch.
+    def test_picks(record):
+        epochs = {index: min((r[f"{AUDIT_PREFIX}loss"], r["epoch"]) for r in trial["history"])[1]
+                  for index, trial in record["trials"].items()}
+        best_acc = {index: min((-r[f"{AUDIT_PREFIX}acc"], r["epoch"]) for r in trial["history"])
+                    for index, trial in record["trials"].items()}
+        return epochs, sorted(best_acc, key=lambda index: (best_acc[index], index))
 
-    assert test_pick(real) != test_pick(rev)
+    (real_epochs, real_order), (rev_epochs, rev_order) = test_picks(real), test_picks(rev)
+    assert real_epochs != rev_epochs and real_order != rev_order
+
+
+@pytest.mark.slow
+def test_confirm_with_the_audit_chooses_on_validation_only(audited_sweeps, real_root, reversed_root, tmp_path):
+    # confirm retrains the winners with the audit: the same epochs chosen on validation and the
+    # same validation numbers whatever the test labels, the audit beside them.
+    confirmed = {}
+    for name, root in (("real", real_root), ("reversed", reversed_root)):
+        with pytest.warns(UserWarning, match="MD5 mismatch") if name == "reversed" else contextlib.nullcontext():
+            confirmed[name] = confirm(audited_sweeps[0], seeds=1, epochs=2, out=tmp_path / f"{name}.parquet",
+                                      data_root=root, device="cpu", audit_test=True, log=None)
+    real_rows, rev_rows = (confirmed[name].rows for name in ("real", "reversed"))
+    assert real_rows["audit_epoch"].notna().all() and real_rows["audit_test_acc"].notna().all()
+    honest = ["label", "seed", "selected_epoch", *(f"val_{m}" for m in ("acc", "auc", "qwk", "mae"))]
+    pd.testing.assert_frame_equal(real_rows[honest], rev_rows[honest])
+    assert not real_rows[list(AUDIT_COLUMNS)].equals(rev_rows[list(AUDIT_COLUMNS)])
+    assert any(", audit over 1 seeds" in line for line in confirmed["real"].summary)
+
+
+# -- confirm's summary and the report, on hand-built rows -------------------------------------
+
+def audited_confirm() -> pd.DataFrame:
+    """The shipped example's confirm table with the audit on: choosing the epoch on test adds
+    0.03-0.05 ACC to every seed."""
+    conf = retina_confirm()
+    return conf.assign(audit_epoch=[9, 14, 12, 7, 16, 11], selected_epoch=[8, 13, 12, 6, 15, 11],
+                       audit_test_acc=conf["test_acc"] + [0.030, 0.040, 0.050, 0.035, 0.045, 0.040],
+                       audit_test_auc=conf["test_auc"] + 0.01, audit_test_qwk=conf["test_qwk"] + 0.05,
+                       audit_test_mae=conf["test_mae"] - 0.05)
+
+
+def test_confirm_summary_puts_the_test_chosen_epoch_beside_the_validation_chosen_one():
+    rows = audited_confirm()
+    arms = [Arm("best", BEST, {"alpha": 0.0}, "n", "ce"), Arm("best alpha>0 (alpha=0.1)", "t", {"alpha": 0.1}, "n", "ordinal")]
+    lines = _summary(rows, arms, [1000, 1001, 1002], "head")
+    (audit,) = [line for line in lines if line.startswith("best, audit over 3 seeds")]
+    best = rows[rows["label"] == "best"]
+    assert (f"ACC {best['test_acc'].mean():.4f} ± {best['test_acc'].std():.4f} on validation, "
+            f"{best['audit_test_acc'].mean():.4f} ± {best['audit_test_acc'].std():.4f} on test") in audit
+    assert "epochs 8, 13, 12 on validation, 9, 14, 12 on test" in audit
+    assert "the honest number" in audit and "what selecting on test would report" in audit
+    # without the audit (older tables, audit off) the summary has no audit line
+    plain = _summary(retina_confirm().assign(selected_epoch=8), arms, [1000, 1001, 1002], "head")
+    assert not any("audit" in line for line in plain)
+
+
+def test_confirm_rows_take_the_audit_record():
+    audit = {"test_selected_on": "test_acc", "val_selected_epoch": 3, "val_selected": {"acc": 0.5},
+             "test_selected_epoch": 5, "test_selected": {"loss": 1.0, "acc": 0.6, "auc": 0.7, "qwk": 0.4, "mae": 0.8}}
+    assert _audit_row(audit) == {"audit_epoch": 5, "audit_test_acc": 0.6, "audit_test_auc": 0.7,
+                                 "audit_test_qwk": 0.4, "audit_test_mae": 0.8}
+    assert _audit_row(None) == {"audit_epoch": None, **dict.fromkeys(AUDIT_COLUMNS)}
+    assert set(_audit_row(None)) <= set(CONFIRM_SCHEMA.names)
+
+
+def test_report_shows_both_epochs_under_an_audit_heading(tmp_path):
+    conf = audited_confirm()
+    html_path, md_path = write_report(retina_results(), tmp_path / "audited", confirm_parquet=conf, figures=False)
+    md = md_path.read_text()
+    # In the HTML, Table 2's audit columns stand under their own heading, beside the honest ones.
+    assert f'<th colspan="2">{AUDIT_HEADING}</th>' in html_path.read_text()
+    assert '<th colspan="4">Ours, epoch chosen on validation (the honest numbers)</th>' in html_path.read_text()
+    best, positive = conf[conf["label"] == "best"], conf[conf["label"] != "best"]
+
+    def pm(values):
+        return f"{values.mean():.3f} ± {values.std():.3f}"
+
+    # Table 1: the honest row as before, the audit row under its own label, never bold.
+    table1 = md[md.index("### Table 1"):md.index("### Table 2")]  # RetinaMNIST is in its first block
+    honest = next(r for r in table1.splitlines() if r.startswith("| medsweep MedViT (ours) |"))
+    audit = next(r for r in table1.splitlines() if r.startswith(f"| medsweep MedViT (ours), {AUDIT_HEADING} |"))
+    assert pm(best["test_acc"]) in honest and pm(best["audit_test_acc"]) in audit
+    assert pm(best["audit_test_auc"]) in audit and "**" not in audit
+    assert "what a paper that selects its epoch (or checkpoint) on test would print" in md
+    # Table 2: audit columns beside the validation-selected ones, in each confirmed alpha's row.
+    table2 = md[md.index("### Table 2"):]
+    header = next(r for r in table2.splitlines() if r.startswith("| α |"))
+    assert f"Ours ACC ({AUDIT_HEADING})" in header and f"Ours QWK ({AUDIT_HEADING})" in header
+    cells = {r.split(" | ")[0]: r.split(" | ") for r in table2.splitlines() if r.startswith("| 0.")}
+    assert cells["| 0.0"][2].strip("*") == pm(best["test_acc"])
+    assert cells["| 0.0"][6] == pm(best["audit_test_acc"]) and cells["| 0.1"][6] == pm(positive["audit_test_acc"])
+    assert cells["| 0.1"][7] == pm(positive["audit_test_qwk"])
+    # Its own section: per configuration, both epochs and what choosing on test adds.
+    section = md[md.index(f"### {AUDIT_HEADING} beside the epoch chosen on validation"):]
+    row = next(r for r in section.splitlines() if r.startswith("| RetinaMNIST | best |"))
+    added = best["audit_test_acc"] - best["test_acc"]
+    assert f"| {pm(best['test_acc'])} | {pm(best['audit_test_acc'])} | {added.mean():+.3f} ± {added.std():.3f} |" in row
+    assert row.endswith("| 8, 13, 12 / 9, 14, 12 |")
+
+
+def test_report_without_the_audit_has_no_audit_rows(tmp_path):
+    _, md_path = write_report(retina_results(), tmp_path / "plain", confirm_parquet=retina_confirm(), figures=False)
+    md = md_path.read_text()
+    assert AUDIT_HEADING not in md and "Test-selection audit" not in md
+
