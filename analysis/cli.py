@@ -210,6 +210,25 @@ def auto_gradcam_checkpoints(results) -> tuple[str, str, str] | None:
     return a["checkpoint_path"], b["checkpoint_path"], caption
 
 
+# What analysis.report.write_report writes into its folder (its tables, best configs and figures).
+REPORT_WRITES = ("*.md", "*.csv", "*.html", "best_*.yaml", "figures/*.png")
+
+
+def _overwrites_no_input(out: Path, inputs: list) -> None:
+    """Refuse a report folder where the report would write over one of its own inputs."""
+    import fnmatch
+
+    for path in map(Path, inputs):
+        try:
+            inside = path.resolve().relative_to(out.resolve()).as_posix()
+        except ValueError:  # not inside the report folder
+            continue
+        clash = next((pattern for pattern in REPORT_WRITES if fnmatch.fnmatch(inside, pattern)), None)
+        if clash:
+            raise AnalysisError(f"medsweep report: --out: the report writes {clash} into {out}, which would overwrite "
+                                f"its input {path}; allowed: a folder that holds none of the inputs")
+
+
 def run_report(args: argparse.Namespace) -> int:
     from analysis.confirm import read_confirm
     from analysis.gradcam import gradcam_checkpoints
@@ -231,6 +250,7 @@ def run_report(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise AnalysisError(f"medsweep report: --out: {out} is a file; give a folder")
     _writable("report", "--out", out)
+    _overwrites_no_input(out, [results, *([args.confirm] if args.confirm else []), *args.ensemble])
     if args.gradcam_images < 1:
         raise AnalysisError(f"medsweep report: --gradcam-images: need at least 1 image, got {args.gradcam_images}")
     extra = []

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -66,6 +66,10 @@ def allowed_values() -> dict[str, tuple]:
         "img_size": tuple(SIZES),
         "select_metric": tuple(SELECT_METRICS),
     }
+
+
+# The largest integer torch and numpy hold (int64).
+MAX_INT = 2**63 - 1
 
 
 class ConfigError(ValueError):
@@ -128,6 +132,20 @@ class TrainConfig(BaseModel):
         if value not in allowed:
             raise ValueError(f"unknown {value!r}; allowed: {', '.join(map(str, allowed))}")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_numbers(cls, values: Any) -> Any:
+        # Strict at the edge: YAML's true is no epoch count (pydantic would take it as 1), and an
+        # integer past int64 overflows torch and numpy (the seed) long after validation.
+        for name, value in values.items() if isinstance(values, dict) else ():
+            info = cls.model_fields.get(name)
+            types = (get_args(info.annotation) or (info.annotation,)) if info else ()
+            if isinstance(value, bool) and bool not in types and ({int, float} & set(types)):
+                raise ValueError(f"{name}: {str(value).lower()} is a boolean; allowed: a number")
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+                raise ValueError(f"{name}: {value} is past 64-bit integers; allowed: at most {MAX_INT}")
+        return values
 
     @model_validator(mode="before")
     @classmethod
@@ -208,6 +226,9 @@ def one_line_error(exc: ValidationError, config_class: type[BaseModel] = TrainCo
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = f"unknown field; allowed: {', '.join(config_class.model_fields)}"
+        if isinstance(first.get("input"), dict):  # most often the home of a YAML anchor for `<<: *name`
+            message += ("; YAML merge keys (<<: *anchor) are not supported: the anchored mapping would need "
+                        "a key of its own, and no field holds one")
     if not field:
         return message
     if message.startswith(f"{field}:"):

@@ -347,6 +347,7 @@ def _to_tensors(flag: str, info: DatasetInfo, path: Path, size: int, arrays: dic
             raise DataError(
                 f"{path}: {split}_labels has shape {lab.shape}; expected ({img.shape[0]}, {n_labels}) for {flag}"
             )
+        _check_label_values(path, split, lab)
         if lab.size:
             lo, hi = lab.min(), lab.max()
             top = 1 if info.multi_label else info.num_classes - 1
@@ -360,6 +361,20 @@ def _to_tensors(flag: str, info: DatasetInfo, path: Path, size: int, arrays: dic
         else:
             labels[split] = torch.from_numpy(lab[:, 0].astype(np.int64))
     return images, labels
+
+
+def _check_label_values(path: Path, split: str, lab: np.ndarray) -> None:
+    """Labels are class indices (0/1 per class when multi-label): integers, or floats that hold
+    whole numbers; NaN would become a huge negative index, a fraction a silent other class."""
+    allowed = "allowed: whole-number class indices"
+    if lab.dtype.kind in "iub":
+        return
+    if lab.dtype.kind != "f":
+        raise DataError(f"{path}: {split}_labels have dtype {lab.dtype}; {allowed}")
+    if not np.isfinite(lab).all():
+        raise DataError(f"{path}: {split}_labels hold NaN or infinity; {allowed}")
+    if (lab != np.round(lab)).any():
+        raise DataError(f"{path}: {split}_labels hold fractions (e.g. {lab[lab != np.round(lab)][0]:g}); {allowed}")
 
 
 def load_dataset(flag: str, root: str | os.PathLike | None = None, size: int = 28) -> MedMNISTData:
@@ -381,6 +396,9 @@ def load_dataset(flag: str, root: str | os.PathLike | None = None, size: int = 2
             if missing:
                 raise DataError(f"{path}: missing arrays {', '.join(missing)}; expected {', '.join(keys)}")
             arrays = {k: npz[k] for k in keys}
+            not_arrays = [k for k in keys if not isinstance(arrays[k], np.ndarray)]  # a member without .npy's header
+            if not_arrays:
+                raise DataError(f"{path}: {', '.join(not_arrays)} not NumPy arrays; allowed: a MedMNIST .npz file")
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         if isinstance(exc, DataError):
             raise

@@ -127,6 +127,8 @@ def load_yaml(text: str, source: str = "<yaml>") -> Any:
         raise YamlError(f"{source}: {where}: not valid YAML: {problem}") from None
     except yaml.YAMLError as exc:
         raise YamlError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise YamlError(f"{source}: nested too deep to read; allowed: a few levels of mappings and lists") from None
 
 
 def dump_yaml(data: Any) -> str:

@@ -93,13 +93,13 @@ METRICS_FILE = "metrics.json"
 def check_out(out: Path) -> None:
     """Refuse a bad --out before training, so a finished run is never lost at the end, and
     never overwrite a run that is already there (a sweep's trial folder included)."""
-    for run_file in (METRICS_FILE, "result.json"):  # a run of medsweep train, or a sweep's trial
-        if (out / run_file).exists():
-            raise UsageError(f"medsweep train: --out: {out} already holds a run ({run_file}); give a new folder")
     try:
         check_writable_folder(out)
     except ValueError as exc:
         raise UsageError(f"medsweep train: --out: {exc}; allowed: a new or writable folder") from None
+    for run_file in (METRICS_FILE, "result.json"):  # a run of medsweep train, or a sweep's trial
+        if (out / run_file).exists():
+            raise UsageError(f"medsweep train: --out: {out} already holds a run ({run_file}); give a new folder")
 
 
 def check_device(command: str, device: str | None) -> None:
@@ -336,6 +336,18 @@ def user_errors() -> tuple[type[Exception], ...]:
     return UsageError, ConfigError, DataError, SpecError, AnalysisError, SweepError
 
 
+# An error quotes the input it refuses; a YAML anchor bomb expands to megabytes.
+MAX_ERROR_CHARS = 1000
+
+
+def one_line(exc: Exception) -> str:
+    """The error's message on one line, cut to MAX_ERROR_CHARS."""
+    message = " ".join(str(exc).split())
+    if len(message) <= MAX_ERROR_CHARS:
+        return message
+    return f"{message[:MAX_ERROR_CHARS]}... ({len(message)} characters in all)"
+
+
 def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """A warning as one line, like errors: not Python's two lines with the source quoted."""
     print(f"medsweep: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
@@ -351,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"medsweep: interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)
         return 130
     except user_errors() as exc:
-        print(f"medsweep: error: {exc}", file=sys.stderr)
+        print(f"medsweep: error: {one_line(exc)}", file=sys.stderr)
         return USAGE_ERROR
     finally:
         warnings.showwarning = shown

@@ -3,8 +3,13 @@ training or sweep is lost to a path that fails only when the results are written
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
+
+
+# The longest file or folder name Linux filesystems (ext4, xfs, NFS) take, in bytes.
+NAME_MAX = 255
 
 
 class SweepError(ValueError):
@@ -16,8 +21,15 @@ def check_writable_folder(path: str | Path) -> None:
     """ValueError (one line) unless `path` is a folder, or can be created as one, that this
     process can write into. Probes with a temporary file: permission bits say nothing for
     root, nor for a read-only mount."""
-    existing = Path(path)
-    while not existing.exists():
+    path = Path(path)
+    too_long = [part for part in path.parts if len(os.fsencode(part)) > NAME_MAX]
+    if too_long:
+        raise ValueError(f"a name of {len(os.fsencode(too_long[0]))} bytes ({too_long[0][:40]}...); "
+                         f"allowed: names of at most {NAME_MAX} bytes")
+    existing = path
+    while not existing.exists():  # follows links: a dangling link or a loop does not exist
+        if existing.is_symlink():
+            raise ValueError(f"{existing} is a symbolic link that leads nowhere (dangling, or a loop)")
         existing = existing.parent
     if not existing.is_dir():
         raise ValueError(f"{existing} is a file, not a folder")

@@ -46,14 +46,10 @@ from medvit.userpath import expand_home
 from medvit.yamlio import YamlError, dump_yaml, load_yaml, read_text_file
 from sweeps.ranking import SCORE
 
-__all__ = ["SpecError", "SweepSpec", "TrainSection", "Distribution", "SEARCHABLE", "SPECS_DIR", "SPEC_GROUPS",
-           "train_section", "spec_class", "load_spec", "parse_spec", "spec_from_dict", "list_specs", "evaluate_when",
-           "when_names"]
+__all__ = ["SpecError", "SweepSpec", "TrainSection", "Distribution", "SEARCHABLE", "SPECS_DIR", "train_section",
+           "spec_class", "load_spec", "parse_spec", "spec_from_dict", "list_specs", "evaluate_when", "when_names"]
 
 SPECS_DIR = Path(__file__).resolve().parent / "specs"
-# Subfolders of SPECS_DIR whose specs are named <group>/<name>: `paper`, the MedViT paper's
-# protocol (224 px from the 28 px images; the spec's own `name` is paper-<name>).
-SPEC_GROUPS = ("paper",)
 # Set at the spec's top level rather than in `train`.
 TOP_LEVEL_FIELDS = {"dataset": "dataset", "select_metric": "metric"}
 SEARCHABLE: dict[str, tuple[str, ...]] = searchable_fields(TrainConfig)
@@ -203,8 +199,8 @@ class Scheduler(_Strict):
 class Resources(_Strict):
     """Resources of one trial; ``gpu`` may be a fraction (0.125: eight trials share a GPU)."""
 
-    cpu: Annotated[float, Field(gt=0)] = 1
-    gpu: Annotated[float, Field(ge=0)] = 0
+    cpu: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1
+    gpu: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0
 
     @field_validator("gpu")
     @classmethod
@@ -239,11 +235,16 @@ _WHEN_NODES = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.Compare, ast.Nam
 _WHEN_SYNTAX = "comparisons of earlier searched hyperparameters with constants (== != < <= > >= in), joined by and/or/not"
 
 
+MAX_WHEN_CHARS = 500
+
+
 @functools.lru_cache(maxsize=256)
 def _parse_when(expr: str) -> ast.Expression:
+    if len(expr) > MAX_WHEN_CHARS:  # Python's parser and the evaluator below recurse per level
+        raise ValueError(f"{len(expr)} characters long, more than the {MAX_WHEN_CHARS} a condition may have")
     try:
         tree = ast.parse(expr.strip(), mode="eval")
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError):
         raise ValueError(f"cannot parse {expr!r}") from None
     for node in ast.walk(tree):
         allowed_constant = isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool))
@@ -331,7 +332,10 @@ class SweepSpec(_Strict):
         if match and not match.group(2).strip("/"):
             raise ValueError(f"{value!r} names no bucket or path; allowed: {match.group(1)}://<bucket>/<prefix>")
         if not match:
-            expand_home(value)
+            try:
+                expand_home(value).resolve()
+            except (RuntimeError, OSError) as exc:  # a symbolic-link loop (RuntimeError before Python 3.13)
+                raise ValueError(f"{value}: cannot be resolved ({exc}); allowed: a path without a link loop") from None
         return value
 
     @model_validator(mode="after")
@@ -623,27 +627,24 @@ def parse_spec(text: str, source: str = "<string>", config_class: type[TrainConf
 
 
 def load_spec(path: str | Path) -> SweepSpec:
-    """Read and validate a spec file. A bare name (``retinamnist``) or a group's name
-    (``paper/retinamnist``) finds a packaged spec."""
+    """Read and validate a spec file. A bare name (``retinamnist``) finds a packaged spec."""
     source = str(path)
     try:
         resolved = expand_home(path)
     except ValueError as exc:
         raise SpecError(f"spec: {exc}", source=source) from None
-    if not resolved.exists() and "\\" not in source and source.rpartition("/")[0] in ("", *SPEC_GROUPS):
+    if not resolved.exists() and "/" not in source and "\\" not in source:
         resolved = SPECS_DIR / (source if source.endswith((".yaml", ".yml")) else f"{source}.yaml")
     try:
         text = read_text_file(resolved)
     except FileNotFoundError:
         raise SpecError(f"{source}: (file): no such spec file; allowed: a path to a YAML spec, or one of "
-                        f"{', '.join(list_specs() + [n for group in SPEC_GROUPS for n in list_specs(group)])}",
-                        source=source) from None
+                        f"{', '.join(list_specs())}", source=source) from None
     except YamlError as exc:
         raise SpecError(f"spec: {exc}", source=source) from None
     return parse_spec(text, source)
 
 
-def list_specs(group: str = "") -> list[str]:
-    """Names of the packaged specs: ``sweeps/specs/<name>.yaml``, or with a group (one of
-    ``SPEC_GROUPS``) ``<group>/<name>`` for ``sweeps/specs/<group>/<name>.yaml``."""
-    return sorted(f"{group}/{p.stem}" if group else p.stem for p in (SPECS_DIR / group).glob("*.yaml"))
+def list_specs() -> list[str]:
+    """Names of the packaged specs (``sweeps/specs/<name>.yaml``)."""
+    return sorted(p.stem for p in SPECS_DIR.glob("*.yaml"))

@@ -12,6 +12,7 @@ import pickle
 import re
 import shlex
 import time
+import zipfile
 import warnings
 from pathlib import Path
 
@@ -136,6 +137,21 @@ def world(tmp_path_factory, real_root) -> dict[str, str]:
     }.items():
         paths[name] = root / f"{name}.yaml"
         paths[name].write_text(text)
+    for name, text in {
+        "config_bool_epochs": "dataset: retinamnist\nepochs: true\n",
+        "config_seed_2_64": f"dataset: retinamnist\nseed: {2**64}\n",
+        "config_merge_key": "base: &base {lr: 0.001, epochs: 2}\n<<: *base\ndataset: retinamnist\n",
+        "config_deep": "dataset: " + "[" * 1500 + "]" * 1500 + "\n",
+    }.items():
+        paths[name] = root / f"{name}.yaml"
+        paths[name].write_text(text)
+    spec = load_yaml(spec_text, "spec")
+    for name, changes in {"spec_gpu_inf": {"resources": {"cpu": 1, "gpu": float("inf")}},
+                          "spec_cpu_nan": {"resources": {"cpu": float("nan"), "gpu": 0}},
+                          "spec_deep_when": {"search": {**spec["search"], "margin": {
+                              **spec["search"]["margin"], "when": "not " * 1500 + "alpha > 0"}}}}.items():
+        paths[name] = root / f"{name}.yaml"
+        paths[name].write_text(dump_yaml({**spec, **changes}))
     paths["latin1"] = root / "latin1.yaml"
     paths["latin1"].write_bytes("dataset: retinamnist\n# réglage\n".encode("latin-1"))
     paths["fifo"] = root / "fifo.yaml"
@@ -146,17 +162,34 @@ def world(tmp_path_factory, real_root) -> dict[str, str]:
         paths[name] = root / f"{name}.yaml"
         paths[name].write_text(dump_yaml({**load_yaml(spec_text, name), **changes}))
 
-    for name, arrays in {"npz_garbage": None, "npz_empty_train": "empty"}.items():
-        folder = root / name
-        folder.mkdir()
-        paths[name] = folder
-        if arrays is None:
-            (folder / "retinamnist.npz").write_bytes(b"PK\x03\x04 truncated")
-            continue
-        real = np.load(real_root / "retinamnist.npz")
+    real = np.load(real_root / "retinamnist.npz")
+    first_label = np.arange(len(real["train_labels"]))[:, None] == 0
+    for name, labels in {"npz_empty_train": real["train_labels"][:0], "npz_labels_nan": np.where(first_label, np.nan, 1.0),
+                         "npz_labels_str": real["train_labels"].astype(str),
+                         "npz_labels_fraction": np.where(first_label, 0.5, 1.0)}.items():
+        paths[name] = root / name
+        paths[name].mkdir()
         data = {key: real[key] for key in real.files}
-        data["train_images"], data["train_labels"] = data["train_images"][:0], data["train_labels"][:0]
-        np.savez(folder / "retinamnist.npz", **data)
+        data["train_labels"] = labels
+        if name == "npz_empty_train":
+            data["train_images"] = data["train_images"][:0]
+        np.savez(paths[name] / "retinamnist.npz", **data)
+    paths["npz_garbage"] = root / "npz_garbage"
+    paths["npz_garbage"].mkdir()
+    (paths["npz_garbage"] / "retinamnist.npz").write_bytes(b"PK\x03\x04 truncated")
+    paths["npz_text_zip"] = root / "npz_text_zip"
+    paths["npz_text_zip"].mkdir()
+    with zipfile.ZipFile(paths["npz_text_zip"] / "retinamnist.npz", "w") as archive:
+        for key in real.files:
+            archive.writestr(f"{key}.npy", "not an array\n")
+    paths["report_in_out"] = root / "report_in_out"
+    paths["report_in_out"].mkdir()
+    (paths["report_in_out"] / "table1.csv").write_bytes(paths["results"].read_bytes())
+    paths["long_name"] = root / ("x" * 300)
+    paths["loop"] = root / "loop"
+    paths["loop"].symlink_to(root / "loop")
+    paths["dangling"] = root / "dangling"
+    paths["dangling"].symlink_to(root / "nowhere" / "run")
     return {key: str(value) for key, value in paths.items()}
 
 
@@ -202,6 +235,18 @@ CASES = [
     ("train-config-field", "train --config {config_field} --out {cwd}/r"),
     ("train-config-inf", "train --config {config_inf} --out {cwd}/r"),
     ("train-config-fifo", "train --config {fifo} --out {cwd}/r"),
+    ("train-config-bool-epochs", "train --config {config_bool_epochs} --out {cwd}/r"),
+    ("train-config-seed-2-64", "train --config {config_seed_2_64} --out {cwd}/r"),
+    ("train-seed-2-64", f"train --dataset retinamnist --seed {2**64} --out {{cwd}}/r"),
+    ("train-config-merge-key", "train --config {config_merge_key} --out {cwd}/r"),
+    ("train-config-nested-deep", "train --config {config_deep} --out {cwd}/r"),
+    ("train-out-symlink-loop", "train --dataset retinamnist --out {loop}"),
+    ("train-out-dangling-symlink", "train --dataset retinamnist --out {dangling}"),
+    ("train-out-name-too-long", "train --dataset retinamnist --out {long_name}"),
+    ("train-data-labels-nan", "train --dataset retinamnist --data-root {npz_labels_nan} --out {cwd}/r"),
+    ("train-data-labels-string", "train --dataset retinamnist --data-root {npz_labels_str} --out {cwd}/r"),
+    ("train-data-labels-fraction", "train --dataset retinamnist --data-root {npz_labels_fraction} --out {cwd}/r"),
+    ("train-data-zip-of-text", "train --dataset retinamnist --data-root {npz_text_zip} --out {cwd}/r"),
     ("train-config-not-utf8", "train --config {latin1} --out {cwd}/r"),
     ("train-data-root-nouser", "train --dataset retinamnist --data-root ~nosuchuser/data --out {cwd}/r"),
     ("train-medmnist-root-empty", "train --dataset retinamnist --out {cwd}/r"),
@@ -229,6 +274,11 @@ CASES = [
     ("sweep-spec-inf", "sweep {spec_inf}"),
     ("sweep-spec-field", "sweep {spec_field}"),
     ("sweep-spec-fifo", "sweep {fifo}"),
+    ("sweep-spec-gpu-inf", "sweep {spec_gpu_inf}"),
+    ("sweep-spec-cpu-nan", "sweep {spec_cpu_nan}"),
+    ("sweep-spec-when-nested-deep", "sweep {spec_deep_when}"),
+    ("sweep-storage-symlink-loop", "sweep retinamnist --smoke --storage {loop}"),
+    ("sweep-storage-name-too-long", "sweep retinamnist --smoke --storage {long_name}"),
     ("sweep-spec-not-utf8", "sweep {latin1}"),
     ("sweep-spec-nouser", "sweep ~nosuchuser/spec.yaml"),
     ("sweep-spec-storage-nouser", "sweep {spec_nouser}"),
@@ -309,6 +359,7 @@ CASES = [
     ("confirm-device-cuda", "confirm {sweep} --device cuda --out {cwd}/c.parquet"),
     # report
     ("report-missing", "report {missing}.parquet --out {cwd}/rep"),
+    ("report-out-overwrites-input", "report {report_in_out}/table1.csv --out {report_in_out}"),
     ("report-out-file", "report {results} --out {file}"),
     ("report-out-under-file", "report {results} --out {file}/rep"),
     ("report-gradcam-half", "report {results} --out {cwd}/rep --gradcam-ce {ckpt_garbage}"),
@@ -331,7 +382,9 @@ CASES = [
 ENV = {"train-medmnist-root-empty": {"MEDMNIST_ROOT": ""}, "train-medmnist-root-nouser": {"MEDMNIST_ROOT": "~nosuchuser/data"}}
 NEEDS_NO_GPU = {"train-device-cuda", "evaluate-device-cuda", "confirm-device-cuda"}
 # A MedMNIST file that is not the official one is reported as a one-line warning first, by design.
-WARNS = {"train-data-garbage": ("MD5 mismatch",), "train-data-empty-split": ("MD5 mismatch",)}
+WARNS = {name: ("MD5 mismatch",) for name in ("train-data-garbage", "train-data-empty-split", "train-data-labels-nan",
+                                              "train-data-labels-string", "train-data-labels-fraction",
+                                              "train-data-zip-of-text")}
 
 
 def snapshot(root: Path) -> dict[str, str]:
