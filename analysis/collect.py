@@ -466,6 +466,7 @@ def _merge(old: pa.Table, new: pa.Table) -> pa.Table:
 
 
 def _write_atomic(table: pa.Table, out: Path) -> None:
+    out = out.resolve()  # through a symbolic link to the real table: replacing the link would leave it stale
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:

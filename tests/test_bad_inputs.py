@@ -447,3 +447,16 @@ def test_a_result_line_with_infinity_is_read_not_a_traceback(tmp_path, capsys):
     assert main(["status", str(sweep)]) == 0
     assert main(["collect", str(sweep), "--out", str(tmp_path / "r.parquet")]) == 0
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_results_table_reached_through_a_link_is_updated_not_replaced(world, tmp_path):
+    """The table is rewritten where it lives; the link stays a link (evaluate and collect write it)."""
+    from analysis.collect import _write_atomic, read_results
+
+    real = tmp_path / "real.parquet"
+    real.write_bytes(Path(world["results"]).read_bytes())
+    link = tmp_path / "link.parquet"
+    link.symlink_to(real)
+    table = read_results(link)
+    _write_atomic(table.slice(0, 0), link)
+    assert link.is_symlink() and read_results(real).num_rows == 0
