@@ -336,8 +336,14 @@ def _trial_row(
     sampled, config = config, _full_config(spec, config)
 
     lines = _read_result_lines(folder / "result.json") if has_folder else []
-    if not lines and t.get("last_result"):
-        lines = [t["last_result"]]
+    # Ray's state may hold a later epoch than result.json (a sync or a crash lost its last line):
+    # that last report counts, above all when it says the trial diverged.
+    state_last = t.get("last_result") or {}
+    newest_line = max((_int(r.get("epoch", r.get("training_iteration"))) or 0 for r in lines), default=0)
+    if state_last and (_int(state_last.get("epoch", state_last.get("training_iteration"))) or 0) > newest_line:
+        lines = [*lines, state_last]
+    elif not lines and state_last:
+        lines = [state_last]
     # One record per epoch; a restored trial may repeat epochs: the later line wins.
     by_epoch: dict[int, dict[str, Any]] = {}
     for rec in lines:

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from analysis.collect import collect
+from analysis.collect import collect, read_sweep
 from medvit.yamlio import dump_yaml, load_yaml
 from sweeps.cli import build_parser, main
 from sweep_helpers import retina_spec
@@ -460,3 +460,16 @@ def test_a_results_table_reached_through_a_link_is_updated_not_replaced(world, t
     table = read_results(link)
     _write_atomic(table.slice(0, 0), link)
     assert link.is_symlink() and read_results(real).num_rows == 0
+
+
+def test_a_divergence_only_ray_state_recorded_is_never_ranked(tmp_path):
+    """result.json lost its last line (the diverged epoch); the experiment state kept it."""
+    diverged = {**LINES[-1], "diverged": True, "select_score": -1.0, "train_loss": float("nan")}
+    sweep = write_sweep(tmp_path / "lost", retina_spec(tmp_path, "lost").to_yaml(),
+                        result_text=json.dumps(LINES[0]) + "\n")
+    state = next(sweep.glob("experiment_state-*.json"))
+    data = json.loads(state.read_text())
+    data["trial_data"][0][1] = json.dumps({"last_result": diverged})
+    state.write_text(json.dumps(data))
+    row = read_sweep(sweep).to_pandas().iloc[0]
+    assert row["stop_reason"] == "diverged" and row["best_value"] != row["best_value"]  # null: never ranked
