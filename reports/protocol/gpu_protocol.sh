@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Issue 20's GPU study: the MedViT paper's protocol (the paper's MedViT-S, our medvit_base, at
+# 224 px resized on the device from the 28 px images; 50 epochs, batch 128, AdamW 1e-3,
+# cosine; the test-selection audit on) on RetinaMNIST at alpha 0 and 0.2 and on
+# PneumoniaMNIST, 3 seeds each, packed on one GPU, within a time budget (default 420 s of
+# measuring and training: under 8 minutes with the setup on one H200).
+#
+#   bash reports/protocol/gpu_protocol.sh --out DIR [--device cuda|cpu] [--quick]
+#                                         [--budget-s 420] [--jobs 1,2] [--data-root DIR]
+#
+# Steps, each skipped when its output exists, so a second call resumes where one stopped:
+#   1. plan: measures whole epochs of medvit_base (then medvit_small if it does not fit) packed
+#      1 and 2 processes at once, picks the model, the packing and the runs that fit
+#      (DIR/plan.json, DIR/jobs.txt; the output says which model and why);
+#   2. runs: each run's record in DIR/runs/<label>-<seed>.jsonl when it ends (a run cut short
+#      leaves none and runs again);
+#   3. summary: DIR/summary.md, val-selected and test-selected (audit) beside the papers'
+#      numbers, then reports/recipe/summarize.py's tables.
+# `--device cpu --quick` runs the same code path in minutes: 2 seeds, 2 epochs, 16 images per
+# split, the 224 px models at 32 px.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+OUT="" DEVICE=cuda QUICK="" BUDGET=420 JOBS=1,2 DATA_ROOT="${MEDMNIST_ROOT:-}"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --out|--device|--budget-s|--jobs|--data-root)
+            [ $# -ge 2 ] || { echo "gpu_protocol.sh: $1 needs a value (see --help)" >&2; exit 2; } ;;&
+        --out) OUT=$2; shift 2 ;;
+        --device) DEVICE=$2; shift 2 ;;
+        --budget-s) BUDGET=$2; shift 2 ;;
+        --jobs) JOBS=$2; shift 2 ;;
+        --data-root) DATA_ROOT=$2; shift 2 ;;
+        --quick) QUICK=--quick; shift ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) echo "gpu_protocol.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+case "$DEVICE" in cuda|cpu) ;; *) echo "gpu_protocol.sh: --device must be cuda or cpu, got '$DEVICE'" >&2; exit 2 ;; esac
+[[ $BUDGET =~ ^[1-9][0-9]*$ ]] || { echo "gpu_protocol.sh: --budget-s must be a positive whole number of seconds, got '$BUDGET'" >&2; exit 2; }
+[[ $JOBS =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || {
+    echo "gpu_protocol.sh: --jobs must be positive integers separated by commas (packings to measure), got '$JOBS'" >&2; exit 2; }
+NAME=gpu_protocol.sh
+source "$REPO/benchmarks/gpu_env.sh"
+cd "$REPO"
+mkdir -p "$OUT/runs"
+PROTOCOL=reports/protocol/protocol.py
+SECONDS=0
+
+"$PY" "$PROTOCOL" plan --out "$OUT" --device "$DEVICE" $QUICK --budget-s "$BUDGET" --jobs "$JOBS" \
+    --data-root "$DATA_ROOT" 2>&1 | tee -a "$OUT/log.txt"
+PACKED=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["jobs"])' "$OUT/plan.json")
+
+export OUT PY PROTOCOL
+run_one() {
+    local label=$1 seed=$2
+    if [ -s "$OUT/runs/$label-$seed.jsonl" ]; then echo "kept $label $seed"; return; fi
+    "$PY" "$PROTOCOL" run --out "$OUT" --label "$label" --seed "$seed" > "$OUT/runs/$label-$seed.log" 2>&1 \
+        && tail -1 "$OUT/runs/$label-$seed.log" || echo "FAILED $label $seed (see runs/$label-$seed.log)"
+}
+export -f run_one
+# shellcheck disable=SC2016
+xargs -P "$PACKED" -L 1 bash -c 'run_one "$@"' _ < "$OUT/jobs.txt" | tee -a "$OUT/log.txt"
+echo "gpu_protocol: runs done in ${SECONDS}s" | tee -a "$OUT/log.txt"
+
+"$PY" "$PROTOCOL" summary --out "$OUT"
+# summarize.py's seed ensembles score the full splits, which --quick's 16 images are not
+[ -n "$QUICK" ] || MEDMNIST_ROOT=$DATA_ROOT "$PY" reports/recipe/summarize.py "$OUT"/runs/*.jsonl >> "$OUT/summary.md"
+MISSING=$(while read -r label seed; do [ -s "$OUT/runs/$label-$seed.jsonl" ] || echo -n " $label-$seed"; done < "$OUT/jobs.txt")
+if [ -n "$MISSING" ]; then echo "gpu_protocol: no record of$MISSING (see runs/*.log); run again to retry them" >&2; exit 1; fi

@@ -1,0 +1,241 @@
+"""The MedViT paper's protocol on one GPU: measure, plan, run, summarize.
+
+Driven by reports/protocol/gpu_protocol.sh (see reports/protocol/README.md), one subcommand
+per step:
+
+    protocol.py plan --out DIR --device cuda|cpu [--quick] [--budget-s 420] [--jobs 1,2]
+    protocol.py run --out DIR --label retinamnist-a0.2 --seed 1
+    protocol.py summary --out DIR
+
+The recipe of every run is the packaged spec's ``train`` section (sweeps/specs/paper/), so the
+study and the sweeps train the same thing: 50 epochs, batch 128, AdamW lr 1e-3, cosine, none
+of our extras, the best single epoch on validation, ``audit_test: true``. ``plan`` measures
+whole Trainer epochs of the run's own config (``rate``, packed as N processes at once),
+picks the paper's MedViT-S (``medvit_base``) if the runs fit the budget, else ``medvit_small``,
+else the runs that fit, in order of priority, and writes ``plan.json`` and ``jobs.txt``.
+A run's record is one line in ``DIR/runs/<label>-<seed>.jsonl`` (run_arm.py's format, so
+reports/recipe/summarize.py reads it), written when the run ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))  # run from a plain checkout on the GPU machine
+
+from medvit.config import build_config  # noqa: E402
+from medvit.data import dataset_info  # noqa: E402
+from medvit.train import AUDIT_PREFIX, Trainer, load_data  # noqa: E402
+from sweeps.spec import load_spec  # noqa: E402
+
+# label -> (dataset, alpha), in order of priority within a seed
+ARMS = {"retinamnist-a0": ("retinamnist", 0.0), "retinamnist-a0.2": ("retinamnist", 0.2),
+        "pneumoniamnist": ("pneumoniamnist", 0.0)}
+SEEDS, QUICK_SEEDS = (0, 1, 2), (0, 1)
+MODELS = ("medvit_base", "medvit_small")  # the paper's MedViT-S first; MedViT-T if the budget needs it
+# Test ACC of the papers (val-selected as far as they say): MedViT paper's MedViT-S at 224 from
+# 28 px; the seed paper's MedViT (alpha 0 from its Table 2, PneumoniaMNIST from its Table 1).
+ANCHORS = {
+    "retinamnist-a0": "MedViT paper (MedViT-S) 0.561; seed paper 0.552",
+    "retinamnist-a0.2": "seed paper 0.594",
+    "pneumoniamnist": "seed paper 0.939; MedViT paper (MedViT-S) 0.961",
+}
+# --quick: the same code path in CPU minutes: the 224 px models at 32 px on a few images.
+QUICK = {"resize": 32, "epochs": 2, "subset": 16, "batch_size": 8}
+EVAL_COST = 1 / 3  # a forward pass, as a fraction of a training step per image
+START_S = 20  # a run's process start and data loading, on top of its epochs
+
+
+def run_config(label: str, seed: int, model: str, device: str, quick: bool, data_root: str | None, **changes):
+    """The TrainConfig of one run: the paper spec's recipe, the arm's alpha, the seed."""
+    dataset, alpha = ARMS[label]
+    spec = load_spec(f"paper/{dataset}")
+    values = spec.trial_values({"model": model, "seed": seed, "device": device, "data_root": data_root,
+                                "precision": "bf16" if device == "cuda" else "fp32"})
+    if spec.is_ordinal:
+        values["alpha"] = alpha
+    if device == "cpu":
+        torch.set_num_threads(1)  # packed processes share the cores, one each
+    return build_config(values | (QUICK if quick else {}) | changes)
+
+
+def rate(args) -> None:
+    """Print the training images/s of whole Trainer epochs (the second of two) of a run's config."""
+    config = run_config("retinamnist-a0", 0, args.model, args.device, args.quick, args.data_root,
+                        epochs=2, subset=args.images, audit_test=False)
+    epochs = Trainer(config, load_data(config)).epochs()
+    next(epochs)  # warm-up: allocator, cuDNN's algorithm search
+    print(json.dumps({"images_per_s": next(epochs)["images_per_s"]}))
+
+
+def measure(model: str, jobs: int, args) -> float:
+    """Training images/s of `jobs` packed processes together (each times its own epoch)."""
+    command = [sys.executable, __file__, "rate", "--model", model, "--device", args.device,
+               "--images", str(QUICK["subset"] if args.quick else args.rate_images)] + ["--quick"] * args.quick
+    if args.data_root:
+        command += ["--data-root", args.data_root]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(jobs)]
+    outputs = [proc.communicate()[0] for proc in procs]
+    if any(proc.returncode for proc in procs):
+        sys.exit(f"protocol.py: measuring {model} x{jobs} failed (exit {[p.returncode for p in procs]})")
+    return sum(json.loads(out.strip().splitlines()[-1])["images_per_s"] for out in outputs)
+
+
+def run_seconds(label: str, quick: bool, per_process_rate: float) -> float:
+    """A run's estimated seconds: its training images, plus validation and test (the audit)
+    each epoch at a forward pass's cost, at one packed process's rate."""
+    n = dataset_info(ARMS[label][0]).n_samples
+    if quick:
+        n = {split: min(count, QUICK["subset"]) for split, count in n.items()}
+    epochs = QUICK["epochs"] if quick else 50
+    return START_S + epochs * (n["train"] + EVAL_COST * (n["val"] + n["test"])) / per_process_rate
+
+
+def makespan(durations: list[float], jobs: int) -> float:
+    """Wall time of running the durations, longest first, `jobs` at a time."""
+    slots = [0.0] * jobs
+    for duration in sorted(durations, reverse=True):
+        slots[slots.index(min(slots))] += duration
+    return max(slots)
+
+
+def fit(runs: list[tuple[str, int]], rates: dict[int, float], budget_s: float, quick: bool):
+    """(packing, runs that fit, their estimated wall seconds): the most runs (in priority
+    order), then the shortest wall time."""
+    best = None
+    for jobs, total in rates.items():
+        for count in range(len(runs), 0, -1):
+            wall = makespan([run_seconds(label, quick, total / jobs) for label, _ in runs[:count]], jobs)
+            if wall <= budget_s:
+                if best is None or (count, -wall) > (len(best[1]), -best[2]):
+                    best = (jobs, runs[:count], wall)
+                break
+    return best
+
+
+def plan(args) -> None:
+    out = Path(args.out)
+    if (out / "plan.json").exists():
+        print(f"plan: kept {out / 'plan.json'} (delete it to measure again)")
+        return
+    start = time.perf_counter()
+    # seed by seed, so that a budget that fits fewer runs keeps every arm
+    runs = [(label, seed) for seed in (QUICK_SEEDS if args.quick else SEEDS) for label in ARMS]
+    packings = [int(j) for j in args.jobs.split(",")]
+    measured, choices = {}, {}
+    for model in MODELS:
+        rates = {jobs: measure(model, jobs, args) for jobs in packings}
+        measured[model] = rates
+        print(f"plan: {model}: " + ", ".join(f"{r:,.1f} training images/s with {j} packed" for j, r in rates.items()),
+              flush=True)
+        budget = args.budget_s - (time.perf_counter() - start)
+        choices[model] = fit(runs, rates, budget, args.quick)
+        if choices[model] and len(choices[model][1]) == len(runs):
+            break
+        print(f"plan: {model}: the {len(runs)} runs do not fit the {budget:.0f} s left", flush=True)
+    # the first model that fits every run, else the one that fits the most
+    model = max(choices, key=lambda m: len(choices[m][1]) if choices[m] else 0)
+    if choices[model] is None:
+        sys.exit(f"protocol.py: not even one run fits the {args.budget_s:.0f} s budget; give more --budget-s")
+    jobs, chosen, wall = choices[model]
+    note = "the paper's MedViT-S" if model == "medvit_base" else "the paper's MedViT-T: MedViT-S does not fit the budget"
+    record = {"model": model, "note": note, "jobs": jobs, "estimated_wall_s": wall, "measured": measured,
+              "runs": chosen, "left_out": runs[len(chosen):], "device": args.device, "quick": args.quick,
+              "data_root": args.data_root, "measure_s": time.perf_counter() - start}
+    (out / "jobs.txt").write_text("".join(f"{label} {seed}\n" for label, seed in chosen))
+    (out / "plan.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(f"plan: {model} ({note}), {len(chosen)} of {len(runs)} runs, {jobs} at a time, "
+          f"estimated {wall:.0f} s" + (f"; left out {record['left_out']} (rerun with more --budget-s)"
+                                       if record["left_out"] else ""))
+
+
+def run(args) -> None:
+    """One run of the plan; its record is written once, when it ends."""
+    out = Path(args.out)
+    settings = json.loads((out / "plan.json").read_text())
+    config = run_config(args.label, args.seed, settings["model"], settings["device"], settings["quick"],
+                        settings["data_root"])
+    start = time.perf_counter()
+    trainer = Trainer(config, load_data(config))
+    # run_arm.py's record: each epoch's test metrics as test_*, here from the Trainer's audit
+    epochs = [{k.replace(AUDIT_PREFIX, "test_"): v for k, v in metrics.items()} for metrics in trainer.epochs()]
+    result = trainer.finish()
+    scores = {k: result.pop(k).tolist() for k in ("val_scores", "test_scores")}
+    record = {"arm": args.label, "seed": args.seed, "config": config.model_dump(), "result": result,
+              "scores": scores, "epochs": epochs, "wall_s": time.perf_counter() - start}
+    path = out / "runs" / f"{args.label}-{args.seed}.jsonl"
+    path.with_suffix(".tmp").write_text(json.dumps(record) + "\n")
+    path.with_suffix(".tmp").rename(path)  # a run cut short leaves no record: resuming reruns it
+    print(args.label, args.seed, json.dumps(result["test"]), f"{record['wall_s']:.0f}s", flush=True)
+
+
+def _mean_std(values: list[float]) -> str:
+    values = np.asarray(values, dtype=float)
+    return f"{values.mean():.3f} +- {values.std(ddof=1) if len(values) > 1 else 0:.3f}"
+
+
+def summary_table(records: list[dict]) -> str:
+    """Per arm: test ACC/AUC of the epoch chosen on validation, the audit's epoch chosen on
+    test (what selecting on test would report), and the papers' numbers."""
+    lines = ["| arm | model | seeds | test ACC, epoch chosen on val | test AUC, on val "
+             "| test ACC, epoch chosen on test (audit) | papers (test ACC) |", "|---|---|---|---|---|---|---|"]
+    for label in ARMS:
+        runs = [r for r in records if r["arm"] == label]
+        if not runs:
+            continue
+        val = [r["result"]["test"] for r in runs]
+        on_test = [r["result"]["audit"]["test_selected"]["acc"] for r in runs]
+        lines.append(f"| {label} | {runs[0]['config']['model']} | {len(runs)} | {_mean_std([v['acc'] for v in val])} "
+                     f"| {_mean_std([v['auc'] for v in val])} | {_mean_std(on_test)} | {ANCHORS[label]} |")
+    return "\n".join(lines)
+
+
+def summary(args) -> None:
+    out = Path(args.out)
+    records = [json.loads(line) for path in sorted((out / "runs").glob("*.jsonl")) for line in path.open()]
+    settings = json.loads((out / "plan.json").read_text())
+    text = (f"# The paper's protocol: {settings['model']} ({settings['note']}) at "
+            f"{records[0]['config']['resize'] if records else '?'} px from 28 px, {len(records)} runs\n\n"
+            + summary_table(records) + "\n")
+    (out / "summary.md").write_text(text)
+    print(text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("plan", help="measure packed throughput, pick the model and the runs")
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", choices=["cuda", "cpu"], required=True)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--budget-s", type=float, default=420.0, help="seconds for measuring and all runs")
+    p.add_argument("--jobs", default="1,2", help="packings to measure (processes on the device at once)")
+    p.add_argument("--rate-images", type=int, default=512, help="training images of a measured epoch")
+    p.add_argument("--data-root")
+    r = commands.add_parser("rate", help="(internal) images/s of one process")
+    r.add_argument("--model", required=True)
+    r.add_argument("--device", required=True)
+    r.add_argument("--images", type=int, required=True)
+    r.add_argument("--quick", action="store_true")
+    r.add_argument("--data-root")
+    r = commands.add_parser("run", help="one run of the plan")
+    r.add_argument("--out", required=True)
+    r.add_argument("--label", choices=list(ARMS), required=True)
+    r.add_argument("--seed", type=int, required=True)
+    s = commands.add_parser("summary", help="summary.md from the runs' records")
+    s.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    {"plan": plan, "rate": rate, "run": run, "summary": summary}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

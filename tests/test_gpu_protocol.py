@@ -1,0 +1,87 @@
+"""reports/protocol/gpu_protocol.sh, the MedViT paper's protocol on one GPU: its CPU quick mode
+(the same code path) end to end and resumed, the plan's arithmetic, and bad arguments."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import load_script
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = "reports/protocol/gpu_protocol.sh"
+
+
+@pytest.fixture(scope="module")
+def protocol():
+    return load_script(REPO / "reports" / "protocol" / "protocol.py")
+
+
+def study(out: Path, real_root: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", SCRIPT, "--device", "cpu", "--quick", "--jobs", "1", "--budget-s", "3600",
+                           "--data-root", str(real_root), "--out", str(out), *extra],
+                          cwd=REPO, capture_output=True, text=True, timeout=1200)
+
+
+@pytest.mark.slow  # six small trainings of the 224 px models (at 32 px)
+def test_quick_study_runs_every_planned_run_and_resumes(tmp_path, real_root):
+    run = study(tmp_path, real_root)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["model"] == "medvit_base" and plan["left_out"] == []
+    assert "plan: medvit_base (the paper's MedViT-S), 6 of 6 runs" in run.stdout
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "runs").glob("*.jsonl"))]
+    arms = ["pneumoniamnist", "retinamnist-a0", "retinamnist-a0.2"]
+    assert sorted((r["arm"], r["seed"]) for r in records) == [(arm, seed) for arm in arms for seed in (0, 1)]
+    for record in records:
+        config = record["config"]
+        assert (config["model"], config["resize"], config["audit_test"], config["ema"]) == ("medvit_base", 32, True, 0.0)
+        assert config["alpha"] == (0.2 if record["arm"] == "retinamnist-a0.2" else 0.0)
+        assert len(record["epochs"]) == 2 and all("test_acc" in epoch for epoch in record["epochs"])
+        assert record["result"]["audit"]["test_selected"]["acc"] >= record["result"]["test"]["acc"]
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| retinamnist-a0.2 | medvit_base | 2 |" in summary and "seed paper 0.594" in summary
+
+    again = study(tmp_path, real_root)  # resumes: every step's output is there
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "plan: kept" in again.stdout and again.stdout.count("kept ") == 1 + 6
+
+
+def test_fit_picks_the_most_runs_then_the_shortest_wall(protocol):
+    runs = [(label, seed) for seed in (0, 1, 2) for label in protocol.ARMS]
+    each = {label: protocol.run_seconds(label, False, 100.0) for label in protocol.ARMS}
+    serial = sum(each[label] for label, _ in runs)
+    jobs, chosen, wall = protocol.fit(runs, {1: 100.0, 2: 150.0}, budget_s=serial + 1, quick=False)
+    assert (jobs, chosen) == (2, runs) and wall < serial  # packed: 75 images/s each, but two at once
+    jobs, chosen, wall = protocol.fit(runs, {1: 100.0}, budget_s=each["retinamnist-a0"] * 2.5, quick=False)
+    assert chosen == [("retinamnist-a0", 0), ("retinamnist-a0.2", 0)]  # in priority order
+    assert wall == pytest.approx(each["retinamnist-a0"] * 2)
+    assert protocol.fit(runs, {1: 100.0}, budget_s=1.0, quick=False) is None
+
+
+def test_makespan_packs_longest_first(protocol):
+    assert protocol.makespan([3, 3, 2, 2, 2], 2) == 7
+    assert protocol.makespan([5, 1, 1], 3) == 5
+
+
+def test_needs_out():
+    run = subprocess.run(["bash", SCRIPT, "--device", "cpu"], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.strip() == "gpu_protocol.sh: --out DIR is required"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--device", "gpu"], "gpu_protocol.sh: --device must be cuda or cpu, got 'gpu'"),
+    (["--budget-s", "soon"], "gpu_protocol.sh: --budget-s must be a positive whole number of seconds, got 'soon'"),
+    (["--jobs", "1,0"], "gpu_protocol.sh: --jobs must be positive integers separated by commas "
+                        "(packings to measure), got '1,0'"),
+    (["--epochs", "3"], "gpu_protocol.sh: unknown argument --epochs (see --help)"),
+    (["--budget-s"], "gpu_protocol.sh: --budget-s needs a value (see --help)"),
+])
+def test_bad_arguments_are_one_line(tmp_path, real_root, args, message):
+    run = subprocess.run(["bash", SCRIPT, "--quick", "--out", str(tmp_path), "--data-root", str(real_root), *args],
+                         cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.strip() == message
+    assert not (tmp_path / "plan.json").exists()
