@@ -5,7 +5,9 @@
 Per arm: mean +- std over seeds of the test metrics of the epoch each run selected on
 validation; the seed ensemble (the seeds' selected-epoch probabilities averaged, cut-points
 for decoded QWK/MAE tuned on the averaged validation probabilities); and, from the per-epoch
-test numbers that only this research tool records, how other selection rules would have done.
+test numbers that only this research tool records, how other selection rules would have done
+(the epoch chosen on test among them: what a paper that selects on test would print); and,
+for arms of the same dataset, the paired difference to the first one over the seeds both ran.
 """
 
 from __future__ import annotations
@@ -60,11 +62,41 @@ def main(paths: list[str]) -> None:
                 f"trailing mean of {r['config']['select_window']} (what ran)": r["result"]["selected_epoch"] - 1,
                 "best single epoch (raw val_acc)": int(np.argmax(val)),
                 "last epoch": len(epochs) - 1,
+                "best epoch on test (what selecting on test would report)":
+                    int(np.argmax([e["test_acc"] for e in epochs])),
             }
             for rule, i in picks.items():
                 rules[rule].append((epochs[i]["test_acc"], epochs[i].get("test_qwk")))
         for rule, values in rules.items():
             print(f"| {arm} | {rule} | {fmt(v[0] for v in values)} | {fmt(v[1] for v in values)} |")
+    print()
+    print_paired(runs)
+
+
+def paired_differences(runs: dict[str, list[dict]]) -> list[tuple[str, str, list[int], list[float]]]:
+    """For each arm after the first of its dataset: (arm, baseline, seeds both ran, the
+    per-seed difference of the validation-selected test accuracy, arm minus baseline)."""
+    rows, first = [], {}
+    for arm, records in runs.items():
+        dataset = records[0]["config"]["dataset"]
+        if dataset not in first:
+            first[dataset] = arm
+            continue
+        base = {r["seed"]: r["result"]["test"]["acc"] for r in runs[first[dataset]]}
+        mine = {r["seed"]: r["result"]["test"]["acc"] for r in records}
+        seeds = sorted(base.keys() & mine.keys())
+        rows.append((arm, first[dataset], seeds, [mine[s] - base[s] for s in seeds]))
+    return rows
+
+
+def print_paired(runs: dict[str, list[dict]]) -> None:
+    rows = paired_differences(runs)
+    if not rows:
+        return
+    print("| arm | against | seeds | paired difference of test acc (val-selected) |")
+    print("|---|---|---|---|")
+    for arm, base, seeds, diffs in rows:
+        print(f"| {arm} | {base} | {' '.join(map(str, seeds))} | {fmt(diffs) if diffs else '-'} |")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,45 @@
+"""reports/recipe/summarize.py: the paired difference between arms and the test-selected rule."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+from conftest import load_script
+
+summarize = load_script(Path(__file__).parents[1] / "reports" / "recipe" / "summarize.py")
+
+
+def _record(arm: str, seed: int, acc: float, test_accs: list[float], selected: int) -> dict:
+    epochs = [{"val_acc": 0.5, "test_acc": a, "test_qwk": None} for a in test_accs]
+    return {"arm": arm, "seed": seed, "config": {"dataset": "retinamnist", "select_window": 1},
+            "result": {"test": {"acc": acc}, "selected_epoch": selected}, "epochs": epochs}
+
+
+def test_paired_differences_use_the_seeds_both_arms_ran():
+    runs = {
+        "retinamnist a": [_record("a", 0, 0.50, [0.5], 1), _record("a", 1, 0.52, [0.5], 1),
+                          _record("a", 2, 0.54, [0.5], 1)],
+        "retinamnist b": [_record("b", 1, 0.55, [0.5], 1), _record("b", 2, 0.53, [0.5], 1),
+                          _record("b", 3, 0.60, [0.5], 1)],
+    }
+    ((arm, base, seeds, diffs),) = summarize.paired_differences(runs)
+    assert (arm, base, seeds) == ("retinamnist b", "retinamnist a", [1, 2])
+    assert [round(d, 6) for d in diffs] == [0.03, -0.01]
+
+
+def test_selecting_on_test_is_its_own_rule(tmp_path, monkeypatch, real_root):
+    monkeypatch.setenv("MEDMNIST_ROOT", str(real_root))
+    path = tmp_path / "a.jsonl"
+    path.write_text(json.dumps(_record("a", 0, 0.50, [0.40, 0.61, 0.50], selected=3)) + "\n")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        summarize.main([str(path)])
+    rows = {line.split(" | ")[1]: line.split(" | ")[2] for line in out.getvalue().splitlines()
+            if line.startswith("| retinamnist a | ")}
+    assert rows["best epoch on test (what selecting on test would report)"].startswith("0.610")
+    assert rows["trailing mean of 1 (what ran)"].startswith("0.500")
+    assert rows["last epoch"].startswith("0.500")
+    assert "paired difference" not in out.getvalue()  # one arm: nothing to pair
