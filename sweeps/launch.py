@@ -339,7 +339,8 @@ def _candidate(spec: SweepSpec, result: tune.Result) -> Candidate:
         history.to_dict("records"), spec.metric, spec.mode)
     return Candidate(trial_id=str(metrics.get("trial_id", result.path)), best=best,
                      finished=metrics.get("epoch", 0) >= spec.train.epochs,
-                     group=configuration_id(result.config), repeats=spec.repeats)
+                     # a trial that errored before its first report has no config
+                     group=configuration_id(result.config or {}), repeats=spec.repeats)
 
 
 def diverged(result: tune.Result) -> bool:
