@@ -1,0 +1,144 @@
+"""benchmarks/gpu_sweep.sh is ready for a GPU: its CPU quick mode (the same code path at tiny
+sizes) passes every step, and what it writes agrees with the sweep folders it leaves on disk.
+
+The quick run is slow (five to ten minutes on two busy CPU cores: it starts Ray for five
+sweeps and a resume); the argument refusals and the packing arithmetic are fast.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from analysis.collect import read_sweep
+from conftest import load_benchmark
+from sweep_helpers import results, trial_dirs
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = ["bash", "benchmarks/gpu_sweep.sh"]
+OUT_FILES = {"log.txt", "summary.md", "a_tests.json", "b_sweep.json", "c_packing.jsonl", "d_faults.json",
+             "e_outputs.json"}
+
+
+def script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*SCRIPT, *args], cwd=REPO, capture_output=True, text=True, timeout=1500)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory, real_root):
+    """One quick run of every step on the CPU: (its result, --out, --work)."""
+    root = tmp_path_factory.mktemp("gpu_sweep")
+    run = script("--device", "cpu", "--quick", "--out", str(root / "out"), "--work", str(root / "work"),
+                 "--data-root", str(real_root))
+    return run, root / "out", root / "work"
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text())
+
+
+@pytest.mark.slow
+def test_quick_run_passes_every_check_and_writes_what_a_device_call_returns(quick):
+    run, out, _ = quick
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert {p.name for p in out.iterdir()} == OUT_FILES  # 7 files: a device call brings back 8 at most
+    summary = (out / "summary.md").read_text()
+    assert "FAIL" not in summary and summary.count("| ok |") == 5
+    tests = read_json(out / "a_tests.json")
+    assert tests["passed"] > 0 and tests["failures"] == tests["errors"] == 0
+
+
+@pytest.mark.slow
+def test_the_sweep_figures_are_the_sweep_on_disk(quick):
+    _, out, work = quick
+    figures = read_json(out / "b_sweep.json")
+    sweep = work / "sweeps" / "b-retinamnist"
+    table = read_sweep(sweep).to_pandas()
+    assert figures["trials"] == len(table) == 4
+    assert set(table["stop_reason"]) <= {"finished", "early_stopped"} and "errored" not in figures["stop_reasons"]
+    assert figures["trial_epochs"] == sum(len(results(t)) for t in trial_dirs(sweep))
+    assert figures["images_per_s"] == pytest.approx(figures["trial_epochs"] * 128 / figures["wall_s"])
+    for trial in figures["per_trial"]:
+        assert 0 < trial["overhead_s"] < trial["trial_s"]
+        assert trial["overhead_s"] == pytest.approx(trial["trial_s"] - trial["epochs_s"])
+    assert 0 < figures["first_trial_started_after_s"] < figures["wall_s"]
+
+
+@pytest.mark.slow
+def test_packing_measured_both_arms_at_each_count(quick):
+    _, out, work = quick
+    rows = [json.loads(line) for line in (out / "c_packing.jsonl").read_text().splitlines()]
+    assert [r["trials"] for r in rows] == [1, 2]
+    for row in rows:
+        assert row["ray_returncode"] == 0 and row["ray_images_per_s"] > 0 and row["ray_free_images_per_s"] > 0
+        trials = trial_dirs(work / "sweeps" / f"c-packing-{row['trials']}")
+        assert len(trials) == row["trials"] and all(len(results(t)) == 3 for t in trials)
+
+
+@pytest.mark.slow
+def test_faults_resume_the_killed_trial_and_redo_nothing_finished(quick):
+    _, out, work = quick
+    faults = read_json(out / "d_faults.json")
+    assert all(faults["checks"].values()), faults["checks"]
+    sweep = work / "sweeps" / "d-faults"
+    victim = results(sweep / faults["worker_kill"]["trial"])
+    restarted = [r for r in victim if r["resumed_from_epoch"] > 0]
+    assert restarted and restarted[0]["epoch"] == restarted[0]["resumed_from_epoch"] + 1
+    assert len({r["pid"] for r in victim}) >= 2  # a new worker process after the kill
+    assert faults["finished_before_driver_kill"]  # something finished was there to keep
+    for trial in trial_dirs(sweep):
+        assert sorted(r["epoch"] for r in results(trial)) == [1, 2, 3], trial.name
+    assert set(read_sweep(sweep).to_pandas()["stop_reason"]) == {"finished"}
+
+
+@pytest.mark.slow
+def test_outputs_of_the_sweep(quick):
+    _, out, work = quick
+    outputs = read_json(out / "e_outputs.json")
+    assert {"report.md", "report.html"} <= set(outputs["report_files"])
+    assert (work / "report" / "report.html").stat().st_size > 0 and (work / "results.parquet").is_file()
+    assert outputs["scalar_steps"] == outputs["epochs_run"] and all(outputs["epochs_run"].values())
+
+
+def test_packed_rate_counts_only_the_span_all_trials_trained_together(tmp_path):
+    """Two trials of 100 images an epoch, three 10 s epochs each, the second started 5 s later:
+    timed epochs (the second and third) span 10-30 s and 15-35 s, together 15-30 s, in which
+    they train 150 + 150 images."""
+    gpu_sweep = load_benchmark("gpu_sweep")
+    for name, start in (("t0", 1000.0), ("t1", 1005.0)):
+        trial = tmp_path / name
+        trial.mkdir()
+        (trial / "params.json").write_text("{}")
+        lines = [{"training_iteration": i, "time_total_s": 10.0 * i, "timestamp": int(start + 10.0 * i)}
+                 for i in (1, 2, 3)]
+        (trial / "result.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert gpu_sweep.packed_images_per_s(tmp_path, 100) == pytest.approx(300 / 15, rel=0.05)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--device", "gpu"], "--device: cuda or cpu, got 'gpu'"),
+    (["--steps", "az"], "--steps: letters of abcde, got 'az'"),
+    (["--steps", "ce"], "--steps: e reads the sweep of step b; name b too"),
+    (["--device"], "--device needs a value"),
+    (["--frobnicate"], "unknown argument --frobnicate"),
+])
+def test_bad_arguments_are_one_line_and_exit_2(tmp_path, args, message):
+    run = script("--out", str(tmp_path), *args)
+    assert run.returncode == 2 and run.stderr.strip() == f"gpu_sweep.sh: {message} (see --help)"
+    assert not any(tmp_path.iterdir())  # refused before anything ran
+
+
+def test_out_is_required():
+    run = script("--device", "cpu")
+    assert run.returncode == 2 and run.stderr.strip() == "gpu_sweep.sh: --out DIR is required"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible here")
+def test_cuda_without_a_gpu_is_one_line(tmp_path, real_root):
+    run = script("--steps", "c", "--out", str(tmp_path), "--data-root", str(real_root))
+    assert run.returncode == 2
+    assert run.stderr.strip() == "gpu_sweep.sh: --device cuda: no CUDA GPU is visible; allowed here: --device cpu"
