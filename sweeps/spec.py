@@ -46,10 +46,14 @@ from medvit.userpath import expand_home
 from medvit.yamlio import YamlError, dump_yaml, load_yaml, read_text_file
 from sweeps.ranking import SCORE
 
-__all__ = ["SpecError", "SweepSpec", "TrainSection", "Distribution", "SEARCHABLE", "SPECS_DIR", "train_section",
-           "spec_class", "load_spec", "parse_spec", "spec_from_dict", "list_specs", "evaluate_when", "when_names"]
+__all__ = ["SpecError", "SweepSpec", "TrainSection", "Distribution", "SEARCHABLE", "SPECS_DIR", "SPEC_GROUPS",
+           "train_section", "spec_class", "load_spec", "parse_spec", "spec_from_dict", "list_specs", "evaluate_when",
+           "when_names"]
 
 SPECS_DIR = Path(__file__).resolve().parent / "specs"
+# Subfolders of SPECS_DIR whose specs are named <group>/<name>: `paper`, the MedViT paper's
+# protocol (224 px from the 28 px images; the spec's own `name` is paper-<name>).
+SPEC_GROUPS = ("paper",)
 # Set at the spec's top level rather than in `train`.
 TOP_LEVEL_FIELDS = {"dataset": "dataset", "select_metric": "metric"}
 SEARCHABLE: dict[str, tuple[str, ...]] = searchable_fields(TrainConfig)
@@ -627,24 +631,27 @@ def parse_spec(text: str, source: str = "<string>", config_class: type[TrainConf
 
 
 def load_spec(path: str | Path) -> SweepSpec:
-    """Read and validate a spec file. A bare name (``retinamnist``) finds a packaged spec."""
+    """Read and validate a spec file. A bare name (``retinamnist``) or a group's name
+    (``paper/retinamnist``) finds a packaged spec."""
     source = str(path)
     try:
         resolved = expand_home(path)
     except ValueError as exc:
         raise SpecError(f"spec: {exc}", source=source) from None
-    if not resolved.exists() and "/" not in source and "\\" not in source:
+    if not resolved.exists() and "\\" not in source and source.rpartition("/")[0] in ("", *SPEC_GROUPS):
         resolved = SPECS_DIR / (source if source.endswith((".yaml", ".yml")) else f"{source}.yaml")
     try:
         text = read_text_file(resolved)
     except FileNotFoundError:
         raise SpecError(f"{source}: (file): no such spec file; allowed: a path to a YAML spec, or one of "
-                        f"{', '.join(list_specs())}", source=source) from None
+                        f"{', '.join(list_specs() + [n for group in SPEC_GROUPS for n in list_specs(group)])}",
+                        source=source) from None
     except YamlError as exc:
         raise SpecError(f"spec: {exc}", source=source) from None
     return parse_spec(text, source)
 
 
-def list_specs() -> list[str]:
-    """Names of the packaged specs (``sweeps/specs/<name>.yaml``)."""
-    return sorted(p.stem for p in SPECS_DIR.glob("*.yaml"))
+def list_specs(group: str = "") -> list[str]:
+    """Names of the packaged specs: ``sweeps/specs/<name>.yaml``, or with a group (one of
+    ``SPEC_GROUPS``) ``<group>/<name>`` for ``sweeps/specs/<group>/<name>.yaml``."""
+    return sorted(f"{group}/{p.stem}" if group else p.stem for p in (SPECS_DIR / group).glob("*.yaml"))
