@@ -1,0 +1,82 @@
+"""bench_epoch.py's paper-protocol parts: the official notebook's transform at 224 px, the FLOPs
+of one training step (FlopCounterMode) and the step table, on the CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import load_benchmark
+from medvit.augment import AUGMENT_PRESETS
+
+
+@pytest.fixture(scope="module")
+def bench_epoch():
+    return load_benchmark("bench_epoch")
+
+
+def test_the_notebooks_transform_resizes_first_then_augments(bench_epoch):
+    transform = bench_epoch.usual_transform(AUGMENT_PRESETS["augmix"], channels=3, resize=224)
+    names = [type(step).__name__ for step in transform.transforms]
+    assert names == ["Resize", "AugMix", "ToTensor", "Normalize"]
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28, 3), dtype=np.uint8))
+    out = transform(image)
+    assert out.shape == (3, 224, 224) and -1.0 <= out.min() and out.max() <= 1.0
+    shifted = bench_epoch.usual_transform(AUGMENT_PRESETS["shift"], channels=1, resize=224)
+    assert shifted(image.convert("L")).shape == (1, 224, 224)  # the crop keeps the resized side
+
+
+def test_step_flops_are_three_forward_passes(bench_epoch):
+    batch, n_in, n_out = 3, 8, 4
+    layer = torch.nn.Linear(n_in, n_out)
+    assert bench_epoch.step_flops(layer, torch.randn(batch, n_in)) == 3 * (2 * batch * n_in * n_out)
+    assert layer.weight.grad is None  # counting trains nothing
+
+
+def test_step_flops_of_a_depthwise_convolution_count_its_groups(bench_epoch):
+    # FlopCounterMode's own backward count of this convolution is 65x its forward, not 2x
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1, groups=64)
+    batch, side = 2, 16
+    forward = 2 * batch * side * side * 64 * 9  # one 3x3 multiply-add per output value
+    assert bench_epoch.step_flops(conv, torch.randn(batch, 64, side, side)) == 3 * forward
+
+
+def test_step_table_rows_on_the_cpu(bench_epoch):
+    rows = bench_epoch.step_rows("medvit_28_tiny", ["fp32", "fp32-cl"], batch=2, resize=None,
+                                 dataset="retinamnist", device=torch.device("cpu"), steps=1)
+    assert [r["variant"] for r in rows] == ["fp32", "fp32-cl"]
+    assert rows[0]["step_gflop"] == rows[1]["step_gflop"] > 0
+    for row in rows:
+        assert row["images_per_s"] > 0 and row["memory_gib"] > 0 and row["mfu"] is None  # no CPU peak listed
+    double = bench_epoch.step_rows("medvit_28_tiny", ["fp32"], batch=4, resize=None, dataset="retinamnist",
+                                   device=torch.device("cpu"), steps=1)
+    assert double[0]["step_gflop"] == pytest.approx(2 * rows[0]["step_gflop"], rel=1e-6)  # linear in the batch
+    table = bench_epoch.step_table(rows, torch.device("cpu"), 2, None)
+    assert table.count("| medvit_28_tiny |") == 2 and "| - |" in table
+
+
+def test_resize_is_counted_as_the_models_input(bench_epoch):
+    (small,) = bench_epoch.step_rows("medvit_28_tiny", ["fp32"], batch=1, resize=None, dataset="retinamnist",
+                                     device=torch.device("cpu"), steps=1)
+    (large,) = bench_epoch.step_rows("medvit_28_tiny", ["fp32"], batch=1, resize=56, dataset="retinamnist",
+                                     device=torch.device("cpu"), steps=1)
+    assert large["step_gflop"] > 3 * small["step_gflop"]  # four times the pixels
+
+
+def test_peak_flops_know_the_h200_and_not_a_cpu(bench_epoch, monkeypatch):
+    assert bench_epoch.peak_flops(torch.device("cpu"), "bf16") is None
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    assert bench_epoch.peak_flops(torch.device("cuda"), "bf16") == 989e12
+    assert bench_epoch.peak_flops(torch.device("cuda"), "fp32") == 67e12
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Some GPU")
+    assert bench_epoch.peak_flops(torch.device("cuda"), "bf16") is None
+
+
+def test_bad_resize_and_variants_are_one_line(bench_epoch, capsys):
+    for argv, message in ((["--resize", "4"], "--resize: 4 is not a side in px; allowed: an integer >= 8"),
+                          (["--step-table", "--variants", "fp16"], "--variants: unknown fp16; allowed: fp32, fp32-cl")):
+        with pytest.raises(SystemExit) as exit_info:
+            bench_epoch.main(argv)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
