@@ -26,7 +26,8 @@ def study(out: Path, real_root: Path, *extra: str) -> subprocess.CompletedProces
                           cwd=REPO, capture_output=True, text=True, timeout=1200)
 
 
-@pytest.mark.slow  # six small trainings of the 224 px models (at 32 px)
+@pytest.mark.slow  # six small trainings of the 224 px models (at 32 px) and a second, resuming call
+@pytest.mark.timeout(1500)  # 11 minutes on the shared 2-core CPU at load 12-19; a few idle
 def test_quick_study_runs_every_planned_run_and_resumes(tmp_path, real_root):
     run = study(tmp_path, real_root)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
