@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from medvit.jsonio import write_json
 from medvit.metrics import decoded_metrics, evaluate
 from medvit.tasks import MULTI_LABEL, ORDINAL
 
@@ -189,7 +190,6 @@ def ensemble_sweep(sweep_dir: str | Path, out_dir: str | Path, data_root: str | 
     """`medsweep ensemble`: select members of a sweep folder on validation, evaluate on test
     once, and write ``out_dir/ensemble.json``."""
     from analysis.evaluate import load_checkpoint, load_eval_data
-    from sweeps.cli import write_json
 
     sweep_dir = Path(sweep_dir)
     candidates = sweep_candidates(sweep_dir)

@@ -1,0 +1,30 @@
+"""The one JSON writer for result files (``result.json``, ``ensemble.json``): strict JSON,
+written whole or not at all, so a reader never sees half a file or a ``NaN`` it cannot parse."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+__all__ = ["finite", "write_json"]
+
+
+def finite(value):
+    """The value with every NaN or infinity replaced by None: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    return value
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Strict JSON, written whole or not at all (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(finite(data), indent=2, allow_nan=False))
+    os.replace(tmp, path)
