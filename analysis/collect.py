@@ -26,15 +26,13 @@ import pyarrow.parquet as pq
 from analysis.schema import CONFIG_COLUMNS, RESULTS_SCHEMA, TEST_COLUMNS, conform, empty_results, read_table
 from medvit.config import SELECT_METRICS
 from medvit.yamlio import YamlError, load_yaml, read_text_file
+from sweeps.folder import SPEC_FILE, STATE_GLOB, check_sweep_dir, parse_experiment_state, split_trial_item
 from sweeps.ranking import trial_best
 from sweeps.space import configuration_id, repeat_index, trial_config
 from sweeps.spec import spec_from_dict
 
-__all__ = ["collect", "read_sweep", "read_results", "find_sweep_dirs", "check_sweep_dir", "parse_experiment_state",
-           "split_trial_item", "trial_id_from_folder", "SPEC_FILE", "STATE_GLOB"]
+__all__ = ["collect", "read_sweep", "read_results", "trial_id_from_folder"]
 
-SPEC_FILE = "medsweep_spec.yaml"
-STATE_GLOB = "experiment_state-*.json"
 _CKPT_RE = re.compile(r"^checkpoint_(\d+)$")
 _TRIAL_ID_RE = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
 _VAL_COLUMNS = ("val_acc", "val_auc", "val_qwk", "val_mae")
@@ -121,36 +119,7 @@ def read_results(path: str | os.PathLike) -> pa.Table:
     return read_table(path, RESULTS_SCHEMA, "results table (run medsweep collect first)")
 
 
-def find_sweep_dirs(storage_path: str | os.PathLike) -> list[Path]:
-    """Sweep folders directly under a Ray ``storage_path`` (or the path itself if it is one)."""
-    p = Path(storage_path)
-    if _is_sweep_dir(p):
-        return [p]
-    if not p.is_dir():
-        return []
-    return sorted(c for c in p.iterdir() if c.is_dir() and _is_sweep_dir(c))
-
-
 # --------------------------------------------------------------------------- sweep level
-
-
-def _is_sweep_dir(p: Path) -> bool:
-    return p.is_dir() and any(p.glob(STATE_GLOB))
-
-
-def check_sweep_dir(p: Path) -> Path:
-    if not p.exists():
-        raise ValueError(f"{p}: not a sweep folder: the path does not exist")
-    if not p.is_dir():
-        raise ValueError(f"{p}: not a sweep folder: it is a file (pass the folder S/N of RunConfig(storage_path=S, name=N))")
-    if _is_sweep_dir(p):
-        return p
-    inner = [c.name for c in find_sweep_dirs(p)]
-    if inner:
-        raise ValueError(f"{p}: not a sweep folder but a storage path holding sweeps {', '.join(inner)}; pass those")
-    if (p / "params.json").exists() or (p / "result.json").exists():
-        raise ValueError(f"{p}: not a sweep folder but a trial folder; pass its parent {p.parent}")
-    raise ValueError(f"{p}: not a sweep folder: no {STATE_GLOB} in it")
 
 
 def _read_spec(sweep_dir: Path) -> dict[str, Any]:
@@ -194,36 +163,6 @@ def _read_state(sweep_dir: Path) -> tuple[list[dict[str, Any]], str | None]:
         )
     metric = (state.get("runner_data") or {}).get("_metric")
     return trials, metric if isinstance(metric, str) else None
-
-
-def parse_experiment_state(text: str, source: str) -> dict[str, Any]:
-    """Ray's experiment state as JSON, checked for the parts a restore needs."""
-    try:
-        state = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{source}: corrupted experiment state (not JSON: {exc.msg} at line {exc.lineno})") from None
-    if not isinstance(state, dict) or not isinstance(state.get("trial_data"), list) \
-            or not isinstance(state.get("runner_data"), dict):
-        raise ValueError(f"{source}: corrupted experiment state (no trial_data list or runner_data mapping)")
-    return state
-
-
-def split_trial_item(item: Any) -> tuple[dict | None, dict | None]:
-    """One item of Ray's trial_data as (metadata, runtime state); None for a part not JSON."""
-    def load(x: Any) -> dict | None:
-        if isinstance(x, dict):
-            return x
-        if isinstance(x, str):
-            try:
-                v = json.loads(x)
-            except json.JSONDecodeError:
-                return None
-            return v if isinstance(v, dict) else None
-        return None
-
-    if isinstance(item, (list, tuple)):
-        return load(item[0]) if item else None, load(item[1]) if len(item) > 1 else None
-    return load(item), None
 
 
 def trial_id_from_folder(folder: Path) -> str | None:

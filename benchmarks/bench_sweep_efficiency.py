@@ -57,8 +57,9 @@ from analysis.evaluate import evaluate_checkpoint  # noqa: E402
 from analysis.tables import rank_trials  # noqa: E402
 
 from medvit.config import SELECT_METRICS  # noqa: E402
+from sweeps.folder import SPEC_FILE  # noqa: E402
 from sweeps.ranking import SCORE, trial_best  # noqa: E402
-from sweeps.launch import SPEC_FILE, sweep_dir  # noqa: E402
+from sweeps.launch import sweep_dir  # noqa: E402
 from sweeps.spec import load_spec, spec_from_dict  # noqa: E402
 
 QUICK = {"trials": 6, "epochs": 4, "asha": "1x2", "subset": 256}

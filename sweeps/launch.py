@@ -22,9 +22,9 @@ import pyarrow.fs
 import ray
 from ray import tune
 
-from analysis.collect import STATE_GLOB, check_sweep_dir, parse_experiment_state, split_trial_item
 from medvit.data import MedMNISTData, load_dataset
 from medvit.yamlio import dump_yaml
+from sweeps.folder import SPEC_FILE, STATE_GLOB, check_sweep_dir, parse_experiment_state, split_trial_item
 from sweeps.paths import SweepError, check_writable_folder
 from sweeps.ranking import SCORE, Candidate, Rank, ranks, trial_best
 from sweeps.space import (configuration, configuration_id, search_algorithm, trial_config, trial_scheduler,
@@ -34,7 +34,6 @@ from sweeps.storage import check_storage_visible
 from trainables.medvit_trainable import train_medvit
 from trainables.tensorboard import sweep_loggers
 
-SPEC_FILE = "medsweep_spec.yaml"
 BEST_CONFIG_FILE = "best_config.yaml"
 TUNER_FILE = "tuner.pkl"
 # An unreachable address fails within this many seconds instead of Ray's minutes of retries.

@@ -61,7 +61,7 @@ def test_ties_stop_nothing_and_a_rung_metric_breaks_them(bench):
 
 
 def test_replay_reads_finished_fifo_sweeps_and_refuses_others(bench, tmp_path, capsys):
-    from sweeps.launch import SPEC_FILE
+    from sweeps.folder import SPEC_FILE
     from sweeps.spec import load_spec, spec_from_dict
 
     def sweep(name, scheduler, epochs_run):
@@ -115,7 +115,7 @@ def test_pool_refuses_bad_input_in_one_line(bench, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench.main(["--pool", "8"])
     assert exit_info.value.code == 2 and "--pool needs --replay" in capsys.readouterr().err
-    from sweeps.launch import SPEC_FILE
+    from sweeps.folder import SPEC_FILE
     from sweeps.spec import load_spec
 
     (tmp_path / SPEC_FILE).write_text(load_spec("retinamnist-cpu").to_yaml())
@@ -126,7 +126,7 @@ def test_pool_refuses_bad_input_in_one_line(bench, tmp_path, capsys):
 def test_fifo_from_reuses_a_matching_fifo_run_and_refuses_another(bench, tmp_path, capsys):
     from argparse import Namespace
 
-    from sweeps.launch import SPEC_FILE
+    from sweeps.folder import SPEC_FILE
     from sweeps.spec import load_spec
 
     base = load_spec("retinamnist-cpu").to_dict()
