@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import os
 import socket
 import warnings
@@ -48,7 +49,8 @@ def sweep_dir(spec: SweepSpec) -> str:
 def build_trainable(spec: SweepSpec, data: MedMNISTData):
     """The trainable with the dataset put in the object store once for all trials."""
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-    return tune.with_resources(tune.with_parameters(train_medvit, data=data, spec=spec), resources)
+    full_config = functools.partial(trial_config, spec)
+    return tune.with_resources(tune.with_parameters(train_medvit, data=data, full_config=full_config), resources)
 
 
 def param_space(spec: SweepSpec) -> dict:
@@ -183,7 +185,7 @@ def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None
             # checkpoint (weights, AdamW moments, best weights) is hundreds of MB.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=2),
-            callbacks=sweep_loggers(spec),
+            callbacks=sweep_loggers(functools.partial(trial_config, spec)),
             verbose=1,
         ),
     )

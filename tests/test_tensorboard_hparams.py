@@ -7,6 +7,7 @@ loggers write one TensorBoard file per trial beside Ray's result files, and Ray 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 
@@ -16,8 +17,9 @@ from ray import tune
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata
 
-from sweeps.spec import load_spec
 from sweeps.launch import own_loggers_only
+from sweeps.space import trial_config
+from sweeps.spec import load_spec
 from trainables.tensorboard import sweep_loggers
 
 pytestmark = pytest.mark.slow  # starts Ray
@@ -50,7 +52,7 @@ def run(tmp_path_factory):
                 fake_trial,
                 param_space={"alpha": tune.grid_search([0.0, 0.2, 0.4]), "epochs": EPOCHS},
                 run_config=tune.RunConfig(name="tb", storage_path=str(storage), stop=stop_the_alpha_0_2_trial,
-                                          callbacks=sweep_loggers(spec), verbose=1),
+                                          callbacks=sweep_loggers(functools.partial(trial_config, spec)), verbose=1),
             ).fit()
     finally:
         ray.shutdown()

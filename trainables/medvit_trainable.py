@@ -7,6 +7,7 @@ so a trial that Ray restarts (a node lost, a worker killed) resumes at the next 
 from __future__ import annotations
 
 import tempfile
+from typing import Callable
 
 import ray
 import torch
@@ -15,18 +16,16 @@ from ray import tune
 from medvit.config import build_config
 from medvit.data import MedMNISTData
 from medvit.train import Trainer
-from sweeps.space import trial_config
-from sweeps.spec import SweepSpec
 
 
-def train_medvit(config: dict, data: MedMNISTData, spec: SweepSpec) -> None:
+def train_medvit(config: dict, data: MedMNISTData, full_config: Callable[[dict], dict]) -> None:
     # Ray gives each trial worker OMP_NUM_THREADS=1; use the CPUs the trial reserved instead.
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
 
     # Ray's trial config holds the searched values only (with repeats also the repeat index,
-    # which trial_config turns into the seed); the spec supplies the rest.
-    train_config = build_config(trial_config(spec, config))
+    # which becomes the seed); the launcher's full_config adds the spec's fixed values.
+    train_config = build_config(full_config(config))
     if train_config.subset is not None:
         data = data.subset(train_config.subset, seed=train_config.seed)
     trainer = Trainer(train_config, data)

@@ -18,15 +18,14 @@ names the sweep folder.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from ray.tune.experiment import Trial
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, LoggerCallback, TBXLoggerCallback
 from tensorboardX.proto.api_pb2 import Status
 from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData, SessionEndInfo
 from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
 from tensorboardX.summary import hparams
-
-from sweeps.space import trial_config
-from sweeps.spec import SweepSpec
 
 SESSION_END_TAG = "_hparams_/session_end_info"
 EPOCH_SCALAR = "ray/tune/epoch"
@@ -48,9 +47,9 @@ def _session_end(status: str) -> Summary:
 class _HParamsWriter(TBXLoggerCallback):
     """Ray's TensorBoard logger with the sweep's full HParams."""
 
-    def __init__(self, spec: SweepSpec):
+    def __init__(self, full_config: Callable[[dict], dict]):
         super().__init__()
-        self._spec = spec
+        self._full_config = full_config
         self._failed: set[str] = set()
 
     def log_trial_end(self, trial: Trial, failed: bool = False):
@@ -59,7 +58,7 @@ class _HParamsWriter(TBXLoggerCallback):
         super().log_trial_end(trial, failed)
 
     def _try_log_hparams(self, trial: Trial, result: dict):
-        config = trial_config(self._spec, trial.config)
+        config = self._full_config(trial.config)
         values = {k: v for k, v in config.items() if isinstance(v, (str, bool, int, float))}
         failed = trial.trial_id in self._failed
         values["end"] = trial_end(failed, result.get(EPOCH_SCALAR), int(config["epochs"]))
@@ -74,8 +73,8 @@ class SweepTensorBoard(LoggerCallback):
 
     _SAVED_FILE_TEMPLATES = TBXLoggerCallback._SAVED_FILE_TEMPLATES
 
-    def __init__(self, spec: SweepSpec):
-        self._writer = _HParamsWriter(spec)
+    def __init__(self, full_config: Callable[[dict], dict]):
+        self._writer = _HParamsWriter(full_config)
 
     def log_trial_start(self, trial: Trial):
         self._writer.log_trial_start(trial)
@@ -87,6 +86,7 @@ class SweepTensorBoard(LoggerCallback):
         self._writer.log_trial_end(trial, failed)
 
 
-def sweep_loggers(spec: SweepSpec) -> list[LoggerCallback]:
-    """Every logger a sweep runs: Ray's CSV and JSON result files, and SweepTensorBoard."""
-    return [CSVLoggerCallback(), JsonLoggerCallback(), SweepTensorBoard(spec)]
+def sweep_loggers(full_config: Callable[[dict], dict]) -> list[LoggerCallback]:
+    """Every logger a sweep runs: Ray's CSV and JSON result files, and SweepTensorBoard.
+    `full_config` maps Ray's trial config (the searched values) to the whole training config."""
+    return [CSVLoggerCallback(), JsonLoggerCallback(), SweepTensorBoard(full_config)]
