@@ -12,6 +12,7 @@ import typing
 import warnings
 from pathlib import Path
 
+from medvit.openmp import set_default_wait_policy
 from sweeps.paths import check_writable_folder
 
 USAGE_ERROR = 2
@@ -354,6 +355,7 @@ def one_line_warning(message, category, filename, lineno, file=None, line=None) 
 
 
 def main(argv: list[str] | None = None) -> int:
+    set_default_wait_policy()  # before anything imports torch (medvit/openmp.py says why)
     shown, warnings.showwarning = warnings.showwarning, one_line_warning
     try:
         args = build_parser().parse_args(argv)

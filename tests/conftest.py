@@ -8,8 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from medvit.data import DATASETS, MD5_CACHE_ENV
-from medvit.synthetic import write_synthetic
+from medvit.openmp import set_default_wait_policy
+
+# The suite's own torch waits passively too, as `medsweep` does: at a load of 13-15 on 2 cores,
+# tests/test_models.py ran in 56-58 s so, and had not finished after 600 s with libgomp's default.
+set_default_wait_policy()
+
+from medvit.data import DATASETS, MD5_CACHE_ENV  # noqa: E402
+from medvit.synthetic import write_synthetic  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_FLAGS = ("retinamnist", "pneumoniamnist")
