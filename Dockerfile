@@ -16,6 +16,7 @@ COPY --chown=ray:users medvit /home/ray/medsweep/src/medvit
 COPY --chown=ray:users trainables /home/ray/medsweep/src/trainables
 COPY --chown=ray:users sweeps /home/ray/medsweep/src/sweeps
 COPY --chown=ray:users analysis /home/ray/medsweep/src/analysis
+COPY --chown=ray:users medsweep /home/ray/medsweep/src/medsweep
 RUN python3.11 -m venv /home/ray/medsweep/venv \
     && /home/ray/medsweep/venv/bin/pip install --no-cache-dir 'setuptools>=68' \
     && /home/ray/medsweep/venv/bin/pip install --no-cache-dir --no-build-isolation -e '/home/ray/medsweep/src[cluster]'

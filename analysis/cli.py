@@ -1,6 +1,6 @@
 """The analysis subcommands of ``medsweep``: collect, evaluate, confirm, report, gradcam.
 
-``add_analysis_parsers(subparsers)`` adds them to the ``medsweep`` parser (``sweeps.cli``);
+``add_analysis_parsers(subparsers)`` adds them to the ``medsweep`` parser (``medsweep.cli``);
 each sets ``run`` to a function ``run(args) -> int``. Bad input raises :class:`AnalysisError`
 (a ``ValueError``) whose message is one line naming the argument; ``medsweep`` prints it and
 exits with code 2.

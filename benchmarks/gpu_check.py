@@ -6,7 +6,7 @@ they are missing); every step writes a Markdown or JSON file under ``--out``:
   train_check.json  (a) 3 epochs of the recommended preset on real RetinaMNIST: metrics finite,
                     the selected model reloads from its checkpoint and predicts what the trainer
                     did; fp32, bf16 autocast and channels-last predictions of that model agree;
-                    ``python -m sweeps.cli train`` runs with Ray unimportable
+                    ``python -m medsweep train`` runs with Ray unimportable
   throughput.md     (b) training images/s of each 28 px preset and resnet18_28, batch 128 and
                     512, fp32 / bf16 autocast x contiguous / channels-last
   packing.md        (c) 1, 2, 4, 8 concurrent training processes on the one device, total images/s
@@ -64,7 +64,7 @@ PACKING_FLAG = "pathmnist"  # the synthetic data of packing and compile timings
 QUICK_TIMING = dict(warmup=0, seconds=0.0, min_steps=1)  # --quick: one step, the code path only
 STEPS = "abcdfgeh"  # in the order they run; (e), the tests, runs on CUDA only
 DEFAULT_STEPS = "abcde"  # under 8 minutes on an H100; (f), (g), (h) about 5, 4 and 5 more (compilations)
-RAY_BLOCKED = "import sys; sys.modules['ray'] = None; from sweeps.cli import main; sys.exit(main(sys.argv[1:]))"
+RAY_BLOCKED = "import sys; sys.modules['ray'] = None; from medsweep.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def finite(values) -> bool:

@@ -1,7 +1,7 @@
 """Ray Tune on one GPU: the test suite, a real sweep, packing, faults and the sweep's outputs.
 
 Run it through ``benchmarks/gpu_sweep.sh`` (which installs the carried wheels where Ray is
-missing). Every sweep is a real ``medsweep sweep`` (``python -m sweeps.cli``) in a process
+missing). Every sweep is a real ``medsweep sweep`` (``python -m medsweep``) in a process
 session of its own, ended whole afterwards. Each step writes one file under ``--out``:
 
   a_tests.json      (a) the test suite on this Python with this Ray (pytest, junit counts and
@@ -131,7 +131,7 @@ class Check:
 
     def start(self, cli_args: list[str], log: Path) -> subprocess.Popen:
         """The CLI in a new process session: Ray's processes join it and end with it."""
-        return subprocess.Popen([sys.executable, "-m", "sweeps.cli", *cli_args], cwd=REPO, env=self.env,
+        return subprocess.Popen([sys.executable, "-m", "medsweep", *cli_args], cwd=REPO, env=self.env,
                                 stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
     def run(self, cli_args: list[str], log: Path) -> tuple[int, float]:

@@ -1,4 +1,4 @@
-"""medsweep collect / evaluate / confirm / report / gradcam through ``sweeps.cli.main``, on the
+"""medsweep collect / evaluate / confirm / report / gradcam through ``medsweep.cli.main``, on the
 real smoke sweeps of the analysis fixture."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from sweeps.cli import main
+from medsweep.cli import main
 from analysis_sweeps import ERROR_MODEL, PNEUMONIA, RETINA
 
 TEST_COLUMNS = ["test_acc", "test_auc", "test_qwk", "test_mae"]

@@ -24,7 +24,7 @@ from analysis.report import read_ensemble, write_report
 from analysis.tables import TRAIN_CONFIG_KEYS
 from analysis_sweeps import confirm_frame
 from hand_results import BEST, SWEEP_DIR, retina_confirm, retina_ensemble, retina_results, write_results
-from sweeps.cli import main
+from medsweep.cli import main
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -22,7 +22,7 @@ from hand_results import BEST, retina_confirm, retina_results
 from medvit.config import build_config
 from medvit.train import AUDIT_PREFIX, Trainer, load_data, train
 from sweep_helpers import results, retina_spec, trial_dirs
-from sweeps.cli import main
+from medsweep.cli import main
 
 TINY = dict(dataset="retinamnist", model="medvit_28_tiny", subset=128, batch_size=32, epochs=3, device="cpu",
             select_metric="val_loss", select_window=1)

@@ -24,7 +24,7 @@ import torch
 
 from analysis.collect import collect, read_sweep
 from medvit.yamlio import dump_yaml, load_yaml
-from sweeps.cli import build_parser, main
+from medsweep.cli import build_parser, main
 from sweep_helpers import retina_spec
 
 TRIAL = "train_medvit_ab12c_00000_0_alpha=0.1000"
@@ -417,7 +417,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, warns, env, world
 
 
 def python_default_warning_filters() -> None:
-    """The filters `python -m sweeps.cli` runs with, not pytest's: what a user would see."""
+    """The filters `python -m medsweep` runs with, not pytest's: what a user would see."""
     warnings.simplefilter("default")
     for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
         warnings.filterwarnings("ignore", category=category)

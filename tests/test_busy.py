@@ -37,7 +37,7 @@ def wait_settings(text: str) -> set[tuple[str, str]]:
 
 
 def medsweep_train(out: Path, env: dict[str, str], data_root: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "sweeps.cli", "train", "--dataset", "retinamnist", "--model", "medvit_28_tiny",
+    command = [sys.executable, "-m", "medsweep", "train", "--dataset", "retinamnist", "--model", "medvit_28_tiny",
                "--epochs", "1", "--subset", "32", "--device", "cpu", "--data-root", str(data_root), "--out", str(out)]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -13,7 +13,7 @@ from pydantic import Field
 from analysis.schema import CONFIG_COLUMNS, RESULTS_SCHEMA, results_schema, train_config_keys
 from analysis.tables import TRAIN_CONFIG_KEYS
 from medvit.config import TrainConfig, build_config, searchable_fields
-from sweeps.cli import add_train_parser, flag_name, train_values
+from medsweep.cli import add_train_parser, flag_name, train_values
 from sweeps.space import trial_config
 from sweeps.spec import SEARCHABLE, SpecError, TrainSection, load_spec, spec_from_dict
 

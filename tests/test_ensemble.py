@@ -82,7 +82,7 @@ def test_no_candidates_is_one_line():
 
 
 def _ensemble_cli(sweep_dir, tmp_path, capsys):
-    from sweeps.cli import main
+    from medsweep.cli import main
 
     code = main(["ensemble", str(sweep_dir), "--out", str(tmp_path / "out")])
     return code, capsys.readouterr().err.strip()
@@ -111,7 +111,7 @@ def test_ensemble_of_a_real_sweep_scores_its_members_on_test(analysis_sweeps, tm
     from analysis.evaluate import load_checkpoint, load_eval_data
     from analysis_sweeps import RETINA
     from medvit.metrics import evaluate
-    from sweeps.cli import main
+    from medsweep.cli import main
 
     sweep = analysis_sweeps.dirs[RETINA]
     code = main(["ensemble", str(sweep), "--out", str(tmp_path / "out"), "--data-root", str(analysis_sweeps.data_root),

@@ -23,7 +23,7 @@ from sweep_helpers import epochs_run, results, retina_spec, trial_dirs, wait_for
 pytestmark = pytest.mark.slow
 
 EPOCHS = 3
-COMMAND = [sys.executable, "-m", "sweeps.cli"]
+COMMAND = [sys.executable, "-m", "medsweep"]
 
 
 def start(args: list[str], env: dict, log: Path) -> subprocess.Popen:

@@ -20,7 +20,7 @@ def test_ctrl_c_during_train_start_is_exit_130_and_writes_nothing(after_s, real_
     out = tmp_path / "run"
     env = {**os.environ, "MEDMNIST_ROOT": str(real_root)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "sweeps.cli", "train", "--dataset", "retinamnist", "--model", "medvit_28_tiny",
+        [sys.executable, "-m", "medsweep", "train", "--dataset", "retinamnist", "--model", "medvit_28_tiny",
          "--subset", "64", "--epochs", "30", "--out", str(out)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(after_s)

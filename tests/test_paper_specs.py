@@ -98,7 +98,7 @@ def test_a_group_name_outside_the_groups_is_not_looked_up(tmp_path, monkeypatch)
 def test_paper_retinamnist_smoke_sweep_runs_end_to_end(real_root, tmp_path, capsys):
     import ray
 
-    from sweeps.cli import main
+    from medsweep.cli import main
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:

@@ -120,7 +120,7 @@ def test_bad_values_are_one_line(values, expected):
 
 
 def test_cli_refuses_a_bad_resize_in_one_line():
-    proc = subprocess.run([sys.executable, "-m", "sweeps.cli", "train", "--dataset", "retinamnist",
+    proc = subprocess.run([sys.executable, "-m", "medsweep", "train", "--dataset", "retinamnist",
                            "--resize", "3", "--out", "unused"], capture_output=True, text=True)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -18,7 +18,7 @@ from analysis.collect import read_sweep
 from analysis.tables import rank_trials
 from medvit.config import build_config, load_config_file
 from medvit.data import DATASETS
-from sweeps.cli import main
+from medsweep.cli import main
 from sweeps.launch import run_sweep, sweep_dir
 from sweep_helpers import epochs_run, results, retina_spec, trial_dirs, wait_for
 
@@ -173,7 +173,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(real_root, 
     spec_file.write_text(spec.to_yaml())
     directory = tmp_path / "retina-resume"
     env = {**os.environ, "MEDMNIST_ROOT": str(real_root), "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "sweeps.cli"]
+    command = [sys.executable, "-m", "medsweep"]
     sweep = subprocess.Popen([*command, "sweep", str(spec_file)], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
 

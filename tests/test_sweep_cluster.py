@@ -10,7 +10,7 @@ import ray
 from ray._private.services import find_gcs_addresses
 from ray.cluster_utils import Cluster
 
-from sweeps.cli import main
+from medsweep.cli import main
 from sweeps.launch import run_sweep, sweep_dir
 from sweep_helpers import epochs_run, results, retina_spec, trial_dirs
 

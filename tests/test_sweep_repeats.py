@@ -13,7 +13,7 @@ import ray
 from analysis.collect import collect, read_results
 from analysis.tables import TRAIN_CONFIG_KEYS, best_config, rank_trials
 from medvit.config import load_config_file
-from sweeps.cli import main
+from medsweep.cli import main
 from sweeps.launch import run_sweep, sweep_dir
 from sweeps.ranking import SCORE
 from sweeps.space import TRIAL_INDEX, configuration

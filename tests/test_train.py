@@ -12,7 +12,7 @@ from medvit.config import ConfigError, TrainConfig, build_config
 from medvit.data import load_dataset
 from medvit.augment import augment_batch, augment_config
 from medvit.train import MEMORY_FORMAT, Trainer, batch_inputs, load_checkpoint_model, normalise, train
-from sweeps.cli import main
+from medsweep.cli import main
 
 TINY = dict(dataset="retinamnist", model="medvit_28_tiny", epochs=2, batch_size=64, subset=192, device="cpu")
 
@@ -174,7 +174,7 @@ def test_config_file_round_trip(real_root, tmp_path):
 
 def test_console_script_reports_bad_argument_without_traceback():
     proc = subprocess.run(
-        [sys.executable, "-m", "sweeps.cli", "train", "--dataset", "retinamnist", "--batch-size", "0", "--out", "x"],
+        [sys.executable, "-m", "medsweep", "train", "--dataset", "retinamnist", "--batch-size", "0", "--out", "x"],
         capture_output=True, text=True,
     )
     assert proc.returncode == 2

@@ -4,14 +4,12 @@ the library; bad input ends in one line on stderr and exit code 2, never a trace
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
 import sys
 import typing
 import warnings
 from pathlib import Path
 
+from medvit.jsonio import write_json
 from medvit.openmp import set_default_wait_policy
 from sweeps.paths import check_writable_folder
 
@@ -110,25 +108,6 @@ def check_device(command: str, device: str | None) -> None:
         if not torch.cuda.is_available():
             raise UsageError(f"medsweep {command}: --device: cuda was asked for but no CUDA GPU is visible; "
                              "allowed here: auto, cpu")
-
-
-def finite(value):
-    """The value with every NaN or infinity replaced by None: JSON has no such numbers."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(item) for item in value]
-    return value
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Strict JSON, written whole or not at all (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(finite(data), indent=2, allow_nan=False))
-    os.replace(tmp, path)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -370,6 +349,3 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         warnings.showwarning = shown
 
-
-if __name__ == "__main__":
-    sys.exit(main())

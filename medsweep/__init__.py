@@ -1,0 +1,1 @@
+"""The `medsweep` command line: the top layer, above `analysis` (docs/ARCHITECTURE.md, "Layers")."""
