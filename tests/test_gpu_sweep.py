@@ -18,6 +18,9 @@ from analysis.collect import read_sweep
 from conftest import load_benchmark
 from sweep_helpers import results, trial_dirs
 
+# The quick run is set up by the first slow test: over the 600 s default at a load of 20.
+pytestmark = pytest.mark.timeout(1500)
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = ["bash", "benchmarks/gpu_sweep.sh"]
 OUT_FILES = {"log.txt", "summary.md", "a_tests.json", "b_sweep.json", "c_packing.jsonl", "d_faults.json",
