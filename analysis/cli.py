@@ -165,7 +165,7 @@ def run_confirm(args: argparse.Namespace) -> int:
     from analysis.confirm import confirm, plan_arms, read_confirm
 
     if not 1 <= args.seeds <= MAX_CONFIRM_SEEDS:
-        raise AnalysisError(f"medsweep confirm: --seeds: {args.seeds}; allowed: 1 to {MAX_CONFIRM_SEEDS}")
+        raise AnalysisError(f"confirm: --seeds: {args.seeds}; allowed: 1 to {MAX_CONFIRM_SEEDS}")
     if args.epochs is not None and args.epochs < 1:
         raise AnalysisError(f"medsweep confirm: --epochs: need at least 1 epoch, got {args.epochs}")
     _parquet_out("confirm", "--out", Path(args.out), read_confirm)

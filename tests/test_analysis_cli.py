@@ -273,7 +273,7 @@ def _bad_inputs(ctx: dict) -> dict[str, tuple[list, str]]:
         "gradcam bad split": (["gradcam", "--checkpoint", ckpt, "--images", 2, "--split", "dev", "--out", png],
                               "--split: invalid choice"),
         "confirm zero seeds": (["confirm", retina, "--seeds", 0, "--out", t / "c.parquet"],
-                               "confirm: --seeds: need at least 1 seed"),
+                               "confirm: --seeds: 0; allowed: 1 to 100$"),
         "confirm not a sweep": (["confirm", t, "--out", t / "c.parquet"], "confirm: sweep_dir: .*not a sweep folder"),
         "confirm out not parquet": (["confirm", retina, "--out", ctx["text"]], "confirm: --out: .*not a Parquet file"),
     }
