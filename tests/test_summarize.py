@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import json
 from pathlib import Path
@@ -43,3 +44,18 @@ def test_selecting_on_test_is_its_own_rule(tmp_path, monkeypatch, real_root):
     assert rows["trailing mean of 1 (what ran)"].startswith("0.500")
     assert rows["last epoch"].startswith("0.500")
     assert "paired difference" not in out.getvalue()  # one arm: nothing to pair
+
+
+def test_gzipped_records_read_as_plain_ones(tmp_path, monkeypatch, real_root):
+    monkeypatch.setenv("MEDMNIST_ROOT", str(real_root))
+    line = json.dumps(_record("a", 0, 0.50, [0.40, 0.61, 0.50], selected=3)) + "\n"
+    (tmp_path / "a.jsonl").write_text(line)
+    with gzip.open(tmp_path / "a.jsonl.gz", "wt") as f:
+        f.write(line)
+    outputs = []
+    for name in ("a.jsonl", "a.jsonl.gz"):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            summarize.main([str(tmp_path / name)])
+        outputs.append(out.getvalue())
+    assert outputs[0] == outputs[1] and "0.610" in outputs[0]

@@ -2,6 +2,8 @@
 
     python reports/recipe/summarize.py reports/recipe/a.jsonl reports/recipe/b.jsonl ...
 
+(gzipped records, `*.jsonl.gz`, read the same.)
+
 Per arm: mean +- std over seeds of the test metrics of the epoch each run selected on
 validation; the seed ensemble (the seeds' selected-epoch probabilities averaged, cut-points
 for decoded QWK/MAE tuned on the averaged validation probabilities); and, from the per-epoch
@@ -12,6 +14,7 @@ for arms of the same dataset, the paired difference to the first one over the se
 
 from __future__ import annotations
 
+import gzip
 import json
 import sys
 from collections import defaultdict
@@ -32,7 +35,7 @@ def fmt(values) -> str:
 def main(paths: list[str]) -> None:
     runs = defaultdict(list)
     for path in paths:
-        for line in open(path):
+        for line in (gzip.open(path, "rt") if path.endswith(".gz") else open(path)):
             record = json.loads(line)
             runs[f'{record["config"]["dataset"]} {record["arm"]}'].append(record)
     data = {}
