@@ -422,8 +422,15 @@ def read_ensemble(path: str | os.PathLike) -> Ensemble:
         raise ValueError(f"{p}: not an ensemble file: no {', '.join(missing)}")
     members = data["members"]
     if not (isinstance(members, list) and members
-            and all(isinstance(m, dict) and {"trial_id", "weight"} <= set(m) for m in members)):
-        raise ValueError(f"{p}: members: need a non-empty list of {{trial_id, weight, val_acc}}")
+            and all(isinstance(m, dict) and isinstance(m.get("trial_id"), str)
+                    and float_or_none(m.get("weight")) is not None and 0 <= float(m["weight"]) < float("inf")
+                    for m in members)):
+        raise ValueError(f"{p}: members: need a non-empty list of {{trial_id: text, weight: a number >= 0, "
+                         "val_acc}")
+    if not isinstance(data.get("metric"), (str, type(None))):
+        raise ValueError(f"{p}: metric: {data['metric']!r} is not a metric name such as val_acc")
+    if not (data.get("candidates") is None or type(data["candidates"]) is int):
+        raise ValueError(f"{p}: candidates: {data['candidates']!r} is not a whole number")
     for split in ("val", "test"):
         if not isinstance(data[split], dict) or float_or_none(data[split].get("acc")) is None:
             raise ValueError(f"{p}: {split}: need the metrics of the split, acc at least")

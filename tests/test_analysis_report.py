@@ -287,6 +287,23 @@ def test_read_ensemble_errors(tmp_path):
     assert read_ensemble(bad).winner is None
 
 
+@pytest.mark.parametrize(("edit", "expected"), [
+    (lambda d: d["members"][0].update(weight=None), "members: need"),
+    (lambda d: d["members"][0].update(weight=-0.5), "members: need"),
+    (lambda d: d["members"][0].update(trial_id=["a", "b"]), "members: need"),
+    (lambda d: d.update(metric=3), "metric: 3 is not a metric name"),
+    (lambda d: d.update(candidates="many"), "candidates: 'many' is not a whole number"),
+], ids=["null weight", "negative weight", "list trial id", "integer metric", "text candidates"])
+def test_hand_edited_ensemble_is_one_line(tmp_path, edit, expected):
+    data = json.loads(retina_ensemble(tmp_path / "good").read_text())
+    edit(data)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=expected) as err:
+        read_ensemble(bad)
+    assert "\n" not in str(err.value)
+
+
 def test_cli_report_with_ensemble(tmp_path):
     results = write_results(retina_results(), tmp_path / "results.parquet")
     confirm = tmp_path / "confirm.parquet"
