@@ -416,6 +416,7 @@ def download_dataset(flag: str, root: str | os.PathLike | None = None, size: int
     info = dataset_info(flag)
     _check_size(size)
     root_path = resolve_root(root)
+    created = [p for p in (root_path, *root_path.parents) if not p.exists()]  # deepest first
     root_path.mkdir(parents=True, exist_ok=True)
     cls = getattr(medmnist, info.python_class)
     # the class also reads one split after downloading: take the smallest one
@@ -423,6 +424,9 @@ def download_dataset(flag: str, root: str | os.PathLike | None = None, size: int
     try:
         cls(split=split, root=str(root_path), size=size, download=True)  # ok-download: only on the user's explicit request
     except RuntimeError as exc:
+        for folder in created:  # a failed download leaves no new empty folders behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         msg = " ".join(str(exc).split())
         raise DataError(f"download of {flag} ({size} px) into {root_path} failed: {msg}") from exc
     return dataset_path(flag, root_path, size)

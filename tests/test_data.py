@@ -389,6 +389,21 @@ def test_download_failure_is_one_line_data_error(tmp_path, monkeypatch):
     assert "\n" not in msg and "retinamnist" in msg and str(tmp_path) in msg and "Automatic download failed" in msg
 
 
+def test_failed_download_leaves_no_new_folder_and_keeps_old_ones(tmp_path, monkeypatch):
+    from medvit.data import download_dataset
+
+    class Offline:
+        def __init__(self, **kwargs):
+            raise RuntimeError("Automatic download failed!")
+
+    monkeypatch.setattr(medmnist, "RetinaMNIST", Offline)
+    (tmp_path / "kept").mkdir()  # a folder that was there before stays, empty or not
+    with pytest.raises(DataError):
+        download_dataset("retinamnist", tmp_path / "kept" / "new" / "root", 28)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
+    assert not any((tmp_path / "kept").iterdir())
+
+
 def test_pickles_as_numpy_and_back(real_root):
     import pickle
 
