@@ -141,9 +141,14 @@ def test_unfinished_trial(analysis_sweeps, tmp_path):
     meta = json.loads(state["trial_data"][k][0])
     meta["status"] = "RUNNING"
     state["trial_data"][k][0] = json.dumps(meta)
-    state_file.write_text(json.dumps(state))
     res = sweep / meta["relative_logdir"] / "result.json"
     first_line = res.read_text().splitlines()[0]
+    # Ray's own last report of a trial still running: its first epoch (collect takes the state's
+    # report when it is newer than result.json's last line)
+    runtime = json.loads(state["trial_data"][k][1])
+    runtime["last_result"] = json.loads(first_line)
+    state["trial_data"][k][1] = json.dumps(runtime)
+    state_file.write_text(json.dumps(state))
     res.write_text(first_line + "\n" + '{"epoch": 2, "truncat')  # a partly written line
     df = read_sweep(sweep).to_pandas().set_index("trial_id")
     row = df.loc[meta["trial_id"]]

@@ -49,9 +49,19 @@ cp -a /etc/skel/. "$T/home/"
 for sub in TOOLCHAIN; do
   if [ -d "/root/$sub" ]; then mkdir -p "$T/home/$sub"; mount --bind "/root/$sub" "$T/home/$sub"; fi
 done
+# A checkout or data folder under /tmp would vanish under the private /tmp: hold each one in
+# the private home first, then bind it back at the same path.
+REPO=$(realpath "$REPO") DATA=$(realpath "$DATA")
+held=()
+for p in "$REPO" "$DATA"; do
+  case "$p/" in /tmp/*)
+    mkdir -p "$T/home/.held${#held[@]}"; mount --bind "$p" "$T/home/.held${#held[@]}"; held+=("$p");;
+  esac
+done
 cp "$T/up.sh" "$T/home/up.sh"
 mount --rbind "$T/home" /root
 mount --bind "$T/tmp" /tmp
+for i in "${!held[@]}"; do mkdir -p "${held[$i]}"; mount --bind "/root/.held$i" "${held[$i]}"; done
 python=$("$REPO/.venv/bin/python" -c 'import os, sys; print(os.path.realpath(sys.executable))')
 "$python" -m venv /root/medsweep/venv
 "$REPO/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
