@@ -4,6 +4,9 @@
 # A name that does not run (a pyenv shim of a version not selected) is passed over. An existing
 # .venv is kept whatever its Python: `make clean` first to change it.
 PYTHON ?= $(shell for v in 3.13 3.12 3.11; do p=$$(command -v python$$v) && $$p -c '' 2>/dev/null && { echo $$p; break; }; done)
+# PYTHON picks the interpreter of the venv only: kept out of the recipes' environment, where the
+# GPU scripts (benchmarks/gpu_env.sh) read PYTHON as the Python to run them with.
+unexport PYTHON
 VENV ?= .venv
 BIN := $(VENV)/bin
 SPEC ?= retinamnist-cpu
