@@ -354,7 +354,7 @@ def fast_path_tests(args, out: Path) -> bool:
     # the tests' real-data fixture reads MEDMNIST_ROOT (retinamnist.npz and pneumoniamnist.npz)
     env = os.environ | {"MEDMNIST_ROOT": args.data_root}
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "tests/test_bench_fastpath.py", "tests/test_augment.py"],
+                          "tests/test_bench_fastpath.py", "tests/test_augment.py", "tests/test_augmix.py"],
                          capture_output=True, text=True, cwd=REPO, env=env)
     (out / "tests.log").write_text(run.stdout + run.stderr)
     return run.returncode == 0
