@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import functools
+import hashlib
+import json
 import os
 import socket
 import warnings
@@ -36,6 +38,11 @@ from trainables.medvit_trainable import train_medvit
 from trainables.tensorboard import sweep_loggers
 
 BEST_CONFIG_FILE = "best_config.yaml"
+# A hash of each field of the spec as launched: resume refuses a spec edited since (the trials
+# ran the old one, and Ray would rewrite its state before the edit failed anything).
+FINGERPRINT_FILE = "medsweep_spec.fingerprint.json"
+# Fields a copied or moved sweep folder may change: they do not change what a trial runs.
+UNFINGERPRINTED = ("storage", "description")
 TUNER_FILE = "tuner.pkl"
 # An unreachable address fails within this many seconds instead of Ray's minutes of retries.
 ADDRESS_TIMEOUT_S = 5
@@ -48,9 +55,17 @@ def sweep_dir(spec: SweepSpec) -> str:
 
 def build_trainable(spec: SweepSpec, data: MedMNISTData):
     """The trainable with the dataset put in the object store once for all trials."""
-    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     full_config = functools.partial(trial_config, spec)
-    return tune.with_resources(tune.with_parameters(train_medvit, data=data, full_config=full_config), resources)
+    return tune.with_resources(tune.with_parameters(train_medvit, data=data, full_config=full_config),
+                               ray_resources(spec))
+
+
+def ray_resources(spec: SweepSpec) -> dict[str, float]:
+    """One trial's request in Ray's resource names (memory in bytes; none asked when 0)."""
+    resources = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
+    if spec.resources.memory_gib:
+        resources["memory"] = int(spec.resources.memory_gib * 2**30)
+    return resources
 
 
 def param_space(spec: SweepSpec) -> dict:
@@ -117,12 +132,17 @@ def check_placeable(spec: SweepSpec, address: str | None) -> None:
     """Some node must hold one trial's `resources`, or Ray queues every trial for ever. Ray
     started here has all the nodes it will ever have: refused. A cluster joined at --address
     may have an autoscaler that adds such a node (cluster.yaml's GPU workers): said, not refused."""
-    wanted = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
+    wanted = ray_resources(spec)
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
     if any(all(node.get(key, 0) >= amount for key, amount in wanted.items()) for node in nodes):
         return
-    largest = ", ".join(f"{key.lower()} {max((node.get(key, 0) for node in nodes), default=0):g}" for key in wanted)
-    problem = (f"resources: one trial asks for cpu {spec.resources.cpu:g}, gpu {spec.resources.gpu:g}, "
+
+    def described(amounts: dict[str, float]) -> str:
+        return ", ".join(f"memory {amount / 2**30:.3g} GiB" if key == "memory" else f"{key.lower()} {amount:g}"
+                         for key, amount in amounts.items())
+
+    largest = described({key: max((node.get(key, 0) for node in nodes), default=0) for key in wanted})
+    problem = (f"resources: one trial asks for {described(wanted)}, "
                f"but no node of this Ray cluster has that (the most on any node: {largest})")
     if address in (None, "local"):
         raise SweepError(f"{problem}; allowed: at most one node's resources: add --smoke (cpu 1, gpu 0), "
@@ -264,6 +284,7 @@ def check_resumable(directory: str) -> SweepSpec:
         raise SweepError(f"sweep_dir: {directory}: no {SPEC_FILE}, so medsweep did not write this folder; "
                          "resume runs only sweeps medsweep started (it unpickles Ray's state)") from None
     spec = parse_spec(spec_text, source=f"{directory}/{SPEC_FILE}")
+    check_unedited(directory, spec)
     if not tune.Tuner.can_restore(directory):
         raise SweepError(f"sweep_dir: {directory}: no {TUNER_FILE}, so there is no Ray Tune state to resume")
     newest = newest_state_file(directory)
@@ -273,6 +294,33 @@ def check_resumable(directory: str) -> SweepSpec:
     except ValueError as exc:
         raise SweepError(f"sweep_dir: {exc}; refusing to resume (Ray would start a new sweep)") from None
     return spec
+
+
+def spec_fingerprint(spec: SweepSpec) -> dict[str, str]:
+    """A short hash of each field that decides what a trial runs, by field name."""
+    return {key: hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+            for key, value in spec.to_dict().items() if key not in UNFINGERPRINTED}
+
+
+def check_unedited(directory: str, spec: SweepSpec) -> None:
+    """One line naming the fields edited since launch. A sweep started before medsweep wrote
+    fingerprints has none to compare: it is let through, as before."""
+    source = f"{directory}/{FINGERPRINT_FILE}"
+    try:
+        launched = json.loads(read_sweep_file(directory, FINGERPRINT_FILE))
+    except FileNotFoundError:
+        return
+    except ValueError:
+        launched = None
+    if not isinstance(launched, dict):
+        raise SweepError(f"sweep_dir: {source}: not the JSON object medsweep wrote at launch; refusing to resume "
+                         "a sweep whose spec cannot be checked")
+    now = spec_fingerprint(spec)
+    edited = sorted(key for key in launched.keys() | now.keys() if launched.get(key) != now.get(key))
+    if edited:
+        raise SweepError(f"sweep_dir: {directory}/{SPEC_FILE}: {', '.join(edited)} edited since the sweep started; "
+                         "allowed: the spec as launched (its trials ran that one); for the edited spec start a new "
+                         "sweep: medsweep sweep <spec> --name <new name>")
 
 
 def newest_state_file(directory: str) -> str:
@@ -316,6 +364,8 @@ def write_sweep_file(directory: str, name: str, text: str) -> str:
 
 
 def save_spec(spec: SweepSpec) -> str:
+    """The spec and its fingerprint, beside Ray's state: all `medsweep resume` reads."""
+    write_sweep_file(sweep_dir(spec), FINGERPRINT_FILE, json.dumps(spec_fingerprint(spec), indent=1) + "\n")
     return write_sweep_file(sweep_dir(spec), SPEC_FILE, spec.to_yaml())
 
 

@@ -205,6 +205,9 @@ class Resources(_Strict):
 
     cpu: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1
     gpu: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0
+    # Host memory Ray reserves per trial (0: none, Ray's default): set it when trials would
+    # otherwise be packed past a node's RAM (a 224 px MedViT takes GiBs on the host).
+    memory_gib: Annotated[float, Field(ge=0, le=2**20, allow_inf_nan=False)] = 0
 
     @field_validator("gpu")
     @classmethod

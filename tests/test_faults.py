@@ -200,9 +200,11 @@ def test_ctrl_c_while_trials_run_is_interrupted_not_done(tmp_path, env):
     assert set(read_sweep(sweep).to_pandas()["stop_reason"]) != {"finished"}
 
 
-def test_a_trial_no_node_can_place_is_refused_before_it_waits(tmp_path, env):
-    """More CPUs than any node has: without this check Ray would queue the trials for ever."""
-    spec = retina_spec(tmp_path, "too-big", resources={"cpu": 4096, "gpu": 0})
+@pytest.mark.parametrize("resources, asked", [({"cpu": 4096, "gpu": 0}, "cpu 4096, gpu 0"),
+                                              ({"cpu": 1, "gpu": 0, "memory_gib": 4096}, "memory 4.1e+03 GiB")])
+def test_a_trial_no_node_can_place_is_refused_before_it_waits(resources, asked, tmp_path, env):
+    """More CPUs or memory than any node has: without this check Ray would queue the trials for ever."""
+    spec = retina_spec(tmp_path, "too-big", resources=resources)
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(spec.to_yaml())
     log = tmp_path / "sweep.log"
@@ -213,7 +215,7 @@ def test_a_trial_no_node_can_place_is_refused_before_it_waits(tmp_path, env):
     output = log.read_text()
     assert code == 2, output[-3000:]
     errors = [line for line in output.splitlines() if line.startswith("medsweep:")]
-    assert len(errors) == 1 and "resources: one trial asks for cpu 4096" in errors[0], output
+    assert len(errors) == 1 and f"resources: one trial asks for {asked}" in errors[0], output
     assert all(hint in errors[0] for hint in ("--smoke", "retinamnist-cpu", "resources field"))
     assert elapsed < 60  # imports and Ray's start; on an idle machine well under 30 s
     assert not (tmp_path / "too-big").exists()

@@ -186,6 +186,17 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(real_root, 
     done_before = {t.name: (t / "result.json").read_text() for t in finished_trials()}
     assert len(done_before) < 4, "the sweep finished before it could be interrupted"
 
+    # A spec edited to another dataset is refused before Ray starts: nothing in the folder changes.
+    spec_text = (directory / "medsweep_spec.yaml").read_text()
+    (directory / "medsweep_spec.yaml").write_text(spec_text.replace("retinamnist", "pneumoniamnist"))
+    before = {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+    edited = subprocess.run([*command, "resume", str(directory)], env=env, capture_output=True, text=True, timeout=120)
+    assert edited.returncode == 2, edited.stdout[-2000:] + edited.stderr[-2000:]
+    assert "dataset" in edited.stderr and "edited since the sweep started" in edited.stderr
+    assert len(edited.stderr.strip().splitlines()) == 1, edited.stderr
+    assert {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()} == before
+    (directory / "medsweep_spec.yaml").write_text(spec_text)
+
     resumed = subprocess.run([*command, "resume", str(directory)], env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     trials = trial_dirs(directory)

@@ -1,0 +1,77 @@
+"""What the launcher writes beside Ray's state so that `medsweep resume` can refuse a spec edited
+since launch, and the per-trial memory request. No Ray started here: both are checked before it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sweep_helpers import retina_spec
+
+from sweeps.launch import (FINGERPRINT_FILE, check_unedited, ray_resources, save_spec, spec_fingerprint,
+                           sweep_dir)
+from sweeps.paths import SweepError
+from sweeps.spec import spec_from_dict
+
+
+def edited(spec, **changes):
+    return spec_from_dict({**spec.to_dict(), **changes}, source="edited")
+
+
+@pytest.fixture
+def launched(tmp_path):
+    spec = retina_spec(tmp_path, "guarded")
+    save_spec(spec)
+    return spec
+
+
+def test_save_spec_writes_a_fingerprint_of_every_field_but_where_it_lives(launched):
+    folder = Path(sweep_dir(launched))
+    written = json.loads((folder / FINGERPRINT_FILE).read_text())
+    assert written == spec_fingerprint(launched)
+    assert {"dataset", "search", "train", "num_samples"} <= written.keys()
+    assert "storage" not in written and "description" not in written
+    assert (folder / "medsweep_spec.yaml").exists()
+
+
+@pytest.mark.parametrize("changes, named", [
+    ({"dataset": "pneumoniamnist", "search": {"lr": {"loguniform": [1e-4, 1e-2]}}}, "dataset, search"),
+    ({"num_samples": 7}, "num_samples"),
+    ({"search": {"lr": {"loguniform": [1e-4, 1e-2]}}}, "search"),
+])
+def test_an_edited_field_is_named_in_one_line(launched, changes, named):
+    with pytest.raises(SweepError) as caught:
+        check_unedited(sweep_dir(launched), edited(launched, **changes))
+    message = str(caught.value)
+    assert message.startswith("sweep_dir: ") and f": {named} edited since the sweep started" in message
+    assert "\n" not in message and "medsweep sweep" in message
+
+
+def test_a_moved_folder_or_new_description_is_not_an_edit(launched, tmp_path):
+    check_unedited(sweep_dir(launched), edited(launched, storage=str(tmp_path / "elsewhere"), description="moved"))
+
+
+def test_a_sweep_without_a_fingerprint_resumes_as_before(launched):
+    (Path(sweep_dir(launched)) / FINGERPRINT_FILE).unlink()
+    check_unedited(sweep_dir(launched), edited(launched, num_samples=7))
+
+
+@pytest.mark.parametrize("text", ["", "[1, 2]", "{not json"])
+def test_a_damaged_fingerprint_is_refused(launched, text):
+    (Path(sweep_dir(launched)) / FINGERPRINT_FILE).write_text(text)
+    with pytest.raises(SweepError, match=f"sweep_dir: .*{FINGERPRINT_FILE}: not the JSON object"):
+        check_unedited(sweep_dir(launched), launched)
+
+
+def test_memory_is_asked_of_ray_in_bytes_only_when_set(tmp_path):
+    plain = retina_spec(tmp_path, "plain")
+    assert ray_resources(plain) == {"CPU": plain.resources.cpu, "GPU": plain.resources.gpu}
+    big = retina_spec(tmp_path, "big", resources={"cpu": 2, "gpu": 0, "memory_gib": 1.5})
+    assert ray_resources(big) == {"CPU": 2, "GPU": 0, "memory": 1.5 * 2**30}
+
+
+@pytest.mark.parametrize("memory", [-1, float("inf"), float("nan"), 2**64, True])
+def test_memory_out_of_bounds_is_refused(tmp_path, memory):
+    with pytest.raises(ValueError, match="memory_gib"):
+        retina_spec(tmp_path, "bad", resources={"cpu": 1, "gpu": 0, "memory_gib": memory})
