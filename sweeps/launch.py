@@ -102,8 +102,9 @@ def check_storage(directory: str) -> None:
         return
     if uri and scheme.lower() != "file":
         try:
-            filesystem, fs_path = pyarrow.fs.FileSystem.from_uri(directory)
-            filesystem.get_file_info(fs_path)
+            with stderr_of_subprocesses_silenced():
+                filesystem, fs_path = pyarrow.fs.FileSystem.from_uri(directory)
+                filesystem.get_file_info(fs_path)
         except (OSError, pyarrow.ArrowException) as exc:  # hdfs:// without a JVM, abfs:// without credentials
             raise SweepError(f"storage: {scheme}:// cannot be used on this machine ({first_line(exc)}); "
                              f"{allowed}") from None
@@ -112,6 +113,20 @@ def check_storage(directory: str) -> None:
         check_writable_folder(path if uri else directory)
     except ValueError as exc:
         raise SweepError(f"storage: {exc}; {allowed}") from None
+
+
+@contextlib.contextmanager
+def stderr_of_subprocesses_silenced():
+    """File descriptor 2 pointed at /dev/null: a filesystem probe's SDK may run helpers (Azure's
+    `az`) that print to it, which would break the one-line error into several."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def connect(address: str | None) -> None:

@@ -4,6 +4,9 @@ since launch, and the per-trial memory request. No Ray started here: both are ch
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +78,17 @@ def test_memory_is_asked_of_ray_in_bytes_only_when_set(tmp_path):
 def test_memory_out_of_bounds_is_refused(tmp_path, memory):
     with pytest.raises(ValueError, match="memory_gib"):
         retina_spec(tmp_path, "bad", resources={"cpu": 1, "gpu": 0, "memory_gib": memory})
+
+
+@pytest.mark.slow  # Azure's SDK tries every credential source first: about 20 s of waiting
+def test_storage_azure_cannot_serve_is_one_line_even_when_its_sdk_runs_helpers(tmp_path, real_root):
+    """abfs:// without credentials: Azure's SDK runs `az`, whose own complaint once reached the
+    terminal beside medsweep's line."""
+    env = {**os.environ, "MEDMNIST_ROOT": str(real_root)}
+    done = subprocess.run([sys.executable, "-m", "medsweep", "sweep", "retinamnist-cpu", "--smoke", "--storage",
+                           "abfs://container@account.dfs.core.windows.net/x"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("medsweep: error: storage: abfs:// cannot be used on this machine")
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert list(tmp_path.iterdir()) == []
