@@ -252,7 +252,9 @@ class Trainer:
                 "select_score": score,
                 "diverged": self.diverged,
                 "best_epoch": self.best_epoch,
-                f"best_{metric}": self.best_metrics.get(metric),
+                # At the selected epoch, which moves as the scores come in: not a running best.
+                "selected_score": self.best_value,
+                f"selected_{metric}": self.best_metrics.get(metric),
                 **audit,
             }
 

@@ -220,7 +220,8 @@ def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None
             # checkpoint (weights, AdamW moments, best weights) is hundreds of MB.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=2),
-            callbacks=sweep_loggers(functools.partial(trial_config, spec)),
+            callbacks=sweep_loggers(functools.partial(trial_config, spec),
+                                    {name: dist.values for name, dist in spec.search.items()}),
             verbose=1,
         ),
     )

@@ -17,6 +17,10 @@ from medvit.config import build_config
 from medvit.data import MedMNISTData
 from medvit.train import Trainer
 
+# What each report adds to the trainer's metrics, for the record: where the trial ran, and the
+# epoch it resumed from (0: it never did). The sweep's TensorBoard leaves them out.
+BOOKKEEPING = ("resumed_from_epoch", "node_id")
+
 
 def train_medvit(config: dict, data: MedMNISTData, full_config: Callable[[dict], dict]) -> None:
     # Ray gives each trial worker OMP_NUM_THREADS=1; use the CPUs the trial reserved instead.
