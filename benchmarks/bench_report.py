@@ -92,7 +92,7 @@ def synthesize(root: Path, n_trials: int, epochs: int, seed: int = 0) -> list[Pa
                      "images_per_s": 4000.0, "val_loss": 1.2 / e, "val_acc": acc, "val_auc": min(0.99, acc + 0.2)}
                 if ordinal:
                     m.update(val_qwk=acc - 0.1, val_mae=1.2 - acc)
-                m.update(best_epoch=best_ep, best_val_acc=best, timestamp=1767225600 + int(t_total),
+                m.update(best_epoch=best_ep, selected_val_acc=best, timestamp=1767225600 + int(t_total),
                          checkpoint_dir_name=f"checkpoint_{e - 1:06d}", should_checkpoint=True,
                          done=e == stop, training_iteration=e, trial_id=tid, date="2026-01-01_00-00-00",
                          time_this_iter_s=et, time_total_s=t_total, pid=1234, hostname="node-1",

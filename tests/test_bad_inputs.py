@@ -30,7 +30,7 @@ from sweep_helpers import retina_spec
 TRIAL = "train_medvit_ab12c_00000_0_alpha=0.1000"
 LINES = [
     {"epoch": e, "training_iteration": e, "train_loss": 1.0, "val_acc": 0.5 + e / 100, "val_loss": 1.0,
-     "best_epoch": e, "best_val_acc": 0.5 + e / 100, "select_score": 0.5, "diverged": False,
+     "best_epoch": e, "selected_val_acc": 0.5 + e / 100, "select_score": 0.5, "diverged": False,
      "trial_id": "ab12c_00000", "done": e == 2}
     for e in (1, 2)
 ]
