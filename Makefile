@@ -33,7 +33,7 @@ run: $(BIN)/.installed
 	$(BIN)/medsweep collect $(RESULTS)/$(NAME) --out runs/results.parquet --evaluate-test
 	$(BIN)/medsweep report runs/results.parquet --out reports/$(NAME)
 
-# Every test; test-fast leaves out the ones that start Ray or a browser (2.5 minutes on two idle cores).
+# Every test; test-fast leaves out the slow ones (pyproject.toml says which) (2.5 minutes on two idle cores).
 test: $(BIN)/.installed
 	$(BIN)/pytest
 
