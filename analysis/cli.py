@@ -1,4 +1,4 @@
-"""The analysis subcommands of ``medsweep``: collect, evaluate, confirm, report, gradcam.
+"""The analysis subcommands of ``medsweep``: collect, evaluate, ensemble, confirm, report, gradcam.
 
 ``add_analysis_parsers(subparsers)`` adds them to the ``medsweep`` parser (``medsweep.cli``);
 each sets ``run`` to a function ``run(args) -> int``. Bad input raises :class:`AnalysisError`

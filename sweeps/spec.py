@@ -90,7 +90,7 @@ class _Strict(BaseModel):
 def train_section(config_class: type[TrainConfig] = TrainConfig) -> type[BaseModel]:
     """The ``train:`` section: the config class's fields (their types, bounds and defaults),
     less the ones the spec sets at its top level. Names and cross-field rules are checked by
-    building the config class itself (``SweepSpec._check_train``)."""
+    building the config class itself (``SweepSpec._check_config``)."""
     fields = {name: (info.annotation, info) for name, info in config_class.model_fields.items()
               if name not in TOP_LEVEL_FIELDS}
     name = "TrainSection" if config_class is TrainConfig else f"{config_class.__name__}Section"
