@@ -23,8 +23,6 @@ audit as a labelled row and columns.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 import os
@@ -34,17 +32,17 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import pandas as pd
-import yaml
 
 from analysis import reference as ref
 from analysis.collect import float_or_none
+from analysis.render import Image, Section, render_html, render_markdown
 from analysis.schema import CONFIG_COLUMNS
 from analysis.stats import binomial_se, format_pm, mean_ci, paired_bootstrap
 from analysis.tables import (
     AUDIT_HEADING,
     AUDIT_NOTE,
     MISSING,
-    Cell,
+    SCORE_NOTE,
     TableOut,
     best_config,
     best_trials,
@@ -54,114 +52,13 @@ from analysis.tables import (
     model_families,
     model_family,
     ours_test_metrics,
+    score_name,
+    table1_blocks,
     write_tables,
 )
+from medvit.yamlio import dump_yaml
 
 __all__ = ["write_report", "read_ensemble", "Ensemble", "test_split_size"]
-
-
-# --------------------------------------------------------------------------- blocks
-
-
-@dataclass
-class _Block:
-    kind: str  # h, p, ul, table, img, code
-    payload: Any
-    extra: Any = None
-
-
-def _h(level: int, text: str) -> _Block:
-    return _Block("h", text, level)
-
-
-def _p(text: str) -> _Block:
-    return _Block("p", text)
-
-
-def _ul(items: Sequence[str]) -> _Block:
-    return _Block("ul", list(items))
-
-
-def _render_md(blocks: list[_Block], title: str) -> str:
-    out = [f"# {title}", ""]
-    for b in blocks:
-        if b.kind == "h":
-            out += ["#" * b.extra + " " + b.payload, ""]
-        elif b.kind == "p":
-            out += [b.payload, ""]
-        elif b.kind == "ul":
-            out += [f"- {x}" for x in b.payload] + [""]
-        elif b.kind == "table":
-            t: TableOut = b.payload
-            parts = b.extra or [t]
-            for part in parts:
-                out += [part.markdown_table(), ""]
-            out += [f"- {n}" for n in t.notes] + [""]
-        elif b.kind == "img":
-            png, caption, rel = b.payload
-            out += [f"![{caption}]({rel})", "", f"*{caption}*", ""]
-        elif b.kind == "code":
-            lang, text = b.payload
-            out += [f"```{lang}", text.rstrip("\n"), "```", ""]
-    return "\n".join(out)
-
-
-# Text cells wrap at spaces; the one long unbreakable text, a checkpoint path, is the last
-# column of its table and may break anywhere, so no table needs sideways scrolling.
-_CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.2rem auto;max-width:1200px;
-padding:0 1rem;color:#1d1d1d;line-height:1.45}
-h1{border-bottom:2px solid #444;padding-bottom:.3rem;margin:.2rem 0 .3rem}
-h2{border-bottom:1px solid #bbb;padding-bottom:.2rem;margin-top:2.2rem}
-.tablewrap{overflow-x:auto;margin:.6rem 0}
-table{border-collapse:collapse;font-size:.82rem}
-th,td{border:1px solid #ccc;padding:.25rem .45rem;text-align:left;overflow-wrap:break-word}
-th{background:#f0f0f0;text-align:center}
-td:last-child{overflow-wrap:anywhere}
-td.num{text-align:right;white-space:nowrap}
-td.missing{color:#999;text-align:center}
-tbody tr:nth-child(even){background:#fafafa}
-ul.notes{font-size:.82rem;color:#444}
-figure{margin:1rem 0}
-figure img{max-width:100%;height:auto;border:1px solid #ddd}
-figcaption{font-size:.85rem;color:#444}
-pre{background:#f6f8fa;border:1px solid #ddd;padding:.7rem;overflow-x:auto;font-size:.85rem}
-.meta{color:#666;font-size:.85rem;margin:.2rem 0}
-"""
-
-
-def _render_html(blocks: list[_Block], title: str, subtitle: str) -> str:
-    body = [f"<h1>{html.escape(title)}</h1>", f'<p class="meta">{html.escape(subtitle)}</p>']
-    for b in blocks:
-        if b.kind == "h":
-            body.append(f"<h{b.extra}>{html.escape(b.payload)}</h{b.extra}>")
-        elif b.kind == "p":
-            body.append(f"<p>{html.escape(b.payload)}</p>")
-        elif b.kind == "ul":
-            body.append("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in b.payload) + "</ul>")
-        elif b.kind == "table":
-            t: TableOut = b.payload
-            for part in b.extra or [t]:
-                body.append(f'<div class="tablewrap">{part.html_table()}</div>')
-            if t.notes:
-                body.append('<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in t.notes) + "</ul>")
-        elif b.kind == "img":
-            png, caption, _ = b.payload
-            data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
-            body.append(
-                f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption, quote=True)}">'
-                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-            )
-        elif b.kind == "code":
-            lang, text = b.payload
-            body.append(f'<pre><code class="language-{html.escape(lang)}">{html.escape(text)}</code></pre>')
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
-        + "\n".join(body)
-        + "</body></html>\n"
-    )
 
 
 # --------------------------------------------------------------------------- content helpers
@@ -203,14 +100,15 @@ def _sweep_overview(df: pd.DataFrame) -> tuple[TableOut, TableOut]:
              f"{g['metric'].iloc[0]} ({g['mode'].iloc[0]})", str(len(g))]
         r += [str(int(counts.get(k, 0))) for k in ("finished", "early_stopped", "errored", "unfinished")]
         r += [_range_text(g["epochs_max"])]
-        rows.append([Cell(x) for x in r])
+        rows.append(r)
     # Transposed: a sweep has many config fields and few sweeps are compared, so one row per
     # field keeps the table narrow whatever the number of fields.
-    space = [[Cell(c)] + [Cell(_range_text(g[c])) for _, g in groups] for c in CONFIG_COLUMNS]
+    space = [[c] + [_range_text(g[c]) for _, g in groups] for c in CONFIG_COLUMNS]
     return (
-        TableOut("sweeps", "Sweeps", header, rows,
+        TableOut("sweeps", "Sweeps", pd.DataFrame(rows, columns=header),
                  ["Finished = ran all epochs; early-stopped = stopped by the scheduler (e.g. ASHA)."]),
-        TableOut("search_space", "Search space", ["Config field"] + [sweep for sweep, _ in groups], space,
+        TableOut("search_space", "Search space",
+                 pd.DataFrame(space, columns=["Config field"] + [sweep for sweep, _ in groups]),
                  ["The values the trials actually used: a list gives the distinct values, a – b the range "
                   "of a continuously sampled one."]),
     )
@@ -251,14 +149,14 @@ def _confirm_section(conf: pd.DataFrame) -> tuple[TableOut, list[str]]:
         for m in ("acc", "auc", "qwk", "mae"):
             vals = g[f"test_{m}"].dropna().to_numpy(float)
             if vals.size == 0:
-                r += ["–", "–"] if m in ("acc", "auc") else ["–"]
+                r += [MISSING, MISSING] if m in ("acc", "auc") else [MISSING]
                 continue
             ci = mean_ci(vals)
             r.append(format_pm(ci.mean, ci.std))
             if m in ("acc", "auc"):
-                r.append("–" if math.isnan(ci.ci_low) else f"[{ci.ci_low:.3f}, {ci.ci_high:.3f}]")
+                r.append(MISSING if math.isnan(ci.ci_low) else f"[{ci.ci_low:.3f}, {ci.ci_high:.3f}]")
             rec[f"{m}_mean"], rec[f"{m}_std"], rec[f"{m}_ci"] = ci.mean, ci.std, (ci.ci_low, ci.ci_high)
-        rows.append([Cell(x) for x in r])
+        rows.append(r)
         data.append(rec)
     tests = []
     for ds, g in conf.groupby("dataset", sort=True):
@@ -281,7 +179,7 @@ def _confirm_section(conf: pd.DataFrame) -> tuple[TableOut, list[str]]:
                 f"{res.frac_le_zero:.1%} of resamples ≤ 0"
                 + (" (with this few seeds the bootstrap is coarse)" if res.n < 5 else "") + "."
             )
-    t = TableOut("confirm", "Confirmed configurations (test split, per-seed re-runs)", header, rows,
+    t = TableOut("confirm", "Confirmed configurations (test split, per-seed re-runs)", pd.DataFrame(rows, columns=header),
                  ["Std over seeds (ddof 1); 95% CI = Student-t interval over seeds."], pd.DataFrame(data))
     return t, tests
 
@@ -310,9 +208,9 @@ def _audit_section(conf: pd.DataFrame) -> TableOut | None:
                 spread = f" ± {diff.std():.3f}" if len(diff) > 1 else ""
                 cells.append(f"{diff.mean():+.3f}{spread}" if len(diff) else MISSING)
         cells.append(" / ".join(", ".join(str(int(e)) for e in g[c].dropna()) for c in ("selected_epoch", "audit_epoch")))
-        rows.append([Cell(x) for x in cells])
+        rows.append(cells)
         data.append(rec)
-    return TableOut("audit", f"{AUDIT_HEADING} beside the epoch chosen on validation", header, rows,
+    return TableOut("audit", f"{AUDIT_HEADING} beside the epoch chosen on validation", pd.DataFrame(rows, columns=header),
                     [AUDIT_NOTE, "Std over seeds (ddof 1); the added ACC is the per-seed difference, mean ± std."],
                     pd.DataFrame(data))
 
@@ -462,14 +360,12 @@ def _headline(df: pd.DataFrame, conf: pd.DataFrame | None, ensembles: Sequence[E
     metrics = _TEST_METRICS if ordinal else _TEST_METRICS[:2]
     header = ["Dataset", "Result", "Val"] + [f"Test {m.upper()}" for m in metrics]
     ours = ours_test_metrics(df, conf)
-    rows: list[list[Cell]] = []
+    rows: list[list[str]] = []
     gaps: list[str] = []
     sources: list[str] = []
 
     def add(dataset: str, result: str, val: Any, tests: dict[str, str]) -> None:
-        v = float_or_none(val)
-        rows.append([Cell(dataset), Cell(result), Cell(MISSING if v is None else f"{v:.3f}")]
-                    + [Cell(tests.get(m, MISSING)) for m in metrics])
+        rows.append([dataset, result, format_pm(float_or_none(val))] + [tests.get(m, MISSING) for m in metrics])
 
     # One winner per dataset and model family (MedViT first): a baseline sweep beside the
     # MedViT one gets its own row, its own confirmation and its own gap.
@@ -496,11 +392,12 @@ def _headline(df: pd.DataFrame, conf: pd.DataFrame | None, ensembles: Sequence[E
                        "auc": a.auc.printed if a.auc else MISSING, "qwk": a.qwk.printed if a.qwk else MISSING}
             add(name, f"Anchor: {a.label}", None, printed)
             sources.append(f"{a.label}: {a.source}.")
-    notes = ["Val: the selection score on the validation split (the sweep's metric; for an ensemble, that "
-             "metric of the averaged predictions). Test: the test split, evaluated once per model."]
+    notes = ["Val: for a trial, its selection score on the validation split (below); for an ensemble, the "
+             "sweep's metric of the averaged predictions. Test: the test split, evaluated once per model.",
+             SCORE_NOTE]
     if sources:
         notes.append("Anchors: other people's or earlier results on the same test split, for scale. " + " ".join(sources))
-    return TableOut("headline", "Headline", header, rows, notes), gaps
+    return TableOut("headline", "Headline", pd.DataFrame(rows, columns=header), notes), gaps
 
 
 def _add_winner(add: Callable, gaps: list[str], name: str, w: pd.Series, selected: str, ours: pd.DataFrame,
@@ -522,8 +419,8 @@ def _add_winner(add: Callable, gaps: list[str], name: str, w: pd.Series, selecte
         {m: format_pm(float_or_none(c[f"{m}_mean"]), float_or_none(c[f"{m}_std"])) for m in metrics})
     test = float_or_none(c.get(f"{selected}_mean"))
     if selected in _TEST_METRICS and test is not None:
-        gaps.append(f"{what}: winner's-curse gap {w['best_value'] - test:+.3f} = the winner's validation "
-                    f"{w['metric']} {w['best_value']:.3f} minus its confirmed test {selected.upper()} "
+        gaps.append(f"{what}: winner's-curse gap {w['best_value'] - test:+.3f} = the winner's "
+                    f"{score_name(w['metric'])} {w['best_value']:.3f} minus its confirmed test {selected.upper()} "
                     f"{test:.3f} ({c['n']} seeds): how much picking the best of many noisy validation "
                     "scores flatters it.")
 
@@ -537,7 +434,7 @@ def _ensemble_tables(e: Ensemble, df: pd.DataFrame) -> tuple[TableOut, TableOut]
     if e.winner is not None:
         splits += [(f"{name}, winner {e.winner['trial_id']} alone", e.winner[key])
                    for name, key in (("validation", "val"), ("test", "test"))]
-    rows = [[Cell(split)] + [Cell(format_pm(d.get(k))) for k in keys] for split, d in splits]
+    rows = [[split] + [format_pm(d.get(k)) for k in keys] for split, d in splits]
     notes = [f"From {e.path.name}: greedy ensemble selection with replacement on the validation split; the test "
              "split evaluated once, after the members were fixed."]
     if e.winner is not None:
@@ -546,16 +443,16 @@ def _ensemble_tables(e: Ensemble, df: pd.DataFrame) -> tuple[TableOut, TableOut]
     if any(k.endswith("_decoded") for k in keys):
         notes.append("Decoded: expected grade with cut-points tuned on the validation split (ACC stays argmax).")
     metrics = TableOut(f"ensemble_{e.sweep}", f"{ref.display_name(e.dataset)}: ensemble of sweep {e.sweep}",
-                       ["Split"] + [names[k] for k in keys], rows, notes)
+                       pd.DataFrame(rows, columns=["Split"] + [names[k] for k in keys]), notes)
     trials = df[(df["sweep"] == e.sweep)].set_index("trial_id")
     member_rows = []
     for m in e.members:
         t = trials.loc[m["trial_id"]] if m["trial_id"] in trials.index else None
-        member_rows.append([Cell(str(m["trial_id"])),
-                            Cell(MISSING if t is None else f"{t['model']}{_alpha_text(t['alpha'])}"),
-                            Cell(f"{float(m['weight']):.3g}"), Cell(format_pm(float_or_none(m.get("val_acc"))))])
-    members = TableOut(f"ensemble_members_{e.sweep}", "Members", ["Trial", "Model", "Weight", "Val ACC (alone)"],
-                       member_rows, ["Weight: the member's share of the averaged probabilities."])
+        member_rows.append([str(m["trial_id"]), MISSING if t is None else f"{t['model']}{_alpha_text(t['alpha'])}",
+                            f"{float(m['weight']):.3g}", format_pm(float_or_none(m.get("val_acc")))])
+    members = TableOut(f"ensemble_members_{e.sweep}", "Members",
+                       pd.DataFrame(member_rows, columns=["Trial", "Model", "Weight", "Val ACC (alone)"]),
+                       ["Weight: the member's share of the averaged probabilities."])
     return metrics, members
 
 
@@ -577,8 +474,93 @@ def _split_columns(t: TableOut, shared: Sequence[str], moved: Sequence[str]) -> 
     """A wide table as two: every column but ``moved``; then ``shared`` (they identify a row)
     and ``moved``."""
     idx = {h: i for i, h in enumerate(t.header)}
-    return [t.column_slice([i for h, i in idx.items() if h not in moved]),
-            t.column_slice([idx[h] for h in (*shared, *moved) if h in idx])]
+    return t.split([[i for h, i in idx.items() if h not in moved], [idx[h] for h in (*shared, *moved) if h in idx]])
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _sweep_sections(df: pd.DataFrame) -> list[Section]:
+    overview, space = _sweep_overview(df)
+    compute_items, _ = _compute_summary(df)
+    return [Section("What was swept", tables=[overview]), Section("Search space", 3, tables=[space]),
+            Section("Compute", items=compute_items)]
+
+
+def _paper_sections(df: pd.DataFrame, conf: pd.DataFrame | None, tables: dict[str, TableOut]) -> list[Section]:
+    """Tables 1 and 2, the test-selection audit, other published results and the confirm runs."""
+    t1, t2 = tables["table1"], tables["table2"]
+    sections = [Section("Results against the paper"), Section(t1.title, 3, tables=t1.split(table1_blocks(t1))),
+                Section(t2.title, 3, tables=[t2])]
+    audit = _audit_section(conf) if conf is not None and not conf.empty else None
+    if audit is not None:
+        sections.append(Section(audit.title, 3, tables=[audit]))
+    if (df["dataset"].str.lower() == "retinamnist").any():
+        sections.append(Section("Other published RetinaMNIST results", 3, text=["At 28 px, on the test split:"],
+                                items=_other_retina()))
+    if conf is not None and not conf.empty:
+        confirmed, tests = _confirm_section(conf)
+        sections.append(Section(confirmed.title, 3, tables=[confirmed], items=tests))
+    return sections
+
+
+def _ensemble_sections(ensembles: Sequence[Ensemble], df: pd.DataFrame) -> list[Section]:
+    sections = [Section("Ensemble")] if ensembles else []
+    for e in ensembles:
+        metrics, members = _ensemble_tables(e, df)
+        sections.append(Section(metrics.title, 3, tables=[metrics, members]))
+    return sections
+
+
+def _images(df: pd.DataFrame, conf: pd.DataFrame | None, out_dir: Path, figures: bool,
+            extra_figures: Sequence[tuple[str | os.PathLike, str]]) -> list[Image]:
+    """The report's figures (drawn into ``out_dir/figures`` when ``figures``), then the extra ones."""
+    images = []
+    if figures:
+        from analysis.figures import write_figures
+
+        images = [Image(png, caption, f"figures/{png.name}")
+                  for png, _data, caption in write_figures(df, out_dir / "figures", conf).values()]
+    return images + [Image(Path(png), caption, os.path.relpath(png, out_dir)) for png, caption in extra_figures]
+
+
+def _best_config_yaml(row: pd.Series) -> str:
+    """A best trial's TrainConfig as YAML, headed by what it scored and where it came from."""
+    metric = str(row["metric"])
+    at_epoch = float_or_none(row.get(f"best_{metric}"))
+    head = (f"# {ref.display_name(row['dataset'])}: sweep {row['sweep']}, trial {row['trial_id']}: "
+            f"{score_name(metric)} {row['best_value']:.4f} at epoch {int(row['best_epoch'])} (validation; "
+            f"{metric} averaged over the trailing select_window epochs)"
+            + ("" if at_epoch is None else f"; {metric} of that epoch alone {at_epoch:.4f}") + "\n")
+    return head + dump_yaml(best_config(row))
+
+
+def _best_config_sections(configs: dict[str, str], tables: dict[str, TableOut]) -> list[Section]:
+    sections = [Section("Best configurations", text=[
+        "The best trial per dataset by the sweep's validation selection score, as a TrainConfig YAML (also "
+        "written as best_<dataset>.yaml next to this report), then its top trials; checkpoints are relative to "
+        "the sweep folder."])]
+    for ds, text in configs.items():
+        top = tables.get(f"best_{ds}")
+        # Results first, the training details and checkpoint in a second table, so neither
+        # needs sideways scrolling.
+        parts = [] if top is None else _split_columns(
+            top, ("Rank", "Trial"), ("Sweep", "LR", "Weight decay", "Batch", "Img", "Seed", "Checkpoint"))
+        sections.append(Section(ref.display_name(ds), 3, code=text, tables=parts))
+    return sections
+
+
+def _closing_sections(df: pd.DataFrame, conf: pd.DataFrame | None, table2_notes: list[str]) -> list[Section]:
+    references = [ref.SRC_TABLE1, ref.SRC_TABLE2] + [f"{r.label}: {r.source}" for r in ref.RETINA_OTHER]
+    return [Section("Caveats", items=_caveats(df, conf, ours_test_metrics(df, conf), table2_notes)),
+            Section("References", items=references)]
+
+
+def _subtitle(results: Any, confirm: Any, ensembles: Sequence[Ensemble]) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    inputs = [_name(results)] + ([_name(confirm)] if confirm is not None else []) + [
+        f"{e.path.parent.name}/{e.path.name}" for e in ensembles]
+    return f"Generated {stamp} from {', '.join(inputs[:-1]) + ' and ' if len(inputs) > 1 else ''}{inputs[-1]}."
 
 
 # --------------------------------------------------------------------------- main entry
@@ -616,108 +598,18 @@ def write_report(
     df["checkpoint_path"] = _relative_checkpoints(df)
     conf = load_confirm_frame(confirm_parquet)
     ens = [read_ensemble(p) for p in ensembles]
-
     tables = write_tables(df, out_dir, conf)
-    ours = ours_test_metrics(df, conf)
-    blocks: list[_Block] = []
-
-    # First, what a reader came for: the winner's test numbers beside the anchors.
-    headline, gaps = _headline(df, conf, ens)
-    blocks.append(_h(2, headline.title))
-    blocks.append(_Block("table", headline))
-    blocks.append(_ul(gaps))
-
-    # What was swept
-    blocks.append(_h(2, "What was swept"))
-    overview, space = _sweep_overview(df)
-    blocks.append(_Block("table", overview))
-    blocks.append(_h(3, "Search space"))
-    blocks.append(_Block("table", space))
-    blocks.append(_h(2, "Compute"))
-    compute_items, _ = _compute_summary(df)
-    blocks.append(_ul(compute_items))
-
-    # Tables
-    blocks.append(_h(2, "Results against the paper"))
-    t1 = tables["table1"]
-    n_groups = (len(t1.header) - 1) // 2
-    halves = [t1.column_slice([0] + [1 + 2 * g + k for g in range(s, min(s + 6, n_groups)) for k in (0, 1)])
-              for s in range(0, n_groups, 6)]
-    blocks.append(_h(3, t1.title))
-    blocks.append(_Block("table", t1, halves))
-    t2 = tables["table2"]
-    blocks.append(_h(3, t2.title))
-    blocks.append(_Block("table", t2))
-    audit = _audit_section(conf) if conf is not None and not conf.empty else None
-    if audit is not None:
-        blocks.append(_h(3, audit.title))
-        blocks.append(_Block("table", audit))
-    if (df["dataset"].str.lower() == "retinamnist").any():
-        blocks.append(_p("Other published RetinaMNIST results at 28 px (test split):"))
-        blocks.append(_ul(_other_retina()))
-    if conf is not None and not conf.empty:
-        ct, tests = _confirm_section(conf)
-        blocks.append(_h(3, ct.title))
-        blocks.append(_Block("table", ct))
-        if tests:
-            blocks.append(_ul(tests))
-    if ens:
-        blocks.append(_h(2, "Ensemble"))
-        for e in ens:
-            metrics, members = _ensemble_tables(e, df)
-            blocks.append(_h(3, metrics.title))
-            blocks.append(_Block("table", metrics))
-            blocks.append(_Block("table", members))
-
-    # Figures
-    if figures or extra_figures:
-        blocks.append(_h(2, "Figures"))
-    if figures:
-        from analysis.figures import write_figures
-
-        figs = write_figures(df, out_dir / "figures", conf)
-        for name, (png, _data, caption) in figs.items():
-            blocks.append(_Block("img", (png, caption, f"figures/{png.name}")))
-    for png, caption in extra_figures:
-        png = Path(png)
-        rel = os.path.relpath(png, out_dir)
-        blocks.append(_Block("img", (png, caption, rel)))
-
-    # Best configurations
-    blocks.append(_h(2, "Best configurations"))
-    blocks.append(_p("The best trial per dataset by the sweep's validation metric, as a TrainConfig YAML "
-                     "(also written as best_<dataset>.yaml next to this report), then its top trials; "
-                     "checkpoints are relative to the sweep folder."))
-    bt = best_trials(df)
-    for _, row in bt.iterrows():
-        ds = str(row["dataset"]).lower()
-        cfg = best_config(row)
-        head = (f"# {ref.display_name(ds)}: sweep {row['sweep']}, trial {row['trial_id']}, "
-                f"{row['metric']} = {row['best_value']:.4f} (validation, epoch {int(row['best_epoch'])})\n")
-        text = head + yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False)
+    configs = {str(row["dataset"]).lower(): _best_config_yaml(row) for _, row in best_trials(df).iterrows()}
+    for ds, text in configs.items():
         (out_dir / f"best_{ds}.yaml").write_text(text, encoding="utf-8")
-        blocks.append(_h(3, ref.display_name(ds)))
-        blocks.append(_Block("code", ("yaml", text)))
-        bt_table = tables.get(f"best_{ds}")
-        if bt_table is not None:
-            # Results first, the training details and checkpoint in a second table, so
-            # neither needs sideways scrolling.
-            parts = _split_columns(bt_table, ("Rank", "Trial"),
-                                   ("Sweep", "LR", "Weight decay", "Batch", "Img", "Seed", "Checkpoint"))
-            blocks.append(_Block("table", bt_table, parts))
-
-    # Caveats
-    blocks.append(_h(2, "Caveats"))
-    blocks.append(_ul(_caveats(df, conf, ours, t2.notes)))
-    blocks.append(_h(2, "References"))
-    blocks.append(_ul([ref.SRC_TABLE1, ref.SRC_TABLE2] + [f"{r.label}: {r.source}" for r in ref.RETINA_OTHER]))
-
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    inputs = [_name(results_parquet)] + ([_name(confirm_parquet)] if confirm_parquet is not None else []) + [
-        f"{e.path.parent.name}/{e.path.name}" for e in ens]
-    subtitle = f"Generated {stamp} from {', '.join(inputs[:-1]) + ' and ' if len(inputs) > 1 else ''}{inputs[-1]}."
+    headline, gaps = _headline(df, conf, ens)  # first, what a reader came for
+    images = _images(df, conf, out_dir, figures, extra_figures)
+    sections = [Section(headline.title, tables=[headline], items=gaps), *_sweep_sections(df),
+                *_paper_sections(df, conf, tables), *_ensemble_sections(ens, df),
+                *([Section("Figures", images=images)] if images else []), *_best_config_sections(configs, tables),
+                *_closing_sections(df, conf, tables["table2"].notes)]
+    subtitle = _subtitle(results_parquet, confirm_parquet, ens)
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
-    md_path.write_text(_render_md(blocks, title).replace(f"# {title}\n", f"# {title}\n\n{subtitle}\n", 1),
-                       encoding="utf-8")
-    html_path.write_text(_render_html(blocks, title, subtitle), encoding="utf-8")
+    md_path.write_text(render_markdown(sections, title, subtitle), encoding="utf-8")
+    html_path.write_text(render_html(sections, title, subtitle), encoding="utf-8")
     return html_path, md_path

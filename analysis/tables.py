@@ -2,8 +2,9 @@
 
 Inputs are the results table (:mod:`analysis.schema`, one row per trial) and, optionally, the
 *confirm* table of per-seed re-runs (``dataset, label, seed, test_acc, test_auc, test_qwk,
-test_mae``). Each builder returns a :class:`TableOut`, which renders to Markdown (best value
-per column in bold), HTML and CSV and keeps the numbers behind it in ``.data``.
+test_mae``). Each builder returns a :class:`analysis.render.TableOut`: its display strings,
+which cells are a column's best (bold; only where the column holds two values or more), the
+numbers behind it in ``.data``; :mod:`analysis.render` writes it as Markdown, HTML and CSV.
 
 Selection rule used everywhere (:mod:`sweeps.ranking`, the launcher's too): a dataset's best
 trial is the one with the best *validation* selection score ``best_value`` under its sweep's
@@ -18,12 +19,10 @@ honest validation-selected numbers. They are never bolded as a best value.
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -33,12 +32,12 @@ import pyarrow as pa
 
 from analysis import reference as ref
 from analysis.collect import float_or_none
+from analysis.render import MISSING, TableOut, column_best
 from analysis.schema import AUDIT_COLUMNS, TEST_COLUMNS, train_config_keys
 from analysis.stats import format_pm
 from sweeps.ranking import Candidate, ranks
 
 __all__ = [
-    "Cell",
     "TableOut",
     "MISSING",
     "TRAIN_CONFIG_KEYS",
@@ -52,13 +51,15 @@ __all__ = [
     "best_trials",
     "ours_test_metrics",
     "best_config",
+    "score_name",
+    "SCORE_NOTE",
     "table1",
+    "table1_blocks",
     "table2",
     "best_table",
     "write_tables",
 ]
 
-MISSING = "–"
 MISSING_NOTE = (
     f"{MISSING} = no value: the source does not report it, the dataset was not swept, or the "
     "trial has not been evaluated on the test split yet."
@@ -74,110 +75,17 @@ AUDIT_NOTE = (
 TRAIN_CONFIG_KEYS: tuple[str, ...] = train_config_keys()
 # Config fields whose results-table column has another name.
 _COLUMN_OF = {"epochs": "epochs_max", "select_metric": "metric"}
-_HIGHER_BETTER = {"acc": True, "auc": True, "qwk": True, "mae": False}
+#: What ``best_value`` is, for notes: the number trials are ranked by is not any one epoch's value.
+SCORE_NOTE = (
+    "Selection score: what trials are ranked by (sweeps.ranking): the sweep's validation metric of the "
+    "EMA weights averaged over the trailing select_window epochs, at the trial's best epoch; smoothed, so "
+    "never better than the metric's best single epoch."
+)
 
 
-# --------------------------------------------------------------------------- table object
-
-# A cell that reads as a number (right-aligned in HTML): "0.507 ± 0.013", "[0.476, 0.539]",
-# "16/20", "3e-04", "0.552 †"; anything with a word in it is text (left-aligned).
-_NUM = r"[-+−]?\d[\d.]*(?:e[-+]?\d+)?"
-_NUMBER = re.compile(rf"\[?{_NUM}(?:\s*(?:±|/|,|–)\s*{_NUM})*\]?\s*†?")
-
-
-@dataclass
-class Cell:
-    text: str
-    bold: bool = False
-
-
-@dataclass
-class TableOut:
-    """A rendered table: display cells (with bold marks), notes and the numbers behind it."""
-
-    name: str
-    title: str
-    header: list[str]
-    rows: list[list[Cell]]
-    notes: list[str] = field(default_factory=list)
-    data: pd.DataFrame = field(default_factory=pd.DataFrame)
-    #: Optional two-level header for HTML: a group name per column ("" = none) and the short
-    #: column names shown under the groups (Markdown and CSV use ``header``).
-    groups: list[str] | None = None
-    subheader: list[str] | None = None
-
-    def to_frame(self) -> pd.DataFrame:
-        """The display strings (no bold marks) as a DataFrame."""
-        return pd.DataFrame([[c.text for c in r] for r in self.rows], columns=self.header)
-
-    def column_slice(self, columns: list[int], title: str | None = None) -> "TableOut":
-        return TableOut(
-            self.name, title or self.title, [self.header[i] for i in columns],
-            [[r[i] for i in columns] for r in self.rows], list(self.notes), self.data,
-            [self.groups[i] for i in columns] if self.groups else None,
-            [self.subheader[i] for i in columns] if self.subheader else None,
-        )
-
-    def markdown_table(self) -> str:
-        def esc(s: str) -> str:
-            return s.replace("|", "\\|").replace("\n", " ")
-
-        def cell(c: Cell) -> str:
-            return f"**{esc(c.text)}**" if c.bold and c.text != MISSING else esc(c.text)
-
-        lines = ["| " + " | ".join(esc(h) for h in self.header) + " |",
-                 "|" + "|".join("---" for _ in self.header) + "|"]
-        lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in self.rows]
-        return "\n".join(lines)
-
-    def to_markdown(self, heading_level: int = 2) -> str:
-        parts = [f"{'#' * heading_level} {self.title}", "", self.markdown_table()]
-        if self.notes:
-            parts += [""] + [f"- {n}" for n in self.notes]
-        return "\n".join(parts) + "\n"
-
-    def html_table(self) -> str:
-        if self.groups and self.subheader:
-            top, j = [], 0
-            while j < len(self.groups):
-                k = j
-                while k + 1 < len(self.groups) and self.groups[k + 1] == self.groups[j] and self.groups[j]:
-                    k += 1
-                if self.groups[j]:
-                    top.append(f'<th colspan="{k - j + 1}">{html.escape(self.groups[j])}</th>')
-                else:
-                    top.append(f'<th rowspan="2">{html.escape(self.subheader[j])}</th>')
-                j = k + 1
-            sub = "".join(f"<th>{html.escape(h)}</th>" for g, h in zip(self.groups, self.subheader) if g)
-            head = "".join(top) + f"</tr><tr>{sub}"
-        else:
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
-        body = []
-        for r in self.rows:
-            tds = []
-            for c in r:
-                t = html.escape(c.text)
-                cls = ' class="missing"' if c.text == MISSING else ' class="num"' if _NUMBER.fullmatch(c.text) else ""
-                tds.append(f"<td{cls}><strong>{t}</strong></td>" if c.bold and c.text != MISSING else f"<td{cls}>{t}</td>")
-            body.append("<tr>" + "".join(tds) + "</tr>")
-        return f'<table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-
-    def to_html(self, heading_level: int = 3) -> str:
-        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
-        return (
-            f"<h{heading_level}>{html.escape(self.title)}</h{heading_level}>"
-            f'<div class="tablewrap">{self.html_table()}</div>'
-            + (f'<ul class="notes">{notes}</ul>' if notes else "")
-        )
-
-    def write(self, out_dir: str | os.PathLike, markdown: str | None = None) -> tuple[Path, Path]:
-        """Write ``<name>.md`` (``markdown`` if given) and ``<name>.csv`` (display strings)."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        md, csv = out_dir / f"{self.name}.md", out_dir / f"{self.name}.csv"
-        md.write_text(markdown if markdown is not None else self.to_markdown(), encoding="utf-8")
-        self.to_frame().to_csv(csv, index=False, encoding="utf-8")
-        return md, csv
+def score_name(metric: str) -> str:
+    """The name of a trial's ``best_value`` under the sweep's ``metric``: ``val_acc selection score``."""
+    return f"{metric} selection score"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -333,19 +241,6 @@ def _summary(values: Iterable[Any]) -> tuple[float | None, float | None, int]:
     return mean, std, len(vals)
 
 
-def _bold_best(rows: list[list[Cell]], values: list[list[float | None]], cols: Iterable[int],
-               higher_better: dict[int, bool], digits: int = 3) -> None:
-    """Bold the best value of each column in ``cols`` (compared at display precision)."""
-    for j in cols:
-        col = [(i, round(v[j], digits)) for i, v in enumerate(values) if v[j] is not None]
-        if not col:
-            continue
-        best = (max if higher_better.get(j, True) else min)(x for _, x in col)
-        for i, x in col:
-            if x == best:
-                rows[i][j].bold = True
-
-
 def _confirm_match(confirm: pd.DataFrame | None, dataset: str, labels: set[str]) -> pd.DataFrame | None:
     if confirm is None:
         return None
@@ -398,104 +293,95 @@ def ours_test_metrics(results: Any, confirm: Any = None) -> pd.DataFrame:
 
 def table1(results: Any, confirm: Any = None) -> TableOut:
     """Paper Table 1 layout: methods x (dataset AUC, ACC), the paper's rows as printed plus one
-    "medsweep <family> (ours)" row per model family present in the results."""
+    "medsweep <family> (ours)" row per model family present in the results (and its audit row
+    where the confirm runs had the test-selection audit on)."""
     df = load_results_frame(results)
     ours = ours_test_metrics(df, confirm)
-    datasets = list(ref.ALL_DATASETS)
-    extra = sorted(set(df["dataset"].str.lower()) - set(datasets))
-    datasets += extra
-
-    header = ["Method"]
-    for ds in datasets:
-        header += [f"{ref.display_name(ds)} AUC", f"{ref.display_name(ds)} ACC"]
-
-    rows: list[list[Cell]] = []
-    values: list[list[float | None]] = []
-    long_rows = []
-    dagger_used = False
-    for method in ref.TABLE1_METHODS:
-        r, v = [Cell(method)], [None]
-        for ds in datasets:
-            for m in ("auc", "acc"):
-                rv = ref.table1_value(method, ds, m)
-                if rv is None:
-                    r.append(Cell(MISSING)); v.append(None)
-                    continue
-                in_table = ds in ref.TABLE1_DATASETS
-                dagger_used |= not in_table
-                r.append(Cell(rv.printed + ("" if in_table else " †")))
-                v.append(rv.value)
-                long_rows.append(dict(method=method, dataset=ds, metric=m, value=rv.value, std=None, n=None,
-                                      printed=rv.printed, source=rv.source, trial_id=None))
-        rows.append(r); values.append(v)
-
+    datasets = list(ref.ALL_DATASETS) + sorted(set(df["dataset"].str.lower()) - set(ref.ALL_DATASETS))
+    header = ["Method"] + [f"{ref.display_name(ds)} {m.upper()}" for ds in datasets for m in _TABLE1_METRICS]
+    long_rows: list[dict[str, Any]] = []
+    rows = [_table1_paper_row(method, datasets, long_rows) for method in ref.TABLE1_METHODS]
     fam_notes = []
     for fam in (ours["family"].unique() if not ours.empty else ["medvit"]):
         label = f"medsweep {family_label(fam)} (ours)"
         sub = ours[ours["family"] == fam] if not ours.empty else ours
-        r, v = [Cell(label)], [None]
-        for ds in datasets:
-            hit = sub[sub["dataset"].str.lower() == ds] if not sub.empty else sub
-            for m in ("auc", "acc"):
-                if hit.empty or hit.iloc[0][f"{m}_mean"] is None or float_or_none(hit.iloc[0][f"{m}_mean"]) is None:
-                    r.append(Cell(MISSING)); v.append(None)
-                    continue
-                h = hit.iloc[0]
-                mean, std = float_or_none(h[f"{m}_mean"]), float_or_none(h[f"{m}_std"])
-                r.append(Cell(format_pm(mean, std)))
-                v.append(mean)
-                long_rows.append(dict(method=label, dataset=ds, metric=m, value=mean, std=std,
-                                      n=int(h[f"{m}_n"]), printed=format_pm(mean, std),
-                                      source=h["source"], trial_id=h["trial_id"]))
-        rows.append(r); values.append(v)
-        audit_row = _table1_audit_row(label, sub, datasets, long_rows)
-        if audit_row is not None:
-            rows.append(audit_row); values.append([None] * len(audit_row))
+        rows.append(_table1_ours_row(label, sub, datasets, long_rows))
+        if not sub.empty and any(float_or_none(x) is not None for x in sub["audit_acc_mean"]):
+            texts, _ = _table1_ours_row(f"{label}, {AUDIT_HEADING}", sub, datasets, long_rows, audit=True)
+            rows.append((texts, [None] * len(texts)))  # an audit, never a column's best
         if not sub.empty:
             picks = ", ".join(
-                f"{ref.display_name(x.dataset)}: {x.model} trial {x.trial_id} ({x.metric} {x.best_value:.3f}"
-                + (f", {x.n} seeds" if x.source == "confirm" else ", 1 seed") + ")"
-                for x in sub.itertuples()
-            )
-            fam_notes.append(f"{label}: best trial per dataset by validation metric: {picks}.")
-
-    _bold_best(rows, values, range(1, len(header)), {})
+                f"{ref.display_name(x.dataset)}: {x.model} trial {x.trial_id} ({score_name(x.metric)} "
+                f"{x.best_value:.3f}" + (f", {x.n} seeds" if x.source == "confirm" else ", 1 seed") + ")"
+                for x in sub.itertuples())
+            fam_notes.append(f"{label}: best trial per dataset by validation selection score: {picks}.")
+    texts = [t for t, _ in rows]
     notes = [
-        "Test-split AUC and ACC. Paper rows as printed in the paper's Table 1; bold = best in the column.",
-        "Ours: test metrics of the trial with the best validation metric; mean ± std over seeds where "
-        "the configuration was re-run with several seeds (confirm table), else a single seed.",
+        "Test-split AUC and ACC. Paper rows as printed in the paper's Table 1; bold = best in a column "
+        "that holds more than one value.",
+        "Ours: test metrics of the trial with the best validation selection score; mean ± std over seeds "
+        "where the configuration was re-run with several seeds (confirm table), else a single seed.",
         "† not a Table 1 cell: RetinaMNIST MedViT ACC is Table 2's alpha = 0.0 entry; OrganSMNIST "
-        "MedViT numbers come from the paper's text (Table 1 has no OrganSMNIST column)." if dagger_used else "",
+        "MedViT numbers come from the paper's text (Table 1 has no OrganSMNIST column)."
+        if any(t.endswith(" †") for row in texts for t in row) else "",
         *fam_notes,
-        AUDIT_NOTE if any(r[0].text.endswith(AUDIT_HEADING) for r in rows) else "",
+        AUDIT_NOTE if any(row[0].endswith(AUDIT_HEADING) for row in texts) else "",
         *[n for n in ref.PAPER_NOTES if "0.550" in n or "0.993" in n],
+        SCORE_NOTE,
         MISSING_NOTE,
     ]
-    groups = [""] + [ref.display_name(ds) for ds in datasets for _ in (0, 1)]
-    subheader = ["Method"] + ["AUC", "ACC"] * len(datasets)
-    return TableOut("table1", "Table 1: MedMNIST test AUC / ACC, paper vs. medsweep", header, rows,
-                    [n for n in notes if n], pd.DataFrame(long_rows), groups, subheader)
+    return TableOut("table1", "Table 1: MedMNIST test AUC / ACC, paper vs. medsweep",
+                    pd.DataFrame(texts, columns=header), [n for n in notes if n], pd.DataFrame(long_rows),
+                    column_best(pd.DataFrame([v for _, v in rows], columns=header)),
+                    groups=[""] + [ref.display_name(ds) for ds in datasets for _ in _TABLE1_METRICS],
+                    subheader=["Method"] + [m.upper() for m in _TABLE1_METRICS] * len(datasets))
 
 
-def _table1_audit_row(label: str, ours: pd.DataFrame, datasets: list[str], long_rows: list[dict]
-                      ) -> list[Cell] | None:
-    """Table 1's audit row of one family: test AUC/ACC at the epoch chosen on test, from the
-    confirm runs with the audit on; None when there are none. Never bolded."""
-    if ours.empty or all(float_or_none(x) is None for x in ours["audit_acc_mean"]):
-        return None
-    method = f"{label}, {AUDIT_HEADING}"
-    row = [Cell(method)]
+_TABLE1_METRICS = ("auc", "acc")
+
+
+def table1_blocks(t1: TableOut, groups_per_block: int = 6) -> list[list[int]]:
+    """Table 1's column positions in blocks of ``groups_per_block`` datasets (as the paper
+    splits it), each block led by the method column."""
+    n_groups = (len(t1.header) - 1) // 2
+    return [[0] + [1 + 2 * g + k for g in range(start, min(start + groups_per_block, n_groups)) for k in (0, 1)]
+            for start in range(0, n_groups, groups_per_block)]
+
+
+def _table1_paper_row(method: str, datasets: list[str], long_rows: list[dict]
+                      ) -> tuple[list[str], list[float | None]]:
+    """A published method's cells as printed (with † where the number is not a Table 1 cell)
+    and the numbers behind them."""
+    texts, values = [method], [None]
     for ds in datasets:
-        hit = ours[ours["dataset"].str.lower() == ds]
-        for m in ("auc", "acc"):
-            mean = float_or_none(hit.iloc[0][f"audit_{m}_mean"]) if not hit.empty else None
-            std = float_or_none(hit.iloc[0][f"audit_{m}_std"]) if not hit.empty else None
-            row.append(Cell(format_pm(mean, std)))
+        for m in _TABLE1_METRICS:
+            rv = ref.table1_value(method, ds, m)
+            texts.append(MISSING if rv is None else rv.printed + ("" if ds in ref.TABLE1_DATASETS else " †"))
+            values.append(None if rv is None else rv.value)
+            if rv is not None:
+                long_rows.append(dict(method=method, dataset=ds, metric=m, value=rv.value, std=None, n=None,
+                                      printed=rv.printed, source=rv.source, trial_id=None))
+    return texts, values
+
+
+def _table1_ours_row(label: str, ours: pd.DataFrame, datasets: list[str], long_rows: list[dict],
+                     audit: bool = False) -> tuple[list[str], list[float | None]]:
+    """One family's row: test AUC/ACC of its best trial per dataset (mean ± std over seeds when
+    confirmed); with ``audit``, those at the epoch chosen on test, from the confirm runs."""
+    texts, values = [label], [None]
+    prefix = "audit_" if audit else ""
+    for ds in datasets:
+        hit = ours[ours["dataset"].str.lower() == ds] if not ours.empty else ours
+        for m in _TABLE1_METRICS:
+            h = hit.iloc[0] if not hit.empty else {}
+            mean, std = float_or_none(h.get(f"{prefix}{m}_mean")), float_or_none(h.get(f"{prefix}{m}_std"))
+            texts.append(format_pm(mean, std))
+            values.append(mean)
             if mean is not None:
-                long_rows.append(dict(method=method, dataset=ds, metric=m, value=mean, std=std,
-                                      n=int(hit.iloc[0]["n"]), printed=format_pm(mean, std), source="audit",
-                                      trial_id=hit.iloc[0]["trial_id"]))
-    return row
+                long_rows.append(dict(method=label, dataset=ds, metric=m, value=mean, std=std,
+                                      n=int(h["n"] if audit else h[f"{m}_n"]), printed=format_pm(mean, std),
+                                      source="audit" if audit else h["source"], trial_id=h["trial_id"]))
+    return texts, values
 
 
 # --------------------------------------------------------------------------- Table 2
@@ -519,8 +405,41 @@ def table2(results: Any, confirm: Any = None, dataset: str = "retinamnist") -> T
     trials' best-epoch validation ACC / QWK over all non-errored trials in the bin.
     Alpha is binned to the nearest 0.1 (noted when a sweep sampled it continuously).
     """
-    df = load_results_frame(results)
-    conf = load_confirm_frame(confirm)
+    df, notes = _table2_trials(load_results_frame(results), dataset)
+    conf_rows = _table2_confirm_rows(load_confirm_frame(confirm), df, dataset, notes)
+    audited = conf_rows is not None and bool(conf_rows["audit_test_acc"].notna().any())
+    bins = sorted(set(ref.TABLE2) | set(df["alpha_bin"].dropna())
+                  | (set(conf_rows["alpha_bin"]) if conf_rows is not None else set()))
+    usable = _usable(df) if not df.empty else df
+    rows = [_table2_row(b, usable, conf_rows, audited) for b in bins]
+    header = ["α", "Paper ACC", "Ours ACC (test)", "Ours QWK (test)", "Ours MAE (test)", "Ours AUC (test)",
+              "n test (source)", "Ours val ACC", "Ours val QWK", "n trials"]
+    groups = subheader = None
+    if audited:
+        header[6:6] = [f"Ours ACC ({AUDIT_HEADING})", f"Ours QWK ({AUDIT_HEADING})"]
+        groups = ["", "", *["Ours, epoch chosen on validation (the honest numbers)"] * 4, *[AUDIT_HEADING] * 2,
+                  "", "", "", ""]
+        subheader = [header[0], header[1], "ACC", "QWK", "MAE", "AUC", "ACC", "QWK", *header[8:]]
+    notes = [
+        "Paper ACC: the paper's Table 2 (MedViT, Ordinal Loss, margin 0.1, test split, one run per alpha).",
+        "Ours (test): mean ± std over seeds of confirmed configurations with that alpha, else over the "
+        "trials in the bin that were evaluated on the test split.",
+        "Ours val: best-epoch validation metrics, mean ± std over non-errored trials in the bin "
+        "(early-stopped trials included).",
+        "Bold = best in a column that holds more than one value (lowest for MAE).",
+        AUDIT_NOTE + " Ours (test) are the validation-selected numbers." if audited else "",
+        *notes,
+        MISSING_NOTE,
+    ]
+    return TableOut("table2", f"Table 2: {ref.display_name(dataset)} by Ordinal Loss alpha",
+                    pd.DataFrame([texts for texts, _, _ in rows], columns=header), [n for n in notes if n],
+                    pd.DataFrame([rec for _, _, rec in rows]),
+                    column_best(pd.DataFrame([values for _, values, _ in rows], columns=header),
+                                lower_is_better=["Ours MAE (test)"]), groups, subheader)
+
+
+def _table2_trials(df: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, list[str]]:
+    """The dataset's MedViT trials with their alpha bin, and notes on what was left out or binned."""
     df = df[df["dataset"].str.lower() == dataset]
     notes = []
     fams = df["model"].map(model_family) if not df.empty else pd.Series(dtype=str)
@@ -534,82 +453,62 @@ def table2(results: Any, confirm: Any = None, dataset: str = "retinamnist") -> T
             f"Alpha was sampled continuously in sweep(s) {', '.join(sorted(off_grid['sweep'].unique()))}: "
             "trials are binned to the nearest 0.1."
         )
-    conf_rows = None
-    if conf is not None:
-        c = conf[conf["dataset"].str.lower() == dataset].copy()
-        c["alpha_bin"] = c["label"].map(lambda s: _bin(_alpha_from_label(s)))
-        # Rows labelled plain "best" re-run the best trial's configuration: place them in its
-        # alpha bin unless that bin has explicitly labelled rows.
-        bt = best_trials(df) if not df.empty else df
-        if not bt.empty and float_or_none(bt.iloc[0]["alpha"]) is not None:
-            b = _bin(bt.iloc[0]["alpha"])
-            is_best = c["label"].str.lower() == "best"
-            if is_best.any() and not (c["alpha_bin"] == b).any():
-                c.loc[is_best, "alpha_bin"] = b
-                notes.append(f"Confirm rows labelled 'best' are the best trial's configuration (alpha {b:.1f}).")
-        conf_rows = c[c["alpha_bin"].notna()]
+    return df, notes
 
-    bins = sorted(set(ref.TABLE2) | {b for b in df["alpha_bin"].dropna().unique()}
-                  | (set(conf_rows["alpha_bin"]) if conf_rows is not None else set()))
-    header = ["α", "Paper ACC", "Ours ACC (test)", "Ours QWK (test)", "Ours MAE (test)", "Ours AUC (test)",
-              "n test (source)", "Ours val ACC", "Ours val QWK", "n trials"]
-    audited = conf_rows is not None and conf_rows["audit_test_acc"].notna().any()
-    if audited:
-        header[6:6] = [f"Ours ACC ({AUDIT_HEADING})", f"Ours QWK ({AUDIT_HEADING})"]
-    rows, values, data = [], [], []
-    usable = _usable(df) if not df.empty else df
-    for b in bins:
-        p = ref.TABLE2.get(b)
-        in_bin = usable[usable["alpha_bin"] == b] if not usable.empty else usable
-        cb = conf_rows[conf_rows["alpha_bin"] == b] if conf_rows is not None else None
-        if cb is not None and not cb.empty:
-            src_frame, src = cb, "seeds"
-        else:
-            src_frame = in_bin[in_bin["test_acc"].notna()] if not in_bin.empty else in_bin
-            src = "trials"
-        rec: dict[str, Any] = {"alpha": b, "paper_acc": p.value if p else None}
-        r = [Cell(f"{b:.1f}"), Cell(p.printed if p else MISSING)]
-        v: list[float | None] = [None, p.value if p else None]
-        for m in ("acc", "qwk", "mae", "auc"):
-            mean, std, n = _summary(src_frame[f"test_{m}"]) if not src_frame.empty else (None, None, 0)
-            r.append(Cell(format_pm(mean, std))); v.append(mean)
-            rec[f"test_{m}_mean"], rec[f"test_{m}_std"] = mean, std
-        if audited:
-            for m in ("acc", "qwk"):
-                mean, std, _ = _summary(cb[f"audit_test_{m}"]) if cb is not None and not cb.empty else (None, None, 0)
-                r.append(Cell(format_pm(mean, std))); v.append(None)
-                rec[f"audit_test_{m}_mean"], rec[f"audit_test_{m}_std"] = mean, std
-        n_test = len(src_frame)
-        rec["n_test"], rec["test_source"] = n_test, src if n_test else None
-        r.append(Cell(f"{n_test} {src}" if n_test else "0")); v.append(None)
+
+def _table2_confirm_rows(conf: pd.DataFrame | None, df: pd.DataFrame, dataset: str, notes: list[str]
+                         ) -> pd.DataFrame | None:
+    """The dataset's confirm rows with the alpha bin their label names (None without a confirm table)."""
+    if conf is None:
+        return None
+    c = conf[conf["dataset"].str.lower() == dataset].copy()
+    c["alpha_bin"] = c["label"].map(lambda s: _bin(_alpha_from_label(s)))
+    # Rows labelled plain "best" re-run the best trial's configuration: place them in its
+    # alpha bin unless that bin has explicitly labelled rows.
+    bt = best_trials(df) if not df.empty else df
+    if not bt.empty and float_or_none(bt.iloc[0]["alpha"]) is not None:
+        b = _bin(bt.iloc[0]["alpha"])
+        is_best = c["label"].str.lower() == "best"
+        if is_best.any() and not (c["alpha_bin"] == b).any():
+            c.loc[is_best, "alpha_bin"] = b
+            notes.append(f"Confirm rows labelled 'best' are the best trial's configuration (alpha {b:.1f}).")
+    return c[c["alpha_bin"].notna()]
+
+
+def _table2_row(b: float, usable: pd.DataFrame, conf_rows: pd.DataFrame | None, audited: bool
+                ) -> tuple[list[str], list[float | None], dict[str, Any]]:
+    """One alpha bin: its cells, the numbers that compete for a column's best, and its record."""
+    p = ref.TABLE2.get(b)
+    in_bin = usable[usable["alpha_bin"] == b] if not usable.empty else usable
+    cb = conf_rows[conf_rows["alpha_bin"] == b] if conf_rows is not None else None
+    if cb is not None and not cb.empty:
+        src_frame, src = cb, "seeds"
+    else:
+        src_frame, src = (in_bin[in_bin["test_acc"].notna()] if not in_bin.empty else in_bin), "trials"
+    rec: dict[str, Any] = {"alpha": b, "paper_acc": p.value if p else None}
+    texts, values = [f"{b:.1f}", p.printed if p else MISSING], [None, p.value if p else None]
+
+    def summary(frame: pd.DataFrame | None, column: str, key: str, competes: bool = True) -> None:
+        mean, std, _ = _summary(frame[column]) if frame is not None and not frame.empty else (None, None, 0)
+        rec[f"{key}_mean"], rec[f"{key}_std"] = mean, std
+        texts.append(format_pm(mean, std))
+        values.append(mean if competes else None)
+
+    for m in ("acc", "qwk", "mae", "auc"):
+        summary(src_frame, f"test_{m}", f"test_{m}")
+    if audited:  # the audit columns are never a column's best
         for m in ("acc", "qwk"):
-            mean, std, n = _summary(in_bin[f"best_val_{m}"]) if not in_bin.empty else (None, None, 0)
-            r.append(Cell(format_pm(mean, std))); v.append(mean)
-            rec[f"val_{m}_mean"], rec[f"val_{m}_std"] = mean, std
-        rec["n_trials"] = len(in_bin)
-        r.append(Cell(str(len(in_bin)))); v.append(None)
-        rows.append(r); values.append(v); data.append(rec)
-
-    shift = 2 if audited else 0  # the audit columns sit before the validation ones and are never bold
-    _bold_best(rows, values, [1, 2, 3, 4, 5, 7 + shift, 8 + shift], {4: False})
-    notes = [
-        "Paper ACC: the paper's Table 2 (MedViT, Ordinal Loss, margin 0.1, test split, one run per alpha).",
-        "Ours (test): mean ± std over seeds of confirmed configurations with that alpha, else over the "
-        "trials in the bin that were evaluated on the test split.",
-        "Ours val: best-epoch validation metrics, mean ± std over non-errored trials in the bin "
-        "(early-stopped trials included).",
-        "Bold = best in the column (lowest for MAE).",
-        AUDIT_NOTE + " Ours (test) are the validation-selected numbers." if audited else "",
-        *notes,
-        MISSING_NOTE,
-    ]
-    groups = subheader = None
-    if audited:
-        groups = ["", "", *["Ours, epoch chosen on validation (the honest numbers)"] * 4, *[AUDIT_HEADING] * 2,
-                  "", "", "", ""]
-        subheader = [header[0], header[1], "ACC", "QWK", "MAE", "AUC", "ACC", "QWK", *header[8:]]
-    return TableOut("table2", f"Table 2: {ref.display_name(dataset)} by Ordinal Loss alpha", header, rows,
-                    [n for n in notes if n], pd.DataFrame(data), groups, subheader)
+            summary(cb, f"audit_test_{m}", f"audit_test_{m}", competes=False)
+    n_test = len(src_frame)
+    rec["n_test"], rec["test_source"] = n_test, src if n_test else None
+    texts.append(f"{n_test} {src}" if n_test else "0")
+    values.append(None)
+    for m in ("acc", "qwk"):
+        summary(in_bin, f"best_val_{m}", f"val_{m}")
+    rec["n_trials"] = len(in_bin)
+    texts.append(str(len(in_bin)))
+    values.append(None)
+    return texts, values, rec
 
 
 # --------------------------------------------------------------------------- best per dataset
@@ -625,7 +524,7 @@ def best_table(results: Any, dataset: str, top_k: int = 10) -> TableOut:
     ordinal = g["best_val_qwk"].notna().any() if not g.empty else False
     test_cols = ["test_acc", "test_auc"] + (["test_qwk", "test_mae"] if ordinal else [])
     header = ["Rank", "Sweep", "Trial", "Model", "α", "Margin", "Augment", "LR", "Weight decay", "Batch",
-              "Img", "Seed", f"{metric} ({mode}, val)", "Best epoch", "Epochs run", "Stop"] + \
+              "Img", "Seed", score_name(metric), "Best epoch", "Epochs run", "Stop"] + \
              [_TEST_HEADER[c] for c in test_cols] + ["Checkpoint"]
     rows, data = [], []
     for i, t in enumerate(ranked.itertuples(), 1):
@@ -635,24 +534,25 @@ def best_table(results: Any, dataset: str, top_k: int = 10) -> TableOut:
              f"{t.epochs_run}/{_fmt_int(t.epochs_max)}", t.stop_reason]
         r += [_fmt(getattr(t, c), 3) for c in test_cols]
         r += [t.checkpoint_path or MISSING]
-        rows.append([Cell(x) for x in r])
+        rows.append(r)
         data.append(dict(rank=i, **{k: getattr(t, k) for k in (
             "sweep", "trial_id", "model", "alpha", "margin", "augment", "lr", "weight_decay", "batch_size",
             "img_size", "seed", "metric", "mode", "best_value", "best_epoch", "epochs_run", "epochs_max",
             "stop_reason", "checkpoint_path", *test_cols)}))
-    if rows:
-        rows[0][12].bold = True
+    frame = pd.DataFrame(rows, columns=header)
+    best = pd.DataFrame(False, frame.index, frame.columns)
+    best.iloc[0:1, 12] = len(rows) > 1  # the winner, where there is another trial to compare
     n_err = int((g["stop_reason"] == "errored").sum()) if not g.empty else 0
     notes = [
-        f"Ranked by the sweep's validation metric {metric} ({mode}) at each trial's best epoch; "
-        f"{len(g)} trials, {n_err} errored (excluded).",
+        f"Ranked by the {score_name(metric)} ({mode} is best); {len(g)} trials, {n_err} errored (excluded).",
+        SCORE_NOTE,
         "Test columns are filled only for trials that were evaluated on the test split.",
         MISSING_NOTE,
     ]
     if g["metric"].nunique() > 1 if not g.empty else False:
         notes.insert(1, f"Sweeps of this dataset used different metrics; only trials selected on {metric} are ranked.")
-    return TableOut(f"best_{dataset.lower()}", f"{ref.display_name(dataset)}: top {top_k} trials", header,
-                    rows, notes, pd.DataFrame(data))
+    return TableOut(f"best_{dataset.lower()}", f"{ref.display_name(dataset)}: top {top_k} trials", frame,
+                    notes, pd.DataFrame(data), best)
 
 
 _TEST_HEADER = {"test_acc": "Test ACC", "test_auc": "Test AUC", "test_qwk": "Test QWK", "test_mae": "Test MAE"}
@@ -671,17 +571,6 @@ def _fmt_int(x: Any) -> str:
 # --------------------------------------------------------------------------- writing
 
 
-def table1_markdown(t1: TableOut, groups_per_block: int = 6) -> str:
-    """Table 1 as Markdown in blocks of ``groups_per_block`` datasets (as the paper splits it)."""
-    n_groups = (len(t1.header) - 1) // 2
-    parts = [f"## {t1.title}", ""]
-    for start in range(0, n_groups, groups_per_block):
-        cols = [0] + [1 + 2 * g + k for g in range(start, min(start + groups_per_block, n_groups)) for k in (0, 1)]
-        parts += [t1.column_slice(cols).markdown_table(), ""]
-    parts += [f"- {n}" for n in t1.notes]
-    return "\n".join(parts) + "\n"
-
-
 def write_tables(results: Any, out_dir: str | os.PathLike, confirm: Any = None, top_k: int = 10
                  ) -> dict[str, TableOut]:
     """Build and write every table to ``out_dir``: ``table1.md/.csv`` (+ ``table1_long.csv``,
@@ -693,7 +582,7 @@ def write_tables(results: Any, out_dir: str | os.PathLike, confirm: Any = None, 
     df = load_results_frame(results)
     tables: dict[str, TableOut] = {}
     t1 = table1(df, confirm)
-    t1.write(out_dir, markdown=table1_markdown(t1))
+    t1.write(out_dir, parts=table1_blocks(t1))
     t1.data.to_csv(out_dir / "table1_long.csv", index=False)
     tables["table1"] = t1
     t2 = table2(df, confirm)

@@ -202,7 +202,7 @@ def test_headline_first_with_confirmed_ensemble_gap_and_anchors(hand_report):
         assert any(f"Anchor: {anchor.label}" in r and f"| {anchor.acc.printed}" in r for r in rows[3:])
     assert "| 0.542 ± 0.008 | 0.754 |" in head  # MedMNIST+ VGG16
     gap = 0.6167 - acc.mean()
-    assert f"winner's-curse gap {gap:+.3f} = the winner's validation val_acc 0.617 minus its confirmed test ACC" in head
+    assert f"winner's-curse gap {gap:+.3f} = the winner's val_acc selection score 0.617 minus its confirmed test ACC" in head
     assert f"validation ACC 0.650 minus test 0.552 = {0.65 - 0.5525:+.3f}" in head
 
 
@@ -255,7 +255,7 @@ def test_layout_readable_and_portable(hand_report):
     assert "<td>medvit_28_small</td>" in page and "<td>early_stopped</td>" in page
     # the top-trials table is split: results first, then the training details and checkpoint
     best = md[md.index("### RetinaMNIST"):md.index("## Caveats")]
-    assert "| Rank | Trial | Model | α | Margin | Augment | val_acc (max, val) |" in best
+    assert "| Rank | Trial | Model | α | Margin | Augment | val_acc selection score |" in best
     assert "| Rank | Trial | Sweep | LR | Weight decay | Batch | Img | Seed | Checkpoint |" in best
     # one dataset: no near-empty ours-minus-paper figure
     assert not (out / "figures" / "ours_minus_paper.png").exists()
