@@ -23,8 +23,8 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analysis.schema import CONFIG_COLUMNS, RESULTS_SCHEMA, TEST_COLUMNS, conform, empty_results, read_table
-from medvit.config import SELECT_METRICS
+from analysis.schema import CONFIG_COLUMNS, RESULTS_SCHEMA, TEST_COLUMNS, VAL_COLUMNS, conform, empty_results, read_table
+from medvit.selection import SELECT_METRICS
 from medvit.yamlio import YamlError, load_yaml, read_text_file
 from sweeps.folder import SPEC_FILE, STATE_GLOB, check_sweep_dir, parse_experiment_state, split_trial_item
 from sweeps.ranking import trial_best
@@ -35,7 +35,6 @@ __all__ = ["collect", "read_sweep", "read_results", "trial_id_from_folder"]
 
 _CKPT_RE = re.compile(r"^checkpoint_(\d+)$")
 _TRIAL_ID_RE = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
-_VAL_COLUMNS = ("val_acc", "val_auc", "val_qwk", "val_mae")
 
 
 # --------------------------------------------------------------------------- public API
@@ -83,16 +82,16 @@ def read_sweep(sweep_dir: str | os.PathLike, collected_at: datetime | None = Non
     sweep_dir = check_sweep_dir(Path(sweep_dir)).resolve()
     collected_at = collected_at or datetime.now(timezone.utc)
     spec = _read_spec(sweep_dir)
-    state_trials, state_metric = _read_state(sweep_dir)
+    state_trials, state_metric, state_mode = _read_state(sweep_dir)
 
     metric = spec.get("metric") or state_metric
     if not metric:
         raise ValueError(f"{sweep_dir}: no metric in {SPEC_FILE} nor in the experiment state")
-    mode = SELECT_METRICS.get(metric, spec.get("mode"))  # the metric's direction
+    # The metric's direction: medvit.selection's table, else what the spec or Ray's state says.
+    mode = SELECT_METRICS.get(metric, spec.get("mode") or state_mode)
     if mode not in ("max", "min"):
-        guessed = "min" if re.search(r"loss|mae|err", metric) else "max"
-        warnings.warn(f"{sweep_dir}: no valid 'mode' in {SPEC_FILE}; assuming {guessed!r} for {metric!r}")
-        mode = guessed
+        raise ValueError(f"{sweep_dir}: no direction for metric {metric!r}: no mode in {SPEC_FILE} nor in the "
+                         f"experiment state; allowed metrics: {', '.join(SELECT_METRICS)}")
 
     # Trials listed by the state file, then folders it does not list.
     trials: dict[str, dict[str, Any]] = {}
@@ -136,9 +135,9 @@ def _read_spec(sweep_dir: Path) -> dict[str, Any]:
     return spec
 
 
-def _read_state(sweep_dir: Path) -> tuple[list[dict[str, Any]], str | None]:
-    """Trials from the newest experiment_state file: trial_id, status, relative_logdir, config,
-    last_result. Only its JSON is parsed; pickled fields are ignored. Newest is Ray's rule,
+def _read_state(sweep_dir: Path) -> tuple[list[dict[str, Any]], str | None, str | None]:
+    """Trials from the newest experiment_state file (trial_id, status, relative_logdir, config,
+    last_result), and the sweep's metric and mode. Only its JSON is parsed; pickled fields are ignored. Newest is Ray's rule,
     the greatest name (a timestamp): a copy made without keeping times (`cp -r`, a bucket
     sync) scrambles mtimes. A corrupted newest file is refused, never silently skipped."""
     newest = max(sweep_dir.glob(STATE_GLOB), key=lambda f: f.name)
@@ -161,8 +160,9 @@ def _read_state(sweep_dir: Path) -> tuple[list[dict[str, Any]], str | None]:
                 "last_result": (runtime or {}).get("last_result") or {},
             }
         )
-    metric = (state.get("runner_data") or {}).get("_metric")
-    return trials, metric if isinstance(metric, str) else None
+    runner = state.get("runner_data") or {}
+    metric, mode = runner.get("_metric"), runner.get("_mode")
+    return trials, metric if isinstance(metric, str) else None, mode if isinstance(mode, str) else None
 
 
 def trial_id_from_folder(folder: Path) -> str | None:
@@ -356,7 +356,7 @@ def _trial_row(
         "config_json": json.dumps(config, sort_keys=True, default=str),
         "collected_at": collected_at,
     }
-    for col in _VAL_COLUMNS:
+    for col in VAL_COLUMNS:
         row[f"best_{col}"] = float_or_none(best_rec.get(col))
     for col in TEST_COLUMNS:  # normally filled later by the evaluation step
         row[col] = float_or_none(last.get(col))

@@ -22,8 +22,12 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+import torch
+
 from medvit.jsonio import write_json
-from medvit.metrics import decoded_metrics, evaluate
+from medvit.losses import loss_for_task
+from medvit.metrics import PROBABILITY_FLOOR, decoded_metrics, evaluate, logits_from_scores
+from medvit.selection import metric_named
 from medvit.tasks import MULTI_LABEL, ORDINAL
 
 if TYPE_CHECKING:
@@ -45,22 +49,38 @@ class Candidate:
     val_scores: np.ndarray
 
 
-def _objective(task: str, y_val: np.ndarray, scores: np.ndarray, metric: str) -> tuple[float, float]:
-    """What greedy selection maximises: the sweep's metric, then (on 120 images accuracy often
-    ties) the mean log-likelihood of the true labels as a finer tie-breaker."""
-    value = evaluate(task, y_val, scores)[metric]
-    if metric == "mae":
-        value = -value
-    p = np.clip(scores, 1e-12, 1 - 1e-12)
-    if task == MULTI_LABEL:
-        loglik = np.mean(y_val * np.log(p) + (1 - y_val) * np.log(1 - p))
-    else:
-        loglik = np.mean(np.log(p[np.arange(len(y_val)), y_val]))
-    return (value if math.isfinite(value) else -math.inf, float(loglik))
+Objective = Callable[[np.ndarray], tuple[float, float]]
+
+
+def objective(task: str, y_val: np.ndarray, metric: str = "acc", loss_fn: torch.nn.Module | None = None) -> Objective:
+    """What greedy selection maximises for averaged validation probabilities: the sweep's metric
+    (any name of medvit.selection's table: ``val_loss``, ``mae``, ...) turned so that more is
+    better, then (on 120 images accuracy often ties) the mean log-likelihood of the true labels
+    as a finer tie-breaker. A loss metric is ``loss_fn`` (the run's evaluation loss; default the
+    task's plain loss) of the probabilities' logits."""
+    selected = metric_named(metric)
+    loss_fn = loss_fn or loss_for_task(task)
+    target = torch.as_tensor(y_val, dtype=torch.float64 if task == MULTI_LABEL else torch.int64)
+
+    def value_of(scores: np.ndarray) -> float:
+        if selected.from_scores:
+            return evaluate(task, y_val, scores)[selected.key]
+        return float(loss_fn(logits_from_scores(task, scores), target))
+
+    def key(scores: np.ndarray) -> tuple[float, float]:
+        value = value_of(scores) * (1 if selected.direction == "max" else -1)
+        p = np.clip(scores, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+        if task == MULTI_LABEL:
+            loglik = np.mean(y_val * np.log(p) + (1 - y_val) * np.log(1 - p))
+        else:
+            loglik = np.mean(np.log(p[np.arange(len(y_val)), y_val]))
+        return (value if math.isfinite(value) else -math.inf, float(loglik))
+
+    return key
 
 
 def select_members(task: str, candidates: list[Candidate], y_val: np.ndarray, metric: str = "acc",
-                   rounds: int = DEFAULT_ROUNDS) -> Counter:
+                   rounds: int = DEFAULT_ROUNDS, loss_fn: torch.nn.Module | None = None) -> Counter:
     """Trial id -> how many times it was picked (its weight is count / total).
 
     Starts from the best single candidate, then adds the best candidate `rounds` times with
@@ -69,11 +89,12 @@ def select_members(task: str, candidates: list[Candidate], y_val: np.ndarray, me
     """
     if not candidates:
         raise ValueError("ensemble: no finished trial with validation scores to choose from")
+    score = objective(task, y_val, metric, loss_fn)
     total = np.zeros_like(candidates[0].val_scores, dtype=np.float64)
     picks: list[int] = []
     best_prefix, best_key = 0, (-math.inf, -math.inf)
     for step in range(rounds + 1):
-        pick, key = _best_addition(task, candidates, y_val, metric, total, len(picks))
+        pick, key = _best_addition(candidates, score, total, len(picks))
         picks.append(pick)
         total += candidates[pick].val_scores
         if key > best_key:
@@ -81,20 +102,21 @@ def select_members(task: str, candidates: list[Candidate], y_val: np.ndarray, me
     return Counter(candidates[i].trial_id for i in picks[:best_prefix])
 
 
-def best_single(task: str, candidates: list[Candidate], y_val: np.ndarray, metric: str = "acc") -> str:
+def best_single(task: str, candidates: list[Candidate], y_val: np.ndarray, metric: str = "acc",
+                loss_fn: torch.nn.Module | None = None) -> str:
     """The trial whose validation scores alone score best (the earliest among equals): the
     greedy selection's first pick, so always a member of its ensemble."""
     if not candidates:
         raise ValueError("ensemble: no finished trial with validation scores to choose from")
     zeros = np.zeros_like(candidates[0].val_scores, dtype=np.float64)
-    return candidates[_best_addition(task, candidates, y_val, metric, zeros, 0)[0]].trial_id
+    return candidates[_best_addition(candidates, objective(task, y_val, metric, loss_fn), zeros, 0)[0]].trial_id
 
 
-def _best_addition(task: str, candidates: list[Candidate], y_val: np.ndarray, metric: str, total: np.ndarray,
+def _best_addition(candidates: list[Candidate], score: Objective, total: np.ndarray,
                    picked: int) -> tuple[int, tuple[float, float]]:
     """(index, objective) of the candidate whose addition to `picked` picks summing to `total`
     scores best; ties to the earliest."""
-    keys = [_objective(task, y_val, (total + c.val_scores) / (picked + 1), metric) for c in candidates]
+    keys = [score((total + c.val_scores) / (picked + 1)) for c in candidates]
     pick = max(range(len(candidates)), key=lambda i: (keys[i], -i))
     return pick, keys[pick]
 
@@ -114,14 +136,14 @@ def split_summary(task: str, y: np.ndarray, scores: np.ndarray, y_val: np.ndarra
 
 def build_ensemble(task: str, candidates: list[Candidate], y_val: np.ndarray, y_test: np.ndarray,
                    test_scores_of: Callable[[Candidate], np.ndarray], metric: str = "acc",
-                   rounds: int = DEFAULT_ROUNDS) -> dict:
+                   rounds: int = DEFAULT_ROUNDS, loss_fn: torch.nn.Module | None = None) -> dict:
     """Select on validation, then score the fixed members on test (each member once).
 
     ``winner`` is the best single trial by the same objective, the ensemble's first pick and so
     always a member: reported beside it, so that a user sees whether the ensemble beats taking
     the winner (over 20 RetinaMNIST sweeps it did not: reports/recipe/README.md)."""
-    members = select_members(task, candidates, y_val, metric, rounds)
-    winner = best_single(task, candidates, y_val, metric)
+    members = select_members(task, candidates, y_val, metric, rounds, loss_fn)
+    winner = best_single(task, candidates, y_val, metric, loss_fn)
     by_id = {c.trial_id: c for c in candidates}
     val = {t: by_id[t].val_scores for t in members}
     test = {t: test_scores_of(by_id[t]) for t in members}
@@ -190,6 +212,7 @@ def ensemble_sweep(sweep_dir: str | Path, out_dir: str | Path, data_root: str | 
     """`medsweep ensemble`: select members of a sweep folder on validation, evaluate on test
     once, and write ``out_dir/ensemble.json``."""
     from analysis.evaluate import load_checkpoint, load_eval_data
+    from medvit.train import evaluation_loss
 
     sweep_dir = Path(sweep_dir)
     candidates = sweep_candidates(sweep_dir)
@@ -203,10 +226,9 @@ def ensemble_sweep(sweep_dir: str | Path, out_dir: str | Path, data_root: str | 
         raise ValueError(f"ensemble: trials were validated on {sorted(lengths)} images, the split has {len(y_val)}; "
                          "allowed: trials of one sweep on the same data")
 
-    metric = config.select_metric.removeprefix("val_")
-    result = {"dataset": config.dataset, "sweep": sweep_dir.name, "metric": f"val_{metric}", "rounds": rounds,
+    result = {"dataset": config.dataset, "sweep": sweep_dir.name, "metric": config.select_metric, "rounds": rounds,
               "candidates": len(candidates),
               **build_ensemble(config.task, candidates, y_val, y_test, lambda c: test_scores(c, data, device),
-                               metric, rounds)}
+                               config.select_metric, rounds, evaluation_loss(config))}
     write_json(Path(out_dir) / ENSEMBLE_FILE, result)
     return result

@@ -160,6 +160,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medvit.config import TrainConfig
+from medvit.selection import METRICS, TEST_COLUMNS
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -167,6 +168,7 @@ __all__ = [
     "CONFIRM_SCHEMA",
     "STOP_REASONS",
     "TEST_COLUMNS",
+    "VAL_COLUMNS",
     "AUDIT_COLUMNS",
     "CONFIG_COLUMNS",
     "config_columns",
@@ -180,7 +182,8 @@ __all__ = [
 SCHEMA_VERSION = "1"
 
 STOP_REASONS: tuple[str, ...] = ("finished", "early_stopped", "errored", "diverged", "unfinished")
-TEST_COLUMNS: tuple[str, ...] = ("test_acc", "test_auc", "test_qwk", "test_mae")
+# The metrics computed from a split's scores (medvit.selection's table): test_* and val_* columns.
+VAL_COLUMNS: tuple[str, ...] = tuple(metric.val_name for metric in METRICS.values() if metric.from_scores)
 # The confirm table's test-selection audit: test metrics at the epoch chosen on test. Named so
 # that nothing reading the test_* columns (the validation-selected, reported numbers) takes them.
 AUDIT_COLUMNS: tuple[str, ...] = tuple(f"audit_{name}" for name in TEST_COLUMNS)
@@ -226,10 +229,7 @@ def results_schema(config_class: type[TrainConfig] = TrainConfig) -> pa.Schema:
         _F("mode", pa.string(), nullable=False),
         _F("best_value", pa.float64()),
         _F("best_epoch", pa.int32()),
-        _F("best_val_acc", pa.float64()),
-        _F("best_val_auc", pa.float64()),
-        _F("best_val_qwk", pa.float64()),
-        _F("best_val_mae", pa.float64()),
+        *(_F(f"best_{name}", pa.float64()) for name in VAL_COLUMNS),
         _F("history_epoch", pa.list_(pa.int32()), nullable=False),
         _F("history_val_metric", pa.list_(pa.float64()), nullable=False),
         _F("history_train_loss", pa.list_(pa.float64()), nullable=False),
@@ -241,10 +241,7 @@ def results_schema(config_class: type[TrainConfig] = TrainConfig) -> pa.Schema:
         _F("config_group", pa.string()),
         _F("repeat_index", pa.int32()),
         _F("repeats", pa.int32()),
-        _F("test_acc", pa.float64()),
-        _F("test_auc", pa.float64()),
-        _F("test_qwk", pa.float64()),
-        _F("test_mae", pa.float64()),
+        *(_F(name, pa.float64()) for name in TEST_COLUMNS),
         _F("collected_at", pa.timestamp("us", tz="UTC"), nullable=False),
     ], metadata={"medsweep.schema_version": SCHEMA_VERSION, "medsweep.table": "results"})
 
@@ -259,14 +256,7 @@ CONFIRM_SCHEMA = pa.schema(
         _F("seed", pa.int64(), nullable=False),
         _F("trial_id", pa.string()),
         _F("config_json", pa.string()),
-        _F("test_acc", pa.float64()),
-        _F("test_auc", pa.float64()),
-        _F("test_qwk", pa.float64()),
-        _F("test_mae", pa.float64()),
-        _F("val_acc", pa.float64()),
-        _F("val_auc", pa.float64()),
-        _F("val_qwk", pa.float64()),
-        _F("val_mae", pa.float64()),
+        *(_F(name, pa.float64()) for name in TEST_COLUMNS + VAL_COLUMNS),
         _F("selected_epoch", pa.int32()),
         _F("audit_epoch", pa.int32()),
         *(_F(name, pa.float64()) for name in AUDIT_COLUMNS),

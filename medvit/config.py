@@ -20,21 +20,13 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from medvit.tasks import ORDINAL
+from medvit.selection import SELECT_METRICS, WORST_SCORE, select_metrics_for
+from medvit.tasks import ORDINAL, TASKS
 from medvit.yamlio import YamlError, dump_yaml, load_yaml, read_text_file
 
-# Validation metrics a run may select its best epoch on, with the direction that is better.
-SELECT_METRICS: dict[str, Literal["max", "min"]] = {
-    "val_acc": "max",
-    "val_auc": "max",
-    "val_qwk": "max",
-    "val_mae": "min",
-    "val_loss": "min",
-}
-ORDINAL_ONLY_METRICS = ("val_qwk", "val_mae")
-
-# The value a diverged run reports as its selection score: worse than any real one.
-WORST_SCORE: dict[str, float] = {"max": -1.0, "min": 1.0e9}
+# The select metrics that exist for ordinal-regression tasks only (from medvit.selection's table).
+ORDINAL_ONLY_METRICS = tuple(name for name in SELECT_METRICS
+                             if all(name not in select_metrics_for(task) for task in TASKS if task != ORDINAL))
 
 # How a field may be searched in a sweep spec (`search:`): the distribution kinds it takes.
 NAME_SEARCH = ("choice", "grid")
@@ -163,10 +155,10 @@ class TrainConfig(BaseModel):
                 f"alpha: the Ordinal Loss applies to ordinal-regression tasks only; "
                 f"{self.dataset} is {self.task}, so alpha must be 0"
             )
-        if self.select_metric in ORDINAL_ONLY_METRICS and not ordinal:
+        if self.select_metric not in select_metrics_for(self.task):
             raise ValueError(
                 f"select_metric: {self.select_metric} exists for ordinal-regression tasks only; "
-                f"allowed for {self.dataset}: val_acc, val_auc, val_loss"
+                f"allowed for {self.dataset}: {', '.join(select_metrics_for(self.task))}"
             )
         if self.drop_path > 0 and not self.model.startswith("medvit"):
             raise ValueError(f"drop_path: stochastic depth exists in MedViT presets only; {self.model} needs 0")

@@ -49,6 +49,7 @@ from medvit.tasks import BINARY, MULTI_LABEL, ORDINAL, TASKS
 
 __all__ = [
     "scores_from_logits",
+    "logits_from_scores",
     "evaluate",
     "roc_auc_columns",
     "quadratic_weighted_kappa",
@@ -60,6 +61,8 @@ __all__ = [
 
 
 THRESHOLD = 0.5
+# The smallest probability whose logarithm is taken: a confident 0 gives a large, finite loss.
+PROBABILITY_FLOOR = 1e-12
 
 
 def _check_task(task: str) -> None:
@@ -77,6 +80,15 @@ def scores_from_logits(task: str, logits: torch.Tensor) -> np.ndarray:
     x = logits.detach().to(device="cpu", dtype=torch.float64)
     probs = torch.sigmoid(x) if task == MULTI_LABEL else torch.softmax(x, dim=1)
     return probs.numpy()
+
+
+def logits_from_scores(task: str, scores: np.ndarray) -> torch.Tensor:
+    """Scores back to logits that :func:`scores_from_logits` maps to them (an ensemble's
+    averaged probabilities have no logits of their own): ``log p`` (softmax(log p) = p), or
+    each label's log-odds for the multi-label task. Probabilities are clipped away from 0 and 1."""
+    _check_task(task)
+    p = np.clip(np.asarray(scores, dtype=np.float64), PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
+    return torch.from_numpy(np.log(p) - np.log1p(-p) if task == MULTI_LABEL else np.log(p))
 
 
 def roc_auc_columns(positive: np.ndarray, scores: np.ndarray) -> np.ndarray:

@@ -37,6 +37,7 @@ from medvit.tasks import ORDINAL
 from medvit.losses import loss_for_task
 from medvit.metrics import decoded_metrics, evaluate, scores_from_logits
 from medvit.models import MODELS, create_model
+from medvit.selection import best_epoch as best_epoch_of, improves
 
 EVAL_BATCH = 512
 # torch.compile's mode per device. A 28 px model's step is a thousand small kernels: on an H100
@@ -104,7 +105,7 @@ class Trainer:
         self.forward = torch.compile(self.model, mode=COMPILE_MODE[self.device.type]) if config.compile else self.model
         self.bf16 = config.precision == "bf16"
         self.loss_fn = loss_for_task(self.task, config.alpha, config.margin, config.label_smoothing)
-        self.eval_loss_fn = loss_for_task(self.task, config.alpha, config.margin)
+        self.eval_loss_fn = evaluation_loss(config)
         self.augment = for_dataset(augment_config(config.augment), config.dataset)
         # Fused: one kernel for the whole update instead of a dozen multi-tensor passes (on one
         # CPU thread 2.2 ms a step against foreach's 6.3 for medvit_28_tiny).
@@ -211,13 +212,6 @@ class Trainer:
         metrics |= evaluate(self.task, target.cpu().numpy(), scores)
         return metrics, scores
 
-    def _is_better(self, value: float) -> bool:
-        if self.best_value is None or math.isnan(self.best_value):
-            return not math.isnan(value)
-        if self.config.select_mode == "max":
-            return value > self.best_value
-        return value < self.best_value
-
     def epochs(self) -> Iterator[dict[str, float]]:
         """Train the remaining epochs, yielding each epoch's metrics (validation only; with
         ``audit_test`` also the test split's, as ``audit_test_*``, after the selection)."""
@@ -235,7 +229,7 @@ class Trainer:
             else:
                 self.history.append(val[metric.removeprefix("val_")])
                 score = float(np.mean(self.history[-self.config.select_window:]))
-                if self._is_better(score):
+                if improves(score, self.best_value, self.config.select_mode):
                     self.best_epoch = self.epoch
                     self.best_value = score
                     self.best_metrics = {f"val_{k}": v for k, v in val.items()}
@@ -273,12 +267,8 @@ class Trainer:
         candidate, as it is never selected on validation."""
         key = AUDIT_PREFIX + self.config.select_metric.removeprefix("val_")
         candidates = self.audit[:len(self.audit) - 1] if self.diverged else self.audit
-        best_epoch, best_value = 0, None
-        for epoch, record in enumerate(candidates, 1):
-            value = record.get(key, math.nan)
-            if math.isfinite(value) and (best_value is None or (
-                    value > best_value if self.config.select_mode == "max" else value < best_value)):
-                best_epoch, best_value = epoch, value
+        _, best_epoch = best_epoch_of(((epoch, record.get(key)) for epoch, record in enumerate(candidates, 1)),
+                                      self.config.select_mode) or (None, 0)
 
         def metrics_at(epoch: int) -> dict[str, float] | None:
             record = self.audit[epoch - 1] if epoch else None
@@ -370,6 +360,12 @@ class Trainer:
 
     def restore(self, directory: str | Path) -> None:
         self.load_state_dict(load_state(directory, map_location=self.device))
+
+
+def evaluation_loss(config: TrainConfig) -> torch.nn.Module:
+    """The loss a run reports as ``val_loss`` (and may select on): the training loss without
+    label smoothing."""
+    return loss_for_task(config.task, config.alpha, config.margin)
 
 
 def train_steps(n: int, batch_size: int) -> int:

@@ -14,11 +14,12 @@ best score, and its trials follow one another in the order, best trial first (``
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from statistics import fmean
 from typing import Any, Hashable, Iterable, Mapping, Sequence
+
+from medvit.selection import best_epoch
 
 __all__ = ["SCORE", "trial_best", "rank_key", "Candidate", "Rank", "ranks"]
 
@@ -26,29 +27,16 @@ __all__ = ["SCORE", "trial_best", "rank_key", "Candidate", "Rank", "ranks"]
 SCORE = "select_score"
 
 
-def _finite(value: Any) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
 def trial_best(history: Iterable[Mapping[str, Any]], metric: str, mode: str) -> tuple[float, int] | None:
     """(best score, the first epoch that reached it) over a trial's per-epoch results, in
-    epoch order; None when the trial cannot be ranked (no score, or it diverged)."""
+    epoch order, by the trainer's own best-epoch rule (``medvit.selection.best_epoch``); None
+    when the trial cannot be ranked (no score, or it diverged)."""
     history = list(history)
     if not history or history[-1].get("diverged") is True:
         return None
-    column = SCORE if any(_finite(record.get(SCORE)) is not None for record in history) else metric
-    best: tuple[float, int] | None = None
-    for record in history:
-        value = _finite(record.get(column))
-        if value is None:
-            continue
-        if best is None or (value > best[0] if mode == "max" else value < best[0]):
-            best = (value, int(record.get("epoch", record.get("training_iteration"))))
-    return best
+    column = SCORE if best_epoch(((0, record.get(SCORE)) for record in history), mode) else metric
+    return best_epoch(((record.get("epoch", record.get("training_iteration")), record.get(column))
+                       for record in history), mode)
 
 
 def rank_key(value: float, epoch: int, trial_id: Any, mode: str) -> tuple:

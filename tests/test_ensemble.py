@@ -7,7 +7,8 @@ import pytest
 
 import analysis.ensemble as ens
 from analysis.ensemble import Candidate, build_ensemble, select_members
-from medvit.tasks import MULTI_CLASS, ORDINAL
+from medvit.selection import METRICS
+from medvit.tasks import BINARY, MULTI_CLASS, ORDINAL
 
 
 def _one_hot_scores(pred: np.ndarray, k: int, confidence: float) -> np.ndarray:
@@ -74,6 +75,36 @@ def test_ordinal_ensembles_report_decoded_metrics():
     y, candidates = _complementary_case(k=5)
     result = build_ensemble(ORDINAL, candidates, y, y, lambda c: c.val_scores)
     assert {"acc", "auc", "qwk", "mae", "qwk_decoded", "mae_decoded"} <= set(result["test"])
+
+
+def _validation_value(task, y, scores, metric):
+    """The metric of averaged probabilities, computed here as the trainer would: MedMNIST
+    metrics from the scores, the evaluation loss from their logarithm (softmax(log p) = p)."""
+    import torch
+
+    from medvit.losses import loss_for_task
+    from medvit.metrics import evaluate
+
+    if metric.from_scores:
+        return evaluate(task, y, scores)[metric.key]
+    return loss_for_task(task)(torch.from_numpy(np.log(scores)), torch.from_numpy(y)).item()
+
+
+@pytest.mark.parametrize("metric, task", [(metric, task) for metric in METRICS.values()
+                                          for task in (MULTI_CLASS, BINARY, ORDINAL) if task in metric.tasks],
+                         ids=lambda value: getattr(value, "val_name", value))
+def test_every_select_metric_builds_an_ensemble_no_worse_than_its_best_trial(metric, task):
+    """Every metric a spec may select on (medvit.selection's table), in its own direction: the
+    ensemble's validation value is at least as good as that of every trial alone."""
+    y, candidates = _complementary_case(k=2 if task == BINARY else 3)
+    result = build_ensemble(task, candidates, y, y, lambda c: c.val_scores, metric.val_name)
+    assert result["members"] and {m["trial_id"] for m in result["members"]} <= set("ABCD")
+    weights = {m["trial_id"]: m["weight"] for m in result["members"]}
+    by_id = {c.trial_id: c.val_scores for c in candidates}
+    ensemble = _validation_value(task, y, sum(w * by_id[t] for t, w in weights.items()), metric)
+    alone = [_validation_value(task, y, c.val_scores, metric) for c in candidates]
+    best_alone = max(alone) if metric.direction == "max" else min(alone)
+    assert (ensemble >= best_alone - 1e-12) if metric.direction == "max" else (ensemble <= best_alone + 1e-12)
 
 
 def test_no_candidates_is_one_line():
