@@ -1,0 +1,23 @@
+"""What a trial reports each epoch, as the sweep's TensorBoard shows it: the values at the
+selected epoch are named `selected_*` (they move with the selection, so they can fall), and
+HParams leads with them, then the sweep's metric and `select_score`."""
+
+from __future__ import annotations
+
+from medvit.config import build_config
+from medvit.train import Trainer
+from trainables.tensorboard import BOOKKEEPING, metric_order
+
+
+def test_selected_values_are_the_selected_epochs_and_lead_the_hparams(retina_data):
+    config = build_config({"dataset": "retinamnist", "model": "medvit_28_tiny", "device": "cpu", "epochs": 3,
+                           "batch_size": 32, "select_metric": "val_auc", "select_window": 2})
+    history = list(Trainer(config, retina_data.subset(96, seed=0)).epochs())
+    for record in history:
+        selected = history[record["best_epoch"] - 1]
+        assert record["selected_val_auc"] == selected["val_auc"]
+        assert record["selected_score"] == selected["select_score"]
+        assert not any(key.startswith("best_val") for key in record)
+    reported = [key for key in history[-1] if key not in BOOKKEEPING]
+    assert metric_order(reported, "val_auc")[:6] == ["selected_val_auc", "selected_score", "val_auc", "select_score",
+                                                     "val_acc", "val_qwk"]
