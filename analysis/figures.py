@@ -10,7 +10,14 @@ check the numbers without reading pixels:
   (ASHA) stopped the others.
 
 Cells of a heatmap show the mean over the trials in the cell and their count ``n``; only
-cells that hold a trial are drawn. Errored trials are left out.
+cells that hold a trial are drawn. Errored trials are left out. A trial's number in a heatmap
+is its selection score (``best_value``: the sweep's metric averaged over the trailing
+``select_window`` epochs, at its best), named so; the curves show the metric of each epoch.
+
+Size: the report shows a figure at its size in inches (96 CSS px per inch, from the PNG's DPI:
+:class:`analysis.render.Image`); every figure is at most 6 in wide, drawn at 150 DPI, with
+text of 10.5 pt or more. On a 390-px phone screen a 6-in figure is scaled to 358/576 = 0.62 of
+that, where 10.5 pt is still 8.7 CSS px and the 12-pt labels 10 px.
 """
 
 from __future__ import annotations
@@ -29,12 +36,14 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from analysis import reference as ref
+from analysis.collect import float_or_none
 from analysis.tables import (
     load_results_frame,
     model_family,
     family_label,
     ours_test_metrics,
     rank_trials,
+    score_name,
     selection_metric,
 )
 
@@ -48,7 +57,22 @@ __all__ = [
 ]
 
 AUGMENT_ORDER = ("off", "light", "medium", "strong")
-_DPI = 110
+_DPI = 150
+_MAX_WIDTH_IN = 6.0
+_STYLE = {"font.size": 12, "axes.titlesize": 12, "axes.labelsize": 12, "xtick.labelsize": 11,
+          "ytick.labelsize": 11, "legend.fontsize": 10.5, "figure.titlesize": 13}
+# Every public figure function draws under this style (rcParams are read when text is made).
+_styled = matplotlib.rc_context(_STYLE)
+
+
+def _figure(width_in: float, height_in: float) -> Figure:
+    return Figure(figsize=(min(width_in, _MAX_WIDTH_IN), height_in), dpi=_DPI, layout="constrained")
+
+
+def _ink(im: Any, value: float) -> str:
+    """Black or white, whichever reads on the colour ``value`` is painted in."""
+    r, g, b, _ = im.cmap(im.norm(value))
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.55 else "white"
 
 
 # --------------------------------------------------------------------------- selection helpers
@@ -86,7 +110,7 @@ def _margin_levels(values: pd.Series, max_levels: int = 4) -> tuple[pd.Series, l
     if v.nunique() <= max_levels:
         return v, sorted(v.dropna().unique())
     codes = pd.qcut(v, max_levels - 1, labels=False, duplicates="drop")
-    label = {c: f"{g.min():.3g}–{g.max():.3g}" for c, g in v.groupby(codes)}
+    label = {c: f"{g.min():.2g}–{g.max():.2g}" for c, g in v.groupby(codes)}
     return codes.map(label), [label[c] for c in sorted(label)]
 
 
@@ -111,11 +135,9 @@ def _paint_cells(ax, cells: pd.DataFrame, rows: list, cols: list, cmap, norm) ->
         mat[rows.index(rec.row), cols.index(rec.col)] = rec.mean
     im = ax.imshow(np.ma.masked_invalid(mat), cmap=cmap, norm=norm, aspect="auto")
     for rec in cells.itertuples():
-        rgba = im.cmap(im.norm(rec.mean))
-        lum = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2]
         ax.text(cols.index(rec.col), rows.index(rec.row), f"{rec.mean:.3f}\nn={rec.n}", ha="center", va="center",
-                fontsize=8, color="black" if lum > 0.55 else "white")
-    rotate = len(cols) > 6
+                fontsize=10.5, color=_ink(im, rec.mean))
+    rotate = len(cols) > 4
     ax.set_xticks(range(len(cols)), [_fmt_level(c) for c in cols], rotation=30 if rotate else 0,
                   ha="right" if rotate else "center")
     ax.set_yticks(range(len(rows)), [_fmt_level(r) for r in rows])
@@ -131,6 +153,7 @@ def _save(fig: Figure, out_png: str | os.PathLike) -> None:
 # --------------------------------------------------------------------------- public figures
 
 
+@_styled
 def heatmap_alpha_margin(results: Any, out_png: str | os.PathLike, sweep: str | None = None,
                          dataset: str | None = None) -> pd.DataFrame:
     """Mean validation metric (best epoch) per alpha x margin cell of one sweep or dataset.
@@ -161,33 +184,31 @@ def heatmap_alpha_margin(results: Any, out_png: str | os.PathLike, sweep: str | 
     mcells = cells[cells["row"].notna()]
     cols = sorted(mcells["col"].unique())
     panels = ([("ce", 1)] if len(ce) else []) + ([("ordinal", len(cols))] if len(ordinal) else [])
-    w = max(5.5, 1.1 * sum(n for _, n in panels) + 3.4)
-    h = max(3.6, 0.75 * max(len(rows), 1) + 2.1)
-    fig = Figure(figsize=(w, h), dpi=_DPI, layout="constrained")
+    fig = _figure(0.62 * sum(n for _, n in panels) + 2.6, max(3.6, 0.75 * max(len(rows), 1) + 2.3))
     axes = fig.subplots(1, len(panels), width_ratios=[n for _, n in panels], squeeze=False)[0]
     cmap = _cmap("viridis" if mode == "max" else "viridis_r", bad="white")
     norm = _cell_norm(cells)
     for ax, (kind, _) in zip(axes, panels):
         if kind == "ce":
             im = _paint_cells(ax, cells[cells["row"].isna()].assign(row="any"), ["any"], [0.0], cmap, norm)
-            ax.set_xlabel("α = 0\n(cross-entropy:\nmargin unused)")
-            ax.set_ylabel("margin")
+            ax.set_xlabel("α = 0\n(cross-\nentropy,\nno margin)")
         else:
             im = _paint_cells(ax, mcells, rows, cols, cmap, norm)
-            ax.set_xlabel("α, Ordinal Loss weight (unitless, binned to 0.1)")
-            ax.set_ylabel("margin (probability units; α > 0 only)")
+            ax.set_xlabel("α, Ordinal Loss weight\n(binned to 0.1)")
+            ax.set_ylabel("margin (α > 0 only)")
     cb = fig.colorbar(im, ax=list(axes))
     cb.set_label(_cbar(metric, mode))
-    fig.suptitle(f"{scope}: {metric} by Ordinal Loss α and margin")
+    fig.suptitle(f"{scope}:\n{score_name(metric)} by α and margin")
     _save(fig, out_png)
     return cells
 
 
 def _cbar(metric: str, mode: str) -> str:
     better = "higher" if mode == "max" else "lower"
-    return f"{metric} at best epoch (unitless)\nmean over trials, {better} is better"
+    return f"{score_name(metric)}\nmean over trials, {better} is better"
 
 
+@_styled
 def heatmap_model_augment(results: Any, out_png: str | os.PathLike, sweep: str | None = None,
                           dataset: str | None = None) -> pd.DataFrame:
     """Mean validation metric (best epoch) per model (depth) x augmentation preset cell.
@@ -200,15 +221,14 @@ def heatmap_model_augment(results: Any, out_png: str | os.PathLike, sweep: str |
     models = sorted(df["model"].unique(), key=_model_sort_key)
     augs = [x for x in AUGMENT_ORDER if x in set(df["augment"])] + sorted(set(df["augment"]) - set(AUGMENT_ORDER))
     cells = _cell_table(df, df["model"], df["augment"])
-    fig = Figure(figsize=(max(5.5, 1.1 * len(augs) + 3.4), max(3.6, 0.75 * len(models) + 1.9)), dpi=_DPI,
-                 layout="constrained")
+    fig = _figure(0.9 * len(augs) + 3.4, max(3.6, 0.75 * len(models) + 2.2))
     ax = fig.add_subplot()
     im = _paint_cells(ax, cells, models, augs, _cmap("viridis" if mode == "max" else "viridis_r", bad="white"),
                       _cell_norm(cells))
     fig.colorbar(im, ax=ax).set_label(_cbar(metric, mode))
-    ax.set_xlabel("augmentation preset (off < light < medium < strong)")
+    ax.set_xlabel("augmentation preset\n(off < light < medium < strong)")
     ax.set_ylabel("model (depth)")
-    ax.set_title(f"{scope}: {metric} by model and augmentation")
+    ax.set_title(f"{scope}:\n{score_name(metric)} by model and augmentation")
     _save(fig, out_png)
     return cells
 
@@ -227,67 +247,36 @@ def _model_sort_key(name: str) -> tuple:
     return (model_family(name), next((depth[p] for p in parts if p in depth), 9), str(name))
 
 
+@_styled
 def heatmap_vs_paper(results: Any, out_png: str | os.PathLike, confirm: Any = None,
                      family: str = "medvit") -> pd.DataFrame:
-    """Datasets x published methods: ours (test split, best-by-validation trial) minus paper.
-
-    Two panels, AUC and ACC. Only datasets we have a test number for are rows.
+    """Published methods x (dataset, AUC / ACC): ours (test split, best-by-validation trial)
+    minus paper. Only datasets we have a test number for are columns.
 
     Returns:
         ``dataset, method, metric, ours, paper, diff`` for every dataset x method x metric
         (``diff`` NaN where either side is missing).
     """
-    ours = ours_test_metrics(results, confirm)
-    if not ours.empty:
-        fams = list(ours["family"].unique())
-        ours = ours[ours["family"] == (family if family in fams else fams[0])]
+    data = _vs_paper_data(results, confirm, family)
     methods = list(ref.TABLE1_METHODS)
-    recs = []
-    for o in ours.itertuples():
-        ds = str(o.dataset).lower()
-        for metric in ("auc", "acc"):
-            mine = getattr(o, f"{metric}_mean")
-            mine = None if mine is None or (isinstance(mine, float) and math.isnan(mine)) else float(mine)
-            for meth in methods:
-                p = ref.table1_value(meth, ds, metric)
-                pv = p.value if p else None
-                diff = mine - pv if (mine is not None and pv is not None) else math.nan
-                recs.append(dict(dataset=ds, method=meth, metric=metric, ours=mine, paper=pv, diff=diff))
-    data = pd.DataFrame(recs, columns=["dataset", "method", "metric", "ours", "paper", "diff"])
     datasets = [d for d in ref.ALL_DATASETS if d in set(data["dataset"])] + sorted(
         set(data["dataset"]) - set(ref.ALL_DATASETS))
-    rows = datasets or ["(no test results yet)"]
-    fig = Figure(figsize=(max(8.0, 0.62 * len(methods) * 2 + 3.0), max(3.6, 0.55 * len(rows) + 2.6)),
-                 dpi=_DPI, layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
+    datasets = datasets or ["(no test results yet)"]
+    columns = [(ds, metric) for ds in datasets for metric in ("auc", "acc")]
+    fig = _figure(3.0 + 0.8 * len(columns), 2.4 + 0.42 * len(methods))
+    ax = fig.add_subplot()
     finite = data["diff"].dropna()
     lim = float(finite.abs().max()) if len(finite) else 0.05
-    norm = TwoSlopeNorm(vmin=-(lim or 0.01), vcenter=0.0, vmax=lim or 0.01)
-    label = family_label(family)
-    for ax, metric in zip(axes, ("auc", "acc")):
-        mat = np.full((len(rows), len(methods)), np.nan)
-        for r in data[data["metric"] == metric].itertuples():
-            mat[rows.index(r.dataset), methods.index(r.method)] = r.diff
-        im = ax.imshow(np.ma.masked_invalid(mat), cmap=_cmap("RdBu"), norm=norm, aspect="auto")
-        for i in range(len(rows)):
-            for j in range(len(methods)):
-                v = mat[i, j]
-                if np.isfinite(v):
-                    rgba = im.cmap(im.norm(v))
-                    lum = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2]
-                    ax.text(j, i, f"{v:+.3f}", ha="center", va="center", fontsize=7,
-                            color="black" if lum > 0.55 else "white")
-                else:
-                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///",
-                                           edgecolor="#9a9a9a", linewidth=0))
-        ax.set_xticks(range(len(methods)), methods, rotation=40, ha="right", fontsize=8)
-        ax.set_yticks(range(len(rows)), [ref.display_name(d) for d in rows])
-        ax.set_xlabel("published method (paper Table 1)\ngrey hatched: no value on one side")
-        ax.set_title(f"test {metric.upper()}: ours − paper")
-    axes[0].set_ylabel("dataset")
-    cb = fig.colorbar(im, ax=list(axes))
-    cb.set_label("ours − paper (0–1 scale)\n> 0: ours better")
-    title = f"medsweep {label} (best by validation) minus published results, test split"
+    im = _paint_differences(ax, data, methods, columns, TwoSlopeNorm(vmin=-(lim or 0.01), vcenter=0.0,
+                                                                     vmax=lim or 0.01))
+    top = ax.secondary_xaxis("top")  # each dataset's name over its AUC and ACC columns
+    top.set_xticks([2 * k + 0.5 for k in range(len(datasets))], [ref.display_name(d) for d in datasets])
+    top.tick_params(length=0)
+    for k in range(1, len(datasets)):
+        ax.axvline(2 * k - 0.5, color="white", linewidth=4)
+    ax.set_xlabel("test metric; grey hatched: no value on one side")
+    fig.colorbar(im, ax=ax).set_label("ours − paper (0–1 scale)\n> 0: ours better")
+    title = f"medsweep {family_label(family)} (best by validation)\nminus published results, test split"
     if not len(finite):
         title += "\n(no test-split results yet: run the evaluation step)"
     fig.suptitle(title)
@@ -295,6 +284,43 @@ def heatmap_vs_paper(results: Any, out_png: str | os.PathLike, confirm: Any = No
     return data
 
 
+def _vs_paper_data(results: Any, confirm: Any, family: str) -> pd.DataFrame:
+    """Our test AUC/ACC of one family (the first present when it is absent) minus each published method's."""
+    ours = ours_test_metrics(results, confirm)
+    if not ours.empty:
+        fams = list(ours["family"].unique())
+        ours = ours[ours["family"] == (family if family in fams else fams[0])]
+    recs = []
+    for o in ours.itertuples():
+        ds = str(o.dataset).lower()
+        for metric in ("auc", "acc"):
+            mine = float_or_none(getattr(o, f"{metric}_mean"))
+            for method in ref.TABLE1_METHODS:
+                published = ref.table1_value(method, ds, metric)
+                paper = published.value if published else None
+                diff = mine - paper if (mine is not None and paper is not None) else math.nan
+                recs.append(dict(dataset=ds, method=method, metric=metric, ours=mine, paper=paper, diff=diff))
+    return pd.DataFrame(recs, columns=["dataset", "method", "metric", "ours", "paper", "diff"])
+
+
+def _paint_differences(ax, data: pd.DataFrame, methods: list[str], columns: list[tuple[str, str]], norm) -> Any:
+    """A method per row, a (dataset, metric) per column; hatched where a side has no value."""
+    mat = np.full((len(methods), len(columns)), np.nan)
+    for r in data.itertuples():
+        mat[methods.index(r.method), columns.index((r.dataset, r.metric))] = r.diff
+    im = ax.imshow(np.ma.masked_invalid(mat), cmap=_cmap("RdBu"), norm=norm, aspect="auto")
+    for i, j in np.ndindex(mat.shape):
+        if np.isfinite(mat[i, j]):
+            ax.text(j, i, f"{mat[i, j]:+.3f}", ha="center", va="center", fontsize=10.5, color=_ink(im, mat[i, j]))
+        else:
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="#9a9a9a",
+                                   linewidth=0))
+    ax.set_xticks(range(len(columns)), [metric.upper() for _, metric in columns])
+    ax.set_yticks(range(len(methods)), methods)
+    return im
+
+
+@_styled
 def learning_curves(results: Any, out_png: str | os.PathLike, sweep: str | None = None,
                     dataset: str | None = None, top_k: int = 5) -> pd.DataFrame:
     """Validation metric per epoch: the ``top_k`` trials in colour, the others in grey with a
@@ -318,7 +344,7 @@ def learning_curves(results: Any, out_png: str | os.PathLike, sweep: str | None 
                              stop_marker=bool(t.stop_reason == "early_stopped" and k == len(ep) - 1)))
     data = pd.DataFrame(recs, columns=["trial_id", "epoch", "value", "group", "rank", "stop_reason", "stop_marker"])
 
-    fig = Figure(figsize=(8.0, 4.8), dpi=_DPI, layout="constrained")
+    fig = _figure(_MAX_WIDTH_IN, 4.0 + 0.25 * (min(top_k, len(df)) + 2))
     ax = fig.add_subplot()
     others = data[data["group"] == "other"]
     for tid, g in others.groupby("trial_id", sort=False):
@@ -341,9 +367,9 @@ def learning_curves(results: Any, out_png: str | os.PathLike, sweep: str | None 
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"{metric} (validation split)")
-    ax.set_title(f"{scope}: {metric} per epoch, top {min(top_k, len(df))} of {len(df)} trials")
+    ax.set_title(f"{scope}: {metric} per epoch,\ntop {min(top_k, len(df))} of {len(df)} trials")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    fig.legend(loc="outside lower center")  # below the plot: inside, it would hide curves
     _save(fig, out_png)
     return data
 
@@ -374,13 +400,13 @@ def write_figures(results: Any, out_dir: str | os.PathLike, confirm: Any = None,
             name = f"alpha_margin_{sweep}"
             p = out_dir / f"{name}.png"
             figs[name] = (p, heatmap_alpha_margin(df, p, sweep=sweep),
-                          f"Sweep {sweep}: mean validation metric per alpha x margin cell (n = trials); "
+                          f"Sweep {sweep}: mean selection score (validation) per alpha x margin cell (n = trials); "
                           "alpha = 0 trials on the left, where the margin has no effect.")
         if sub["model"].nunique() > 1 or sub["augment"].nunique() > 1:
             name = f"model_augment_{sweep}"
             p = out_dir / f"{name}.png"
             figs[name] = (p, heatmap_model_augment(df, p, sweep=sweep),
-                          f"Sweep {sweep}: mean validation metric per model x augmentation cell.")
+                          f"Sweep {sweep}: mean selection score (validation) per model x augmentation cell.")
     ours = ours_test_metrics(df, confirm)
     if not ours.empty and ours.loc[ours["acc_mean"].notna() | ours["auc_mean"].notna(), "dataset"].nunique() >= 2:
         p = out_dir / "ours_minus_paper.png"

@@ -19,6 +19,7 @@ from typing import Sequence
 
 import jinja2
 import pandas as pd
+import PIL.Image
 
 __all__ = ["MISSING", "TableOut", "Image", "Section", "column_best", "render_markdown", "render_html"]
 
@@ -133,6 +134,14 @@ class Image:
     png: Path
     caption: str
     link: str
+
+    def css_width(self) -> int | None:
+        """Its width in inches as CSS pixels (96 an inch), from the PNG's DPI: the page shows a
+        figure at the size its text was set for, never stretched to the column (None: no DPI
+        recorded, shown at its pixel size)."""
+        with PIL.Image.open(self.png) as png:
+            dpi = png.info.get("dpi")
+            return round(png.width * 96 / dpi[0]) if dpi and dpi[0] > 0 else None
 
     def data_uri(self) -> str:
         return "data:image/png;base64," + base64.b64encode(Path(self.png).read_bytes()).decode("ascii")
@@ -250,7 +259,8 @@ _HTML = """\
 {% endfor %}
 {% if s.items %}<ul>{% for item in s.items %}<li>{{ item }}</li>{% endfor %}</ul>
 {% endif %}
-{% for im in s.images %}<figure><img src="{{ im.data_uri() }}" alt="{{ im.caption }}">\
+{% for im in s.images %}<figure><img src="{{ im.data_uri() }}" alt="{{ im.caption }}"\
+{% if im.css_width() %} width="{{ im.css_width() }}"{% endif %}>\
 <figcaption>{{ im.caption }}</figcaption></figure>
 {% endfor %}
 {% endfor %}

@@ -4,6 +4,7 @@ sweeps of the session fixture, or the hand-built table shaped like the shipped e
 from __future__ import annotations
 
 import numpy as np
+import PIL.Image
 import pytest
 
 from analysis import reference as ref
@@ -118,6 +119,16 @@ def test_one_dataset_has_no_ours_minus_paper(tmp_path):
     figs = write_figures(retina_results(), tmp_path)
     assert "ours_minus_paper" not in figs and not (tmp_path / "ours_minus_paper.png").exists()
     assert set(figs) == {"curves_retinamnist-cpu", "alpha_margin_retinamnist-cpu", "model_augment_retinamnist-cpu"}
+
+
+def test_figures_are_drawn_for_the_width_the_report_shows(tmp_path):
+    # at most 6 in at 150 DPI: the report shows a figure at its size in inches, so its 12-pt
+    # labels stay 10 CSS px high when a 390-px phone screen scales a 6-in figure to 358 px
+    figs = write_figures(retina_results(), tmp_path)
+    for png, _, _ in figs.values():
+        with PIL.Image.open(png) as image:
+            dpi = image.info["dpi"][0]
+            assert round(dpi) == 150 and image.width / dpi <= 6.0 + 1e-6, (png, image.size, dpi)
 
 
 def test_write_figures_all(analysis_results, tmp_path):

@@ -253,6 +253,9 @@ def test_layout_readable_and_portable(hand_report):
     # numbers right-aligned, text left-aligned
     assert '<td class="num">0.547</td>' in page and '<td class="num">0.507 ± 0.013</td>' in page
     assert "<td>medvit_28_small</td>" in page and "<td>early_stopped</td>" in page
+    # figures shown at their size in inches (96 CSS px an inch), never stretched past 6 in
+    widths = [int(w) for w in re.findall(r'<img src="data:[^"]+" alt="[^"]*" width="(\d+)">', page)]
+    assert len(widths) == 3 and all(400 <= w <= 576 for w in widths), widths
     # the top-trials table is split: results first, then the training details and checkpoint
     best = md[md.index("### RetinaMNIST"):md.index("## Caveats")]
     assert "| Rank | Trial | Model | α | Margin | Augment | val_acc selection score |" in best
