@@ -430,6 +430,8 @@ def write_best_config(spec: SweepSpec, results: tune.ResultGrid, directory: str)
                 f"score = {rank.score:.4f}")
     text = (
         f"# {what}\n"
+        f"# (selection score: {spec.metric} averaged over the trailing select_window epochs, at its best; "
+        f"smoothed, so not any one epoch's {spec.metric})\n"
         f"# Train it again with: medsweep train --config {BEST_CONFIG_FILE} --out runs/{spec.name}-best\n"
         + dump_yaml(trial_config(spec, configuration(result.config)))
     )
