@@ -124,11 +124,12 @@ def run_ensemble(args: argparse.Namespace) -> int:
         result = ensemble_sweep(sweep, args.out, data_root=args.data_root, rounds=args.rounds, device=args.device)
     members = ", ".join(f"{m['trial_id']} x{m['weight']:.2f}" for m in result["members"])
     print(f"members ({len(result['members'])} of {result['candidates']} trials, chosen on validation): {members}")
-    winner = result["winner"]
+    winner = result.get("winner")  # the sweep's best trial by the ranking; none when no candidate is ranked
     for split in ("val", "test"):
         print(f"{split:<5}  " + "  ".join(f"{k} {v:.4f}" for k, v in result[split].items() if v is not None))
-        print(f"{'':<5}  winner {winner['trial_id']} alone: "
-              + "  ".join(f"{k} {v:.4f}" for k, v in winner[split].items() if v is not None))
+        if winner:
+            print(f"{'':<5}  winner {winner['trial_id']} alone: "
+                  + "  ".join(f"{k} {v:.4f}" for k, v in winner[split].items() if v is not None))
     print(f"wrote {Path(args.out) / 'ensemble.json'}")
     return 0
 

@@ -102,10 +102,11 @@ def select_members(task: str, candidates: list[Candidate], y_val: np.ndarray, me
     return Counter(candidates[i].trial_id for i in picks[:best_prefix])
 
 
-def best_single(task: str, candidates: list[Candidate], y_val: np.ndarray, metric: str = "acc",
-                loss_fn: torch.nn.Module | None = None) -> str:
-    """The trial whose validation scores alone score best (the earliest among equals): the
-    greedy selection's first pick, so always a member of its ensemble."""
+def first_pick(task: str, candidates: list[Candidate], y_val: np.ndarray, metric: str = "acc",
+               loss_fn: torch.nn.Module | None = None) -> str:
+    """The trial whose validation scores alone score best by the greedy objective (the earliest
+    among equals): where greedy selection starts. Not "the best trial" of a sweep: that is
+    `best_single`, by the ranking."""
     if not candidates:
         raise ValueError("ensemble: no finished trial with validation scores to choose from")
     zeros = np.zeros_like(candidates[0].val_scores, dtype=np.float64)
@@ -136,20 +137,22 @@ def split_summary(task: str, y: np.ndarray, scores: np.ndarray, y_val: np.ndarra
 
 def build_ensemble(task: str, candidates: list[Candidate], y_val: np.ndarray, y_test: np.ndarray,
                    test_scores_of: Callable[[Candidate], np.ndarray], metric: str = "acc",
-                   rounds: int = DEFAULT_ROUNDS, loss_fn: torch.nn.Module | None = None) -> dict:
-    """Select on validation, then score the fixed members on test (each member once).
+                   rounds: int = DEFAULT_ROUNDS, loss_fn: torch.nn.Module | None = None,
+                   winner: str | None = None) -> dict:
+    """Select on validation, then score the fixed members on test (each member, and the
+    ``winner`` when given, once).
 
-    ``winner`` is the best single trial by the same objective, the ensemble's first pick and so
-    always a member: reported beside it, so that a user sees whether the ensemble beats taking
-    the winner (over 20 RetinaMNIST sweeps it did not: reports/recipe/README.md)."""
+    ``winner``, the sweep's best trial (`best_single`), is reported beside the ensemble, so
+    that a user sees whether the ensemble beats taking the winner (over 20 RetinaMNIST sweeps
+    it did not: reports/recipe/README.md)."""
     members = select_members(task, candidates, y_val, metric, rounds, loss_fn)
-    winner = best_single(task, candidates, y_val, metric, loss_fn)
     by_id = {c.trial_id: c for c in candidates}
-    val = {t: by_id[t].val_scores for t in members}
-    test = {t: test_scores_of(by_id[t]) for t in members}
+    scored = [*members, *([winner] if winner is not None and winner not in members else [])]
+    val = {t: by_id[t].val_scores for t in scored}
+    test = {t: test_scores_of(by_id[t]) for t in scored}
     val_scores, test_scores = weighted_scores(members, val), weighted_scores(members, test)
     total = sum(members.values())
-    return {
+    result = {
         "members": [
             {"trial_id": t, "weight": count / total,
              "val_acc": evaluate(task, y_val, by_id[t].val_scores)["acc"]}
@@ -157,12 +160,26 @@ def build_ensemble(task: str, candidates: list[Candidate], y_val: np.ndarray, y_
         ],
         "val": split_summary(task, y_val, val_scores, y_val, val_scores),
         "test": split_summary(task, y_test, test_scores, y_val, val_scores),
-        "winner": {
+    }
+    if winner is not None:
+        result["winner"] = {
             "trial_id": winner,
             "val": split_summary(task, y_val, val[winner], y_val, val[winner]),
             "test": split_summary(task, y_test, test[winner], y_val, val[winner]),
-        },
-    }
+        }
+    return result
+
+
+def best_single(sweep_dir: str | Path, candidates: list[Candidate]) -> str | None:
+    """The sweep's best trial among the candidates by medsweep's one ranking
+    (`analysis.tables.rank_trials`, that is `sweeps.ranking` over the trials' reports: the
+    trial best_config.yaml, the tables and the report name; with repeats, the best trial of the
+    best configuration); None when no candidate is ranked."""
+    from analysis.collect import read_sweep
+    from analysis.tables import rank_trials
+
+    ids = {candidate.trial_id for candidate in candidates}
+    return next((t for t in rank_trials(read_sweep(sweep_dir).to_pandas())["trial_id"] if t in ids), None)
 
 
 # -- a sweep folder -----------------------------------------------------------------------
@@ -229,6 +246,6 @@ def ensemble_sweep(sweep_dir: str | Path, out_dir: str | Path, data_root: str | 
     result = {"dataset": config.dataset, "sweep": sweep_dir.name, "metric": config.select_metric, "rounds": rounds,
               "candidates": len(candidates),
               **build_ensemble(config.task, candidates, y_val, y_test, lambda c: test_scores(c, data, device),
-                               config.select_metric, rounds, evaluation_loss(config))}
+                               config.select_metric, rounds, evaluation_loss(config), best_single(sweep_dir, candidates))}
     write_json(Path(out_dir) / ENSEMBLE_FILE, result)
     return result

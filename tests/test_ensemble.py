@@ -41,8 +41,8 @@ def test_greedy_selection_finds_the_complementary_pair():
     assert (ensemble.argmax(1) == y).mean() == 1.0
     assert max((c.val_scores.argmax(1) == y).mean() for c in candidates) < 0.7
     # the best single trial is A (60 %, B and C 55 %), greedy's first pick, so a member
-    assert ens.best_single(MULTI_CLASS, candidates, y) == "A" and "A" in members
-    assert ens.best_single(MULTI_CLASS, candidates[1:], y) == "B"  # B and C tie: the earliest
+    assert ens.first_pick(MULTI_CLASS, candidates, y) == "A" and "A" in members
+    assert ens.first_pick(MULTI_CLASS, candidates[1:], y) == "B"  # B and C tie: the earliest
 
 
 def test_a_single_dominant_trial_is_the_whole_ensemble():
@@ -75,6 +75,16 @@ def test_ordinal_ensembles_report_decoded_metrics():
     y, candidates = _complementary_case(k=5)
     result = build_ensemble(ORDINAL, candidates, y, y, lambda c: c.val_scores)
     assert {"acc", "auc", "qwk", "mae", "qwk_decoded", "mae_decoded"} <= set(result["test"])
+
+
+def test_the_winner_is_reported_beside_the_ensemble_and_scored_on_test_once():
+    y, candidates = _complementary_case()
+    scored = []
+    result = build_ensemble(MULTI_CLASS, candidates, y, y, lambda c: scored.append(c.trial_id) or c.val_scores,
+                            winner="D")
+    assert "D" not in {m["trial_id"] for m in result["members"]} and scored.count("D") == 1
+    assert result["winner"]["trial_id"] == "D" and result["winner"]["test"]["acc"] == 0.0
+    assert "winner" not in build_ensemble(MULTI_CLASS, candidates, y, y, lambda c: c.val_scores)
 
 
 def _validation_value(task, y, scores, metric):
@@ -159,7 +169,11 @@ def test_ensemble_of_a_real_sweep_scores_its_members_on_test(analysis_sweeps, tm
     assert result["test"]["acc"] == pytest.approx(expected["acc"]) and result["test"]["auc"] == pytest.approx(expected["auc"])
     assert {"qwk", "mae", "qwk_decoded", "mae_decoded"} <= set(result["test"])
     winner = result["winner"]["trial_id"]
-    assert winner in {m["trial_id"] for m in result["members"]}  # the first pick is always kept
+    # the winner is the sweep's best trial by the one ranking, the trial the tables name
+    from analysis.collect import read_sweep
+    from analysis.tables import rank_trials
+
+    assert winner == rank_trials(read_sweep(sweep).to_pandas())["trial_id"].iloc[0]
     assert result["winner"]["test"]["acc"] == pytest.approx(
         evaluate(ORDINAL, data.labels["test"].numpy(), ens.test_scores(candidates[winner], data, "cpu"))["acc"])
     out = capsys.readouterr().out

@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from analysis.ensemble import Candidate, best_single, select_members, sweep_candidates, test_scores  # noqa: E402
+from analysis.ensemble import Candidate, first_pick, select_members, sweep_candidates, test_scores  # noqa: E402
 from analysis.evaluate import load_checkpoint, load_eval_data  # noqa: E402
 from medvit.config import TrainConfig  # noqa: E402
 from medvit.metrics import evaluate  # noqa: E402
@@ -43,7 +43,7 @@ def ranked(task: str, candidates: list[Candidate], y: np.ndarray, metric: str, k
     """The k best single candidates, best first."""
     left, order = list(candidates), []
     while left and len(order) < k:
-        best = best_single(task, left, y, metric)
+        best = first_pick(task, left, y, metric)
         order.append(best)
         left = [c for c in left if c.trial_id != best]
     return order
@@ -52,7 +52,7 @@ def ranked(task: str, candidates: list[Candidate], y: np.ndarray, metric: str, k
 def weights(rule: str, task: str, candidates: list[Candidate], y: np.ndarray, metric: str, bags: int,
             seed: int) -> dict[str, float]:
     if rule == "winner":
-        return {best_single(task, candidates, y, metric): 1.0}
+        return {first_pick(task, candidates, y, metric): 1.0}
     if rule == "greedy":
         members = select_members(task, candidates, y, metric)
         return {t: n / sum(members.values()) for t, n in members.items()}
