@@ -42,13 +42,13 @@ test-fast: $(BIN)/.installed
 
 # The quick form of each benchmark (minutes); benchmarks/README.md has the full ones (hours).
 bench: $(BIN)/.installed
-	$(BIN)/python benchmarks/bench_epoch.py
-	$(BIN)/python benchmarks/bench_augment.py
-	$(BIN)/python benchmarks/bench_loss.py
-	$(BIN)/python benchmarks/bench_models.py
-	$(BIN)/python benchmarks/bench_report.py
-	$(BIN)/python benchmarks/bench_sweep_efficiency.py --quick
-	$(BIN)/python benchmarks/bench_packing.py --parts packing
+	$(BIN)/python -m benchmarks.bench_epoch
+	$(BIN)/python -m benchmarks.bench_augment
+	$(BIN)/python -m benchmarks.bench_loss
+	$(BIN)/python -m benchmarks.bench_models
+	$(BIN)/python -m benchmarks.bench_report
+	$(BIN)/python -m benchmarks.bench_sweep_efficiency --quick
+	$(BIN)/python -m benchmarks.bench_packing --parts packing
 
 clean:
 	rm -rf $(VENV) runs

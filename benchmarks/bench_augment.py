@@ -1,7 +1,7 @@
 """Batched ``augment_batch`` vs per-sample torchvision pipelines, same run: an affine preset,
 then AugMix.
 
-Usage: python benchmarks/bench_augment.py [--batch 128] [--size 28] [--channels 3]
+Usage: python -m benchmarks.bench_augment [--batch 128] [--size 28] [--channels 3]
        [--preset medium] [--seconds 2] [--threads N] [--device cpu|cuda]
 
 Affine table: both sides do the same kind of work (random zoom, rotation, shift and horizontal

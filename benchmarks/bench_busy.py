@@ -16,7 +16,7 @@ arm in turn, for ``--rounds`` rounds, and each arm reports its best round at eac
 a neighbour that this script did not start can only make a run slower. Ratios are against the
 same arm alone, measured in the same run.
 
-    .venv/bin/python benchmarks/bench_busy.py [--quick] [--threads 1,2] [--policies unset,passive,active]
+    .venv/bin/python -m benchmarks.bench_busy [--quick] [--threads 1,2] [--policies unset,passive,active]
         [--loads 0,1,2] [--subset 256] [--epochs 2] [--rounds 1] [--data-root DIR]
 
 ``--quick`` is 2 threads only, 1 timed epoch, 0 and 1 busy process.
@@ -48,7 +48,7 @@ def arm_env(policy: str) -> dict[str, str]:
 
 def run_arm(threads: int, policy: str, args: argparse.Namespace) -> float:
     """Median seconds per timed epoch of one arm, trained in a fresh process."""
-    command = [sys.executable, __file__, "--worker", "--threads", str(threads), "--subset", str(args.subset),
+    command = [sys.executable, "-m", "benchmarks.bench_busy", "--worker", "--threads", str(threads), "--subset", str(args.subset),
                "--epochs", str(args.epochs)]
     if args.data_root:
         command += ["--data-root", args.data_root]
@@ -72,7 +72,6 @@ def worker(args: argparse.Namespace) -> None:
     """Train one untimed epoch (allocator, first-touch), then ``--epochs`` timed ones."""
     import torch
 
-    sys.path.insert(0, str(REPO))
     from medvit.config import build_config
     from medvit.train import Trainer, load_data
 

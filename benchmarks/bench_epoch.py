@@ -19,7 +19,7 @@ setting, the epoch figure for the first model (the recommended preset) with the 
 default recipe. A second Trainer row runs the plain step the usual loop runs; ``--compile``
 adds a third, the Trainer with ``compile: true``.
 
-    .venv/bin/python benchmarks/bench_epoch.py [--models medvit_28_tiny,resnet18_28]
+    .venv/bin/python -m benchmarks.bench_epoch [--models medvit_28_tiny,resnet18_28]
         [--dataset retinamnist] [--batch 128] [--rounds 2] [--workers 0,2] [--subset N]
         [--augment PRESET] [--device cpu|cuda] [--data-root DIR] [--threads N] [--compile]
         [--resize 224 [--resize-mode bilinear] [--quick]] [--step-table [--variants ...]]
@@ -45,9 +45,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import sys
 import time
-from pathlib import Path
 
 import medmnist
 import torch
@@ -55,15 +53,12 @@ from torch.utils.data import DataLoader, Subset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms as T
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # the GPU check runs this file from a plain checkout
-
-from medvit.augment import AugmentConfig, augment_config  # noqa: E402
-from medvit.config import TrainConfig, build_config  # noqa: E402
-from medvit.data import dataset_info, load_dataset, resolve_root  # noqa: E402
-from medvit.losses import loss_for_task  # noqa: E402
-from medvit.models import InputResize, create_model  # noqa: E402
-from medvit.train import Trainer, batch_inputs  # noqa: E402
+from medvit.augment import AugmentConfig, augment_config
+from medvit.config import TrainConfig, build_config
+from medvit.data import dataset_info, load_dataset, resolve_root
+from medvit.losses import loss_for_task
+from medvit.models import InputResize, create_model
+from medvit.train import Trainer, batch_inputs
 
 DEFAULT_MODELS = ("medvit_28_tiny", "resnet18_28")
 OURS = "medsweep Trainer"

@@ -4,7 +4,7 @@ The baseline is vectorised over the batch and loops over the K (K - 1) / 2 class
 Python, which is how one would write the formula without the pair index buffers.  Both run in
 the same process on the same inputs; their values are checked to agree before timing.
 
-    .venv/bin/python benchmarks/bench_loss.py [--device cpu|cuda] [--repeats 20] [--threads T]
+    .venv/bin/python -m benchmarks.bench_loss [--device cpu|cuda] [--repeats 20] [--threads T]
 """
 
 from __future__ import annotations

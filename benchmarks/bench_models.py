@@ -1,6 +1,6 @@
 """Training throughput of the 28 px models on CPU (forward + backward + AdamW step).
 
-    .venv/bin/python benchmarks/bench_models.py [--batch 128] [--steps 5] [--rounds 3] [--models a,b]
+    .venv/bin/python -m benchmarks.bench_models [--batch 128] [--steps 5] [--rounds 3] [--models a,b]
 
 Inputs are random 3-channel 28 px images with 5 classes (RetinaMNIST's shape), in the
 Trainer's memory layout (channels-last); torch uses one thread per core. The models take

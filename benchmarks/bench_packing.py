@@ -16,7 +16,7 @@ Trainer, a validation pass, one training epoch) on PathMNIST-sized synthetic dat
 10,004 / 7,180 images of 3 x 28 x 28, written by ``medvit.synthetic.write_synthetic``). The
 epoch takes minutes on one core; ``--memory-seconds`` stops it early and reports the peak so far.
 
-    .venv/bin/python benchmarks/bench_packing.py [--rounds 2] [--epochs 2] [--model medvit_28_tiny]
+    .venv/bin/python -m benchmarks.bench_packing [--rounds 2] [--epochs 2] [--model medvit_28_tiny]
         [--data-root DIR] [--parts packing,memory] [--memory-train N] [--memory-seconds S]
 """
 
@@ -35,14 +35,13 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from benchmarks.trial_packing import run_packed
+from medvit.config import build_config
+from medvit.data import resolve_root
+from medvit.synthetic import write_synthetic
+from medvit.train import Trainer, load_data
 
-from medvit.config import build_config  # noqa: E402
-from medvit.data import resolve_root  # noqa: E402
-from medvit.synthetic import write_synthetic  # noqa: E402
-from medvit.train import Trainer, load_data  # noqa: E402
-from trial_packing import run_packed  # noqa: E402  (beside this file)
+REPO = Path(__file__).resolve().parents[1]
 
 LAYOUTS = {  # name: (processes, torch threads each)
     "1 trial x 1 CPU": (1, 1),
@@ -109,8 +108,8 @@ def main() -> None:
 def memory_stages(root: Path, model: str, limit_s: float) -> list[dict]:
     """Run one trial in a child that reports its peak RSS after each stage; past ``limit_s``
     the child is stopped and the last row is the peak sampled so far, mid-epoch."""
-    child = subprocess.Popen([sys.executable, __file__, "--memory-child", str(root), "--model", model],
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, "-m", "benchmarks.bench_packing", "--memory-child", str(root), "--model", model],
+                             stdout=subprocess.PIPE, text=True, cwd=REPO)
     stages, start = [], time.perf_counter()
     reader = threading.Thread(target=lambda: stages.extend(json.loads(line) for line in child.stdout), daemon=True)
     reader.start()

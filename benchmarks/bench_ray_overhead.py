@@ -15,7 +15,7 @@ Five measurements, one run, on a local Ray with 2 CPUs:
 5. Checkpoint per epoch: ``Trainer.save`` into a temporary folder and the copy into storage
    that Tune makes, against one training epoch of the same trainer.
 
-    .venv/bin/python benchmarks/bench_ray_overhead.py [--trials 10] [--epochs 5]
+    .venv/bin/python -m benchmarks.bench_ray_overhead [--trials 10] [--epochs 5]
         [--models medvit_28_tiny,medvit_28_small] [--data-root DIR]
 """
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,14 +32,10 @@ import ray
 import torch
 from ray import tune
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from medvit.config import build_config  # noqa: E402
-from medvit.data import MedMNISTData, load_dataset, resolve_root  # noqa: E402
-from medvit.synthetic import write_synthetic  # noqa: E402
-from medvit.train import Trainer  # noqa: E402
-
+from medvit.config import build_config
+from medvit.data import MedMNISTData, load_dataset, resolve_root
+from medvit.synthetic import write_synthetic
+from medvit.train import Trainer
 
 def rss_mib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():

@@ -12,7 +12,7 @@ few trials, medsweep_spec.yaml) with an ASHA-like distribution of stop epochs, t
   ``to_parquet``;
 * ``analysis.report.write_report`` with and without figures.
 
-Usage: ``.venv/bin/python benchmarks/bench_report.py [--trials 1000] [--epochs 50] [--repeat 3]``
+Usage: ``.venv/bin/python -m benchmarks.bench_report [--trials 1000] [--epochs 50] [--repeat 3]``
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import argparse
 import json
 import random
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,11 +28,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from analysis.collect import collect  # noqa: E402
-from analysis.report import write_report  # noqa: E402
+from analysis.collect import collect
+from analysis.report import write_report
 
 DATASETS = ("retinamnist", "pneumoniamnist", "dermamnist", "pathmnist")
 MODELS = ("medvit_28_tiny", "medvit_28_small", "medvit_28_base", "resnet18_28")

@@ -6,7 +6,7 @@ Runs the same small random-search sweep three ways in one run and prints a table
   ray asha the sweep with ASHA early stopping
 Overhead = sweep wall time against the sum of the trials' own training time.
 
-    .venv/bin/python benchmarks/bench_sweep.py [--trials 6] [--epochs 4] [--subset 256]
+    .venv/bin/python -m benchmarks.bench_sweep [--trials 6] [--epochs 4] [--subset 256]
 """
 
 import argparse

@@ -13,11 +13,11 @@ spec's metric), with the gap to FIFO's best, and the test accuracy of each sweep
 analysis' ranking): the validation best of many noisy trials is itself inflated, so whether a
 smaller one costs a user anything shows on the test split (reported, never used to choose).
 
-    .venv/bin/python benchmarks/bench_sweep_efficiency.py --quick      # minutes: 6 trials x 4 epochs, 256 images
-    .venv/bin/python benchmarks/bench_sweep_efficiency.py              # the spec as it is, 3 seeds (hours on 2 CPUs)
-    .venv/bin/python benchmarks/bench_sweep_efficiency.py --replay DIR...   # replay finished FIFO sweeps only
-    .venv/bin/python benchmarks/bench_sweep_efficiency.py --replay DIR... --pool 8,16,32   # and as sweeps of n trials
-    .venv/bin/python benchmarks/bench_sweep_efficiency.py --seeds 0 --fifo-from DIR --asha 5x4 ...
+    .venv/bin/python -m benchmarks.bench_sweep_efficiency --quick      # minutes: 6 trials x 4 epochs, 256 images
+    .venv/bin/python -m benchmarks.bench_sweep_efficiency              # the spec as it is, 3 seeds (hours on 2 CPUs)
+    .venv/bin/python -m benchmarks.bench_sweep_efficiency --replay DIR...   # replay finished FIFO sweeps only
+    .venv/bin/python -m benchmarks.bench_sweep_efficiency --replay DIR... --pool 8,16,32   # and as sweeps of n trials
+    .venv/bin/python -m benchmarks.bench_sweep_efficiency --seeds 0 --fifo-from DIR --asha 5x4 ...
         # other ASHA settings against a FIFO run this benchmark already made (same options)
 
 Options override the spec: ``--trials``, ``--epochs``, ``--asha 4x2,2x3`` (one TPE + ASHA
@@ -27,12 +27,12 @@ spends at most 35% of FIFO's trial-epochs and reaches a best within 0.01 of FIFO
 ``--rung-metric val_auc`` makes ASHA compare one epoch's validation AUC at its rungs instead of
 the spec's ``scheduler.rung_metric`` (the searcher and the best value stay on the selection score).
 
-It also replays successive halving on FIFO's recorded curves for a grid of settings and rung
-metrics (the selection score, ``val_auc`` and ``--rung-metric``) (the
-same random configurations, every rung decided with all trials' values at hand): that
-isolates the scheduler from the searcher and from the order trials happen to finish in, so it
-is the cheap way to choose a spec's defaults; the real asynchronous runs above say what they
-cost in practice (early trials are promoted on the few values recorded so far).
+It also replays Ray Tune's own ASHA (``ASHAScheduler``, fed through its ``on_trial_add`` /
+``on_trial_result`` API) on FIFO's recorded curves for a grid of settings and rung metrics (the
+selection score, ``val_auc`` and ``--rung-metric``): the same random configurations, each
+trial judged at a rung against those that reached it before. That isolates the scheduler from
+the searcher, so it is the cheap way to choose a spec's defaults; the real runs above add the
+searcher's own proposals and the trials' real timing.
 """
 
 from __future__ import annotations
@@ -43,24 +43,22 @@ import math
 import os
 import random
 import statistics
-import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import ray
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_sweep import timed_sweep, trial_records  # noqa: E402  (beside this file)
-
-from analysis.collect import read_sweep  # noqa: E402
-from analysis.evaluate import evaluate_checkpoint  # noqa: E402
-from analysis.tables import rank_trials  # noqa: E402
-
-from medvit.config import SELECT_METRICS  # noqa: E402
-from sweeps.folder import SPEC_FILE  # noqa: E402
-from sweeps.ranking import SCORE, trial_best  # noqa: E402
-from sweeps.launch import sweep_dir  # noqa: E402
-from sweeps.spec import load_spec, spec_from_dict  # noqa: E402
+from analysis.collect import read_sweep
+from analysis.evaluate import evaluate_checkpoint
+from analysis.tables import rank_trials
+from benchmarks.bench_sweep import timed_sweep, trial_records
+from medvit.config import SELECT_METRICS
+from sweeps.folder import SPEC_FILE
+from sweeps.ranking import SCORE, trial_best
+from sweeps.launch import sweep_dir
+from sweeps.spec import load_spec, spec_from_dict
 
 QUICK = {"trials": 6, "epochs": 4, "asha": "1x2", "subset": 256}
 # The grid the replay tries: grace periods x reduction factors (grace 5: the GPU specs').
@@ -104,33 +102,34 @@ def asha_settings(text: str | None, base: dict) -> list[tuple[int, int]]:
 
 def replay_asha(curves: list[list[float]], grace: int, reduction: int, mode: str,
                 rungs: list[list[float]] | None = None, rung_mode: str | None = None) -> tuple[int, float]:
-    """Successive halving on recorded per-epoch scores (one list per trial, every trial run to
-    the end): at each rung grace * reduction^k the trials below the (1 - 1/reduction) quantile
-    of that rung's values stop, as Ray's ASHA decides once all values are in; only values
-    strictly below the cut-off stop, so tied trials all go on. ``rungs`` (direction
-    ``rung_mode``) are the values compared at the rungs when they are not the scores. Returns
-    the trial-epochs spent and the best score over the epochs each trial got to run."""
-    sign = 1.0 if mode == "max" else -1.0
-    rungs, rung_sign = (rungs, 1.0 if rung_mode == "max" else -1.0) if rungs else (curves, sign)
+    """Ray Tune's own ASHA fed recorded per-epoch scores (one list per trial, every trial run
+    to the end) through ``on_trial_add``/``on_trial_result``, as Tune's controller calls them:
+    the trials arrive in their recorded order, each reporting epoch after epoch until ASHA
+    stops it. With epochs of equal length that is the order in which they reach every rung
+    whatever the number running at once, so each is judged against those that reached the rung
+    before it. ``rungs`` (direction ``rung_mode``) are the values ASHA compares when they are
+    not the scores. Returns the trial-epochs spent and the best score over the epochs each
+    trial got to run."""
     epochs = len(curves[0])
-    stop_at = [epochs] * len(curves)
-    alive = list(range(len(curves)))
-    rung = grace
-    while rung < epochs and len(alive) > 1:
-        values = sorted(rung_sign * rungs[i][rung - 1] for i in alive)
-        cutoff = values[int(len(values) * (1 - 1 / reduction))]
-        for i in [i for i in alive if rung_sign * rungs[i][rung - 1] < cutoff]:
-            stop_at[i] = rung
-            alive.remove(i)
-        rung *= reduction
-    best = max(sign * v for curve, stop in zip(curves, stop_at) for v in curve[:stop])
-    return sum(stop_at), sign * best
+    rungs, rung_mode = (rungs, rung_mode) if rungs else (curves, mode)
+    scheduler = ASHAScheduler(time_attr="training_iteration", metric="rung", mode=rung_mode, max_t=epochs,
+                              grace_period=grace, reduction_factor=reduction)
+    ran = [0] * len(curves)
+    for i, values in enumerate(rungs):
+        trial = SimpleNamespace(trial_id=str(i))  # all that ASHA reads of a trial
+        scheduler.on_trial_add(None, trial)
+        for epoch, value in enumerate(values, start=1):
+            ran[i] = epoch
+            if scheduler.on_trial_result(None, trial, {"training_iteration": epoch, "rung": value}) == TrialScheduler.STOP:
+                break
+    best_of = max if mode == "max" else min
+    return sum(ran), best_of(v for curve, stop in zip(curves, ran) for v in curve[:stop])
 
 
 def halving_outcomes(samples: list[tuple[list, list, str]], grace: int, reduction: int, mode: str
                      ) -> tuple[list[float], list[float]]:
     """For each sample ``(curves, rungs, rung_mode)`` (trials of one sweep, all run to the end):
-    the share of FIFO's trial-epochs successive halving spends and its best minus FIFO's."""
+    the share of FIFO's trial-epochs ASHA spends and its best minus FIFO's."""
     best_of = max if mode == "max" else min
     shares, gaps = [], []
     for curves, rungs, rung_mode in samples:
@@ -142,7 +141,7 @@ def halving_outcomes(samples: list[tuple[list, list, str]], grace: int, reductio
 
 def print_replay(fifo_runs: list[tuple[int, object, list]], rung_metrics: list[str]) -> None:
     """The replay table: every grid setting and rung metric, mean over seeds of its share and gap."""
-    print("\nSuccessive halving replayed on FIFO's curves (the same random configurations), mean over "
+    print("\nRay Tune's ASHA replayed on FIFO's curves (the same random configurations), mean over "
           f"{len(fifo_runs)} seeds:\n")
     print("| rung metric | grace | reduction | trial-epochs vs FIFO | best - FIFO's | worst seed |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -27,7 +27,6 @@ check proves the training path runs where Ray is not installed. ``--quick`` shri
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -43,14 +42,14 @@ sys.modules["ray"] = None  # type: ignore[assignment]  # an import of Ray fails:
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
+from benchmarks.device_args import device_parser  # noqa: E402
+from benchmarks.trial_packing import run_packed  # noqa: E402
 from medvit.config import build_config  # noqa: E402
 from medvit.models import create_model  # noqa: E402
 from medvit.synthetic import write_synthetic  # noqa: E402
 from medvit.train import COMPILE_MODE, Trainer, load_checkpoint_model, load_data, normalise  # noqa: E402
-from trial_packing import run_packed  # noqa: E402  (beside this file)
+
+REPO = Path(__file__).resolve().parents[1]
 
 PRESET = "medvit_28_tiny"  # the recommended preset: the CPU spec's and the fastest 28 px MedViT
 THROUGHPUT_MODELS = ("medvit_28_tiny", "medvit_28_small", "medvit_28_base", "resnet18_28")
@@ -343,7 +342,7 @@ def packed_compile(args, device: torch.device, work: Path, out: Path) -> str:
 def usual_loop(args, device: torch.device) -> str:
     size = ["--subset", "128", "--rounds", "1", "--models", PRESET] if args.quick else ["--rounds", "3"]
     threads = ["--threads", "1"] if device.type == "cpu" else []
-    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_epoch.py"), "--device", device.type,
+    run = subprocess.run([sys.executable, "-m", "benchmarks.bench_epoch", "--device", device.type,
                           "--data-root", args.data_root, *size, *threads], capture_output=True, text=True, cwd=REPO)
     if run.returncode != 0:
         raise RuntimeError(f"bench_epoch.py failed:\n{run.stderr[-3000:]}")
@@ -361,15 +360,8 @@ def fast_path_tests(args, out: Path) -> bool:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, same code path")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--data-root", required=True, help="folder holding retinamnist.npz")
-    parser.add_argument("--steps", default=DEFAULT_STEPS, help=f"which steps, letters of {STEPS} (default {DEFAULT_STEPS})")
+    parser = device_parser(__doc__.splitlines()[0], STEPS, DEFAULT_STEPS)
     args = parser.parse_args()
-    if not args.steps or set(args.steps) - set(STEPS):
-        parser.error(f"--steps: letters of {STEPS}, got {args.steps!r}")
 
     device = torch.device(args.device)
     warnings.filterwarnings("ignore", message="MD5 mismatch")  # synthetic files differ from medmnist's, by design

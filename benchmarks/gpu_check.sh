@@ -16,19 +16,25 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-OUT="" DATA_ROOT="${MEDMNIST_ROOT:-}" PASS=()
+NAME=gpu_check.sh
+OUT="" DATA_ROOT="${MEDMNIST_ROOT:-}" DEVICE=cuda PASS=()
+refuse() { echo "$NAME: $1 (see --help)" >&2; exit 2; }
+value() { [ $# -ge 2 ] && [ -n "$2" ] || refuse "$1 needs a value"; }
 while [ $# -gt 0 ]; do
     case "$1" in
-        --out) OUT=$2; shift 2 ;;
-        --data-root) DATA_ROOT=$2; shift 2 ;;
-        --steps) PASS+=("$1" "$2"); shift 2 ;;
-        --device|--quick) PASS+=("$1"); [ "$1" = --device ] && { PASS+=("$2"); shift; }; shift ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
-        *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+        --out) value "$@"; OUT=$2; shift 2 ;;
+        --data-root) value "$@"; DATA_ROOT=$2; shift 2 ;;
+        --device) value "$@"; DEVICE=$2; shift 2 ;;
+        --steps) value "$@"; [[ "$2" =~ ^[abcdefgh]+$ ]] || refuse "--steps: letters of abcdfgeh, got '$2'"
+            PASS+=("$1" "$2"); shift 2 ;;
+        --quick) PASS+=(--quick); shift ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        *) refuse "unknown argument $1" ;;
     esac
 done
-NAME=gpu_check.sh
+# the arguments first: a wrong one is refused before the data and the Python are looked for
+case "$DEVICE" in cuda|cpu) ;; *) refuse "--device: cuda or cpu, got '$DEVICE'" ;; esac
 source "$REPO/benchmarks/gpu_env.sh"
 cd "$REPO"
 
-"$PY" benchmarks/gpu_check.py --out "$OUT" --data-root "$DATA_ROOT" "${PASS[@]}" 2>&1 | tee "$OUT/log.txt"
+"$PY" -m benchmarks.gpu_check --out "$OUT" --data-root "$DATA_ROOT" --device "$DEVICE" "${PASS[@]}" 2>&1 | tee "$OUT/log.txt"

@@ -50,15 +50,15 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]  # trial_packing.py lies beside this file
+from analysis.collect import read_sweep
+from analysis.tables import rank_trials
+from benchmarks.device_args import device_parser
+from benchmarks.trial_packing import run_packed
+from medvit.synthetic import write_synthetic
+from medvit.yamlio import load_yaml
+from sweeps.spec import load_spec, spec_from_dict
 
-from analysis.collect import read_sweep  # noqa: E402
-from analysis.tables import rank_trials  # noqa: E402
-from medvit.synthetic import write_synthetic  # noqa: E402
-from medvit.yamlio import load_yaml  # noqa: E402
-from sweeps.spec import load_spec, spec_from_dict  # noqa: E402
-from trial_packing import run_packed  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 STEPS = "abcde"
 PRESET = "medvit_28_tiny"
@@ -518,13 +518,8 @@ def figures_line(letter: str, result) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, same code path")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--data-root", required=True, help="folder holding retinamnist.npz")
+    parser = device_parser(__doc__.splitlines()[0], STEPS, STEPS)
     parser.add_argument("--work", type=Path, default=None, help="folder for the sweeps (default: temporary)")
-    parser.add_argument("--steps", default=STEPS, help=f"letters of {STEPS} (default all)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="MD5 mismatch")  # the synthetic set differs from medmnist's, by design
     args.out.mkdir(parents=True, exist_ok=True)

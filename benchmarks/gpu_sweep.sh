@@ -55,5 +55,5 @@ source "$REPO/benchmarks/gpu_env.sh"
     echo "$NAME: --device cuda: no CUDA GPU is visible; allowed here: --device cpu" >&2; exit 2; }
 cd "$REPO"
 
-"$PY" benchmarks/gpu_sweep.py --out "$OUT" --data-root "$DATA_ROOT" --device "$DEVICE" --steps "$STEPS" \
+"$PY" -m benchmarks.gpu_sweep --out "$OUT" --data-root "$DATA_ROOT" --device "$DEVICE" --steps "$STEPS" \
     "${PASS[@]}" 2>&1 | tee "$OUT/log.txt"

@@ -26,18 +26,16 @@ from pathlib import Path
 
 import torch
 
+from medvit.config import build_config
+from medvit.train import Trainer, load_data
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from medvit.config import build_config  # noqa: E402
-from medvit.train import Trainer, load_data  # noqa: E402
-
 
 def run_packed(config: dict, count: int, threads: int, work: Path, warmup: int = 1, env: dict | None = None) -> dict:
     """Train ``count`` copies of ``config`` at once (with ``env`` as their environment, if
     given); their combined figures."""
     barrier = Path(tempfile.mkdtemp(dir=work))
-    procs = [subprocess.Popen([sys.executable, __file__, "--config", json.dumps(config), "--barrier", str(barrier),
+    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.trial_packing", "--config", json.dumps(config), "--barrier", str(barrier),
                                "--count", str(count), "--threads", str(threads), "--warmup", str(warmup),
                                "--result", str(barrier / f"result-{i}.json")], cwd=REPO, env=env)
              for i in range(count)]

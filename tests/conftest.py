@@ -104,7 +104,3 @@ def load_script(path: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def load_benchmark(name: str):
-    return load_script(REPO / "benchmarks" / f"{name}.py")

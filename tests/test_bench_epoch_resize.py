@@ -8,16 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import load_benchmark
+from benchmarks import bench_epoch
 from medvit.augment import AUGMENT_PRESETS
 
 
-@pytest.fixture(scope="module")
-def bench_epoch():
-    return load_benchmark("bench_epoch")
-
-
-def test_the_notebooks_transform_resizes_first_then_augments(bench_epoch):
+def test_the_notebooks_transform_resizes_first_then_augments():
     transform = bench_epoch.usual_transform(AUGMENT_PRESETS["augmix"], channels=3, resize=224)
     names = [type(step).__name__ for step in transform.transforms]
     assert names == ["Resize", "AugMix", "ToTensor", "Normalize"]
@@ -28,14 +23,14 @@ def test_the_notebooks_transform_resizes_first_then_augments(bench_epoch):
     assert shifted(image.convert("L")).shape == (1, 224, 224)  # the crop keeps the resized side
 
 
-def test_step_flops_are_three_forward_passes(bench_epoch):
+def test_step_flops_are_three_forward_passes():
     batch, n_in, n_out = 3, 8, 4
     layer = torch.nn.Linear(n_in, n_out)
     assert bench_epoch.step_flops(layer, torch.randn(batch, n_in)) == 3 * (2 * batch * n_in * n_out)
     assert layer.weight.grad is None  # counting trains nothing
 
 
-def test_step_flops_of_a_depthwise_convolution_count_its_groups(bench_epoch):
+def test_step_flops_of_a_depthwise_convolution_count_its_groups():
     # FlopCounterMode's own backward count of this convolution is 65x its forward, not 2x
     conv = torch.nn.Conv2d(64, 64, 3, padding=1, groups=64)
     batch, side = 2, 16
@@ -43,7 +38,7 @@ def test_step_flops_of_a_depthwise_convolution_count_its_groups(bench_epoch):
     assert bench_epoch.step_flops(conv, torch.randn(batch, 64, side, side)) == 3 * forward
 
 
-def test_step_table_rows_on_the_cpu(bench_epoch):
+def test_step_table_rows_on_the_cpu():
     rows = bench_epoch.step_rows("medvit_28_tiny", ["fp32", "fp32-cl"], batch=2, resize=None,
                                  dataset="retinamnist", device=torch.device("cpu"), steps=1)
     assert [r["variant"] for r in rows] == ["fp32", "fp32-cl"]
@@ -57,7 +52,7 @@ def test_step_table_rows_on_the_cpu(bench_epoch):
     assert table.count("| medvit_28_tiny |") == 2 and "| - |" in table
 
 
-def test_resize_is_counted_as_the_models_input(bench_epoch):
+def test_resize_is_counted_as_the_models_input():
     (small,) = bench_epoch.step_rows("medvit_28_tiny", ["fp32"], batch=1, resize=None, dataset="retinamnist",
                                      device=torch.device("cpu"), steps=1)
     (large,) = bench_epoch.step_rows("medvit_28_tiny", ["fp32"], batch=1, resize=56, dataset="retinamnist",
@@ -65,7 +60,7 @@ def test_resize_is_counted_as_the_models_input(bench_epoch):
     assert large["step_gflop"] > 3 * small["step_gflop"]  # four times the pixels
 
 
-def test_peak_flops_know_the_h200_and_not_a_cpu(bench_epoch, monkeypatch):
+def test_peak_flops_know_the_h200_and_not_a_cpu(monkeypatch):
     assert bench_epoch.peak_flops(torch.device("cpu"), "bf16") is None
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
     assert bench_epoch.peak_flops(torch.device("cuda"), "bf16") == 989e12
@@ -74,7 +69,7 @@ def test_peak_flops_know_the_h200_and_not_a_cpu(bench_epoch, monkeypatch):
     assert bench_epoch.peak_flops(torch.device("cuda"), "bf16") is None
 
 
-def test_bad_resize_and_variants_are_one_line(bench_epoch, capsys):
+def test_bad_resize_and_variants_are_one_line(capsys):
     for argv, message in ((["--resize", "4"], "--resize: 4 is not a side in px; allowed: an integer >= 8"),
                           (["--step-table", "--variants", "fp16"], "--variants: unknown fp16; allowed: fp32, fp32-cl")):
         with pytest.raises(SystemExit) as exit_info:

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from conftest import load_benchmark
+from benchmarks import bench_epoch
 from medvit.augment import AUGMENT_PRESETS
 from medvit.models import create_model
 from medvit.train import normalise
@@ -27,17 +27,12 @@ MODELS = ("medvit_28_tiny", "resnet18_28")
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible: the GPU path cannot run here")
 
 
-@pytest.fixture(scope="module")
-def bench_epoch():
-    return load_benchmark("bench_epoch")
-
-
 def _steps(transform: T.Compose, kind: type) -> list:
     return [t for t in transform.transforms if isinstance(t, kind)]
 
 
 @pytest.mark.parametrize("preset", list(AUGMENT_PRESETS))
-def test_usual_transforms_have_the_preset_kinds_and_strengths(bench_epoch, preset):
+def test_usual_transforms_have_the_preset_kinds_and_strengths(preset):
     cfg = AUGMENT_PRESETS[preset]
     transform = bench_epoch.usual_transform(cfg, channels=3)
     affine = _steps(transform, T.RandomAffine)
@@ -57,7 +52,7 @@ def test_usual_transforms_have_the_preset_kinds_and_strengths(bench_epoch, prese
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-def test_both_sides_feed_the_model_the_same_numbers_when_off(bench_epoch, channels):
+def test_both_sides_feed_the_model_the_same_numbers_when_off(channels):
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, size=(28, 28, channels), dtype=np.uint8)
     image = Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels)
@@ -66,7 +61,7 @@ def test_both_sides_feed_the_model_the_same_numbers_when_off(bench_epoch, channe
     torch.testing.assert_close(usual, ours, atol=1e-6, rtol=0)
 
 
-def test_compile_row_needs_an_epoch_after_the_compiling_one(bench_epoch, capsys):
+def test_compile_row_needs_an_epoch_after_the_compiling_one(capsys):
     with pytest.raises(SystemExit) as exit_:
         bench_epoch.main(["--compile", "--rounds", "1"])
     assert exit_.value.code == 2
@@ -120,7 +115,7 @@ def test_gpu_modes_match_cpu_fp32(name):
         assert (probs - reference).abs().max() < 0.05
 
 
-def test_rounds_rotate_the_order_and_keep_each_methods_best(bench_epoch):
+def test_rounds_rotate_the_order_and_keep_each_methods_best():
     calls, rates = [], {"a": iter([1.0, 5.0, 2.0]), "b": iter([3.0, 1.0, 4.0]), "c": iter([2.0, 2.0, 2.0])}
     methods = {name: (lambda name=name: calls.append(name) or next(rates[name])) for name in rates}
     assert bench_epoch.best_of_rounds(methods, 3) == {"a": 5.0, "b": 4.0, "c": 2.0}

@@ -1,5 +1,6 @@
-"""The sweep-efficiency benchmark's replay of successive halving on recorded curves: the
-tool that chooses the packaged specs' ASHA defaults must stop what ASHA would stop."""
+"""The sweep-efficiency benchmark's replay of Ray Tune's ASHA on recorded curves: the tool
+that chooses the packaged specs' ASHA defaults feeds the real scheduler, so it stops what ASHA
+would stop."""
 
 from __future__ import annotations
 
@@ -7,12 +8,7 @@ import json
 
 import pytest
 
-from conftest import load_benchmark
-
-
-@pytest.fixture(scope="module")
-def bench():
-    return load_benchmark("bench_sweep_efficiency")
+from benchmarks import bench_sweep_efficiency as bench
 
 
 CURVES = [  # four trials, four epochs each
@@ -23,25 +19,31 @@ CURVES = [  # four trials, four epochs each
 ]
 
 
-def test_halving_keeps_the_top_half_at_each_rung(bench):
-    # rung 1: trials 1 (0.5) and 2 (0.4) go on; rung 2: trial 2 (0.6) beats trial 1 (0.5)
+def test_asha_judges_each_trial_against_those_that_reached_the_rung_before_it():
+    # Ray's ASHA, grace 1 x reduction 2 over 4 epochs: rungs at epochs 1 and 2. Trial 0 meets
+    # empty rungs and runs on; trial 3 (0.3) is below the median of the three before it (0.4)
     spent, best = bench.replay_asha(CURVES, grace=1, reduction=2, mode="max")
-    assert spent == 1 + 2 + 4 + 1 and best == 0.9
+    assert spent == 4 + 4 + 4 + 1 and best == 0.9
 
 
-def test_a_stopped_trial_keeps_the_best_it_reached(bench):
-    curves = [[0.9, 0.1, 0.1, 0.1], [0.2, 0.3, 0.4, 0.5], [0.1, 0.2, 0.3, 0.4], [0.0, 0.0, 0.0, 0.0]]
-    spent, best = bench.replay_asha(curves, grace=2, reduction=2, mode="max")
-    assert spent == 2 + 4 + 4 + 2 and best == 0.9  # trial 0 stopped at epoch 2 with 0.9 already seen
+def test_a_stopped_trial_keeps_the_best_it_reached():
+    curves = [[0.5, 0.5, 0.5, 0.5], [0.9, 0.1, 0.1, 0.1]]
+    assert bench.replay_asha(curves, grace=2, reduction=2, mode="max") == (4 + 2, 0.9)  # 0.9 seen before the rung
 
 
-def test_min_mode_and_no_rung_inside_the_budget(bench):
+def test_a_late_bloomer_is_lost_at_the_first_rung():
+    curves = [[0.3] * 4, [0.1, 0.9, 0.9, 0.9], [0.2] * 4, [0.25] * 4]
+    # trial 1 stops at epoch 1 (0.1 < 0.3); trial 2 passes epoch 1 (at the median 0.2), not epoch 2
+    assert bench.replay_asha(curves, grace=1, reduction=2, mode="max") == (4 + 1 + 2 + 4, 0.3)
+
+
+def test_min_mode_and_no_rung_inside_the_budget():
     losses = [[1 - v for v in curve] for curve in CURVES]
-    assert bench.replay_asha(losses, grace=1, reduction=2, mode="min") == (8, pytest.approx(0.1))
+    assert bench.replay_asha(losses, grace=1, reduction=2, mode="min") == (13, pytest.approx(0.1))
     assert bench.replay_asha(CURVES, grace=4, reduction=2, mode="max") == (16, 0.9)  # FIFO
 
 
-def test_asha_settings_parse_and_refuse(bench):
+def test_asha_settings_parse_and_refuse():
     assert bench.asha_settings("4x2,2x3", {}) == [(4, 2), (2, 3)]
     spec = {"scheduler": {"type": "asha", "grace_period": 4, "reduction_factor": 2}}
     assert bench.asha_settings(None, spec) == [(4, 2)]
@@ -49,18 +51,19 @@ def test_asha_settings_parse_and_refuse(bench):
         bench.asha_settings("four", spec)
 
 
-def test_ties_stop_nothing_and_a_rung_metric_breaks_them(bench):
+def test_ties_stop_nothing_and_a_rung_metric_breaks_them():
     # every trial scores 0.2 for two epochs (EMA weights predicting one class): no rung stops any
     tied = [[0.2, 0.2, 0.5, 0.6], [0.2, 0.2, 0.3, 0.3], [0.2, 0.2, 0.4, 0.4], [0.2, 0.2, 0.7, 0.8]]
     assert bench.replay_asha(tied, grace=1, reduction=2, mode="max") == (16, 0.8)
-    # compared on AUC instead, trials 1 and 2 stop at rung 1, trial 0 at rung 2; the best stays a score
+    # compared on AUC instead: trial 1 (0.5 < 0.6) stops at epoch 1, trial 2 passes epoch 1 at the
+    # median (0.55) and stops at epoch 2 (below 0.6); the best stays a score
     aucs = [[0.6] * 4, [0.5] * 4, [0.55] * 4, [0.7] * 4]
-    assert bench.replay_asha(tied, 1, 2, "max", rungs=aucs, rung_mode="max") == (2 + 1 + 1 + 4, 0.8)
+    assert bench.replay_asha(tied, 1, 2, "max", rungs=aucs, rung_mode="max") == (4 + 1 + 2 + 4, 0.8)
     losses = [[1 - v for v in curve] for curve in aucs]
-    assert bench.replay_asha(tied, 1, 2, "max", rungs=losses, rung_mode="min") == (8, 0.8)
+    assert bench.replay_asha(tied, 1, 2, "max", rungs=losses, rung_mode="min") == (11, 0.8)
 
 
-def test_replay_reads_finished_fifo_sweeps_and_refuses_others(bench, tmp_path, capsys):
+def test_replay_reads_finished_fifo_sweeps_and_refuses_others(tmp_path, capsys):
     from sweeps.folder import SPEC_FILE
     from sweeps.spec import load_spec, spec_from_dict
 
@@ -82,7 +85,7 @@ def test_replay_reads_finished_fifo_sweeps_and_refuses_others(bench, tmp_path, c
     assert [[line["select_score"] for line in lines] for _, lines in runs[0][2]] == CURVES
     bench.print_replay(runs, bench.rung_metrics(None))
     table = capsys.readouterr().out
-    assert "| select_score | 1 | 2 | 50% | +0.0000 | +0.0000 |" in table  # as test_halving_keeps_the_top_half...
+    assert "| select_score | 1 | 2 | 81% | +0.0000 | +0.0000 |" in table  # 13 of 16, as the first test
     assert "| val_auc | 1 | 2 |" in table
     with pytest.raises(SystemExit, match="needs a FIFO sweep"):
         bench.recorded_fifo_runs([sweep("asha", {"type": "asha", "grace_period": 1, "reduction_factor": 2}, 4)])
@@ -92,7 +95,7 @@ def test_replay_reads_finished_fifo_sweeps_and_refuses_others(bench, tmp_path, c
         bench.recorded_fifo_runs([str(tmp_path)])
 
 
-def test_pooled_replay_draws_sweeps_of_each_size(bench):
+def test_pooled_replay_draws_sweeps_of_each_size():
     from sweeps.spec import load_spec
 
     spec = load_spec("retinamnist-cpu")
@@ -101,13 +104,13 @@ def test_pooled_replay_draws_sweeps_of_each_size(bench):
     by_key = {(n, g, r): (share, gap, below) for n, g, r, share, gap, below in rows}
     assert {n for n, *_ in rows} == {2, 4}  # no sweep larger than the pool
     # all four trials: one draw, the same numbers as the plain replay
-    assert by_key[(4, 1, 2)] == (8 / 16, 0.0, 0.0)
-    # pairs: halving at epoch 1 keeps the better starter; it misses 0.9 whenever trial 2 starts lower
+    assert by_key[(4, 1, 2)] == (13 / 16, 0.0, 0.0)
+    # pairs: the second trial of a pair stops at epoch 1 below the first; 0.9 is lost when trial 2 follows trial 1
     share, gap, below = by_key[(2, 1, 2)]
     assert 0 < below < 1 and gap < 0 and share < 1
 
 
-def test_pool_refuses_bad_input_in_one_line(bench, tmp_path, capsys):
+def test_pool_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert bench.pool_sizes("8,16,32") == [8, 16, 32]
     for text in ("x", "8,1", ""):
         with pytest.raises(SystemExit, match="--pool: .*allowed: trial counts of at least 2"):
@@ -123,7 +126,7 @@ def test_pool_refuses_bad_input_in_one_line(bench, tmp_path, capsys):
         bench.recorded_fifo_runs([str(tmp_path)])
 
 
-def test_fifo_from_reuses_a_matching_fifo_run_and_refuses_another(bench, tmp_path, capsys):
+def test_fifo_from_reuses_a_matching_fifo_run_and_refuses_another(tmp_path, capsys):
     from argparse import Namespace
 
     from sweeps.folder import SPEC_FILE
@@ -159,3 +162,32 @@ def test_fifo_from_reuses_a_matching_fifo_run_and_refuses_another(bench, tmp_pat
     with pytest.raises(SystemExit) as exit_info:
         bench.main(["--seeds", "0,1", "--fifo-from", str(folder)])
     assert exit_info.value.code == 2 and "--fifo-from: 1 folders for 2 seeds" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # starts Ray
+def test_the_replay_stops_what_a_real_tune_run_stops(tmp_path):
+    """The same curves reported by a real ``tune.Tuner`` with ASHA, one trial at a time in the
+    recorded order: every trial runs exactly the epochs the replay gives it."""
+    import ray
+    from ray import tune
+
+    curves = [[0.3] * 4, [0.1, 0.9, 0.9, 0.9], [0.2] * 4, [0.25] * 4, [0.5, 0.1, 0.6, 0.7], [0.35, 0.4, 0.1, 0.1]]
+
+    def report_curve(config):
+        for value in curves[config["trial"]]:
+            tune.report({"score": value})
+
+    scheduler = bench.ASHAScheduler(time_attr="training_iteration", max_t=4, grace_period=1, reduction_factor=2)
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        results = tune.Tuner(
+            report_curve, param_space={"trial": tune.grid_search(list(range(len(curves))))},
+            tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=scheduler, max_concurrent_trials=1),
+            run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+        ).fit()
+    finally:
+        ray.shutdown()
+    epochs_run = {result.config["trial"]: len(result.metrics_dataframe) for result in results}
+    # rungs at epochs 1 and 2: trial 1 stops below 0.3 at once, trials 2 and 4 below the rung-2 median
+    assert epochs_run == {0: 4, 1: 1, 2: 2, 3: 4, 4: 2, 5: 4}
+    assert bench.replay_asha(curves, grace=1, reduction=2, mode="max") == (sum(epochs_run.values()), 0.5)

@@ -5,10 +5,13 @@ Slow (two to four minutes on two CPU cores, one torch.compile included): it trai
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from benchmarks.device_args import device_parser
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,11 +45,21 @@ def test_gpu_check_quick_on_cpu(tmp_path, real_root):
     assert "| 2 processes |" in packed and "\n| eager |" in packed
 
 
-def test_gpu_check_refuses_unknown_steps(tmp_path):
-    run = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--steps", "az", "--out", str(tmp_path)],
-                         cwd=REPO, capture_output=True, text=True)
-    # gpu_check.sh tees the check's output (stderr included) into DIR/log.txt and stdout
-    assert run.returncode == 2 and "error: --steps: letters of abcdfgeh, got 'az'" in run.stdout
+def test_gpu_check_refuses_bad_arguments_before_it_looks_for_data(tmp_path):
+    # no data root at all (a new user's checkout): the argument is still what is refused
+    env = {key: value for key, value in os.environ.items() if key != "MEDMNIST_ROOT"}
+    for argument, refusal in ((["--steps", "az"], "--steps: letters of abcdfgeh, got 'az'"),
+                              (["--device", "gpu"], "--device: cuda or cpu, got 'gpu'")):
+        run = subprocess.run(["bash", "benchmarks/gpu_check.sh", *argument, "--out", str(tmp_path)],
+                             cwd=REPO, capture_output=True, text=True, env=env)
+        assert (run.returncode, run.stderr) == (2, f"gpu_check.sh: {refusal} (see --help)\n")
+
+
+def test_gpu_check_py_refuses_unknown_steps_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        device_parser("check", "abc", "ab").parse_args(["--out", str(tmp_path), "--data-root", ".", "--steps", "az"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith("error: argument --steps: letters of abc, got 'az'")
 
 
 def test_gpu_check_needs_out():

@@ -1,4 +1,4 @@
-"""reports/protocol/gpu_protocol.sh, the MedViT paper's protocol on one GPU: its CPU quick mode
+"""studies/protocol/gpu_protocol.sh, the MedViT paper's protocol on one GPU: its CPU quick mode
 (the same code path) end to end and resumed, the plan's arithmetic, and bad arguments."""
 
 from __future__ import annotations
@@ -9,15 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import load_script
+from studies.protocol import protocol
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = "reports/protocol/gpu_protocol.sh"
-
-
-@pytest.fixture(scope="module")
-def protocol():
-    return load_script(REPO / "reports" / "protocol" / "protocol.py")
+SCRIPT = "studies/protocol/gpu_protocol.sh"
 
 
 def study(out: Path, real_root: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -51,7 +46,7 @@ def test_quick_study_runs_every_planned_run_and_resumes(tmp_path, real_root):
     assert "plan: kept" in again.stdout and again.stdout.count("kept ") == 1 + 6
 
 
-def test_fit_picks_the_most_runs_then_the_shortest_wall(protocol):
+def test_fit_picks_the_most_runs_then_the_shortest_wall():
     runs = [(label, seed) for seed in (0, 1, 2) for label in protocol.ARMS]
     each = {label: protocol.run_seconds(label, False, 100.0) for label in protocol.ARMS}
     serial = sum(each[label] for label, _ in runs)
@@ -63,7 +58,7 @@ def test_fit_picks_the_most_runs_then_the_shortest_wall(protocol):
     assert protocol.fit(runs, {1: 100.0}, budget_s=1.0, quick=False) is None
 
 
-def test_makespan_packs_longest_first(protocol):
+def test_makespan_packs_longest_first():
     assert protocol.makespan([3, 3, 2, 2, 2], 2) == 7
     assert protocol.makespan([5, 1, 1], 3) == 5
 

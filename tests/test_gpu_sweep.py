@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from analysis.collect import read_sweep
-from conftest import load_benchmark
+from benchmarks import gpu_sweep
 from sweep_helpers import results, trial_dirs
 
 # The quick run is set up by the first slow test: over the 600 s default at a load of 20.
@@ -111,7 +111,6 @@ def test_packed_rate_counts_only_the_span_all_trials_trained_together(tmp_path):
     """Two trials of 100 images an epoch, three 10 s epochs each, the second started 5 s later:
     timed epochs (the second and third) span 10-30 s and 15-35 s, together 15-30 s, in which
     they train 150 + 150 images."""
-    gpu_sweep = load_benchmark("gpu_sweep")
     for name, start in (("t0", 1000.0), ("t1", 1005.0)):
         trial = tmp_path / name
         trial.mkdir()

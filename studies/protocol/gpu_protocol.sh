@@ -5,7 +5,7 @@
 # PneumoniaMNIST, 3 seeds each, packed on one GPU, within a time budget (default 420 s of
 # measuring and training: under 8 minutes with the setup on one H200).
 #
-#   bash reports/protocol/gpu_protocol.sh --out DIR [--device cuda|cpu] [--quick]
+#   bash studies/protocol/gpu_protocol.sh --out DIR [--device cuda|cpu] [--quick]
 #                                         [--budget-s 420] [--jobs 1,2] [--data-root DIR]
 #
 # Steps, each skipped when its output exists, so a second call resumes where one stopped:
@@ -44,10 +44,10 @@ NAME=gpu_protocol.sh
 source "$REPO/benchmarks/gpu_env.sh"
 cd "$REPO"
 mkdir -p "$OUT/runs"
-PROTOCOL=reports/protocol/protocol.py
+PROTOCOL=studies.protocol.protocol
 SECONDS=0
 
-"$PY" "$PROTOCOL" plan --out "$OUT" --device "$DEVICE" $QUICK --budget-s "$BUDGET" --jobs "$JOBS" \
+"$PY" -m "$PROTOCOL" plan --out "$OUT" --device "$DEVICE" $QUICK --budget-s "$BUDGET" --jobs "$JOBS" \
     --data-root "$DATA_ROOT" 2>&1 | tee -a "$OUT/log.txt"
 PACKED=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["jobs"])' "$OUT/plan.json")
 
@@ -55,7 +55,7 @@ export OUT PY PROTOCOL
 run_one() {
     local label=$1 seed=$2
     if [ -s "$OUT/runs/$label-$seed.jsonl" ]; then echo "kept $label $seed"; return; fi
-    "$PY" "$PROTOCOL" run --out "$OUT" --label "$label" --seed "$seed" > "$OUT/runs/$label-$seed.log" 2>&1 \
+    "$PY" -m "$PROTOCOL" run --out "$OUT" --label "$label" --seed "$seed" > "$OUT/runs/$label-$seed.log" 2>&1 \
         && tail -1 "$OUT/runs/$label-$seed.log" || echo "FAILED $label $seed (see runs/$label-$seed.log)"
 }
 export -f run_one
@@ -63,7 +63,7 @@ export -f run_one
 xargs -P "$PACKED" -L 1 bash -c 'run_one "$@"' _ < "$OUT/jobs.txt" | tee -a "$OUT/log.txt"
 echo "gpu_protocol: runs done in ${SECONDS}s" | tee -a "$OUT/log.txt"
 
-"$PY" "$PROTOCOL" summary --out "$OUT"
+"$PY" -m "$PROTOCOL" summary --out "$OUT"
 # summarize.py's seed ensembles score the full splits, which --quick's 16 images are not
 [ -n "$QUICK" ] || MEDMNIST_ROOT=$DATA_ROOT "$PY" reports/recipe/summarize.py "$OUT"/runs/*.jsonl >> "$OUT/summary.md"
 MISSING=$(while read -r label seed; do [ -s "$OUT/runs/$label-$seed.jsonl" ] || echo -n " $label-$seed"; done < "$OUT/jobs.txt")

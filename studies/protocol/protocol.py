@@ -1,7 +1,7 @@
 """The MedViT paper's protocol on one GPU: measure, plan, run, summarize.
 
-Driven by reports/protocol/gpu_protocol.sh (see reports/protocol/README.md), one subcommand
-per step:
+Driven by studies/protocol/gpu_protocol.sh (results: reports/protocol/README.md), one subcommand
+per step (``python -m studies.protocol.protocol``):
 
     protocol.py plan --out DIR --device cuda|cpu [--quick] [--budget-s 420] [--jobs 1,2]
     protocol.py run --out DIR --label retinamnist-a0.2 --seed 1
@@ -14,7 +14,7 @@ whole Trainer epochs of the run's own config (``rate``, packed as N processes at
 picks the paper's MedViT-S (``medvit_base``) if the runs fit the budget, else ``medvit_small``,
 else the runs that fit, in order of priority, and writes ``plan.json`` and ``jobs.txt``.
 A run's record is one line in ``DIR/runs/<label>-<seed>.jsonl`` (run_arm.py's format, so
-reports/recipe/summarize.py reads it), written when the run ends.
+studies/recipe/summarize.py reads it), written when the run ends.
 """
 
 from __future__ import annotations
@@ -29,13 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))  # run from a plain checkout on the GPU machine
+from medvit.config import build_config
+from medvit.data import dataset_info
+from medvit.train import AUDIT_PREFIX, Trainer, load_data
+from sweeps.spec import load_spec
 
-from medvit.config import build_config  # noqa: E402
-from medvit.data import dataset_info  # noqa: E402
-from medvit.train import AUDIT_PREFIX, Trainer, load_data  # noqa: E402
-from sweeps.spec import load_spec  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 # label -> (dataset, alpha), in order of priority within a seed
 ARMS = {"retinamnist-a0": ("retinamnist", 0.0), "retinamnist-a0.2": ("retinamnist", 0.2),
@@ -79,11 +78,11 @@ def rate(args) -> None:
 
 def measure(model: str, jobs: int, args) -> float:
     """Training images/s of `jobs` packed processes together (each times its own epoch)."""
-    command = [sys.executable, __file__, "rate", "--model", model, "--device", args.device,
+    command = [sys.executable, "-m", "studies.protocol.protocol", "rate", "--model", model, "--device", args.device,
                "--images", str(QUICK["subset"] if args.quick else args.rate_images)] + ["--quick"] * args.quick
     if args.data_root:
         command += ["--data-root", args.data_root]
-    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(jobs)]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO) for _ in range(jobs)]
     outputs = [proc.communicate()[0] for proc in procs]
     if any(proc.returncode for proc in procs):
         sys.exit(f"protocol.py: measuring {model} x{jobs} failed (exit {[p.returncode for p in procs]})")
