@@ -31,7 +31,7 @@ from trainables.tensorboard import BOOKKEEPING, SCALAR_PREFIX, SHOWN_BY_DEFAULT,
 pytestmark = pytest.mark.slow  # starts Ray
 
 EPOCHS = 3
-SEARCHED = {"alpha": [0.0, 0.2, 0.4]}
+SEARCHED = {"alpha": [0.0, 0.2, 0.4, 0.6]}
 
 
 def stop_the_alpha_0_2_trial(trial_id, result):
@@ -51,10 +51,13 @@ def run(tmp_path_factory):
             if config["alpha"] == 0.4 and epoch == 2:
                 raise RuntimeError("this trial errors")
             acc = 0.5 + config["alpha"]
+            diverged = config["alpha"] == 0.6 and epoch == 2  # the trainer stops after a non-finite loss
             tune.report({"epoch": epoch, "train_loss": 1.0 / epoch, "lr": 1e-3, "val_loss": 1.0 - acc,
-                         "val_acc": acc, "select_score": acc, "diverged": False, "best_epoch": epoch,
+                         "val_acc": acc, "select_score": acc, "diverged": diverged, "best_epoch": epoch,
                          "selected_score": acc, "selected_val_acc": acc, "resumed_from_epoch": 0,
                          "node_id": "a node"})
+            if diverged:
+                return
 
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     printed = io.StringIO()
@@ -106,18 +109,19 @@ def trials_of(sweep):
 def test_hparams_hold_fixed_values_and_how_each_trial_ended(run):
     spec, sweep, _ = run
     trials = trials_of(sweep)
-    assert len(trials) == 3
+    assert len(trials) == 4
     by_alpha = {}
     for trial in trials:
         _, values, status = hparams_of(trial)
         by_alpha[values.get("alpha", 0.0)] = (values, status)
-    assert set(by_alpha) == {0.0, 0.2, 0.4}
+    assert set(by_alpha) == {0.0, 0.2, 0.4, 0.6}
     for values, _ in by_alpha.values():
         assert values["dataset"] == "retinamnist" and values["epochs"] == EPOCHS
         assert values["batch_size"] == spec.train.batch_size and values["model"] == spec.train.model
     assert by_alpha[0.0][0]["end"] == "finished" and by_alpha[0.0][1] == 1  # STATUS_SUCCESS
     assert by_alpha[0.2][0]["end"] == "early_stopped" and by_alpha[0.2][1] == 1
     assert by_alpha[0.4][0]["end"] == "errored" and by_alpha[0.4][1] == 2  # STATUS_FAILURE
+    assert by_alpha[0.6][0]["end"] == "diverged" and by_alpha[0.6][1] == 1  # stopped early, but diverged
 
 
 def test_every_trial_writes_the_same_experiment_summary(run):
@@ -134,7 +138,7 @@ def test_the_dashboard_leads_with_what_a_user_selects_on(run):
     assert set(metrics) == {"selected_val_acc", "selected_score", "val_acc", "select_score", "val_loss",
                             "train_loss", "lr", "best_epoch", "epoch"}
     assert all(info.name.tag == SCALAR_PREFIX + info.display_name for info in experiment.metric_infos)
-    assert "selected epoch" in experiment.metric_infos[0].description
+    assert experiment.metric_infos[1].description.startswith("select_score at the trial's selected epoch")
 
     # The dashboard shows its first five hparams: the backend sorts the differing ones first.
     shown = [info.name for info in experiment.hparam_infos[:SHOWN_BY_DEFAULT]]
@@ -142,7 +146,7 @@ def test_the_dashboard_leads_with_what_a_user_selects_on(run):
     domains = {info.name: info for info in experiment.hparam_infos}
     assert list(domains["end"].domain_discrete.values) and {v.string_value for v in domains["end"].domain_discrete.values} \
         >= {"finished", "early_stopped", "errored"}
-    assert (domains["alpha"].domain_interval.min_value, domains["alpha"].domain_interval.max_value) == (0.0, 0.4)
+    assert (domains["alpha"].domain_interval.min_value, domains["alpha"].domain_interval.max_value) == (0.0, 0.6)
     assert [v.string_value for v in domains["dataset"].domain_discrete.values] == ["retinamnist"]
 
 

@@ -9,8 +9,8 @@ differing), and a scalar for every key of every result, bookkeeping included (`d
 
 - scalars for what the trainer reports, without Ray's and the trainable's bookkeeping;
 - the searched values and the spec's fixed ones (dataset, epochs, batch size, seed, ...), an
-  `end` hparam (`finished`, `early_stopped` by the scheduler, `errored`), status failure
-  for an errored trial;
+  `end` hparam (`medvit.outcome`: `finished`, `early_stopped` by the scheduler, `errored`,
+  `diverged`), status failure for an errored trial;
 - the experiment summary, the same in every trial (so whichever TensorBoard reads is right):
   the metrics in the order a user selects on (`selected_<metric>` and `selected_score`, the
   values at the trial's selected epoch the ranking compares, then the sweep's metric and
@@ -43,13 +43,13 @@ from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData, SessionEndI
 from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
 from tensorboardX.summary import hparams
 
+from medvit.outcome import DIVERGED, EARLY_STOPPED, ERRORED, FINISHED, trial_outcome
 from medvit.selection import METRICS
 from medvit.train import AUDIT_PREFIX
 from trainables.medvit_trainable import BOOKKEEPING as TRIAL_BOOKKEEPING
 
 EXPERIMENT_SUMMARY_TAG = "_hparams_/experiment"
 SESSION_END_TAG = "_hparams_/session_end_info"
-EPOCH_SCALAR = "ray/tune/epoch"
 SCALAR_PREFIX = "ray/tune/"  # Ray's logger's prefix to every scalar's tag
 
 # Result keys that say how Ray ran the trial, not how it trained: neither a scalar nor a metric
@@ -61,15 +61,9 @@ BOOKKEEPING = (frozenset(AUTO_RESULT_KEYS) - {TRAINING_ITERATION}
 # api.proto predates the field, and TensorBoard itself is no dependency of a sweep.
 DIFFERS_TRUE = bytes([7 << 3, 1])
 
-TRIAL_ENDS = ("finished", "early_stopped", "errored")
+TRIAL_ENDS = (FINISHED, EARLY_STOPPED, ERRORED, DIVERGED)
 SHOWN_BY_DEFAULT = 5  # TensorBoard's HParams tab: the first five hparams and metrics
 ALWAYS_SHOWN = ("model", "weight_decay")
-
-
-def trial_end(failed: bool, last_epoch: float | None, epochs: int) -> str:
-    if failed:
-        return "errored"
-    return "early_stopped" if last_epoch is not None and last_epoch < epochs else "finished"
 
 
 def metric_order(names: Iterable[str], select_metric: str) -> list[str]:
@@ -83,7 +77,8 @@ def metric_order(names: Iterable[str], select_metric: str) -> list[str]:
 
 def _metric_info(name: str, select_metric: str) -> MetricInfo:
     if name.startswith("selected_"):
-        what = f"{name.removeprefix('selected_')} at the trial's selected epoch (its best_epoch)"
+        of = "select_score" if name == "selected_score" else name.removeprefix("selected_")
+        what = f"{of} at the trial's selected epoch (its best_epoch)"
     else:
         what = f"{name} at the trial's last epoch"
     if name == f"selected_{select_metric}" or name == "selected_score":
@@ -97,7 +92,7 @@ def _hparam_info(name: str, value: Any, domain: Sequence[Any] | None, shown: boo
     info = HParamInfo(name=name)
     if shown:
         info.MergeFromString(DIFFERS_TRUE)
-    if isinstance(value, bool) or isinstance(value, str):
+    if isinstance(value, (bool, str)):
         info.type = DataType.Value("DATA_TYPE_BOOL" if isinstance(value, bool) else "DATA_TYPE_STRING")
         info.domain_discrete.extend(domain if domain is not None else [value])
     else:
@@ -157,7 +152,7 @@ class _HParamsWriter(TBXLoggerCallback):
         config = self._full_config(trial.config)
         values = {k: v for k, v in config.items() if isinstance(v, (str, bool, int, float))}
         failed = trial.trial_id in self._failed
-        values["end"] = trial_end(failed, result.get(EPOCH_SCALAR), int(config["epochs"]))
+        values["end"] = trial_outcome([trial.last_result or {}], int(config["epochs"]), errored=failed)
         # The last result's keys, not `result`'s (only its finite values): the same for every
         # trial, so every trial writes the same experiment summary.
         reported = [k for k, v in _reported(trial.last_result).items()
