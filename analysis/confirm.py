@@ -97,6 +97,7 @@ def _describe(row: pd.Series) -> str:
 def plan_arms(trials: pd.DataFrame) -> list[Arm]:
     """The configurations :func:`confirm` re-runs for one sweep's trials (see the module doc)."""
     from medvit.data import dataset_info
+    from medvit.tasks import ORDINAL
 
     ranked = rank_trials(trials)
     if ranked.empty:
@@ -106,7 +107,7 @@ def plan_arms(trials: pd.DataFrame) -> list[Arm]:
     family = model_family(best["model"])
     label = "best" if family == "medvit" else f"best {family}"
     arms = [Arm(label, best["trial_id"], values, _describe(best), "best")]
-    if dataset_info(values["dataset"]).task != "ordinal-regression":
+    if dataset_info(values["dataset"]).task != ORDINAL:
         return arms
     alpha = float(values.get("alpha") or 0.0)
     alphas = ranked["alpha"].fillna(0.0)
@@ -236,6 +237,46 @@ def _summary(rows: pd.DataFrame, arms: list[Arm], seeds: list[int], head: str) -
     return lines
 
 
+def _arm_values(arm: Arm, epochs: int | None, data_root, device: str | None, audit_test: bool | None) -> dict:
+    """An arm's TrainConfig values with the caller's overrides (None: the trial's own)."""
+    overrides = {"epochs": epochs, "data_root": None if data_root is None else str(data_root), "device": device,
+                 "audit_test": audit_test}
+    return {**arm.values, **{key: value for key, value in overrides.items() if value is not None}}
+
+
+def _run_once(values: dict[str, Any], arm: Arm, sweep: str, cache: dict[tuple, Any]) -> tuple[dict[str, Any], Any]:
+    """Train one arm at one seed (``values`` holds it): its confirm row and its TrainConfig.
+    ``cache`` keeps each dataset loaded once across runs."""
+    from medvit.config import build_config
+    from medvit.data import load_dataset
+    from medvit.train import train
+
+    config = build_config(values)
+    key = (config.dataset, config.data_root, config.img_size)
+    if key not in cache:
+        cache[key] = load_dataset(config.dataset, root=config.data_root, size=config.img_size)
+    data = cache[key] if config.subset is None else cache[key].subset(config.subset, seed=config.seed)
+    start = time.perf_counter()
+    result = train(config, data)
+    return {
+        "dataset": config.dataset, "sweep": sweep, "label": arm.label, "seed": config.seed,
+        "trial_id": arm.trial_id, "config_json": json.dumps(config.model_dump(), sort_keys=True),
+        **{f"test_{m}": _num(result["test"].get(m)) for m in _METRICS},
+        **{f"val_{m}": _num(result["val"].get(m)) for m in _METRICS},
+        "selected_epoch": int(result["selected_epoch"]), **_audit_row(result.get("audit")),
+        "epochs": config.epochs,
+        "wall_time_s": time.perf_counter() - start, "created_at": datetime.now(timezone.utc),
+    }, config
+
+
+def _plan_line(sweep: str, arms: list[Arm], configs: dict[str, dict], seed_list: list[int]) -> str:
+    n_epochs = sorted({v.get("epochs") for v in configs.values()})
+    return (f"confirm {sweep} ({arms[0].values['dataset']}): {len(arms)} configuration(s) x {len(seed_list)} seeds "
+            f"({seed_list[0]}..{seed_list[-1]}, fresh: not the sweep's seeds; the same seeds for every configuration, "
+            f"so runs are paired), {'/'.join(map(str, n_epochs))} epoch(s) each; epoch selected on validation, "
+            "test split evaluated once per run")
+
+
 def confirm(sweep_dir: str | os.PathLike, seeds: int = 5, out: str | os.PathLike = "confirm.parquet",
             data_root: str | os.PathLike | None = None, epochs: int | None = None, *,
             seed_start: int = SEED_START, device: str | None = None, audit_test: bool | None = None,
@@ -258,10 +299,6 @@ def confirm(sweep_dir: str | os.PathLike, seeds: int = 5, out: str | os.PathLike
         ValueError: not a sweep folder, no usable trial, seeds < 1, epochs < 1, or ``out`` exists
             but is not a confirm table (one line each).
     """
-    from medvit.config import build_config
-    from medvit.data import load_dataset
-    from medvit.train import train
-
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds: need at least 1 seed, got {seeds!r}")
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
@@ -274,54 +311,19 @@ def confirm(sweep_dir: str | os.PathLike, seeds: int = 5, out: str | os.PathLike
     arms = plan_arms(trials)
     sweep = str(trials["sweep"].iloc[0])
     seed_list = list(range(seed_start, seed_start + seeds))
-    configs = {}
-    for arm in arms:
-        values = dict(arm.values)
-        if epochs is not None:
-            values["epochs"] = epochs
-        if data_root is not None:
-            values["data_root"] = str(data_root)
-        if device is not None:
-            values["device"] = device
-        if audit_test is not None:
-            values["audit_test"] = audit_test
-        configs[arm.label] = values
-    dataset = arms[0].values["dataset"]
-    n_epochs = sorted({v.get("epochs") for v in configs.values()})
-    head = (f"confirm {sweep} ({dataset}): {len(arms)} configuration(s) x {seeds} seeds "
-            f"({seed_list[0]}..{seed_list[-1]}, fresh: not the sweep's seeds; the same seeds for every configuration, "
-            f"so runs are paired), {'/'.join(map(str, n_epochs))} epoch(s) each; epoch selected on validation, "
-            "test split evaluated once per run")
-    say(head)
+    configs = {arm.label: _arm_values(arm, epochs, data_root, device, audit_test) for arm in arms}
+    say(_plan_line(sweep, arms, configs, seed_list))
     for arm in arms:
         say(f"config {arm.label}: {arm.note}")
-
     cache: dict[tuple, Any] = {}
     written = []
-    total, done = len(arms) * seeds, 0
     for seed in seed_list:
         for arm in arms:
-            config = build_config({**configs[arm.label], "seed": seed})
-            key = (config.dataset, config.data_root, config.img_size)
-            if key not in cache:
-                cache[key] = load_dataset(config.dataset, root=config.data_root, size=config.img_size)
-            data = cache[key] if config.subset is None else cache[key].subset(config.subset, seed=config.seed)
-            start = time.perf_counter()
-            result = train(config, data)
-            done += 1
-            row = {
-                "dataset": config.dataset, "sweep": sweep, "label": arm.label, "seed": seed,
-                "trial_id": arm.trial_id, "config_json": json.dumps(config.model_dump(), sort_keys=True),
-                **{f"test_{m}": _num(result["test"].get(m)) for m in _METRICS},
-                **{f"val_{m}": _num(result["val"].get(m)) for m in _METRICS},
-                "selected_epoch": int(result["selected_epoch"]), **_audit_row(result.get("audit")),
-                "epochs": config.epochs,
-                "wall_time_s": time.perf_counter() - start, "created_at": datetime.now(timezone.utc),
-            }
+            row, config = _run_once({**configs[arm.label], "seed": seed}, arm, sweep, cache)
             _append(out, row)
             written.append(row)
             test = "  ".join(f"{m} {row[f'test_{m}']:.4f}" for m in _METRICS if row[f"test_{m}"] is not None)
-            say(f"run {done}/{total}  {arm.label}  seed {seed}: test {test}  "
+            say(f"run {len(written)}/{len(arms) * seeds}  {arm.label}  seed {seed}: test {test}  "
                 f"(selected epoch {row['selected_epoch']}/{config.epochs} by {config.select_metric}, "
                 f"{row['wall_time_s']:.1f}s)")
     rows = pd.DataFrame(written)
