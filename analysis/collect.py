@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analysis.schema import CONFIG_COLUMNS, RESULTS_SCHEMA, TEST_COLUMNS, VAL_COLUMNS, conform, empty_results, read_table
+from medvit.outcome import report_epoch, trial_outcome
 from medvit.selection import SELECT_METRICS
 from medvit.yamlio import YamlError, load_yaml, read_text_file
 from sweeps.folder import SPEC_FILE, STATE_GLOB, check_sweep_dir, parse_experiment_state, split_trial_item
@@ -278,15 +279,15 @@ def _trial_row(
     # Ray's state may hold a later epoch than result.json (a sync or a crash lost its last line):
     # that last report counts, above all when it says the trial diverged.
     state_last = t.get("last_result") or {}
-    newest_line = max((_int(r.get("epoch", r.get("training_iteration"))) or 0 for r in lines), default=0)
-    if state_last and (_int(state_last.get("epoch", state_last.get("training_iteration"))) or 0) > newest_line:
+    newest_line = max((report_epoch(r) or 0 for r in lines), default=0)
+    if state_last and (report_epoch(state_last) or 0) > newest_line:
         lines = [*lines, state_last]
     elif not lines and state_last:
         lines = [state_last]
     # One record per epoch; a restored trial may repeat epochs: the later line wins.
     by_epoch: dict[int, dict[str, Any]] = {}
     for rec in lines:
-        ep = _int(rec.get("epoch", rec.get("training_iteration")))
+        ep = report_epoch(rec)
         if ep is not None:
             by_epoch[ep] = rec
     epochs = sorted(by_epoch)
@@ -312,17 +313,10 @@ def _trial_row(
     # Ray keeps error.txt in the folder of a trial it restarted after a failure (max_failures)
     # and that then ran on: the file marks an error only where Ray's status is ERROR, or unknown.
     error = _last_error_line(folder, None) if has_folder and status in ("ERROR", None) else None
-    if error is not None or status == "ERROR":
-        stop_reason = "errored"
+    if status == "ERROR":
         error = error or "trial status ERROR (no error.txt)"
-    elif last.get("diverged") is True:  # never ranked: trial_best gave it no value
-        stop_reason = "diverged"
-    elif epochs_max is not None and epochs_run >= epochs_max:
-        stop_reason = "finished"
-    elif status == "TERMINATED" or (status is None and last.get("done") and epochs_run > 0):
-        stop_reason = "early_stopped"
-    else:
-        stop_reason = "unfinished"
+    ended = status == "TERMINATED" or (status is None and bool(last.get("done")) and epochs_run > 0)
+    stop_reason = trial_outcome(history or lines, epochs_max, errored=error is not None, ended=ended)
 
     hostname, node_ip = last.get("hostname"), last.get("node_ip")
     node = " / ".join(str(x) for x in (hostname, node_ip) if x) or None

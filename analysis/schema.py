@@ -160,6 +160,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medvit.config import TrainConfig
+from medvit.outcome import OUTCOMES
 from medvit.selection import METRICS, TEST_COLUMNS
 
 __all__ = [
@@ -181,7 +182,7 @@ __all__ = [
 
 SCHEMA_VERSION = "1"
 
-STOP_REASONS: tuple[str, ...] = ("finished", "early_stopped", "errored", "diverged", "unfinished")
+STOP_REASONS: tuple[str, ...] = OUTCOMES
 # The metrics computed from a split's scores (medvit.selection's table): test_* and val_* columns.
 VAL_COLUMNS: tuple[str, ...] = tuple(metric.val_name for metric in METRICS.values() if metric.from_scores)
 # The confirm table's test-selection audit: test metrics at the epoch chosen on test. Named so

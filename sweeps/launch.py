@@ -26,6 +26,7 @@ import ray
 from ray import tune
 
 from medvit.data import MedMNISTData, load_dataset
+from medvit.outcome import DIVERGED, FINISHED, trial_outcome
 from medvit.yamlio import dump_yaml
 from sweeps.folder import SPEC_FILE, STATE_GLOB, check_sweep_dir, parse_experiment_state, split_trial_item
 from sweeps.paths import SweepError, check_writable_folder
@@ -405,14 +406,14 @@ def _candidate(spec: SweepSpec, result: tune.Result) -> Candidate:
     best = None if result.error is not None or history is None else trial_best(
         history.to_dict("records"), spec.metric, spec.mode)
     return Candidate(trial_id=str(metrics.get("trial_id", result.path)), best=best,
-                     finished=metrics.get("epoch", 0) >= spec.train.epochs,
+                     finished=trial_outcome([metrics], spec.train.epochs, errored=result.error is not None) == FINISHED,
                      # a trial that errored before its first report has no config
                      group=configuration_id(result.config or {}), repeats=spec.repeats)
 
 
 def diverged(result: tune.Result) -> bool:
-    """The trial ended on a non-finite training loss (its last report says so)."""
-    return bool((result.metrics or {}).get("diverged"))
+    """The trial ended on a non-finite training loss (its last report says so; medvit.outcome)."""
+    return trial_outcome([result.metrics or {}], None, errored=result.error is not None) == DIVERGED
 
 
 def write_best_config(spec: SweepSpec, results: tune.ResultGrid, directory: str) -> str | None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from statistics import fmean
 from typing import Any, Hashable, Iterable, Mapping, Sequence
 
+from medvit.outcome import report_epoch
 from medvit.selection import best_epoch
 
 __all__ = ["SCORE", "trial_best", "rank_key", "Candidate", "Rank", "ranks"]
@@ -35,8 +36,7 @@ def trial_best(history: Iterable[Mapping[str, Any]], metric: str, mode: str) -> 
     if not history or history[-1].get("diverged") is True:
         return None
     column = SCORE if best_epoch(((0, record.get(SCORE)) for record in history), mode) else metric
-    return best_epoch(((record.get("epoch", record.get("training_iteration")), record.get(column))
-                       for record in history), mode)
+    return best_epoch(((report_epoch(record), record.get(column)) for record in history), mode)
 
 
 def rank_key(value: float, epoch: int, trial_id: Any, mode: str) -> tuple:
