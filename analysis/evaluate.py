@@ -6,7 +6,9 @@ ties go to the earlier best epoch, then the smaller trial id), loads the selecte
 from its checkpoint (:func:`medvit.train.load_checkpoint_model`), evaluates the test split with
 the trainer's own evaluation code (same normalisation, batches and metrics as
 ``Trainer.finish``) and writes ``test_acc, test_auc, test_qwk, test_mae`` into that row of the
-Parquet file (atomic rewrite; every other row and column is left as it was).
+table, written to ``out`` (``medsweep evaluate --out``; by default the input itself, as
+``medsweep collect --evaluate-test`` does with the table it just wrote), atomically; every
+other row and column is left as it was.
 
 Per model family (MedViT, ResNet) because the report shows one "ours" row per family; the
 other trials are never evaluated on the test split, so the test split plays no part in
@@ -26,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
+from analysis.cli import DEVICES
 from analysis.collect import _write_atomic, read_results
 from analysis.schema import TEST_COLUMNS
 from analysis.tables import best_trials, model_families, model_family
@@ -44,7 +47,6 @@ def load_eval_data(config, data_root: str | os.PathLike | None = None):
     return data
 
 
-DEVICES = ("auto", "cpu", "cuda")
 
 # What torch.load (weights only) and the state's own reading raise for a file that is empty,
 # cut short, not a torch file, holds code to run, or is some other torch file.
@@ -108,8 +110,9 @@ def _done(row: pd.Series) -> bool:
 
 def evaluate_best(results_parquet: str | os.PathLike, data_root: str | os.PathLike | None = None, *,
                   force: bool = False, device: str = "auto",
-                  progress: Callable[[str], None] | None = None) -> pa.Table:
-    """Evaluate the test split of each dataset's best trial(s) and store it in the results file.
+                  progress: Callable[[str], None] | None = None,
+                  out: str | os.PathLike | None = None) -> pa.Table:
+    """Evaluate the test split of each dataset's best trial(s) and write the table to ``out``.
 
     Args:
         results_parquet: the results table written by :func:`analysis.collect.collect`.
@@ -119,20 +122,24 @@ def evaluate_best(results_parquet: str | os.PathLike, data_root: str | os.PathLi
             is skipped: the test split is evaluated once).
         device: ``auto`` (a GPU when there is one), ``cpu`` or ``cuda``.
         progress: called with one line per trial (e.g. ``print``).
+        out: where the table with its test metrics goes (default: ``results_parquet`` itself).
+            It is written even when a trial fails, with the trials evaluated before it.
 
     Returns:
-        The whole table as written back.
+        The whole table as written.
 
     Raises:
         ValueError: the file is missing or not a results table, a chosen trial has no
             checkpoint, or its checkpoint is not on this machine (one line each).
     """
     path = Path(results_parquet)
+    out = path if out is None else Path(out)
     table = read_results(path)
     df = table.to_pandas()
     say = progress or (lambda _line: None)
     keys = list(zip(df["sweep_dir"], df["trial_id"]))
     updates: dict[int, dict[str, float | None]] = {}
+    finished = False
     try:
         for _, row in trials_to_evaluate(df).iterrows():
             i = keys.index((row["sweep_dir"], row["trial_id"]))
@@ -151,10 +158,12 @@ def evaluate_best(results_parquet: str | os.PathLike, data_root: str | os.PathLi
             updates[i] = {c: metrics.get(c.removeprefix("test_")) for c in TEST_COLUMNS}
             shown = "  ".join(f"{c} {v:.4f}" for c, v in updates[i].items() if v is not None)
             say(f"test   {what}: {shown}")
+        finished = True
     finally:
         if updates:
             table = _with_test_metrics(table, updates)
-            _write_atomic(table, path)
+        if updates or (finished and out != path):  # a failure with nothing evaluated writes nothing
+            _write_atomic(table, out)
     return table
 
 

@@ -5,6 +5,8 @@
 * :func:`predict` -- predicted classes (argmax) of a batch.
 * :func:`pick_examples` -- indices of the first images of given grades (e.g. 1 and 2).
 * :func:`build_rows` -- the per-image data of the grid for several models.
+* :func:`choose_images` -- the grid's images: of each grade in turn, the first on which the
+  compared models disagree (else one that varies the predictions), and a sentence saying so.
 * :func:`gradcam_checkpoints` -- the grid for trained checkpoints (MedViT or ResNet) on
   chosen images of a MedMNIST split (what ``medsweep gradcam`` and the report use).
 * :func:`gradcam_figure` -- the grid: one row per image, columns original, then one overlay
@@ -21,6 +23,7 @@ Typical use (the CLI does this with two trained RetinaMNIST checkpoints)::
 from __future__ import annotations
 
 import os
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -35,8 +38,8 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-__all__ = ["CamOverlay", "CamRow", "gradcam_maps", "predict", "pick_examples", "pick_images", "build_rows",
-           "gradcam_figure", "gradcam_checkpoints", "to_display_image"]
+__all__ = ["CamFigure", "CamOverlay", "CamRow", "ImageChoice", "gradcam_maps", "predict", "pick_examples",
+           "pick_images", "choose_images", "build_rows", "gradcam_figure", "gradcam_checkpoints", "to_display_image"]
 
 
 def gradcam_maps(model: torch.nn.Module, images: torch.Tensor, target_classes: Sequence[int]) -> np.ndarray:
@@ -163,14 +166,15 @@ def _upsample(arr: np.ndarray, size: int, mode: str) -> np.ndarray:
 
 def gradcam_figure(panels: Sequence[CamRow], out_png: str | os.PathLike, display_px: int = 112,
                    title: str = "GradCAM: cross-entropy vs. Ordinal Loss on adjacent grades",
-                   image_mode: str = "nearest", cam_mode: str = "bilinear", noun: str = "grade") -> Path:
+                   image_mode: str = "nearest", cam_mode: str = "bilinear", noun: str = "grade",
+                   note: str = "") -> Path:
     """Draw the comparison grid and write it as PNG.
 
     Rows are the images (e.g. one of grade 1, one of grade 2); column 1 is the original, then
     one GradCAM overlay (``show_cam_on_image``) per model, titled with the model's label and
     its predicted grade (``noun``: "grade", or "class" for non-ordinal datasets). Images are
     upsampled to ``display_px`` (nearest for the image, bilinear for the map) so 28 px inputs
-    stay readable.
+    stay readable. ``note`` (e.g. how the images were chosen) goes under the title.
 
     Returns the PNG path.
     """
@@ -201,8 +205,10 @@ def gradcam_figure(panels: Sequence[CamRow], out_png: str | os.PathLike, display
     cb = fig.colorbar(sm, ax=axes[:, 1:].ravel().tolist() if n_cols > 1 else axes.ravel().tolist(),
                       shrink=0.8, pad=0.02)
     cb.set_label("GradCAM weight (per image, 0 to max)")
-    fig.suptitle(title + f"\n(images upsampled from {np.asarray(to_display_image(panels[0].image)).shape[0]} "
-                 f"to {display_px} px for display; red = high GradCAM weight)", fontsize=10)
+    lines = [title, f"(images upsampled from {np.asarray(to_display_image(panels[0].image)).shape[0]} "
+             f"to {display_px} px for display; red = high GradCAM weight)"]
+    lines += textwrap.wrap(note, width=int(30 * n_cols))
+    fig.suptitle("\n".join(lines), fontsize=10)
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, format="png")
@@ -213,22 +219,68 @@ def pick_images(labels: np.ndarray | torch.Tensor, grades: Sequence[int], n: int
                 multi_label: bool = False) -> list[int]:
     """``n`` image indices spread in turn over ``grades`` (grade 1, grade 2, grade 1, ...),
     the first images of each grade in file order. Multi-label: images positive for the class."""
+    return choose_images(labels, grades, n, multi_label=multi_label).indices
+
+
+@dataclass(frozen=True)
+class ImageChoice:
+    """The images of a GradCAM grid and a sentence saying how they were chosen."""
+
+    indices: list[int]
+    note: str
+
+
+def _grade_pools(labels: np.ndarray, grades: Sequence[int], multi_label: bool) -> dict[int, np.ndarray]:
+    """Indices of each grade's images in file order (multi-label: images positive for the class)."""
+    return {g: np.flatnonzero(labels[:, g] == 1) if multi_label else np.flatnonzero(labels.reshape(-1) == g)
+            for g in grades}
+
+
+def choose_images(labels: np.ndarray | torch.Tensor, grades: Sequence[int], n: int,
+                  predictions: np.ndarray | None = None, multi_label: bool = False) -> ImageChoice:
+    """``n`` images spread in turn over ``grades``; with ``predictions`` (one row of predicted
+    classes per model over the same images), each grade's next image is the first one on which
+    the models disagree, else the first whose prediction adds a class not shown yet, else the
+    first in file order: a grid where every model predicts grade 0 shows nothing of a loss.
+
+    Raises ValueError (``grades: ...``) when a grade has too few images.
+    """
     lab = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
-    pools = {}
-    for g in grades:
-        pools[g] = np.flatnonzero(lab[:, g] == 1) if multi_label else np.flatnonzero(lab.reshape(-1) == g)
-    out: list[int] = []
-    k = 0
-    while len(out) < n:
-        for g in grades:
-            if len(out) == n:
-                break
-            if k >= len(pools[g]):
+    pools = _grade_pools(lab, grades, multi_label)
+    preds = None if predictions is None else np.asarray(predictions).reshape(-1, len(lab))
+    chosen: list[int] = []
+    shown: set[int] = set()
+
+    def priority(position: int, i: int) -> tuple:
+        if preds is None:
+            return (position,)
+        column = set(preds[:, i].tolist())
+        return (len(column) == 1, column <= shown, position)
+
+    while len(chosen) < n:
+        for g in grades[:n - len(chosen)]:
+            left = [i for i in pools[g].tolist() if i not in chosen]
+            if not left:
                 raise ValueError(f"grades: only {len(pools[g])} images of grade {g}, {n} images over "
                                  f"{len(grades)} grade(s) need {-(-n // len(grades))}")
-            out.append(int(pools[g][k]))
-        k += 1
-    return out
+            pick = min(enumerate(left), key=lambda item: priority(*item))[1]
+            chosen.append(int(pick))
+            shown |= set() if preds is None else set(preds[:, pick].tolist())
+    return ImageChoice(chosen, _choice_note(chosen, preds))
+
+
+def _choice_note(chosen: list[int], preds: np.ndarray | None) -> str:
+    if preds is None:
+        return "Images: the first of each grade in file order."
+    differ = sum(len(set(preds[:, i].tolist())) > 1 for i in chosen)
+    classes = sorted({int(c) for i in chosen for c in preds[:, i]})
+    if len(preds) > 1 and differ == len(chosen):
+        return f"Images: the first of each grade on which the models' predictions differ ({differ} of {len(chosen)})."
+    if len(preds) > 1 and differ:
+        return (f"Images: {differ} of {len(chosen)} where the models' predictions differ (no more of those grades); "
+                f"the rest add predicted classes not shown yet (predicted: {', '.join(map(str, classes))}).")
+    return (f"Images: the models agree on every image of these grades, so those that vary the prediction "
+            f"(predicted: {', '.join(map(str, classes))}).")
 
 
 def _checkpoint_folder(path: str | os.PathLike) -> Path:
@@ -242,21 +294,79 @@ def _checkpoint_folder(path: str | os.PathLike) -> Path:
     return p
 
 
+def _load_models(checkpoints: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike], ordinal_of,
+                 device: str) -> tuple[dict[str, torch.nn.Module], object]:
+    """Column title -> model (on ``device``) of each checkpoint, and the first one's config; the
+    checkpoints must share their data (dataset and image size)."""
+    from analysis.evaluate import load_checkpoint
+    from medvit.train import resolve_device
+
+    named = list(checkpoints.items()) if isinstance(checkpoints, Mapping) else [(None, c) for c in checkpoints]
+    if not named:
+        raise ValueError("checkpoint: give at least one checkpoint folder")
+    loaded = [(key, *load_checkpoint(_checkpoint_folder(path))) for key, path in named]
+    kinds = sorted({(c.dataset, c.img_size) for *_, c in loaded})
+    if len(kinds) > 1:
+        raise ValueError("checkpoint: the checkpoints were trained on different data ("
+                         + ", ".join(f"{d} at {s} px" for d, s in kinds) + "); GradCAM compares them on the same images")
+    models: dict[str, torch.nn.Module] = {}
+    for key, model, config in loaded:
+        name = key if isinstance(key, str) else config.model + (f" (α={config.alpha:g})" if ordinal_of(config) else "")
+        while name in models:
+            name += "'"
+        models[name] = model.to(resolve_device(device))
+    return models, loaded[0][2]
+
+
+def _checked_grades(grades: Sequence[int] | None, info, dataset: str) -> list[int]:
+    """The grades to show: given, or 1 and 2 for ordinal datasets (the paper's Figure 4), else every class."""
+    from medvit.tasks import ORDINAL
+
+    classes = list(range(info.num_classes))
+    grades = list(grades) if grades is not None else ([1, 2] if info.task == ORDINAL else classes)
+    if not grades:
+        raise ValueError("grades: give at least one grade")
+    for g in grades:
+        if g not in classes:
+            raise ValueError(f"grades: unknown grade {g} for {dataset}; allowed: {classes[0]}..{classes[-1]}")
+    return grades
+
+
+# Images per grade whose predictions are compared when choosing the grid's images: enough to find
+# disagreements, few enough that a large test split (ChestMNIST's 22,433) costs one batch.
+CANDIDATES_PER_GRADE = 64
+PREDICT_BATCH = 128
+
+
+def _candidate_predictions(models: Mapping[str, torch.nn.Module], images: torch.Tensor, labels: np.ndarray,
+                           grades: list[int], multi_label: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The first CANDIDATES_PER_GRADE images of each grade and each model's predictions on them."""
+    from medvit.train import normalise
+
+    pools = _grade_pools(labels, grades, multi_label)
+    candidates = np.unique(np.concatenate([pool[:CANDIDATES_PER_GRADE] for pool in pools.values()]))
+    batches = [normalise(images[candidates[i:i + PREDICT_BATCH]]) for i in range(0, len(candidates), PREDICT_BATCH)]
+    preds = [[p for batch in batches for p in predict(model, batch)] for model in models.values()]
+    return candidates, np.array(preds).reshape(len(models), len(candidates))
+
+
 def gradcam_checkpoints(checkpoints: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
                         out_png: str | os.PathLike, images: int = 4, grades: Sequence[int] | None = None,
                         split: str = "test", data_root: str | os.PathLike | None = None,
-                        title: str | None = None) -> Path:
+                        title: str | None = None, device: str = "auto") -> CamFigure:
     """The GradCAM grid of trained checkpoints on ``images`` images of ``split``.
 
     Args:
         checkpoints: checkpoint folders (``state.pt`` inside; MedViT or ResNet), or column
             title -> folder. All must come from the same dataset and image size.
         out_png: where to write the PNG.
-        images: number of images (rows), spread in turn over ``grades``.
+        images: number of images (rows), spread in turn over ``grades``; of each grade the
+            first on which the models disagree (:func:`choose_images`), said in the figure.
         grades: grades / classes to show (default 1 and 2 for ordinal datasets, as in the
             paper's Figure 4, else every class).
         split: ``train``, ``val`` or ``test``.
         data_root: folder of the MedMNIST files (default: the run's, else ``$MEDMNIST_ROOT``).
+        device: ``auto`` (a GPU when there is one), ``cpu`` or ``cuda``.
 
     Each panel shows the true and the predicted class; the map explains the true class.
 
@@ -266,51 +376,34 @@ def gradcam_checkpoints(checkpoints: Sequence[str | os.PathLike] | Mapping[str, 
     """
     from analysis.reference import display_name
     from medvit.data import dataset_info, load_dataset
-    from analysis.evaluate import load_checkpoint
+    from medvit.tasks import MULTI_LABEL, ORDINAL
     from medvit.train import normalise
 
     if isinstance(images, bool) or not isinstance(images, int) or images < 1:
         raise ValueError(f"images: need at least 1 image, got {images!r}")
     if split not in ("train", "val", "test"):
         raise ValueError(f"split: unknown split {split!r}; allowed: train, val, test")
-    named = list(checkpoints.items()) if isinstance(checkpoints, Mapping) else [(None, c) for c in checkpoints]
-    if not named:
-        raise ValueError("checkpoint: give at least one checkpoint folder")
-    loaded = []
-    for key, path in named:
-        folder = _checkpoint_folder(path)
-        model, config = load_checkpoint(folder)
-        loaded.append((key, folder, model, config))
-    first = loaded[0][3]
-    kinds = sorted({(c.dataset, c.img_size) for *_, c in loaded})
-    if len(kinds) > 1:
-        raise ValueError("checkpoint: the checkpoints were trained on different data ("
-                         + ", ".join(f"{d} at {s} px" for d, s in kinds) + "); GradCAM compares them on the same images")
+    models, first = _load_models(checkpoints, lambda c: dataset_info(c.dataset).task == ORDINAL, device)
     info = dataset_info(first.dataset)
-    ordinal = info.task == "ordinal-regression"
-    classes = list(range(info.num_classes))
-    grades = list(grades) if grades is not None else ([1, 2] if ordinal else classes)
-    if not grades:
-        raise ValueError("grades: give at least one grade")
-    for g in grades:
-        if g not in classes:
-            raise ValueError(f"grades: unknown grade {g} for {first.dataset}; allowed: {classes[0]}..{classes[-1]}")
+    grades = _checked_grades(grades, info, first.dataset)
     data = load_dataset(first.dataset, root=data_root or first.data_root, size=first.img_size)
-    multi = info.task.startswith("multi-label")
-    idx = pick_images(data.labels[split], grades, images, multi_label=multi)
+    multi = info.task == MULTI_LABEL
+    labels = np.asarray(data.labels[split])
+    candidates, preds = _candidate_predictions(models, data.images[split], labels, grades, multi)
+    choice = choose_images(labels[candidates], grades, images, preds, multi_label=multi)
+    idx = candidates[choice.indices]
     raw = data.images[split][idx]
-    if multi:
-        labels = [grades[i % len(grades)] for i in range(len(idx))]
-    else:
-        labels = data.labels[split][idx].reshape(-1).tolist()
-    models: dict[str, torch.nn.Module] = {}
-    for key, folder, model, config in loaded:
-        name = key if isinstance(key, str) else config.model + (f" (α={config.alpha:g})" if ordinal else "")
-        while name in models:
-            name += "'"
-        models[name] = model
-    rows = build_rows(normalise(raw), labels, models, display_images=raw)
-    what = "grade" if ordinal else "class"
+    shown = [grades[i % len(grades)] for i in range(len(idx))] if multi else labels[idx].reshape(-1).tolist()
+    rows = build_rows(normalise(raw), shown, models, display_images=raw)
+    what = "grade" if info.task == ORDINAL else "class"
     title = title or (f"GradCAM on {display_name(first.dataset)} {split} images of {what} "
                       f"{', '.join(map(str, grades))} (map explains the true {what})")
-    return gradcam_figure(rows, out_png, title=title, noun=what)
+    return CamFigure(gradcam_figure(rows, out_png, title=title, noun=what, note=choice.note), choice.note)
+
+
+@dataclass(frozen=True)
+class CamFigure:
+    """A written GradCAM grid and the sentence that says how its images were chosen."""
+
+    path: Path
+    images_note: str

@@ -21,10 +21,12 @@ class UsageError(Exception):
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse prints the usage block and then the error; we print the error alone."""
+    """argparse prints the usage block and then the error; we print the error alone, led by the
+    subcommand like every other error (``train: ...``)."""
 
     def error(self, message: str) -> None:
-        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+        command = self.prog.removeprefix("medsweep").strip()
+        raise UsageError(f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
 
 
 # -- medsweep train ------------------------------------------------------------------------
@@ -41,6 +43,8 @@ def _flag_kwargs(field: str, info) -> dict:
     kwargs = {"dest": field, "default": None, "help": f"{info.description}{default}".replace("%", "%%")}
     if bare[0] is bool:
         return {**kwargs, "action": argparse.BooleanOptionalAction}
+    if typing.get_origin(info.annotation) is typing.Literal:  # e.g. --device: auto, cpu or cuda
+        return {**kwargs, "choices": bare}
     return {**kwargs, "type": bare[0] if bare[0] in (int, float) else str}
 
 
@@ -53,7 +57,7 @@ def add_train_parser(subparsers, config_class=None) -> None:
     parser.add_argument("--config", type=Path, help="YAML of TrainConfig fields (flags override it)")
     for field, info in config_class.model_fields.items():
         parser.add_argument(flag_name(field), **_flag_kwargs(field, info))
-    parser.add_argument("--out", type=Path, required=True, help="output folder for metrics.json")
+    parser.add_argument("--out", type=Path, required=True, metavar="FOLDER", help="output folder for metrics.json")
     parser.set_defaults(run=run_train, config_class=config_class)
 
 
@@ -66,7 +70,7 @@ def train_values(args: argparse.Namespace) -> dict:
         if getattr(args, field) is not None:
             values[field] = getattr(args, field)
     if "dataset" not in values:
-        raise UsageError("medsweep train: --dataset is required (or a --config file that names it)")
+        raise UsageError("train: --dataset is required (or a --config file that names it)")
     return values
 
 
@@ -89,16 +93,16 @@ def format_epoch(metrics: dict, epochs: int) -> str:
 METRICS_FILE = "metrics.json"
 
 
-def check_out(out: Path) -> None:
-    """Refuse a bad --out before training, so a finished run is never lost at the end, and
-    never overwrite a run that is already there (a sweep's trial folder included)."""
-    try:
-        check_writable_folder(out)
-    except ValueError as exc:
-        raise UsageError(f"medsweep train: --out: {exc}; allowed: a new or writable folder") from None
+def check_out(out: Path, config: Path | None) -> None:
+    """Refuse a bad --out before training (the one check every command's --out gets), so a
+    finished run is never lost at the end, and never overwrite a run that is already there (a
+    sweep's trial folder included)."""
+    from analysis.cli import check_out as check_out_place
+
+    check_out_place("train", out, "folder", inputs=[config] if config else [], writes=(METRICS_FILE,))
     for run_file in (METRICS_FILE, "result.json"):  # a run of medsweep train, or a sweep's trial
         if (out / run_file).exists():
-            raise UsageError(f"medsweep train: --out: {out} already holds a run ({run_file}); give a new folder")
+            raise UsageError(f"train: --out: {out} already holds a run ({run_file}); give a new folder")
 
 
 def check_device(command: str, device: str | None) -> None:
@@ -106,7 +110,7 @@ def check_device(command: str, device: str | None) -> None:
         import torch
 
         if not torch.cuda.is_available():
-            raise UsageError(f"medsweep {command}: --device: cuda was asked for but no CUDA GPU is visible; "
+            raise UsageError(f"{command}: --device: cuda was asked for but no CUDA GPU is visible; "
                              "allowed here: auto, cpu")
 
 
@@ -116,14 +120,14 @@ def run_train(args: argparse.Namespace) -> int:
     from medvit.train import train, load_data
 
     if args.config is not None and args.config.is_dir():
-        raise UsageError(f"medsweep train: --config: {args.config} is a folder; allowed: a YAML file of TrainConfig fields")
+        raise UsageError(f"train: --config: {args.config} is a folder; allowed: a YAML file of TrainConfig fields")
     config = build_config(train_values(args), args.config_class)
     check_device("train", config.device)
-    check_out(args.out)
+    check_out(args.out, args.config)
     data = load_data(config)
     empty = [split for split, labels in data.labels.items() if len(labels) == 0]
     if empty:
-        raise UsageError(f"medsweep train: --data-root: {data.path}: the {', '.join(empty)} split holds no images; "
+        raise UsageError(f"train: --data-root: {data.path}: the {', '.join(empty)} split holds no images; "
                          "allowed: a MedMNIST file with images in every split")
     print(f"data   {describe(data)}", flush=True)
     print(f"model  {config.model}  loss alpha={config.alpha} margin={config.margin}  "
@@ -163,7 +167,8 @@ def add_data_parser(subparsers) -> None:
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=OneLineParser)
     download = verbs.add_parser("download", help="download MedMNIST files with the medmnist package")
     download.add_argument("--dataset", required=True, help="a MedMNIST 2D flag, or 'all'")
-    download.add_argument("--root", default=None, help="target folder (default $MEDMNIST_ROOT, else ~/.medmnist)")
+    download.add_argument("--data-root", default=None, help="target folder (default $MEDMNIST_ROOT, else ~/.medmnist)")
+    download.add_argument("--root", default=None, help=argparse.SUPPRESS)  # deprecated: --data-root, as everywhere
     download.add_argument("--size", type=int, default=28, help="28, 64, 128 or 224 (default 28)")
     download.set_defaults(run=run_download)
 
@@ -173,17 +178,30 @@ def run_download(args: argparse.Namespace) -> int:
 
     flags = DATASETS if args.dataset == "all" else (args.dataset,)
     if args.dataset != "all" and args.dataset not in DATASETS:
-        raise UsageError(f"medsweep data download: --dataset: unknown '{args.dataset}'; allowed: all, {', '.join(DATASETS)}")
+        raise UsageError(f"data download: --dataset: unknown '{args.dataset}'; allowed: all, {', '.join(DATASETS)}")
     if args.size not in SIZES:
-        raise UsageError(f"medsweep data download: --size: {args.size} is not allowed; allowed: {', '.join(map(str, SIZES))}")
-    root = resolve_root(args.root, "--root")
+        raise UsageError(f"data download: --size: {args.size} is not allowed; allowed: {', '.join(map(str, SIZES))}")
+    flag, given = data_root_flag(args)
+    root = resolve_root(given, flag)
     try:
         check_writable_folder(root)
     except ValueError as exc:
-        raise UsageError(f"medsweep data download: --root: {exc}; allowed: a writable folder") from None
+        raise UsageError(f"data download: {flag}: {exc}; allowed: a writable folder") from None
     for flag in flags:
         print(f"{flag}: {download_dataset(flag, root, args.size)}", flush=True)
     return 0
+
+
+def data_root_flag(args: argparse.Namespace) -> tuple[str, str | None]:
+    """``data download``'s folder and the flag that gave it: ``--data-root``, or the deprecated
+    ``--root`` (still taken, with a one-line warning)."""
+    if args.root is None:
+        return "--data-root", args.data_root
+    if args.data_root is not None:
+        raise UsageError("data download: --root: give --data-root only (--root is its deprecated alias)")
+    print("medsweep: warning: data download: --root is deprecated; use --data-root, as every other command",
+          file=sys.stderr)
+    return "--root", args.root
 
 
 # -- medsweep sweep / resume / status -----------------------------------------------------
@@ -271,7 +289,7 @@ def run_status_command(args: argparse.Namespace) -> int:
     try:
         table = read_sweep(absolute(args.sweep_dir)).to_pandas()
     except ValueError as exc:
-        raise UsageError(f"medsweep status: sweep_dir: {exc}") from None
+        raise UsageError(f"status: sweep_dir: {exc}") from None
     if table.empty:
         print(f"{args.sweep_dir}: no trials yet")
         return 0

@@ -175,7 +175,7 @@ def dataset_path(flag: str, root: str | os.PathLike | None, size: int = 28) -> P
 
 
 def _fetch_command(flag: str, root: Path, size: int) -> str:
-    cmd = f"medsweep data download --dataset {flag} --root {root}"
+    cmd = f"medsweep data download --dataset {flag} --data-root {root}"
     return cmd if size == 28 else f"{cmd} --size {size}"
 
 

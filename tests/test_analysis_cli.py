@@ -67,16 +67,19 @@ def _fresh_test_metrics(checkpoint: str, root: Path) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def pipeline(analysis_sweeps, tmp_path_factory):
-    """collect, then evaluate, through the CLI; the outputs and the table after each step."""
+    """collect, then evaluate into a second table, through the CLI; the outputs and the tables."""
     work = tmp_path_factory.mktemp("cli")
-    results = work / "results.parquet"
+    collected_path, results = work / "collected.parquet", work / "results.parquet"
     sweeps = [analysis_sweeps.dirs[RETINA], analysis_sweeps.dirs[PNEUMONIA]]
-    collected = medsweep("collect", *sweeps, "--out", results)
-    before = pq.read_table(results).to_pandas()
+    collected = medsweep("collect", *sweeps, "--out", collected_path)
+    collected_bytes = collected_path.read_bytes()
+    before = pq.read_table(collected_path).to_pandas()
     # on the CPU, so that the fresh float32 recomputation below matches to 1e-6 on a GPU machine too
-    evaluated = medsweep("evaluate", results, "--data-root", analysis_sweeps.data_root, "--device", "cpu")
+    evaluated = medsweep("evaluate", collected_path, "--out", results, "--data-root", analysis_sweeps.data_root,
+                         "--device", "cpu")
     after = pq.read_table(results).to_pandas()
-    return dict(work=work, results=results, collected=collected, evaluated=evaluated, before=before, after=after)
+    return dict(work=work, results=results, collected=collected, evaluated=evaluated, before=before, after=after,
+                input_unchanged=collected_path.read_bytes() == collected_bytes)
 
 
 def test_collect_then_evaluate(analysis_sweeps, pipeline):
@@ -90,6 +93,7 @@ def test_collect_then_evaluate(analysis_sweeps, pipeline):
 
     rc, out, err = pipeline["evaluated"]
     assert rc == 0, err
+    assert pipeline["input_unchanged"] and f"wrote {pipeline['results']}" in out  # evaluate writes --out only
     # the best trial per (dataset, model family) by validation metric, errored ones never
     expected = set()
     for (ds, fam), g in before.assign(fam=before["model"].str.extract(r"^(medvit|resnet)")[0]).groupby(
@@ -123,10 +127,11 @@ def test_test_metrics_equal_a_fresh_evaluation(analysis_sweeps, pipeline):
 def test_evaluate_runs_the_test_split_once(analysis_sweeps, pipeline, tmp_path):
     copy = tmp_path / "r.parquet"
     shutil.copy(pipeline["results"], copy)
-    rc, out, err = medsweep("evaluate", copy, "--data-root", analysis_sweeps.data_root)
+    rc, out, err = medsweep("evaluate", copy, "--out", tmp_path / "again.parquet", "--data-root",
+                            analysis_sweeps.data_root)
     assert rc == 0, err
     assert out.count("skip   ") == 3 and "test   " not in out
-    pd.testing.assert_frame_equal(pq.read_table(copy).to_pandas(), pipeline["after"])
+    pd.testing.assert_frame_equal(pq.read_table(tmp_path / "again.parquet").to_pandas(), pipeline["after"])
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +196,7 @@ def test_report_with_confirm_and_automatic_gradcam(analysis_sweeps, pipeline, co
     png = out_dir / "figures" / "gradcam.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     md = (out_dir / "report.md").read_text()
-    assert "](figures/gradcam.png)" in md and "GradCAM" in md
+    assert "](figures/gradcam.png)" in md and "GradCAM" in md and "Images: " in md
     assert "Confirmed configurations" in md and "paired over 2 seeds" in md
     html = (out_dir / "report.html").read_text()
     assert html.count("<img src=\"data:image/png;base64,") == len(list((out_dir / "figures").glob("*.png")))
@@ -221,12 +226,12 @@ def test_gradcam_medvit_and_resnet(analysis_sweeps, pipeline, resnet_checkpoint,
     rc, out, err = medsweep("gradcam", "--checkpoint", medvit, "--checkpoint", resnet_checkpoint, "--images", 3,
                             "--grades", 1, 2, "--out", png, "--data-root", analysis_sweeps.data_root)
     assert rc == 0, err
-    assert f"wrote {png}" in out
+    assert f"wrote {png}" in out and out.startswith("Images: ")  # how the images were chosen, said
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
-    # a binary dataset's ResNet alone, every class by default, from the val split
+    # a binary dataset's ResNet alone, every class by default, from the val split, --images as report's default
     pneu = after[(after["dataset"] == "pneumoniamnist") & (after["model"] == "resnet18_28")].iloc[0]["checkpoint_path"]
-    rc, out, err = medsweep("gradcam", "--checkpoint", pneu, "--images", 2, "--split", "val", "--out",
-                            tmp_path / "pneu.png", "--data-root", analysis_sweeps.data_root)
+    rc, out, err = medsweep("gradcam", "--checkpoint", pneu, "--split", "val", "--out",
+                            tmp_path / "pneu.png", "--data-root", analysis_sweeps.data_root, "--device", "cpu")
     assert rc == 0, err
     assert (tmp_path / "pneu.png").stat().st_size > 5_000
 
@@ -249,10 +254,14 @@ def _bad_inputs(ctx: dict) -> dict[str, tuple[list, str]]:
     retina, results, ckpt = ctx["retina"], ctx["results"], ctx["ckpt"]
     png = t / "x.png"
     return {
-        "evaluate missing file": (["evaluate", t / "missing.parquet"], "evaluate: results: .* no such file"),
-        "evaluate not parquet": (["evaluate", ctx["text"]], "evaluate: results: .* not a Parquet file"),
-        "evaluate column missing": (["evaluate", ctx["nocol"]], "evaluate: results: .*column 'dataset'"),
-        "evaluate folder": (["evaluate", t], "evaluate: results: .* is a folder"),
+        "evaluate missing file": (["evaluate", t / "missing.parquet", "--out", t / "e.parquet"],
+                                  "evaluate: results: .* no such file"),
+        "evaluate not parquet": (["evaluate", ctx["text"], "--out", t / "e.parquet"],
+                                 "evaluate: results: .* not a Parquet file"),
+        "evaluate column missing": (["evaluate", ctx["nocol"], "--out", t / "e.parquet"],
+                                    "evaluate: results: .*column 'dataset'"),
+        "evaluate folder": (["evaluate", t, "--out", t / "e.parquet"], "evaluate: results: .* is a folder"),
+        "evaluate into its input": (["evaluate", results, "--out", results], "evaluate: --out: .*overwrite its input"),
         "collect not a sweep": (["collect", t / "nope", "--out", t / "r.parquet"],
                                 "collect: sweep_dir: .*does not exist"),
         "collect out not parquet": (["collect", retina, "--out", ctx["text"]], "collect: --out: .*not a Parquet file"),
@@ -307,3 +316,4 @@ def test_bad_input_is_one_line_exit_2(bad_ctx, case):
     assert len(lines) == 1 and lines[0].startswith("medsweep: error: "), lines
     assert re.search(pattern, lines[0]), lines[0]
     assert not list(bad_ctx["tmp"].glob("*.png")) and not (bad_ctx["tmp"] / "c.parquet").exists()
+    assert not (bad_ctx["tmp"] / "e.parquet").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -85,3 +87,64 @@ def test_gradcam_figure(models, tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     with pytest.raises(ValueError):
         pick_examples(y, grades=(7,))
+
+
+def test_choose_images_prefers_images_the_models_disagree_on():
+    from analysis.gradcam import choose_images
+
+    labels = np.array([1, 2, 1, 2, 1, 2, 0])
+    preds = np.array([[0, 0, 0, 0, 1, 2, 0],   # model A
+                      [0, 0, 0, 1, 2, 2, 0]])  # model B: disagrees on images 3 (grade 2) and 4 (grade 1)
+    choice = choose_images(labels, [1, 2], 2, preds)
+    assert choice.indices == [4, 3]
+    assert choice.note == "Images: the first of each grade on which the models' predictions differ (2 of 2)."
+    # more rows than disagreements: then images adding a predicted class not shown yet, else file order
+    # (the classes 0, 1, 2 are all shown by images 4 and 3 already)
+    choice = choose_images(labels, [1, 2], 4, preds)
+    assert choice.indices == [4, 3, 0, 1] and "2 of 4 where the models' predictions differ" in choice.note
+    # without predictions: the first of each grade in file order, as pick_images
+    assert choose_images(labels, [1, 2], 3).indices == [0, 1, 2]
+
+
+def test_choose_images_varies_the_prediction_when_the_models_agree():
+    """The make-run figure showed four images all predicted grade 0: not when others exist."""
+    from analysis.gradcam import choose_images
+
+    labels = np.array([1, 1, 1, 2, 2, 2])
+    preds = np.array([[0, 0, 1, 0, 0, 2]] * 2)
+    choice = choose_images(labels, [1, 2], 4, preds)
+    assert choice.indices == [0, 5, 2, 3]  # predicted 0, then 2 (new), then 1 (new), then file order
+    assert {int(preds[0, i]) for i in choice.indices} == {0, 1, 2}
+    assert choice.note.startswith("Images: the models agree on every image of these grades")
+
+
+def _results_with_checkpoints(tmp_path):
+    from hand_results import retina_results
+
+    df = retina_results()
+    df["checkpoint_path"] = [str(tmp_path / t) for t in df["trial_id"]]
+    for folder in df["checkpoint_path"]:
+        Path(folder).mkdir()
+        (Path(folder) / "state.pt").touch()
+    return df
+
+
+def test_gradcam_compares_trials_that_ran_all_their_epochs(tmp_path):
+    """Of each side the best trial that finished, where one did; the caption says how each ended."""
+    from analysis.cli import auto_gradcam_checkpoints
+    from hand_results import BEST
+
+    df = _results_with_checkpoints(tmp_path)
+    # no alpha = 0 trial finished: the best one ASHA stopped, said so; alpha > 0: the finished medvit_28_small
+    ce, ordinal, caption = auto_gradcam_checkpoints(df)
+    assert (Path(ce).name, Path(ordinal).name) == (BEST, "e47d7b0f")
+    assert f"trial {BEST}, stopped early at epoch 16: no α = 0 trial ran all its epochs" in caption
+    assert "trial e47d7b0f, all 20 epochs" in caption
+    # the second-best alpha = 0 trial ran to the end: it is shown instead of the better one ASHA stopped
+    df.loc[df["trial_id"] == "3d4157e5", ["stop_reason", "epochs_run"]] = ["finished", 20]
+    ce, ordinal, caption = auto_gradcam_checkpoints(df)
+    assert (Path(ce).name, Path(ordinal).name) == ("3d4157e5", "e47d7b0f")
+    assert "trial 3d4157e5, all 20 epochs" in caption and "stopped early" not in caption
+    # a diverged trial is never shown, however it ranked before it diverged
+    df.loc[df["trial_id"] == "3d4157e5", ["stop_reason", "best_value"]] = ["diverged", None]
+    assert Path(auto_gradcam_checkpoints(df)[0]).name == BEST

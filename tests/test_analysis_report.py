@@ -360,7 +360,7 @@ def test_gradcam_pairs_one_architecture(tmp_path):
     # architecture that has both losses: medvit_28_small at alpha 0 and alpha 0.2
     ce, ordinal, caption = auto_gradcam_checkpoints(df)
     assert (ce, ordinal) == (str(tmp_path / BEST), str(tmp_path / "e47d7b0f"))
-    assert caption.startswith("GradCAM of medvit_28_small trained with cross-entropy (α = 0, trial 866f1d9e)")
+    assert caption.startswith("GradCAM of medvit_28_small trained with cross-entropy (α = 0, trial 866f1d9e, ")
     # no architecture with both: the best of each, said to differ
     small_ordinal = (df["model"] == "medvit_28_small") & (df["alpha"] > 0)
     tiny_ce = (df["model"] == "medvit_28_tiny") & (df["alpha"] == 0)

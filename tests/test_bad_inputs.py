@@ -190,6 +190,10 @@ def world(tmp_path_factory, real_root) -> dict[str, str]:
     paths["loop"].symlink_to(root / "loop")
     paths["dangling"] = root / "dangling"
     paths["dangling"].symlink_to(root / "nowhere" / "run")
+    paths["dangling_parquet"] = root / "dangling.parquet"
+    paths["dangling_parquet"].symlink_to(root / "nowhere" / "c.parquet")
+    paths["results_link"] = root / "results_link.parquet"
+    paths["results_link"].symlink_to(paths["results"])
     return {key: str(value) for key, value in paths.items()}
 
 
@@ -262,11 +266,13 @@ CASES = [
     # data download (each fails before any network access)
     ("data-no-verb", "data"),
     ("data-no-dataset", "data download"),
-    ("data-dataset", "data download --dataset nosuchmnist --root {cwd}"),
-    ("data-size", "data download --dataset retinamnist --size 32 --root {cwd}"),
-    ("data-root-file", "data download --dataset retinamnist --root {file}"),
-    ("data-root-read-only", f"data download --dataset retinamnist --root {READ_ONLY}"),
-    ("data-root-nouser", "data download --dataset retinamnist --root ~nosuchuser/data"),
+    ("data-dataset", "data download --dataset nosuchmnist --data-root {cwd}"),
+    ("data-size", "data download --dataset retinamnist --size 32 --data-root {cwd}"),
+    ("data-root-file", "data download --dataset retinamnist --data-root {file}"),
+    ("data-root-read-only", f"data download --dataset retinamnist --data-root {READ_ONLY}"),
+    ("data-root-nouser", "data download --dataset retinamnist --data-root ~nosuchuser/data"),
+    ("data-deprecated-root-file", "data download --dataset retinamnist --root {file}"),
+    ("data-root-and-deprecated-root", "data download --dataset retinamnist --root {cwd} --data-root {cwd}"),
     # sweep
     ("sweep-spec-missing", "sweep nosuchspec"),
     ("sweep-spec-folder", "sweep {empty}"),
@@ -332,16 +338,24 @@ CASES = [
     ("collect-corrupt-state", "collect {corrupt_state} --out {cwd}/r.parquet"),
     ("collect-corrupt-result", "collect {corrupt_result} --out {cwd}/r.parquet"),
     ("collect-out-not-parquet", "collect {sweep} --out {file}"),
+    ("collect-out-folder", "collect {sweep} --out {empty}"),
+    ("collect-device", "collect {sweep} --out {cwd}/r.parquet --evaluate-test --device tpu"),
     ("collect-out-under-file", "collect {sweep} --out {file}/r.parquet"),
     ("collect-spec-is-folder", "collect {spec_folder} --out {cwd}/r.parquet"),
     ("collect-state-is-folder", "collect {state_folder} --out {cwd}/r.parquet"),
     # evaluate
-    ("evaluate-missing", "evaluate {missing}.parquet"),
-    ("evaluate-not-parquet", "evaluate {file}"),
-    ("evaluate-corrupt-checkpoint", "evaluate {results}"),
-    ("evaluate-device-cuda", "evaluate {results} --device cuda"),
-    ("evaluate-empty-table", "evaluate {results_empty}"),
-    ("evaluate-nothing-ranked", "evaluate {results_unranked}"),
+    ("evaluate-missing", "evaluate {missing}.parquet --out {cwd}/e.parquet"),
+    ("evaluate-not-parquet", "evaluate {file} --out {cwd}/e.parquet"),
+    ("evaluate-corrupt-checkpoint", "evaluate {results} --out {cwd}/e.parquet"),
+    ("evaluate-device-cuda", "evaluate {results} --device cuda --out {cwd}/e.parquet"),
+    ("evaluate-empty-table", "evaluate {results_empty} --out {cwd}/e.parquet"),
+    ("evaluate-nothing-ranked", "evaluate {results_unranked} --out {cwd}/e.parquet"),
+    ("evaluate-no-out", "evaluate {results}"),
+    ("evaluate-out-is-its-input", "evaluate {results} --out {results}"),
+    ("evaluate-out-link-to-its-input", "evaluate {results} --out {results_link}"),
+    ("evaluate-out-not-parquet", "evaluate {results} --out {file}"),
+    ("evaluate-out-suffix", "evaluate {results} --out {cwd}/e.csv"),
+    ("evaluate-out-folder", "evaluate {results} --out {empty}"),
     # ensemble
     ("ensemble-missing", "ensemble {missing} --out {cwd}/e"),
     ("ensemble-file", "ensemble {file} --out {cwd}/e"),
@@ -350,6 +364,10 @@ CASES = [
     ("ensemble-out-under-file", "ensemble {sweep} --out {file}/e"),
     ("ensemble-corrupt-checkpoint", "ensemble {sweep} --out {cwd}/e"),
     ("ensemble-no-trial-id", "ensemble {no_trial_id} --out {cwd}/e"),
+    ("ensemble-out-file", "ensemble {sweep} --out {file}"),
+    ("ensemble-out-symlink-loop", "ensemble {sweep} --out {loop}"),
+    ("ensemble-device", "ensemble {sweep} --device tpu --out {cwd}/e"),
+    ("ensemble-device-cuda", "ensemble {sweep} --device cuda --out {cwd}/e"),
     # confirm
     ("confirm-missing", "confirm {missing} --out {cwd}/c.parquet"),
     ("confirm-seeds", "confirm {sweep} --seeds 0 --out {cwd}/c.parquet"),
@@ -357,6 +375,8 @@ CASES = [
     ("confirm-epochs", "confirm {sweep} --epochs 0 --out {cwd}/c.parquet"),
     ("confirm-out-under-file", "confirm {sweep} --out {file}/c.parquet"),
     ("confirm-device-cuda", "confirm {sweep} --device cuda --out {cwd}/c.parquet"),
+    ("confirm-out-suffix", "confirm {sweep} --out {cwd}/c.csv"),
+    ("confirm-out-dangling-symlink", "confirm {sweep} --out {dangling_parquet}"),
     # report
     ("report-missing", "report {missing}.parquet --out {cwd}/rep"),
     ("report-out-overwrites-input", "report {report_in_out}/table1.csv --out {report_in_out}"),
@@ -365,6 +385,8 @@ CASES = [
     ("report-gradcam-half", "report {results} --out {cwd}/rep --gradcam-ce {ckpt_garbage}"),
     ("report-gradcam-corrupt", "report {results} --out {cwd}/rep --gradcam-ce {ckpt_garbage} --gradcam-ordinal {ckpt_empty}"),
     ("report-gradcam-images", "report {results} --out {cwd}/rep --gradcam-images 0"),
+    ("report-device", "report {results} --out {cwd}/rep --device tpu"),
+    ("report-device-cuda", "report {results} --out {cwd}/rep --device cuda"),
     # gradcam
     ("gradcam-state-empty", "gradcam --checkpoint {ckpt_empty} --images 2 --out {cwd}/cam.png"),
     ("gradcam-state-garbage", "gradcam --checkpoint {ckpt_garbage} --images 2 --out {cwd}/cam.png"),
@@ -377,14 +399,20 @@ CASES = [
     ("gradcam-images", "gradcam --checkpoint {ckpt_garbage} --images 0 --out {cwd}/cam.png"),
     ("gradcam-out-folder", "gradcam --checkpoint {ckpt_garbage} --images 2 --out {empty}"),
     ("gradcam-out-under-file", "gradcam --checkpoint {ckpt_garbage} --images 2 --out {file}/cam.png"),
+    ("gradcam-out-suffix", "gradcam --checkpoint {ckpt_garbage} --out {cwd}/cam.jpg"),
+    ("gradcam-out-name-too-long", "gradcam --checkpoint {ckpt_garbage} --out {long_name}.png"),
+    ("gradcam-device", "gradcam --checkpoint {ckpt_garbage} --device tpu --out {cwd}/cam.png"),
+    ("gradcam-device-cuda", "gradcam --checkpoint {ckpt_garbage} --device cuda --out {cwd}/cam.png"),
 ]
 # Environment variables a case sets (the CLI reads MEDMNIST_ROOT when no --data-root is given).
 ENV = {"train-medmnist-root-empty": {"MEDMNIST_ROOT": ""}, "train-medmnist-root-nouser": {"MEDMNIST_ROOT": "~nosuchuser/data"}}
-NEEDS_NO_GPU = {"train-device-cuda", "evaluate-device-cuda", "confirm-device-cuda"}
-# A MedMNIST file that is not the official one is reported as a one-line warning first, by design.
-WARNS = {name: ("MD5 mismatch",) for name in ("train-data-garbage", "train-data-empty-split", "train-data-labels-nan",
-                                              "train-data-labels-string", "train-data-labels-fraction",
-                                              "train-data-zip-of-text")}
+NEEDS_NO_GPU = {f"{command}-device-cuda" for command in ("train", "evaluate", "ensemble", "confirm", "report", "gradcam")}
+# One-line warnings before the error, by design: a MedMNIST file that is not the official one, and
+# data download's deprecated --root.
+WARNS = {**{name: ("MD5 mismatch",) for name in ("train-data-garbage", "train-data-empty-split", "train-data-labels-nan",
+                                                 "train-data-labels-string", "train-data-labels-fraction",
+                                                 "train-data-zip-of-text")},
+         "data-deprecated-root-file": ("data download: --root is deprecated; use --data-root",)}
 
 
 def snapshot(root: Path) -> dict[str, str]:

@@ -98,7 +98,7 @@ def test_data_is_fetched_on_the_head_only_and_only_what_is_named():
     cfg = _load(CLOUD)
     assert not any("data download" in c for c in _commands(cfg, "setup_commands", "worker_setup_commands"))
     head = "\n".join(cfg["head_setup_commands"])
-    assert "medsweep data download --dataset $dataset --root \"$MEDMNIST_ROOT\"" in head
+    assert "medsweep data download --dataset $dataset --data-root \"$MEDMNIST_ROOT\"" in head
     assert "--dataset all" not in head and "for dataset in retinamnist;" in head
 
 

@@ -172,7 +172,7 @@ def test_missing_file_message(tmp_path, size):
     assert "\n" not in msg
     assert str(tmp_path / name) in msg
     assert f"root searched: {tmp_path}" in msg
-    cmd = f"medsweep data download --dataset pathmnist --root {tmp_path}"
+    cmd = f"medsweep data download --dataset pathmnist --data-root {tmp_path}"
     assert cmd in msg
     assert ("--size 64" in msg) == (size == 64)
 
