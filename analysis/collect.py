@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analysis.schema import CONFIG_COLUMNS, RESULTS_SCHEMA, TEST_COLUMNS, VAL_COLUMNS, conform, empty_results, read_table
+from medvit.atomic import atomic_path
 from medvit.outcome import report_epoch, trial_outcome
 from medvit.selection import SELECT_METRICS
 from medvit.yamlio import YamlError, load_yaml, read_text_file
@@ -405,12 +406,6 @@ def _merge(old: pa.Table, new: pa.Table) -> pa.Table:
 
 
 def _write_atomic(table: pa.Table, out: Path) -> None:
-    out = out.resolve()  # through a symbolic link to the real table: replacing the link would leave it stale
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    """The table as Parquet, whole or not at all (medvit.atomic)."""
+    with atomic_path(out) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -56,6 +56,7 @@ from analysis.tables import (
     table1_blocks,
     write_tables,
 )
+from medvit.atomic import write_text_atomic
 from medvit.yamlio import dump_yaml
 
 __all__ = ["write_report", "read_ensemble", "Ensemble", "test_split_size"]
@@ -601,7 +602,7 @@ def write_report(
     tables = write_tables(df, out_dir, conf)
     configs = {str(row["dataset"]).lower(): _best_config_yaml(row) for _, row in best_trials(df).iterrows()}
     for ds, text in configs.items():
-        (out_dir / f"best_{ds}.yaml").write_text(text, encoding="utf-8")
+        write_text_atomic(out_dir / f"best_{ds}.yaml", text)
     headline, gaps = _headline(df, conf, ens)  # first, what a reader came for
     images = _images(df, conf, out_dir, figures, extra_figures)
     sections = [Section(headline.title, tables=[headline], items=gaps), *_sweep_sections(df),

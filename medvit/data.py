@@ -24,12 +24,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medvit.atomic import write_text_atomic
 from medvit.interrupt import deferred_interrupt
 
 with deferred_interrupt():  # medmnist's import of torch swallows a Ctrl-C (medvit/interrupt.py)
@@ -207,15 +207,7 @@ def _write_md5_cache(cache: Path, key: str, entry: dict) -> None:
         data = _read_md5_cache(cache)
         data[key] = entry
         data = {k: v for k, v in data.items() if os.path.exists(k)}
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".md5-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(data, fh, indent=1, sort_keys=True)
-            os.replace(tmp, cache)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text_atomic(cache, json.dumps(data, indent=1, sort_keys=True))
     except Exception:
         pass  # a read-only home or full disk must never break loading
 

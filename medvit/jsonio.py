@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
+
+from medvit.atomic import write_text_atomic
 
 __all__ = ["finite", "write_json"]
 
@@ -23,8 +24,5 @@ def finite(value):
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Strict JSON, written whole or not at all (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(finite(data), indent=2, allow_nan=False))
-    os.replace(tmp, path)
+    """Strict JSON, written whole or not at all (medvit.atomic)."""
+    write_text_atomic(path, json.dumps(finite(data), indent=2, allow_nan=False))

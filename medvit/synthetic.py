@@ -19,12 +19,12 @@ enough. The MD5 of such a file never matches ``medmnist.INFO``: loading it warns
 from __future__ import annotations
 
 import os
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from medvit.atomic import atomic_path
 from medvit.data import SPLITS, DataError, dataset_info, dataset_path
 
 __all__ = ["write_synthetic"]
@@ -101,15 +101,7 @@ def write_synthetic(
             labels = y[:, None]
         arrays[f"{split}_images"] = images
         arrays[f"{split}_labels"] = labels
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # write beside the target and rename, so a concurrent reader never sees half a file
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # a concurrent reader never sees half a file
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:
+        np.savez_compressed(fh, **arrays)
     return path
