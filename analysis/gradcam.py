@@ -270,17 +270,20 @@ def choose_images(labels: np.ndarray | torch.Tensor, grades: Sequence[int], n: i
 
 
 def _choice_note(chosen: list[int], preds: np.ndarray | None) -> str:
+    """How :func:`choose_images` chose, in one sentence for the figure and its caption."""
     if preds is None:
         return "Images: the first of each grade in file order."
     differ = sum(len(set(preds[:, i].tolist())) > 1 for i in chosen)
-    classes = sorted({int(c) for i in chosen for c in preds[:, i]})
-    if len(preds) > 1 and differ == len(chosen):
+    predicted = f"(predicted: {', '.join(map(str, sorted({int(c) for i in chosen for c in preds[:, i]})))})"
+    if len(preds) == 1:
+        return f"Images: of each grade in turn, one that varies the predicted class where it can {predicted}."
+    if differ == len(chosen):
         return f"Images: the first of each grade on which the models' predictions differ ({differ} of {len(chosen)})."
-    if len(preds) > 1 and differ:
-        return (f"Images: {differ} of {len(chosen)} where the models' predictions differ (no more of those grades); "
-                f"the rest add predicted classes not shown yet (predicted: {', '.join(map(str, classes))}).")
-    return (f"Images: the models agree on every image of these grades, so those that vary the prediction "
-            f"(predicted: {', '.join(map(str, classes))}).")
+    if differ:
+        return (f"Images: {differ} of {len(chosen)} where the models' predictions differ, all found; the others "
+                f"vary the predicted class where they can {predicted}.")
+    return (f"Images: the models agree on every image of these grades, so the images vary the predicted class "
+            f"where they can {predicted}.")
 
 
 def _checkpoint_folder(path: str | os.PathLike) -> Path:

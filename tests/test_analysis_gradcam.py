@@ -101,7 +101,7 @@ def test_choose_images_prefers_images_the_models_disagree_on():
     # more rows than disagreements: then images adding a predicted class not shown yet, else file order
     # (the classes 0, 1, 2 are all shown by images 4 and 3 already)
     choice = choose_images(labels, [1, 2], 4, preds)
-    assert choice.indices == [4, 3, 0, 1] and "2 of 4 where the models' predictions differ" in choice.note
+    assert choice.indices == [4, 3, 0, 1] and "2 of 4 where the models' predictions differ, all found" in choice.note
     # without predictions: the first of each grade in file order, as pick_images
     assert choose_images(labels, [1, 2], 3).indices == [0, 1, 2]
 
@@ -116,6 +116,8 @@ def test_choose_images_varies_the_prediction_when_the_models_agree():
     assert choice.indices == [0, 5, 2, 3]  # predicted 0, then 2 (new), then 1 (new), then file order
     assert {int(preds[0, i]) for i in choice.indices} == {0, 1, 2}
     assert choice.note.startswith("Images: the models agree on every image of these grades")
+    alone = choose_images(labels, [1, 2], 4, preds[:1])  # one model: the same rule, said for one
+    assert alone.indices == choice.indices and alone.note.startswith("Images: of each grade in turn, one that varies")
 
 
 def _results_with_checkpoints(tmp_path):
