@@ -35,6 +35,7 @@ from analysis.collect import float_or_none
 from analysis.render import MISSING, TableOut, column_best
 from analysis.schema import AUDIT_COLUMNS, TEST_COLUMNS, train_config_keys
 from analysis.stats import format_pm
+from medvit.families import model_family
 from sweeps.ranking import Candidate, ranks
 
 __all__ = [
@@ -123,15 +124,6 @@ def load_confirm_frame(confirm: Any) -> pd.DataFrame | None:
             df[c] = np.nan
     df["label"] = df["label"].astype(str).str.strip()
     return df
-
-
-def model_family(model: Any) -> str:
-    """``medvit_28_tiny`` -> ``medvit``; ``resnet18_28`` -> ``resnet``; else the name."""
-    m = str(model or "").lower()
-    for fam in ("medvit", "resnet"):
-        if m.startswith(fam):
-            return fam
-    return m or "unknown"
 
 
 def model_families(models: Any) -> list[str]:

@@ -20,6 +20,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from medvit.families import MEDVIT, model_family
 from medvit.selection import SELECT_METRICS, WORST_SCORE, select_metrics_for
 from medvit.tasks import ORDINAL, TASKS
 from medvit.yamlio import YamlError, dump_yaml, load_yaml, read_text_file
@@ -143,7 +144,7 @@ class TrainConfig(BaseModel):
     @classmethod
     def _no_default_drop_path_for_resnets(cls, values: Any) -> Any:
         # The default stochastic depth is MedViT's; a ResNet asked for without one gets 0.
-        if isinstance(values, dict) and "drop_path" not in values and not str(values.get("model", "medvit")).startswith("medvit"):
+        if isinstance(values, dict) and "drop_path" not in values and model_family(values.get("model", MEDVIT)) != MEDVIT:
             return {**values, "drop_path": 0.0}
         return values
 
@@ -160,7 +161,7 @@ class TrainConfig(BaseModel):
                 f"select_metric: {self.select_metric} exists for ordinal-regression tasks only; "
                 f"allowed for {self.dataset}: {', '.join(select_metrics_for(self.task))}"
             )
-        if self.drop_path > 0 and not self.model.startswith("medvit"):
+        if self.drop_path > 0 and model_family(self.model) != MEDVIT:
             raise ValueError(f"drop_path: stochastic depth exists in MedViT presets only; {self.model} needs 0")
         return self
 

@@ -33,6 +33,7 @@ import torch
 from medvit.augment import AugmentConfig, augment_batch, augment_config, for_dataset, tta_flips
 from medvit.config import WORST_SCORE, TrainConfig
 from medvit.data import MedMNISTData, dataset_info, load_dataset
+from medvit.families import MEDVIT
 from medvit.tasks import ORDINAL
 from medvit.losses import loss_for_task
 from medvit.metrics import decoded_metrics, evaluate, scores_from_logits
@@ -376,7 +377,7 @@ def train_steps(n: int, batch_size: int) -> int:
 
 
 def build_model(config: TrainConfig, in_chans: int, num_classes: int) -> torch.nn.Module:
-    extra = {"drop_path": config.drop_path} if MODELS[config.model].family == "medvit" else {}
+    extra = {"drop_path": config.drop_path} if MODELS[config.model].family == MEDVIT else {}
     return create_model(config.model, in_chans=in_chans, num_classes=num_classes, img_size=config.img_size,
                         resize=config.resize, resize_mode=config.resize_mode, **extra)
 

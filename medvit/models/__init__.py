@@ -9,6 +9,8 @@ from functools import partial
 import torch.nn.functional as F
 from torch import nn
 
+from medvit.families import model_family
+
 from . import medvit as _medvit
 from . import resnet as _resnet
 
@@ -30,11 +32,11 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     **{
-        name: ModelSpec("medvit", partial(_medvit.medvit, name), cfg.description, cfg.native_img_size)
+        name: ModelSpec(model_family(name), partial(_medvit.medvit, name), cfg.description, cfg.native_img_size)
         for name, cfg in _medvit.PRESETS.items()
     },
     **{
-        name: ModelSpec("resnet", partial(_resnet.resnet, name), cfg.description, cfg.resize_to or 28)
+        name: ModelSpec(model_family(name), partial(_resnet.resnet, name), cfg.description, cfg.resize_to or 28)
         for name, cfg in _resnet.PRESETS.items()
     },
 }
