@@ -37,6 +37,7 @@ from analysis.schema import AUDIT_COLUMNS, TEST_COLUMNS, train_config_keys
 from analysis.stats import format_pm
 from medvit.families import model_family
 from sweeps.ranking import Candidate, ranks
+from sweeps.space import base_seed
 
 __all__ = [
     "TableOut",
@@ -212,7 +213,7 @@ def best_config(row: pd.Series | dict) -> dict[str, Any]:
     # A repeat stands for its configuration, named with the spec's base seed (as best_config.yaml).
     index = float_or_none(row.get("repeat_index"))
     if index is not None and out.get("seed") is not None:
-        out["seed"] -= int(index)
+        out["seed"] = base_seed(out["seed"], int(index))
     return out
 
 

@@ -40,6 +40,8 @@ __all__ = [
     "trial_config",
     "TRIAL_INDEX",
     "repeat_index",
+    "repeat_seed",
+    "base_seed",
     "configuration",
     "configuration_id",
     "optuna_sampler",
@@ -144,6 +146,17 @@ def repeat_index(sampled: dict[str, Any]) -> int | None:
     return None if index is None else int(index)
 
 
+def repeat_seed(base_seed: int, index: int | None) -> int:
+    """The seed of a configuration's repeat ``index``: the spec's base seed plus the index
+    (None, outside a sweep with repeats: the base seed)."""
+    return base_seed + (index or 0)
+
+
+def base_seed(seed: int, index: int | None) -> int:
+    """The spec's base seed of a repeat that trained with ``seed``: :func:`repeat_seed` undone."""
+    return seed - (index or 0)
+
+
 def configuration(sampled: dict[str, Any]) -> dict[str, Any]:
     """The sampled values every repeat of a configuration shares (the repeat index left out)."""
     return {key: _plain(value) for key, value in sampled.items() if key != TRIAL_INDEX}
@@ -168,7 +181,7 @@ def trial_config(spec: SweepSpec, sampled: dict[str, Any]) -> dict[str, Any]:
     values = configuration(sampled)
     index = repeat_index(sampled)
     if index is not None:
-        values["seed"] = spec.train.seed + index
+        values["seed"] = repeat_seed(spec.train.seed, index)
     return build_config(spec.trial_values(values), spec.CONFIG).model_dump(exclude_none=True)
 
 
