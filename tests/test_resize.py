@@ -3,9 +3,6 @@ checkpoints, GradCAM and sweep specs, and bad values are one line."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -14,19 +11,20 @@ from medvit.config import ConfigError, build_config
 from medvit.models import MODELS, create_model, list_models
 from medvit.models.medvit import stage_sizes
 from medvit.train import Trainer, build_model, load_checkpoint_model, load_data
+from medsweep.cli import main
 from sweeps.space import trial_config
 from sweeps.spec import SpecError, parse_spec
 
 
-def _stem_input_side(model: torch.nn.Module, x: torch.Tensor) -> int:
-    """The side of the batch the model's first layer received."""
+def _stem_input_side_and_output(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, torch.Tensor]:
+    """The side of the batch the model's first layer received, and the model's output."""
     first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     seen = []
     first.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[-1]))
     model.eval()
     with torch.no_grad():
-        model(x)
-    return seen[0]
+        out = model(x)
+    return seen[0], out
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -36,8 +34,8 @@ def test_every_model_sees_the_resized_batch(name):
     x = torch.randn(2, 3, 28, 28)
     # the ResNet 224 forms resize to 224 themselves, after ours
     expected = 224 if MODELS[name].native_img_size == 224 and MODELS[name].family == "resnet" else 40
-    assert _stem_input_side(model, x) == expected
-    assert model(x).shape == (2, 5)
+    side, out = _stem_input_side_and_output(model, x)
+    assert side == expected and out.shape == (2, 5)
 
 
 def test_official_medvit_at_224_has_the_official_stage_maps():
@@ -91,7 +89,7 @@ def test_trainer_checkpoint_evaluate_and_gradcam_apply_the_resize(tmp_path, real
     model, restored = load_checkpoint_model(tmp_path)  # what `evaluate`, `confirm` and GradCAM load
     assert restored.resize == 56
     batch = trainer._inputs("test", torch.arange(8))
-    assert _stem_input_side(model, batch) == 56
+    assert _stem_input_side_and_output(model, batch)[0] == 56
     with torch.no_grad():
         assert torch.allclose(model(batch), trainer.eval_model.eval()(batch), atol=1e-5)
     maps = gradcam_maps(model, batch[:2], [0, 1])
@@ -119,12 +117,13 @@ def test_bad_values_are_one_line(values, expected):
     assert str(err.value) == expected
 
 
-def test_cli_refuses_a_bad_resize_in_one_line():
-    proc = subprocess.run([sys.executable, "-m", "medsweep", "train", "--dataset", "retinamnist",
-                           "--resize", "3", "--out", "unused"], capture_output=True, text=True)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
+def test_cli_refuses_a_bad_resize_in_one_line(tmp_path, capsys):
+    # In this process: the console script's own path (a fresh interpreter) is
+    # tests/test_train.py's test_console_script_reports_bad_argument_without_traceback.
+    assert main(["train", "--dataset", "retinamnist", "--resize", "3", "--out", str(tmp_path / "unused")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "resize" in lines[0] and "8" in lines[0]
+    assert not (tmp_path / "unused").exists()
 
 
 SPEC = """
