@@ -323,15 +323,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def user_errors() -> tuple[type[Exception], ...]:
-    """Exceptions that mean bad input, each carrying a one-line message."""
-    from analysis.cli import AnalysisError
-    from medvit.config import ConfigError
-    from medvit.data import DataError
-    from sweeps.paths import SweepError
-    from sweeps.spec import SpecError
+# Exceptions that mean bad input, each carrying a one-line message: (module, class name).
+USER_ERRORS = (("medsweep.cli", "UsageError"), ("analysis.cli", "AnalysisError"), ("medvit.config", "ConfigError"),
+               ("medvit.data", "DataError"), ("sweeps.paths", "SweepError"), ("sweeps.spec", "SpecError"))
 
-    return UsageError, ConfigError, DataError, SpecError, AnalysisError, SweepError
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The user-error classes of the modules already imported: an exception raised from a
+    module's class means that module is loaded, so importing the others is never needed, and
+    medvit.data's import (torch, seconds) stays out of `--help` and argparse's one-line errors."""
+    return tuple(getattr(sys.modules[module], name) for module, name in USER_ERRORS if module in sys.modules)
 
 
 # An error quotes the input it refuses; a YAML anchor bomb expands to megabytes.

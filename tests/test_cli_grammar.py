@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import pytest
 
@@ -117,3 +119,12 @@ def test_check_out_accepts_new_and_readable_places(tmp_path):
     check_out("cmd", tmp_path / "old.parquet", ".parquet", reader=seen.append)
     assert seen == [tmp_path / "old.parquet"]  # an existing file must pass its reader (a table to append to)
     assert not (tmp_path / "new").exists() and (tmp_path / "old.parquet").read_text() == "kept"
+
+
+def test_help_and_argparse_errors_do_not_import_torch():
+    """Matching an error against the user-error classes imported medvit.data (torch: seconds)."""
+    code = ("import sys; from medsweep.cli import main; rc = main(['evaluate', 'x.parquet']); "
+            "print(rc, 'torch' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.stdout.split() == ["2", "False"], run.stderr
+    assert run.stderr.startswith("medsweep: error: evaluate: the following arguments are required: --out")
