@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         check_device(args.command, getattr(args, "device", None))
         return args.run(args)
-    except KeyboardInterrupt as exc:  # first: the clause below imports, which an interrupt may have broken
+    except KeyboardInterrupt as exc:
         print(f"medsweep: interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)
         return 130
     except user_errors() as exc:
