@@ -59,7 +59,8 @@ def test_missing_data_is_one_line(tmp_path):
     (["--jobs", "0"], "gpu_study.sh: --jobs must be a positive integer, got '0'"),
     (["--labels", "z"], "gpu_study.sh: --labels names no arm of the study (arms: a,b)"),
 ])
-def test_bad_options_are_one_line(tmp_path, real_root, args, message):
+def test_bad_options_are_one_line(tmp_path, args, message):
+    # refused before the data is looked for: this data root does not exist
     run = subprocess.run(["bash", "reports/recipe/gpu_study.sh", "--quick", "--out", str(tmp_path),
-                          "--data-root", str(real_root), *args], cwd=REPO, capture_output=True, text=True)
+                          "--data-root", str(tmp_path / "nowhere"), *args], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.strip() == message

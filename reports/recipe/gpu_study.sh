@@ -28,11 +28,6 @@ while [ $# -gt 0 ]; do
 done
 case "$DEVICE" in cuda|cpu) ;; *) echo "gpu_study.sh: --device must be cuda or cpu, got '$DEVICE'" >&2; exit 2 ;; esac
 [[ $JOBS =~ ^[1-9][0-9]*$ ]] || { echo "gpu_study.sh: --jobs must be a positive integer, got '$JOBS'" >&2; exit 2; }
-NAME=gpu_study.sh
-source "$REPO/benchmarks/gpu_env.sh"
-cd "$REPO"
-mkdir -p "$OUT/runs"
-
 # arm (run_arm.py's: a = the old recipe, b = the new defaults), label, seeds, extra fields.
 # Longest runs first, so that the pool ends together.
 if [ "$QUICK" = 1 ]; then
@@ -48,15 +43,21 @@ fi
 QUICK_SETS=""
 [ "$QUICK" = 0 ] || QUICK_SETS="epochs=2 subset=64"
 
-while read -r arm label seeds extra; do
+RUNS=$(while read -r arm label seeds extra; do
     [ -z "$LABELS" ] || [[ $LABELS == *",$label,"* ]] || continue
     for seed in ${seeds//,/ }; do
         # no trailing blank: xargs -L joins a line that ends in one to the next
         echo "$arm $label $seed${extra:+ $extra}"
     done
-done <<< "$STUDY" > "$OUT/jobs.txt"
-[ -s "$OUT/jobs.txt" ] || {
+done <<< "$STUDY")
+[ -n "$RUNS" ] || {
     echo "gpu_study.sh: --labels names no arm of the study (arms: $(cut -d' ' -f2 <<< "$STUDY" | paste -sd,))" >&2; exit 2; }
+# every argument checked: now the data, the Python and the output folder
+NAME=gpu_study.sh
+source "$REPO/benchmarks/gpu_env.sh"
+cd "$REPO"
+mkdir -p "$OUT/runs"
+echo "$RUNS" > "$OUT/jobs.txt"
 echo "gpu_study: $(wc -l < "$OUT/jobs.txt") runs, $JOBS at a time on $DEVICE" | tee "$OUT/log.txt"
 
 export OUT DEVICE DATA_ROOT PY QUICK_SETS
