@@ -249,13 +249,13 @@ def _run_once(values: dict[str, Any], arm: Arm, sweep: str, cache: dict[tuple, A
     ``cache`` keeps each dataset loaded once across runs."""
     from medvit.config import build_config
     from medvit.data import load_dataset
-    from medvit.train import train
+    from medvit.train import run_data, train
 
     config = build_config(values)
     key = (config.dataset, config.data_root, config.img_size)
     if key not in cache:
         cache[key] = load_dataset(config.dataset, root=config.data_root, size=config.img_size)
-    data = cache[key] if config.subset is None else cache[key].subset(config.subset, seed=config.seed)
+    data = run_data(config, cache[key])
     start = time.perf_counter()
     result = train(config, data)
     return {

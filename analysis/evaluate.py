@@ -39,12 +39,9 @@ __all__ = ["DEVICES", "evaluate_best", "evaluate_checkpoint", "load_checkpoint",
 
 def load_eval_data(config, data_root: str | os.PathLike | None = None):
     """The data a run trained on: its dataset and image size, its ``subset`` if it had one."""
-    from medvit.data import load_dataset
+    from medvit.train import load_data
 
-    data = load_dataset(config.dataset, root=data_root or config.data_root, size=config.img_size)
-    if config.subset is not None:
-        data = data.subset(config.subset, seed=config.seed)
-    return data
+    return load_data(config, data_root)
 
 
 

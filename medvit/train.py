@@ -447,11 +447,15 @@ def load_checkpoint_model(directory: str | Path) -> tuple[torch.nn.Module, Train
     return model.eval(), config
 
 
-def load_data(config: TrainConfig) -> MedMNISTData:
-    data = load_dataset(config.dataset, root=config.data_root, size=config.img_size)
-    if config.subset is not None:
-        data = data.subset(config.subset, seed=config.seed)
-    return data
+def run_data(config: TrainConfig, data: MedMNISTData) -> MedMNISTData:
+    """The part of ``data`` (the run's dataset at its size) a run trains and evaluates on: at
+    most ``config.subset`` images per split, drawn with the run's seed, when it sets one."""
+    return data if config.subset is None else data.subset(config.subset, seed=config.seed)
+
+
+def load_data(config: TrainConfig, root: str | Path | None = None) -> MedMNISTData:
+    """The data a run trains on, read from ``root`` (default: the config's ``data_root``)."""
+    return run_data(config, load_dataset(config.dataset, root=root or config.data_root, size=config.img_size))
 
 
 def train(

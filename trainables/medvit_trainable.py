@@ -15,7 +15,7 @@ from ray import tune
 
 from medvit.config import build_config
 from medvit.data import MedMNISTData
-from medvit.train import Trainer
+from medvit.train import Trainer, run_data
 
 # What each report adds to the trainer's metrics, for the record: where the trial ran, and the
 # epoch it resumed from (0: it never did). The sweep's TensorBoard leaves them out.
@@ -30,8 +30,7 @@ def train_medvit(config: dict, data: MedMNISTData, full_config: Callable[[dict],
     # Ray's trial config holds the searched values only (with repeats also the repeat index,
     # which becomes the seed); the launcher's full_config adds the spec's fixed values.
     train_config = build_config(full_config(config))
-    if train_config.subset is not None:
-        data = data.subset(train_config.subset, seed=train_config.seed)
+    data = run_data(train_config, data)
     trainer = Trainer(train_config, data)
 
     resumed_from = 0
