@@ -28,15 +28,15 @@ from medvit.atomic import atomic_path
 from medvit.outcome import report_epoch, trial_outcome
 from medvit.selection import SELECT_METRICS
 from medvit.yamlio import YamlError, load_yaml, read_text_file
-from sweeps.folder import SPEC_FILE, STATE_GLOB, check_sweep_dir, parse_experiment_state, split_trial_item
+from sweeps.folder import (PARAMS_FILE, RESULT_FILE, SPEC_FILE, STATE_GLOB, check_sweep_dir, parse_experiment_state,
+                           read_result_lines, split_trial_item, trial_id_from_folder)
 from sweeps.ranking import trial_best
 from sweeps.space import configuration_id, repeat_index, trial_config
 from sweeps.spec import spec_from_dict
 
-__all__ = ["collect", "read_sweep", "read_results", "trial_id_from_folder"]
+__all__ = ["collect", "read_sweep", "read_results"]
 
 _CKPT_RE = re.compile(r"^checkpoint_(\d+)$")
-_TRIAL_ID_RE = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
 
 
 # --------------------------------------------------------------------------- public API
@@ -103,7 +103,7 @@ def read_sweep(sweep_dir: str | os.PathLike, collected_at: datetime | None = Non
     for child in sorted(sweep_dir.iterdir()):
         if child.name in known_dirs or not child.is_dir():
             continue
-        if not ((child / "params.json").exists() or (child / "result.json").exists()):
+        if not ((child / PARAMS_FILE).exists() or (child / RESULT_FILE).exists()):
             continue
         tid = trial_id_from_folder(child)
         if tid and tid not in trials:
@@ -167,46 +167,7 @@ def _read_state(sweep_dir: Path) -> tuple[list[dict[str, Any]], str | None, str 
     return trials, metric if isinstance(metric, str) else None, mode if isinstance(mode, str) else None
 
 
-def trial_id_from_folder(folder: Path) -> str | None:
-    """The trial id of a trial folder: its result.json's first line, else its name (None if neither)."""
-    res = folder / "result.json"
-    if res.exists():
-        with open(res, "rb") as fh:
-            first = fh.readline()
-        try:
-            tid = json.loads(first).get("trial_id")
-            if tid:
-                return str(tid)
-        except (json.JSONDecodeError, AttributeError):
-            pass
-    m = _TRIAL_ID_RE.search(folder.name)
-    return m.group(1) if m else None
-
-
 # --------------------------------------------------------------------------- trial level
-
-
-def _read_result_lines(path: Path) -> list[dict[str, Any]]:
-    """result.json lines. Ray writes each whole line at once, so only a last line without its
-    newline (the trial still writing, a sync in progress) may be cut short and is skipped;
-    any other line that is not a JSON object means the file is corrupted."""
-    if not path.exists():
-        return []
-    out = []
-    raw = path.read_bytes()
-    lines = raw.split(b"\n")
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            rec = None
-        if isinstance(rec, dict):
-            out.append(rec)
-        elif number < len(lines):
-            raise ValueError(f"{path}: corrupted result (line {number} is not a JSON object)")
-    return out
 
 
 def float_or_none(x: Any) -> float | None:
@@ -267,16 +228,16 @@ def _trial_row(
     has_folder = folder is not None and folder.is_dir()
 
     config: dict[str, Any] | None = None
-    if has_folder and (folder / "params.json").exists():
+    if has_folder and (folder / PARAMS_FILE).exists():
         try:
-            config = json.loads((folder / "params.json").read_text())
+            config = json.loads((folder / PARAMS_FILE).read_text())
         except (OSError, json.JSONDecodeError):
             config = None
     if not isinstance(config, dict):
         config = t.get("config") or {}
     sampled, config = config, _full_config(spec, config)
 
-    lines = _read_result_lines(folder / "result.json") if has_folder else []
+    lines = read_result_lines(folder / RESULT_FILE) if has_folder else []
     # Ray's state may hold a later epoch than result.json (a sync or a crash lost its last line):
     # that last report counts, above all when it says the trial diverged.
     state_last = t.get("last_result") or {}

@@ -188,14 +188,14 @@ def best_single(sweep_dir: str | Path, candidates: list[Candidate]) -> str | Non
 def sweep_candidates(sweep_dir: str | Path) -> list[Candidate]:
     """Every trial of a sweep folder whose last checkpoint holds selected weights and their
     validation scores and that did not diverge, in trial-id order."""
-    from analysis.collect import trial_id_from_folder
+    from sweeps.folder import RESULT_FILE, trial_id_from_folder
     from analysis.evaluate import BAD_CHECKPOINT
     from medvit.train import CHECKPOINT_FILE, load_state
 
     candidates = []
     for trial_dir in sorted(p for p in Path(sweep_dir).iterdir() if p.is_dir()):
         checkpoints = sorted(trial_dir.glob(f"checkpoint_*/{CHECKPOINT_FILE}"))
-        result_file = trial_dir / "result.json"
+        result_file = trial_dir / RESULT_FILE
         if not checkpoints or not result_file.is_file():
             continue
         try:

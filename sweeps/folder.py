@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SPEC_FILE", "STATE_GLOB", "find_sweep_dirs", "check_sweep_dir", "parse_experiment_state",
-           "split_trial_item"]
+__all__ = ["SPEC_FILE", "STATE_GLOB", "RESULT_FILE", "PARAMS_FILE", "find_sweep_dirs", "check_sweep_dir",
+           "parse_experiment_state", "split_trial_item", "read_result_lines", "trial_id_from_folder"]
 
 SPEC_FILE = "medsweep_spec.yaml"
 STATE_GLOB = "experiment_state-*.json"
+RESULT_FILE = "result.json"  # a trial folder's reports, one JSON object a line (Ray's JSON logger)
+PARAMS_FILE = "params.json"  # a trial folder's sampled config
+_TRIAL_ID_RE = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
 
 
 def _is_sweep_dir(p: Path) -> bool:
@@ -35,7 +39,7 @@ def check_sweep_dir(p: Path) -> Path:
     inner = [c.name for c in find_sweep_dirs(p)]
     if inner:
         raise ValueError(f"{p}: not a sweep folder but a storage path holding sweeps {', '.join(inner)}; pass those")
-    if (p / "params.json").exists() or (p / "result.json").exists():
+    if (p / PARAMS_FILE).exists() or (p / RESULT_FILE).exists():
         raise ValueError(f"{p}: not a sweep folder but a trial folder; pass its parent {p.parent}")
     raise ValueError(f"{p}: not a sweep folder: no {STATE_GLOB} in it")
 
@@ -78,3 +82,38 @@ def split_trial_item(item: Any) -> tuple[dict | None, dict | None]:
     if isinstance(item, (list, tuple)):
         return load(item[0]) if item else None, load(item[1]) if len(item) > 1 else None
     return load(item), None
+
+
+def read_result_lines(path: Path) -> list[dict[str, Any]]:
+    """A trial's ``result.json`` reports (none when there is no file). Ray writes each whole
+    line at once, so only a last line without its newline (the trial still writing, a sync in
+    progress) may be cut short and is skipped; any other line that is not a JSON object means
+    the file is corrupted (a one-line ValueError)."""
+    if not path.exists():
+        return []
+    out = []
+    lines = path.read_bytes().split(b"\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            record = None
+        if isinstance(record, dict):
+            out.append(record)
+        elif number < len(lines):
+            raise ValueError(f"{path}: corrupted result (line {number} is not a JSON object)")
+    return out
+
+
+def trial_id_from_folder(folder: Path) -> str | None:
+    """The trial id of a trial folder: its first report's, else its name's (None if neither)."""
+    try:
+        first = read_result_lines(folder / RESULT_FILE)[:1]
+    except (OSError, ValueError):
+        first = []
+    if first and first[0].get("trial_id"):
+        return str(first[0]["trial_id"])
+    match = _TRIAL_ID_RE.search(folder.name)
+    return match.group(1) if match else None
