@@ -221,71 +221,84 @@ def _full_config(spec: dict, sampled: dict[str, Any]) -> dict[str, Any]:
     return trial_config(spec_from_dict(spec, f"{SPEC_FILE}"), sampled)
 
 
-def _trial_row(
-    sweep_dir: Path, spec: dict, metric: str, mode: str, t: dict[str, Any], collected_at: datetime
-) -> dict[str, Any]:
-    folder = sweep_dir / t["relative_logdir"] if t.get("relative_logdir") else None
-    has_folder = folder is not None and folder.is_dir()
-
-    config: dict[str, Any] | None = None
-    if has_folder and (folder / PARAMS_FILE).exists():
+def _sampled_config(folder: Path | None, t: dict[str, Any]) -> dict[str, Any]:
+    """The trial's sampled values: its params.json, else what Ray's state holds."""
+    config: Any = None
+    if folder is not None and (folder / PARAMS_FILE).exists():
         try:
             config = json.loads((folder / PARAMS_FILE).read_text())
         except (OSError, json.JSONDecodeError):
             config = None
-    if not isinstance(config, dict):
-        config = t.get("config") or {}
-    sampled, config = config, _full_config(spec, config)
+    return config if isinstance(config, dict) else (t.get("config") or {})
 
-    lines = read_result_lines(folder / RESULT_FILE) if has_folder else []
+
+def _reports(folder: Path | None, t: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(every report read, one report per epoch in epoch order) of a trial."""
+    lines = read_result_lines(folder / RESULT_FILE) if folder is not None else []
     # Ray's state may hold a later epoch than result.json (a sync or a crash lost its last line):
     # that last report counts, above all when it says the trial diverged.
     state_last = t.get("last_result") or {}
     newest_line = max((report_epoch(r) or 0 for r in lines), default=0)
-    if state_last and (report_epoch(state_last) or 0) > newest_line:
+    if state_last and ((report_epoch(state_last) or 0) > newest_line or not lines):
         lines = [*lines, state_last]
-    elif not lines and state_last:
-        lines = [state_last]
     # One record per epoch; a restored trial may repeat epochs: the later line wins.
-    by_epoch: dict[int, dict[str, Any]] = {}
-    for rec in lines:
-        ep = report_epoch(rec)
-        if ep is not None:
-            by_epoch[ep] = rec
-    epochs = sorted(by_epoch)
-    history = [by_epoch[e] for e in epochs]
-    last = history[-1] if history else (lines[-1] if lines else {})
+    by_epoch = {report_epoch(rec): rec for rec in lines if report_epoch(rec) is not None}
+    return lines, [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
-    hist_metric = [float_or_none(r.get(metric)) for r in history]
-    hist_loss = [float_or_none(r.get("train_loss")) for r in history]
 
-    # The launcher's ranking rule: the best selection score over the epochs, the first epoch
-    # that reached it.
-    best_value, best_epoch = trial_best(history, metric, mode) or (None, None)
-    best_rec = by_epoch.get(best_epoch, {})
+def _epoch_budget(config: dict[str, Any], spec: dict) -> int | None:
+    """The epochs the trial was to train: its config's, else the spec's, else ASHA's max_t."""
+    for epochs in (config.get("epochs"), (spec.get("train") or {}).get("epochs"),
+                   (spec.get("scheduler") or {}).get("max_t")):
+        if _int(epochs) is not None:
+            return _int(epochs)
+    return None
 
-    epochs_max = _int(config.get("epochs"))
-    if epochs_max is None:
-        epochs_max = _int((spec.get("train") or {}).get("epochs"))
-    if epochs_max is None:
-        epochs_max = _int((spec.get("scheduler") or {}).get("max_t"))
-    epochs_run = len(epochs)
 
+def _outcome(folder: Path | None, t: dict[str, Any], lines: list[dict[str, Any]], history: list[dict[str, Any]],
+             epochs_max: int | None) -> tuple[str, str | None]:
+    """(stop_reason by medvit.outcome's rule, the error's last line or None)."""
     status = t.get("status")
     # Ray keeps error.txt in the folder of a trial it restarted after a failure (max_failures)
     # and that then ran on: the file marks an error only where Ray's status is ERROR, or unknown.
-    error = _last_error_line(folder, None) if has_folder and status in ("ERROR", None) else None
+    error = _last_error_line(folder, None) if folder is not None and status in ("ERROR", None) else None
     if status == "ERROR":
         error = error or "trial status ERROR (no error.txt)"
-    ended = status == "TERMINATED" or (status is None and bool(last.get("done")) and epochs_run > 0)
-    stop_reason = trial_outcome(history or lines, epochs_max, errored=error is not None, ended=ended)
+    last = (history or lines or [{}])[-1]
+    ended = status == "TERMINATED" or (status is None and bool(last.get("done")) and bool(history))
+    return trial_outcome(history or lines, epochs_max, errored=error is not None, ended=ended), error
 
-    hostname, node_ip = last.get("hostname"), last.get("node_ip")
-    node = " / ".join(str(x) for x in (hostname, node_ip) if x) or None
-    epoch_times = [float_or_none(r.get("epoch_time_s")) for r in history]
-    epoch_times = [x for x in epoch_times if x is not None]
 
-    row: dict[str, Any] = {
+def _history_columns(history: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any]:
+    """The columns read from the per-epoch reports: the ranking's best (sweeps.ranking), the
+    validation metrics at that epoch and the curves."""
+    best_value, best_epoch = trial_best(history, metric, mode) or (None, None)
+    best_rec = next((r for r in history if report_epoch(r) == best_epoch), {})
+    epoch_times = [x for x in (float_or_none(r.get("epoch_time_s")) for r in history) if x is not None]
+    return {
+        "best_value": best_value,
+        "best_epoch": best_epoch,
+        "history_epoch": [report_epoch(r) for r in history],
+        "history_val_metric": [float_or_none(r.get(metric)) for r in history],
+        "history_train_loss": [float_or_none(r.get("train_loss")) for r in history],
+        "train_time_s": float(sum(epoch_times)) if epoch_times else None,
+        **{f"best_{col}": float_or_none(best_rec.get(col)) for col in VAL_COLUMNS},
+    }
+
+
+def _trial_row(
+    sweep_dir: Path, spec: dict, metric: str, mode: str, t: dict[str, Any], collected_at: datetime
+) -> dict[str, Any]:
+    folder = sweep_dir / t["relative_logdir"] if t.get("relative_logdir") else None
+    folder = folder if folder is not None and folder.is_dir() else None
+    sampled = _sampled_config(folder, t)
+    config = _full_config(spec, sampled)
+    lines, history = _reports(folder, t)
+    last = (history or lines or [{}])[-1]
+    epochs_max = _epoch_budget(config, spec)
+    stop_reason, error = _outcome(folder, t, lines, history, epochs_max)
+    node = " / ".join(str(x) for x in (last.get("hostname"), last.get("node_ip")) if x) or None
+    return {
         "dataset": str(config.get("dataset") or spec.get("dataset") or "unknown"),
         "sweep": sweep_dir.name,
         "sweep_dir": str(sweep_dir),
@@ -295,28 +308,20 @@ def _trial_row(
         "repeat_index": repeat_index(sampled),
         "repeats": _int(spec.get("repeats", 1)) if spec else None,
         "epochs_max": epochs_max,
-        "epochs_run": epochs_run,
+        "epochs_run": len(history),
         "stop_reason": stop_reason,
         "error": error,
         "metric": metric,
         "mode": mode,
-        "best_value": best_value,
-        "best_epoch": best_epoch,
-        "history_epoch": epochs,
-        "history_val_metric": hist_metric,
-        "history_train_loss": hist_loss,
-        "checkpoint_path": _last_checkpoint(folder) if has_folder else None,
+        **_history_columns(history, metric, mode),
+        "checkpoint_path": _last_checkpoint(folder) if folder is not None else None,
         "node": node,
         "wall_time_s": float_or_none(last.get("time_total_s")),
-        "train_time_s": float(sum(epoch_times)) if epoch_times else None,
         "config_json": json.dumps(config, sort_keys=True, default=str),
         "collected_at": collected_at,
+        # normally filled later by the evaluation step
+        **{col: float_or_none(last.get(col)) for col in TEST_COLUMNS},
     }
-    for col in VAL_COLUMNS:
-        row[f"best_{col}"] = float_or_none(best_rec.get(col))
-    for col in TEST_COLUMNS:  # normally filled later by the evaluation step
-        row[col] = float_or_none(last.get(col))
-    return row
 
 
 # --------------------------------------------------------------------------- merge + write
