@@ -109,7 +109,8 @@ def test_test_selection_prefers_the_earliest_of_tied_epochs(retina_data):
 
 
 def test_the_audit_survives_a_checkpoint_restore(real_root, tmp_path):
-    config = build_config({**TINY, "audit_test": True, "data_root": str(real_root)})
+    # Two epochs: the restored trainer runs the second, so its audit mixes both runs' records.
+    config = build_config({**TINY, "epochs": 2, "audit_test": True, "data_root": str(real_root)})
     data = load_data(config)
     whole = train(config, data)
     first = Trainer(config, data)
