@@ -191,10 +191,10 @@ def test_flip_views_follow_the_datasets_training_flips():
 
 
 def test_flip_tta_is_reported_beside_and_never_selects(retina_data):
-    plain = _trainer(retina_data, select_window=1)
+    plain = _trainer(retina_data, select_window=1, epochs=2)  # two epochs: a selection to compare
     list(plain.epochs())
     plain_result = plain.finish()
-    with_tta = _trainer(retina_data, select_window=1, tta="flip")
+    with_tta = _trainer(retina_data, select_window=1, epochs=2, tta="flip")
     list(with_tta.epochs())
     result = with_tta.finish()
     assert "test_tta" not in plain_result
