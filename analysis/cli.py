@@ -120,11 +120,12 @@ def _images(command: str, flag: str, images: int) -> None:
 
 
 def _print_best(table, path: Path) -> None:
+    from analysis.schema import TEST_COLUMNS
     from analysis.tables import best_trials
 
     df = table.to_pandas()
     for _, t in best_trials(df).iterrows():
-        tests = [f"{c.removeprefix('test_')} {t[c]:.4f}" for c in ("test_acc", "test_auc", "test_qwk", "test_mae")
+        tests = [f"{c.removeprefix('test_')} {t[c]:.4f}" for c in TEST_COLUMNS
                  if t[c] is not None and t[c] == t[c]]
         test = ("test " + "  ".join(tests)) if tests else \
             f"test not evaluated yet (medsweep evaluate {path} --out {path.with_name(path.stem + '-test.parquet')})"

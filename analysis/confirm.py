@@ -48,11 +48,12 @@ from analysis.collect import _write_atomic, read_sweep
 from analysis.schema import AUDIT_COLUMNS, CONFIRM_SCHEMA, read_table
 from analysis.stats import format_pm, mean_ci, paired_bootstrap
 from analysis.tables import model_family, rank_trials
+from medvit.selection import SCORE_METRICS
 
 __all__ = ["SEED_START", "Arm", "ConfirmResult", "confirm", "plan_arms", "read_confirm", "audit_lines"]
 
 SEED_START = 1000
-_METRICS = ("acc", "auc", "qwk", "mae")
+_METRICS = SCORE_METRICS
 _KEY = ("dataset", "sweep", "label", "seed")
 
 

@@ -57,6 +57,7 @@ from analysis.tables import (
     write_tables,
 )
 from medvit.atomic import write_text_atomic
+from medvit.selection import SCORE_METRICS
 from medvit.yamlio import dump_yaml
 
 __all__ = ["write_report", "read_ensemble", "Ensemble", "test_split_size"]
@@ -280,7 +281,7 @@ def _other_retina() -> list[str]:
 
 # --------------------------------------------------------------------------- headline and ensembles
 
-_TEST_METRICS = ("acc", "auc", "qwk", "mae")
+_TEST_METRICS = SCORE_METRICS
 
 
 @dataclass(frozen=True)

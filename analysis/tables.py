@@ -36,6 +36,7 @@ from analysis.render import MISSING, TableOut, column_best
 from analysis.schema import AUDIT_COLUMNS, TEST_COLUMNS, train_config_keys
 from analysis.stats import format_pm
 from medvit.families import model_family
+from medvit.selection import SCORE_METRICS
 from sweeps.ranking import Candidate, ranks
 from sweeps.space import base_seed
 
@@ -267,7 +268,7 @@ def ours_test_metrics(results: Any, confirm: Any = None) -> pd.DataFrame:
                 family=fam, dataset=t["dataset"], trial_id=t["trial_id"], sweep=t["sweep"],
                 model=t["model"], metric=t["metric"], mode=t["mode"], best_value=t["best_value"],
             )
-            for m in ("acc", "auc", "qwk", "mae"):
+            for m in SCORE_METRICS:
                 if sel is not None:
                     mean, std, n = _summary(sel[f"test_{m}"])
                 else:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from medvit.jsonio import write_json
 from medvit.openmp import set_default_wait_policy
+from medvit.selection import SELECT_METRICS, metric_named
 from sweeps.paths import check_writable_folder
 
 USAGE_ERROR = 2
@@ -80,7 +81,7 @@ def format_epoch(metrics: dict, epochs: int) -> str:
         marks = "  diverged: non-finite training loss, training stopped"
     vals = "  ".join(
         f"{name} {metrics[name]:.4f}"
-        for name in ("val_loss", "val_acc", "val_auc", "val_qwk", "val_mae")
+        for name in sorted(SELECT_METRICS, key=lambda name: metric_named(name).from_scores)  # the loss first
         if name in metrics
     )
     loss = "nan" if metrics["train_loss"] is None else f"{metrics['train_loss']:.4f}"

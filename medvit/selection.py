@@ -16,7 +16,7 @@ from typing import Any, Iterable, Literal
 from medvit.tasks import ORDINAL, TASKS
 
 __all__ = ["Metric", "METRICS", "SELECT_METRICS", "WORST_SCORE", "metric_named", "select_metrics_for",
-           "TEST_COLUMNS", "improves", "best_epoch"]
+           "SCORE_METRICS", "TEST_COLUMNS", "improves", "best_epoch"]
 
 Direction = Literal["max", "min"]
 
@@ -51,6 +51,9 @@ METRICS: dict[str, Metric] = {metric.key: metric for metric in (
     Metric("mae", "min", (ORDINAL,)),
     Metric("loss", "min", TASKS, from_scores=False),
 )}
+
+# The metrics computed from a split's scores (medvit.metrics.evaluate's keys for an ordinal task).
+SCORE_METRICS: tuple[str, ...] = tuple(metric.key for metric in METRICS.values() if metric.from_scores)
 
 # Validation metrics a run may select its best epoch on, with the direction that is better.
 SELECT_METRICS: dict[str, Direction] = {metric.val_name: metric.direction for metric in METRICS.values()}
