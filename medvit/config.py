@@ -85,6 +85,11 @@ class TrainConfig(BaseModel):
     weight_decay: float = _field(0.05, "AdamW weight decay (never on norms and biases)",
                                  search=FLOAT_SEARCH, ge=0.0)
     warmup_epochs: int = _field(2, "epochs of linear learning-rate warm-up", search=INT_SEARCH, ge=0)
+    bn_recompute: bool = _field(False, "before each validation, recompute the evaluated weights' BatchNorm "
+                                       "statistics on up to 2,048 unaugmented training images (the running "
+                                       "averages trail fast-moving weights; on a few hundred images they held "
+                                       "validation at the majority class for half the run)",
+                                search=BOOL_SEARCH)
     grad_clip: float = _field(1.0, "clip the gradient norm to this (0 = off)", search=FLOAT_SEARCH, ge=0.0)
     label_smoothing: float = _field(0.1, "label smoothing of the cross-entropy term", search=FLOAT_SEARCH,
                                     ge=0.0, lt=1.0)
