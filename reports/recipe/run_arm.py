@@ -17,6 +17,7 @@ import time
 import torch
 
 from medvit.config import build_config
+from medvit.data import MedMNISTData
 from medvit.train import Trainer, load_data
 
 # (a) the recipe before issue 8 (weight decay on norms and biases cannot be restored: it is gone
@@ -29,6 +30,27 @@ ARMS = {
 }
 
 
+def train_subset(data: MedMNISTData, n: int | None, seed: int) -> MedMNISTData:
+    """``data`` with the training split of ``data.subset(n, seed)`` (what `--subset n` trains on)
+    and the whole validation and test splits, so test numbers compare with full-data runs."""
+    if n is None:
+        return data
+    train = data.subset(n, seed=seed)
+    return MedMNISTData(data.info, {**data.images, "train": train.images["train"]},
+                        {**data.labels, "train": train.labels["train"]}, data.path)
+
+
+def raw_val_metrics(trainer: Trainer) -> dict[str, float]:
+    """Validation metrics of the weights being trained (the EMA's lag, measured); evaluation
+    draws no random numbers, so training goes on as without it."""
+    ema, trainer.ema = trainer.ema, None
+    try:
+        val, _ = trainer.evaluate("val")
+    finally:
+        trainer.ema = ema
+    return {f"raw_val_{k}": v for k, v in val.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--arm", required=True, help="a (the old recipe), or any other name for the new defaults")
@@ -37,6 +59,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--set", nargs="*", default=[], help="extra field=value (YAML scalars)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--train-images", type=int,
+                        help="train on the N images `--subset N` draws for the seed; validation and test stay whole")
+    parser.add_argument("--raw-val", action="store_true",
+                        help="also record each epoch's validation metrics of the trained weights, not the EMA's")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     label = args.label or args.arm
@@ -48,11 +74,12 @@ def main() -> None:
         config = build_config({"dataset": args.dataset, "model": "medvit_28_tiny", "device": "cpu",
                                **ARMS.get(args.arm, {}), **extra, "seed": seed})
         start = time.time()
-        trainer = Trainer(config, load_data(config))
+        trainer = Trainer(config, train_subset(load_data(config), args.train_images, seed))
         epochs = []
         for metrics in trainer.epochs():
             test, _ = trainer.evaluate("test")
-            epochs.append({**metrics, **{f"test_{k}": v for k, v in test.items()}})
+            epochs.append({**metrics, **{f"test_{k}": v for k, v in test.items()},
+                           **(raw_val_metrics(trainer) if args.raw_val else {})})
         result = trainer.finish()
         scores = {k: result.pop(k).tolist() for k in ("val_scores", "test_scores")}
         record = {"arm": label, "seed": seed, "config": config.model_dump(), "result": result, "scores": scores,

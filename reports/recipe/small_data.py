@@ -1,0 +1,66 @@
+"""The small-data schedule table of reports/recipe/README.md from run_arm.py's records.
+
+    python reports/recipe/small_data.py --train-images 546 reports/recipe/small-pneumonia.jsonl
+
+Per arm, over its seeds: optimizer steps in all, test ACC and AUC of the epoch selected on
+validation (mean +- std), the selected epochs, the epoch whose selection on test the audit
+reports, and the first epoch at which validation accuracy leaves the majority class's share
+(the EMA weights that are selected, and with `--raw-val` records the trained weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+
+import numpy as np
+
+from medvit.data import load_dataset
+from medvit.train import train_steps
+
+
+def fmt(values) -> str:
+    values = np.asarray(values, dtype=float)
+    return f"{values.mean():.3f} +- {values.std(ddof=1) if len(values) > 1 else 0:.3f}"
+
+
+def leaves_majority(epochs: list[dict], key: str, majority: float) -> str:
+    """The first epoch whose validation accuracy differs from always predicting the majority."""
+    first = next((e["epoch"] for e in epochs if key in e and abs(e[key] - majority) > 1e-9), None)
+    return "never" if first is None else str(first)
+
+
+def main(paths: list[str], n_train: int) -> None:
+    runs = defaultdict(list)
+    for path in paths:
+        for line in open(path):
+            record = json.loads(line)
+            runs[record["arm"]].append(record)
+    majorities = {}
+    print("| arm | steps | seeds | test ACC | test AUC | selected epochs | ACC, epoch chosen on test "
+          "| val ACC leaves majority at epoch (EMA / trained weights) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for arm, records in runs.items():
+        config = records[0]["config"]
+        if config["dataset"] not in majorities:
+            labels = load_dataset(config["dataset"], root=config["data_root"]).labels["val"].numpy().ravel()
+            majorities[config["dataset"]] = np.bincount(labels).max() / len(labels)
+        majority = majorities[config["dataset"]]
+        steps = config["epochs"] * train_steps(n_train, config["batch_size"])
+        test_chosen = [max(e["test_acc"] for e in r["epochs"]) for r in records]
+        exits = [f'{leaves_majority(r["epochs"], "val_acc", majority)} / '
+                 f'{leaves_majority(r["epochs"], "raw_val_acc", majority)}' for r in records]
+        print(f"| {arm} | {steps} | {' '.join(str(r['seed']) for r in records)} "
+              f"| {fmt([r['result']['test']['acc'] for r in records])} "
+              f"| {fmt([r['result']['test']['auc'] for r in records])} "
+              f"| {', '.join(str(r['result']['selected_epoch']) for r in records)} of {config['epochs']} "
+              f"| {fmt(test_chosen)} | {', '.join(exits)} |")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--train-images", type=int, required=True, help="run_arm.py's --train-images")
+    parser.add_argument("records", nargs="+")
+    args = parser.parse_args()
+    main(args.records, args.train_images)
