@@ -29,8 +29,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medvit.atomic import write_text_atomic
 from medvit.interrupt import deferred_interrupt
+from medvit.jsonio import write_json
 
 with deferred_interrupt():  # medmnist's import of torch swallows a Ctrl-C (medvit/interrupt.py)
     import numpy as np
@@ -207,7 +207,7 @@ def _write_md5_cache(cache: Path, key: str, entry: dict) -> None:
         data = _read_md5_cache(cache)
         data[key] = entry
         data = {k: v for k, v in data.items() if os.path.exists(k)}
-        write_text_atomic(cache, json.dumps(data, indent=1, sort_keys=True))
+        write_json(cache, data)
     except Exception:
         pass  # a read-only home or full disk must never break loading
 
