@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from statistics import fmean
 from typing import Any, Hashable, Iterable, Mapping, Sequence
 
-from medvit.outcome import report_epoch
-from medvit.selection import best_epoch
+from medvit.outcome import DIVERGED, report_epoch, trial_outcome
+from medvit.selection import best_epoch, improves
 
 __all__ = ["SCORE", "trial_best", "rank_key", "Candidate", "Rank", "ranks"]
 
@@ -33,9 +33,10 @@ def trial_best(history: Iterable[Mapping[str, Any]], metric: str, mode: str) -> 
     epoch order, by the trainer's own best-epoch rule (``medvit.selection.best_epoch``); None
     when the trial cannot be ranked (no score, or it diverged)."""
     history = list(history)
-    if not history or history[-1].get("diverged") is True:
+    if not history or trial_outcome(history, None) == DIVERGED:
         return None
-    column = SCORE if best_epoch(((0, record.get(SCORE)) for record in history), mode) else metric
+    # Results written before the trainer reported a selection score are ranked on the metric.
+    column = SCORE if any(improves(record.get(SCORE), None, mode) for record in history) else metric
     return best_epoch(((report_epoch(record), record.get(column)) for record in history), mode)
 
 
