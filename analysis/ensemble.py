@@ -83,9 +83,10 @@ def select_members(task: str, candidates: list[Candidate], y_val: np.ndarray, me
                    rounds: int = DEFAULT_ROUNDS, loss_fn: torch.nn.Module | None = None) -> Counter:
     """Trial id -> how many times it was picked (its weight is count / total).
 
-    Starts from the best single candidate, then adds the best candidate `rounds` times with
-    replacement, and keeps the prefix of picks that scored best (the earliest among equals),
-    so an ensemble is never worse on validation than its first member.
+    Starts from the candidate that scores best alone (`first_pick`), then adds the best
+    candidate `rounds` times with replacement, and keeps the prefix of picks that scored best
+    (the earliest among equals), so an ensemble is never worse on validation than its first
+    member.
     """
     if not candidates:
         raise ValueError("ensemble: no finished trial with validation scores to choose from")
