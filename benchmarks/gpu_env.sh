@@ -1,5 +1,6 @@
 # Sourced by the scripts that run on a GPU machine without the project's environment
-# (benchmarks/gpu_check.sh, reports/recipe/gpu_study.sh): resolves the data root, picks the
+# (benchmarks/gpu_check.sh and gpu_sweep.sh, studies/recipe/gpu_study.sh,
+# studies/protocol/gpu_protocol.sh): resolves the data root, picks the
 # Python, installs pydantic and medmnist from the git-ignored .whl/ when they are not
 # importable, and puts the repository on PYTHONPATH. Expects REPO (the repository root), NAME
 # (the script, for errors), OUT and DATA_ROOT (given or empty); leaves OUT (created) and

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -101,11 +100,3 @@ def retina_data(real_root):
     from medvit.data import load_dataset
 
     return load_dataset("retinamnist", root=real_root)
-
-
-def load_script(path: Path):
-    """A script (benchmarks/, reports/) as a module: they are scripts, not a package."""
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

@@ -181,14 +181,13 @@ def test_ensemble_of_a_real_sweep_scores_its_members_on_test(analysis_sweeps, tm
 
 
 def test_ensemble_rules_study_scores_every_rule_on_a_real_sweep(analysis_sweeps, tmp_path, capsys):
-    """reports/recipe/ensemble_rules.py: one record per sweep with every rule, the greedy rule's
+    """studies/recipe/ensemble_rules.py: one record per sweep with every rule, the greedy rule's
     weights those of `medsweep ensemble`, and the summary table."""
     import json
 
     from analysis_sweeps import RETINA
-    from conftest import REPO, load_script
+    from studies.recipe import ensemble_rules as study
 
-    study = load_script(REPO / "reports" / "recipe" / "ensemble_rules.py")
     sweep = analysis_sweeps.dirs[RETINA]
     study.main([str(sweep), "--data-root", str(analysis_sweeps.data_root), "--splits", "2", "--bags", "2",
                 "--out", str(tmp_path / "rules.jsonl")])

@@ -1,4 +1,4 @@
-"""reports/recipe/gpu_study.sh, the recipe study run as parallel run_arm.py processes: its CPU
+"""studies/recipe/gpu_study.sh, the recipe study run as parallel run_arm.py processes: its CPU
 quick mode, the same code path, trains every job it lists and leaves one record per run."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def study(out: Path, real_root: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "reports/recipe/gpu_study.sh", "--device", "cpu", "--quick", "--jobs", "2",
+    return subprocess.run(["bash", "studies/recipe/gpu_study.sh", "--device", "cpu", "--quick", "--jobs", "2",
                            "--data-root", str(real_root), "--out", str(out), *extra],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
 
@@ -42,13 +42,13 @@ def test_labels_pick_arms(tmp_path, real_root):
 
 
 def test_needs_out():
-    run = subprocess.run(["bash", "reports/recipe/gpu_study.sh", "--device", "cpu"], cwd=REPO, capture_output=True,
+    run = subprocess.run(["bash", "studies/recipe/gpu_study.sh", "--device", "cpu"], cwd=REPO, capture_output=True,
                          text=True)
     assert run.returncode == 2 and "--out DIR is required" in run.stderr
 
 
 def test_missing_data_is_one_line(tmp_path):
-    run = subprocess.run(["bash", "reports/recipe/gpu_study.sh", "--device", "cpu", "--quick", "--out", str(tmp_path),
+    run = subprocess.run(["bash", "studies/recipe/gpu_study.sh", "--device", "cpu", "--quick", "--out", str(tmp_path),
                           "--data-root", str(tmp_path / "nowhere")], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 2
     assert run.stderr.strip() == f"gpu_study.sh: no retinamnist.npz in {tmp_path / 'nowhere'}; give --data-root or set MEDMNIST_ROOT"
@@ -61,6 +61,6 @@ def test_missing_data_is_one_line(tmp_path):
 ])
 def test_bad_options_are_one_line(tmp_path, args, message):
     # refused before the data is looked for: this data root does not exist
-    run = subprocess.run(["bash", "reports/recipe/gpu_study.sh", "--quick", "--out", str(tmp_path),
+    run = subprocess.run(["bash", "studies/recipe/gpu_study.sh", "--quick", "--out", str(tmp_path),
                           "--data-root", str(tmp_path / "nowhere"), *args], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.strip() == message

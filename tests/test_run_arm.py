@@ -1,17 +1,13 @@
-"""reports/recipe/run_arm.py's small-data options: the training split of `--subset N` with the
+"""studies/recipe/run_arm.py's small-data options: the training split of `--subset N` with the
 whole validation and test splits, and the validation metrics of the trained (not EMA) weights."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from conftest import load_script
 from medvit.config import build_config
 from medvit.train import Trainer
-
-run_arm = load_script(Path(__file__).parents[1] / "reports" / "recipe" / "run_arm.py")
+from studies.recipe import run_arm
 
 
 def test_train_subset_trains_on_what_subset_draws_and_keeps_val_and_test_whole(retina_data):

@@ -1,4 +1,4 @@
-"""reports/recipe/summarize.py: the paired difference between arms and the test-selected rule."""
+"""studies/recipe/summarize.py: the paired difference between arms and the test-selected rule."""
 
 from __future__ import annotations
 
@@ -6,11 +6,8 @@ import contextlib
 import gzip
 import io
 import json
-from pathlib import Path
 
-from conftest import load_script
-
-summarize = load_script(Path(__file__).parents[1] / "reports" / "recipe" / "summarize.py")
+from studies.recipe import summarize
 
 
 def _record(arm: str, seed: int, acc: float, test_accs: list[float], selected: int) -> dict:

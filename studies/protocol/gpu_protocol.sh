@@ -15,7 +15,7 @@
 #   2. runs: each run's record in DIR/runs/<label>-<seed>.jsonl when it ends (a run cut short
 #      leaves none and runs again);
 #   3. summary: DIR/summary.md, val-selected and test-selected (audit) beside the papers'
-#      numbers, then reports/recipe/summarize.py's tables.
+#      numbers, then studies/recipe/summarize.py's tables.
 # `--device cpu --quick` runs the same code path in minutes: 2 seeds, 2 epochs, 16 images per
 # split, the 224 px models at 32 px.
 set -euo pipefail
@@ -65,6 +65,6 @@ echo "gpu_protocol: runs done in ${SECONDS}s" | tee -a "$OUT/log.txt"
 
 "$PY" -m "$PROTOCOL" summary --out "$OUT"
 # summarize.py's seed ensembles score the full splits, which --quick's 16 images are not
-[ -n "$QUICK" ] || MEDMNIST_ROOT=$DATA_ROOT "$PY" reports/recipe/summarize.py "$OUT"/runs/*.jsonl >> "$OUT/summary.md"
+[ -n "$QUICK" ] || MEDMNIST_ROOT=$DATA_ROOT "$PY" -m studies.recipe.summarize "$OUT"/runs/*.jsonl >> "$OUT/summary.md"
 MISSING=$(while read -r label seed; do [ -s "$OUT/runs/$label-$seed.jsonl" ] || echo -n " $label-$seed"; done < "$OUT/jobs.txt")
 if [ -n "$MISSING" ]; then echo "gpu_protocol: no record of$MISSING (see runs/*.log); run again to retry them" >&2; exit 1; fi

@@ -1,6 +1,6 @@
 """The small-data schedule table of reports/recipe/README.md from run_arm.py's records.
 
-    python reports/recipe/small_data.py --train-images 546 reports/recipe/small-pneumonia.jsonl
+    python -m studies.recipe.small_data --train-images 546 reports/recipe/small-pneumonia.jsonl
 
 Per arm, over its seeds: optimizer steps in all, test ACC and AUC of the epoch selected on
 validation (mean +- std), the selected epochs, the epoch whose selection on test the audit

@@ -4,7 +4,7 @@ of a sweep folder: the selected weights of each trial, tested with and without t
 Research tool behind reports/recipe/README.md. Selection never sees these numbers (the
 trials were selected on validation without views); this only measures what the views add.
 
-    python reports/recipe/tta.py /tmp/sweeps/retinamnist-recipe
+    python -m studies.recipe.tta /tmp/sweeps/retinamnist-recipe
 """
 
 from __future__ import annotations

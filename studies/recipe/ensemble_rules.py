@@ -15,7 +15,7 @@ on one half of the validation split of the weights picked on the other half (mea
 The last table gives each rule's mean over sweeps and its paired difference to ``greedy``;
 the sweeps given must select on one metric.
 
-    python reports/recipe/ensemble_rules.py SWEEP_DIR [SWEEP_DIR ...] [--data-root DIR]
+    python -m studies.recipe.ensemble_rules SWEEP_DIR [SWEEP_DIR ...] [--data-root DIR]
         [--splits 5] [--bags 10] [--out rules.jsonl]
 """
 
@@ -23,18 +23,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from analysis.ensemble import Candidate, first_pick, select_members, sweep_candidates, test_scores  # noqa: E402
-from analysis.evaluate import load_checkpoint, load_eval_data  # noqa: E402
-from medvit.config import TrainConfig  # noqa: E402
-from medvit.metrics import evaluate  # noqa: E402
+from analysis.ensemble import Candidate, first_pick, select_members, sweep_candidates, test_scores
+from analysis.evaluate import load_checkpoint, load_eval_data
+from medvit.config import TrainConfig
+from medvit.metrics import evaluate
 
 RULES = ("winner", "greedy", "bagged", "top5", "all")
 

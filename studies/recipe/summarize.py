@@ -1,6 +1,6 @@
 """The tables of reports/recipe/README.md from the JSON lines that run_arm.py writes.
 
-    python reports/recipe/summarize.py reports/recipe/a.jsonl reports/recipe/b.jsonl ...
+    python -m studies.recipe.summarize reports/recipe/a.jsonl reports/recipe/b.jsonl ...
 
 (gzipped records, `*.jsonl.gz`, read the same.)
 

@@ -3,7 +3,7 @@
 # presets, as run_arm.py processes, JOBS at a time on one GPU (packing measured 7.1x at 8 on an
 # H200), without Ray.
 #
-#   bash reports/recipe/gpu_study.sh --out DIR [--device cuda|cpu] [--quick] [--jobs 8] [--labels b,a]
+#   bash studies/recipe/gpu_study.sh --out DIR [--device cuda|cpu] [--quick] [--jobs 8] [--labels b,a]
 #                                    [--data-root DIR]
 #
 # Each run appends its record to DIR/runs/<arm>-<seed>.jsonl (run_arm.py's format, so
@@ -64,7 +64,7 @@ export OUT DEVICE DATA_ROOT PY QUICK_SETS
 run_one() {
     local arm=$1 label=$2 seed=$3
     shift 3
-    "$PY" reports/recipe/run_arm.py --arm "$arm" --label "$label" --seeds "$seed" --out "$OUT/runs/$label-$seed.jsonl" \
+    "$PY" -m studies.recipe.run_arm --arm "$arm" --label "$label" --seeds "$seed" --out "$OUT/runs/$label-$seed.jsonl" \
         --set device="$DEVICE" data_root="$DATA_ROOT" "$@" $QUICK_SETS > "$OUT/runs/$label-$seed.log" 2>&1 \
         && tail -1 "$OUT/runs/$label-$seed.log" || echo "FAILED $label $seed (see runs/$label-$seed.log)"
 }

@@ -5,7 +5,7 @@ evaluates the test split after every epoch so that selection rules can be compar
 fact (how the epoch a rule picks on validation does on test). Those per-epoch test numbers
 are never used to select anything.
 
-    python reports/recipe/run_arm.py --arm b --seeds 0 1 2 3 4 --out reports/recipe/b.jsonl
+    python -m studies.recipe.run_arm --arm b --seeds 0 1 2 3 4 --out reports/recipe/b.jsonl
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ the mean test accuracy of its seeds' selected weights, and the gap between them 
 curse). ``--from DIR...`` reads finished sweeps instead of running them (the one-seed baseline:
 the FIFO sweeps of ``benchmarks/bench_sweep_efficiency.py``). Test numbers are reported only.
 
-    python reports/recipe/repeats.py --repeats 2 --seeds 0 1 2            # 3 sweeps of 4 configurations x 2 seeds
-    python reports/recipe/repeats.py --from /tmp/s/fifo6/fifo-*           # the one-seed sweeps
+    python -m studies.recipe.repeats --repeats 2 --seeds 0 1 2            # 3 sweeps of 4 configurations x 2 seeds
+    python -m studies.recipe.repeats --from /tmp/s/fifo6/fifo-*           # the one-seed sweeps
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from analysis.tables import rank_trials
 from sweeps.launch import run_sweep, sweep_dir
 from sweeps.spec import load_spec, spec_from_dict
 
-RECIPE_SPEC = Path(__file__).with_name("retinamnist-recipe.yaml")
+RECIPE_SPEC = Path(__file__).resolve().parents[2] / "reports" / "recipe" / "retinamnist-recipe.yaml"
 
 
 def winner(folder: str | Path, data_root: str | None) -> dict:
