@@ -18,8 +18,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NAME=gpu_check.sh
 OUT="" DATA_ROOT="${MEDMNIST_ROOT:-}" DEVICE=cuda PASS=()
-refuse() { echo "$NAME: $1 (see --help)" >&2; exit 2; }
-value() { [ $# -ge 2 ] && [ -n "$2" ] || refuse "$1 needs a value"; }
+source "$REPO/benchmarks/device_args.sh"
 while [ $# -gt 0 ]; do
     case "$1" in
         --out) value "$@"; OUT=$2; shift 2 ;;
