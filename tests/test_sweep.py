@@ -24,7 +24,7 @@ from sweep_helpers import epochs_run, results, retina_spec, trial_dirs, wait_for
 
 pytestmark = pytest.mark.slow  # every test here starts Ray
 
-MAX_EPOCHS = 4
+MAX_EPOCHS = 3
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def smoke_sweep(local_ray, real_root, tmp_path_factory):
     ties) make the run deterministic, so ASHA's stops are reproducible."""
     spec = retina_spec(
         tmp_path_factory.mktemp("storage"), "retina-smoke",
-        num_samples=8, max_concurrent=1, metric="val_loss", mode="min",
+        num_samples=6, max_concurrent=1, metric="val_loss", mode="min",
         train={"epochs": MAX_EPOCHS},
         scheduler={"type": "asha", "max_t": MAX_EPOCHS, "grace_period": 1, "reduction_factor": 2},
     )
@@ -163,10 +163,13 @@ def test_every_dataset_spec_runs_a_smoke_trial(local_ray, synthetic_root, tmp_pa
     assert "done   1 trials, 0 errored" in capsys.readouterr().out
 
 
+RESUME_EPOCHS = 2  # enough that trials are still unfinished when the interrupt comes
+
+
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(real_root, tmp_path):
     spec = retina_spec(
         tmp_path, "retina-resume", num_samples=4, max_concurrent=1,
-        searcher={"type": "random", "seed": 0}, scheduler={"type": "fifo"}, train={"epochs": 3},
+        searcher={"type": "random", "seed": 0}, scheduler={"type": "fifo"}, train={"epochs": RESUME_EPOCHS},
         search={"lr": {"loguniform": [1.0e-4, 3.0e-3]}, "augment": {"choice": ["off", "shift"]}},
     )
     spec_file = tmp_path / "spec.yaml"
@@ -178,7 +181,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(real_root, 
                              stderr=subprocess.STDOUT, text=True)
 
     def finished_trials():
-        return [t for t in trial_dirs(directory) if len(epochs_run(t)) == 3] if directory.exists() else []
+        return [t for t in trial_dirs(directory) if len(epochs_run(t)) == RESUME_EPOCHS] if directory.exists() else []
 
     wait_for(lambda: len(finished_trials()) >= 2, 300, "two finished trials")
     sweep.send_signal(signal.SIGINT)  # what a user's Ctrl-C sends
@@ -201,7 +204,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(real_root, 
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     trials = trial_dirs(directory)
     assert len(trials) == 4
-    assert all(epochs_run(t) == [1, 2, 3] for t in trials)
+    assert all(epochs_run(t) == list(range(1, RESUME_EPOCHS + 1)) for t in trials)
     for name, text in done_before.items():
         assert (directory / name / "result.json").read_text() == text, f"{name} was run again"
     assert "medsweep resume" in output
