@@ -21,6 +21,7 @@ import torch
 from medvit.config import build_config
 from medvit.data import load_dataset
 from medvit.train import train
+from sweeps.folder import PARAMS_FILE, RESULT_FILE, read_result_lines
 from sweeps.launch import run_sweep, sweep_dir
 from sweeps.space import trial_config
 from sweeps.spec import load_spec, spec_from_dict
@@ -38,9 +39,8 @@ def make_spec(storage: str, name: str, trials: int, epochs: int, subset: int, sc
 
 def trial_records(directory: Path) -> list[tuple[dict, list[dict]]]:
     records = []
-    for trial in sorted(p for p in directory.iterdir() if (p / "result.json").exists()):
-        lines = [json.loads(line) for line in (trial / "result.json").read_text().splitlines() if line]
-        records.append((json.loads((trial / "params.json").read_text()), lines))
+    for trial in sorted(p for p in directory.iterdir() if (p / RESULT_FILE).exists()):
+        records.append((json.loads((trial / PARAMS_FILE).read_text()), read_result_lines(trial / RESULT_FILE)))
     return records
 
 

@@ -56,6 +56,7 @@ from benchmarks.device_args import device_parser
 from benchmarks.trial_packing import run_packed
 from medvit.synthetic import write_synthetic
 from medvit.yamlio import load_yaml
+from sweeps.folder import RESULT_FILE, read_result_lines
 from sweeps.spec import load_spec, spec_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,10 +167,7 @@ def trial_dirs(sweep: Path) -> list[Path]:
 
 def reports(trial: Path) -> list[dict]:
     """The trial's result.json records, one per reported epoch (a resumed trial may repeat one)."""
-    path = trial / "result.json"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_result_lines(trial / RESULT_FILE)
 
 
 def epochs_of(trial: Path) -> list[int]:
