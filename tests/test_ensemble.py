@@ -180,6 +180,32 @@ def test_ensemble_of_a_real_sweep_scores_its_members_on_test(analysis_sweeps, tm
     assert f"winner {winner} alone: acc" in out
 
 
+def test_ensemble_of_a_sweep_that_selects_on_val_loss(analysis_sweeps, tmp_path, capsys):
+    """What issue 22 predicted: on a sweep selecting on val_loss, `medsweep ensemble` looked up
+    evaluate(...)["loss"] and ended in a KeyError. The real sweep's checkpoints, told they
+    selected on val_loss, now ensemble on the run's evaluation loss."""
+    import json
+    import shutil
+
+    import torch
+
+    from analysis_sweeps import RETINA
+    from medsweep.cli import main
+    from medvit.train import CHECKPOINT_FILE
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(analysis_sweeps.dirs[RETINA], sweep)
+    for path in sweep.glob(f"*/checkpoint_*/{CHECKPOINT_FILE}"):
+        state = torch.load(path, weights_only=True)
+        state["config"]["select_metric"] = "val_loss"
+        torch.save(state, path)
+    code = main(["ensemble", str(sweep), "--out", str(tmp_path / "out"), "--data-root", str(analysis_sweeps.data_root),
+                 "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads((tmp_path / "out" / ens.ENSEMBLE_FILE).read_text())
+    assert result["metric"] == "val_loss" and result["members"] and "acc" in result["test"]
+
+
 def test_ensemble_rules_study_scores_every_rule_on_a_real_sweep(analysis_sweeps, tmp_path, capsys):
     """studies/recipe/ensemble_rules.py: one record per sweep with every rule, the greedy rule's
     weights those of `medsweep ensemble`, and the summary table."""
