@@ -129,6 +129,18 @@ def _ensemble_cli(sweep_dir, tmp_path, capsys):
     return code, capsys.readouterr().err.strip()
 
 
+def _ensemble_json(sweep_dir, data_root, tmp_path, capsys) -> dict:
+    """`medsweep ensemble` on a real sweep (CPU): its ensemble.json."""
+    import json
+
+    from medsweep.cli import main
+
+    code = main(["ensemble", str(sweep_dir), "--out", str(tmp_path / "out"), "--data-root", str(data_root),
+                 "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    return json.loads((tmp_path / "out" / ens.ENSEMBLE_FILE).read_text())
+
+
 def test_a_folder_without_trials_is_one_line(tmp_path, capsys):
     code, err = _ensemble_cli(tmp_path, tmp_path, capsys)
     assert code == 2 and "\n" not in err and "no finished trial checkpoint" in err
@@ -147,18 +159,12 @@ def test_a_corrupt_checkpoint_is_one_line(tmp_path, capsys):
 def test_ensemble_of_a_real_sweep_scores_its_members_on_test(analysis_sweeps, tmp_path, capsys):
     """`medsweep ensemble` on the real smoke sweep: members are its trials, weights sum to 1,
     and the test metrics are those of the members' test probabilities averaged by weight."""
-    import json
-
     from analysis.evaluate import load_checkpoint, load_eval_data
     from analysis_sweeps import RETINA
     from medvit.metrics import evaluate
-    from medsweep.cli import main
 
     sweep = analysis_sweeps.dirs[RETINA]
-    code = main(["ensemble", str(sweep), "--out", str(tmp_path / "out"), "--data-root", str(analysis_sweeps.data_root),
-                 "--device", "cpu"])
-    assert code == 0, capsys.readouterr().err
-    result = json.loads((tmp_path / "out" / ens.ENSEMBLE_FILE).read_text())
+    result = _ensemble_json(sweep, analysis_sweeps.data_root, tmp_path, capsys)
     candidates = {c.trial_id: c for c in ens.sweep_candidates(sweep)}
     assert result["candidates"] == len(candidates) >= 2
     assert {m["trial_id"] for m in result["members"]} <= set(candidates)
@@ -184,13 +190,11 @@ def test_ensemble_of_a_sweep_that_selects_on_val_loss(analysis_sweeps, tmp_path,
     """What issue 22 predicted: on a sweep selecting on val_loss, `medsweep ensemble` looked up
     evaluate(...)["loss"] and ended in a KeyError. The real sweep's checkpoints, told they
     selected on val_loss, now ensemble on the run's evaluation loss."""
-    import json
     import shutil
 
     import torch
 
     from analysis_sweeps import RETINA
-    from medsweep.cli import main
     from medvit.train import CHECKPOINT_FILE
 
     sweep = tmp_path / "sweep"
@@ -199,10 +203,7 @@ def test_ensemble_of_a_sweep_that_selects_on_val_loss(analysis_sweeps, tmp_path,
         state = torch.load(path, weights_only=True)
         state["config"]["select_metric"] = "val_loss"
         torch.save(state, path)
-    code = main(["ensemble", str(sweep), "--out", str(tmp_path / "out"), "--data-root", str(analysis_sweeps.data_root),
-                 "--device", "cpu"])
-    assert code == 0, capsys.readouterr().err
-    result = json.loads((tmp_path / "out" / ens.ENSEMBLE_FILE).read_text())
+    result = _ensemble_json(sweep, analysis_sweeps.data_root, tmp_path, capsys)
     assert result["metric"] == "val_loss" and result["members"] and "acc" in result["test"]
 
 
