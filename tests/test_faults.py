@@ -201,7 +201,7 @@ def test_ctrl_c_while_trials_run_is_interrupted_not_done(tmp_path, env):
 
 
 @pytest.mark.parametrize("resources, asked", [({"cpu": 4096, "gpu": 0}, "cpu 4096, gpu 0"),
-                                              ({"cpu": 1, "gpu": 0, "memory_gib": 4096}, "memory 4.1e+03 GiB")])
+                                              ({"cpu": 1, "gpu": 0, "memory_gib": 4096}, "cpu 1, gpu 0, memory 4.1e+03 GiB")])
 def test_a_trial_no_node_can_place_is_refused_before_it_waits(resources, asked, tmp_path, env):
     """More CPUs or memory than any node has: without this check Ray would queue the trials for ever."""
     spec = retina_spec(tmp_path, "too-big", resources=resources)
