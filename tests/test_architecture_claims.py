@@ -1,5 +1,6 @@
-"""Claims of docs/ARCHITECTURE.md that the code could quietly stop keeping: the analysis
-imports no Ray, and the augmentation section names every AugmentConfig field."""
+"""Claims of docs/ARCHITECTURE.md that the code could quietly stop keeping: the product imports
+neither the benchmarks nor the studies, the analysis imports no Ray, and the augmentation
+section names every AugmentConfig field."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 from medvit.augment import AugmentConfig
+from test_layers import LAYERS, upward_imports
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHITECTURE = (REPO / "docs" / "ARCHITECTURE.md").read_text()
@@ -17,6 +19,15 @@ ARCHITECTURE = (REPO / "docs" / "ARCHITECTURE.md").read_text()
 
 def section(heading: str) -> str:
     return ARCHITECTURE.partition(f"\n### {heading}\n")[2].split("\n### ", 1)[0]
+
+
+def section_of_layers() -> str:
+    return ARCHITECTURE.partition("\n## Layers\n")[2].split("\n## ", 1)[0]
+
+
+def test_the_product_imports_neither_benchmarks_nor_studies():
+    assert "`benchmarks`" in section_of_layers() and "`studies`" in section_of_layers()
+    assert upward_imports(REPO, (*LAYERS, "benchmarks", "studies")) == []
 
 
 def test_importing_every_analysis_module_imports_no_ray():
