@@ -130,18 +130,12 @@ EPOCHS = 3
 def run_audited_sweep(storage: Path, data_root: Path) -> Path:
     """Optuna + ASHA, one trial at a time on val_loss (continuous: no ties), so two runs of
     the same sweep make the same choices unless something reads what differs between them."""
-    import ray
-
     from sweeps.launch import run_sweep, sweep_dir
 
     spec = retina_spec(storage, "retina-audit", num_samples=5, max_concurrent=1, metric="val_loss", mode="min",
                        train={"epochs": EPOCHS, "audit_test": True},
                        scheduler={"type": "asha", "max_t": EPOCHS, "grace_period": 1, "reduction_factor": 2})
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        run_sweep(spec, data_root=str(data_root))
-    finally:
-        ray.shutdown()
+    run_sweep(spec, data_root=str(data_root))
     return Path(sweep_dir(spec))
 
 
@@ -168,10 +162,17 @@ def best_config_text(directory: Path) -> str:
 
 @pytest.fixture(scope="module")
 def audited_sweeps(real_root, reversed_root, tmp_path_factory) -> tuple[Path, Path]:
-    """The same sweep with the real test labels and with the reversed ones."""
-    real_dir = run_audited_sweep(tmp_path_factory.mktemp("real"), real_root)
-    with pytest.warns(UserWarning, match="MD5 mismatch"):
-        rev_dir = run_audited_sweep(tmp_path_factory.mktemp("reversed"), reversed_root)
+    """The same sweep with the real test labels and with the reversed ones, on one local Ray
+    (each sweep's trial workers end with its run, so the second starts from no state of the first)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        real_dir = run_audited_sweep(tmp_path_factory.mktemp("real"), real_root)
+        with pytest.warns(UserWarning, match="MD5 mismatch"):
+            rev_dir = run_audited_sweep(tmp_path_factory.mktemp("reversed"), reversed_root)
+    finally:
+        ray.shutdown()
     return real_dir, rev_dir
 
 
