@@ -3,7 +3,7 @@
     python -m studies.recipe.small_data --train-images 546 reports/recipe/small-pneumonia.jsonl
 
 Per arm, over its seeds: optimizer steps in all, test ACC and AUC of the epoch selected on
-validation (mean +- std), the selected epochs, the epoch whose selection on test the audit
+validation (mean +- std) and its paired difference to the first arm, the selected epochs, the epoch whose selection on test the audit
 reports, and the first epoch at which validation accuracy leaves the majority class's share
 (the EMA weights that are selected, and with `--raw-val` records the trained weights).
 """
@@ -31,6 +31,13 @@ def leaves_majority(epochs: list[dict], key: str, majority: float) -> str:
     return "never" if first is None else str(first)
 
 
+def paired(records: list[dict], baseline: list[dict], metric: str) -> str:
+    """Mean +- std over the seeds both ran of the val-selected test metric, arm minus baseline."""
+    base = {r["seed"]: r["result"]["test"][metric] for r in baseline}
+    diffs = [r["result"]["test"][metric] - base[r["seed"]] for r in records if r["seed"] in base]
+    return fmt(diffs) if diffs and records is not baseline else "-"
+
+
 def main(paths: list[str], n_train: int) -> None:
     runs = defaultdict(list)
     for path in paths:
@@ -38,9 +45,10 @@ def main(paths: list[str], n_train: int) -> None:
             record = json.loads(line)
             runs[record["arm"]].append(record)
     majorities = {}
-    print("| arm | steps | seeds | test ACC | test AUC | selected epochs | ACC, epoch chosen on test "
-          "| val ACC leaves majority at epoch (EMA / trained weights) |")
-    print("|---|---|---|---|---|---|---|---|")
+    first = next(iter(runs.values()))
+    print("| arm | steps | seeds | test ACC | test AUC | paired to the first arm: ACC / AUC | selected epochs "
+          "| ACC, epoch chosen on test | val ACC leaves majority at epoch (EMA / trained weights) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for arm, records in runs.items():
         config = records[0]["config"]
         if config["dataset"] not in majorities:
@@ -54,6 +62,7 @@ def main(paths: list[str], n_train: int) -> None:
         print(f"| {arm} | {steps} | {' '.join(str(r['seed']) for r in records)} "
               f"| {fmt([r['result']['test']['acc'] for r in records])} "
               f"| {fmt([r['result']['test']['auc'] for r in records])} "
+              f"| {paired(records, first, 'acc')} / {paired(records, first, 'auc')} "
               f"| {', '.join(str(r['result']['selected_epoch']) for r in records)} of {config['epochs']} "
               f"| {fmt(test_chosen)} | {', '.join(exits)} |")
 
