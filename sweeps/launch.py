@@ -27,7 +27,7 @@ from ray import tune
 
 from medvit.data import MedMNISTData, load_dataset
 from medvit.outcome import DIVERGED, FINISHED, trial_outcome
-from medvit.yamlio import dump_yaml
+from medvit.yamlio import dump_yaml, load_yaml
 from sweeps.folder import SPEC_FILE, STATE_GLOB, check_sweep_dir, parse_experiment_state, split_trial_item
 from sweeps.paths import SweepError, check_writable_folder
 from sweeps.ranking import SCORE, Candidate, Rank, ranks, trial_best
@@ -301,7 +301,7 @@ def check_resumable(directory: str) -> SweepSpec:
         raise SweepError(f"sweep_dir: {directory}: no {SPEC_FILE}, so medsweep did not write this folder; "
                          "resume runs only sweeps medsweep started (it unpickles Ray's state)") from None
     spec = parse_spec(spec_text, source=f"{directory}/{SPEC_FILE}")
-    check_unedited(directory, spec)
+    check_unedited(directory, spec_text)
     if not tune.Tuner.can_restore(directory):
         raise SweepError(f"sweep_dir: {directory}: no {TUNER_FILE}, so there is no Ray Tune state to resume")
     newest = newest_state_file(directory)
@@ -313,15 +313,17 @@ def check_resumable(directory: str) -> SweepSpec:
     return spec
 
 
-def spec_fingerprint(spec: SweepSpec) -> dict[str, str]:
-    """A short hash of each field that decides what a trial runs, by field name."""
+def spec_fingerprint(spec_text: str) -> dict[str, str]:
+    """A short hash of each top-level field of a spec file as written, by field name. The file's
+    text, not the parsed spec: a newer medsweep that adds a field with a default reads the same
+    file as the same spec."""
     return {key: hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
-            for key, value in spec.to_dict().items() if key not in UNFINGERPRINTED}
+            for key, value in load_yaml(spec_text).items() if key not in UNFINGERPRINTED}
 
 
-def check_unedited(directory: str, spec: SweepSpec) -> None:
-    """One line naming the fields edited since launch. A sweep started before medsweep wrote
-    fingerprints has none to compare: it is let through, as before."""
+def check_unedited(directory: str, spec_text: str) -> None:
+    """One line naming the fields of a valid spec file edited since launch. A sweep started
+    before medsweep wrote fingerprints has none to compare: it is let through, as before."""
     source = f"{directory}/{FINGERPRINT_FILE}"
     try:
         launched = json.loads(read_sweep_file(directory, FINGERPRINT_FILE))
@@ -332,7 +334,7 @@ def check_unedited(directory: str, spec: SweepSpec) -> None:
     if not isinstance(launched, dict):
         raise SweepError(f"sweep_dir: {source}: not the JSON object medsweep wrote at launch; refusing to resume "
                          "a sweep whose spec cannot be checked")
-    now = spec_fingerprint(spec)
+    now = spec_fingerprint(spec_text)
     edited = sorted(key for key in launched.keys() | now.keys() if launched.get(key) != now.get(key))
     if edited:
         raise SweepError(f"sweep_dir: {directory}/{SPEC_FILE}: {', '.join(edited)} edited since the sweep started; "
@@ -382,8 +384,9 @@ def write_sweep_file(directory: str, name: str, text: str) -> str:
 
 def save_spec(spec: SweepSpec) -> str:
     """The spec and its fingerprint, beside Ray's state: all `medsweep resume` reads."""
-    write_sweep_file(sweep_dir(spec), FINGERPRINT_FILE, json.dumps(spec_fingerprint(spec), indent=1) + "\n")
-    return write_sweep_file(sweep_dir(spec), SPEC_FILE, spec.to_yaml())
+    spec_text = spec.to_yaml()
+    write_sweep_file(sweep_dir(spec), FINGERPRINT_FILE, json.dumps(spec_fingerprint(spec_text), indent=1) + "\n")
+    return write_sweep_file(sweep_dir(spec), SPEC_FILE, spec_text)
 
 
 def best_result(spec: SweepSpec, results: tune.ResultGrid) -> tuple[tune.Result, Rank] | None:

@@ -18,8 +18,9 @@ from sweeps.paths import SweepError
 from sweeps.spec import spec_from_dict
 
 
-def edited(spec, **changes):
-    return spec_from_dict({**spec.to_dict(), **changes}, source="edited")
+def edited(spec, **changes) -> str:
+    """The spec file's text after a user's edit."""
+    return spec_from_dict({**spec.to_dict(), **changes}, source="edited").to_yaml()
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def launched(tmp_path):
 def test_save_spec_writes_a_fingerprint_of_every_field_but_where_it_lives(launched):
     folder = Path(sweep_dir(launched))
     written = json.loads((folder / FINGERPRINT_FILE).read_text())
-    assert written == spec_fingerprint(launched)
+    assert written == spec_fingerprint((folder / "medsweep_spec.yaml").read_text())
     assert {"dataset", "search", "train", "num_samples"} <= written.keys()
     assert "storage" not in written and "description" not in written
     assert (folder / "medsweep_spec.yaml").exists()
@@ -55,6 +56,18 @@ def test_a_moved_folder_or_new_description_is_not_an_edit(launched, tmp_path):
     check_unedited(sweep_dir(launched), edited(launched, storage=str(tmp_path / "elsewhere"), description="moved"))
 
 
+def test_comments_and_layout_are_not_edits_nor_fields_a_newer_medsweep_adds(launched):
+    folder = Path(sweep_dir(launched))
+    text = (folder / "medsweep_spec.yaml").read_text()
+    check_unedited(str(folder), "# tuned by hand\n" + text.replace(": ", ":   "))
+    # What an older medsweep wrote lacks a field the running one declares with a default: the
+    # file is what was launched, so the parsed spec's new default is no edit.
+    older = "".join(line for line in text.splitlines(keepends=True) if not line.startswith("  seed:"))
+    assert older != text
+    (folder / FINGERPRINT_FILE).write_text(json.dumps(spec_fingerprint(older)))
+    check_unedited(str(folder), older)
+
+
 def test_a_sweep_without_a_fingerprint_resumes_as_before(launched):
     (Path(sweep_dir(launched)) / FINGERPRINT_FILE).unlink()
     check_unedited(sweep_dir(launched), edited(launched, num_samples=7))
@@ -64,7 +77,7 @@ def test_a_sweep_without_a_fingerprint_resumes_as_before(launched):
 def test_a_damaged_fingerprint_is_refused(launched, text):
     (Path(sweep_dir(launched)) / FINGERPRINT_FILE).write_text(text)
     with pytest.raises(SweepError, match=f"sweep_dir: .*{FINGERPRINT_FILE}: not the JSON object"):
-        check_unedited(sweep_dir(launched), launched)
+        check_unedited(sweep_dir(launched), launched.to_yaml())
 
 
 def test_memory_is_asked_of_ray_in_bytes_only_when_set(tmp_path):
