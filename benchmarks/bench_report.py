@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import shutil
 import tempfile
@@ -30,10 +31,9 @@ import yaml
 
 from analysis.collect import collect
 from analysis.report import write_report
+from sweeps.spec import SweepSpec, evaluate_when, load_spec, spec_from_dict
 
 DATASETS = ("retinamnist", "pneumoniamnist", "dermamnist", "pathmnist")
-MODELS = ("medvit_28_tiny", "medvit_28_small", "medvit_28_base", "resnet18_28")
-AUGMENTS = ("off", "light", "medium", "strong")
 
 
 def _stop_epoch(rng: random.Random, epochs: int) -> int:
@@ -44,6 +44,31 @@ def _stop_epoch(rng: random.Random, epochs: int) -> int:
     if u < 8 / 9:
         return min(15, epochs)
     return epochs
+
+
+def bench_spec(dataset: str, name: str, epochs: int) -> SweepSpec:
+    """The packaged spec of `dataset`, as a sweep of `epochs` epochs under ASHA (grace 5, factor 3)."""
+    data = load_spec(dataset).to_dict()
+    data.update(name=name, scheduler={"type": "asha", "max_t": epochs, "grace_period": 5, "reduction_factor": 3})
+    data["train"].update(epochs=epochs, batch_size=128)
+    return spec_from_dict(data, f"bench spec {name}")
+
+
+def sample(spec: SweepSpec, rng: random.Random) -> dict:
+    """One trial's params.json: a value of each search entry whose condition holds."""
+    sampled = {}
+    for key, dist in spec.search.items():
+        if dist.when is not None and not evaluate_when(dist.when, sampled):
+            continue
+        if dist.kind in ("choice", "grid"):
+            sampled[key] = rng.choice(dist.values)
+        elif dist.kind == "int":
+            sampled[key] = rng.randint(dist.low, dist.high)
+        elif dist.kind == "loguniform":
+            sampled[key] = math.exp(rng.uniform(math.log(dist.low), math.log(dist.high)))
+        else:
+            sampled[key] = rng.uniform(dist.low, dist.high)
+    return sampled
 
 
 def synthesize(root: Path, n_trials: int, epochs: int, seed: int = 0) -> list[Path]:
@@ -57,20 +82,15 @@ def synthesize(root: Path, n_trials: int, epochs: int, seed: int = 0) -> list[Pa
         sdir = root / name
         sdir.mkdir(parents=True)
         ordinal = ds == "retinamnist"
-        spec = {"name": name, "dataset": ds, "metric": "val_acc", "mode": "max",
-                "scheduler": {"type": "asha", "max_t": epochs, "grace_period": 5, "reduction_factor": 3},
-                "train": {"epochs": epochs, "batch_size": 128}}
-        (sdir / "medsweep_spec.yaml").write_text(yaml.safe_dump(spec))
+        spec = bench_spec(ds, name, epochs)
+        (sdir / "medsweep_spec.yaml").write_text(spec.to_yaml())
         (sdir / "tuner.pkl").write_bytes(b"\x80\x05N.")
         exp = f"{rng.getrandbits(20):05x}"
         trial_data = []
         for i in range(n):
             tid = f"{exp}_{i:05d}"
-            cfg = {"dataset": ds, "model": rng.choice(MODELS), "alpha": round(rng.uniform(0, 0.5), 4),
-                   "margin": round(rng.uniform(0.05, 0.3), 4), "epochs": epochs, "batch_size": 128,
-                   "lr": 10 ** rng.uniform(-4, -2.5), "weight_decay": 10 ** rng.uniform(-3, -1),
-                   "augment": rng.choice(AUGMENTS), "img_size": 28, "seed": rng.randrange(3)}
-            logdir = f"train_medvit_{tid}_{i}_alpha={cfg['alpha']:.4f}_2026-01-01_00-00-00"
+            cfg = sample(spec, rng)
+            logdir = f"train_medvit_{tid}_{i}_2026-01-01_00-00-00"
             tdir = sdir / logdir
             tdir.mkdir()
             (tdir / "params.json").write_text(json.dumps(cfg, indent=2))
@@ -84,7 +104,7 @@ def synthesize(root: Path, n_trials: int, epochs: int, seed: int = 0) -> list[Pa
                     best, best_ep = acc, e
                 et = rng.uniform(8, 12)
                 t_total += et
-                m = {"epoch": e, "train_loss": 1.6 / e, "lr": cfg["lr"], "epoch_time_s": et,
+                m = {"epoch": e, "train_loss": 1.6 / e, "lr": cfg.get("lr", 1e-3), "epoch_time_s": et,
                      "images_per_s": 4000.0, "val_loss": 1.2 / e, "val_acc": acc, "val_auc": min(0.99, acc + 0.2)}
                 if ordinal:
                     m.update(val_qwk=acc - 0.1, val_mae=1.2 - acc)
@@ -110,7 +130,7 @@ def synthesize(root: Path, n_trials: int, epochs: int, seed: int = 0) -> list[Pa
             status = "ERROR" if errored else "TERMINATED"
             meta = {"stub": False, "trainable_name": "train_medvit", "trial_id": tid, "status": status,
                     "relative_logdir": logdir, "config": cfg, "storage": {"_type": "CLOUDPICKLE_FALLBACK", "value": blob},
-                    "placement_group_factory": blob, "experiment_tag": f"{i}_alpha={cfg['alpha']:.4f}"}
+                    "placement_group_factory": blob, "experiment_tag": str(i)}
             runtime = {"start_time": 1767225600.0, "num_failures": int(errored), "error_filename": "error.txt" if errored else None,
                        "last_result": lines[-1] if lines else {}}
             trial_data.append([json.dumps(meta, indent=2), json.dumps(runtime, indent=2)])
@@ -185,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
         t_rep, (html_path, _) = best_of(lambda: write_report(out, tmp / "report"), args.repeat)
 
         rows = [
-            ("collect 1,000 trials -> new Parquet", t_collect, t_base),
+            (f"collect {args.trials:,} trials -> new Parquet", t_collect, t_base),
             ("collect again (append + de-duplicate)", t_recollect, t_base),
             ("write_report, tables only", t_rep_nofig, None),
             ("write_report, tables + figures + HTML", t_rep, None),
