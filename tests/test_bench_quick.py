@@ -1,0 +1,26 @@
+"""Each in-process benchmark's smallest form runs and prints its table, so a change in the
+product that breaks a benchmark (as one once failed unnoticed) fails here, not in `make bench`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow  # each imports torch in a fresh interpreter and times a few steps
+@pytest.mark.parametrize("module, args, row", [
+    ("bench_augment", ["--batch", "16", "--seconds", "0.2"], "augment_batch 'augmix'"),
+    ("bench_loss", ["--repeats", "1"], "4096"),
+    ("bench_models", ["--batch", "8", "--steps", "1", "--rounds", "1", "--warmup", "1", "--models", "medvit_28_tiny"],
+     "medvit_28_tiny"),
+])
+def test_smallest_form_prints_its_table(module, args, row):
+    done = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert row in done.stdout, done.stdout[-2000:]
