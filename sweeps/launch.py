@@ -188,6 +188,17 @@ def load_sweep_data(spec: SweepSpec, data_root: str | None) -> MedMNISTData:
     return load_dataset(spec.dataset, root=data_root, size=spec.train.img_size)
 
 
+def start_ray(spec: SweepSpec, directory: str, data_root: str | None, address: str | None) -> MedMNISTData:
+    """The sweep's data, with Ray connected and able to place a trial and every node seeing
+    `directory`: the checks, cheapest first, of both a new sweep and a resumed one."""
+    check_address(address)
+    data = load_sweep_data(spec, data_root)
+    connect(address)
+    check_placeable(spec, address)
+    check_storage_visible(directory)
+    return data
+
+
 def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None = None) -> tune.ResultGrid:
     """Run a sweep to the end and write the best trial's config as YAML."""
     check_storage(sweep_dir(spec))
@@ -196,11 +207,7 @@ def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None
             f"name: a sweep already lives in {sweep_dir(spec)}; continue it with "
             f"`medsweep resume {sweep_dir(spec)}` or start a new one with --name"
         )
-    check_address(address)
-    data = load_sweep_data(spec, data_root)
-    connect(address)
-    check_placeable(spec, address)
-    check_storage_visible(sweep_dir(spec))
+    data = start_ray(spec, sweep_dir(spec), data_root, address)
     tuner = tune.Tuner(
         build_trainable(spec, data),
         param_space=param_space(spec),
@@ -242,11 +249,7 @@ def resume_sweep(
     directory = str(directory).rstrip("/")
     spec = check_resumable(directory)
     check_storage(directory)
-    check_address(address)
-    data = load_sweep_data(spec, data_root)
-    connect(address)
-    check_placeable(spec, address)
-    check_storage_visible(directory)
+    data = start_ray(spec, directory, data_root, address)
     try:
         tuner = tune.Tuner.restore(
             directory,
