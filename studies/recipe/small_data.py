@@ -3,9 +3,10 @@
     python -m studies.recipe.small_data --train-images 546 reports/recipe/small-pneumonia.jsonl
 
 Per arm, over its seeds: optimizer steps in all, test ACC and AUC of the epoch selected on
-validation (mean +- std) and its paired difference to the first arm, the selected epochs, the epoch whose selection on test the audit
-reports, and the first epoch at which validation accuracy leaves the majority class's share
-(the EMA weights that are selected, and with `--raw-val` records the trained weights).
+validation (mean +- std) and their paired difference to the first arm, the selected epochs,
+the test ACC that choosing the epoch on test would report, and the first epoch at which
+validation accuracy leaves the majority class's share (for the EMA weights that are
+selected and, in `--raw-val` records, for the trained weights).
 """
 
 from __future__ import annotations
