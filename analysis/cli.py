@@ -6,7 +6,7 @@ each sets ``run`` to a function ``run(args) -> int``. Bad input raises :class:`A
 ``medsweep`` prints it and exits with code 2.
 
 One grammar for all of them (and ``train``): ``--data-root`` for the MedMNIST folder,
-``--device`` (:data:`DEVICES`, default ``auto``) wherever a model runs, and ``--out`` checked by
+``--device`` (:data:`medvit.config.DEVICES`, default ``auto``) wherever a model runs, and ``--out`` checked by
 :func:`check_out`: a folder, or the one file the command writes (``.parquet``, ``.png``).
 """
 
@@ -16,12 +16,11 @@ import argparse
 import contextlib
 import fnmatch
 import glob
-import typing
 from pathlib import Path
 
-from medvit.config import TrainConfig
+from medvit.config import DEVICES
 
-__all__ = ["DEVICES", "AnalysisError", "add_analysis_parsers", "check_out"]
+__all__ = ["AnalysisError", "add_analysis_parsers", "check_out"]
 
 # Each seed retrains every configuration confirmed: more than this is a typo, not a plan.
 MAX_CONFIRM_SEEDS = 100
@@ -361,9 +360,6 @@ def run_gradcam(args: argparse.Namespace) -> int:
 
 # -- parsers -------------------------------------------------------------------------------
 
-# The devices every command that runs a model takes (auto: a GPU when there is one): TrainConfig's
-# own choices, so `medsweep train --device` and these never differ.
-DEVICES: tuple[str, ...] = typing.get_args(TrainConfig.model_fields["device"].annotation)
 GRADCAM_IMAGES = 4
 
 

@@ -28,12 +28,12 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from analysis.cli import DEVICES
 from analysis.collect import _write_atomic, read_results
 from analysis.schema import TEST_COLUMNS
 from analysis.tables import best_trials, model_families, model_family
+from medvit.config import DEVICES
 
-__all__ = ["DEVICES", "evaluate_best", "evaluate_checkpoint", "load_checkpoint", "load_eval_data", "split_metrics",
+__all__ = ["evaluate_best", "evaluate_checkpoint", "load_checkpoint", "load_eval_data", "split_metrics",
            "trials_to_evaluate"]
 
 

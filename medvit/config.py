@@ -69,6 +69,11 @@ class ConfigError(ValueError):
     """A configuration value is not allowed; the message is one line naming the field."""
 
 
+# Where a run trains and every command that runs a model evaluates (auto: a GPU when there is one).
+Device = Literal["auto", "cpu", "cuda"]
+DEVICES: tuple[str, ...] = get_args(Device)
+
+
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -121,7 +126,7 @@ class TrainConfig(BaseModel):
                                      "the epoch on test would claim; never used to select")
     subset: int | None = _field(None, "use at most this many images per split (smoke runs)", ge=1)
     data_root: str | None = _field(None, "folder of MedMNIST .npz files (default $MEDMNIST_ROOT, else ~/.medmnist)")
-    device: Literal["auto", "cpu", "cuda"] = _field("auto", "auto, cpu or cuda")
+    device: Device = _field("auto", "auto, cpu or cuda")
 
     @field_validator("dataset", "model", "augment", "img_size", "select_metric")
     @classmethod

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from analysis.cli import DEVICES, AnalysisError, check_out
+from analysis.cli import AnalysisError, check_out
 from medsweep.cli import build_parser, data_root_flag, main
-from medvit.config import TrainConfig
+from medvit.config import DEVICES, TrainConfig
 
 # The subcommands that run a model (train it, evaluate it, or draw its GradCAM).
 RUNS_A_MODEL = {"train", "collect", "evaluate", "ensemble", "confirm", "report", "gradcam"}
