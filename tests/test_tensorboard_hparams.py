@@ -13,6 +13,7 @@ import contextlib
 import functools
 import io
 import os
+import pickle
 
 import pytest
 import ray
@@ -180,3 +181,30 @@ def test_one_tensorboard_file_per_trial_and_no_hint_from_ray(run):
 
 def test_ray_keeps_its_default_loggers_outside_a_sweep(run):
     assert "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS" not in os.environ
+
+
+def test_loggers_unpickled_from_a_sweep_started_before_the_searched_domains_still_write(tmp_path):
+    """Resuming a sweep after an upgrade unpickles its loggers as the older medsweep built them:
+    a writer without the searched domains must write its hparams, not fail every trial."""
+    spec = load_spec("retinamnist").smoke_variant()
+    loggers = sweep_loggers(functools.partial(trial_config, spec), SEARCHED)
+    del loggers[-1]._writer.__dict__["_searched"]  # what the older writer's state holds
+    loggers = pickle.loads(pickle.dumps(loggers))
+
+    def one_epoch(config):
+        tune.report({"epoch": 1, "val_acc": 0.5, "select_score": 0.5, "selected_score": 0.5,
+                     "selected_val_acc": 0.5, "best_epoch": 1, "diverged": False})
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        with own_loggers_only():
+            results = tune.Tuner(one_epoch, param_space={"alpha": tune.grid_search([0.2]), "epochs": 1},
+                                 run_config=tune.RunConfig(name="old", storage_path=str(tmp_path),
+                                                           callbacks=loggers, verbose=0)).fit()
+    finally:
+        ray.shutdown()
+    assert not results.errors
+    (trial,) = trials_of(tmp_path / "old")
+    _, values, status = hparams_of(trial)
+    assert values["alpha"] == pytest.approx(0.2) and values["end"] == "finished"
+    assert status == api_pb2.Status.Value("STATUS_SUCCESS")

@@ -134,6 +134,10 @@ def _reported(result: Mapping[str, Any]) -> dict[str, Any]:
 class _HParamsWriter(TBXLoggerCallback):
     """Ray's TensorBoard logger with the sweep's full HParams and no bookkeeping."""
 
+    # Resuming a sweep started before the launcher handed over the searched domains unpickles a
+    # writer without them: its hparams are then written without domains, not with an error.
+    _searched: Mapping[str, Sequence[Any]] = {}
+
     def __init__(self, full_config: Callable[[dict], dict], searched: Mapping[str, Sequence[Any]]):
         super().__init__()
         self._full_config = full_config
