@@ -9,6 +9,7 @@ import typing
 import warnings
 from pathlib import Path
 
+from medvit.interrupt import deferred_interrupt
 from medvit.jsonio import write_json
 from medvit.openmp import set_default_wait_policy
 from medvit.selection import SELECT_METRICS, metric_named
@@ -116,9 +117,12 @@ def check_device(command: str, device: str | None) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from medvit.config import build_config
-    from medvit.data import describe
-    from medvit.train import train, load_data
+    # Whole, or an interrupt can land in the code torchvision's dataclasses run through exec(),
+    # after which CPython ends the process by SIGINT whatever main returns (docs/reliability.md).
+    with deferred_interrupt():
+        from medvit.config import build_config
+        from medvit.data import describe
+        from medvit.train import train, load_data
 
     if args.config is not None and args.config.is_dir():
         raise UsageError(f"train: --config: {args.config} is a folder; allowed: a YAML file of TrainConfig fields")
@@ -248,7 +252,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     if args.smoke:
         spec = spec.smoke_variant()
     spec = spec.with_overrides(num_samples=args.num_samples, storage=args.storage, name=args.name)
-    from sweeps.launch import run_sweep, sweep_dir
+    with deferred_interrupt():  # whole, as in run_train
+        from sweeps.launch import run_sweep, sweep_dir
 
     print(f"sweep  {spec.name}: {spec.dataset}, {spec.total_trials} trials, searcher {spec.searcher.type}, "
           f"scheduler {spec.scheduler.type}, select on {spec.metric} ({spec.mode})", flush=True)
@@ -258,7 +263,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
 
 def run_resume_command(args: argparse.Namespace) -> int:
-    from sweeps.launch import resume_sweep
+    with deferred_interrupt():  # whole, as in run_train
+        from sweeps.launch import resume_sweep
 
     directory = absolute(args.sweep_dir)
     spec, results = resume_sweep(directory, data_root=args.data_root, address=args.address)

@@ -29,3 +29,38 @@ def test_ctrl_c_during_train_start_is_exit_130_and_writes_nothing(after_s, real_
     assert process.returncode == 130, stderr
     assert stderr.strip().splitlines() == ["medsweep: interrupted"], stderr
     assert not (out / "metrics.json").exists()
+
+
+
+# `python -m` this module: Ctrl-C lands as torchvision's import enters code it runs through
+# exec() of a string (a dataclass method being built), then `medsweep train` runs as usual.
+INTERRUPT_IN_EXEC = """
+import os, signal, sys
+
+def interrupt_in_string_code(frame, event, arg):
+    code = frame.f_code
+    if event == "call" and (code.co_filename, code.co_name) == ("<string>", "<module>") \\
+            and "torchvision" in sys.modules:
+        sys.settrace(None)
+        os.kill(os.getpid(), signal.SIGINT)
+
+sys.settrace(interrupt_in_string_code)
+from medsweep.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_inside_code_run_by_exec_still_exits_130(real_root, tmp_path):
+    """Under `python -m`, CPython ends by SIGINT (-2) after an interrupt raised inside exec() of
+    a string, whatever main returns; train runs its imports whole, so the interrupt is raised
+    after them, outside any exec."""
+    (tmp_path / "interrupt_in_exec.py").write_text(INTERRUPT_IN_EXEC)
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "interrupt_in_exec", "train", "--dataset", "retinamnist", "--model",
+         "medvit_28_tiny", "--subset", "64", "--epochs", "30", "--out", str(out)],
+        cwd=tmp_path, env={**os.environ, "MEDMNIST_ROOT": str(real_root)}, capture_output=True, text=True,
+        timeout=120)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip().splitlines() == ["medsweep: interrupted"], result.stderr
+    assert not (out / "metrics.json").exists()
