@@ -34,11 +34,12 @@ run: $(BIN)/.installed
 	$(BIN)/medsweep report runs/results.parquet --out reports/$(NAME)
 
 # Every test: the quick ones on both cores (pytest-xdist; 85 s on two idle cores), then the slow
-# ones one at a time (pyproject.toml says which): they start Ray clusters and kill their nodes,
-# and one must see no other Ray on the machine. test-fast is the first half.
+# ones (pyproject.toml says which), also two at a time: most of their time is Ray starting and
+# waiting. --dist loadfile keeps each file on one worker, so a module's sweep fixture runs once;
+# the one test that must see no other Ray runs with the quick ones. test-fast is the first half.
 test: $(BIN)/.installed
 	$(BIN)/pytest -m "not slow" -n 2
-	$(BIN)/pytest -m slow
+	$(BIN)/pytest -m slow -n 2 --dist loadfile
 
 test-fast: $(BIN)/.installed
 	$(BIN)/pytest -m "not slow" -n 2

@@ -14,8 +14,6 @@ from medsweep.cli import main
 from sweeps.launch import run_sweep, sweep_dir
 from sweep_helpers import epochs_run, results, retina_spec, trial_dirs
 
-pytestmark = pytest.mark.slow  # every test here starts Ray
-
 EPOCHS = 8
 KILL_AFTER_EPOCH = 2
 KILLS = 2
@@ -33,6 +31,8 @@ def cluster():
     cluster.shutdown()
 
 
+# Not slow: it starts no Ray, and runs with the quick tests, where no other test's Ray can be
+# running for 'auto' to find (under `make test`'s parallel slow half it would skip).
 def test_no_cluster_at_the_address_is_one_line(tmp_path, capsys, monkeypatch, real_root):
     # No RAY_ADDRESS and an empty Ray temp folder: 'auto' finds no cluster address file. Ray's
     # 'auto' also joins any Ray it finds running on the machine (its legacy fallback): a test
@@ -64,6 +64,7 @@ def kill_busy_nodes(cluster, workers, directory, killed: list, stop: threading.E
         time.sleep(0.2)
 
 
+@pytest.mark.slow  # starts Ray
 def test_trials_spread_over_nodes_and_killed_trials_resume(cluster, real_root, tmp_path):
     cluster, workers = cluster
     spec = retina_spec(
