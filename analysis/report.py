@@ -18,7 +18,9 @@ validation score minus its confirmed test mean.
 Where the confirm runs had the test-selection audit on, a section of its own puts the test
 metrics at the epoch chosen on validation (the honest numbers) beside those at the epoch
 chosen on test (what a paper selecting on test would print), and Tables 1 and 2 carry the
-audit as a labelled row and columns.
+audit as a labelled row and columns. Where the sweep's own trials ran with the audit, another
+section sets the validation-chosen winner's test value beside the winner's epoch chosen on test
+and the best trial and epoch chosen on test (the results table's ``audit_*`` columns).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ from analysis.tables import (
     best_config,
     best_trials,
     family_label,
+    fmt_int,
+    fmt_value,
     load_confirm_frame,
     load_results_frame,
     model_families,
@@ -57,7 +61,7 @@ from analysis.tables import (
     write_tables,
 )
 from medvit.atomic import write_text_atomic
-from medvit.selection import SCORE_METRICS
+from medvit.selection import AUDIT_PREFIX, SCORE_METRICS, metric_named
 from medvit.yamlio import dump_yaml
 
 __all__ = ["write_report", "read_ensemble", "Ensemble", "test_split_size"]
@@ -214,6 +218,49 @@ def _audit_section(conf: pd.DataFrame) -> TableOut | None:
         data.append(rec)
     return TableOut("audit", f"{AUDIT_HEADING} beside the epoch chosen on validation", pd.DataFrame(rows, columns=header),
                     [AUDIT_NOTE, "Std over seeds (ddof 1); the added ACC is the per-seed difference, mean ± std."],
+                    pd.DataFrame(data))
+
+
+SWEEP_AUDIT_NOTE = (
+    "Test-selection audit of the sweeps (an audit, never a result): the trials ran with audit_test on, so "
+    "every epoch's test metrics were recorded and never read by the selection, ASHA, the searcher or the "
+    "ranking. The winner is the trial chosen on validation (Table 1's); its test value at the epoch chosen "
+    "on validation is the honest number. Choosing the winner's epoch on test, or any trial and its epoch "
+    "on test, is what a paper that selects on test would print."
+)
+
+
+def _sweep_audit_section(df: pd.DataFrame) -> TableOut | None:
+    """Per dataset whose sweep trials ran with the audit: the validation-chosen winner's test
+    value beside what choosing on test would claim (the winner's epoch chosen on test; any
+    trial and epoch chosen on test); None when no trial had the audit."""
+    if "audit_epoch" not in df.columns or df["audit_epoch"].isna().all():
+        return None
+    rows, data = [], []
+    for w in best_trials(df).itertuples():
+        audited = df[(df["dataset"] == w.dataset) & df["audit_epoch"].notna()]
+        kind = metric_named(w.metric).key
+        kind = kind if kind in SCORE_METRICS else "acc"  # the audit records no loss column
+        column, higher = AUDIT_PREFIX + kind, metric_named(kind).direction == "max"
+        if audited.empty or audited[column].isna().all():
+            continue
+        oracle = audited.loc[audited[column].idxmax() if higher else audited[column].idxmin()]
+        honest, winner_oracle = float_or_none(getattr(w, f"test_{kind}")), float_or_none(getattr(w, column))
+        added = oracle[column] - honest if honest is not None else None
+        rows.append([ref.display_name(w.dataset), kind.upper(), str(len(audited)), fmt_value(honest),
+                     f"{fmt_value(winner_oracle)} (epoch {fmt_int(w.audit_epoch)}; validation chose {fmt_int(w.best_epoch)})",
+                     f"{fmt_value(oracle[column])} (trial {oracle['trial_id']}, epoch {fmt_int(oracle['audit_epoch'])})",
+                     f"{added:+.3f}" if added is not None else MISSING])
+        data.append(dict(dataset=w.dataset, metric=kind, trials=len(audited), winner_test=honest,
+                         winner_epoch_on_test=winner_oracle, any_trial_on_test=float(oracle[column]),
+                         oracle_trial=oracle["trial_id"], added=added))
+    if not rows:
+        return None
+    header = ["Dataset", "Metric", "Audited trials", "Winner, epoch chosen on validation (test)",
+              "Winner, epoch chosen on test", "Any trial and epoch chosen on test", "Added by choosing on test"]
+    return TableOut("sweep_audit", "Test-selection audit of the sweeps: trial and epoch chosen on test",
+                    pd.DataFrame(rows, columns=header),
+                    [SWEEP_AUDIT_NOTE, f"{MISSING} = the winner not yet evaluated on the test split (medsweep evaluate)."],
                     pd.DataFrame(data))
 
 
@@ -497,6 +544,9 @@ def _paper_sections(df: pd.DataFrame, conf: pd.DataFrame | None, tables: dict[st
     audit = _audit_section(conf) if conf is not None and not conf.empty else None
     if audit is not None:
         sections.append(Section(audit.title, 3, tables=[audit]))
+    sweep_audit = _sweep_audit_section(df)
+    if sweep_audit is not None:
+        sections.append(Section(sweep_audit.title, 3, tables=[sweep_audit]))
     if (df["dataset"].str.lower() == "retinamnist").any():
         sections.append(Section("Other published RetinaMNIST results", 3, text=["At 28 px, on the test split:"],
                                 items=_other_retina()))

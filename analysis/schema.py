@@ -105,6 +105,23 @@ test_qwk           float64                    test quadratic weighted kappa (ord
 test_mae           float64                    test mean absolute error in grades (ordinal only)
 =================  =========================  ==================================================
 
+Test-selection audit (sweeps run with ``audit_test`` on, whose trials report every epoch's test
+metrics as ``audit_test_*``; null otherwise). An audit, never a result: no ranking, table cell
+or best configuration reads these columns; the report's audit section sets them beside the
+honest ``test_*`` numbers
+
+=================  =========================  ==================================================
+audit_epoch        int32                      the epoch choosing on the test split would have
+                                              taken: the best raw test value of the sweep
+                                              metric's kind (``test_acc`` for ``val_acc``), ties
+                                              to the earliest, a diverged epoch never (the
+                                              Trainer's audit rule)
+audit_test_acc     float64                    test ACC at ``audit_epoch``
+audit_test_auc     float64                    test AUC at ``audit_epoch``
+audit_test_qwk     float64                    test QWK at ``audit_epoch`` (ordinal only)
+audit_test_mae     float64                    test MAE at ``audit_epoch`` (ordinal only)
+=================  =========================  ==================================================
+
 Bookkeeping
 
 =================  =========================  ==================================================
@@ -161,7 +178,7 @@ import pyarrow.parquet as pq
 
 from medvit.config import TrainConfig
 from medvit.outcome import OUTCOMES
-from medvit.selection import METRICS, TEST_COLUMNS
+from medvit.selection import AUDIT_PREFIX, METRICS, SCORE_METRICS, TEST_COLUMNS
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -185,9 +202,10 @@ SCHEMA_VERSION = "1"
 STOP_REASONS: tuple[str, ...] = OUTCOMES
 # The metrics computed from a split's scores (medvit.selection's table): test_* and val_* columns.
 VAL_COLUMNS: tuple[str, ...] = tuple(metric.val_name for metric in METRICS.values() if metric.from_scores)
-# The confirm table's test-selection audit: test metrics at the epoch chosen on test. Named so
-# that nothing reading the test_* columns (the validation-selected, reported numbers) takes them.
-AUDIT_COLUMNS: tuple[str, ...] = tuple(f"audit_{name}" for name in TEST_COLUMNS)
+# The test-selection audit (results and confirm tables): test metrics at the epoch chosen on
+# test, the per-epoch keys of medvit.train's audit. Named so that nothing reading the test_*
+# columns (the validation-selected, reported numbers) takes them.
+AUDIT_COLUMNS: tuple[str, ...] = tuple(AUDIT_PREFIX + metric for metric in SCORE_METRICS)
 KEY_COLUMNS: tuple[str, ...] = ("sweep_dir", "trial_id")
 # TrainConfig fields with columns of their own: dataset, epochs_max, metric.
 _OWN_COLUMNS = ("dataset", "epochs", "select_metric")
@@ -243,6 +261,8 @@ def results_schema(config_class: type[TrainConfig] = TrainConfig) -> pa.Schema:
         _F("repeat_index", pa.int32()),
         _F("repeats", pa.int32()),
         *(_F(name, pa.float64()) for name in TEST_COLUMNS),
+        _F("audit_epoch", pa.int32()),
+        *(_F(name, pa.float64()) for name in AUDIT_COLUMNS),
         _F("collected_at", pa.timestamp("us", tz="UTC"), nullable=False),
     ], metadata={"medsweep.schema_version": SCHEMA_VERSION, "medsweep.table": "results"})
 

@@ -61,6 +61,8 @@ __all__ = [
     "table2",
     "best_table",
     "write_tables",
+    "fmt_value",
+    "fmt_int",
 ]
 
 MISSING_NOTE = (
@@ -221,7 +223,8 @@ def best_config(row: pd.Series | dict) -> dict[str, Any]:
 # --------------------------------------------------------------------------- helpers
 
 
-def _fmt(x: Any, digits: int = 3) -> str:
+def fmt_value(x: Any, digits: int = 3) -> str:
+    """A number for a table cell; MISSING for none."""
     v = float_or_none(x)
     return MISSING if v is None else f"{v:.{digits}f}"
 
@@ -522,11 +525,11 @@ def best_table(results: Any, dataset: str, top_k: int = 10) -> TableOut:
              [_TEST_HEADER[c] for c in test_cols] + ["Checkpoint"]
     rows, data = [], []
     for i, t in enumerate(ranked.itertuples(), 1):
-        r = [str(i), t.sweep, t.trial_id, t.model or MISSING, _fmt(t.alpha, 3), _fmt(t.margin, 3),
-             t.augment or MISSING, _fmt_sci(t.lr), _fmt_sci(t.weight_decay), _fmt_int(t.batch_size),
-             _fmt_int(t.img_size), _fmt_int(t.seed), _fmt(t.best_value, 4), _fmt_int(t.best_epoch),
-             f"{t.epochs_run}/{_fmt_int(t.epochs_max)}", t.stop_reason]
-        r += [_fmt(getattr(t, c), 3) for c in test_cols]
+        r = [str(i), t.sweep, t.trial_id, t.model or MISSING, fmt_value(t.alpha, 3), fmt_value(t.margin, 3),
+             t.augment or MISSING, _fmt_sci(t.lr), _fmt_sci(t.weight_decay), fmt_int(t.batch_size),
+             fmt_int(t.img_size), fmt_int(t.seed), fmt_value(t.best_value, 4), fmt_int(t.best_epoch),
+             f"{t.epochs_run}/{fmt_int(t.epochs_max)}", t.stop_reason]
+        r += [fmt_value(getattr(t, c), 3) for c in test_cols]
         r += [t.checkpoint_path or MISSING]
         rows.append(r)
         data.append(dict(rank=i, **{k: getattr(t, k) for k in (
@@ -557,7 +560,8 @@ def _fmt_sci(x: Any) -> str:
     return MISSING if v is None else f"{v:.2g}" if v != 0 else "0"
 
 
-def _fmt_int(x: Any) -> str:
+def fmt_int(x: Any) -> str:
+    """A whole number (an epoch, a batch size) for a table cell; MISSING for none."""
     v = float_or_none(x)
     return MISSING if v is None else str(int(v))
 

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Literal
 
 from medvit.tasks import ORDINAL, TASKS
 
-__all__ = ["Metric", "METRICS", "SELECT_METRICS", "WORST_SCORE", "metric_named", "select_metrics_for",
+__all__ = ["AUDIT_PREFIX", "Metric", "METRICS", "SELECT_METRICS", "WORST_SCORE", "metric_named", "select_metrics_for",
            "SCORE_METRICS", "TEST_COLUMNS", "improves", "best_epoch"]
 
 Direction = Literal["max", "min"]
@@ -60,6 +60,10 @@ SELECT_METRICS: dict[str, Direction] = {metric.val_name: metric.direction for me
 
 # The results table's test-metric columns: every metric computed from the scores.
 TEST_COLUMNS: tuple[str, ...] = tuple(metric.test_name for metric in METRICS.values() if metric.from_scores)
+
+# The test-selection audit's per-epoch keys (audit_test on): a prefix no reader of the reported
+# test_* numbers matches; the results and confirm tables name their audit columns the same way.
+AUDIT_PREFIX = "audit_test_"
 
 # The value a diverged run reports as its selection score: worse than any real one.
 WORST_SCORE: dict[str, float] = {"max": -1.0, "min": 1.0e9}

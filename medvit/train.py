@@ -38,7 +38,7 @@ from medvit.tasks import ORDINAL
 from medvit.losses import loss_for_task
 from medvit.metrics import decoded_metrics, evaluate, scores_from_logits
 from medvit.models import MODELS, create_model
-from medvit.selection import best_epoch as best_epoch_of, improves
+from medvit.selection import AUDIT_PREFIX, best_epoch as best_epoch_of, improves
 
 EVAL_BATCH = 512
 # torch.compile's mode per device. A 28 px model's step is a thousand small kernels: on an H100
@@ -51,8 +51,6 @@ COMPILE_MODE = {"cuda": "reduce-overhead", "cpu": None}
 # contiguous (up to 1.29x faster; tiny at batch 512 was 0.88x).
 MEMORY_FORMAT = torch.channels_last
 CHECKPOINT_FILE = "state.pt"
-# Each epoch's test metrics under the audit: a prefix no reader of the final test_* numbers matches.
-AUDIT_PREFIX = "audit_test_"
 # Training images whose BatchNorm statistics `bn_recompute` measures before each validation.
 BN_STATS_IMAGES = 2048
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.collect import read_sweep
+from analysis.collect import _audit_columns, read_sweep
 from analysis.confirm import Arm, _audit_row, _summary, confirm
 from analysis.report import write_report
 from analysis.schema import AUDIT_COLUMNS, CONFIRM_SCHEMA
@@ -207,6 +207,52 @@ def test_no_sweep_choice_reads_the_audit(audited_sweeps):
 
     (real_epochs, real_order), (rev_epochs, rev_order) = test_picks(real), test_picks(rev)
     assert real_epochs != rev_epochs and real_order != rev_order
+
+
+@pytest.mark.slow
+def test_collect_takes_each_trials_audit_and_leaves_every_choice_alone(audited_sweeps):
+    real, rev = (read_sweep(directory).to_pandas().set_index("trial_id") for directory in audited_sweeps)
+    for trial in trial_dirs(audited_sweeps[0]):
+        history = results(trial)
+        row = real.loc[history[0]["trial_id"]]
+        # the epoch of the lowest test loss (the sweep selects on val_loss), the earliest of ties
+        loss, epoch = min((r[f"{AUDIT_PREFIX}loss"], r["epoch"]) for r in history)
+        assert row["audit_epoch"] == epoch
+        assert row["audit_test_acc"] == history[epoch - 1][f"{AUDIT_PREFIX}acc"]
+        assert row["audit_test_qwk"] == history[epoch - 1][f"{AUDIT_PREFIX}qwk"]
+    # the same choices from both labellings, other audit values
+    chosen = ["best_value", "best_epoch", "stop_reason", "epochs_run"]
+    assert real.sort_values("best_value")[chosen].values.tolist() == rev.sort_values("best_value")[chosen].values.tolist()
+    assert sorted(real["audit_test_acc"]) != sorted(rev["audit_test_acc"])
+
+
+def test_the_audit_columns_follow_the_trainers_rule():
+    history = [{"epoch": 1, "audit_test_acc": 0.50, "audit_test_auc": 0.70},
+               {"epoch": 2, "audit_test_acc": 0.60, "audit_test_auc": 0.71},
+               {"epoch": 3, "audit_test_acc": 0.60, "audit_test_auc": 0.72},
+               {"epoch": 4, "audit_test_acc": 0.90, "diverged": True}]
+    assert _audit_columns(history, "val_acc", "max") == {
+        "audit_epoch": 2, "audit_test_acc": 0.60, "audit_test_auc": 0.71, "audit_test_qwk": None, "audit_test_mae": None}
+    assert _audit_columns(history, "val_auc", "max")["audit_epoch"] == 3
+    assert _audit_columns([{"epoch": 1, "val_acc": 0.5}], "val_acc", "max") == {
+        "audit_epoch": None, **dict.fromkeys(AUDIT_COLUMNS)}
+
+
+def test_the_report_sets_the_sweeps_audit_beside_the_validation_chosen_winner(tmp_path):
+    df = retina_results()
+    df["audit_epoch"] = df["best_epoch"] + 1
+    df["audit_test_acc"] = np.linspace(0.55, 0.60, len(df))
+    df["audit_test_auc"] = 0.75
+    _, md_path = write_report(df, tmp_path / "sweep-audit", figures=False)
+    md = md_path.read_text()
+    section = md[md.index("### Test-selection audit of the sweeps: trial and epoch chosen on test"):]
+    row = next(r for r in section.splitlines() if r.startswith("| RetinaMNIST |"))
+    winner = df[df["trial_id"] == BEST].iloc[0]
+    oracle = df.loc[df["audit_test_acc"].idxmax()]
+    assert row == (f"| RetinaMNIST | ACC | {len(df)} | 0.547 | {winner['audit_test_acc']:.3f} (epoch "
+                   f"{winner['audit_epoch']}; validation chose {winner['best_epoch']}) | {oracle['audit_test_acc']:.3f} "
+                   f"(trial {oracle['trial_id']}, epoch {oracle['audit_epoch']}) | {oracle['audit_test_acc'] - 0.547:+.3f} |")
+    assert "never read by the selection, ASHA, the searcher or the ranking" in section
 
 
 @pytest.mark.slow
