@@ -75,3 +75,14 @@ def test_bad_resize_and_variants_are_one_line(capsys):
         with pytest.raises(SystemExit) as exit_info:
             bench_epoch.main(argv)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_pipeline_only_times_both_input_paths_and_trains_nothing(real_root, capsys):
+    bench_epoch.main(["--pipeline-only", "--resize", "56", "--augment", "augmix", "--subset", "16", "--batch", "8",
+                      "--workers", "0", "--rounds", "1", "--data-root", str(real_root)])
+    out = capsys.readouterr().out
+    assert "Whole training epochs" not in out
+    assert "Input pipeline alone (images to a ready augmented batch at 56 px)" in out
+    assert "usual, DataLoader 0 workers" in out and bench_epoch.OURS in out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("speedup vs usual loop: ") and last.endswith("x (pipeline)") and "epoch" not in last
