@@ -9,7 +9,7 @@ import typing
 import warnings
 from pathlib import Path
 
-from medvit.interrupt import deferred_interrupt
+from medvit.interrupt import deferred_interrupt, forget_caught_interrupt
 from medvit.jsonio import write_json
 from medvit.openmp import set_default_wait_policy
 from medvit.selection import SELECT_METRICS, metric_named
@@ -117,9 +117,7 @@ def check_device(command: str, device: str | None) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    # Whole, or an interrupt can land in the code torchvision's dataclasses run through exec(),
-    # after which CPython ends the process by SIGINT whatever main returns (docs/reliability.md).
-    with deferred_interrupt():
+    with deferred_interrupt():  # whole: a torch import cut short can crash the interpreter at exit
         from medvit.config import build_config
         from medvit.data import describe
         from medvit.train import train, load_data
@@ -368,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except KeyboardInterrupt as exc:
         print(f"medsweep: interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)
+        forget_caught_interrupt()  # exit 130, not by SIGINT (medvit/interrupt.py)
         return 130
     except user_errors() as exc:
         print(f"medsweep: error: {one_line(exc)}", file=sys.stderr)

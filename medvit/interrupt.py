@@ -1,4 +1,5 @@
-"""Ctrl-C held back while a block runs that an interrupt must not cut in half, then raised.
+"""Ctrl-C held back while a block runs that an interrupt must not cut in half, then raised;
+and a caught Ctrl-C kept from ending the process by SIGINT anyway.
 
 medmnist imports torch inside a bare ``except:``, which swallows a KeyboardInterrupt: a Ctrl-C
 in the first seconds of ``medsweep train`` was lost and the run went on to the end. An import
@@ -30,3 +31,12 @@ def deferred_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if received:
         raise KeyboardInterrupt
+
+
+def forget_caught_interrupt() -> None:
+    """Call once a KeyboardInterrupt has been caught and answered, so that the process exits
+    with the status the program returns. CPython records an interrupt that ends code run by
+    exec() or eval() of a string (dataclasses build their methods so, hundreds of them during
+    torchvision's import) as unhandled even when a caller catches it, and under ``python -m``
+    ends the process by SIGINT at exit; every exec of a string clears that record first."""
+    exec("")
