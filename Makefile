@@ -36,7 +36,8 @@ run: $(BIN)/.installed
 # Every test: the quick ones on both cores (pytest-xdist; 85 s on two idle cores), then the slow
 # ones (pyproject.toml says which), also two at a time: most of their time is Ray starting and
 # waiting. --dist loadfile keeps each file on one worker, so a module's sweep fixture runs once;
-# the one test that must see no other Ray runs with the quick ones. test-fast is the first half.
+# the one test that must see no other Ray runs with the quick ones, and every test's ray.init
+# says address="local" (a bare one joins a cluster another test started). test-fast: first half.
 test: $(BIN)/.installed
 	$(BIN)/pytest -m "not slow" -n 2
 	$(BIN)/pytest -m slow -n 2 --dist loadfile

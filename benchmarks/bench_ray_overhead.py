@@ -132,7 +132,7 @@ def main() -> None:
     tiny_bytes = costs[args.models.split(",")[0]]["ckpt_bytes"]
 
     start = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     init_s = time.perf_counter() - start
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     tune_wall(str(storage), 2, 1, 0)  # warm-up: the first Tuner also starts Ray's worker pool

@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--data-root", default=None)
     args = parser.parse_args()
     storage = tempfile.mkdtemp(prefix="bench-sweep-")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
 
     fifo = make_spec(storage, "fifo", args.trials, args.epochs, args.subset, {"type": "fifo"})
     fifo_wall, fifo_trials = timed_sweep(fifo, args.data_root)

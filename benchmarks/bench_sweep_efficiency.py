@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     # checked before Ray starts: a FIFO run that does not match is one line, not a started sweep
     reused = {seed: reused_fifo(folder, make_spec(base, storage, f"fifo-{seed}", seed, None, args))
               for seed, folder in zip(seeds, args.fifo_from or [])}
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     rows, fifo_runs = [], []
     for seed in seeds:
         fifo = None

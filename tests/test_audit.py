@@ -167,7 +167,7 @@ def audited_sweeps(real_root, reversed_root, tmp_path_factory) -> tuple[Path, Pa
     (each sweep's trial workers end with its run, so the second starts from no state of the first)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         real_dir = run_audited_sweep(tmp_path_factory.mktemp("real"), real_root)
         with pytest.warns(UserWarning, match="MD5 mismatch"):

@@ -178,7 +178,7 @@ def test_the_replay_stops_what_a_real_tune_run_stops(tmp_path):
             tune.report({"score": value})
 
     scheduler = bench.ASHAScheduler(time_attr="training_iteration", max_t=4, grace_period=1, reduction_factor=2)
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
         results = tune.Tuner(
             report_curve, param_space={"trial": tune.grid_search(list(range(len(curves))))},

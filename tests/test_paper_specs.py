@@ -100,7 +100,7 @@ def test_paper_retinamnist_smoke_sweep_runs_end_to_end(real_root, tmp_path, caps
 
     from medsweep.cli import main
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         code = main(["sweep", "paper/retinamnist", "--smoke", "--storage", str(tmp_path),
                      "--data-root", str(real_root)])

@@ -32,7 +32,7 @@ def repeated_sweep(real_root, tmp_path_factory):
         scheduler={"type": "fifo"}, train={"epochs": 2, "seed": BASE_SEED, "model": "medvit_28_tiny"},
         search={"lr": {"loguniform": [1.0e-4, 3.0e-3]}, "alpha": {"choice": [0.0, 0.2]}},
     )
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         run_sweep(spec, data_root=str(real_root))
     finally:

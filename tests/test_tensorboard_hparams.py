@@ -60,7 +60,7 @@ def run(tmp_path_factory):
             if diverged:
                 return
 
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     printed = io.StringIO()
     try:
         with contextlib.redirect_stdout(printed), own_loggers_only():
@@ -195,7 +195,7 @@ def test_loggers_unpickled_from_a_sweep_started_before_the_searched_domains_stil
         tune.report({"epoch": 1, "val_acc": 0.5, "select_score": 0.5, "selected_score": 0.5,
                      "selected_val_acc": 0.5, "best_epoch": 1, "diverged": False})
 
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
         with own_loggers_only():
             results = tune.Tuner(one_epoch, param_space={"alpha": tune.grid_search([0.2]), "epochs": 1},

@@ -65,7 +65,7 @@ def main() -> None:
     if not folders:
         storage = tempfile.mkdtemp(prefix="recipe-repeats-")
         print(f"sweeps under {storage}", flush=True)
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         folders = [run(args.repeats, seed, args.trials, args.epochs, storage, args.data_root) for seed in args.seeds]
         ray.shutdown()
     try:
