@@ -27,7 +27,7 @@ from analysis.schema import (AUDIT_COLUMNS, CONFIG_COLUMNS, RESULTS_SCHEMA, TEST
                              empty_results, read_table)
 from medvit.atomic import atomic_path
 from medvit.outcome import report_epoch, trial_outcome
-from medvit.selection import AUDIT_PREFIX, SELECT_METRICS, best_epoch
+from medvit.selection import SELECT_METRICS, audit_key, best_epoch
 from medvit.yamlio import YamlError, load_yaml, read_text_file
 from sweeps.folder import (PARAMS_FILE, RESULT_FILE, SPEC_FILE, STATE_GLOB, check_sweep_dir, parse_experiment_state,
                            read_result_lines, split_trial_item, trial_id_from_folder)
@@ -291,8 +291,7 @@ def _audit_columns(history: list[dict[str, Any]], metric: str, mode: str) -> dic
     """The test-selection audit of a trial whose run recorded every epoch's test metrics
     (``audit_test``): the epoch choosing on test would take, by the Trainer's rule, and the test
     metrics there; nulls for a trial without the audit."""
-    key = AUDIT_PREFIX + metric.removeprefix("val_")
-    chosen = best_epoch(((report_epoch(r), r.get(key)) for r in history if not r.get("diverged")), mode)
+    chosen = best_epoch(((report_epoch(r), r.get(audit_key(metric))) for r in history if not r.get("diverged")), mode)
     record = next((r for r in history if chosen and report_epoch(r) == chosen[1]), {})
     return {"audit_epoch": chosen[1] if chosen else None,
             **{column: float_or_none(record.get(column)) for column in AUDIT_COLUMNS}}

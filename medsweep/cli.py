@@ -9,7 +9,7 @@ import typing
 import warnings
 from pathlib import Path
 
-from medvit.interrupt import deferred_interrupt, forget_caught_interrupt
+from medvit.interrupt import forget_caught_interrupt
 from medvit.jsonio import write_json
 from medvit.openmp import set_default_wait_policy
 from medvit.selection import SELECT_METRICS, metric_named
@@ -117,10 +117,9 @@ def check_device(command: str, device: str | None) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    with deferred_interrupt():  # whole: a torch import cut short can crash the interpreter at exit
-        from medvit.config import build_config
-        from medvit.data import describe
-        from medvit.train import train, load_data
+    from medvit.config import build_config
+    from medvit.data import describe
+    from medvit.train import train, load_data
 
     if args.config is not None and args.config.is_dir():
         raise UsageError(f"train: --config: {args.config} is a folder; allowed: a YAML file of TrainConfig fields")
@@ -250,8 +249,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     if args.smoke:
         spec = spec.smoke_variant()
     spec = spec.with_overrides(num_samples=args.num_samples, storage=args.storage, name=args.name)
-    with deferred_interrupt():  # whole, as in run_train
-        from sweeps.launch import run_sweep, sweep_dir
+    from sweeps.launch import run_sweep, sweep_dir
 
     print(f"sweep  {spec.name}: {spec.dataset}, {spec.total_trials} trials, searcher {spec.searcher.type}, "
           f"scheduler {spec.scheduler.type}, select on {spec.metric} ({spec.mode})", flush=True)
@@ -261,8 +259,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
 
 def run_resume_command(args: argparse.Namespace) -> int:
-    with deferred_interrupt():  # whole, as in run_train
-        from sweeps.launch import resume_sweep
+    from sweeps.launch import resume_sweep
 
     directory = absolute(args.sweep_dir)
     spec, results = resume_sweep(directory, data_root=args.data_root, address=args.address)

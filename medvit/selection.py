@@ -15,7 +15,7 @@ from typing import Any, Iterable, Literal
 
 from medvit.tasks import ORDINAL, TASKS
 
-__all__ = ["AUDIT_PREFIX", "Metric", "METRICS", "SELECT_METRICS", "WORST_SCORE", "metric_named", "select_metrics_for",
+__all__ = ["AUDIT_PREFIX", "audit_key", "Metric", "METRICS", "SELECT_METRICS", "WORST_SCORE", "metric_named", "select_metrics_for",
            "SCORE_METRICS", "TEST_COLUMNS", "improves", "best_epoch"]
 
 Direction = Literal["max", "min"]
@@ -64,6 +64,12 @@ TEST_COLUMNS: tuple[str, ...] = tuple(metric.test_name for metric in METRICS.val
 # The test-selection audit's per-epoch keys (audit_test on): a prefix no reader of the reported
 # test_* numbers matches; the results and confirm tables name their audit columns the same way.
 AUDIT_PREFIX = "audit_test_"
+
+
+def audit_key(select_metric: str) -> str:
+    """The per-epoch audit value choosing on test ranks epochs by: the test value of the
+    select metric's kind (``audit_test_acc`` for ``val_acc``)."""
+    return AUDIT_PREFIX + select_metric.removeprefix("val_")
 
 # The value a diverged run reports as its selection score: worse than any real one.
 WORST_SCORE: dict[str, float] = {"max": -1.0, "min": 1.0e9}

@@ -38,7 +38,7 @@ from medvit.tasks import ORDINAL
 from medvit.losses import loss_for_task
 from medvit.metrics import decoded_metrics, evaluate, scores_from_logits
 from medvit.models import MODELS, create_model
-from medvit.selection import AUDIT_PREFIX, best_epoch as best_epoch_of, improves
+from medvit.selection import AUDIT_PREFIX, audit_key, best_epoch as best_epoch_of, improves
 
 EVAL_BATCH = 512
 # torch.compile's mode per device. A 28 px model's step is a thousand small kernels: on an H100
@@ -278,7 +278,7 @@ class Trainer:
         epoch's test metrics: the epoch with the best raw test value of the select metric's
         kind (test_acc for val_acc, ...), ties to the earliest. A diverged epoch is never a
         candidate, as it is never selected on validation."""
-        key = AUDIT_PREFIX + self.config.select_metric.removeprefix("val_")
+        key = audit_key(self.config.select_metric)
         candidates = self.audit[:len(self.audit) - 1] if self.diverged else self.audit
         _, best_epoch = best_epoch_of(((epoch, record.get(key)) for epoch, record in enumerate(candidates, 1)),
                                       self.config.select_mode) or (None, 0)

@@ -50,8 +50,8 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-# train imports whole (the interrupt is raised after its imports, outside any exec); gradcam
-# does not, so the interrupt ends an exec'd frame and main must clear CPython's record of it.
+# Two commands whose imports build torchvision's dataclasses: in each the interrupt ends an
+# exec'd frame, and main must clear CPython's record of it.
 @pytest.mark.parametrize("command", [
     ["train", "--dataset", "retinamnist", "--model", "medvit_28_tiny", "--subset", "64", "--epochs", "30"],
     ["gradcam", "--checkpoint", "no-such-checkpoint"],
