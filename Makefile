@@ -50,6 +50,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.bench_epoch
 	$(BIN)/python -m benchmarks.bench_augment
 	$(BIN)/python -m benchmarks.bench_loss
+	$(BIN)/python -m benchmarks.bench_bn_recompute
 	$(BIN)/python -m benchmarks.bench_models
 	$(BIN)/python -m benchmarks.bench_report
 	$(BIN)/python -m benchmarks.bench_sweep_efficiency --quick

@@ -304,6 +304,16 @@ class MedMNISTData:
             labels[split] = self.labels[split][idx].contiguous()
         return MedMNISTData(self.info, images, labels, self.path)
 
+    def with_train_subset(self, n: int | None, seed: int = 0) -> MedMNISTData:
+        """A copy with the training split of ``subset(n, seed)`` (what `--subset n` trains on)
+        and the whole validation and test splits, so that its test numbers compare with
+        full-data runs. ``None`` returns ``self``."""
+        if n is None:
+            return self
+        train = self.subset(n, seed=seed)
+        return MedMNISTData(self.info, {**self.images, "train": train.images["train"]},
+                            {**self.labels, "train": train.labels["train"]}, self.path)
+
 
 def _from_arrays(info: DatasetInfo, images: dict, labels: dict, path: Path | None) -> MedMNISTData:
     with warnings.catch_warnings():

@@ -24,3 +24,21 @@ def test_smallest_form_prints_its_table(module, args, row):
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert row in done.stdout, done.stdout[-2000:]
+
+
+@pytest.mark.slow  # two tiny Trainers, one epoch each, in a fresh interpreter
+def test_bn_recompute_cost_prints_a_row_per_training_set_size(real_root):
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_bn_recompute", "--sizes", "24,40", "--rounds", "1",
+                           "--batch", "16", "--data-root", str(real_root)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ") and "x |" in line]
+    assert [row[0].strip() for row in rows] == ["24", "40"]
+    assert {row[1].strip() for row in rows} == {"524"}  # validation stays whole
+
+
+def test_bn_recompute_bench_rejects_bad_sizes_in_one_line():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_bn_recompute", "--sizes", "a,40"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].endswith("--sizes: 'a,40' is not a comma-separated list of image counts")

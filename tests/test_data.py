@@ -414,3 +414,14 @@ def test_pickles_as_numpy_and_back(real_root):
         assert torch.equal(copy.images[split], data.images[split])
         assert torch.equal(copy.labels[split], data.labels[split])
         assert copy.images[split].dtype == data.images[split].dtype
+
+
+def test_with_train_subset_trains_on_what_subset_draws_and_keeps_val_and_test_whole(retina_data):
+    data = retina_data.with_train_subset(100, seed=3)
+    drawn = retina_data.subset(100, seed=3)
+    assert torch.equal(data.images["train"], drawn.images["train"])
+    assert torch.equal(data.labels["train"], drawn.labels["train"])
+    for split in ("val", "test"):
+        assert torch.equal(data.images[split], retina_data.images[split])
+        assert len(data.labels[split]) > 100
+    assert retina_data.with_train_subset(None, seed=3) is retina_data

@@ -10,10 +10,11 @@ import json
 from studies.recipe import summarize
 
 
-def _record(arm: str, seed: int, acc: float, test_accs: list[float], selected: int) -> dict:
+def _record(arm: str, seed: int, acc: float, test_accs: list[float], selected: int, auc: float | None = None) -> dict:
     epochs = [{"val_acc": 0.5, "test_acc": a, "test_qwk": None} for a in test_accs]
+    test = {"acc": acc} | ({"auc": auc} if auc is not None else {})
     return {"arm": arm, "seed": seed, "config": {"dataset": "retinamnist", "select_window": 1},
-            "result": {"test": {"acc": acc}, "selected_epoch": selected}, "epochs": epochs}
+            "result": {"test": test, "selected_epoch": selected}, "epochs": epochs}
 
 
 def test_paired_differences_use_the_seeds_both_arms_ran():
@@ -26,6 +27,15 @@ def test_paired_differences_use_the_seeds_both_arms_ran():
     ((arm, base, seeds, diffs),) = summarize.paired_differences(runs)
     assert (arm, base, seeds) == ("retinamnist b", "retinamnist a", [1, 2])
     assert [round(d, 6) for d in diffs] == [0.03, -0.01]
+
+
+def test_paired_auc_differences_skip_the_seeds_without_an_auc():
+    runs = {
+        "retinamnist a": [_record("a", 0, 0.5, [0.5], 1, auc=0.70), _record("a", 1, 0.5, [0.5], 1, auc=0.72)],
+        "retinamnist b": [_record("b", 0, 0.5, [0.5], 1, auc=0.75), _record("b", 1, 0.5, [0.5], 1)],
+    }
+    ((_, _, seeds, diffs),) = summarize.paired_differences(runs, "auc")
+    assert seeds == [0] and [round(d, 6) for d in diffs] == [0.05]
 
 
 def test_selecting_on_test_is_its_own_rule(tmp_path, monkeypatch, real_root):

@@ -16,7 +16,6 @@ import torch
 from medvit.config import build_config
 from medvit.metrics import evaluate, scores_from_logits
 from medvit.train import Trainer, batch_inputs, load_data
-from studies.recipe.run_arm import train_subset
 
 EPOCHS_SHOWN = 12
 
@@ -39,7 +38,7 @@ def metrics(trainer: Trainer, model: torch.nn.Module, split: str, bn_batch_stats
 def main() -> None:
     torch.set_num_threads(1)
     config = build_config({"dataset": "pneumoniamnist", "model": "medvit_28_tiny", "device": "cpu", "seed": 0})
-    trainer = Trainer(config, train_subset(load_data(config), 546, 0))
+    trainer = Trainer(config, load_data(config).with_train_subset(546, 0))
     print("epoch step train_loss | val (ACC, AUC, mean p) running stats | val batch stats | train running stats")
     for epoch in range(EPOCHS_SHOWN):
         loss = trainer.train_epoch()

@@ -17,7 +17,6 @@ import time
 import torch
 
 from medvit.config import build_config
-from medvit.data import MedMNISTData
 from medvit.train import Trainer, load_data
 
 # (a) the recipe before issue 8 (weight decay on norms and biases cannot be restored: it is gone
@@ -28,16 +27,6 @@ ARMS = {
     "a": OLD,
     "b": {},
 }
-
-
-def train_subset(data: MedMNISTData, n: int | None, seed: int) -> MedMNISTData:
-    """``data`` with the training split of ``data.subset(n, seed)`` (what `--subset n` trains on)
-    and the whole validation and test splits, so test numbers compare with full-data runs."""
-    if n is None:
-        return data
-    train = data.subset(n, seed=seed)
-    return MedMNISTData(data.info, {**data.images, "train": train.images["train"]},
-                        {**data.labels, "train": train.labels["train"]}, data.path)
 
 
 def raw_val_metrics(trainer: Trainer) -> dict[str, float]:
@@ -74,7 +63,7 @@ def main() -> None:
         config = build_config({"dataset": args.dataset, "model": "medvit_28_tiny", "device": "cpu",
                                **ARMS.get(args.arm, {}), **extra, "seed": seed})
         start = time.time()
-        trainer = Trainer(config, train_subset(load_data(config), args.train_images, seed))
+        trainer = Trainer(config, load_data(config).with_train_subset(args.train_images, seed))
         epochs = []
         for metrics in trainer.epochs():
             test, _ = trainer.evaluate("test")

@@ -9,7 +9,8 @@ validation; the seed ensemble (the seeds' selected-epoch probabilities averaged,
 for decoded QWK/MAE tuned on the averaged validation probabilities); and, from the per-epoch
 test numbers that only this research tool records, how other selection rules would have done
 (the epoch chosen on test among them: what a paper that selects on test would print); and,
-for arms of the same dataset, the paired difference to the first one over the seeds both ran.
+for arms of the same dataset, the paired difference (test ACC and AUC) to the first one over the
+seeds both ran.
 """
 
 from __future__ import annotations
@@ -76,31 +77,31 @@ def main(paths: list[str]) -> None:
     print_paired(runs)
 
 
-def paired_differences(runs: dict[str, list[dict]]) -> list[tuple[str, str, list[int], list[float]]]:
+def paired_differences(runs: dict[str, list[dict]], metric: str = "acc") -> list[tuple[str, str, list[int], list[float]]]:
     """For each arm after the first of its dataset: (arm, baseline, seeds both ran, the
-    per-seed difference of the validation-selected test accuracy, arm minus baseline)."""
+    per-seed difference of the validation-selected test ``metric``, arm minus baseline)."""
     rows, first = [], {}
     for arm, records in runs.items():
         dataset = records[0]["config"]["dataset"]
         if dataset not in first:
             first[dataset] = arm
             continue
-        base = {r["seed"]: r["result"]["test"]["acc"] for r in runs[first[dataset]]}
-        mine = {r["seed"]: r["result"]["test"]["acc"] for r in records}
-        seeds = sorted(base.keys() & mine.keys())
+        base = {r["seed"]: r["result"]["test"].get(metric) for r in runs[first[dataset]]}
+        mine = {r["seed"]: r["result"]["test"].get(metric) for r in records}
+        seeds = sorted(seed for seed in base.keys() & mine.keys() if None not in (base[seed], mine[seed]))
         rows.append((arm, first[dataset], seeds, [mine[s] - base[s] for s in seeds]))
     return rows
 
 
 def print_paired(runs: dict[str, list[dict]]) -> None:
-    rows = paired_differences(runs)
-    if not rows:
+    acc, auc = paired_differences(runs, "acc"), paired_differences(runs, "auc")
+    if not acc:
         return
-    print("| arm | against | seeds | paired difference of test acc (val-selected) |")
-    print("|---|---|---|---|")
-    for arm, base, seeds, diffs in rows:
-        print(f"| {arm} | {base} | {' '.join(map(str, seeds))} | {fmt(diffs) if diffs else '-'} |")
-
+    print("| arm | against | seeds | paired difference of test acc (val-selected) | of test auc |")
+    print("|---|---|---|---|---|")
+    for (arm, base, seeds, diffs), (*_, auc_diffs) in zip(acc, auc):
+        print(f"| {arm} | {base} | {' '.join(map(str, seeds))} | {fmt(diffs) if diffs else '-'} | "
+              f"{fmt(auc_diffs) if auc_diffs else '-'} |")
 
 if __name__ == "__main__":
     main(sys.argv[1:])
