@@ -100,21 +100,16 @@ def asha_settings(text: str | None, base: dict) -> list[tuple[int, int]]:
         raise SystemExit(f"--asha: {text!r}; allowed: GRACExREDUCTION[,...], e.g. 4x2,2x3") from None
 
 
-def replay_asha(curves: list[list[float]], grace: int, reduction: int, mode: str,
-                rungs: list[list[float]] | None = None, rung_mode: str | None = None) -> tuple[int, float]:
-    """Ray Tune's own ASHA fed recorded per-epoch scores (one list per trial, every trial run
+def asha_epochs_run(rungs: list[list[float]], grace: int, reduction: int, mode: str) -> list[int]:
+    """Ray Tune's own ASHA fed recorded per-epoch values (one list per trial, every trial run
     to the end) through ``on_trial_add``/``on_trial_result``, as Tune's controller calls them:
     the trials arrive in their recorded order, each reporting epoch after epoch until ASHA
     stops it. With epochs of equal length that is the order in which they reach every rung
     whatever the number running at once, so each is judged against those that reached the rung
-    before it. ``rungs`` (direction ``rung_mode``) are the values ASHA compares when they are
-    not the scores. Returns the trial-epochs spent and the best score over the epochs each
-    trial got to run."""
-    epochs = len(curves[0])
-    rungs, rung_mode = (rungs, rung_mode) if rungs else (curves, mode)
-    scheduler = ASHAScheduler(time_attr="training_iteration", metric="rung", mode=rung_mode, max_t=epochs,
+    before it. Returns the epochs each trial got to run."""
+    scheduler = ASHAScheduler(time_attr="training_iteration", metric="rung", mode=mode, max_t=len(rungs[0]),
                               grace_period=grace, reduction_factor=reduction)
-    ran = [0] * len(curves)
+    ran = [0] * len(rungs)
     for i, values in enumerate(rungs):
         trial = SimpleNamespace(trial_id=str(i))  # all that ASHA reads of a trial
         scheduler.on_trial_add(None, trial)
@@ -122,6 +117,16 @@ def replay_asha(curves: list[list[float]], grace: int, reduction: int, mode: str
             ran[i] = epoch
             if scheduler.on_trial_result(None, trial, {"training_iteration": epoch, "rung": value}) == TrialScheduler.STOP:
                 break
+    return ran
+
+
+def replay_asha(curves: list[list[float]], grace: int, reduction: int, mode: str,
+                rungs: list[list[float]] | None = None, rung_mode: str | None = None) -> tuple[int, float]:
+    """``asha_epochs_run`` on ``curves`` (or on ``rungs``, direction ``rung_mode``, when ASHA
+    compares other values than the scores). Returns the trial-epochs spent and the best score
+    over the epochs each trial got to run."""
+    rungs, rung_mode = (rungs, rung_mode) if rungs else (curves, mode)
+    ran = asha_epochs_run(rungs, grace, reduction, rung_mode)
     best_of = max if mode == "max" else min
     return sum(ran), best_of(v for curve, stop in zip(curves, ran) for v in curve[:stop])
 

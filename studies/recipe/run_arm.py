@@ -15,6 +15,7 @@ import json
 import time
 
 import torch
+import yaml
 
 from medvit.config import build_config
 from medvit.train import Trainer, load_data
@@ -40,6 +41,46 @@ def raw_val_metrics(trainer: Trainer) -> dict[str, float]:
     return {f"raw_val_{k}": v for k, v in val.items()}
 
 
+def recomputed_bn_metrics(trainer: Trainer, splits: tuple[str, ...] = ("val", "test")) -> dict[str, float]:
+    """Metrics of the evaluated weights with the BatchNorm statistics `bn_recompute` would give
+    them, on ``splits``, as ``bn_<split>_*``; the running statistics are put back afterwards,
+    so one run yields both readouts (recomputing draws no random numbers: training goes on
+    as without it)."""
+    model = trainer.eval_model
+    saved = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    try:
+        trainer.recompute_bn_stats()
+        return {f"bn_{split}_{k}": v for split in splits for k, v in trainer.evaluate(split)[0].items()}
+    finally:
+        buffers = dict(model.named_buffers())
+        for name, value in saved.items():
+            buffers[name].copy_(value)
+
+
+def record_run(config, data, label: str, raw_val: bool = False, bn_readout: bool = False, **extra) -> dict:
+    """Train ``config`` on ``data``, evaluating the test split after every epoch (and, when
+    asked, the trained weights' validation metrics and the recomputed-BatchNorm readout):
+    the JSON record that the summaries read."""
+    start = time.time()
+    trainer = Trainer(config, data)
+    epochs = []
+    for metrics in trainer.epochs():
+        test, _ = trainer.evaluate("test")
+        epochs.append({**metrics, **{f"test_{k}": v for k, v in test.items()},
+                       **(raw_val_metrics(trainer) if raw_val else {}),
+                       **(recomputed_bn_metrics(trainer) if bn_readout else {})})
+    result = trainer.finish()
+    scores = {k: result.pop(k).tolist() for k in ("val_scores", "test_scores")}
+    return {"arm": label, "seed": config.seed, **extra, "config": config.model_dump(), "result": result,
+            "scores": scores, "epochs": epochs, "wall_s": time.time() - start}
+
+
+def append_record(path: str, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    print(record["arm"], record["seed"], json.dumps(record["result"]["test"]), f"{record['wall_s']:.0f}s", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--arm", required=True, help="a (the old recipe), or any other name for the new defaults")
@@ -56,26 +97,12 @@ def main() -> None:
     args = parser.parse_args()
     label = args.label or args.arm
     torch.set_num_threads(args.threads)
-    import yaml
-
     extra = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     for seed in args.seeds:
         config = build_config({"dataset": args.dataset, "model": "medvit_28_tiny", "device": "cpu",
                                **ARMS.get(args.arm, {}), **extra, "seed": seed})
-        start = time.time()
-        trainer = Trainer(config, load_data(config).with_train_subset(args.train_images, seed))
-        epochs = []
-        for metrics in trainer.epochs():
-            test, _ = trainer.evaluate("test")
-            epochs.append({**metrics, **{f"test_{k}": v for k, v in test.items()},
-                           **(raw_val_metrics(trainer) if args.raw_val else {})})
-        result = trainer.finish()
-        scores = {k: result.pop(k).tolist() for k in ("val_scores", "test_scores")}
-        record = {"arm": label, "seed": seed, "config": config.model_dump(), "result": result, "scores": scores,
-                  "epochs": epochs, "wall_s": time.time() - start}
-        with open(args.out, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        print(label, seed, json.dumps(result["test"]), f"{time.time() - start:.0f}s", flush=True)
+        data = load_data(config).with_train_subset(args.train_images, seed)
+        append_record(args.out, record_run(config, data, label, raw_val=args.raw_val))
 
 
 if __name__ == "__main__":
