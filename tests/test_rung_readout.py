@@ -72,12 +72,14 @@ def test_rungs_are_the_ashas_comparison_epochs():
 def test_run_and_table_on_real_records(tmp_path, monkeypatch, real_root):
     monkeypatch.setenv("MEDMNIST_ROOT", str(real_root))
     spec = tmp_path / "spec.yaml"
-    spec.write_text(SPEC)
+    spec.write_text(SPEC.replace("subset: 32}", "subset: 32, bn_recompute: true}"))
     out = tmp_path / "records.jsonl"
     for worker in ("0/2", "1/2"):
         rung_readout.main(["run", "--spec", str(spec), "--configs", "3", "--worker", worker, "--out", str(out)])
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["config_index"] for r in records) == [0, 1, 2]
+    # a spec that recomputes still gets the running-statistics readout as the trial's own
+    assert not any(r["config"]["bn_recompute"] for r in records)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         rung_readout.main(["table", "--spec", str(spec), "--orders", "4", str(out)])

@@ -84,7 +84,8 @@ def run(args) -> None:
     torch.set_num_threads(args.threads)
     for i, values in enumerate(draw_configs(spec, args.configs, args.seed)):
         if i % workers == index:
-            config = build_config(values | {"device": "cpu"})
+            # the running-statistics readout is the trial's own: the study recomputes beside it
+            config = build_config(values | {"device": "cpu", "bn_recompute": False})
             append_record(args.out, record_run(config, load_data(config), spec.name, bn_readout=True, config_index=i))
 
 
