@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 
+import pytest
 import torch
 
 from medvit.config import build_config
@@ -91,3 +92,10 @@ def test_run_and_table_on_real_records(tmp_path, monkeypatch, real_root):
     assert all(row[2].endswith("of 3") for row in rows[:4])
     assert [row[0] for row in rows[4:]] == ["| running statistics", "| recomputed (bn_recompute)"]
     assert all(row[3].endswith("of 4") for row in rows[4:])
+
+
+def test_table_refuses_a_spec_without_asha_on_the_selection_score(tmp_path):
+    spec = tmp_path / "fifo.yaml"
+    spec.write_text(SPEC.replace("{type: asha, grace_period: 1, reduction_factor: 2}", "{type: fifo}"))
+    with pytest.raises(SystemExit, match="--spec: rung-test has no ASHA on the selection score"):
+        rung_readout.main(["table", "--spec", str(spec), str(tmp_path / "unread.jsonl")])

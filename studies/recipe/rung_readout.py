@@ -36,6 +36,7 @@ from medvit.config import build_config
 from medvit.selection import best_epoch
 from medvit.train import load_data
 from studies.recipe.run_arm import append_record, record_run
+from sweeps.ranking import SCORE
 from sweeps.space import DefineByRun, trial_config
 from sweeps.spec import load_spec
 
@@ -91,6 +92,9 @@ def run(args) -> None:
 
 def table(args) -> None:
     spec = load_spec(args.spec)
+    if spec.scheduler.type != "asha" or spec.scheduler.rung_metric != SCORE:
+        raise SystemExit(f"--spec: {spec.name} has no ASHA on the selection score; allowed: a spec with "
+                         f"scheduler.type asha and the default rung_metric ({SCORE})")
     records = sorted((json.loads(line) for path in args.records for line in open(path)),
                      key=lambda r: r["config_index"])
     # the validation split the runs read (a spec's `subset` shrinks it)
