@@ -4,9 +4,10 @@ and on, the same Trainer config otherwise, in the same run.
 `bn_recompute` adds one forward pass in training mode over up to ``BN_STATS_IMAGES`` unaugmented
 training images before each validation. Its cost relative to an epoch therefore falls as the
 training set grows past that cap: the table gives the seconds it adds and the ratio per
-training-set size. The two Trainers take turns, one epoch each per round, and each keeps its
-fastest epoch, so that a busy neighbour on a shared machine skews the ratio as little as
-possible (time it alone all the same: see the README's note on two cores).
+training-set size. The two Trainers take turns, one epoch each per round (the order rotating,
+as in bench_epoch), and each keeps its fastest epoch, so that a busy neighbour on a shared
+machine skews the ratio as little as possible (time it alone all the same: see the README's
+note on two cores).
 
     .venv/bin/python -m benchmarks.bench_bn_recompute [--dataset pneumoniamnist]
         [--sizes 546,1080,4708] [--model medvit_28_tiny] [--batch 128] [--rounds 3]
@@ -20,6 +21,7 @@ import os
 
 import torch
 
+from benchmarks.bench_epoch import best_of_rounds
 from medvit.config import build_config
 from medvit.data import load_dataset, resolve_root
 from medvit.train import BN_STATS_IMAGES, Trainer
@@ -27,14 +29,13 @@ from medvit.train import BN_STATS_IMAGES, Trainer
 
 def epoch_seconds(config, data, rounds: int) -> dict[bool, float]:
     """Fastest whole epoch (``epoch_time_s``: training, recomputation, validation) of the
-    Trainer with ``bn_recompute`` off and on, taking turns for ``rounds`` epochs each."""
+    Trainer with ``bn_recompute`` off and on, taking turns for ``rounds`` epochs each
+    (bench_epoch's rounds, on epochs per second)."""
     epochs = {on: Trainer(build_config(config | {"bn_recompute": on, "epochs": rounds}), data).epochs()
               for on in (False, True)}
-    best = dict.fromkeys(epochs, float("inf"))
-    for _ in range(rounds):
-        for on, trainer in epochs.items():
-            best[on] = min(best[on], next(trainer)["epoch_time_s"])
-    return best
+    rates = best_of_rounds({on: lambda run=run: 1.0 / next(run)["epoch_time_s"] for on, run in epochs.items()},
+                           rounds)
+    return {on: 1.0 / rate for on, rate in rates.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
