@@ -32,6 +32,7 @@ import torch
 from medvit.config import build_config
 from medvit.data import dataset_info
 from medvit.train import AUDIT_PREFIX, Trainer, load_data
+from studies import run_main
 from sweeps.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -237,4 +238,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("protocol.py", main)

@@ -16,6 +16,7 @@ import torch
 from medvit.config import build_config
 from medvit.metrics import evaluate, scores_from_logits
 from medvit.train import Trainer, batch_inputs, load_data
+from studies import run_main
 
 EPOCHS_SHOWN = 12
 
@@ -48,4 +49,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("bn_diagnostic.py", main)

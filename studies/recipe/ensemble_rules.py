@@ -32,6 +32,7 @@ from analysis.ensemble import Candidate, first_pick, select_members, sweep_candi
 from analysis.evaluate import load_checkpoint, load_eval_data
 from medvit.config import TrainConfig
 from medvit.metrics import evaluate
+from studies import run_main
 
 RULES = ("winner", "greedy", "bagged", "top5", "all")
 
@@ -141,4 +142,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("ensemble_rules.py", main)

@@ -25,6 +25,7 @@ import ray
 from analysis.collect import read_sweep
 from analysis.evaluate import evaluate_checkpoint
 from analysis.tables import rank_trials
+from studies import run_main
 from sweeps.launch import run_sweep, sweep_dir
 from sweeps.spec import load_spec, spec_from_dict
 
@@ -83,4 +84,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("repeats.py", main)

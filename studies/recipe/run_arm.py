@@ -19,6 +19,7 @@ import yaml
 
 from medvit.config import build_config
 from medvit.train import Trainer, load_data
+from studies import run_main
 
 # (a) the recipe before issue 8 (weight decay on norms and biases cannot be restored: it is gone
 # for good); (b) the new defaults. Both the recommended CPU preset, medvit_28_tiny.
@@ -106,4 +107,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("run_arm.py", main)

@@ -35,6 +35,7 @@ from benchmarks.bench_sweep_efficiency import asha_epochs_run
 from medvit.config import build_config
 from medvit.selection import best_epoch
 from medvit.train import load_data
+from studies import run_main
 from studies.recipe.run_arm import append_record, record_run
 from sweeps.ranking import SCORE
 from sweeps.space import DefineByRun, trial_config
@@ -157,4 +158,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("rung_readout.py", main)

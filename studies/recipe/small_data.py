@@ -19,6 +19,7 @@ import numpy as np
 
 from medvit.data import load_dataset
 from medvit.train import train_steps
+from studies import run_main
 
 
 def fmt(values) -> str:
@@ -73,4 +74,4 @@ if __name__ == "__main__":
     parser.add_argument("--train-images", type=int, required=True, help="run_arm.py's --train-images")
     parser.add_argument("records", nargs="+")
     args = parser.parse_args()
-    main(args.records, args.train_images)
+    run_main("small_data.py", main, args.records, args.train_images)

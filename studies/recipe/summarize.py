@@ -24,6 +24,7 @@ import numpy as np
 
 from medvit.data import load_dataset
 from medvit.metrics import decoded_metrics, evaluate
+from studies import run_main
 
 METRICS = ("acc", "auc", "qwk", "mae", "qwk_decoded", "mae_decoded")
 
@@ -104,4 +105,4 @@ def print_paired(runs: dict[str, list[dict]]) -> None:
               f"{fmt(auc_diffs) if auc_diffs else '-'} |")
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_main("summarize.py", main, sys.argv[1:])

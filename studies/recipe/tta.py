@@ -19,6 +19,7 @@ from analysis.evaluate import load_checkpoint, load_eval_data
 from medvit.metrics import decoded_metrics, evaluate, scores_from_logits
 from medvit.tasks import ORDINAL
 from medvit.train import Trainer
+from studies import run_main
 
 METRICS = ("acc", "auc", "qwk", "qwk_decoded")
 
@@ -62,4 +63,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("tta.py", main)
