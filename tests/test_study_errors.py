@@ -48,6 +48,7 @@ def test_summarize_without_the_data_names_the_file_and_the_command_that_fetches_
     monkeypatch.setenv("MEDMNIST_ROOT", str(empty))
     run = study("studies.recipe.summarize", str(records))
     assert run.returncode == 2, run.stderr
+    assert run.stdout == ""  # no half table before the error
     (line,) = run.stderr.splitlines()
     assert line.startswith("summarize.py: error: ") and f"{empty}/retinamnist.npz not found" in line
     assert "medsweep data download --dataset retinamnist" in line

@@ -40,12 +40,12 @@ def main(paths: list[str]) -> None:
         for line in (gzip.open(path, "rt") if path.endswith(".gz") else open(path)):
             record = json.loads(line)
             runs[f'{record["config"]["dataset"]} {record["arm"]}'].append(record)
-    data = {}
+    # Every dataset first: a missing file stops the summary before it prints half a table.
+    data = {dataset: load_dataset(dataset) for dataset in dict.fromkeys(r[0]["config"]["dataset"] for r in runs.values())}
     print("| arm | seeds | " + " | ".join(f"test {m}" for m in METRICS) + " |")
     print("|---|---|" + "---|" * len(METRICS))
     for arm, records in runs.items():
         dataset = records[0]["config"]["dataset"]
-        data.setdefault(dataset, load_dataset(dataset))
         print(f"| {arm} | {len(records)} | " + " | ".join(fmt(r["result"]["test"].get(m) for r in records) for m in METRICS) + " |")
         if len(records) > 1 and "scores" in records[0]:
             y_val, y_test = (data[dataset].labels[s].numpy() for s in ("val", "test"))
