@@ -1,13 +1,16 @@
-"""studies/recipe/run_arm.py's small-data option: the validation metrics of the trained (not EMA)
-weights (its training split of `--subset N` is `MedMNISTData.with_train_subset`, tested in test_data)."""
+"""studies/recipe/run_arm.py: its small-data option, the validation metrics of the trained (not EMA)
+weights (its training split of `--subset N` is `MedMNISTData.with_train_subset`, tested in test_data),
+and its arm (a) with AugMix being the paper specs' recipe."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from medvit.config import build_config
 from medvit.train import Trainer
 from studies.recipe import run_arm
+from sweeps.spec import load_spec
 
 
 def test_raw_val_metrics_are_the_trained_weights_and_leave_the_ema_in_place(retina_data):
@@ -37,3 +40,15 @@ def test_small_data_table_reads_when_validation_leaves_the_majority_and_pairs_se
     arm = [{"seed": s, "result": {"test": {"acc": a}}} for s, a in ((1, 0.95), (0, 0.9), (7, 0.1))]
     assert small_data.paired(arm, base, "acc") == "0.075 +- 0.035"
     assert small_data.paired(base, base, "acc") == "-"
+
+
+@pytest.mark.parametrize("dataset", ["retinamnist", "pneumoniamnist"])
+def test_arm_a_with_augmix_trains_the_paper_specs_recipe(dataset):
+    # reports/recipe runs "the paper's recipe at 28 px" as `--arm a --set augment=augmix`: the
+    # same config as the paper/<dataset> spec's train section but for the model and its input.
+    model_and_input = {"model", "resize", "resize_mode", "img_size", "audit_test", "seed"}
+    paper = {k: v for k, v in load_spec(f"paper/{dataset}").train.model_dump(exclude_unset=True).items()
+             if k not in model_and_input}
+    arm = build_config({"dataset": dataset, **run_arm.ARMS["a"], "augment": "augmix"})
+    spec = build_config({"dataset": dataset, **paper})
+    assert arm == spec

@@ -41,7 +41,8 @@ def main(paths: list[str]) -> None:
             record = json.loads(line)
             runs[f'{record["config"]["dataset"]} {record["arm"]}'].append(record)
     # Every dataset first: a missing file stops the summary before it prints half a table.
-    data = {dataset: load_dataset(dataset) for dataset in dict.fromkeys(r[0]["config"]["dataset"] for r in runs.values())}
+    datasets = dict.fromkeys(records[0]["config"]["dataset"] for records in runs.values())
+    data = {dataset: load_dataset(dataset) for dataset in datasets}
     print("| arm | seeds | " + " | ".join(f"test {m}" for m in METRICS) + " |")
     print("|---|---|" + "---|" * len(METRICS))
     for arm, records in runs.items():
