@@ -123,8 +123,11 @@ def test_each_operation_is_torchvisions_at_every_level(name, flag, request):
             ]).float()
             differs = (ours - theirs).abs()
             where = f"{name} level {level} sign {sign}"
-            if name in GEOMETRIC:  # the sampling grid's float32 sums may round differently on another CPU
-                assert differs.max() <= 1 and (differs > 0).float().mean() <= 0.005, where
+            if name in GEOMETRIC:
+                # The sampling grid's float32 sums round differently on another CPU (torchvision's
+                # own grid is a bmm): up to 0.69 % of pixels one level apart (shear_y on an AMD
+                # EPYC, 0.5 % elsewhere). A magnitude 2 % off already moves 3.9-36 % of them.
+                assert differs.max() <= 1 and (differs > 0).float().mean() <= 0.02, where
             else:
                 assert torch.equal(ours, theirs), where
 
