@@ -242,10 +242,13 @@ def auto_gradcam_checkpoints(results) -> tuple[str, str, str] | None:
     else every ranked one; then the best (by validation) of each with one architecture, the
     best-ranked one that has both, so the figure shows the loss's effect alone; where no
     architecture has both, the best of each, and the caption says that the architectures differ.
+    A model at another input (``resize``) is another architecture here.
     """
-    from analysis.tables import load_results_frame, rank_trials
+    from analysis.tables import load_results_frame, rank_trials, with_inputs
 
-    df = load_results_frame(results)
+    df = with_inputs(load_results_frame(results))
+    df["model"] = [m if key[0] == key[1] else f"{m} at {label}"
+                   for m, key, label in zip(df["model"], df["input_key"], df["input"])]
     ranked = rank_trials(df[df["dataset"].str.lower() == "retinamnist"])
     ranked = ranked[ranked["checkpoint_path"].map(lambda p: isinstance(p, str) and (Path(p) / "state.pt").is_file())]
     sides = [ranked[ranked["alpha"].fillna(0) == 0], ranked[ranked["alpha"].fillna(0) > 0]]

@@ -1,6 +1,6 @@
 """The test split, evaluated once: the best trial of each dataset, from its checkpoint.
 
-``evaluate_best(results_parquet)`` picks, per dataset and model family, the best trial by the
+``evaluate_best(results_parquet)`` picks, per dataset, model family and input, the best trial by the
 sweep's *validation* metric (:func:`analysis.tables.rank_trials`: errored trials never count,
 ties go to the earlier best epoch, then the smaller trial id), loads the selected-epoch weights
 from its checkpoint (:func:`medvit.train.load_checkpoint_model`), evaluates the test split with
@@ -10,9 +10,9 @@ table, written to ``out`` (``medsweep evaluate --out``; by default the input its
 ``medsweep collect --evaluate-test`` does with the table it just wrote), atomically; every
 other row and column is left as it was.
 
-Per model family (MedViT, ResNet) because the report shows one "ours" row per family; the
-other trials are never evaluated on the test split, so the test split plays no part in
-selection.
+Per model family (MedViT, ResNet) and input (28 px; 224 px from 28, the MedViT paper's
+protocol) because the report shows one "ours" row for each; the other trials are never
+evaluated on the test split, so the test split plays no part in selection.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import torch
 
 from analysis.collect import _write_atomic, read_results
 from analysis.schema import TEST_COLUMNS
-from analysis.tables import best_trials, model_families, model_family
+from analysis.tables import best_trials, model_family, result_groups
 from medvit.config import DEVICES
 
 __all__ = ["evaluate_best", "evaluate_checkpoint", "load_checkpoint", "load_eval_data", "split_metrics",
@@ -90,10 +90,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data_root: str | os.PathL
 
 
 def trials_to_evaluate(results) -> pd.DataFrame:
-    """Rows to evaluate: the best trial of each (dataset, model family) by validation metric."""
+    """Rows to evaluate: the best trial of each (dataset, model family, input) by validation metric."""
     df = results if isinstance(results, pd.DataFrame) else results.to_pandas()
-    families = model_families(df["model"])
-    picks = [best_trials(df, family=fam) for fam in families]
+    picks = [best_trials(group) for _, _, group in result_groups(df)]
     picks = [p for p in picks if not p.empty]
     if not picks:
         return df.iloc[0:0]
@@ -140,7 +139,8 @@ def evaluate_best(results_parquet: str | os.PathLike, data_root: str | os.PathLi
     try:
         for _, row in trials_to_evaluate(df).iterrows():
             i = keys.index((row["sweep_dir"], row["trial_id"]))
-            what = (f"{row['dataset']} {model_family(row['model'])}: trial {row['trial_id']} of {row['sweep']} "
+            what = (f"{row['dataset']} {model_family(row['model'])} at {row['input']}: "
+                    f"trial {row['trial_id']} of {row['sweep']} "
                     f"({row['metric']} {row['best_value']:.4f} at epoch {int(row['best_epoch'])})")
             if _done(row) and not force:
                 say(f"skip   {what}: test split already evaluated")

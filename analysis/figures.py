@@ -254,7 +254,7 @@ def heatmap_vs_paper(results: Any, out_png: str | os.PathLike, confirm: Any = No
     minus paper. Only datasets we have a test number for are columns.
 
     Returns:
-        ``dataset, method, metric, ours, paper, diff`` for every dataset x method x metric
+        ``dataset, input, method, metric, ours, paper, diff`` for every dataset x method x metric
         (``diff`` NaN where either side is missing).
     """
     data = _vs_paper_data(results, confirm, family)
@@ -276,7 +276,9 @@ def heatmap_vs_paper(results: Any, out_png: str | os.PathLike, confirm: Any = No
         ax.axvline(2 * k - 0.5, color="white", linewidth=4)
     ax.set_xlabel("test metric; grey hatched: no value on one side")
     fig.colorbar(im, ax=ax).set_label("ours − paper (0–1 scale)\n> 0: ours better")
-    title = f"medsweep {family_label(family)} (best by validation)\nminus published results, test split"
+    inputs = ", ".join(dict.fromkeys(data["input"]))
+    title = (f"medsweep {family_label(family)} (best by validation" + (f"; {inputs}" if inputs else "")
+             + ")\nminus published results, test split")
     if not len(finite):
         title += "\n(no test-split results yet: run the evaluation step)"
     fig.suptitle(title)
@@ -285,11 +287,14 @@ def heatmap_vs_paper(results: Any, out_png: str | os.PathLike, confirm: Any = No
 
 
 def _vs_paper_data(results: Any, confirm: Any, family: str) -> pd.DataFrame:
-    """Our test AUC/ACC of one family (the first present when it is absent) minus each published method's."""
+    """Our test AUC/ACC of one family (the first present when it is absent) minus each published
+    method's; where the family was trained at several inputs, the one best by validation."""
     ours = ours_test_metrics(results, confirm)
     if not ours.empty:
         fams = list(ours["family"].unique())
         ours = ours[ours["family"] == (family if family in fams else fams[0])]
+        ours = ours.assign(rank=[-v if m == "max" else v for v, m in zip(ours["best_value"], ours["mode"])])
+        ours = ours.sort_values("rank", kind="stable").drop_duplicates("dataset")
     recs = []
     for o in ours.itertuples():
         ds = str(o.dataset).lower()
@@ -299,8 +304,9 @@ def _vs_paper_data(results: Any, confirm: Any, family: str) -> pd.DataFrame:
                 published = ref.table1_value(method, ds, metric)
                 paper = published.value if published else None
                 diff = mine - paper if (mine is not None and paper is not None) else math.nan
-                recs.append(dict(dataset=ds, method=method, metric=metric, ours=mine, paper=paper, diff=diff))
-    return pd.DataFrame(recs, columns=["dataset", "method", "metric", "ours", "paper", "diff"])
+                recs.append(dict(dataset=ds, input=o.input, method=method, metric=metric, ours=mine, paper=paper,
+                                 diff=diff))
+    return pd.DataFrame(recs, columns=["dataset", "input", "method", "metric", "ours", "paper", "diff"])
 
 
 def _paint_differences(ax, data: pd.DataFrame, methods: list[str], columns: list[tuple[str, str]], norm) -> Any:

@@ -31,7 +31,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import pandas as pd
 
@@ -53,9 +53,10 @@ from analysis.tables import (
     fmt_value,
     load_confirm_frame,
     load_results_frame,
-    model_families,
     model_family,
     ours_test_metrics,
+    result_groups,
+    with_inputs,
     score_name,
     table1_blocks,
     write_tables,
@@ -145,13 +146,28 @@ def _compute_summary(df: pd.DataFrame) -> tuple[list[str], dict[str, float]]:
                        budget_epochs=budget, saved_epochs=saved, saved_fraction=frac, saved_s=saved_s)
 
 
+# A confirmed configuration is one label of one sweep: two sweeps' "best" are two configurations.
+_CONFIRMED = ["dataset", "sweep", "label"]
+
+
+def _with_sweep(conf: pd.DataFrame) -> pd.DataFrame:
+    """The confirm table with its sweep named ("–" where a hand-made table has none)."""
+    return conf.assign(sweep=conf["sweep"].fillna(MISSING) if "sweep" in conf.columns else MISSING)
+
+
+def _confirmed(conf: pd.DataFrame) -> Iterator[tuple[str, str, str, pd.DataFrame]]:
+    """(dataset, sweep, label, its rows) per confirmed configuration."""
+    for (ds, sweep, label), g in _with_sweep(conf).groupby(_CONFIRMED, sort=True):
+        yield ds, sweep, label, g
+
+
 def _confirm_section(conf: pd.DataFrame) -> tuple[TableOut, list[str]]:
-    header = ["Dataset", "Label", "Seeds", "ACC mean ± std", "ACC 95% CI", "AUC mean ± std", "AUC 95% CI",
+    header = ["Dataset", "Sweep", "Label", "Seeds", "ACC mean ± std", "ACC 95% CI", "AUC mean ± std", "AUC 95% CI",
               "QWK mean ± std", "MAE mean ± std"]
     rows, data = [], []
-    for (ds, label), g in conf.groupby(["dataset", "label"], sort=True):
-        r = [ref.display_name(ds), label, str(g["seed"].nunique())]
-        rec = dict(dataset=ds, label=label, n=int(g["seed"].nunique()))
+    for ds, sweep, label, g in _confirmed(conf):
+        r = [ref.display_name(ds), sweep, label, str(g["seed"].nunique())]
+        rec = dict(dataset=ds, sweep=sweep, label=label, n=int(g["seed"].nunique()))
         for m in ("acc", "auc", "qwk", "mae"):
             vals = g[f"test_{m}"].dropna().to_numpy(float)
             if vals.size == 0:
@@ -165,7 +181,7 @@ def _confirm_section(conf: pd.DataFrame) -> tuple[TableOut, list[str]]:
         rows.append(r)
         data.append(rec)
     tests = []
-    for ds, g in conf.groupby("dataset", sort=True):
+    for (ds, sweep), g in _with_sweep(conf).groupby(["dataset", "sweep"], sort=True):
         labels = sorted(g["label"].unique())
         if "best" not in labels:
             continue
@@ -180,7 +196,8 @@ def _confirm_section(conf: pd.DataFrame) -> tuple[TableOut, list[str]]:
             res = paired_bootstrap(a.loc[seeds, "test_acc"].to_numpy(float), b.loc[seeds, "test_acc"].to_numpy(float),
                                    n_resamples=10_000, seed=0)
             tests.append(
-                f"{ref.display_name(ds)}: test ACC of 'best' minus '{other}', paired over {res.n} seeds: "
+                f"{ref.display_name(ds)}, sweep {sweep}: test ACC of 'best' minus '{other}', "
+                f"paired over {res.n} seeds: "
                 f"{res.mean_diff:+.3f}, 95% bootstrap CI [{res.ci_low:+.3f}, {res.ci_high:+.3f}], "
                 f"{res.frac_le_zero:.1%} of resamples ≤ 0"
                 + (" (with this few seeds the bootstrap is coarse)" if res.n < 5 else "") + "."
@@ -196,13 +213,13 @@ def _audit_section(conf: pd.DataFrame) -> TableOut | None:
     difference; None when no confirm run had the audit."""
     if "audit_test_acc" not in conf.columns or conf["audit_test_acc"].isna().all():
         return None
-    header = ["Dataset", "Label", "Seeds", "ACC, epoch chosen on validation", "ACC, epoch chosen on test",
+    header = ["Dataset", "Sweep", "Label", "Seeds", "ACC, epoch chosen on validation", "ACC, epoch chosen on test",
               "ACC added by choosing on test", "AUC, epoch chosen on validation", "AUC, epoch chosen on test",
               "Epochs chosen (validation / test)"]
     rows, data = [], []
-    for (ds, label), g in conf[conf["audit_test_acc"].notna()].groupby(["dataset", "label"], sort=True):
-        rec = dict(dataset=ds, label=label, n=int(g["seed"].nunique()))
-        cells = [ref.display_name(ds), label, str(rec["n"])]
+    for ds, sweep, label, g in _confirmed(conf[conf["audit_test_acc"].notna()]):
+        rec = dict(dataset=ds, sweep=sweep, label=label, n=int(g["seed"].nunique()))
+        cells = [ref.display_name(ds), sweep, label, str(rec["n"])]
         for m in ("acc", "auc"):
             for where, column in (("val", f"test_{m}"), ("test", f"audit_test_{m}")):
                 ci = mean_ci(g[column].to_numpy(float)) if g[column].notna().any() else None
@@ -237,8 +254,10 @@ def _sweep_audit_section(df: pd.DataFrame) -> TableOut | None:
     if "audit_epoch" not in df.columns or df["audit_epoch"].isna().all():
         return None
     rows, data = [], []
-    for w in best_trials(df).itertuples():
-        audited = df[(df["dataset"] == w.dataset) & df["audit_epoch"].notna()]
+    df = with_inputs(df)
+    winners = [w for key in sorted(set(df["input_key"])) for w in best_trials(df[df["input_key"] == key]).itertuples()]
+    for w in winners:
+        audited = df[(df["dataset"] == w.dataset) & (df["input"] == w.input) & df["audit_epoch"].notna()]
         kind = metric_named(w.metric).key
         kind = kind if kind in SCORE_METRICS else "acc"  # the audit records no loss column
         column, higher = AUDIT_PREFIX + kind, metric_named(kind).direction == "max"
@@ -247,16 +266,16 @@ def _sweep_audit_section(df: pd.DataFrame) -> TableOut | None:
         oracle = audited.loc[audited[column].idxmax() if higher else audited[column].idxmin()]
         honest, winner_oracle = float_or_none(getattr(w, f"test_{kind}")), float_or_none(getattr(w, column))
         added = oracle[column] - honest if honest is not None else None
-        rows.append([ref.display_name(w.dataset), kind.upper(), str(len(audited)), fmt_value(honest),
+        rows.append([ref.display_name(w.dataset), w.input, kind.upper(), str(len(audited)), fmt_value(honest),
                      f"{fmt_value(winner_oracle)} (epoch {fmt_int(w.audit_epoch)}; validation chose {fmt_int(w.best_epoch)})",
                      f"{fmt_value(oracle[column])} (trial {oracle['trial_id']}, epoch {fmt_int(oracle['audit_epoch'])})",
                      f"{added:+.3f}" if added is not None else MISSING])
-        data.append(dict(dataset=w.dataset, metric=kind, trials=len(audited), winner_test=honest,
+        data.append(dict(dataset=w.dataset, input=w.input, metric=kind, trials=len(audited), winner_test=honest,
                          winner_epoch_on_test=winner_oracle, any_trial_on_test=float(oracle[column]),
                          oracle_trial=oracle["trial_id"], added=added))
     if not rows:
         return None
-    header = ["Dataset", "Metric", "Audited trials", "Winner, epoch chosen on validation (test)",
+    header = ["Dataset", "Input", "Metric", "Audited trials", "Winner, epoch chosen on validation (test)",
               "Winner, epoch chosen on test", "Any trial and epoch chosen on test", "Added by choosing on test"]
     return TableOut("sweep_audit", "Test-selection audit of the sweeps: trial and epoch chosen on test",
                     pd.DataFrame(rows, columns=header),
@@ -266,13 +285,13 @@ def _sweep_audit_section(df: pd.DataFrame) -> TableOut | None:
 
 def _caveats(df: pd.DataFrame, conf: pd.DataFrame | None, ours: pd.DataFrame, table2_notes: list[str]) -> list[str]:
     items = []
-    confirmed = set(conf["dataset"].str.lower()) if conf is not None else set()
-    single = sorted(set(df["dataset"].str.lower()) - confirmed)
-    if single:
+    single = ours[ours["source"] != "confirm"] if not ours.empty else ours
+    if not single.empty:
         items.append(
-            "Single seed: every number for " + ", ".join(ref.display_name(d) for d in single)
-            + " comes from one training run; seed-to-seed spread is unknown until the best configuration is "
-            "re-run with several seeds (confirm step)."
+            "Single seed: the test numbers of " + ", ".join(
+                f"{ref.display_name(o.dataset)} ({family_label(o.family)}, {o.input})" for o in single.itertuples())
+            + " come from one training run; seed-to-seed spread is unknown until the best configuration is "
+            "re-run with several seeds (medsweep confirm)."
         )
     items.append(
         "Model selection used the validation split only; 'ours' reports the test metrics of the "
@@ -416,15 +435,17 @@ def _headline(df: pd.DataFrame, conf: pd.DataFrame | None, ensembles: Sequence[E
     def add(dataset: str, result: str, val: Any, tests: dict[str, str]) -> None:
         rows.append([dataset, result, format_pm(float_or_none(val))] + [tests.get(m, MISSING) for m in metrics])
 
-    # One winner per dataset and model family (MedViT first): a baseline sweep beside the
-    # MedViT one gets its own row, its own confirmation and its own gap.
-    families = model_families(df["model"])
-    winners = pd.concat([best_trials(df, family=fam) for fam in families])
+    # One winner per dataset, model family (MedViT first) and input: a baseline sweep, or the
+    # paper's 224 px protocol, beside the 28 px MedViT sweep gets its own row, its own
+    # confirmation and its own gap.
+    groups = result_groups(df)
+    winners = pd.concat([best_trials(g) for _, _, g in groups])
+    several = {"family": len({fam for fam, _, _ in groups}) > 1, "input": len({key for _, key, _ in groups}) > 1}
     for ds in sorted(winners["dataset"].str.lower().unique()):
         name = ref.display_name(ds)
         for _, w in winners[winners["dataset"].str.lower() == ds].iterrows():
             selected = str(w["metric"]).removeprefix("val_")  # the test metric the selection aims at
-            _add_winner(add, gaps, name, w, selected, ours, metrics, several=len(families) > 1)
+            _add_winner(add, gaps, name, w, selected, ours, metrics, several)
         w = winners[winners["dataset"].str.lower() == ds].iloc[0]
         selected = str(w["metric"]).removeprefix("val_")
         for e in (e for e in ensembles if e.dataset == ds):
@@ -450,15 +471,17 @@ def _headline(df: pd.DataFrame, conf: pd.DataFrame | None, ensembles: Sequence[E
 
 
 def _add_winner(add: Callable, gaps: list[str], name: str, w: pd.Series, selected: str, ours: pd.DataFrame,
-                metrics: Sequence[str], several: bool) -> None:
+                metrics: Sequence[str], several: dict[str, bool]) -> None:
     """A best trial's headline rows (one test run; its configuration re-trained, when
-    confirmed) and its winner's-curse gap."""
-    best = f"Best {family_label(model_family(w['model']))} trial" if several else "Best trial"
-    add(name, f"{best} {w['trial_id']} ({w['model']}{_alpha_text(w['alpha'])}), selected on "
+    confirmed) and its winner's-curse gap. ``several`` says whether the report has more than
+    one model family and more than one input, which the row then names."""
+    best = f"Best {family_label(model_family(w['model']))} trial" if several["family"] else "Best trial"
+    at = f" at {w['input']}" if several["input"] else ""
+    add(name, f"{best} {w['trial_id']} ({w['model']}{at}{_alpha_text(w['alpha'])}), selected on "
               f"{w['metric']}: one test run", w["best_value"],
         {m: format_pm(float_or_none(w[f"test_{m}"])) for m in metrics})
     confirmed = ours[(ours["trial_id"] == w["trial_id"]) & (ours["source"] == "confirm")]
-    what = f"{name} {w['model']}" if several else name
+    what = f"{name} {w['model']}{at}" if several["family"] or several["input"] else name
     if confirmed.empty:
         gaps.append(f"{what}: the winner's-curse gap needs the best configuration re-trained with fresh "
                     f"seeds (medsweep confirm SWEEP_DIR), then this report with --confirm.")
@@ -597,7 +620,7 @@ def _best_config_sections(configs: dict[str, str], tables: dict[str, TableOut]) 
         # Results first, the training details and checkpoint in a second table, so neither
         # needs sideways scrolling.
         parts = [] if top is None else _split_columns(
-            top, ("Rank", "Trial"), ("Sweep", "LR", "Weight decay", "Batch", "Img", "Seed", "Checkpoint"))
+            top, ("Rank", "Trial"), ("Sweep", "LR", "Weight decay", "Batch", "Seed", "Checkpoint"))
         sections.append(Section(ref.display_name(ds), 3, code=text, tables=parts))
     return sections
 

@@ -28,14 +28,15 @@ builds them: the sweep spec's ``dataset``, fixed ``train`` values and ``metric``
 ``select_metric``, with the sampled values of the trial's ``params.json`` on top)
 
 =================  =========================  ==================================================
-model, alpha, ...  string/float64/int64/bool  one column per TrainConfig field whose value is a
-                                              plain string, number or flag (``CONFIG_COLUMNS``,
-                                              derived from ``medvit.config.TrainConfig``: model,
-                                              alpha, margin, batch_size, lr, weight_decay,
-                                              warmup_epochs, ... in the field order; the
-                                              field's ``description`` says what it is), except
-                                              dataset, epochs (``epochs_max``) and
-                                              select_metric (``metric``); null if absent
+model, alpha, ...  string/float64/int64/bool  one column per TrainConfig field that says what
+                                              a trial trained (``CONFIG_COLUMNS``, derived from
+                                              ``medvit.config.TrainConfig``: model, alpha,
+                                              margin, batch_size, lr, weight_decay, ...,
+                                              img_size, resize, resize_mode, ... in the field
+                                              order; the field's ``description`` says what it
+                                              is), except dataset, epochs (``epochs_max``),
+                                              select_metric (``metric``) and where it ran
+                                              (subset, data_root, device); null if absent
 epochs_max         int32                      epochs the trial was configured for (config
                                               ``epochs``, else the spec's ``train.epochs``, else
                                               the scheduler's ``max_t``)
@@ -172,6 +173,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -190,6 +192,7 @@ __all__ = [
     "AUDIT_COLUMNS",
     "CONFIG_COLUMNS",
     "config_columns",
+    "WHERE_IT_RAN",
     "train_config_keys",
     "results_schema",
     "KEY_COLUMNS",
@@ -209,15 +212,29 @@ AUDIT_COLUMNS: tuple[str, ...] = tuple(AUDIT_PREFIX + metric for metric in SCORE
 KEY_COLUMNS: tuple[str, ...] = ("sweep_dir", "trial_id")
 # TrainConfig fields with columns of their own: dataset, epochs_max, metric.
 _OWN_COLUMNS = ("dataset", "epochs", "select_metric")
+# TrainConfig fields that say where and on what share of the data a trial ran, not what it
+# trained: no column, and not part of a best configuration.
+WHERE_IT_RAN = ("subset", "data_root", "device")
 _ARROW_TYPES = {str: pa.string(), float: pa.float64(), int: pa.int64(), bool: pa.bool_()}
 
 
+def _arrow_type(annotation: Any) -> pa.DataType | None:
+    """The column type of a field: a plain string, number or flag, one that may be None
+    (``resize: int | None``), or a choice of strings (``Literal["nearest", "bilinear"]``)."""
+    if annotation in _ARROW_TYPES:
+        return _ARROW_TYPES[annotation]
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) is Literal and all(isinstance(a, str) for a in args):
+        return pa.string()
+    return _ARROW_TYPES.get(args[0]) if len(args) == 1 else None
+
+
 def config_columns(config_class: type[TrainConfig] = TrainConfig) -> dict[str, pa.DataType]:
-    """Trial-config fields copied into their own columns: every field of a plain string,
-    number or flag type. Fields that may be None (subset, data_root) and the device describe
-    where a trial ran, not what it trained."""
-    return {name: _ARROW_TYPES[info.annotation] for name, info in config_class.model_fields.items()
-            if info.annotation in _ARROW_TYPES and name not in _OWN_COLUMNS}
+    """Trial-config fields copied into their own columns: every field that says what a trial
+    trained (all but ``WHERE_IT_RAN``), of a string, number, flag or string-choice type."""
+    types = {name: _arrow_type(info.annotation) for name, info in config_class.model_fields.items()
+             if name not in _OWN_COLUMNS and name not in WHERE_IT_RAN}
+    return {name: arrow_type for name, arrow_type in types.items() if arrow_type is not None}
 
 
 def train_config_keys(config_class: type[TrainConfig] = TrainConfig) -> tuple[str, ...]:

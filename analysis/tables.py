@@ -9,7 +9,10 @@ numbers behind it in ``.data``; :mod:`analysis.render` writes it as Markdown, HT
 Selection rule used everywhere (:mod:`sweeps.ranking`, the launcher's too): a dataset's best
 trial is the one with the best *validation* selection score ``best_value`` under its sweep's
 ``metric``/``mode`` (errored and diverged trials excluded); its *test* metrics are what "ours"
-reports. Missing values are shown as "–".
+reports. "Ours" is one result per model family and input (:func:`result_groups`): MedViT at
+28 px and MedViT at 224 px from 28 (the MedViT paper's protocol, ``resize: 224``) are two rows,
+never ranked against each other, each with the confirm runs of its own sweep and trial.
+Missing values are shown as "–".
 
 Test-selection audit: where the confirm table carries ``audit_test_*`` (runs with
 ``audit_test`` on), Table 1 adds a row and Table 2 two columns of the test metrics at the
@@ -35,6 +38,7 @@ from analysis.collect import float_or_none
 from analysis.render import MISSING, TableOut, column_best
 from analysis.schema import AUDIT_COLUMNS, TEST_COLUMNS, train_config_keys
 from analysis.stats import format_pm
+from medvit.config import TrainConfig
 from medvit.families import model_family
 from medvit.selection import SCORE_METRICS
 from sweeps.ranking import Candidate, ranks
@@ -49,6 +53,10 @@ __all__ = [
     "model_family",
     "model_families",
     "family_label",
+    "model_input",
+    "input_label",
+    "with_inputs",
+    "result_groups",
     "selection_metric",
     "rank_trials",
     "best_trials",
@@ -137,6 +145,51 @@ def model_families(models: Any) -> list[str]:
 
 def family_label(family: str) -> str:
     return {"medvit": "MedViT", "resnet": "ResNet"}.get(family, family)
+
+
+def _train_value(row: Any, field: str) -> Any:
+    """A trial's TrainConfig value: its column, else its config_json, else the field's default."""
+    value = row.get(field)
+    if value is None or pd.isna(value):
+        try:
+            value = json.loads(row.get("config_json") or "{}").get(field)
+        except (json.JSONDecodeError, TypeError):
+            value = None
+    return TrainConfig.model_fields[field].default if value is None else value
+
+
+def model_input(row: Any) -> tuple[int, int, str]:
+    """What a trial's model saw: (pixels, stored pixels, interpolation), e.g. (224, 28,
+    "nearest") for the MedViT paper's protocol, (28, 28, "nearest") for the stored images."""
+    stored = int(_train_value(row, "img_size"))
+    resize = _train_value(row, "resize")
+    return (int(resize) if resize is not None else stored), stored, str(_train_value(row, "resize_mode"))
+
+
+def input_label(model_in: tuple[int, int, str]) -> str:
+    """``28 px`` for the stored images; ``224 px from 28`` when resized (``, bilinear`` unless nearest)."""
+    px, stored, mode = model_in
+    if px == stored:
+        return f"{px} px"
+    return f"{px} px from {stored}" + ("" if mode == "nearest" else f", {mode}")
+
+
+def with_inputs(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with ``input`` (:func:`input_label`) and ``input_key`` (for ordering) columns: the
+    protocol part of a result, which tables never mix."""
+    keys = [model_input(row) for row in df.to_dict("records")]
+    return df.assign(input_key=pd.Series(keys, index=df.index, dtype=object),
+                     input=[input_label(k) for k in keys])
+
+
+def result_groups(df: pd.DataFrame) -> list[tuple[str, tuple, pd.DataFrame]]:
+    """The trials in groups that each get their own "ours": (model family, input), MedViT
+    first, then by what the model saw (smallest first)."""
+    df = with_inputs(df) if "input_key" not in df.columns else df
+    fams = df["model"].map(model_family) if not df.empty else pd.Series(dtype=str)
+    order = {fam: i for i, fam in enumerate(model_families(df["model"]))}
+    groups = [(fam, key, g) for (fam, key), g in df.groupby([fams, df["input_key"]], sort=False)]
+    return sorted(groups, key=lambda item: (order[item[0]], item[1]))
 
 
 def _usable(df: pd.DataFrame) -> pd.DataFrame:
@@ -238,21 +291,30 @@ def _summary(values: Iterable[Any]) -> tuple[float | None, float | None, int]:
     return mean, std, len(vals)
 
 
-def _confirm_match(confirm: pd.DataFrame | None, dataset: str, labels: set[str]) -> pd.DataFrame | None:
+def _confirm_match(confirm: pd.DataFrame | None, trial: pd.Series, labels: set[str]) -> pd.DataFrame | None:
+    """The confirm rows that re-ran ``trial``: its dataset, one of ``labels``, and its sweep and
+    trial id where the confirm table names them (another sweep's "best" is another configuration)."""
     if confirm is None:
         return None
-    sel = confirm[(confirm["dataset"].str.lower() == dataset) & (confirm["label"].str.lower().isin(labels))]
+    sel = confirm[(confirm["dataset"].str.lower() == str(trial["dataset"]).lower())
+                  & (confirm["label"].str.lower().isin(labels))]
+    for column in ("sweep", "trial_id"):
+        if column in sel.columns:
+            sel = sel[sel[column].isna() | (sel[column].astype(str) == str(trial[column]))]
     return sel if not sel.empty else None
 
 
 def ours_test_metrics(results: Any, confirm: Any = None) -> pd.DataFrame:
-    """"Ours" per (family, dataset): test metrics of the best-by-validation trial, or the mean
-    and std over seeds from the confirm table when it has the configuration.
+    """"Ours" per (family, input, dataset): test metrics of the best-by-validation trial, or
+    the mean and std over seeds from the confirm table when it has that trial's configuration.
 
+    A model family at another input (``resize: 224`` from 28 px, the MedViT paper's protocol,
+    beside the 28 px models) is another "ours": the two are never ranked against each other.
     Confirm rows labelled ``best`` belong to the MedViT family (or to the only family
-    present); ``best <family>`` (e.g. ``best resnet``) to another family.
+    present); ``best <family>`` (e.g. ``best resnet``) to another family; and, where they name
+    one, to the sweep and trial they re-ran.
 
-    Columns: family, dataset, trial_id, sweep, model, selection metric/mode/value, source
+    Columns: family, input, dataset, trial_id, sweep, model, selection metric/mode/value, source
     (``confirm`` or ``trial``), n, and ``<m>_mean``, ``<m>_std`` for m in acc, auc, qwk, mae;
     ``audit_<m>_mean``, ``audit_<m>_std`` the confirm runs' test-selection audit (None without).
     """
@@ -260,15 +322,15 @@ def ours_test_metrics(results: Any, confirm: Any = None) -> pd.DataFrame:
     conf = load_confirm_frame(confirm)
     fams = model_families(df["model"])
     rows = []
-    for fam in fams:
-        bt = best_trials(df, family=fam)
+    for fam, _, group in result_groups(df):
+        bt = best_trials(group)
         for _, t in bt.iterrows():
             labels = {f"best {fam}"}
             if fam == "medvit" or len(fams) == 1:
                 labels.add("best")
-            sel = _confirm_match(conf, str(t["dataset"]).lower(), labels)
+            sel = _confirm_match(conf, t, labels)
             row: dict[str, Any] = dict(
-                family=fam, dataset=t["dataset"], trial_id=t["trial_id"], sweep=t["sweep"],
+                family=fam, input=t["input"], dataset=t["dataset"], trial_id=t["trial_id"], sweep=t["sweep"],
                 model=t["model"], metric=t["metric"], mode=t["mode"], best_value=t["best_value"],
             )
             for m in SCORE_METRICS:
@@ -299,9 +361,9 @@ def table1(results: Any, confirm: Any = None) -> TableOut:
     long_rows: list[dict[str, Any]] = []
     rows = [_table1_paper_row(method, datasets, long_rows) for method in ref.TABLE1_METHODS]
     fam_notes = []
-    for fam in (ours["family"].unique() if not ours.empty else ["medvit"]):
-        label = f"medsweep {family_label(fam)} (ours)"
-        sub = ours[ours["family"] == fam] if not ours.empty else ours
+    groups = ours.groupby(["family", "input"], sort=False) if not ours.empty else [(("medvit", None), ours)]
+    for (fam, model_in), sub in groups:
+        label = f"medsweep {family_label(fam)} (ours" + (f", {model_in})" if model_in else ")")
         rows.append(_table1_ours_row(label, sub, datasets, long_rows))
         if not sub.empty and any(float_or_none(x) is not None for x in sub["audit_acc_mean"]):
             texts, _ = _table1_ours_row(f"{label}, {AUDIT_HEADING}", sub, datasets, long_rows, audit=True)
@@ -400,23 +462,33 @@ def table2(results: Any, confirm: Any = None, dataset: str = "retinamnist") -> T
     Ours (test): mean ± std over seeds from confirm rows whose label carries ``alpha=<x>``,
     else over the evaluated trials in that alpha bin. Ours (validation): mean ± std of the
     trials' best-epoch validation ACC / QWK over all non-errored trials in the bin.
-    Alpha is binned to the nearest 0.1 (noted when a sweep sampled it continuously).
+    Alpha is binned to the nearest 0.1 (noted when a sweep sampled it continuously). Each
+    input the trials saw (28 px; 224 px from 28, the MedViT paper's protocol) has its own
+    rows, with the confirm rows of its own sweeps.
     """
-    df, notes = _table2_trials(load_results_frame(results), dataset)
-    conf_rows = _table2_confirm_rows(load_confirm_frame(confirm), df, dataset, notes)
-    audited = conf_rows is not None and bool(conf_rows["audit_test_acc"].notna().any())
-    bins = sorted(set(ref.TABLE2) | set(df["alpha_bin"].dropna())
-                  | (set(conf_rows["alpha_bin"]) if conf_rows is not None else set()))
-    usable = _usable(df) if not df.empty else df
-    rows = [_table2_row(b, usable, conf_rows, audited) for b in bins]
-    header = ["α", "Paper ACC", "Ours ACC (test)", "Ours QWK (test)", "Ours MAE (test)", "Ours AUC (test)",
+    df, notes = _table2_trials(with_inputs(load_results_frame(results)), dataset)
+    conf = load_confirm_frame(confirm)
+    inputs = sorted(set(df["input_key"])) or [None]
+    parts = []
+    for key in inputs:
+        trials = df[df["input_key"] == key] if key is not None else df
+        conf_rows = _table2_confirm_rows(conf, trials, dataset, notes, shared=len(inputs) == 1)
+        parts.append((input_label(key) if key is not None else MISSING, trials, conf_rows))
+    audited = any(c is not None and bool(c["audit_test_acc"].notna().any()) for _, _, c in parts)
+    rows = []
+    for label, trials, conf_rows in parts:
+        bins = sorted(set(ref.TABLE2) | set(trials["alpha_bin"].dropna())
+                      | (set(conf_rows["alpha_bin"]) if conf_rows is not None else set()))
+        usable = _usable(trials) if not trials.empty else trials
+        rows += [_table2_row(label, b, usable, conf_rows, audited) for b in bins]
+    header = ["Input", "α", "Paper ACC", "Ours ACC (test)", "Ours QWK (test)", "Ours MAE (test)", "Ours AUC (test)",
               "n test (source)", "Ours val ACC", "Ours val QWK", "n trials"]
     groups = subheader = None
     if audited:
-        header[6:6] = [f"Ours ACC ({AUDIT_HEADING})", f"Ours QWK ({AUDIT_HEADING})"]
-        groups = ["", "", *["Ours, epoch chosen on validation (the honest numbers)"] * 4, *[AUDIT_HEADING] * 2,
+        header[7:7] = [f"Ours ACC ({AUDIT_HEADING})", f"Ours QWK ({AUDIT_HEADING})"]
+        groups = ["", "", "", *["Ours, epoch chosen on validation (the honest numbers)"] * 4, *[AUDIT_HEADING] * 2,
                   "", "", "", ""]
-        subheader = [header[0], header[1], "ACC", "QWK", "MAE", "AUC", "ACC", "QWK", *header[8:]]
+        subheader = [*header[:3], "ACC", "QWK", "MAE", "AUC", "ACC", "QWK", *header[9:]]
     notes = [
         "Paper ACC: the paper's Table 2 (MedViT, Ordinal Loss, margin 0.1, test split, one run per alpha).",
         "Ours (test): mean ± std over seeds of confirmed configurations with that alpha, else over the "
@@ -453,28 +525,36 @@ def _table2_trials(df: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, list[s
     return df, notes
 
 
-def _table2_confirm_rows(conf: pd.DataFrame | None, df: pd.DataFrame, dataset: str, notes: list[str]
-                         ) -> pd.DataFrame | None:
-    """The dataset's confirm rows with the alpha bin their label names (None without a confirm table)."""
+def _table2_confirm_rows(conf: pd.DataFrame | None, trials: pd.DataFrame, dataset: str, notes: list[str],
+                         shared: bool) -> pd.DataFrame | None:
+    """The confirm rows of ``trials``' sweeps (and, when ``shared``, those naming no sweep) with
+    the alpha bin their label names (None without a confirm table)."""
     if conf is None:
         return None
-    c = conf[conf["dataset"].str.lower() == dataset].copy()
-    c["alpha_bin"] = c["label"].map(lambda s: _bin(_alpha_from_label(s)))
-    # Rows labelled plain "best" re-run the best trial's configuration: place them in its
-    # alpha bin unless that bin has explicitly labelled rows.
-    bt = best_trials(df) if not df.empty else df
-    if not bt.empty and float_or_none(bt.iloc[0]["alpha"]) is not None:
+    c = conf[conf["dataset"].str.lower() == dataset].reset_index(drop=True)
+    sweeps = c["sweep"] if "sweep" in c.columns else pd.Series(None, index=c.index, dtype=object)
+    keep = sweeps.isin(set(trials["sweep"])) | (sweeps.isna() & shared)
+    c = c[keep].assign(sweep_key=sweeps[keep].fillna(""),
+                       alpha_bin=c.loc[keep, "label"].map(lambda s: _bin(_alpha_from_label(s))))
+    # Rows labelled plain "best" re-run their sweep's best trial's configuration: place them in
+    # its alpha bin unless that bin has explicitly labelled rows.
+    is_best = c["label"].str.lower() == "best"
+    explicit = set(c["alpha_bin"].dropna())
+    for sweep, rows in c[is_best].groupby("sweep_key", sort=True):
+        bt = best_trials(trials[trials["sweep"] == sweep] if sweep else trials) if not trials.empty else trials
+        if bt.empty or float_or_none(bt.iloc[0]["alpha"]) is None:
+            continue
         b = _bin(bt.iloc[0]["alpha"])
-        is_best = c["label"].str.lower() == "best"
-        if is_best.any() and not (c["alpha_bin"] == b).any():
-            c.loc[is_best, "alpha_bin"] = b
-            notes.append(f"Confirm rows labelled 'best' are the best trial's configuration (alpha {b:.1f}).")
+        if b not in explicit:
+            c.loc[rows.index, "alpha_bin"] = b
+            notes.append(f"Confirm rows labelled 'best' are the best trial's configuration (alpha {b:.1f}"
+                         + (f", sweep {sweep})." if sweep else ")."))
     return c[c["alpha_bin"].notna()]
 
 
-def _table2_row(b: float, usable: pd.DataFrame, conf_rows: pd.DataFrame | None, audited: bool
+def _table2_row(model_in: str, b: float, usable: pd.DataFrame, conf_rows: pd.DataFrame | None, audited: bool
                 ) -> tuple[list[str], list[float | None], dict[str, Any]]:
-    """One alpha bin: its cells, the numbers that compete for a column's best, and its record."""
+    """One input's alpha bin: its cells, the numbers that compete for a column's best, and its record."""
     p = ref.TABLE2.get(b)
     in_bin = usable[usable["alpha_bin"] == b] if not usable.empty else usable
     cb = conf_rows[conf_rows["alpha_bin"] == b] if conf_rows is not None else None
@@ -482,8 +562,8 @@ def _table2_row(b: float, usable: pd.DataFrame, conf_rows: pd.DataFrame | None, 
         src_frame, src = cb, "seeds"
     else:
         src_frame, src = (in_bin[in_bin["test_acc"].notna()] if not in_bin.empty else in_bin), "trials"
-    rec: dict[str, Any] = {"alpha": b, "paper_acc": p.value if p else None}
-    texts, values = [f"{b:.1f}", p.printed if p else MISSING], [None, p.value if p else None]
+    rec: dict[str, Any] = {"input": model_in, "alpha": b, "paper_acc": p.value if p else None}
+    texts, values = [model_in, f"{b:.1f}", p.printed if p else MISSING], [None, None, p.value if p else None]
 
     def summary(frame: pd.DataFrame | None, column: str, key: str, competes: bool = True) -> None:
         mean, std, _ = _summary(frame[column]) if frame is not None and not frame.empty else (None, None, 0)
@@ -514,27 +594,28 @@ def _table2_row(b: float, usable: pd.DataFrame, conf_rows: pd.DataFrame | None, 
 def best_table(results: Any, dataset: str, top_k: int = 10) -> TableOut:
     """The top ``top_k`` trials of one dataset by validation metric, best first."""
     df = load_results_frame(results)
-    g = df[df["dataset"].str.lower() == dataset.lower()]
+    g = with_inputs(df[df["dataset"].str.lower() == dataset.lower()])
     ranked = _rank(g).head(top_k)
     sel = selection_metric(_usable(g))
     metric, mode = sel if sel else ("best_value", "max")
     ordinal = g["best_val_qwk"].notna().any() if not g.empty else False
     test_cols = ["test_acc", "test_auc"] + (["test_qwk", "test_mae"] if ordinal else [])
     header = ["Rank", "Sweep", "Trial", "Model", "α", "Margin", "Augment", "LR", "Weight decay", "Batch",
-              "Img", "Seed", score_name(metric), "Best epoch", "Epochs run", "Stop"] + \
+              "Input", "Seed", score_name(metric), "Best epoch", "Epochs run", "Stop"] + \
              [_TEST_HEADER[c] for c in test_cols] + ["Checkpoint"]
     rows, data = [], []
     for i, t in enumerate(ranked.itertuples(), 1):
         r = [str(i), t.sweep, t.trial_id, t.model or MISSING, fmt_value(t.alpha, 3), fmt_value(t.margin, 3),
              t.augment or MISSING, _fmt_sci(t.lr), _fmt_sci(t.weight_decay), fmt_int(t.batch_size),
-             fmt_int(t.img_size), fmt_int(t.seed), fmt_value(t.best_value, 4), fmt_int(t.best_epoch),
+             t.input, fmt_int(t.seed), fmt_value(t.best_value, 4), fmt_int(t.best_epoch),
              f"{t.epochs_run}/{fmt_int(t.epochs_max)}", t.stop_reason]
         r += [fmt_value(getattr(t, c), 3) for c in test_cols]
         r += [t.checkpoint_path or MISSING]
         rows.append(r)
-        data.append(dict(rank=i, **{k: getattr(t, k) for k in (
+        data.append(dict(rank=i, **{k: getattr(t, k, None) for k in (
             "sweep", "trial_id", "model", "alpha", "margin", "augment", "lr", "weight_decay", "batch_size",
-            "img_size", "seed", "metric", "mode", "best_value", "best_epoch", "epochs_run", "epochs_max",
+            "img_size", "resize", "resize_mode", "input", "seed", "metric", "mode", "best_value", "best_epoch",
+            "epochs_run", "epochs_max",
             "stop_reason", "checkpoint_path", *test_cols)}))
     frame = pd.DataFrame(rows, columns=header)
     best = pd.DataFrame(False, frame.index, frame.columns)

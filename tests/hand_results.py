@@ -111,3 +111,13 @@ def write_results(df: pd.DataFrame, path: Path) -> Path:
     table = pa.Table.from_pandas(df.assign(collected_at=pd.Timestamp.now(tz="UTC")), preserve_index=False)
     pq.write_table(conform(table), path)
     return path
+
+
+def with_checkpoints(df: pd.DataFrame, folder: Path) -> pd.DataFrame:
+    """``df`` with each trial's checkpoint a folder of ``folder`` holding a (empty) ``state.pt``,
+    which is what the GradCAM pick looks for."""
+    df = df.assign(checkpoint_path=[str(folder / t) for t in df["trial_id"]])
+    for path in df["checkpoint_path"]:
+        Path(path).mkdir()
+        (Path(path) / "state.pt").touch()
+    return df

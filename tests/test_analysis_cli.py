@@ -102,7 +102,7 @@ def test_collect_then_evaluate(analysis_sweeps, pipeline):
     evaluated = set(after[after["test_acc"].notna()]["trial_id"])
     assert evaluated == expected and len(expected) == 3  # retina medvit, pneumonia medvit + resnet
     assert ERROR_MODEL not in set(after[after["test_acc"].notna()]["model"])
-    assert out.count("test   ") == 3 and "test   retinamnist medvit: trial" in out
+    assert out.count("test   ") == 3 and "test   retinamnist medvit at 28 px: trial" in out
     # other rows and columns untouched
     rest = [c for c in before.columns if c not in TEST_COLUMNS]
     pd.testing.assert_frame_equal(before[rest], after[rest])

@@ -121,14 +121,9 @@ def test_choose_images_varies_the_prediction_when_the_models_agree():
 
 
 def _results_with_checkpoints(tmp_path):
-    from hand_results import retina_results
+    from hand_results import retina_results, with_checkpoints
 
-    df = retina_results()
-    df["checkpoint_path"] = [str(tmp_path / t) for t in df["trial_id"]]
-    for folder in df["checkpoint_path"]:
-        Path(folder).mkdir()
-        (Path(folder) / "state.pt").touch()
-    return df
+    return with_checkpoints(retina_results(), tmp_path)
 
 
 def test_gradcam_compares_trials_that_ran_all_their_epochs(tmp_path):

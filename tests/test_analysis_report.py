@@ -23,7 +23,8 @@ from analysis import reference as ref
 from analysis.report import read_ensemble, write_report
 from analysis.tables import TRAIN_CONFIG_KEYS
 from analysis_sweeps import confirm_frame
-from hand_results import BEST, SWEEP_DIR, retina_confirm, retina_ensemble, retina_results, write_results
+from hand_results import (BEST, SWEEP_DIR, retina_confirm, retina_ensemble, retina_results, with_checkpoints,
+                          write_results)
 from medsweep.cli import main
 
 CHROMIUM_FLAGS = [
@@ -212,7 +213,7 @@ def test_headline_has_a_winner_and_a_gap_per_model_family(tmp_path):
     resnet = df[df["trial_id"] == BEST].assign(trial_id="b4se1ine", model="resnet18_28", sweep="retina-resnet18",
                                                best_value=0.63, test_acc=0.51)
     confirm = pd.concat([retina_confirm(), retina_confirm().query("label == 'best'").assign(
-        label="best resnet", test_acc=[0.50, 0.51, 0.52])])
+        label="best resnet", sweep="retina-resnet18", test_acc=[0.50, 0.51, 0.52])])
     _, md_path = write_report(pd.concat([df, resnet]), tmp_path, confirm_parquet=confirm)
     md = md_path.read_text()
     head = md[md.index("## Headline"):md.index("## What was swept")]
@@ -258,8 +259,8 @@ def test_layout_readable_and_portable(hand_report):
     assert len(widths) == 3 and all(400 <= w <= 576 for w in widths), widths
     # the top-trials table is split: results first, then the training details and checkpoint
     best = md[md.index("### RetinaMNIST"):md.index("## Caveats")]
-    assert "| Rank | Trial | Model | α | Margin | Augment | val_acc selection score |" in best
-    assert "| Rank | Trial | Sweep | LR | Weight decay | Batch | Img | Seed | Checkpoint |" in best
+    assert "| Rank | Trial | Model | α | Margin | Augment | Input | val_acc selection score |" in best
+    assert "| Rank | Trial | Sweep | LR | Weight decay | Batch | Seed | Checkpoint |" in best
     # one dataset: no near-empty ours-minus-paper figure
     assert not (out / "figures" / "ours_minus_paper.png").exists()
     assert {p.name for p in (out / "figures").glob("*.png")} == {
@@ -351,11 +352,7 @@ def test_test_columns_inside_viewport_at_1280px(hand_report, tmp_path):
 def test_gradcam_pairs_one_architecture(tmp_path):
     from analysis.cli import auto_gradcam_checkpoints
 
-    df = retina_results()
-    df["checkpoint_path"] = [str(tmp_path / t) for t in df["trial_id"]]
-    for folder in df["checkpoint_path"]:
-        (tmp_path / folder).mkdir()
-        (tmp_path / folder / "state.pt").touch()
+    df = with_checkpoints(retina_results(), tmp_path)
     # the best alpha > 0 trial is medvit_28_tiny (720f1275); the pair stays with the best
     # architecture that has both losses: medvit_28_small at alpha 0 and alpha 0.2
     ce, ordinal, caption = auto_gradcam_checkpoints(df)

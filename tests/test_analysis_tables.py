@@ -18,7 +18,7 @@ def evaluated(analysis_results):
 
 
 def _ours_row(frame: pd.DataFrame) -> pd.Series:
-    return frame[frame["Method"] == "medsweep MedViT (ours)"].iloc[0]
+    return frame[frame["Method"] == "medsweep MedViT (ours, 28 px)"].iloc[0]
 
 
 def test_table1_paper_numbers_as_printed(evaluated, tmp_path):
@@ -53,7 +53,7 @@ def test_table1_bolds_only_a_column_with_something_to_compare(tmp_path):
     assert not t1.best[["OrganSMNIST AUC", "OrganSMNIST ACC"]].any().any()
     write_tables(retina_results(), tmp_path, confirm=retina_confirm())
     md = (tmp_path / "table1.md").read_text()
-    ours = next(r for r in md.splitlines() if r.startswith("| medsweep MedViT (ours) |") and "±" in r)
+    ours = next(r for r in md.splitlines() if r.startswith("| medsweep MedViT (ours, 28 px) |") and "±" in r)
     assert "**" not in ours and "| **0.552 †** |" in md
 
 
@@ -67,7 +67,8 @@ def test_table1_ours_equals_parquet(evaluated, tmp_path):
         best = df[(df["dataset"] == ds) & df["test_acc"].notna() & df["model"].str.startswith("medvit")].iloc[0]
         for m in ("auc", "acc"):
             assert ours[f"{ref.display_name(ds)} {m.upper()}"] == f"{best[f'test_{m}']:.3f}"
-            hit = long[(long["method"] == "medsweep MedViT (ours)") & (long["dataset"] == ds) & (long["metric"] == m)]
+            hit = long[(long["method"] == "medsweep MedViT (ours, 28 px)") & (long["dataset"] == ds)
+                       & (long["metric"] == m)]
             assert hit["value"].iloc[0] == best[f"test_{m}"]
             assert hit["trial_id"].iloc[0] == best["trial_id"]
     assert ours["PathMNIST AUC"] == MISSING  # not swept

@@ -18,7 +18,7 @@ from analysis.confirm import Arm, _audit_row, _summary, confirm
 from analysis.report import write_report
 from analysis.schema import AUDIT_COLUMNS, CONFIRM_SCHEMA
 from analysis.tables import AUDIT_HEADING, rank_trials
-from hand_results import BEST, retina_confirm, retina_results
+from hand_results import BEST, SWEEP, retina_confirm, retina_results
 from medvit.config import build_config
 from medvit.train import AUDIT_PREFIX, Trainer, load_data, train
 from sweep_helpers import results, retina_spec, trial_dirs
@@ -249,7 +249,7 @@ def test_the_report_sets_the_sweeps_audit_beside_the_validation_chosen_winner(tm
     row = next(r for r in section.splitlines() if r.startswith("| RetinaMNIST |"))
     winner = df[df["trial_id"] == BEST].iloc[0]
     oracle = df.loc[df["audit_test_acc"].idxmax()]
-    assert row == (f"| RetinaMNIST | ACC | {len(df)} | 0.547 | {winner['audit_test_acc']:.3f} (epoch "
+    assert row == (f"| RetinaMNIST | 28 px | ACC | {len(df)} | 0.547 | {winner['audit_test_acc']:.3f} (epoch "
                    f"{winner['audit_epoch']}; validation chose {winner['best_epoch']}) | {oracle['audit_test_acc']:.3f} "
                    f"(trial {oracle['trial_id']}, epoch {oracle['audit_epoch']}) | {oracle['audit_test_acc'] - 0.547:+.3f} |")
     assert "never read by the selection, ASHA, the searcher or the ranking" in section
@@ -322,22 +322,22 @@ def test_report_shows_both_epochs_under_an_audit_heading(tmp_path):
 
     # Table 1: the honest row as before, the audit row under its own label, never bold.
     table1 = md[md.index("### Table 1"):md.index("### Table 2")]  # RetinaMNIST is in its first block
-    honest = next(r for r in table1.splitlines() if r.startswith("| medsweep MedViT (ours) |"))
-    audit = next(r for r in table1.splitlines() if r.startswith(f"| medsweep MedViT (ours), {AUDIT_HEADING} |"))
+    honest = next(r for r in table1.splitlines() if r.startswith("| medsweep MedViT (ours, 28 px) |"))
+    audit = next(r for r in table1.splitlines() if r.startswith(f"| medsweep MedViT (ours, 28 px), {AUDIT_HEADING} |"))
     assert pm(best["test_acc"]) in honest and pm(best["audit_test_acc"]) in audit
     assert pm(best["audit_test_auc"]) in audit and "**" not in audit
     assert "what a paper that selects its epoch (or checkpoint) on test would print" in md
     # Table 2: audit columns beside the validation-selected ones, in each confirmed alpha's row.
     table2 = md[md.index("### Table 2"):]
-    header = next(r for r in table2.splitlines() if r.startswith("| α |"))
+    header = next(r for r in table2.splitlines() if r.startswith("| Input | α |"))
     assert f"Ours ACC ({AUDIT_HEADING})" in header and f"Ours QWK ({AUDIT_HEADING})" in header
-    cells = {r.split(" | ")[0]: r.split(" | ") for r in table2.splitlines() if r.startswith("| 0.")}
-    assert cells["| 0.0"][2].strip("*") == pm(best["test_acc"])
-    assert cells["| 0.0"][6] == pm(best["audit_test_acc"]) and cells["| 0.1"][6] == pm(positive["audit_test_acc"])
-    assert cells["| 0.1"][7] == pm(positive["audit_test_qwk"])
+    cells = {r.split(" | ")[1]: r.split(" | ")[1:] for r in table2.splitlines() if r.startswith("| 28 px | 0.")}
+    assert cells["0.0"][2].strip("*") == pm(best["test_acc"])
+    assert cells["0.0"][6] == pm(best["audit_test_acc"]) and cells["0.1"][6] == pm(positive["audit_test_acc"])
+    assert cells["0.1"][7] == pm(positive["audit_test_qwk"])
     # Its own section: per configuration, both epochs and what choosing on test adds.
     section = md[md.index(f"### {AUDIT_HEADING} beside the epoch chosen on validation"):]
-    row = next(r for r in section.splitlines() if r.startswith("| RetinaMNIST | best |"))
+    row = next(r for r in section.splitlines() if r.startswith(f"| RetinaMNIST | {SWEEP} | best |"))
     added = best["audit_test_acc"] - best["test_acc"]
     assert f"| {pm(best['test_acc'])} | {pm(best['audit_test_acc'])} | {added.mean():+.3f} ± {added.std():.3f} |" in row
     assert row.endswith("| 8, 13, 12 / 9, 14, 12 |")

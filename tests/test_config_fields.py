@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from pydantic import Field
 
-from analysis.schema import CONFIG_COLUMNS, RESULTS_SCHEMA, results_schema, train_config_keys
+from analysis.schema import CONFIG_COLUMNS, RESULTS_SCHEMA, WHERE_IT_RAN, results_schema, train_config_keys
 from analysis.tables import TRAIN_CONFIG_KEYS
 from medvit.config import TrainConfig, build_config, searchable_fields
 from medsweep.cli import add_train_parser, flag_name, train_values
@@ -77,6 +77,8 @@ def test_train_section_is_train_config_less_the_top_level_fields():
 def test_every_field_has_a_flag_and_every_plain_field_a_column():
     help_text = _train_parser()._subparsers._group_actions[0].choices["train"].format_help()
     assert all(flag_name(name) in help_text for name in TrainConfig.model_fields)
-    plain = [name for name, info in TrainConfig.model_fields.items() if info.annotation in (str, int, float, bool)]
-    assert set(plain) - set(CONFIG_COLUMNS) == {"dataset", "epochs", "select_metric"}
+    assert set(TrainConfig.model_fields) - set(CONFIG_COLUMNS) == {"dataset", "epochs", "select_metric", *WHERE_IT_RAN}
     assert RESULTS_SCHEMA.field("compile").type == pa.bool_()
+    # what the model sees is part of what a trial trained: a 224 px trial must be told from a 28 px one
+    assert RESULTS_SCHEMA.field("resize").type == pa.int64() and RESULTS_SCHEMA.field("resize_mode").type == pa.string()
+    assert {"resize", "resize_mode", "precision", "tta"} <= set(TRAIN_CONFIG_KEYS)

@@ -95,9 +95,12 @@ def test_a_group_name_outside_the_groups_is_not_looked_up(tmp_path, monkeypatch)
 
 
 @pytest.mark.slow  # starts Ray
-def test_paper_retinamnist_smoke_sweep_runs_end_to_end(real_root, tmp_path, capsys):
+def test_paper_retinamnist_smoke_sweep_runs_end_to_end(real_root, tmp_path, capsys, analysis_sweeps):
+    import pandas as pd
     import ray
 
+    from analysis.report import write_report
+    from analysis_sweeps import RETINA
     from medsweep.cli import main
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -114,3 +117,13 @@ def test_paper_retinamnist_smoke_sweep_runs_end_to_end(real_root, tmp_path, caps
     best = load_config_file(tmp_path / "paper-retinamnist-smoke" / "best_config.yaml")
     assert (best["resize"], best["img_size"], best["subset"]) == (224, 28, 8)
     assert best["model"] in ("medvit_small", "medvit_base") and best["audit_test"] is True
+    # Collected beside a 28 px RetinaMNIST sweep, the two protocols are two results: each
+    # input's winner is tested once and has its own Table 1 row (the rules: test_report_inputs.py).
+    results = tmp_path / "both.parquet"
+    assert main(["collect", str(analysis_sweeps.dirs[RETINA]), str(tmp_path / "paper-retinamnist-smoke"),
+                 "--out", str(results), "--evaluate-test", "--data-root", str(real_root)]) == 0
+    assert "test   retinamnist medvit at 224 px from 28: trial" in capsys.readouterr().out
+    write_report(results, tmp_path / "report", figures=False)
+    table1 = pd.read_csv(tmp_path / "report" / "table1.csv", dtype=str, keep_default_na=False).set_index("Method")
+    for row in ("medsweep MedViT (ours, 28 px)", "medsweep MedViT (ours, 224 px from 28)"):
+        assert table1.loc[row, "RetinaMNIST ACC"] != "–", row
