@@ -670,6 +670,7 @@ def write_report(
     df = load_results_frame(results_parquet)
     if df.empty:
         raise ValueError(f"{results_parquet}: the results table has no trials")
+    df = with_inputs(df)  # once: every table and section reads what each trial's model saw
     df["checkpoint_path"] = _relative_checkpoints(df)
     conf = load_confirm_frame(confirm_parquet)
     ens = [read_ensemble(p) for p in ensembles]

@@ -177,7 +177,10 @@ def input_label(model_in: tuple[int, int, str]) -> str:
 def with_inputs(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with ``input`` (:func:`input_label`) and ``input_key`` (for ordering) columns: the
     protocol part of a result, which tables never mix."""
-    keys = [model_input(row) for row in df.to_dict("records")]
+    if "input_key" in df.columns:
+        return df
+    fields = df[[c for c in ("img_size", "resize", "resize_mode", "config_json") if c in df.columns]]
+    keys = [model_input(row) for row in fields.to_dict("records")]
     return df.assign(input_key=pd.Series(keys, index=df.index, dtype=object),
                      input=[input_label(k) for k in keys])
 
@@ -185,7 +188,7 @@ def with_inputs(df: pd.DataFrame) -> pd.DataFrame:
 def result_groups(df: pd.DataFrame) -> list[tuple[str, tuple, pd.DataFrame]]:
     """The trials in groups that each get their own "ours": (model family, input), MedViT
     first, then by what the model saw (smallest first)."""
-    df = with_inputs(df) if "input_key" not in df.columns else df
+    df = with_inputs(df)
     fams = df["model"].map(model_family) if not df.empty else pd.Series(dtype=str)
     order = {fam: i for i, fam in enumerate(model_families(df["model"]))}
     groups = [(fam, key, g) for (fam, key), g in df.groupby([fams, df["input_key"]], sort=False)]
@@ -658,7 +661,7 @@ def write_tables(results: Any, out_dir: str | os.PathLike, confirm: Any = None, 
     Returns the tables by name (``table1``, ``table2``, ``best_<dataset>``).
     """
     out_dir = Path(out_dir)
-    df = load_results_frame(results)
+    df = with_inputs(load_results_frame(results))
     tables: dict[str, TableOut] = {}
     t1 = table1(df, confirm)
     t1.write(out_dir, parts=table1_blocks(t1))
