@@ -99,3 +99,30 @@ def test_table_refuses_a_spec_without_asha_on_the_selection_score(tmp_path):
     spec.write_text(SPEC.replace("{type: asha, grace_period: 1, reduction_factor: 2}", "{type: fifo}"))
     with pytest.raises(SystemExit, match="--spec: rung-test has no ASHA on the selection score"):
         rung_readout.main(["table", "--spec", str(spec), str(tmp_path / "unread.jsonl")])
+
+
+def _record(index: int, seed: int, val: list[float], test: list[float], bn_val: list[float]) -> dict:
+    """A hand-made study record: per-epoch validation and test accuracy under both readouts."""
+    epochs = [{"val_acc": v, "test_acc": t, "bn_val_acc": b, "bn_test_acc": t + 0.1}
+              for v, t, b in zip(val, test, bn_val)]
+    return {"arm": "rung-test", "seed": seed, "config_index": index, "config": {"select_window": 1}, "epochs": epochs}
+
+
+def test_held_out_seeds_score_each_readouts_choice_on_the_other_seeds(tmp_path, capsys):
+    # Config 0 leads validation under the running readout, config 1 under the recomputed one; on
+    # test, config 1 is better in both seeds: choosing on one seed is scored by the other's test.
+    test = {0: [0.40, 0.42, 0.44], 1: [0.50, 0.55, 0.60], 2: [0.30, 0.30, 0.30]}
+    records = [_record(i, seed, val=[0.6 - 0.1 * i + 0.01 * seed] * 3, test=[t + 0.01 * seed for t in test[i]],
+                       bn_val=[0.5 + 0.1 * (i == 1) + 0.01 * seed] * 3) for seed in (0, 1) for i in range(3)]
+    path = tmp_path / "records.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    rung_readout.held_out_table(parse_spec(SPEC), {s: {r["config_index"]: r for r in records if r["seed"] == s}
+                                                   for s in (0, 1)}, orders=5)
+    out = capsys.readouterr().out
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in out.splitlines() if line.startswith("| r")}
+    # running: config 0 chosen (flat validation: its first epoch), scored by the other seed's test at
+    # that epoch (0.40 + 0.01 s); recomputed: config 1, scored by its first epoch's bn test (0.60 + 0.01 s)
+    assert rows["| running statistics"][1:3] == ["0.405 +- 0.007", "0.405 +- 0.007"]
+    assert rows["| recomputed (bn_recompute)"][1:3] == ["0.605 +- 0.007", "0.605 +- 0.007"]
+    assert rows["| running statistics"][3] == "0.505 |" and rows["| recomputed (bn_recompute)"][3] == "0.605 |"
+    assert "recomputed minus running readout, paired by choosing seed: +0.200 +- 0.000 (+0.200, +0.200)" in out

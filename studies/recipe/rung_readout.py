@@ -11,6 +11,11 @@ end (FIFO), and records per epoch the validation and test metrics under both rea
     python -m studies.recipe.rung_readout run --spec retinamnist-cpu --configs 10 --worker 0/2 --out F.jsonl
     python -m studies.recipe.rung_readout table --spec retinamnist-cpu F.jsonl
 
+``run --trial-seed S`` trains the same drawn configs with another training seed. With records
+of several seeds, ``table`` adds what a sweep's user gets: ASHA replayed on one seed's curves,
+its pick re-trained (``medsweep confirm``) and scored on the *other* seeds (their mean
+validation-selected test accuracy), so neither the pick's own seed nor one test run flatters it.
+
 The table, per readout: at each ASHA rung of the spec, how many trials read a constant-class
 validation accuracy (exactly one class's share of the split), and the Spearman correlation
 of the rung's selection score (what ASHA compares) with the trial's final selection score and
@@ -87,8 +92,26 @@ def run(args) -> None:
     for i, values in enumerate(draw_configs(spec, args.configs, args.seed)):
         if i % workers == index:
             # the running-statistics readout is the trial's own: the study recomputes beside it
-            config = build_config(values | {"device": "cpu", "bn_recompute": False})
+            config = build_config(values | {"device": "cpu", "bn_recompute": False, "seed": args.trial_seed})
             append_record(args.out, record_run(config, load_data(config), spec.name, bn_readout=True, config_index=i))
+
+
+def selected(curve: tuple[list[float], list[float], list[float]]) -> tuple[float, float]:
+    """A full run's (selection score, test accuracy) at the epoch its selection score chose."""
+    _, score, test = curve
+    value, epoch = best_epoch(enumerate(score, 1), "max")
+    return value, test[epoch - 1]
+
+
+def asha_pick(scores: list[list[float]], order: list[int], spec) -> tuple[int, int, int]:
+    """Ray's ASHA replayed on per-trial selection-score curves arriving in ``order``: the trial
+    it would choose (an index into ``scores``), that trial's chosen epoch, and the trial-epochs
+    it ran."""
+    arrived = [scores[i] for i in order]
+    ran = asha_epochs_run(arrived, spec.scheduler.grace_period, spec.scheduler.reduction_factor, "max")
+    reached = {order[k]: best_epoch(enumerate(arrived[k][:ran[k]], 1), "max") for k in range(len(order))}
+    pick = max(reached, key=lambda i: reached[i][0])
+    return pick, reached[pick][1], sum(ran)
 
 
 def table(args) -> None:
@@ -96,8 +119,12 @@ def table(args) -> None:
     if spec.scheduler.type != "asha" or spec.scheduler.rung_metric != SCORE:
         raise SystemExit(f"--spec: {spec.name} has no ASHA on the selection score; allowed: a spec with "
                          f"scheduler.type asha and the default rung_metric ({SCORE})")
-    records = sorted((json.loads(line) for path in args.records for line in open(path)),
-                     key=lambda r: r["config_index"])
+    by_seed: dict[int, dict[int, dict]] = {}
+    for record in (json.loads(line) for path in args.records for line in open(path)):
+        by_seed.setdefault(record["seed"], {})[record["config_index"]] = record
+    # the rung tables read one run per config: the first seed's
+    first = by_seed[min(by_seed)]
+    records = [first[i] for i in sorted(first)]
     # the validation split the runs read (a spec's `subset` shrinks it)
     labels = load_data(build_config(records[0]["config"])).labels["val"].numpy().ravel()
     shares = np.bincount(labels) / len(labels)
@@ -125,18 +152,57 @@ def table(args) -> None:
     print("|---|---|---:|---:|---|")
     for name, (per_trial, final_score, final_test) in finals.items():
         winner = int(np.argmax(final_score))
+        scores = [score for _, score, _ in per_trial]
         rng, spent, kept, tests = random.Random(0), [], 0, []
         for _ in range(args.orders):
-            order = rng.sample(range(len(per_trial)), len(per_trial))
-            scores = [per_trial[i][1] for i in order]
-            ran = asha_epochs_run(scores, spec.scheduler.grace_period, spec.scheduler.reduction_factor, "max")
-            spent.append(sum(ran) / sum(map(len, scores)))
-            reached = {order[k]: best_epoch(enumerate(scores[k][:ran[k]], 1), "max") for k in range(len(order))}
-            pick = max(reached, key=lambda i: reached[i][0])
-            kept += reached[pick][0] == final_score[winner]
-            tests.append(per_trial[pick][2][reached[pick][1] - 1])
+            pick, epoch, ran = asha_pick(scores, rng.sample(range(len(per_trial)), len(per_trial)), spec)
+            spent.append(ran / sum(map(len, scores)))
+            kept += scores[pick][epoch - 1] == final_score[winner]
+            tests.append(per_trial[pick][2][epoch - 1])
         print(f"| {name} | {final_score[winner]:.3f} / {final_test[winner]:.3f} | {np.mean(spent):.2f} "
               f"| {kept} of {args.orders} | {np.mean(tests):.3f} +- {np.std(tests, ddof=1):.3f} |")
+    if len(by_seed) > 1:
+        held_out_table(spec, by_seed, args.orders)
+
+
+def held_out_table(spec, by_seed: dict[int, dict[int, dict]], orders: int) -> None:
+    """Per readout: ASHA (and FIFO) choosing on one seed's curves, the choice scored by the
+    config's mean validation-selected test accuracy over the other seeds; mean +- std over
+    the choosing seeds, and the paired difference between the readouts."""
+    configs = sorted(set.intersection(*(set(runs) for runs in by_seed.values())))
+    seeds = sorted(by_seed)
+    print(f"\nOver {len(seeds)} training seeds ({', '.join(map(str, seeds))}) of the {len(configs)} configs "
+          "that have them all: ASHA chooses on one seed's curves; its choice is scored by the config's "
+          "test ACC (epoch chosen on validation) averaged over the other seeds, what `medsweep confirm` "
+          f"would report. Mean over {orders} arrival orders per choosing seed; +- over the choosing seeds.\n")
+    print("| readout | ASHA's choice, held-out test ACC | FIFO's choice, held-out test ACC "
+          "| best config by its mean over all seeds |")
+    print("|---|---|---|---|")
+    asha_by_readout = {}
+    for name, prefix in READOUTS.items():
+        final = {s: {i: selected(curves(by_seed[s][i], prefix))[1] for i in configs} for s in seeds}
+        asha, fifo = [], []
+        for s in seeds:
+            held = {i: float(np.mean([final[t][i] for t in seeds if t != s])) for i in configs}
+            per_trial = [curves(by_seed[s][i], prefix) for i in configs]
+            scores = [score for _, score, _ in per_trial]
+            rng = random.Random(0)
+            picks = [asha_pick(scores, rng.sample(range(len(configs)), len(configs)), spec)[0] for _ in range(orders)]
+            asha.append(float(np.mean([held[configs[pick]] for pick in picks])))
+            fifo.append(held[configs[int(np.argmax([selected(c)[0] for c in per_trial]))]])
+        asha_by_readout[name] = asha
+        oracle = max(float(np.mean([final[s][i] for s in seeds])) for i in configs)
+        print(f"| {name} | {_pm(asha)} | {_pm(fifo)} | {oracle:.3f} |")
+    running, recomputed = asha_by_readout.values()
+    print(f"\nASHA's choice, recomputed minus running readout, paired by choosing seed: "
+          f"{_pm(np.subtract(recomputed, running), signed=True)} "
+          f"({', '.join(f'{d:+.3f}' for d in np.subtract(recomputed, running))}).")
+
+
+def _pm(values, signed: bool = False) -> str:
+    sign = "+" if signed else ""
+    return f"{np.mean(values):{sign}.3f} +- {np.std(values, ddof=1):.3f}" if len(values) > 1 else \
+        f"{np.mean(values):{sign}.3f}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -146,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     go.add_argument("--spec", required=True)
     go.add_argument("--configs", type=int, default=10)
     go.add_argument("--seed", type=int, default=0, help="the random sampler's seed")
+    go.add_argument("--trial-seed", type=int, default=0, help="every config's training seed")
     go.add_argument("--worker", default="0/1", help="I/N: train configs I, I+N, I+2N, ... (N processes in parallel)")
     go.add_argument("--threads", type=int, default=1)
     go.add_argument("--out", required=True)
