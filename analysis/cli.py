@@ -120,15 +120,15 @@ def _images(command: str, flag: str, images: int) -> None:
 
 def _print_best(table, path: Path) -> None:
     from analysis.schema import TEST_COLUMNS
-    from analysis.tables import best_trials
+    from analysis.tables import best_trials, with_inputs
 
-    df = table.to_pandas()
+    df = with_inputs(table.to_pandas())
     for _, t in best_trials(df).iterrows():
         tests = [f"{c.removeprefix('test_')} {t[c]:.4f}" for c in TEST_COLUMNS
                  if t[c] is not None and t[c] == t[c]]
         test = ("test " + "  ".join(tests)) if tests else \
             f"test not evaluated yet (medsweep evaluate {path} --out {path.with_name(path.stem + '-test.parquet')})"
-        print(f"best   {t['dataset']}: trial {t['trial_id']} of {t['sweep']} ({t['model']}), "
+        print(f"best   {t['dataset']}: trial {t['trial_id']} of {t['sweep']} ({t['model']} at {t['input']}), "
               f"{t['metric']} {t['best_value']:.4f} at epoch {int(t['best_epoch'])}; {test}")
 
 

@@ -87,7 +87,7 @@ def test_collect_then_evaluate(analysis_sweeps, pipeline):
     n = sum(analysis_sweeps.n_trials.values())
     assert rc == 0, err
     assert f"{n} rows added, {n} rows in total" in out
-    assert "best   retinamnist: trial" in out and "not evaluated yet" in out
+    assert "best   retinamnist: trial" in out and "(medvit_28_tiny at 28 px)" in out and "not evaluated yet" in out
     before, after = pipeline["before"], pipeline["after"]
     assert before[TEST_COLUMNS].isna().all().all()
 
