@@ -56,9 +56,9 @@ from analysis.tables import (
     model_family,
     ours_test_metrics,
     result_groups,
-    with_inputs,
     score_name,
     table1_blocks,
+    with_inputs,
     write_tables,
 )
 from medvit.atomic import write_text_atomic
