@@ -92,6 +92,16 @@ def test_run_and_table_on_real_records(tmp_path, monkeypatch, real_root):
     assert all(row[2].endswith("of 3") for row in rows[:4])
     assert [row[0] for row in rows[4:]] == ["| running statistics", "| recomputed (bn_recompute)"]
     assert all(row[3].endswith("of 4") for row in rows[4:])
+    # another training seed of configs 0 and 2: the same configs, and a held-out section over them
+    rung_readout.main(["run", "--spec", str(spec), "--configs", "3", "--worker", "0/2", "--trial-seed", "1",
+                       "--out", str(out)])
+    again = [json.loads(line) for line in out.read_text().splitlines()][3:]
+    assert [(r["config_index"], r["seed"]) for r in again] == [(0, 1), (2, 1)]
+    assert [{**r["config"], "seed": 0} for r in again] == [r["config"] for r in records if r["config_index"] != 1]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        rung_readout.main(["table", "--spec", str(spec), "--orders", "4", str(out)])
+    assert "Over 2 training seeds (0, 1) of the 2 configs that have them all" in printed.getvalue()
 
 
 def test_table_refuses_a_spec_without_asha_on_the_selection_score(tmp_path):

@@ -136,9 +136,7 @@ def table(args) -> None:
     finals = {}
     for name, prefix in READOUTS.items():
         per_trial = [curves(r, prefix) for r in records]
-        chosen = [best_epoch(enumerate(score, 1), "max") for _, score, _ in per_trial]
-        final_score = [value for value, _ in chosen]
-        final_test = [test[epoch - 1] for (_, _, test), (_, epoch) in zip(per_trial, chosen)]
+        final_score, final_test = (list(column) for column in zip(*map(selected, per_trial)))
         finals[name] = (per_trial, final_score, final_test)
         for rung in rungs(spec):
             at_share = sum(np.isclose(val[rung - 1], shares).any() for val, _, _ in per_trial)
