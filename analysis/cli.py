@@ -247,8 +247,9 @@ def auto_gradcam_checkpoints(results) -> tuple[str, str, str] | None:
     from analysis.tables import load_results_frame, rank_trials, with_inputs
 
     df = with_inputs(load_results_frame(results))
-    df["model"] = [m if key[0] == key[1] else f"{m} at {label}"
-                   for m, key, label in zip(df["model"], df["input_key"], df["input"])]
+    # the architecture a trial trained: its model, and the input where it is not the stored size
+    df["arch"] = [m if key[0] == key[1] else f"{m} at {label}"
+                  for m, key, label in zip(df["model"], df["input_key"], df["input"])]
     ranked = rank_trials(df[df["dataset"].str.lower() == "retinamnist"])
     ranked = ranked[ranked["checkpoint_path"].map(lambda p: isinstance(p, str) and (Path(p) / "state.pt").is_file())]
     sides = [ranked[ranked["alpha"].fillna(0) == 0], ranked[ranked["alpha"].fillna(0) > 0]]
@@ -256,8 +257,8 @@ def auto_gradcam_checkpoints(results) -> tuple[str, str, str] | None:
         return None
     ce, ordinal = (side[side["stop_reason"] == "finished"] if (side["stop_reason"] == "finished").any() else side
                    for side in sides)
-    both = [m for m in ranked["model"] if m in set(ce["model"]) and m in set(ordinal["model"])]
-    a, b = (ce[ce["model"] == both[0]].iloc[0], ordinal[ordinal["model"] == both[0]].iloc[0]) if both else \
+    both = [m for m in ranked["arch"] if m in set(ce["arch"]) and m in set(ordinal["arch"])]
+    a, b = (ce[ce["arch"] == both[0]].iloc[0], ordinal[ordinal["arch"] == both[0]].iloc[0]) if both else \
         (ce.iloc[0], ordinal.iloc[0])
     ended = [_how_it_ended(a, "α = 0"), _how_it_ended(b, "α > 0")]
     if both:
@@ -265,8 +266,8 @@ def auto_gradcam_checkpoints(results) -> tuple[str, str, str] | None:
                    f"Ordinal Loss (α = {b['alpha']:g}, {ended[1]}): the best-by-validation RetinaMNIST "
                    f"trial of each with this architecture, among those that ran all their epochs where any did.")
     else:
-        caption = (f"GradCAM of the best-by-validation RetinaMNIST trials at α = 0 ({a['model']}, {ended[0]}) and "
-                   f"α > 0 ({b['model']}, α = {b['alpha']:g}, {ended[1]}), among those that ran all their epochs "
+        caption = (f"GradCAM of the best-by-validation RetinaMNIST trials at α = 0 ({a['arch']}, {ended[0]}) and "
+                   f"α > 0 ({b['arch']}, α = {b['alpha']:g}, {ended[1]}), among those that ran all their epochs "
                    "where any did. Not a comparison of the losses alone: the architectures differ, as no "
                    "architecture has checkpoints at both.")
     return a["checkpoint_path"], b["checkpoint_path"], caption
