@@ -16,6 +16,11 @@ seeds, so the two are paired:
 * best config with alpha = 0 -> the sweep's best alpha > 0 trial (label
   ``best alpha>0 (alpha=<x>)``).
 
+The partner trial is taken among the trials of the winner's model family at the winner's input
+(:func:`analysis.tables.with_inputs`), so a sweep that searches ``model`` or ``resize`` never
+pairs a 224 px winner with a 28 px partner: the pair differs in the loss and what the sweep
+tuned with it, not in the protocol.
+
 Each run appends one row to the confirm Parquet table (:data:`analysis.schema.CONFIRM_SCHEMA`;
 a re-run of the same sweep, label and seed replaces its row), written after every run so an
 interrupted confirm keeps what finished. The summary gives mean ± std and the 95% Student-t
@@ -47,7 +52,7 @@ import pyarrow as pa
 from analysis.collect import _write_atomic, read_sweep
 from analysis.schema import AUDIT_COLUMNS, CONFIRM_SCHEMA, read_table
 from analysis.stats import format_pm, mean_ci, paired_bootstrap
-from analysis.tables import model_family, rank_trials
+from analysis.tables import family_label, model_family, rank_trials, with_inputs
 from medvit.selection import SCORE_METRICS
 
 __all__ = ["SEED_START", "Arm", "ConfirmResult", "confirm", "plan_arms", "read_confirm", "audit_lines"]
@@ -100,7 +105,7 @@ def plan_arms(trials: pd.DataFrame) -> list[Arm]:
     from medvit.data import dataset_info
     from medvit.tasks import ORDINAL
 
-    ranked = rank_trials(trials)
+    ranked = with_inputs(rank_trials(trials))
     if ranked.empty:
         raise ValueError("no usable trial to confirm (every trial errored or none reported an epoch)")
     best = ranked.iloc[0]
@@ -111,21 +116,25 @@ def plan_arms(trials: pd.DataFrame) -> list[Arm]:
     if dataset_info(values["dataset"]).task != ORDINAL:
         return arms
     alpha = float(values.get("alpha") or 0.0)
-    alphas = ranked["alpha"].fillna(0.0)
+    # The partner differs from the winner in the loss only as far as the sweep allows: the same
+    # model family at the same input (a sweep searching ``resize`` or ``model`` holds others).
+    peers = ranked[(ranked["model"].map(model_family) == family) & (ranked["input"] == best["input"])]
+    alphas = peers["alpha"].fillna(0.0)
     if alpha > 0:
         arms[0] = Arm(label, best["trial_id"], values, arms[0].note, "ordinal")
-        zero = ranked[alphas == 0]
+        zero = peers[alphas == 0]
         if not zero.empty:
             z = zero.iloc[0]
             arms.append(Arm(f"{label} alpha=0", z["trial_id"], _train_values(z),
                             f"the sweep's best alpha=0 {_describe(z)}", "ce"))
         else:
             arms.append(Arm(f"{label} with alpha=0", best["trial_id"], {**values, "alpha": 0.0},
-                            "the best configuration with alpha set to 0 (the sweep has no alpha=0 trial)",
+                            "the best configuration with alpha set to 0 (the sweep has no alpha=0 trial "
+                            f"of {family_label(family)} at {best['input']})",
                             "ce"))
     else:
         arms[0] = Arm(label, best["trial_id"], values, arms[0].note, "ce")
-        pos = ranked[alphas > 0]
+        pos = peers[alphas > 0]
         if not pos.empty:
             p = pos.iloc[0]
             arms.append(Arm(f"{label} alpha>0 (alpha={float(p['alpha']):g})", p["trial_id"], _train_values(p),

@@ -474,8 +474,10 @@ def table2(results: Any, confirm: Any = None, dataset: str = "retinamnist") -> T
     inputs = sorted(set(df["input_key"])) or [None]
     parts = []
     for key in inputs:
-        trials = df[df["input_key"] == key] if key is not None else df
-        conf_rows = _table2_confirm_rows(conf, trials, dataset, notes, shared=len(inputs) == 1)
+        here = df["input"] == input_label(key) if key is not None else pd.Series(True, index=df.index)
+        trials = df[here]
+        conf_rows = _table2_confirm_rows(conf, trials, dataset, notes, shared=len(inputs) == 1,
+                                         elsewhere=df.loc[~here, "trial_id"])
         parts.append((input_label(key) if key is not None else MISSING, trials, conf_rows))
     audited = any(c is not None and bool(c["audit_test_acc"].notna().any()) for _, _, c in parts)
     rows = []
@@ -529,14 +531,18 @@ def _table2_trials(df: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, list[s
 
 
 def _table2_confirm_rows(conf: pd.DataFrame | None, trials: pd.DataFrame, dataset: str, notes: list[str],
-                         shared: bool) -> pd.DataFrame | None:
-    """The confirm rows of ``trials``' sweeps (and, when ``shared``, those naming no sweep) with
-    the alpha bin their label names (None without a confirm table)."""
+                         shared: bool, elsewhere: Iterable[str] = ()) -> pd.DataFrame | None:
+    """The confirm rows of ``trials``' sweeps (and, when ``shared``, those naming no sweep) but
+    not of the trials ``elsewhere`` (at another input), with the alpha bin their label names
+    (None without a confirm table)."""
     if conf is None:
         return None
     c = conf[conf["dataset"].str.lower() == dataset].reset_index(drop=True)
     sweeps = c["sweep"] if "sweep" in c.columns else pd.Series(None, index=c.index, dtype=object)
     keep = sweeps.isin(set(trials["sweep"])) | (sweeps.isna() & shared)
+    if "trial_id" in c.columns:
+        # a sweep that searched ``resize`` holds several inputs: a confirmed trial belongs to one
+        keep &= ~c["trial_id"].isin(set(elsewhere))
     c = c[keep].assign(sweep_key=sweeps[keep].fillna(""),
                        alpha_bin=c.loc[keep, "label"].map(lambda s: _bin(_alpha_from_label(s))))
     # Rows labelled plain "best" re-run their sweep's best trial's configuration: place them in

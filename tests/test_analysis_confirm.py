@@ -25,11 +25,20 @@ def retina(analysis_sweeps):
     return df
 
 
-def _with_alphas(df: pd.DataFrame, alphas: list[float]) -> pd.DataFrame:
+def _with(df: pd.DataFrame, **fields: list) -> pd.DataFrame:
+    """``df`` with these TrainConfig fields per trial, in their columns and in config_json."""
     df = df.copy()
-    df["alpha"] = alphas
-    df["config_json"] = [json.dumps({**json.loads(c), "alpha": a}) for c, a in zip(df["config_json"], alphas)]
+    configs = [json.loads(c) for c in df["config_json"]]
+    for field, values in fields.items():
+        df[field] = values
+        for config, value in zip(configs, values):
+            config[field] = value
+    df["config_json"] = [json.dumps(c) for c in configs]
     return df
+
+
+def _with_alphas(df: pd.DataFrame, alphas: list[float]) -> pd.DataFrame:
+    return _with(df, alpha=alphas)
 
 
 def test_best_ordinal_with_an_alpha0_trial(retina):
@@ -55,6 +64,24 @@ def test_best_is_cross_entropy(retina):
     arms = plan_arms(df)
     assert [a.label for a in arms] == ["best", "best alpha>0 (alpha=0.3)"]
     assert [a.role for a in arms] == ["ce", "ordinal"]
+
+
+def test_the_partner_is_of_the_winners_family_and_input(retina):
+    # The better alpha=0 trial saw 224 px (a sweep searching resize): the winner, at 28 px,
+    # is paired with the alpha=0 trial at its own input.
+    df = _with(retina, alpha=[0.2, 0.0, 0.3, 0.0], resize=[None, 224, None, None])
+    arms = plan_arms(df)
+    assert [a.trial_id for a in arms] == [df["trial_id"][0], df["trial_id"][3]]
+    # No alpha=0 MedViT trial at 28 px (the other is a ResNet): the winner with alpha set to 0.
+    df = _with(df, model=[*df["model"][:3], "resnet18_28"])
+    arms = plan_arms(df)
+    assert arms[1].label == "best with alpha=0" and arms[1].trial_id == arms[0].trial_id
+    assert "MedViT at 28 px" in arms[1].note
+    # A winner at 224 px with alpha 0: its alpha>0 partner is the best alpha>0 trial at 224 px.
+    df = _with(retina, alpha=[0.0, 0.3, 0.2, 0.1], resize=[224, None, 224, 224])
+    arms = plan_arms(df)
+    assert arms[1].label == "best alpha>0 (alpha=0.2)" and arms[1].trial_id == df["trial_id"][2]
+    assert arms[1].values["resize"] == 224
 
 
 def test_errored_and_tied_trials(retina):

@@ -94,6 +94,18 @@ def test_table2_keeps_each_inputs_trials_and_seeds_apart():
         conf[conf["label"].str.startswith("best alpha>0")]["test_acc"].mean())
 
 
+def test_a_sweep_that_searched_resize_puts_each_confirmed_trial_at_its_input():
+    # one sweep holding both inputs (the paper sweep's trials renamed into the 28 px sweep)
+    df = two_protocols().assign(sweep=SWEEP, sweep_dir=retina_results()["sweep_dir"].iloc[0])
+    conf = two_confirms().assign(sweep=SWEEP)
+    t2 = table2(df, conf).data.set_index(["input", "alpha"])
+    paper = conf[conf["trial_id"] == PAPER_BEST]
+    ours = conf[(conf["trial_id"] == BEST) & (conf["label"] == "best")]
+    assert t2.loc[("224 px from 28", 0.0), "test_acc_mean"] == pytest.approx(paper["test_acc"].mean())
+    assert t2.loc[("28 px", 0.0), "test_acc_mean"] == pytest.approx(ours["test_acc"].mean())
+    assert t2.loc[("28 px", 0.0), "n_test"] == 3
+
+
 def test_the_report_names_the_input_of_every_winner_and_confirmed_configuration(tmp_path):
     _, md_path = write_report(two_protocols(), tmp_path, confirm_parquet=two_confirms(), figures=False)
     md = md_path.read_text()
