@@ -26,7 +26,10 @@ a re-run of the same sweep, label and seed replaces its row), written after ever
 interrupted confirm keeps what finished. The summary gives mean ± std and the 95% Student-t
 interval per configuration (:func:`analysis.stats.mean_ci`) and, for the ordinal pair, the
 paired bootstrap of Ordinal Loss minus cross-entropy (:func:`analysis.stats.paired_bootstrap`):
-the gain is larger than seed noise only when that interval excludes 0.
+the gain is larger than seed noise only when that interval excludes 0. Each row keeps the
+run's test probabilities, so the summary (and the report) also give the seed ensemble: the
+runs of a configuration averaged into one model (:func:`analysis.tables.seed_ensemble`),
+what deploying all of them would score; a paper's single number may be either.
 
 With the test-selection audit on (``audit_test``: the sweep's own configs, or ``audit_test=True``)
 each run also records the epoch that choosing on the test split would have picked and its
@@ -46,13 +49,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from analysis.collect import _write_atomic, read_sweep
 from analysis.schema import AUDIT_COLUMNS, CONFIRM_SCHEMA, read_table
 from analysis.stats import format_pm, mean_ci, paired_bootstrap
-from analysis.tables import family_label, model_family, rank_trials, with_inputs
+from analysis.tables import family_label, model_family, rank_trials, seed_ensemble, with_inputs
 from medvit.selection import SCORE_METRICS
 
 __all__ = ["SEED_START", "Arm", "ConfirmResult", "confirm", "plan_arms", "read_confirm", "audit_lines"]
@@ -215,6 +219,14 @@ def _summary(rows: pd.DataFrame, arms: list[Arm], seeds: list[int], head: str) -
             if vals:
                 parts.append(f"{m.upper()} {_fmt_ci(vals)}")
         lines.append(f"{arm.label} [{arm.note}], test over {len(g)} seeds: " + "; ".join(parts))
+        ensemble = seed_ensemble(g)
+        if ensemble:
+            lines.append(f"{arm.label}, seed ensemble (the {ensemble['n']} runs' test probabilities averaged into "
+                         "one model; nothing chosen): " + "; ".join(
+                             f"{m.upper()} {ensemble[m]:.4f}" for m in _METRICS if m in ensemble))
+        elif len(g) > 1 and arm.values.get("subset") is not None:
+            lines.append(f"{arm.label}: no seed ensemble, each run was tested on its own subset of the test split "
+                         f"(subset {arm.values['subset']} is drawn per seed)")
     lines += [line for arm in arms for line in audit_lines(rows[rows["label"] == arm.label], arm.label)]
     ordinal = next((a for a in arms if a.role == "ordinal"), None)
     ce = next((a for a in arms if a.role == "ce"), None)
@@ -254,6 +266,13 @@ def _arm_values(arm: Arm, epochs: int | None, data_root, device: str | None, aud
     return {**arm.values, **{key: value for key, value in overrides.items() if value is not None}}
 
 
+def _score_columns(scores: Any, labels: Any) -> dict[str, list]:
+    """A run's test probabilities and the split's labels, a list per image, for seed ensembles."""
+    n = len(labels)
+    return {"test_scores": np.asarray(scores, dtype=np.float32).reshape(n, -1).tolist(),
+            "test_labels": np.asarray(labels).astype(np.int16).reshape(n, -1).tolist()}
+
+
 def _run_once(values: dict[str, Any], arm: Arm, sweep: str, cache: dict[tuple, Any]) -> tuple[dict[str, Any], Any]:
     """Train one arm at one seed (``values`` holds it): its confirm row and its TrainConfig.
     ``cache`` keeps each dataset loaded once across runs."""
@@ -274,6 +293,7 @@ def _run_once(values: dict[str, Any], arm: Arm, sweep: str, cache: dict[tuple, A
         **{f"test_{m}": _num(result["test"].get(m)) for m in _METRICS},
         **{f"val_{m}": _num(result["val"].get(m)) for m in _METRICS},
         "selected_epoch": int(result["selected_epoch"]), **_audit_row(result.get("audit")),
+        **_score_columns(result["test_scores"], data.labels["test"]),
         "epochs": config.epochs,
         "wall_time_s": time.perf_counter() - start, "created_at": datetime.now(timezone.utc),
     }, config

@@ -160,6 +160,10 @@ audit_epoch        int32                      with ``audit_test`` on: the epoch 
 audit_test_acc/auc float64                    test metrics at ``audit_epoch``: what a paper that
 audit_test_qwk/mae                            chose its epoch on test would print. An audit,
                                               never a result: ``test_*`` are the honest numbers
+test_scores        list<list<float32>>        the selected weights' test-split probabilities,
+                                              one list per image (what a seed ensemble averages;
+                                              null in tables written before them)
+test_labels        list<list<int16>>          the test split's labels, one list per image
 epochs             int32                      epochs trained
 wall_time_s        float64                    wall time of the run
 created_at         timestamp[us, UTC]         when the run finished
@@ -298,6 +302,8 @@ CONFIRM_SCHEMA = pa.schema(
         _F("selected_epoch", pa.int32()),
         _F("audit_epoch", pa.int32()),
         *(_F(name, pa.float64()) for name in AUDIT_COLUMNS),
+        _F("test_scores", pa.list_(pa.list_(pa.float32()))),
+        _F("test_labels", pa.list_(pa.list_(pa.int16()))),
         _F("epochs", pa.int32()),
         _F("wall_time_s", pa.float64()),
         _F("created_at", pa.timestamp("us", tz="UTC")),

@@ -56,6 +56,7 @@ __all__ = [
     "model_input",
     "input_label",
     "with_inputs",
+    "seed_ensemble",
     "result_groups",
     "selection_metric",
     "rank_trials",
@@ -294,6 +295,37 @@ def _summary(values: Iterable[Any]) -> tuple[float | None, float | None, int]:
     return mean, std, len(vals)
 
 
+def _cell_array(cell: Any) -> np.ndarray | None:
+    """A list<list> Parquet cell as a 2-D array (None when null or empty)."""
+    if cell is None or (not isinstance(cell, (list, np.ndarray)) and pd.isna(cell)) or len(cell) == 0:
+        return None
+    return np.stack([np.asarray(row) for row in cell])
+
+
+def seed_ensemble(rows: pd.DataFrame) -> dict[str, float] | None:
+    """Test metrics of one configuration's re-runs averaged into one model: the mean of their
+    test probabilities, nothing chosen (every seed is a member, with weight 1/n). ``n`` says how
+    many. None unless at least two rows carry probabilities of the same test images."""
+    from medvit.data import dataset_info
+    from medvit.metrics import evaluate
+    from medvit.tasks import MULTI_LABEL
+
+    if "test_scores" not in rows.columns or "test_labels" not in rows.columns:
+        return None
+    runs = [(scores, labels) for scores, labels in zip(map(_cell_array, rows["test_scores"]),
+                                                         map(_cell_array, rows["test_labels"]))
+            if scores is not None and labels is not None]
+    if len(runs) < 2 or rows["dataset"].str.lower().nunique() != 1:
+        return None
+    labels = runs[0][1]
+    if any(s.shape != runs[0][0].shape or not np.array_equal(y, labels) for s, y in runs):
+        return None
+    task = dataset_info(str(rows["dataset"].iloc[0]).lower()).task
+    y = labels.astype(np.float64) if task == MULTI_LABEL else labels[:, 0].astype(np.int64)
+    metrics = evaluate(task, y, np.mean([s for s, _ in runs], axis=0))
+    return {**{m: metrics[m] for m in SCORE_METRICS if m in metrics}, "n": len(runs)}
+
+
 def _confirm_match(confirm: pd.DataFrame | None, trial: pd.Series, labels: set[str]) -> pd.DataFrame | None:
     """The confirm rows that re-ran ``trial``: its dataset, one of ``labels``, and its sweep and
     trial id where the confirm table names them (another sweep's "best" is another configuration)."""
@@ -319,7 +351,8 @@ def ours_test_metrics(results: Any, confirm: Any = None) -> pd.DataFrame:
 
     Columns: family, input, dataset, trial_id, sweep, model, selection metric/mode/value, source
     (``confirm`` or ``trial``), n, and ``<m>_mean``, ``<m>_std`` for m in acc, auc, qwk, mae;
-    ``audit_<m>_mean``, ``audit_<m>_std`` the confirm runs' test-selection audit (None without).
+    ``audit_<m>_mean``, ``audit_<m>_std`` the confirm runs' test-selection audit (None without);
+    ``ensemble_<m>`` and ``ensemble_n`` their :func:`seed_ensemble` (None and 0 without).
     """
     df = load_results_frame(results)
     conf = load_confirm_frame(confirm)
@@ -344,6 +377,10 @@ def ours_test_metrics(results: Any, confirm: Any = None) -> pd.DataFrame:
                 row[f"{m}_mean"], row[f"{m}_std"], row[f"{m}_n"] = mean, std, n
                 audit = _summary(sel[f"audit_test_{m}"]) if sel is not None else (None, None, 0)
                 row[f"audit_{m}_mean"], row[f"audit_{m}_std"] = audit[:2]
+            ensemble = seed_ensemble(sel) if sel is not None else None
+            for m in SCORE_METRICS:
+                row[f"ensemble_{m}"] = ensemble.get(m) if ensemble else None
+            row["ensemble_n"] = ensemble["n"] if ensemble else 0
             row["source"] = "confirm" if sel is not None else "trial"
             row["n"] = int(sel["seed"].nunique()) if sel is not None else 1
             rows.append(row)

@@ -169,6 +169,14 @@ def test_confirm_per_seed_rows_and_summary(analysis_sweeps, pipeline, confirmed)
                 assert cfg[key] == sweep_cfg[key], key
             assert all(0 <= getattr(r, f"test_{m}") <= 1 for m in ("acc", "auc")) and r.test_mae >= 0
             assert not np.isnan(r.val_acc)
+        # each run keeps its test probabilities (a row of 5 grades per image) and labels for the seed
+        # ensemble; here every seed drew its own test subset, so there is none
+        for r in rows.itertuples():
+            scores, labels = np.stack(r.test_scores), np.stack(r.test_labels)
+            assert scores.shape == (sweep_cfg["subset"], 5) and labels.shape == (sweep_cfg["subset"], 1)
+            assert np.allclose(scores.sum(axis=1), 1.0, atol=1e-5)
+            assert r.test_acc == pytest.approx(float((scores.argmax(axis=1) == labels[:, 0]).mean()))
+        assert f"{label}: no seed ensemble, each run was tested on its own subset" in out
     assert out.count("run ") >= 4 and "run 4/4" in out
     assert "seeds (1000..1001" in out
     assert "95% paired bootstrap CI" in out and "seed noise" in out
@@ -184,6 +192,7 @@ def test_confirm_row_is_reproducible(analysis_sweeps, confirmed):
     row = pq.read_table(path).to_pandas().iloc[0]
     result = train(build_config(json.loads(row["config_json"])))
     assert result["test"]["acc"] == pytest.approx(row["test_acc"], abs=1e-9)
+    assert np.allclose(np.stack(row["test_scores"]), result["test_scores"], atol=1e-6)
     assert result["selected_epoch"] == row["selected_epoch"] and json.loads(row["config_json"])["device"] == "cpu"
 
 
@@ -198,6 +207,7 @@ def test_report_with_confirm_and_automatic_gradcam(analysis_sweeps, pipeline, co
     md = (out_dir / "report.md").read_text()
     assert "](figures/gradcam.png)" in md and "GradCAM" in md and "Images: " in md
     assert "Confirmed configurations" in md and "paired over 2 seeds" in md
+    assert "seed ensemble" not in md.lower()  # the runs were tested on different subsets
     html = (out_dir / "report.html").read_text()
     assert html.count("<img src=\"data:image/png;base64,") == len(list((out_dir / "figures").glob("*.png")))
 
