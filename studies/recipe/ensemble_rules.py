@@ -30,6 +30,7 @@ import numpy as np
 
 from analysis.ensemble import Candidate, first_pick, select_members, sweep_candidates, test_scores
 from analysis.evaluate import load_checkpoint, load_eval_data
+from analysis.stats import format_pm, mean_ci
 from medvit.config import TrainConfig
 from medvit.metrics import evaluate
 from studies import run_main
@@ -136,9 +137,15 @@ def main(argv: list[str] | None = None) -> None:
         for key in ("val_b", "test"):
             x = np.array([r[rule][key] for r in rows])
             d = x - np.array([r["greedy"][key] for r in rows])
-            cols += [f"{x.mean():.3f} ± {x.std(ddof=1):.3f}", f"{d.mean():+.3f} ± {d.std(ddof=1):.3f}"]
+            cols += [_mean_pm(x), ("+" if d.mean() >= 0 else "") + _mean_pm(d)]
         members = np.mean([r[rule]["members"] for r in rows])
         print(f"| {rule} | " + " | ".join(cols) + f" | {members:.1f} |")
+
+
+def _mean_pm(values: np.ndarray) -> str:
+    """Mean ± std over sweeps; the mean alone for one sweep (no spread to show)."""
+    summary = mean_ci(values)
+    return format_pm(summary.mean, summary.std)
 
 
 if __name__ == "__main__":
