@@ -61,3 +61,12 @@ def test_run_arm_with_a_bad_field_names_it_and_writes_nothing(tmp_path):
     (line,) = run.stderr.splitlines()
     assert line.startswith("run_arm.py: error: model: unknown 'nope'; allowed: ")
     assert not out.exists()
+
+
+def test_summarize_names_a_missing_record_file_and_has_help(tmp_path):
+    run = study("studies.recipe.summarize", str(tmp_path / "none.jsonl"))
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.splitlines()[-1] == f"summarize.py: error: records: no such file: {tmp_path / 'none.jsonl'}"
+    assert "Traceback" not in run.stderr
+    help_ = study("studies.recipe.summarize", "--help")
+    assert help_.returncode == 0 and "records" in help_.stdout

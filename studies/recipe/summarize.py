@@ -15,9 +15,11 @@ seeds both ran.
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 import sys
+from pathlib import Path
 from collections import defaultdict
 
 import numpy as np
@@ -105,5 +107,17 @@ def print_paired(runs: dict[str, list[dict]]) -> None:
         print(f"| {arm} | {base} | {' '.join(map(str, seeds))} | {fmt(diffs) if diffs else '-'} | "
               f"{fmt(auc_diffs) if auc_diffs else '-'} |")
 
+def parse_args(argv: list[str]) -> list[str]:
+    """The record files named on the command line; a missing one is a one-line error (exit 2)."""
+    parser = argparse.ArgumentParser(prog="summarize.py", description="The tables of reports/recipe/README.md "
+                                     "from run_arm.py's records.")
+    parser.add_argument("records", nargs="+", help="run_arm.py's JSON lines (.jsonl, or gzipped .jsonl.gz)")
+    paths = parser.parse_args(argv).records
+    missing = [path for path in paths if not Path(path).is_file()]
+    if missing:
+        parser.error(f"records: no such file: {', '.join(missing)}")
+    return paths
+
+
 if __name__ == "__main__":
-    run_main("summarize.py", main, sys.argv[1:])
+    run_main("summarize.py", main, parse_args(sys.argv[1:]))
