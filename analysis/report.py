@@ -170,7 +170,7 @@ def _confirmed(conf: pd.DataFrame) -> Iterator[tuple[str, str, str, pd.DataFrame
 def _confirm_section(conf: pd.DataFrame) -> tuple[TableOut, list[str]]:
     header = ["Dataset", "Sweep", "Label", "Seeds", "ACC mean ± std", "ACC 95% CI", "AUC mean ± std", "AUC 95% CI",
               "QWK mean ± std", "MAE mean ± std"]
-    rows, data = [], []
+    rows, data, ensembles = [], [], []
     for ds, sweep, label, g in _confirmed(conf):
         r = [ref.display_name(ds), sweep, label, str(g["seed"].nunique())]
         rec = dict(dataset=ds, sweep=sweep, label=label, n=int(g["seed"].nunique()))
@@ -184,15 +184,14 @@ def _confirm_section(conf: pd.DataFrame) -> tuple[TableOut, list[str]]:
             if m in ("acc", "auc"):
                 r.append(MISSING if math.isnan(ci.ci_low) else f"[{ci.ci_low:.3f}, {ci.ci_high:.3f}]")
             rec[f"{m}_mean"], rec[f"{m}_std"], rec[f"{m}_ci"] = ci.mean, ci.std, (ci.ci_low, ci.ci_high)
-        ensemble = seed_ensemble(g)
-        r += [format_pm(ensemble.get(m)) if ensemble else MISSING for m in ("acc", "auc")]
-        rec |= {f"ensemble_{m}": ensemble.get(m) for m in ("acc", "auc")} if ensemble else {}
+        ensembles.append(seed_ensemble(g))
+        rec |= {f"ensemble_{m}": ensembles[-1].get(m) for m in ("acc", "auc")} if ensembles[-1] else {}
         rows.append(r)
         data.append(rec)
-    if all(r[-2:] == [MISSING, MISSING] for r in rows):  # runs from before the probabilities were kept
-        rows = [r[:-2] for r in rows]
-    else:
+    if any(ensembles):  # none for runs from before the probabilities were kept
         header += ["Seed ensemble ACC", "Seed ensemble AUC"]
+        for r, ensemble in zip(rows, ensembles):
+            r += [format_pm(ensemble.get(m)) if ensemble else MISSING for m in ("acc", "auc")]
     tests = []
     for (ds, sweep), g in _with_sweep(conf).groupby(["dataset", "sweep"], sort=True):
         labels = sorted(g["label"].unique())

@@ -299,7 +299,7 @@ def _cell_array(cell: Any) -> np.ndarray | None:
     """A list<list> Parquet cell as a 2-D array (None when null or empty)."""
     if cell is None or (not isinstance(cell, (list, np.ndarray)) and pd.isna(cell)) or len(cell) == 0:
         return None
-    return np.stack([np.asarray(row) for row in cell])
+    return np.stack(cell)
 
 
 def seed_ensemble(rows: pd.DataFrame) -> dict[str, float] | None:

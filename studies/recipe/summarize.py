@@ -19,8 +19,8 @@ import argparse
 import gzip
 import json
 import sys
-from pathlib import Path
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
@@ -106,6 +106,7 @@ def print_paired(runs: dict[str, list[dict]]) -> None:
     for (arm, base, seeds, diffs), (*_, auc_diffs) in zip(acc, auc):
         print(f"| {arm} | {base} | {' '.join(map(str, seeds))} | {fmt(diffs) if diffs else '-'} | "
               f"{fmt(auc_diffs) if auc_diffs else '-'} |")
+
 
 def parse_args(argv: list[str]) -> list[str]:
     """The record files named on the command line; a missing one is a one-line error (exit 2)."""
