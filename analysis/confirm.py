@@ -301,10 +301,12 @@ def _run_once(values: dict[str, Any], arm: Arm, sweep: str, cache: dict[tuple, A
 
 def _plan_line(sweep: str, arms: list[Arm], configs: dict[str, dict], seed_list: list[int]) -> str:
     n_epochs = sorted({v.get("epochs") for v in configs.values()})
+    audited = any(v.get("audit_test") for v in configs.values())
+    test = ("test split also scored at every epoch for the audit, which nothing selects on" if audited
+            else "test split evaluated once per run")
     return (f"confirm {sweep} ({arms[0].values['dataset']}): {len(arms)} configuration(s) x {len(seed_list)} seeds "
             f"({seed_list[0]}..{seed_list[-1]}, fresh: not the sweep's seeds; the same seeds for every configuration, "
-            f"so runs are paired), {'/'.join(map(str, n_epochs))} epoch(s) each; epoch selected on validation, "
-            "test split evaluated once per run")
+            f"so runs are paired), {'/'.join(map(str, n_epochs))} epoch(s) each; epoch selected on validation, {test}")
 
 
 def confirm(sweep_dir: str | os.PathLike, seeds: int = 5, out: str | os.PathLike = "confirm.parquet",

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from analysis.collect import _audit_columns, read_sweep
-from analysis.confirm import Arm, _audit_row, _summary, confirm
+from analysis.confirm import Arm, _audit_row, _plan_line, _summary, confirm
 from analysis.report import write_report
 from analysis.schema import AUDIT_COLUMNS, CONFIRM_SCHEMA
 from analysis.tables import AUDIT_HEADING, rank_trials
@@ -306,6 +306,14 @@ def test_confirm_rows_take_the_audit_record():
                                  "audit_test_qwk": 0.4, "audit_test_mae": 0.8}
     assert _audit_row(None) == {"audit_epoch": None, **dict.fromkeys(AUDIT_COLUMNS)}
     assert set(_audit_row(None)) <= set(CONFIRM_SCHEMA.names)
+
+
+def test_confirms_plan_line_says_when_test_is_scored_every_epoch():
+    arms = [Arm("best", BEST, {"dataset": "retinamnist"}, "n", "ce")]
+    plain = _plan_line("s", arms, {"best": {"epochs": 20}}, [1000, 1001])
+    audited = _plan_line("s", arms, {"best": {"epochs": 20, "audit_test": True}}, [1000, 1001])
+    assert plain.endswith("test split evaluated once per run")
+    assert "evaluated once" not in audited and "every epoch for the audit" in audited
 
 
 def test_report_shows_both_epochs_under_an_audit_heading(tmp_path):
