@@ -8,6 +8,8 @@ import io
 import json
 
 from studies.recipe import summarize
+from studies.recipe.records import read_records
+from studies.recipe.run_arm import append_record
 
 
 def _record(arm: str, seed: int, acc: float, test_accs: list[float], selected: int, auc: float | None = None) -> dict:
@@ -66,3 +68,13 @@ def test_gzipped_records_read_as_plain_ones(tmp_path, monkeypatch, real_root):
             summarize.main([str(tmp_path / name)])
         outputs.append(out.getvalue())
     assert outputs[0] == outputs[1] and "0.610" in outputs[0]
+
+
+def test_run_arm_appends_to_a_gzipped_record_file_that_reads_back_whole(tmp_path, capsys):
+    # The shipped records are gzipped; a study that adds seeds to one appends a gzip member.
+    path = tmp_path / "a.jsonl.gz"
+    records = [_record("a", seed, 0.5, [0.4, 0.5], selected=2) | {"wall_s": 1.0} for seed in (0, 1)]
+    for record in records:
+        append_record(str(path), record)
+    assert list(read_records([path])) == records
+    assert gzip.open(path, "rt").read().count("\n") == 2

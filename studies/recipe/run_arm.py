@@ -5,7 +5,7 @@ evaluates the test split after every epoch so that selection rules can be compar
 fact (how the epoch a rule picks on validation does on test). Those per-epoch test numbers
 are never used to select anything.
 
-    python -m studies.recipe.run_arm --arm b --seeds 0 1 2 3 4 --out reports/recipe/b.jsonl
+    python -m studies.recipe.run_arm --arm b --seeds 0 1 2 3 4 --out reports/recipe/b.jsonl.gz
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import yaml
 from medvit.config import build_config
 from medvit.train import Trainer, load_data
 from studies import run_main
+from studies.recipe.records import open_text
 
 # (a) the recipe before issue 8 (weight decay on norms and biases cannot be restored: it is gone
 # for good); (b) the new defaults. Both the recommended CPU preset, medvit_28_tiny.
@@ -77,7 +78,7 @@ def record_run(config, data, label: str, raw_val: bool = False, bn_readout: bool
 
 
 def append_record(path: str, record: dict) -> None:
-    with open(path, "a") as f:
+    with open_text(path, "a") as f:
         f.write(json.dumps(record) + "\n")
     print(record["arm"], record["seed"], json.dumps(record["result"]["test"]), f"{record['wall_s']:.0f}s", flush=True)
 

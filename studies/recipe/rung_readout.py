@@ -28,7 +28,6 @@ selection score, and the test accuracy of the trial it would choose.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 
 import numpy as np
@@ -41,6 +40,7 @@ from medvit.config import build_config
 from medvit.selection import best_epoch
 from medvit.train import load_data
 from studies import run_main
+from studies.recipe.records import read_records
 from studies.recipe.run_arm import append_record, record_run
 from sweeps.ranking import SCORE
 from sweeps.space import DefineByRun, trial_config
@@ -120,7 +120,7 @@ def table(args) -> None:
         raise SystemExit(f"--spec: {spec.name} has no ASHA on the selection score; allowed: a spec with "
                          f"scheduler.type asha and the default rung_metric ({SCORE})")
     by_seed: dict[int, dict[int, dict]] = {}
-    for record in (json.loads(line) for path in args.records for line in open(path)):
+    for record in read_records(args.records):
         by_seed.setdefault(record["seed"], {})[record["config_index"]] = record
     # the rung tables read one run per config: the first seed's
     first = by_seed[min(by_seed)]

@@ -1,6 +1,6 @@
 """The small-data schedule table of reports/recipe/README.md from run_arm.py's records.
 
-    python -m studies.recipe.small_data --train-images 546 reports/recipe/small-pneumonia.jsonl
+    python -m studies.recipe.small_data --train-images 546 reports/recipe/small-pneumonia.jsonl.gz
 
 Per arm, over its seeds: optimizer steps in all, test ACC and AUC of the epoch selected on
 validation (mean +- std) and their paired difference to the first arm, the selected epochs,
@@ -12,7 +12,6 @@ selected and, in `--raw-val` records, for the trained weights).
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 
 import numpy as np
@@ -20,6 +19,7 @@ import numpy as np
 from medvit.data import load_dataset
 from medvit.train import train_steps
 from studies import run_main
+from studies.recipe.records import read_records
 
 
 def fmt(values) -> str:
@@ -42,10 +42,8 @@ def paired(records: list[dict], baseline: list[dict], metric: str) -> str:
 
 def main(paths: list[str], n_train: int) -> None:
     runs = defaultdict(list)
-    for path in paths:
-        for line in open(path):
-            record = json.loads(line)
-            runs[record["arm"]].append(record)
+    for record in read_records(paths):
+        runs[record["arm"]].append(record)
     majorities = {}
     first = next(iter(runs.values()))
     print("| arm | steps | seeds | test ACC | test AUC | paired to the first arm: ACC / AUC | selected epochs "

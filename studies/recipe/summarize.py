@@ -1,6 +1,6 @@
 """The tables of reports/recipe/README.md from the JSON lines that run_arm.py writes.
 
-    python -m studies.recipe.summarize reports/recipe/a.jsonl reports/recipe/b.jsonl ...
+    python -m studies.recipe.summarize reports/recipe/a.jsonl.gz reports/recipe/b.jsonl.gz ...
 
 (gzipped records, `*.jsonl.gz`, read the same.)
 
@@ -16,8 +16,6 @@ seeds both ran.
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -27,6 +25,7 @@ import numpy as np
 from medvit.data import load_dataset
 from medvit.metrics import decoded_metrics, evaluate
 from studies import run_main
+from studies.recipe.records import read_records
 
 METRICS = ("acc", "auc", "qwk", "mae", "qwk_decoded", "mae_decoded")
 
@@ -38,10 +37,8 @@ def fmt(values) -> str:
 
 def main(paths: list[str]) -> None:
     runs = defaultdict(list)
-    for path in paths:
-        for line in (gzip.open(path, "rt") if path.endswith(".gz") else open(path)):
-            record = json.loads(line)
-            runs[f'{record["config"]["dataset"]} {record["arm"]}'].append(record)
+    for record in read_records(paths):
+        runs[f'{record["config"]["dataset"]} {record["arm"]}'].append(record)
     # Every dataset first: a missing file stops the summary before it prints half a table.
     datasets = dict.fromkeys(records[0]["config"]["dataset"] for records in runs.values())
     data = {dataset: load_dataset(dataset) for dataset in datasets}
