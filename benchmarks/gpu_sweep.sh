@@ -14,18 +14,17 @@
 # DIR/summary.md; the sweeps in --work (default: a temporary folder, removed at the end).
 # `--device cpu --quick` runs the same path at tiny sizes in a few minutes on a CPU.
 #
-# On the GPU machine (Python 3.12 with torch, without Ray): carry .whl, built here by
-# `bash ../shared/tools/device-wheels.sh` (Ray without its jars and dashboard build, Optuna,
-# pydantic, medmnist, tensorboardX, ...: 51.3 MB), with the data in .whl/medmnist/; the
-# wheels are installed into a temporary site first (benchmarks/gpu_env.sh). What travels,
-# against the 64 MiB (67.1 MB) a call may carry: .whl 51.3 MB + the tracked tree 7.6 MB +
-# retinamnist.npz 3.3 MB = 62.2 MB for steps b-e. Step (a) also needs pneumoniamnist.npz
-# (4.2 MB, the suite's real-data fixture reads both files): 66.4 MB, 0.7 MB under; keep
-# new large files out of the tree (benchmarks/README.md). A plan for one session:
+# On the GPU machine (Python 3.12 with torch, without Ray): carry .whl. Build the wheels here
+# once with `bash ../shared/tools/device-wheels.sh` (Ray without its jars and dashboard build,
+# Optuna, pydantic, medmnist, tensorboardX, ...), then let `python -m benchmarks.device_carry`
+# put what a call needs in .whl/ (wheels, and the data in .whl/medmnist/) and print what
+# travels against the 64 MiB (67.1 MB) a call may carry: steps b-e 59.2 MB; step (a) also
+# needs pneumoniamnist.npz (the suite's real-data fixture reads both files): 63.4 MB. The
+# wheels are installed into a temporary site first (benchmarks/gpu_env.sh). A plan for one
+# session (benchmarks/README.md, "Ray Tune on one GPU"):
 #
-#   mkdir -p .whl/medmnist && cp ../shared/medmnist/retinamnist.npz .whl/medmnist/
-#   run(carry=[".whl"]): bash benchmarks/gpu_sweep.sh --out $OUT --steps bcde
-#   run(carry=[".whl"]): bash benchmarks/gpu_sweep.sh --out $OUT --steps a   (with both files)
+#   python -m benchmarks.device_carry sweep;        run(carry=[".whl"]): bash benchmarks/gpu_sweep.sh --out $OUT --steps bcde
+#   python -m benchmarks.device_carry sweep-tests;  run(carry=[".whl"]): bash benchmarks/gpu_sweep.sh --out $OUT --steps a
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,7 +39,7 @@ while [ $# -gt 0 ]; do
         --device) value "$@"; DEVICE=$2; shift 2 ;;
         --steps) value "$@"; STEPS=$2; shift 2 ;;
         --quick) PASS+=(--quick); shift ;;
-        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
         *) refuse "unknown argument $1" ;;
     esac
 done

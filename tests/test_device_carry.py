@@ -1,0 +1,101 @@
+"""benchmarks/device_carry.py: each GPU check carries the wheels and data it needs, and what
+travels stays under the 64 MiB a device call may take (a call over it is refused before it runs)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from benchmarks import device_carry
+from benchmarks.device_carry import CHECKS, LIMIT_BYTES, NEVER, RAY_FREE, CarryError, prepare, size, tree_files
+
+FULL_SET = [f"{name}-1.0-py3-none-any.whl" for name in
+            (*RAY_FREE, *NEVER, "ray", "optuna", "colorlog", "tensorboardx", "grad_cam", "ttach")]
+
+
+def fake_repo(tmp_path: Path, wheels=FULL_SET, big_file_bytes: int = 0) -> tuple[Path, Path]:
+    """A git checkout with a tracked file (of big_file_bytes, sparse), .whl/ as device-wheels.sh
+    leaves it, and a data folder with both MedMNIST files."""
+    repo, data = tmp_path / "repo", tmp_path / "data"
+    (repo / ".whl").mkdir(parents=True)
+    data.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    (repo / ".gitignore").write_text("/.whl/\n/.whl-all/\n")
+    with open(repo / "records.jsonl", "wb") as f:
+        f.truncate(big_file_bytes or 1000)
+    subprocess.run(["git", "add", "."], cwd=repo, check=True)
+    for name in wheels:
+        (repo / ".whl" / name).write_bytes(b"w" * 100)
+    for name in (device_carry.RETINA, device_carry.PNEUMONIA):
+        (data / name).write_bytes(b"d" * 10)
+    return repo, data
+
+
+def carried(repo: Path) -> set[str]:
+    return {p.name for p in (repo / ".whl").glob("*.whl")}
+
+
+def test_ray_free_checks_carry_pydantic_and_medmnist_only(tmp_path):
+    repo, data = fake_repo(tmp_path)
+    lines = prepare("protocol", repo, data)
+    assert {name.split("-")[0] for name in carried(repo)} == set(RAY_FREE)
+    assert sorted(p.name for p in (repo / ".whl" / "medmnist").iterdir()) == ["pneumoniamnist.npz", "retinamnist.npz"]
+    assert len(list((repo / ".whl-all").glob("*.whl"))) == len(FULL_SET)  # the full set kept aside
+    assert "fits" in lines[-1] and "gpu_protocol.sh" in lines[0]
+
+
+def test_ray_checks_carry_everything_but_the_database_storage(tmp_path):
+    repo, data = fake_repo(tmp_path)
+    prepare("protocol", repo, data)
+    prepare("sweep", repo, data)  # from the stash, after another check emptied .whl
+    names = {name.split("-")[0] for name in carried(repo)}
+    assert "ray" in names and "optuna" in names and not names & set(NEVER)
+    assert [p.name for p in (repo / ".whl" / "medmnist").iterdir()] == ["retinamnist.npz"]
+
+
+def test_the_working_tree_counts_tracked_and_untracked_files_but_not_ignored_ones(tmp_path):
+    repo, _ = fake_repo(tmp_path)
+    (repo / "new.txt").write_text("x" * 50)
+    assert {p.name for p in tree_files(repo)} == {".gitignore", "records.jsonl", "new.txt"}
+
+
+def test_over_the_limit_is_one_line_naming_the_largest_file(tmp_path):
+    repo, data = fake_repo(tmp_path, big_file_bytes=LIMIT_BYTES)
+    with pytest.raises(CarryError, match=r"over the 67.11 MB a device call may carry; largest tracked files: records.jsonl"):
+        prepare("sweep", repo, data)
+
+
+@pytest.mark.parametrize(("wheels", "data_files", "match"), [
+    ([], ("retinamnist.npz", "pneumoniamnist.npz"), "no wheels in .whl/ or .whl-all/"),
+    ([w for w in FULL_SET if not w.startswith("medmnist")], ("retinamnist.npz", "pneumoniamnist.npz"), "no wheel of medmnist"),
+    (FULL_SET, ("retinamnist.npz",), "--data-root: no pneumoniamnist.npz"),
+])
+def test_what_is_missing_is_named(tmp_path, wheels, data_files, match):
+    repo, data = fake_repo(tmp_path, wheels=wheels)
+    for file in data.iterdir():
+        if file.name not in data_files:
+            file.unlink()
+    with pytest.raises(CarryError, match=match):
+        prepare("protocol", repo, data)
+
+
+def test_cli_prints_the_sizes_or_refuses_in_one_line_with_exit_2(tmp_path, monkeypatch, capsys):
+    repo, data = fake_repo(tmp_path)
+    monkeypatch.setattr(device_carry, "REPO", repo)
+    assert device_carry.main(["check", "--data-root", str(data)]) == 0
+    assert "total (limit 64 MiB = 67.11 MB)" in capsys.readouterr().out
+    assert device_carry.main(["protocol", "--data-root", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("device_carry: --data-root: no retinamnist.npz")
+
+
+def test_the_projects_tree_leaves_room_for_the_largest_carry(real_root):
+    # gpu_sweep's step (a): the Ray wheels and both MedMNIST files beside the working tree. The
+    # shipped records are gzipped for this; an example report or a record file that pushes the
+    # tree over fails here, not on the GPU machine's first call.
+    data = size([real_root / f for f in CHECKS["sweep-tests"].data])
+    tree = size(tree_files(device_carry.REPO))
+    assert tree + device_carry.RAY_WHEELS_BYTES + data <= LIMIT_BYTES, f"working tree {tree / 1e6:.2f} MB"
