@@ -65,13 +65,15 @@ def distribution(wheel: Path) -> str:
 
 def wheels_for(check: Check, wheels: list[Path]) -> list[Path]:
     """The wheels of the full set that ``check`` needs; an error naming any that is missing."""
-    if check.ray:
-        return [w for w in wheels if distribution(w) not in NEVER]
-    chosen = [w for w in wheels if distribution(w) in RAY_FREE]
-    missing = set(RAY_FREE) - {distribution(w) for w in chosen}
+    chosen = [w for w in wheels if distribution(w) in RAY_FREE or (check.ray and distribution(w) not in NEVER)]
+    names = [distribution(w) for w in chosen]
+    missing = set(RAY_FREE) - set(names)
     if missing:
         raise CarryError(f".whl-all: no wheel of {', '.join(sorted(missing))}; "
                          "run bash ../shared/tools/device-wheels.sh again")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:  # pip stops the whole install on two versions of one package
+        raise CarryError(f".whl-all: two versions of {', '.join(twice)}: remove the older wheel")
     return chosen
 
 

@@ -82,6 +82,14 @@ def test_what_is_missing_is_named(tmp_path, wheels, data_files, match):
         prepare("protocol", repo, data)
 
 
+def test_two_versions_of_a_wheel_are_refused(tmp_path):
+    # what device-wheels.sh leaves after a version bump: it adds to .whl/ and removes nothing
+    repo, data = fake_repo(tmp_path, wheels=[*FULL_SET, "ray-2.0-py3-none-any.whl"])
+    with pytest.raises(CarryError, match="two versions of ray: remove the older wheel"):
+        prepare("sweep", repo, data)
+    prepare("protocol", repo, data)  # the Ray-free wheels are single: that check goes on
+
+
 def test_cli_prints_the_sizes_or_refuses_in_one_line_with_exit_2(tmp_path, monkeypatch, capsys):
     repo, data = fake_repo(tmp_path)
     monkeypatch.setattr(device_carry, "REPO", repo)
