@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.device_args import device_parser
+from carry_helpers import without_ray_wheels
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,7 +23,7 @@ def test_gpu_check_quick_on_cpu(tmp_path, real_root):
     run = subprocess.run(
         ["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--quick", "--steps", "abcdfgeh", "--out", str(out),
          "--data-root", str(real_root)],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        cwd=REPO, capture_output=True, text=True, timeout=600, env=without_ray_wheels(tmp_path / "site"),
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for name in ("summary.md", "train_check.json", "throughput.md", "packing.md", "usual_loop.md", "compile.md",

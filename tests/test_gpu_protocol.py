@@ -4,28 +4,20 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from carry_helpers import without_ray_wheels
 from studies.protocol import protocol
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = "studies/protocol/gpu_protocol.sh"
 
 
-# What `python -m benchmarks.device_carry protocol` leaves behind: on the GPU machine these are
-# not importable, so here every process of the study runs with them blocked.
-NOT_CARRIED = ("ray", "optuna", "tensorboardX", "pytorch_grad_cam", "ttach", "jsonschema", "colorlog", "sqlalchemy")
-
-
 def study(out: Path, real_root: Path, *extra: str) -> subprocess.CompletedProcess:
-    blocker = out.parent / f"{out.name}-site"
-    blocker.mkdir(exist_ok=True)
-    (blocker / "sitecustomize.py").write_text(f"import sys\nsys.modules.update(dict.fromkeys({NOT_CARRIED!r}))\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])}
+    env = without_ray_wheels(out.parent / f"{out.name}-site")  # as carried by device_carry protocol
     return subprocess.run(["bash", SCRIPT, "--device", "cpu", "--quick", "--jobs", "1", "--budget-s", "3600",
                            "--data-root", str(real_root), "--out", str(out), *extra],
                           cwd=REPO, capture_output=True, text=True, timeout=1200, env=env)

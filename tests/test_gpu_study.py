@@ -9,13 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from carry_helpers import without_ray_wheels
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def study(out: Path, real_root: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = without_ray_wheels(out.parent / f"{out.name}-site")  # as carried by device_carry study
     return subprocess.run(["bash", "studies/recipe/gpu_study.sh", "--device", "cpu", "--quick", "--jobs", "2",
                            "--data-root", str(real_root), "--out", str(out), *extra],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+                          cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
 
 
 @pytest.mark.slow
