@@ -16,6 +16,7 @@ import torch
 
 from analysis.collect import read_sweep
 from benchmarks import gpu_sweep
+from carry_helpers import DATABASE, blocking
 from sweep_helpers import results, trial_dirs
 
 # The quick run is set up by the first slow test: over the 600 s default at a load of 20.
@@ -27,8 +28,8 @@ OUT_FILES = {"log.txt", "summary.md", "a_tests.json", "b_sweep.json", "c_packing
              "e_outputs.json"}
 
 
-def script(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*SCRIPT, *args], cwd=REPO, capture_output=True, text=True, timeout=1500)
+def script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*SCRIPT, *args], cwd=REPO, capture_output=True, text=True, timeout=1500, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def quick(tmp_path_factory, real_root):
     """One quick run of every step on the CPU: (its result, --out, --work)."""
     root = tmp_path_factory.mktemp("gpu_sweep")
     run = script("--device", "cpu", "--quick", "--out", str(root / "out"), "--work", str(root / "work"),
-                 "--data-root", str(real_root))
+                 "--data-root", str(real_root), env=blocking(root / "site", DATABASE))  # as device_carry sweep carries
     return run, root / "out", root / "work"
 
 
