@@ -4,16 +4,16 @@ A device call copies the working tree (tracked files and untracked ones git does
 plus the carried ``.whl/``. The full wheel set of ``../shared/tools/device-wheels.sh`` is
 51.3 MB, Ray's 41.5 of it; beside the working tree (15.6 MB before the shipped records were
 gzipped) and both MedMNIST files it was over the limit, and such a call is refused before
-anything runs. Each check needs less: the Ray-free ones (the
-protocol and recipe studies, gpu_check.sh) only pydantic and medmnist, the Ray ones everything but
-SQLAlchemy and Alembic, which Optuna imports only for a database storage.
+anything runs. Each check needs less: the Ray-free ones (the protocol and recipe studies,
+gpu_check.sh) only pydantic and medmnist; the Ray ones (gpu_sweep.sh) all but SQLAlchemy,
+Alembic, greenlet and Mako, which Optuna imports only for a database storage.
 
     bash ../shared/tools/device-wheels.sh          # once: the full set into .whl/
     python -m benchmarks.device_carry protocol     # .whl/ = what `protocol` needs; the sizes
 
 It keeps the full set in ``.whl-all/`` (git-ignored), fills ``.whl/`` with the check's wheels
 and ``.whl/medmnist/`` with its MedMNIST files, prints what travels, and exits 2 when the
-total is over the limit, naming the largest tracked files. Then ``run(carry=[".whl"])``.
+total is over the limit, naming the largest files of the tree. Then ``run(carry=[".whl"])``.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def prepare(name: str, repo: Path, data_root: Path) -> list[str]:
     if total > LIMIT_BYTES:
         largest = sorted(tree, key=lambda p: p.stat().st_size, reverse=True)[:3]
         raise CarryError(f"{name}: {total / 1e6:.2f} MB would travel, over the 67.11 MB a device call may carry; "
-                         "largest tracked files: " + ", ".join(f"{p.relative_to(repo)} ({p.stat().st_size / 1e6:.1f} MB)"
+                         "largest files of the tree: " + ", ".join(f"{p.relative_to(repo)} ({p.stat().st_size / 1e6:.1f} MB)"
                                                                for p in largest))
     return [*lines, f"  fits: run(carry=[\".whl\"], command=\"{check.command}\")"]
 

@@ -64,7 +64,7 @@ def test_the_working_tree_counts_tracked_and_untracked_files_but_not_ignored_one
 
 def test_over_the_limit_is_one_line_naming_the_largest_file(tmp_path):
     repo, data = fake_repo(tmp_path, big_file_bytes=LIMIT_BYTES)
-    with pytest.raises(CarryError, match=r"over the 67.11 MB a device call may carry; largest tracked files: records.jsonl"):
+    with pytest.raises(CarryError, match=r"over the 67.11 MB a device call may carry; largest files of the tree: records.jsonl"):
         prepare("sweep", repo, data)
 
 
