@@ -5,7 +5,8 @@ plus the carried ``.whl/``. The full wheel set of ``../shared/tools/device-wheel
 51.3 MB, Ray's 41.5 of it; beside the working tree (15.6 MB before the shipped records were
 gzipped) and both MedMNIST files it was over the limit, and such a call is refused before
 anything runs. Each check needs less: the Ray-free ones (the protocol and recipe studies,
-gpu_check.sh) only pydantic and medmnist; the Ray ones (gpu_sweep.sh) all but SQLAlchemy,
+gpu_check.sh) only pydantic and medmnist (with the typing_extensions pydantic 2.14 needs,
+fetched once); the Ray ones (gpu_sweep.sh) all but SQLAlchemy,
 Alembic, greenlet and Mako, which Optuna imports only for a database storage.
 
     bash ../shared/tools/device-wheels.sh          # once: the full set into .whl/
@@ -29,14 +30,17 @@ from typing import NamedTuple
 REPO = Path(__file__).resolve().parents[1]
 LIMIT_BYTES = 64 * 2**20  # what one device call may carry, working tree included
 # pip's distribution names (as the wheel files begin) the Ray-free checks import.
-RAY_FREE = ("pydantic", "pydantic_core", "annotated_types", "typing_inspection", "medmnist")
+RAY_FREE = ("pydantic", "pydantic_core", "annotated_types", "typing_inspection", "typing_extensions", "medmnist")
+# What device-wheels.sh leaves to the machine's own copy, of which the carried pydantic 2.14
+# needs a release that machine may not have (its version was never read): fetched here once.
+FETCHED = {"typing_extensions": "typing-extensions>=4.16.0"}
 # Optuna imports these only for an RDB storage; medsweep's searcher keeps its study in memory.
 NEVER = ("sqlalchemy", "alembic", "greenlet", "mako")
 RETINA, PNEUMONIA = "retinamnist.npz", "pneumoniamnist.npz"
 # The Ray checks' wheels (all of device-wheels.sh's but NEVER), measured 2026-12-03: Ray 2.60.0
 # 41.5 MB of it. The largest carry is gpu_sweep's step (a), these wheels and both MedMNIST files
 # (7.46 MB), which leaves the working tree 14 MB; tests/test_device_carry.py holds it there.
-RAY_WHEELS_BYTES = 45_590_000
+RAY_WHEELS_BYTES = 45_640_000
 
 
 class Check(NamedTuple):
@@ -77,6 +81,15 @@ def wheels_for(check: Check, wheels: list[Path]) -> list[Path]:
     return chosen
 
 
+def fetch(requirement: str, folder: Path) -> None:
+    """Download one pure-Python wheel into ``folder``; a CarryError when pip cannot."""
+    run = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                          "-d", str(folder), requirement], capture_output=True, text=True)
+    if run.returncode != 0:
+        errors = [line for line in run.stderr.splitlines() if line.startswith("ERROR")] or ["no error printed"]
+        raise CarryError(f"pip could not download {requirement}: {errors[0]}")
+
+
 def tree_files(repo: Path) -> list[Path]:
     """What a device call copies of the working tree: tracked files and untracked ones git
     does not ignore, as they are on disk."""
@@ -96,9 +109,12 @@ def prepare(name: str, repo: Path, data_root: Path) -> list[str]:
     stash.mkdir(exist_ok=True)
     for wheel in carried.glob("*.whl"):  # a fresh device-wheels.sh run: the new full set
         os.replace(wheel, stash / wheel.name)
-    full = sorted(stash.glob("*.whl"))
-    if not full:
+    if not any(stash.glob("*.whl")):
         raise CarryError("no wheels in .whl/ or .whl-all/: run bash ../shared/tools/device-wheels.sh first")
+    for name, requirement in FETCHED.items():
+        if not any(distribution(w) == name for w in stash.glob("*.whl")):
+            fetch(requirement, stash)
+    full = sorted(stash.glob("*.whl"))
     chosen = wheels_for(check, full)
     missing = [f for f in check.data if not (data_root / f).is_file()]
     if missing:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from benchmarks.device_carry import NEVER
 
-DATABASE = NEVER  # these distributions' import names are their own
-NOT_CARRIED = ("ray", "optuna", "tensorboardX", "pytorch_grad_cam", "ttach", "jsonschema", "colorlog", *DATABASE)
+# NEVER's distributions import under their own names.
+NOT_CARRIED = ("ray", "optuna", "tensorboardX", "pytorch_grad_cam", "ttach", "jsonschema", "colorlog", *NEVER)
 
 
 def blocking(folder: Path, modules: tuple[str, ...]) -> dict[str, str]:

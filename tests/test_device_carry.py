@@ -3,7 +3,6 @@ travels stays under the 64 MiB a device call may take (a call over it is refused
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -80,6 +79,28 @@ def test_what_is_missing_is_named(tmp_path, wheels, data_files, match):
             file.unlink()
     with pytest.raises(CarryError, match=match):
         prepare("protocol", repo, data)
+
+
+def test_typing_extensions_is_fetched_once_when_device_wheels_left_it_out(tmp_path, monkeypatch):
+    fetched = []
+
+    def fake_fetch(requirement, folder):
+        fetched.append(requirement)
+        (folder / "typing_extensions-4.16.0-py3-none-any.whl").write_bytes(b"w")
+
+    monkeypatch.setattr(device_carry, "fetch", fake_fetch)
+    repo, data = fake_repo(tmp_path, wheels=[w for w in FULL_SET if not w.startswith("typing_extensions")])
+    prepare("protocol", repo, data)
+    prepare("protocol", repo, data)
+    assert fetched == ["typing-extensions>=4.16.0"]
+    assert "typing_extensions-4.16.0-py3-none-any.whl" in carried(repo)
+
+
+def test_a_failed_download_is_one_line(tmp_path):
+    # pip refuses a malformed requirement before it reaches the network
+    with pytest.raises(CarryError, match=r"^pip could not download typing-extensions>=>4: \S") as error:
+        device_carry.fetch("typing-extensions>=>4", tmp_path)
+    assert "\n" not in str(error.value) and not list(tmp_path.iterdir())
 
 
 def test_two_versions_of_a_wheel_are_refused(tmp_path):

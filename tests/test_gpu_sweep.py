@@ -16,7 +16,8 @@ import torch
 
 from analysis.collect import read_sweep
 from benchmarks import gpu_sweep
-from carry_helpers import DATABASE, blocking
+from benchmarks.device_carry import NEVER
+from carry_helpers import blocking
 from sweep_helpers import results, trial_dirs
 
 # The quick run is set up by the first slow test: over the 600 s default at a load of 20.
@@ -37,7 +38,7 @@ def quick(tmp_path_factory, real_root):
     """One quick run of every step on the CPU: (its result, --out, --work)."""
     root = tmp_path_factory.mktemp("gpu_sweep")
     run = script("--device", "cpu", "--quick", "--out", str(root / "out"), "--work", str(root / "work"),
-                 "--data-root", str(real_root), env=blocking(root / "site", DATABASE))  # as device_carry sweep carries
+                 "--data-root", str(real_root), env=blocking(root / "site", NEVER))  # as device_carry sweep carries
     return run, root / "out", root / "work"
 
 

@@ -33,6 +33,7 @@ from medvit.config import build_config
 from medvit.data import dataset_info
 from medvit.train import AUDIT_PREFIX, Trainer, load_data
 from studies import run_main
+from studies.recipe.records import read_records
 from sweeps.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -201,7 +202,7 @@ def summary_table(records: list[dict]) -> str:
 
 def summary(args) -> None:
     out = Path(args.out)
-    records = [json.loads(line) for path in sorted((out / "runs").glob("*.jsonl")) for line in path.open()]
+    records = list(read_records(sorted((out / "runs").glob("*.jsonl"))))
     settings = json.loads((out / "plan.json").read_text())
     text = (f"# The paper's protocol: {settings['model']} ({settings['note']}) at "
             f"{records[0]['config']['resize'] if records else '?'} px from 28 px, {len(records)} runs\n\n"

@@ -2,7 +2,7 @@
 
     python -m studies.recipe.summarize reports/recipe/a.jsonl.gz reports/recipe/b.jsonl.gz ...
 
-(gzipped records, `*.jsonl.gz`, read the same.)
+(plain records, `*.jsonl`, read the same.)
 
 Per arm: mean +- std over seeds of the test metrics of the epoch each run selected on
 validation; the seed ensemble (the seeds' selected-epoch probabilities averaged, cut-points
