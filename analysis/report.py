@@ -74,11 +74,11 @@ __all__ = ["write_report", "read_ensemble", "Ensemble", "test_split_size"]
 
 def test_split_size(dataset: str) -> int | None:
     """Number of test images of a MedMNIST dataset (from ``medmnist.INFO``), or None."""
-    try:
-        import medmnist
+    from medvit.data import DataError, dataset_info  # imports torch: only a report with a table pays it
 
-        return int(medmnist.INFO[dataset.lower()]["n_samples"]["test"])
-    except Exception:  # unknown flag or medmnist missing
+    try:
+        return dataset_info(dataset.lower()).n_samples["test"]
+    except DataError:  # not a MedMNIST flag, or medmnist missing
         return None
 
 

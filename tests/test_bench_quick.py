@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("module, args, row", [
     ("bench_augment", ["--batch", "16", "--seconds", "0.2"], "augment_batch 'augmix'"),
     ("bench_loss", ["--repeats", "1"], "4096"),
+    ("bench_startup", ["--rounds", "1"], "| a training process |"),
     ("bench_models", ["--batch", "8", "--steps", "1", "--rounds", "1", "--warmup", "1", "--models", "medvit_28_tiny"],
      "medvit_28_tiny"),
 ])

@@ -32,7 +32,7 @@ def test_ctrl_c_during_train_start_is_exit_130_and_writes_nothing(after_s, real_
 
 
 
-# `python -m` this module: Ctrl-C lands as torchvision's import enters code it runs through
+# `python -m` this module: Ctrl-C lands as the import of the training loop enters code it runs through
 # exec() of a string (a dataclass method being built), then `medsweep train` runs as usual.
 INTERRUPT_IN_EXEC = """
 import os, signal, sys
@@ -40,7 +40,7 @@ import os, signal, sys
 def interrupt_in_string_code(frame, event, arg):
     code = frame.f_code
     if event == "call" and (code.co_filename, code.co_name) == ("<string>", "<module>") \\
-            and "torchvision" in sys.modules:
+            and "medvit.train" in sys.modules:
         sys.settrace(None)
         os.kill(os.getpid(), signal.SIGINT)
 
@@ -50,7 +50,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-# Two commands whose imports build torchvision's dataclasses: in each the interrupt ends an
+# Two commands whose imports build dataclasses (exec of a string): in each the interrupt ends an
 # exec'd frame, and main must clear CPython's record of it.
 @pytest.mark.parametrize("command", [
     ["train", "--dataset", "retinamnist", "--model", "medvit_28_tiny", "--subset", "64", "--epochs", "30"],

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 from medmnist.evaluator import getACC, getAUC
-from sklearn.exceptions import UndefinedMetricWarning
+from scipy.stats import rankdata
+from sklearn.exceptions import UndefinedMetricWarning as SklearnUndefinedMetricWarning
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
-from medvit.metrics import evaluate, quadratic_weighted_kappa, roc_auc_columns, scores_from_logits
+from medvit.metrics import (UndefinedMetricWarning, average_ranks, evaluate, quadratic_weighted_kappa, roc_auc_columns,
+                            scores_from_logits)
 
 SEEDS = [0, 1, 2, 3, 4]
 
@@ -121,6 +123,14 @@ def test_label_shapes_n_and_n1_agree():
         assert evaluate(task, y.astype(np.uint8)[:, None], scores) == evaluate(task, y, scores)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_average_ranks_are_scipys_with_and_without_ties(seed):
+    rng = np.random.default_rng(seed)
+    for n in (0, 1, 2, 17, 200):
+        for scores in (rng.normal(size=(n, 3)), rng.integers(0, 4, size=(n, 3)).astype(float)):
+            assert np.array_equal(average_ranks(scores), rankdata(scores, method="average", axis=0))
+
+
 def test_roc_auc_columns_matches_sklearn_per_column():
     rng = np.random.default_rng(5)
     positive = rng.random((80, 6)) < 0.3
@@ -148,7 +158,7 @@ def test_absent_class_gives_nan_auc_like_medmnist():
     y = rng.integers(0, 4, size=40)  # class 4 of 5 never occurs
     scores = softmax(rng.normal(size=(40, 5)))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        warnings.simplefilter("ignore", SklearnUndefinedMetricWarning)
         theirs = getAUC(y, scores, "ordinal-regression")
     assert np.isnan(theirs)
     with pytest.warns(UndefinedMetricWarning, match=r"column\(s\) \[4\]"):

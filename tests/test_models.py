@@ -6,6 +6,7 @@ import torch
 
 from medvit.models import IMG_SIZES, MODELS, count_parameters, create_model, list_models
 from medvit.models.medvit import LTB, MHCA, PRESETS, EfficientMHSA, MedViT, stage_sizes
+from medvit.models.resnet import PRESETS as RESNET_PRESETS
 
 NATIVE_28 = ("medvit_28_tiny", "medvit_28_small", "medvit_28_base")
 # Every model at 28 px; every size for the 28 px presets and ResNet-18 (resnet18_224 resizes
@@ -87,6 +88,29 @@ def test_medvit_small_has_about_31m_parameters(medvit_small):
 def test_medvit_block_layout_follows_official_pattern(medvit_small):
     kinds = ["".join("L" if isinstance(b, LTB) else "E" for b in stage) for stage in medvit_small.stages]
     assert kinds == ["EEE", "EEEL", "EEEELEEEEL", "EEL"]
+
+
+@pytest.mark.parametrize("name", ["resnet18_28", "resnet50_224"])
+def test_resnet_is_torchvisions_weight_for_weight_under_a_seed(name):
+    """The baselines adopt torchvision's layers: a seed gives the weights, checkpoint keys and
+    outputs that torchvision's own ResNet class gives with the same stem."""
+    from torchvision.models import resnet as tv
+
+    cfg = RESNET_PRESETS[name]
+    torch.manual_seed(7)
+    ours = create_model(name, in_chans=1, num_classes=3).eval()
+    torch.manual_seed(7)
+    theirs = tv.ResNet(getattr(tv, cfg.block), list(cfg.layers), num_classes=3).eval()
+    kernel, stride, padding = (3, 1, 1) if cfg.resize_to is None else (7, 2, 3)
+    theirs.conv1 = torch.nn.Conv2d(1, 64, kernel, stride=stride, padding=padding, bias=False)
+    torch.nn.init.kaiming_normal_(theirs.conv1.weight, mode="fan_out", nonlinearity="relu")
+    if cfg.resize_to is None:
+        theirs.maxpool = torch.nn.Identity()
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()))
+    x = torch.randn(2, 1, cfg.resize_to or 28, cfg.resize_to or 28)
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs(x))
 
 
 def test_resnet_224_resizes_inside_forward():

@@ -5,7 +5,10 @@
 - ``*_224``: the standard ImageNet stem (7x7 stride-2 conv + max-pool); ``forward`` resizes
   any input to 224 px (bilinear) first, as MedMNIST's "ResNet (224)" rows do.
 
-Built on torchvision's blocks, randomly initialised; nothing is downloaded.
+Built from torchvision's ResNet, randomly initialised; nothing is downloaded. torchvision is
+imported when a ResNet is built, not with this module: its import loads ``torch._dynamo``
+(1.5 s on a CPU), which every ``medsweep train`` and every sweep trial's process paid before
+it trained a MedViT.
 ``gradcam_layer()`` is ``layer4`` (4x4 at 28 px for the 28 forms, 7x7 for the 224 forms).
 """
 
@@ -13,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 __all__ = ["PRESETS", "MedMNISTResNet", "ResNetConfig", "resnet"]
 
@@ -23,22 +26,30 @@ __all__ = ["PRESETS", "MedMNISTResNet", "ResNetConfig", "resnet"]
 @dataclass(frozen=True)
 class ResNetConfig:
     description: str
-    block: type[nn.Module]
+    block: str  # torchvision's residual block: BasicBlock or Bottleneck
     layers: tuple[int, int, int, int]
     resize_to: int | None  # None: the 28 px stem, no resizing
 
 
 PRESETS: dict[str, ResNetConfig] = {
-    "resnet18_28": ResNetConfig("ResNet-18, 3x3 stem, native resolution", BasicBlock, (2, 2, 2, 2), None),
-    "resnet50_28": ResNetConfig("ResNet-50, 3x3 stem, native resolution", Bottleneck, (3, 4, 6, 3), None),
-    "resnet18_224": ResNetConfig("ResNet-18, ImageNet stem, input resized to 224", BasicBlock, (2, 2, 2, 2), 224),
-    "resnet50_224": ResNetConfig("ResNet-50, ImageNet stem, input resized to 224", Bottleneck, (3, 4, 6, 3), 224),
+    "resnet18_28": ResNetConfig("ResNet-18, 3x3 stem, native resolution", "BasicBlock", (2, 2, 2, 2), None),
+    "resnet50_28": ResNetConfig("ResNet-50, 3x3 stem, native resolution", "Bottleneck", (3, 4, 6, 3), None),
+    "resnet18_224": ResNetConfig("ResNet-18, ImageNet stem, input resized to 224", "BasicBlock", (2, 2, 2, 2), 224),
+    "resnet50_224": ResNetConfig("ResNet-50, ImageNet stem, input resized to 224", "Bottleneck", (3, 4, 6, 3), 224),
 }
 
 
-class MedMNISTResNet(ResNet):
+class MedMNISTResNet(nn.Module):
+    """torchvision's ResNet with a MedMNIST stem. It adopts the layers of a torchvision
+    ``ResNet`` under their own names and in their order, so the weights a seed gives and the
+    checkpoint keys are torchvision's; ``forward`` is torchvision's ``_forward_impl``."""
+
     def __init__(self, cfg: ResNetConfig, *, in_chans: int, num_classes: int):
-        super().__init__(cfg.block, list(cfg.layers), num_classes=num_classes)
+        super().__init__()
+        from torchvision.models import resnet as tv
+
+        for name, layer in tv.ResNet(getattr(tv, cfg.block), list(cfg.layers), num_classes=num_classes).named_children():
+            self.add_module(name, layer)
         self.resize_to = cfg.resize_to
         if cfg.resize_to is None:
             self.conv1 = nn.Conv2d(in_chans, 64, 3, stride=1, padding=1, bias=False)
@@ -51,7 +62,9 @@ class MedMNISTResNet(ResNet):
     def forward(self, x):
         if self.resize_to is not None and x.shape[-2:] != (self.resize_to, self.resize_to):
             x = F.interpolate(x, size=(self.resize_to, self.resize_to), mode="bilinear", align_corners=False)
-        return super().forward(x)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
 
     def gradcam_layer(self) -> nn.Module:
         return self.layer4
