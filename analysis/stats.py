@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy import stats as _sps
 
 __all__ = ["MeanCI", "BootstrapResult", "mean_ci", "paired_bootstrap", "binomial_se", "format_pm"]
 
@@ -75,7 +74,9 @@ def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> M
     if n == 1:
         return MeanCI(1, mean, math.nan, math.nan, math.nan, confidence)
     std = float(x.std(ddof=1))
-    tcrit = float(_sps.t.ppf(0.5 + confidence / 2, df=n - 1))
+    from scipy import stats  # 0.8 s to import: only a table with a spread over seeds pays it, not `medsweep status`
+
+    tcrit = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1))
     half = tcrit * std / math.sqrt(n)
     return MeanCI(n, mean, std, mean - half, mean + half, confidence)
 

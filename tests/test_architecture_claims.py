@@ -68,6 +68,12 @@ def test_a_training_process_imports_none_of_the_slow_packages(real_root, tmp_pat
     assert modules_after(resnet) == {"torchvision"}
 
 
+def test_the_tables_import_scipy_only_for_a_spread():
+    """`medsweep status` and `collect` import the tables; SciPy (0.8 s) serves one t quantile."""
+    assert modules_after("import analysis.cli, analysis.collect, analysis.tables") == set()
+    assert modules_after("from analysis.stats import mean_ci\nmean_ci([0.5, 0.6])") == {"scipy"}
+
+
 def test_the_augment_section_names_every_augment_config_field():
     text = section("`medvit/augment.py`")
     documented = set(re.findall(r"`(\w+)`", text))
