@@ -27,8 +27,9 @@ Degenerate cases (tiny smoke splits): nothing here raises for them.
   ``UndefinedMetricWarning`` and returns NaN, so medmnist's mean AUC is NaN.  This module
   does the same: the undefined column is NaN, the reported ``auc`` is NaN (not a mean over
   the defined columns, which would be a different metric), and this module's
-  ``UndefinedMetricWarning`` (a ``UserWarning``, named after scikit-learn's) says which columns.  (Older scikit-learn raised ``ValueError`` there instead, so medmnist
-  crashed; we never do.)  Non-finite scores likewise give a NaN AUC for their column.
+  ``UndefinedMetricWarning`` (a ``UserWarning``, named after scikit-learn's) says which
+  columns.  (Older scikit-learn raised ``ValueError`` there instead, so medmnist crashed; we
+  never do.)  Non-finite scores likewise give a NaN AUC for their column.
 - ``qwk`` is NaN (with ``UndefinedMetricWarning``) when its denominator is zero, i.e. labels
   and predictions all fall in one and the same grade, as ``sklearn.metrics.cohen_kappa_score``.
 - An empty split gives NaN for every metric.
@@ -50,6 +51,7 @@ from medvit.tasks import BINARY, MULTI_LABEL, ORDINAL, TASKS
 
 __all__ = [
     "UndefinedMetricWarning",
+    "average_ranks",
     "scores_from_logits",
     "logits_from_scores",
     "evaluate",

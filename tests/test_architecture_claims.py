@@ -63,7 +63,7 @@ def test_a_training_process_imports_none_of_the_slow_packages(real_root, tmp_pat
              "assert main(['train', '--dataset', 'retinamnist', '--model', 'medvit_28_tiny', '--epochs', '1',"
              " '--batch-size', '64', '--subset', '64', '--data-root', sys.argv[1], '--out', sys.argv[2]]) == 0")
     assert modules_after(train, str(real_root), str(tmp_path / "run")) == set()
-    # the check can fail: a ResNet baseline, and a download, import what they need
+    # the check can fail: a ResNet baseline imports torchvision when it is built
     resnet = "from medvit.models import create_model\ncreate_model('resnet18_28', in_chans=1, num_classes=2)"
     assert modules_after(resnet) == {"torchvision"}
 
