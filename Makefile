@@ -33,7 +33,7 @@ run: $(BIN)/.installed
 	$(BIN)/medsweep collect $(RESULTS)/$(NAME) --out runs/results.parquet --evaluate-test
 	$(BIN)/medsweep report runs/results.parquet --out reports/$(NAME)
 
-# Every test: the quick ones on both cores (pytest-xdist; 85 s on two idle cores), then the slow
+# Every test: the quick ones on both cores (pytest-xdist; about 2 min on two cores), then the slow
 # ones (pyproject.toml says which), also two at a time: most of their time is Ray starting and
 # waiting. --dist loadfile keeps each file on one worker, so a module's sweep fixture runs once;
 # the one test that must see no other Ray runs with the quick ones, and every test's ray.init
