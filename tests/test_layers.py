@@ -1,11 +1,15 @@
 """The layering contract: each package imports only the packages below it, in the order
 docs/ARCHITECTURE.md's "Layers" section lists them. Every import counts, the lazy ones inside
-functions too, read from the source with `ast` (nothing is imported)."""
+functions too, read from the source with `ast` (nothing is imported). And every third-party
+package the product imports is one pyproject.toml declares."""
 
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import re
+import sys
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,3 +63,26 @@ def test_the_check_finds_an_upward_import_even_inside_a_function(tmp_path):
 
 def test_architecture_doc_lists_the_layers_the_contract_enforces():
     assert documented_layers((REPO / "docs" / "ARCHITECTURE.md").read_text()) == LAYERS
+
+
+def undeclared_imports(root: Path, layers: tuple[str, ...], dependencies: list[str]) -> list[str]:
+    """Every third-party package the product imports whose distribution ``dependencies`` does
+    not name, as `package (distribution)`: one that only arrives with another would vanish
+    when that one stops requiring it."""
+
+    def normal(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    declared = {normal(re.split(r"[\[<>=!~ ;]", d, maxsplit=1)[0]) for d in dependencies}
+    distributions = importlib.metadata.packages_distributions()
+    imported = set().union(*(imported_packages(path.read_text())
+                             for package in layers for path in (root / package).rglob("*.py")))
+    third_party = sorted(imported - set(layers) - set(sys.stdlib_module_names) - {"__future__"})
+    return [f"{name} ({', '.join(distributions.get(name, ['not installed']))})" for name in third_party
+            if not {normal(d) for d in distributions.get(name, [])} & declared]
+
+
+def test_every_package_the_product_imports_is_a_declared_dependency():
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert undeclared_imports(REPO, LAYERS, dependencies) == []
+    assert undeclared_imports(REPO, LAYERS, [d for d in dependencies if not d.startswith("scipy")]) == ["scipy (scipy)"]
