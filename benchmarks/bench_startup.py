@@ -3,8 +3,8 @@ and against the same process with the packages it no longer imports.
 
 Every `medsweep train` and every sweep trial's worker is a fresh interpreter. It imported
 torchvision (for the ResNet baselines), medmnist (for its INFO table; its evaluator brings
-scikit-learn) and SciPy (for one rank function): 3.5 s on an idle CPU, more than a smoke
-trial's epoch. Each arm below is a fresh ``python -c`` timed from spawn to exit, the arms
+scikit-learn) and SciPy (for one rank function): about 3 s on an idle CPU, more than a
+smoke trial's epoch. Each arm below is a fresh ``python -c`` timed from spawn to exit, the arms
 interleaved round by round so that they see the same load; best of the rounds (median in
 brackets), since other processes can only make a run slower.
 

@@ -113,8 +113,13 @@ def _medmnist_info() -> types.ModuleType:
     imports the package."""
     package = importlib.util.find_spec("medmnist")  # finds the package without running it
     if package is None or package.origin is None:
-        raise DataError("medmnist is not installed; allowed: pip install 'medmnist>=3.0'")
-    spec = importlib.util.spec_from_file_location("medmnist.info", Path(package.origin).with_name("info.py"))
+        raise DataError("medmnist is not installed: pip install 'medmnist>=3.0' (a dependency of medsweep)")
+    info = Path(package.origin).with_name("info.py")
+    if not info.is_file():  # another medmnist layout: the whole package holds INFO too, only slower
+        with deferred_interrupt():  # medmnist's import of torch swallows a Ctrl-C (medvit/interrupt.py)
+            import medmnist
+        return medmnist
+    spec = importlib.util.spec_from_file_location("medmnist.info", info)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

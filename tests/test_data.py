@@ -425,3 +425,16 @@ def test_with_train_subset_trains_on_what_subset_draws_and_keeps_val_and_test_wh
         assert torch.equal(data.images[split], retina_data.images[split])
         assert len(data.labels[split]) > 100
     assert retina_data.with_train_subset(None, seed=3) is retina_data
+
+
+def test_medmnist_info_is_read_without_the_package_and_falls_back_to_it(tmp_path, monkeypatch):
+    data_mod._medmnist_info.cache_clear()
+    monkeypatch.setattr(data_mod, "_medmnist_info", data_mod._medmnist_info.__wrapped__)
+    assert data_mod._medmnist_info().INFO == medmnist.INFO and data_mod._medmnist_info() is not medmnist
+    # a medmnist without info.py: the package itself
+    elsewhere = type("Spec", (), {"origin": str(tmp_path / "__init__.py")})()
+    monkeypatch.setattr(data_mod.importlib.util, "find_spec", lambda name: elsewhere)
+    assert data_mod._medmnist_info() is medmnist
+    monkeypatch.setattr(data_mod.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DataError, match=r"^medmnist is not installed: pip install 'medmnist>=3.0'"):
+        data_mod._medmnist_info()

@@ -3,6 +3,7 @@ import itertools
 
 import pytest
 import torch
+from torchvision.models import resnet as tv
 
 from medvit.models import IMG_SIZES, MODELS, count_parameters, create_model, list_models
 from medvit.models.medvit import LTB, MHCA, PRESETS, EfficientMHSA, MedViT, stage_sizes
@@ -94,8 +95,6 @@ def test_medvit_block_layout_follows_official_pattern(medvit_small):
 def test_resnet_is_torchvisions_weight_for_weight_under_a_seed(name):
     """The baselines adopt torchvision's layers: a seed gives the weights, checkpoint keys and
     outputs that torchvision's own ResNet class gives with the same stem."""
-    from torchvision.models import resnet as tv
-
     cfg = RESNET_PRESETS[name]
     torch.manual_seed(7)
     ours = create_model(name, in_chans=1, num_classes=3).eval()
