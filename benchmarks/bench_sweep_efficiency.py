@@ -292,10 +292,11 @@ def main(argv: list[str] | None = None) -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.fifo_from and len(args.fifo_from) != len(seeds):
         parser.error(f"--fifo-from: {len(args.fifo_from)} folders for {len(seeds)} seeds; give one per seed")
-    storage = tempfile.mkdtemp(prefix="bench-sweep-efficiency-")
-    # checked before Ray starts: a FIFO run that does not match is one line, not a started sweep
-    reused = {seed: reused_fifo(folder, make_spec(base, storage, f"fifo-{seed}", seed, None, args))
+    # checked before Ray starts and before the sweeps' folder exists: a FIFO run that does not
+    # match is one line, not a started sweep or an empty folder left behind (the storage is not compared)
+    reused = {seed: reused_fifo(folder, make_spec(base, tempfile.gettempdir(), f"fifo-{seed}", seed, None, args))
               for seed, folder in zip(seeds, args.fifo_from or [])}
+    storage = tempfile.mkdtemp(prefix="bench-sweep-efficiency-")
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     rows, fifo_runs = [], []
     for seed in seeds:

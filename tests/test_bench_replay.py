@@ -126,7 +126,8 @@ def test_pool_refuses_bad_input_in_one_line(tmp_path, capsys):
         bench.recorded_fifo_runs([str(tmp_path)])
 
 
-def test_fifo_from_reuses_a_matching_fifo_run_and_refuses_another(tmp_path, capsys):
+def test_fifo_from_reuses_a_matching_fifo_run_and_refuses_another(tmp_path, capsys, monkeypatch):
+    import tempfile
     from argparse import Namespace
 
     from sweeps.folder import SPEC_FILE
@@ -153,12 +154,16 @@ def test_fifo_from_reuses_a_matching_fifo_run_and_refuses_another(tmp_path, caps
     assert [[line["select_score"] for line in lines] for _, lines in trials] == CURVES
     with pytest.raises(SystemExit, match=r"--fifo-from: .*fifo-0: its num_samples, searcher differ"):
         bench.reused_fifo(str(folder), bench.make_spec(base, str(tmp_path), "fifo-0", 0, None, options(5)))
-    # through the command line: refused before Ray starts (five trials asked, four recorded)
+    # through the command line: refused before Ray starts (five trials asked, four recorded),
+    # and before the sweeps' temporary folder is made
     import ray
 
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     with pytest.raises(SystemExit, match="its num_samples, searcher differ"):
         bench.main(["--seeds", "0", "--trials", "5", "--epochs", "4", "--fifo-from", str(folder)])
-    assert not ray.is_initialized()
+    assert not ray.is_initialized() and list(scratch.iterdir()) == []
     with pytest.raises(SystemExit) as exit_info:
         bench.main(["--seeds", "0,1", "--fifo-from", str(folder)])
     assert exit_info.value.code == 2 and "--fifo-from: 1 folders for 2 seeds" in capsys.readouterr().err
