@@ -42,6 +42,13 @@ def test_quick_study_runs_every_planned_run_and_resumes(tmp_path, real_root):
         assert record["result"]["audit"]["test_selected"]["acc"] >= record["result"]["test"]["acc"]
     summary = (tmp_path / "summary.md").read_text()
     assert "| retinamnist-a0.2 | medvit_base | 2 |" in summary and "seed paper 0.594" in summary
+    # what a paper spec's sweep trial would write each epoch: the whole Trainer state (medvit_base's
+    # 44 M parameters four times: the model, the selected epoch's weights, Adam's two moments)
+    checkpoint = plan["checkpoint"]["medvit_base"]
+    assert 4 * 44e6 * 4 / 2**20 < checkpoint["checkpoint_mib"] < 4 * 45e6 * 4 / 2**20
+    assert checkpoint["checkpoint_save_s"] > 0 and checkpoint["checkpoint_copy_s"] > 0
+    assert f"- medvit_base: {checkpoint['checkpoint_mib']:.1f} MiB" in summary
+    assert f"plan: medvit_base: a sweep trial's checkpoint each epoch: {checkpoint['checkpoint_mib']:.1f} MiB" in run.stdout
 
     again = study(tmp_path, real_root)  # resumes: every step's output is there
     assert again.returncode == 0, again.stderr[-2000:]
@@ -58,6 +65,28 @@ def test_fit_picks_the_most_runs_then_the_shortest_wall():
     assert chosen == [("retinamnist-a0", 0), ("retinamnist-a0.2", 0)]  # in priority order
     assert wall == pytest.approx(each["retinamnist-a0"] * 2)
     assert protocol.fit(runs, {1: 100.0}, budget_s=1.0, quick=False) is None
+
+
+def test_checkpoint_cost_times_the_trainers_own_checkpoint(retina_data, tmp_path):
+    from medvit.config import build_config
+    from medvit.train import Trainer
+
+    trainer = Trainer(build_config({"dataset": "retinamnist", "model": "medvit_28_tiny", "epochs": 1}), retina_data)
+    cost = protocol.checkpoint_cost(trainer)
+    assert cost["checkpoint_mib"] == trainer.save(tmp_path).stat().st_size / 2**20
+    assert cost["checkpoint_save_s"] > 0 and cost["checkpoint_copy_s"] > 0
+
+
+def test_checkpoint_line_states_its_share_of_each_datasets_epoch():
+    from medvit.data import dataset_info
+
+    sample = {"checkpoint_mib": 680.46, "checkpoint_save_s": 1.0, "checkpoint_copy_s": 0.5, "images_per_s": 100.0}
+    line = protocol.checkpoint_line(sample, quick=False)
+    assert line.startswith("680.5 MiB, 1.00 s to save + 0.50 s to copy: ")
+    for flag in ("retinamnist", "pneumoniamnist"):
+        n = dataset_info(flag).n_samples
+        share = 1.5 / ((n["train"] + n["val"] / 3) / 100.0)  # validation at a third of a step, no test
+        assert f"{share:.0%} of a {flag} epoch" in line
 
 
 def test_makespan_packs_longest_first():

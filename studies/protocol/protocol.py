@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -70,16 +72,42 @@ def run_config(label: str, seed: int, model: str, device: str, quick: bool, data
 
 
 def rate(args) -> None:
-    """Print the training images/s of whole Trainer epochs (the second of two) of a run's config."""
+    """Print the training images/s of whole Trainer epochs (the second of two) of a run's config,
+    and the checkpoint a sweep trial of that config writes after each epoch (the paper specs'
+    trials: the Trainer's state saved, then copied into storage as Ray Tune does)."""
     config = run_config("retinamnist-a0", 0, args.model, args.device, args.quick, args.data_root,
                         epochs=2, subset=args.images, audit_test=False)
-    epochs = Trainer(config, load_data(config)).epochs()
+    trainer = Trainer(config, load_data(config))
+    epochs = trainer.epochs()
     next(epochs)  # warm-up: allocator, cuDNN's algorithm search
-    print(json.dumps({"images_per_s": next(epochs)["images_per_s"]}))
+    metrics = next(epochs)
+    print(json.dumps({"images_per_s": metrics["images_per_s"], "epoch_s": metrics["epoch_time_s"],
+                      **checkpoint_cost(trainer)}))
 
 
-def measure(model: str, jobs: int, args) -> float:
-    """Training images/s of `jobs` packed processes together (each times its own epoch)."""
+def checkpoint_cost(trainer: Trainer) -> dict[str, float]:
+    """Size of the Trainer's checkpoint, seconds to save it and seconds to copy it once."""
+    with tempfile.TemporaryDirectory() as saved, tempfile.TemporaryDirectory() as storage:
+        start = time.perf_counter()
+        path = trainer.save(saved)
+        saved_at = time.perf_counter()
+        shutil.copytree(saved, storage, dirs_exist_ok=True)
+        return {"checkpoint_mib": path.stat().st_size / 2**20, "checkpoint_save_s": saved_at - start,
+                "checkpoint_copy_s": time.perf_counter() - saved_at}
+
+
+def checkpoint_line(sample: dict, quick: bool) -> str:
+    """One process's checkpoint figures against the epochs of the study's datasets at its rate."""
+    cost = sample["checkpoint_save_s"] + sample["checkpoint_copy_s"]
+    shares = ", ".join(f"{cost / epoch_seconds(flag, quick, sample['images_per_s']):.0%} of a {flag} epoch"
+                       for flag in dict.fromkeys(dataset for dataset, _ in ARMS.values()))
+    return (f"{sample['checkpoint_mib']:.1f} MiB, {sample['checkpoint_save_s']:.2f} s to save + "
+            f"{sample['checkpoint_copy_s']:.2f} s to copy: {shares} (validation included, no audit)")
+
+
+def measure(model: str, jobs: int, args) -> list[dict]:
+    """What each of `jobs` packed processes measured at once (rate's output): training images/s
+    of its own epoch, and its checkpoint."""
     command = [sys.executable, "-m", "studies.protocol.protocol", "rate", "--model", model, "--device", args.device,
                "--images", str(QUICK["subset"] if args.quick else args.rate_images)] + ["--quick"] * args.quick
     if args.data_root:
@@ -88,17 +116,25 @@ def measure(model: str, jobs: int, args) -> float:
     outputs = [proc.communicate()[0] for proc in procs]
     if any(proc.returncode for proc in procs):
         sys.exit(f"protocol.py: measuring {model} x{jobs} failed (exit {[p.returncode for p in procs]})")
-    return sum(json.loads(out.strip().splitlines()[-1])["images_per_s"] for out in outputs)
+    return [json.loads(out.strip().splitlines()[-1]) for out in outputs]
+
+
+def split_sizes(dataset: str, quick: bool) -> dict[str, int]:
+    n = dataset_info(dataset).n_samples
+    return {split: min(count, QUICK["subset"]) for split, count in n.items()} if quick else n
+
+
+def epoch_seconds(dataset: str, quick: bool, per_process_rate: float, audit: bool = False) -> float:
+    """An epoch's estimated seconds: its training images, plus validation (and with the audit
+    test) at a forward pass's cost, at one packed process's rate."""
+    n = split_sizes(dataset, quick)
+    return (n["train"] + EVAL_COST * (n["val"] + (n["test"] if audit else 0))) / per_process_rate
 
 
 def run_seconds(label: str, quick: bool, per_process_rate: float) -> float:
-    """A run's estimated seconds: its training images, plus validation and test (the audit)
-    each epoch at a forward pass's cost, at one packed process's rate."""
-    n = dataset_info(ARMS[label][0]).n_samples
-    if quick:
-        n = {split: min(count, QUICK["subset"]) for split, count in n.items()}
+    """A run's estimated seconds: its epochs with the audit, plus the process start."""
     epochs = QUICK["epochs"] if quick else 50
-    return START_S + epochs * (n["train"] + EVAL_COST * (n["val"] + n["test"])) / per_process_rate
+    return START_S + epochs * epoch_seconds(ARMS[label][0], quick, per_process_rate, audit=True)
 
 
 def makespan(durations: list[float], jobs: int) -> float:
@@ -132,11 +168,17 @@ def plan(args) -> None:
     # seed by seed, so that a budget that fits fewer runs keeps every arm
     runs = [(label, seed) for seed in (QUICK_SEEDS if args.quick else SEEDS) for label in ARMS]
     packings = [int(j) for j in args.jobs.split(",")]
-    measured, choices = {}, {}
+    measured, checkpoints, choices = {}, {}, {}
     for model in MODELS:
-        rates = {jobs: measure(model, jobs, args) for jobs in packings}
+        samples = {jobs: measure(model, jobs, args) for jobs in packings}
+        rates = {jobs: sum(sample["images_per_s"] for sample in each) for jobs, each in samples.items()}
         measured[model] = rates
+        # a sweep trial's cost beyond its epochs, which this study's runs do not pay (they keep
+        # no checkpoint): what the paper specs' trials would spend, at the smallest packing
+        checkpoints[model] = samples[min(samples)][0]
         print(f"plan: {model}: " + ", ".join(f"{r:,.1f} training images/s with {j} packed" for j, r in rates.items()),
+              flush=True)
+        print(f"plan: {model}: a sweep trial's checkpoint each epoch: {checkpoint_line(checkpoints[model], args.quick)}",
               flush=True)
         budget = args.budget_s - (time.perf_counter() - start)
         choices[model] = fit(runs, rates, budget, args.quick)
@@ -150,6 +192,7 @@ def plan(args) -> None:
     jobs, chosen, wall = choices[model]
     note = "the paper's MedViT-S" if model == "medvit_base" else "the paper's MedViT-T: MedViT-S does not fit the budget"
     record = {"model": model, "note": note, "jobs": jobs, "estimated_wall_s": wall, "measured": measured,
+              "checkpoint": checkpoints,
               "runs": chosen, "left_out": runs[len(chosen):], "device": args.device, "quick": args.quick,
               "data_root": args.data_root, "measure_s": time.perf_counter() - start}
     (out / "jobs.txt").write_text("".join(f"{label} {seed}\n" for label, seed in chosen))
@@ -206,7 +249,11 @@ def summary(args) -> None:
     settings = json.loads((out / "plan.json").read_text())
     text = (f"# The paper's protocol: {settings['model']} ({settings['note']}) at "
             f"{records[0]['config']['resize'] if records else '?'} px from 28 px, {len(records)} runs\n\n"
-            + summary_table(records) + "\n")
+            + summary_table(records) + "\n\n"
+            + "A sweep trial's checkpoint after each epoch (the paper specs' trials; these runs keep none), "
+              "measured in the plan step at its smallest packing:\n\n"
+            + "".join(f"- {model}: {checkpoint_line(sample, settings['quick'])}\n"
+                      for model, sample in settings.get("checkpoint", {}).items()))
     (out / "summary.md").write_text(text)
     print(text)
 
