@@ -65,7 +65,7 @@ for i in "${!held[@]}"; do mkdir -p "${held[$i]}"; mount --bind "/root/.held$i" 
 python=$("$REPO/.venv/bin/python" -c 'import os, sys; print(os.path.realpath(sys.executable))')
 "$python" -m venv /root/medsweep/venv
 "$REPO/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
-  > /root/medsweep/venv/lib/python3.11/site-packages/project-venv.pth
+  > "$(/root/medsweep/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/project-venv.pth"
 /root/medsweep/venv/bin/pip install -q 'setuptools>=68' "${EXTRA[@]}"
 # ray itself is counted as installed, so pip writes no `ray` command: the same two lines pip would.
 printf '#!/root/medsweep/venv/bin/python\nimport sys\nfrom ray.scripts.scripts import main\nsys.exit(main())\n' \
