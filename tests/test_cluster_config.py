@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -82,7 +83,49 @@ def test_setup_installs_into_its_own_venv():
     for command in pips:
         assert re.findall(r"\S*pip\b", command) == ["~/medsweep/venv/bin/pip"] * command.count("pip ")
     assert any('-e "$HOME/medsweep/src[cluster]"' in c for c in pips)
-    assert "test -x ~/medsweep/venv/bin/python || python3.11 -m venv ~/medsweep/venv" in cfg["setup_commands"]
+    assert any(c.startswith("test -x ~/medsweep/venv/bin/python || ") and "-m venv ~/medsweep/venv" in c
+               for c in cfg["setup_commands"])
+
+
+def venv_command() -> str:
+    return next(c for c in _load(CLOUD)["setup_commands"] if "-m venv ~/medsweep/venv" in c)
+
+
+@pytest.mark.parametrize("installed, chosen", [(("3.11", "3.12"), "3.12"), (("3.11",), "3.11"),
+                                               (("3.10", "3.15"), None), ((), None)])
+def test_the_venv_takes_the_newest_python_the_project_installs_on(tmp_path, installed, chosen):
+    """The setup line run for real in a scratch home, beside fake interpreters that note being
+    asked for a venv: the newest of 3.11-3.14 (pyproject.toml's range), else one line."""
+    import tomllib
+
+    from packaging.specifiers import SpecifierSet
+
+    admits = SpecifierSet(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"])
+    assert re.search(r"for v in ([\d. ]+); do", venv_command()).group(1).split() == [
+        f"3.{minor}" for minor in range(30, 5, -1) if f"3.{minor}.0" in admits]
+    bin_dir = tmp_path / "bin"  # the node's commands: the fakes, and the few tools the line calls
+    bin_dir.mkdir()
+    for tool in ("hostname", "mkdir", "touch", "chmod"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    for version in installed:
+        fake = bin_dir / f"python{version}"
+        fake.write_text(f'#!/bin/sh\necho {version} > "$HOME/chosen"\n'
+                        'mkdir -p "$3/bin" && touch "$3/bin/python" && chmod +x "$3/bin/python"\n')
+        fake.chmod(0o755)
+    env = {"HOME": str(tmp_path), "PATH": str(bin_dir)}
+    run = subprocess.run([shutil.which("bash"), "-c", venv_command()], env=env, capture_output=True, text=True)
+    if chosen is None:
+        assert run.returncode == 1 and run.stderr.count("\n") == 1
+        assert "medsweep setup found no python3.11 to python3.14 on " in run.stderr
+        assert not (tmp_path / "medsweep").exists()
+    else:
+        assert run.returncode == 0, run.stderr
+        assert (tmp_path / "chosen").read_text().strip() == chosen
+        assert (tmp_path / "medsweep" / "venv" / "bin" / "python").exists()
+        # a second `ray up` finds the venv and asks no Python again
+        (tmp_path / "chosen").unlink()
+        assert subprocess.run([shutil.which("bash"), "-c", venv_command()], env=env).returncode == 0
+        assert not (tmp_path / "chosen").exists()
 
 
 def test_cluster_extra_brings_the_dashboard():
