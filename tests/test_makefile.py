@@ -27,14 +27,20 @@ def test_python_stays_out_of_the_recipes(tmp_path, how):
     assert run.stdout.strip() == "[]"
 
 
-def test_the_makefile_looks_for_exactly_the_pythons_pyproject_admits():
-    import re
+def supported_pythons() -> list[str]:
+    """The minor versions pyproject.toml's requires-python admits, newest first ("3.14", ...)."""
     import tomllib
 
     from packaging.specifiers import SpecifierSet
 
     admits = SpecifierSet(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"])
-    admitted = [f"3.{minor}" for minor in range(30, 5, -1) if f"3.{minor}.0" in admits]  # newest first
+    return [f"3.{minor}" for minor in range(30, 5, -1) if f"3.{minor}.0" in admits]
+
+
+def test_the_makefile_looks_for_exactly_the_pythons_pyproject_admits():
+    import re
+
+    admitted = supported_pythons()
     makefile = (REPO / "Makefile").read_text()
     assert re.search(r"for v in ([\d. ]+); do", makefile).group(1).split() == admitted
     newest, oldest = (tuple(map(int, v.split("."))) for v in (admitted[0], admitted[-1]))
