@@ -72,17 +72,16 @@ def run_config(label: str, seed: int, model: str, device: str, quick: bool, data
 
 
 def rate(args) -> None:
-    """Print the training images/s of whole Trainer epochs (the second of two) of a run's config,
-    and the checkpoint a sweep trial of that config writes after each epoch (the paper specs'
-    trials: the Trainer's state saved, then copied into storage as Ray Tune does)."""
+    """Print the training images/s of whole Trainer epochs (the second of two) of a run's config;
+    with ``--checkpoint`` also the checkpoint a sweep trial of that config writes after each epoch
+    (the paper specs' trials: the Trainer's state saved, then copied into storage as Ray Tune does)."""
     config = run_config("retinamnist-a0", 0, args.model, args.device, args.quick, args.data_root,
                         epochs=2, subset=args.images, audit_test=False)
     trainer = Trainer(config, load_data(config))
     epochs = trainer.epochs()
     next(epochs)  # warm-up: allocator, cuDNN's algorithm search
-    metrics = next(epochs)
-    print(json.dumps({"images_per_s": metrics["images_per_s"], "epoch_s": metrics["epoch_time_s"],
-                      **checkpoint_cost(trainer)}))
+    sample = {"images_per_s": next(epochs)["images_per_s"]}
+    print(json.dumps(sample | (checkpoint_cost(trainer) if args.checkpoint else {})))
 
 
 def checkpoint_cost(trainer: Trainer) -> dict[str, float]:
@@ -105,14 +104,15 @@ def checkpoint_line(sample: dict, quick: bool) -> str:
             f"{sample['checkpoint_copy_s']:.2f} s to copy: {shares} (validation included, no audit)")
 
 
-def measure(model: str, jobs: int, args) -> list[dict]:
+def measure(model: str, jobs: int, args, checkpoint: bool) -> list[dict]:
     """What each of `jobs` packed processes measured at once (rate's output): training images/s
-    of its own epoch, and its checkpoint."""
+    of its own epoch; with ``checkpoint``, the first process also times its checkpoint."""
     command = [sys.executable, "-m", "studies.protocol.protocol", "rate", "--model", model, "--device", args.device,
                "--images", str(QUICK["subset"] if args.quick else args.rate_images)] + ["--quick"] * args.quick
     if args.data_root:
         command += ["--data-root", args.data_root]
-    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO) for _ in range(jobs)]
+    procs = [subprocess.Popen(command + ["--checkpoint"] * (checkpoint and i == 0), stdout=subprocess.PIPE,
+                              text=True, cwd=REPO) for i in range(jobs)]
     outputs = [proc.communicate()[0] for proc in procs]
     if any(proc.returncode for proc in procs):
         sys.exit(f"protocol.py: measuring {model} x{jobs} failed (exit {[p.returncode for p in procs]})")
@@ -170,12 +170,12 @@ def plan(args) -> None:
     packings = [int(j) for j in args.jobs.split(",")]
     measured, checkpoints, choices = {}, {}, {}
     for model in MODELS:
-        samples = {jobs: measure(model, jobs, args) for jobs in packings}
+        # the checkpoint once, at the smallest packing: a sweep trial's cost beyond its epochs,
+        # which this study's runs do not pay (they keep none), but the paper specs' trials would
+        samples = {jobs: measure(model, jobs, args, checkpoint=jobs == min(packings)) for jobs in packings}
         rates = {jobs: sum(sample["images_per_s"] for sample in each) for jobs, each in samples.items()}
         measured[model] = rates
-        # a sweep trial's cost beyond its epochs, which this study's runs do not pay (they keep
-        # no checkpoint): what the paper specs' trials would spend, at the smallest packing
-        checkpoints[model] = samples[min(samples)][0]
+        checkpoints[model] = samples[min(packings)][0]
         print(f"plan: {model}: " + ", ".join(f"{r:,.1f} training images/s with {j} packed" for j, r in rates.items()),
               flush=True)
         print(f"plan: {model}: a sweep trial's checkpoint each epoch: {checkpoint_line(checkpoints[model], args.quick)}",
@@ -271,6 +271,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-root")
     r = commands.add_parser("rate", help="(internal) images/s of one process")
     r.add_argument("--model", required=True)
+    r.add_argument("--checkpoint", action="store_true", help="also time saving and copying its checkpoint")
     r.add_argument("--device", required=True)
     r.add_argument("--images", type=int, required=True)
     r.add_argument("--quick", action="store_true")
