@@ -83,15 +83,18 @@ class Size(NamedTuple):
     subset: int | None  # (b): images per split
     packing: tuple[int, ...]  # (c): trials per GPU
     synthetic_train: int  # (c), (d): training images of the synthetic set
+    packing_epochs: int  # (c): one warm-up epoch (CUDA context, kernels), the rest timed
     fault_epochs: int  # (d)
     sweep_timeout_s: int
 
 
 FULL = Size(tests=("tests",), trials=32, epochs=20, grace=5, reduction=4, concurrent=8, subset=None,
-            packing=(1, 4, 8, 16), synthetic_train=10_000, fault_epochs=4, sweep_timeout_s=900)
+            packing=(1, 4, 8, 16), synthetic_train=10_000, packing_epochs=3, fault_epochs=4, sweep_timeout_s=900)
+# Quick (c): 8 epochs of 128 images, so that the timed epochs of two trials overlap even when the
+# second starts seconds after the first on busy cores (3 epochs did not: tests/test_gpu_sweep.py).
 QUICK = Size(tests=("tests/test_ranking.py", "tests/test_config_fields.py"), trials=4, epochs=2, grace=1,
-             reduction=2, concurrent=2, subset=128, packing=(1, 2), synthetic_train=128, fault_epochs=3,
-             sweep_timeout_s=600)
+             reduction=2, concurrent=2, subset=128, packing=(1, 2), synthetic_train=128, packing_epochs=8,
+             fault_epochs=3, sweep_timeout_s=600)
 
 
 class Check:
@@ -341,7 +344,7 @@ def packed_images_per_s(sweep: Path, n_train: int) -> float | None:
 def packing(check: Check) -> list[dict]:
     root = check.synthetic_root()
     n_train = check.size.synthetic_train
-    epochs = 3  # one warm-up epoch (CUDA context, kernels), two timed
+    epochs = check.size.packing_epochs
     rows = []
     for count in check.size.packing:
         data = check.synthetic_spec(f"c-packing-{count}", trials=count, concurrent=count, epochs=epochs)

@@ -11,6 +11,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -109,18 +110,34 @@ def test_outputs_of_the_sweep(quick):
     assert outputs["scalar_steps"] == outputs["epochs_run"] and all(outputs["epochs_run"].values())
 
 
+def write_trial(sweep: Path, name: str, start: float, epoch_s: list[float]) -> None:
+    """A trial folder whose result.json reports epochs of these lengths from ``start``."""
+    trial = sweep / name
+    trial.mkdir()
+    (trial / "params.json").write_text("{}")
+    ends = np.cumsum(epoch_s)
+    lines = [{"training_iteration": i, "time_total_s": float(end), "timestamp": int(start + end)}
+             for i, end in enumerate(ends, 1)]
+    (trial / "result.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
 def test_packed_rate_counts_only_the_span_all_trials_trained_together(tmp_path):
     """Two trials of 100 images an epoch, three 10 s epochs each, the second started 5 s later:
     timed epochs (the second and third) span 10-30 s and 15-35 s, together 15-30 s, in which
     they train 150 + 150 images."""
     for name, start in (("t0", 1000.0), ("t1", 1005.0)):
-        trial = tmp_path / name
-        trial.mkdir()
-        (trial / "params.json").write_text("{}")
-        lines = [{"training_iteration": i, "time_total_s": 10.0 * i, "timestamp": int(start + 10.0 * i)}
-                 for i in (1, 2, 3)]
-        (trial / "result.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        write_trial(tmp_path, name, start, [10.0, 10.0, 10.0])
     assert gpu_sweep.packed_images_per_s(tmp_path, 100) == pytest.approx(300 / 15, rel=0.05)
+
+
+@pytest.mark.parametrize("epochs, trained_together", [(3, False), (gpu_sweep.QUICK.packing_epochs, True)])
+def test_quick_packing_epochs_outlast_a_late_second_trial(tmp_path, epochs, trained_together):
+    """What the quick run met on two busy cores: the second trial started 3.2 s after the first,
+    each spent 5 s in its first epoch and 1.2 s in the others. Three epochs never overlap in
+    their timed part, so step (c) failed; the quick size's epochs do."""
+    for name, start in (("t0", 1000.0), ("t1", 1003.2)):
+        write_trial(tmp_path, name, start, [5.0] + [1.2] * (epochs - 1))
+    assert (gpu_sweep.packed_images_per_s(tmp_path, 128) is not None) == trained_together
 
 
 @pytest.mark.parametrize("args, message", [
