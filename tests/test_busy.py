@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from medvit.openmp import set_default_wait_policy
 from sweep_helpers import retina_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,6 +56,23 @@ def test_a_wait_policy_the_user_set_wins(tmp_path, real_root):
     done = medsweep_train(tmp_path / "run", openmp_env(OMP_WAIT_POLICY="ACTIVE", OMP_NUM_THREADS="1"), real_root)
     settings = wait_settings(done.stderr)
     assert ("OMP_WAIT_POLICY", "ACTIVE") in settings and not settings & PASSIVE
+
+
+@pytest.mark.parametrize("mine", [{"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "300000"}])
+def test_a_policy_or_spin_count_of_the_users_is_left_as_it_is(monkeypatch, mine):
+    for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in mine.items():
+        monkeypatch.setenv(key, value)
+    set_default_wait_policy()
+    assert {key: os.environ.get(key) for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if key in os.environ} == mine
+
+
+def test_libgomps_own_spin_count_is_one_line_away(tmp_path, real_root):
+    """On a machine of one's own with nothing else running, libgomp's default trains faster
+    (benchmarks/RESULTS.md 8): GOMP_SPINCOUNT=300000 brings it back."""
+    done = medsweep_train(tmp_path / "run", openmp_env(GOMP_SPINCOUNT="300000", OMP_NUM_THREADS="1"), real_root)
+    assert ("GOMP_SPINCOUNT", "300000") in wait_settings(done.stderr)
 
 
 SWEEP_FROM_PYTHON = """
