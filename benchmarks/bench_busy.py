@@ -14,9 +14,8 @@ The wait policy is read when torch's OpenMP runtime starts, so every arm trains 
 process with its own environment. The busy processes are plain Python busy loops that this
 script starts, at normal priority, and kills. Every load level (0, 1, 2 burners) runs every
 arm in turn (each round starting with another arm), for ``--rounds`` rounds, and each arm
-reports its best and its median round at each level; ratios use the best, since a neighbour
-that this script did not start can only make a run slower. Ratios are against the same arm
-alone, measured in the same run.
+reports its best and its median round at each level. Ratios use the best (a neighbour that
+this script did not start can only make a run slower), against the same arm alone in the same run.
 
     .venv/bin/python -m benchmarks.bench_busy [--quick] [--threads 1,2] [--policies unset,passive,active,spin:1000]
         [--loads 0,1,2] [--subset 256] [--epochs 2] [--rounds 1] [--data-root DIR]

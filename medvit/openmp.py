@@ -10,7 +10,7 @@ cores shared with other work at a load of 10 to 18): beside one busy process an 
 (2.75 s; libgomp's default alone 23.4 s, active 24.8 s). With one thread there is no team to
 wait for and the policy changes nothing. The price: on an idle machine a 2-thread epoch takes
 1.5x libgomp's default (each wait ends in a futex wake, not a spin); no spin count in between
-beat passive under load and came near the default alone (the same file, "Idle").
+beat passive under load and came near the default alone (benchmarks/RESULTS.md 8, "Idle").
 """
 
 from __future__ import annotations

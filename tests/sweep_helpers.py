@@ -1,6 +1,8 @@
 """Small sweep specs and readers of Ray's trial folders, shared by the sweep tests."""
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -40,3 +42,16 @@ def wait_for(condition, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.5)
+
+
+def leftover_checkpoint(folder: Path) -> Path:
+    """A checkpoint staging folder as a trial process SIGKILLed mid-report leaves it in its
+    temporary folder: named after a process that is gone."""
+    from trainables.medvit_trainable import STAGING_PREFIX  # imports Ray: only where it is needed
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    path = folder / f"{STAGING_PREFIX}{int(gone.stdout)}-x1y2"
+    path.mkdir()
+    (path / "state.pt").write_bytes(b"0" * 1024)
+    return path

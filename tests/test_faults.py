@@ -18,8 +18,7 @@ import pytest
 
 from analysis.collect import collect, read_sweep
 from medvit.yamlio import load_yaml
-from sweep_helpers import epochs_run, results, retina_spec, trial_dirs, wait_for
-from trainables.medvit_trainable import STAGING_PREFIX
+from sweep_helpers import epochs_run, leftover_checkpoint, results, retina_spec, trial_dirs, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -91,10 +90,7 @@ def killed_and_resumed(tmp_path_factory, env):
     # (the folder of a process that is gone); Ray keeps its own short socket paths under /tmp.
     scratch = root / "tmp"
     scratch.mkdir()
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    orphan = scratch / f"{STAGING_PREFIX}{int(gone.stdout)}-abc123"
-    orphan.mkdir()
-    (orphan / "state.pt").write_bytes(b"0" * 1024)
+    orphan = leftover_checkpoint(scratch)
     code = run(["resume", str(sweep)], {**env, "TMPDIR": str(scratch), "RAY_TMPDIR": "/tmp"}, root / "resume.log")
     assert code == 0, (root / "resume.log").read_text()[-3000:]
     assert not orphan.exists(), "the resumed trials left a killed trial's checkpoint folder"

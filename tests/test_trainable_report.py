@@ -4,8 +4,12 @@ HParams leads with them, then the sweep's metric and `select_score`."""
 
 from __future__ import annotations
 
+import os
+
 from medvit.config import build_config
 from medvit.train import Trainer
+from sweep_helpers import leftover_checkpoint
+from trainables.medvit_trainable import STAGING_PREFIX, remove_orphaned_checkpoints
 from trainables.tensorboard import BOOKKEEPING, metric_order
 
 
@@ -26,21 +30,11 @@ def test_selected_values_are_the_selected_epochs_and_lead_the_hparams(retina_dat
 def test_checkpoint_folders_of_killed_processes_are_removed_and_live_ones_kept(tmp_path):
     """A trial killed between writing its checkpoint and the end of `tune.report` leaves the
     folder behind; the next trial on the node removes it, and never a running process's."""
-    import os
-    import subprocess
-    import sys
-
-    from trainables.medvit_trainable import STAGING_PREFIX, remove_orphaned_checkpoints
-
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True)
-    dead, alive = int(gone.stdout), os.getpid()
-    folders = {name: tmp_path / f"{STAGING_PREFIX}{pid}-x1y2" for name, pid in (("dead", dead), ("alive", alive))}
-    for folder in folders.values():
-        folder.mkdir()
-        (folder / "state.pt").write_bytes(b"0" * 1024)
+    dead = leftover_checkpoint(tmp_path)
+    alive = tmp_path / f"{STAGING_PREFIX}{os.getpid()}-x1y2"
+    alive.mkdir()
     unrelated = tmp_path / "tmp-something-else"
     unrelated.mkdir()
     remove_orphaned_checkpoints(str(tmp_path))
-    assert not folders["dead"].exists()
-    assert folders["alive"].exists() and unrelated.exists()
+    assert not dead.exists()
+    assert alive.exists() and unrelated.exists()
