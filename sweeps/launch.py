@@ -42,8 +42,9 @@ BEST_CONFIG_FILE = "best_config.yaml"
 # A hash of each field of the spec as launched: resume refuses a spec edited since (the trials
 # ran the old one, and Ray would rewrite its state before the edit failed anything).
 FINGERPRINT_FILE = "medsweep_spec.fingerprint.json"
-# Fields a copied or moved sweep folder may change: they do not change what a trial runs.
-UNFINGERPRINTED = ("storage", "description")
+# Fields a copied or moved sweep folder, or a resumed sweep, may change: they do not change what
+# a trial computes.
+UNFINGERPRINTED = ("storage", "description", "checkpoint_every")
 TUNER_FILE = "tuner.pkl"
 # An unreachable address fails within this many seconds instead of Ray's minutes of retries.
 ADDRESS_TIMEOUT_S = 5
@@ -57,8 +58,9 @@ def sweep_dir(spec: SweepSpec) -> str:
 def build_trainable(spec: SweepSpec, data: MedMNISTData):
     """The trainable with the dataset put in the object store once for all trials."""
     full_config = functools.partial(trial_config, spec)
-    return tune.with_resources(tune.with_parameters(train_medvit, data=data, full_config=full_config),
-                               ray_resources(spec))
+    trainable = tune.with_parameters(train_medvit, data=data, full_config=full_config,
+                                     checkpoint_every=spec.checkpoint_every)
+    return tune.with_resources(trainable, ray_resources(spec))
 
 
 def ray_resources(spec: SweepSpec) -> dict[str, float]:

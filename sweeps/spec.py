@@ -312,6 +312,11 @@ class SweepSpec(_Strict):
     max_concurrent: Annotated[int, Field(ge=1)] = 4
     resources: Resources = Field(default_factory=Resources)
     metric: Literal[tuple(SELECT_METRICS)] = "val_acc"
+    # A trial checkpoints every N epochs, its last, and every epoch that becomes its selected
+    # one (so its newest checkpoint always holds the weights its reports select); a trial Ray
+    # restarts redoes the epochs since. 1: every epoch. Larger for big models on small datasets,
+    # where writing a checkpoint can take longer than an epoch (README, "What a sweep does").
+    checkpoint_every: Annotated[int, Field(ge=1)] = 1
     storage: str = "~/medsweep-results"
     smoke: SmokeSection | None = None
 

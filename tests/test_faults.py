@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from analysis.collect import collect, read_sweep
+from medvit.train import CHECKPOINT_FILE
 from medvit.yamlio import load_yaml
 from sweep_helpers import epochs_run, leftover_checkpoint, results, retina_spec, trial_dirs, wait_for
 
@@ -128,6 +130,59 @@ def test_a_copy_without_times_reads_and_resumes_in_place(killed_and_resumed, tmp
     assert (copy / "best_config.yaml").read_bytes() == original_best
     assert (sweep / "best_config.yaml").read_bytes() == original_best
     assert summary(copy) == summary(sweep)
+
+
+def test_a_killed_worker_redoes_only_the_epochs_since_its_newest_checkpoint(tmp_path, env):
+    """`checkpoint_every`: a trial checkpoints only at its every-Nth, newly selected and last
+    epochs. Its worker, SIGKILLed after an epoch it did not checkpoint, is restarted by Ray from
+    the newest checkpoint: it redoes the epochs since (the same numbers: the checkpoint holds
+    the random state), `collect` reads each epoch once, and the checkpoint the trial ends with
+    holds the epoch its reports select."""
+    # A learning rate too small to move the weights: the selected epoch stops moving after the
+    # first epochs, so the trial checkpoints none of the many after them until its last, and the
+    # kill lands among those however far Ray's driver lags behind the worker's reports.
+    epochs = 16
+    spec = retina_spec(tmp_path, "sparse", num_samples=1, max_concurrent=1, checkpoint_every=100,
+                       searcher={"type": "random", "seed": 0}, scheduler={"type": "fifo"},
+                       train={"epochs": epochs, "model": "medvit_28_tiny", "select_window": 1, "subset": 256},
+                       search={"lr": {"choice": [1.0e-7]}})
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(spec.to_yaml())
+    sweep = tmp_path / "sparse"
+
+    def unsaved_report():
+        """The first report without a checkpoint of an epoch from the third on."""
+        reports = [r for t in (trial_dirs(sweep) if sweep.exists() else []) for r in results(t)]
+        return next((r for r in reports if not r.get("checkpoint_dir_name") and r["epoch"] >= 3), None)
+
+    driver = start(["sweep", str(spec_file)], env, tmp_path / "sweep.log")
+    try:
+        deadline = time.monotonic() + 400
+        while (unsaved := unsaved_report()) is None:
+            assert time.monotonic() < deadline and driver.poll() is None, "no epoch went without a checkpoint"
+            time.sleep(0.05)
+        os.kill(unsaved["pid"], signal.SIGKILL)
+        assert driver.wait(timeout=400) == 0, (tmp_path / "sweep.log").read_text()[-3000:]
+    finally:
+        end_session(driver)
+
+    (trial,) = trial_dirs(sweep)
+    reports = results(trial)
+    first_run = [r for r in reports if r["pid"] == unsaved["pid"]]
+    rerun = reports[len(first_run):]
+    saved = [r["epoch"] for r in first_run if r.get("checkpoint_dir_name")]
+    assert saved == [r["epoch"] for r in first_run if r["best_epoch"] == r["epoch"]]  # improvements only
+    assert saved[-1] < unsaved["epoch"] <= first_run[-1]["epoch"] < epochs
+    assert [r["epoch"] for r in rerun] == list(range(saved[-1] + 1, epochs + 1))
+    assert {r["resumed_from_epoch"] for r in rerun} == {saved[-1]}
+    for before in first_run[saved[-1]:]:
+        again = next(r for r in rerun if r["epoch"] == before["epoch"])
+        assert (again["val_loss"], again["best_epoch"]) == (before["val_loss"], before["best_epoch"])
+
+    (row,) = collect(sweep, tmp_path / "results.parquet").to_pylist()
+    assert (row["epochs_run"], row["stop_reason"]) == (epochs, "finished")
+    state = torch.load(Path(row["checkpoint_path"]) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+    assert state["best_epoch"] == row["best_epoch"] == reports[-1]["best_epoch"]
 
 
 def test_a_diverging_trial_is_marked_and_never_wins(tmp_path, env, capsys):

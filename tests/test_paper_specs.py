@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from medvit.config import load_config_file
-from medvit.data import DATASETS
+from medvit.data import DATASETS, dataset_info
 from sweeps.space import trial_config, tune_param_space
 from sweeps.spec import SPEC_GROUPS, SPECS_DIR, SpecError, list_specs, load_spec
 from sweep_helpers import epochs_run, trial_dirs
@@ -51,6 +51,16 @@ def test_paper_spec_validates_with_the_papers_recipe(name):
     assert {field: getattr(spec.train, field) for field in RECIPE} == RECIPE
     assert spec.train.model == "medvit_base" and spec.train.augment == "augmix"
     assert spec.resources.gpu == 1, "a 224 px MedViT at batch 128 does not share a GPU"
+
+
+@pytest.mark.parametrize("flag", DATASETS)
+def test_paper_specs_of_small_datasets_checkpoint_every_10th_epoch(flag):
+    # A 680.5 MiB checkpoint may outlast an epoch of under 10,000 images on a GPU; a longer
+    # epoch's checkpoint is a small share of it, and every epoch keeps a restart's redo short.
+    small = dataset_info(flag).n_samples["train"] < 10_000
+    assert load_spec(f"paper/{flag}").checkpoint_every == (10 if small else 1)
+    if flag == "retinamnist":
+        assert load_spec("paper/retinamnist-table2").checkpoint_every == 10
 
 
 @pytest.mark.parametrize("flag", DATASETS)

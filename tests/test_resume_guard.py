@@ -56,6 +56,11 @@ def test_a_moved_folder_or_new_description_is_not_an_edit(launched, tmp_path):
     check_unedited(sweep_dir(launched), edited(launched, storage=str(tmp_path / "elsewhere"), description="moved"))
 
 
+def test_how_often_trials_checkpoint_may_change_on_resume(launched):
+    # it changes how much a restarted trial redoes, never what a trial computes
+    check_unedited(sweep_dir(launched), edited(launched, checkpoint_every=5))
+
+
 def test_comments_and_layout_are_not_edits_nor_fields_a_newer_medsweep_adds(launched):
     folder = Path(sweep_dir(launched))
     text = (folder / "medsweep_spec.yaml").read_text()

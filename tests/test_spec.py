@@ -278,6 +278,8 @@ MALFORMED = [
     ("log-on-a-float", _set(("search", "lr"), {"uniform": [0.1, 0.2], "log": True}), "search.lr.log", "int entries only"),
     ("empty-search", _set(("search",), {}), "search", "at least 1 item"),
     ("smoke-zero-epochs", _set(("smoke", "epochs"), 0), "smoke.epochs", "greater than or equal to 1"),
+    ("checkpoint-every-zero", _set(("checkpoint_every",), 0), "checkpoint_every", "greater than or equal to 1"),
+    ("checkpoint-every-a-float", _set(("checkpoint_every",), 2.5), "checkpoint_every", "valid integer"),
     ("repeats-with-asha", _set(("repeats",), 2), "repeats", "needs scheduler {type: fifo}, not asha"),
     ("repeats-above-ten", _repeating(11), "repeats", "less than or equal to 10"),
     ("repeats-zero", _repeating(0), "repeats", "greater than or equal to 1"),
@@ -428,6 +430,15 @@ def test_smoke_variant_is_valid_and_tiny(name):
         assert smoke.search["model"].values == spec.search["model"].values
     assert set(smoke.search) == set(spec.search)
     assert (smoke.dataset, smoke.metric, smoke.mode, smoke.searcher) == (spec.dataset, spec.metric, spec.mode, spec.searcher)
+
+
+def test_checkpoint_every_defaults_to_every_epoch_and_round_trips():
+    assert load_spec("retinamnist").checkpoint_every == 1
+    data = _raw("retinamnist")
+    data["checkpoint_every"] = 10
+    spec = spec_from_dict(data)
+    assert parse_spec(spec.to_yaml()) == spec
+    assert spec.smoke_variant().checkpoint_every == 10
 
 
 def test_repeats_default_to_one_and_round_trip():

@@ -9,7 +9,7 @@ import os
 from medvit.config import build_config
 from medvit.train import Trainer
 from sweep_helpers import leftover_checkpoint
-from trainables.medvit_trainable import STAGING_PREFIX, remove_orphaned_checkpoints
+from trainables.medvit_trainable import STAGING_PREFIX, checkpoint_due, remove_orphaned_checkpoints
 from trainables.tensorboard import BOOKKEEPING, metric_order
 
 
@@ -38,3 +38,16 @@ def test_checkpoint_folders_of_killed_processes_are_removed_and_live_ones_kept(t
     remove_orphaned_checkpoints(str(tmp_path))
     assert not dead.exists()
     assert alive.exists() and unrelated.exists()
+
+
+def test_checkpoints_fall_on_every_nth_the_last_a_diverged_and_each_newly_selected_epoch():
+    def due(best_epochs, every, diverged_at=None):
+        return [epoch for epoch, best in enumerate(best_epochs, start=1)
+                if checkpoint_due({"epoch": epoch, "best_epoch": best, "diverged": epoch == diverged_at},
+                                  every, epochs=len(best_epochs))]
+
+    selected = [1, 2, 2, 2, 5, 5, 5, 5, 5, 5]  # epochs 1, 2 and 5 become the selected one
+    assert due(selected, every=1) == list(range(1, 11))
+    assert due(selected, every=4) == [1, 2, 4, 5, 8, 10]
+    assert due(selected, every=100) == [1, 2, 5, 10]
+    assert due([1, 1, 1, 1], every=100, diverged_at=3) == [1, 3, 4]

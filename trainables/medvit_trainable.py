@@ -1,7 +1,8 @@
 """The Ray Tune function trainable: one trial runs `medvit.train.Trainer` for one config.
 
-It reports every epoch with a checkpoint holding everything the trainer needs to continue,
-so a trial that Ray restarts (a node lost, a worker killed) resumes at the next epoch.
+It reports every epoch; a report carries a checkpoint holding everything the trainer needs to
+continue on the epochs `checkpoint_due` names, so a trial that Ray restarts (a node lost, a
+worker killed) resumes after the newest of them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ BOOKKEEPING = ("resumed_from_epoch", "node_id")
 STAGING_PREFIX = "medsweep-checkpoint-"
 
 
-def train_medvit(config: dict, data: MedMNISTData, full_config: Callable[[dict], dict]) -> None:
+def train_medvit(config: dict, data: MedMNISTData, full_config: Callable[[dict], dict],
+                 checkpoint_every: int = 1) -> None:
     # Ray gives each trial worker OMP_NUM_THREADS=1; use the CPUs the trial reserved instead.
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
@@ -49,12 +51,23 @@ def train_medvit(config: dict, data: MedMNISTData, full_config: Callable[[dict],
     remove_orphaned_checkpoints()
     node_id = ray.get_runtime_context().get_node_id()
     for metrics in trainer.epochs():
+        report = {**metrics, "resumed_from_epoch": resumed_from, "node_id": node_id}
+        if not checkpoint_due(metrics, checkpoint_every, train_config.epochs):
+            tune.report(report)
+            continue
         with tempfile.TemporaryDirectory(prefix=f"{STAGING_PREFIX}{os.getpid()}-") as directory:
             trainer.save(directory)
-            tune.report(
-                {**metrics, "resumed_from_epoch": resumed_from, "node_id": node_id},
-                checkpoint=tune.Checkpoint.from_directory(directory),
-            )
+            tune.report(report, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def checkpoint_due(metrics: dict, every: int, epochs: int) -> bool:
+    """Whether an epoch's report carries a checkpoint: every ``every``-th epoch, the last one (or
+    the one that diverged, which ends the trial), and every epoch that becomes the selected one.
+    The last rule keeps the newest checkpoint holding the weights that every report so far
+    selects, which is what `collect`, `evaluate` and `ensemble` read, however the trial ends:
+    finished, stopped by ASHA at a rung, errored or interrupted."""
+    epoch = metrics["epoch"]
+    return epoch % every == 0 or epoch >= epochs or bool(metrics["diverged"]) or metrics["best_epoch"] == epoch
 
 
 def remove_orphaned_checkpoints(folder: str | None = None) -> None:

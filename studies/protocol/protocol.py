@@ -73,8 +73,9 @@ def run_config(label: str, seed: int, model: str, device: str, quick: bool, data
 
 def rate(args) -> None:
     """Print the training images/s of whole Trainer epochs (the second of two) of a run's config;
-    with ``--checkpoint`` also the checkpoint a sweep trial of that config writes after each epoch
-    (the paper specs' trials: the Trainer's state saved, then copied into storage as Ray Tune does)."""
+    with ``--checkpoint`` also one checkpoint of a sweep trial of that config (the paper specs'
+    trials: the Trainer's state saved, then copied into storage as Ray Tune does), which it writes
+    after every epoch, or with ``checkpoint_every`` after some."""
     config = run_config("retinamnist-a0", 0, args.model, args.device, args.quick, args.data_root,
                         epochs=2, subset=args.images, audit_test=False)
     trainer = Trainer(config, load_data(config))
@@ -178,7 +179,7 @@ def plan(args) -> None:
         checkpoints[model] = samples[min(packings)][0]
         print(f"plan: {model}: " + ", ".join(f"{r:,.1f} training images/s with {j} packed" for j, r in rates.items()),
               flush=True)
-        print(f"plan: {model}: a sweep trial's checkpoint each epoch: {checkpoint_line(checkpoints[model], args.quick)}",
+        print(f"plan: {model}: a sweep trial's checkpoint: {checkpoint_line(checkpoints[model], args.quick)}",
               flush=True)
         budget = args.budget_s - (time.perf_counter() - start)
         choices[model] = fit(runs, rates, budget, args.quick)

@@ -3,6 +3,7 @@ ones, so that the tree stays small enough to travel to a GPU machine with Ray's 
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 from collections.abc import Iterable, Iterator
@@ -20,3 +21,14 @@ def read_records(paths: Iterable[str | Path]) -> Iterator[dict]:
     for path in paths:
         with open_text(path) as f:
             yield from (json.loads(line) for line in f if line.strip())
+
+
+def record_paths(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser``'s arguments plus the record files named on the command line; a missing file
+    is a one-line error (exit 2)."""
+    parser.add_argument("records", nargs="+", help="run_arm.py's JSON lines (.jsonl, or gzipped .jsonl.gz)")
+    args = parser.parse_args(argv)
+    missing = [path for path in args.records if not Path(path).is_file()]
+    if missing:
+        parser.error(f"records: no such file: {', '.join(missing)}")
+    return args

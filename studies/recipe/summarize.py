@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 
 from medvit.data import load_dataset
 from medvit.metrics import decoded_metrics, evaluate
 from studies import run_main
-from studies.recipe.records import read_records
+from studies.recipe.records import read_records, record_paths
 
 METRICS = ("acc", "auc", "qwk", "mae", "qwk_decoded", "mae_decoded")
 
@@ -109,12 +108,7 @@ def parse_args(argv: list[str]) -> list[str]:
     """The record files named on the command line; a missing one is a one-line error (exit 2)."""
     parser = argparse.ArgumentParser(prog="summarize.py", description="The tables of reports/recipe/README.md "
                                      "from run_arm.py's records.")
-    parser.add_argument("records", nargs="+", help="run_arm.py's JSON lines (.jsonl, or gzipped .jsonl.gz)")
-    paths = parser.parse_args(argv).records
-    missing = [path for path in paths if not Path(path).is_file()]
-    if missing:
-        parser.error(f"records: no such file: {', '.join(missing)}")
-    return paths
+    return record_paths(parser, argv).records
 
 
 if __name__ == "__main__":
