@@ -120,7 +120,9 @@ def test_paper_retinamnist_smoke_sweep_runs_end_to_end(real_root, tmp_path, caps
     finally:
         ray.shutdown()
     assert code == 0
-    assert "done   2 trials, 0 errored" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "done   2 trials, 0 errored" in out
+    assert "(max), checkpoint every 10 epochs and each newly selected\n" in out
     trials = trial_dirs(tmp_path / "paper-retinamnist-smoke")
     assert len(trials) == 2
     assert all(epochs_run(trial) == [1] for trial in trials)
