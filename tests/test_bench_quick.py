@@ -43,3 +43,23 @@ def test_bn_recompute_bench_rejects_bad_sizes_in_one_line():
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].endswith("--sizes: 'a,40' is not a comma-separated list of image counts")
+
+
+@pytest.mark.slow  # two one-trial sweeps, each a `medsweep sweep` process starting Ray
+def test_checkpoint_every_bench_runs_each_arm_as_a_sweep(real_root):
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_checkpoint_every", "--quick", "--data-root",
+                           str(real_root)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {cells[0]: cells[1:] for cells in ([c.strip() for c in line.split("|")[1:-1]]
+                                              for line in done.stdout.splitlines() if line.endswith("x |"))}
+    assert set(rows) == {"1", "2"}
+    assert rows["1"][0] == "4" and rows["1"][-1] == "1.00x"  # 4 epochs, each checkpointed: the baseline
+    assert 2 <= int(rows["2"][0]) <= 4  # epochs 2 and 4, and each newly selected one
+
+
+def test_checkpoint_every_bench_rejects_a_bad_every_in_one_line():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_checkpoint_every", "--every", "1,0"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].endswith(
+        "argument --every: '1,0' is not a comma-separated list of whole numbers >= 1")
