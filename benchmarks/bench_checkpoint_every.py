@@ -49,8 +49,9 @@ def run_arm(every: int, args: argparse.Namespace, work: Path, name: str) -> dict
     done = subprocess.run([sys.executable, "-m", "medsweep", "sweep", str(spec_file)], env=env,
                           capture_output=True, text=True)
     if done.returncode != 0:
+        last = ((done.stderr or done.stdout).strip().splitlines() or ["no output"])[-1]
         raise SystemExit(f"bench_checkpoint_every: the sweep of checkpoint_every {every} failed "
-                         f"(exit {done.returncode}): {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+                         f"(exit {done.returncode}): {last}")
     (result,) = (work / name).glob("*/result.json")
     reports = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
     epochs = sum(r["epoch_time_s"] for r in reports)

@@ -251,7 +251,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     spec = spec.with_overrides(num_samples=args.num_samples, storage=args.storage, name=args.name)
     from sweeps.launch import run_sweep, sweep_dir
 
-    cadence = f", checkpoint every {spec.checkpoint_every} epochs and each newly selected" * (spec.checkpoint_every > 1)
+    every = spec.checkpoint_every
+    cadence = f", checkpoint every {every} epochs and each newly selected" if every > 1 else ""
     print(f"sweep  {spec.name}: {spec.dataset}, {spec.total_trials} trials, searcher {spec.searcher.type}, "
           f"scheduler {spec.scheduler.type}, select on {spec.metric} ({spec.mode}){cadence}", flush=True)
     print(f"folder {sweep_dir(spec)}  (watch: tensorboard --logdir {sweep_dir(spec)})", flush=True)
