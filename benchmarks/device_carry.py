@@ -15,6 +15,8 @@ Alembic, greenlet and Mako, which Optuna imports only for a database storage.
 It keeps the full set in ``.whl-all/`` (git-ignored), fills ``.whl/`` with the check's wheels
 and ``.whl/medmnist/`` with its MedMNIST files, prints what travels, and exits 2 when the
 total is over the limit, naming the largest files of the tree. Then ``run(carry=[".whl"])``.
+A wheel whose RECORD files hold blank lines (device-wheels.sh's Ray) is mended first: pip
+cannot install it as it is (``mend_record``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -81,6 +84,32 @@ def wheels_for(check: Check, wheels: list[Path]) -> list[Path]:
     return chosen
 
 
+def mend_record(wheel: Path) -> bool:
+    """Drop the blank lines of every RECORD in a wheel, in place; whether any had one.
+
+    device-wheels.sh's Ray wheel, rebuilt without its jars, ends each RECORD in it with a blank
+    line: its own, on which pip (23.2 to 26.3 tried) stops the whole install with an IndexError,
+    and those of the packages it vendors (psutil, colorama), on which ``importlib.metadata``
+    (Python 3.11 to 3.13 tried) raises a TypeError once ``import ray`` has put them on ``sys.path``."""
+    with zipfile.ZipFile(wheel) as zin:
+        records = {}
+        for name in zin.namelist():
+            if name.endswith(".dist-info/RECORD"):
+                lines = zin.read(name).splitlines(keepends=True)
+                kept = [line for line in lines if line.strip()]
+                if len(kept) < len(lines):
+                    records[name] = b"".join(kept)
+        if not records:
+            return False
+        mended = wheel.with_name(wheel.name + ".mending")
+        with zipfile.ZipFile(mended, "w") as zout:
+            for info in zin.infolist():
+                data = records.get(info.filename) or zin.read(info.filename)
+                zout.writestr(info, data, compress_type=info.compress_type, compresslevel=9)
+    os.replace(mended, wheel)
+    return True
+
+
 def fetch(requirement: str, folder: Path) -> None:
     """Download one pure-Python wheel into ``folder``; a CarryError when pip cannot."""
     run = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
@@ -111,11 +140,12 @@ def prepare(name: str, repo: Path, data_root: Path) -> list[str]:
         os.replace(wheel, stash / wheel.name)
     if not any(stash.glob("*.whl")):
         raise CarryError("no wheels in .whl/ or .whl-all/: run bash ../shared/tools/device-wheels.sh first")
-    for name, requirement in FETCHED.items():
-        if not any(distribution(w) == name for w in stash.glob("*.whl")):
+    for dist, requirement in FETCHED.items():
+        if not any(distribution(w) == dist for w in stash.glob("*.whl")):
             fetch(requirement, stash)
     full = sorted(stash.glob("*.whl"))
     chosen = wheels_for(check, full)
+    mended = [wheel.name for wheel in chosen if mend_record(wheel)]  # in the stash: once per wheel set
     missing = [f for f in check.data if not (data_root / f).is_file()]
     if missing:
         raise CarryError(f"--data-root: no {', '.join(missing)} in {data_root}")
@@ -129,7 +159,8 @@ def prepare(name: str, repo: Path, data_root: Path) -> list[str]:
     parts = [("working tree", size(tree)), (f"{len(chosen)} wheels", size(chosen)),
              ("data: " + ", ".join(check.data), size([data_root / f for f in check.data]))]
     total = sum(b for _, b in parts)
-    lines = [f"{name}: {check.command}", *(f"  {label:<48} {b / 1e6:7.2f} MB" for label, b in parts),
+    lines = [*(f"mended {wheel}: blank lines in its RECORD files, on which pip and importlib.metadata fail" for wheel in mended),
+             f"{name}: {check.command}", *(f"  {label:<48} {b / 1e6:7.2f} MB" for label, b in parts),
              f"  {'total (limit 64 MiB = 67.11 MB)':<48} {total / 1e6:7.2f} MB"]
     if total > LIMIT_BYTES:
         largest = sorted(tree, key=lambda p: p.stat().st_size, reverse=True)[:3]
