@@ -5,8 +5,9 @@ missing). Every sweep is a real ``medsweep sweep`` (``python -m medsweep``) in a
 session of its own, ended whole afterwards. Each step writes one file under ``--out``:
 
   a_tests.json      (a) the test suite on this Python with this Ray (pytest, junit counts and
-                    the failures), all but the `ray up` test, the two browser tests and this
-                    check's own test; --quick: two fast test files
+                    the failures) as `make test` runs it, quick then slow tests, on half the
+                    CPUs (pytest-xdist, at most 8 workers), all but the `ray up` test, the two
+                    browser tests, device_carry's and this check's own; --quick: two fast files
   b_sweep.json      (b) the RetinaMNIST spec: 32 trials of at most 20 epochs, ASHA, 8 trials
                     to the GPU (``gpu: 0.125``, ``device: cuda``: a trial without the GPU
                     errors): stop reasons, trial-epochs, wall time, training images/s, GPU
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import math
 import os
@@ -64,11 +66,14 @@ REPO = Path(__file__).resolve().parents[1]
 STEPS = "abcde"
 PRESET = "medvit_28_tiny"
 SYNTHETIC_FLAG = "pathmnist"  # steps c and d: epochs long enough to time and to kill mid-way
-# Tests that need a browser or `ray up`, and this check's own test (it would run the check again).
-NOT_HERE = ["--ignore=tests/test_cluster_up.py", "--ignore=tests/test_gpu_sweep.py",
+# Tests that need a browser or `ray up`, this check's own test (it would run the check again),
+# and device_carry's, which prepares a device call on the machine that sends it (the copy of the
+# working tree a call brings holds no git checkout to list).
+NOT_HERE = ["--ignore=tests/test_cluster_up.py", "--ignore=tests/test_gpu_sweep.py", "--ignore=tests/test_device_carry.py",
             "--deselect=tests/test_analysis_report.py::test_html_renders_in_headless_chromium",
             "--deselect=tests/test_analysis_report.py::test_test_columns_inside_viewport_at_1280px"]
 REAL_FILES = ("retinamnist.npz", "pneumoniamnist.npz")  # what the suite's real-data fixture reads
+NO_TESTS_COLLECTED = 5  # pytest's exit code when a phase selects nothing (--quick's files have no slow test)
 TARGET_RAY_VS_FREE = 0.9  # Ray's total images/s against the same processes without Ray
 TARGET_OVERHEAD_S = 0.5  # Ray's seconds per trial beyond its epochs
 
@@ -192,28 +197,45 @@ def train_images(data_root: Path, flag: str, subset: int | None) -> int:
 
 # -- (a) the test suite ----------------------------------------------------------------------
 
+def suite_workers() -> list[str]:
+    """pytest-xdist's worker option for this machine: half its CPUs, at most 8 (the Ray tests
+    start Ray of their own); none without xdist or with fewer than 4 CPUs."""
+    workers = min(8, (os.cpu_count() or 1) // 2)
+    return ["-n", str(workers)] if workers > 1 and importlib.util.find_spec("xdist") else []
+
+
 def suite(check: Check) -> dict:
+    """The suite in `make test`'s two phases: the quick tests, then the slow ones with each file
+    on one worker (a module's sweep fixture runs once). The test that must see no other Ray
+    runs in the first; in one run beside the Ray tests it would skip. CI's two phases take 12
+    minutes on two workers here: in one process, more than the 10 minutes a device call may run."""
     root = Path(check.args.data_root)
     missing = [name for name in REAL_FILES if not (root / name).is_file()]
     if missing:
         raise RuntimeError(f"{', '.join(missing)} not in {root}: the suite's real-data fixture reads "
                            f"{' and '.join(REAL_FILES)} (see gpu_sweep.sh --help for what to carry)")
-    junit = check.work / "junit.xml"
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *check.size.tests, *NOT_HERE,
-               f"--junitxml={junit}"]
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, env=check.env)  # its output goes to log.txt as it runs
-    results = ElementTree.parse(junit).getroot().find("testsuite")
-    cases = results.findall("testcase")
-    failed = [f"{c.get('classname')}::{c.get('name')}" for c in cases
-              if c.find("failure") is not None or c.find("error") is not None]
-    skipped = {f"{c.get('classname')}::{c.get('name')}": c.find("skipped").get("message", "")
-               for c in cases if c.find("skipped") is not None}
-    counts = {key: int(results.get(key)) for key in ("tests", "failures", "errors", "skipped")}
+    workers, start = suite_workers(), time.perf_counter()
+    counts = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
+    commands, returncodes, failed, skipped = [], [], [], {}
+    for phase, marker, extra in (("quick", "not slow", []), ("slow", "slow", ["--dist", "loadfile"] if workers else [])):
+        junit = check.work / f"junit-{phase}.xml"
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", marker, *workers, *extra,
+                   *check.size.tests, *NOT_HERE, f"--junitxml={junit}"]
+        done = subprocess.run(command, cwd=REPO, env=check.env)  # its output goes to log.txt as it runs
+        commands.append(" ".join(command[1:]))
+        returncodes.append(0 if done.returncode == NO_TESTS_COLLECTED else done.returncode)
+        results = ElementTree.parse(junit).getroot().find("testsuite")
+        cases = results.findall("testcase")
+        failed += [f"{c.get('classname')}::{c.get('name')}" for c in cases
+                   if c.find("failure") is not None or c.find("error") is not None]
+        skipped |= {f"{c.get('classname')}::{c.get('name')}": c.find("skipped").get("message", "")
+                    for c in cases if c.find("skipped") is not None}
+        for key in counts:
+            counts[key] += int(results.get(key))
     return {
-        "checks": {"(a) the suite passes": done.returncode == 0 and not failed},
+        "checks": {"(a) the suite passes": not any(returncodes) and not failed and counts["tests"] > 0},
         "python": sys.version.split()[0], "torch": torch.__version__, "ray": ray_version(),
-        "command": " ".join(command[1:]), "returncode": done.returncode, "seconds": time.perf_counter() - start,
+        "commands": commands, "returncodes": returncodes, "seconds": time.perf_counter() - start,
         **counts, "passed": counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"],
         "failed": failed, "skipped_with_reason": skipped,
     }

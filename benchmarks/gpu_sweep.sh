@@ -5,7 +5,7 @@
 #                                [--data-root DIR] [--work DIR]
 #
 # Steps (benchmarks/gpu_sweep.py says what each measures and writes): (a) the test suite on
-# this Python with the carried Ray; (b) a real `medsweep sweep` of the RetinaMNIST spec, 32
+# this Python with the carried Ray, quick then slow tests as `make test` runs them; (b) a real `medsweep sweep` of the RetinaMNIST spec, 32
 # trials of at most 20 epochs, 8 to a GPU, ASHA; (c) packing under Ray, 1/4/8/16 trials per
 # GPU, against the same processes without Ray; (d) a trial's worker and then the driver
 # killed with SIGKILL, and `medsweep resume`; (e) `medsweep status`, `collect`, `report` and

@@ -140,6 +140,40 @@ def test_quick_packing_epochs_outlast_a_late_second_trial(tmp_path, epochs, trai
     assert (gpu_sweep.packed_images_per_s(tmp_path, 128) is not None) == trained_together
 
 
+@pytest.mark.parametrize("cpus, xdist, workers", [(16, True, ["-n", "8"]), (64, True, ["-n", "8"]), (6, True, ["-n", "3"]),
+                                                  (2, True, []), (16, False, [])])
+def test_the_suite_runs_on_half_the_cpus_where_xdist_is_installed(monkeypatch, cpus, xdist, workers):
+    # the GPU machine has 16 CPUs and pytest-xdist; the whole suite in one process would outlast a call
+    monkeypatch.setattr(gpu_sweep.os, "cpu_count", lambda: cpus)
+    monkeypatch.setattr(gpu_sweep.importlib.util, "find_spec", lambda name: object() if xdist else None)
+    assert gpu_sweep.suite_workers() == workers
+
+
+def test_the_suite_runs_quick_then_slow_tests_and_adds_up_both(tmp_path, monkeypatch):
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    for name in gpu_sweep.REAL_FILES:  # the step checks they are there; these tests read none
+        (tmp_path / name).touch()
+    (tests / "test_both.py").write_text(
+        "import pytest\n"
+        "def test_quick(): pass\n"
+        "@pytest.mark.slow\n"
+        "def test_slow(): pass\n"
+        "@pytest.mark.slow\n"
+        "def test_slow_fails(): assert False\n")
+    monkeypatch.setattr(gpu_sweep, "REPO", tmp_path)
+    monkeypatch.setattr(gpu_sweep, "NOT_HERE", [])
+    monkeypatch.setattr(gpu_sweep, "suite_workers", lambda: [])
+    args = type("Args", (), {"data_root": str(tmp_path), "quick": True, "device": "cpu", "out": tmp_path, "work": tmp_path})
+    check = gpu_sweep.Check(args)
+    check.size = check.size._replace(tests=(str(tests),))
+    (tmp_path / "pyproject.toml").write_text('[tool.pytest.ini_options]\nmarkers = ["slow: slow"]\n')
+    result = gpu_sweep.suite(check)
+    assert "-m not slow " in result["commands"][0] and "-m slow " in result["commands"][1]
+    assert (result["tests"], result["passed"], result["failures"]) == (3, 2, 1)
+    assert result["failed"] == ["tests.test_both::test_slow_fails"] and not result["checks"]["(a) the suite passes"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--device", "gpu"], "--device: cuda or cpu, got 'gpu'"),
     (["--steps", "az"], "--steps: letters of abcde, got 'az'"),
