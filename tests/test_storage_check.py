@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import ray
@@ -26,7 +25,9 @@ from sweeps.storage import MARKER_PREFIX, check_storage_visible, unseen_by
 
 pytestmark = pytest.mark.slow  # starts Ray
 
-RAY = str(Path(sys.executable).parent / "ray")
+# Ray's CLI run as a module: the `ray` script is not beside the interpreter where Ray was
+# installed with `pip --target` (the GPU machine's carried wheels), and this test failed there.
+RAY_CLI = "ray.scripts.scripts"
 
 
 def can_unshare_mounts() -> bool:
@@ -59,8 +60,8 @@ def blind_node(cluster, tmp_path):
     log = open(tmp_path / "blind_node.log", "w")
     process = subprocess.Popen(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-         'mount -t tmpfs tmpfs "$0" && exec "$1" start --address="$2" --num-cpus=1 --block',
-         str(tmp_path), RAY, cluster.address],
+         'mount -t tmpfs tmpfs "$0" && exec "$1" -m "$2" start --address="$3" --num-cpus=1 --block',
+         str(tmp_path), sys.executable, RAY_CLI, cluster.address],
         stdout=log, stderr=subprocess.STDOUT,
     )
     try:
