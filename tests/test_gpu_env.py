@@ -1,0 +1,33 @@
+"""benchmarks/gpu_env.sh, which every GPU script sources: on a machine without pydantic and
+medmnist it installs the carried wheels into a temporary site for the script's run, and
+removes that site when the script ends (with Ray's wheels some 160 MB a run)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from test_device_carry import write_wheel
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_carried_wheels_are_installed_for_the_run_and_removed_after_it(tmp_path):
+    repo, tmp = tmp_path / "repo", tmp_path / "tmp"
+    (repo / ".whl" / "medmnist").mkdir(parents=True)
+    (repo / ".whl" / "medmnist" / "retinamnist.npz").write_bytes(b"d")
+    write_wheel(repo / ".whl" / "carried-1.0-py3-none-any.whl")
+    tmp.mkdir()
+    # this Python, except that it cannot import pydantic and medmnist: the GPU machine's case
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\n[ "$1 $2" = "-c import pydantic, medmnist" ] && exit 1\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    script = (f'REPO={repo} NAME=test OUT={tmp_path / "out"} DATA_ROOT=""; source {REPO / "benchmarks" / "gpu_env.sh"}; '
+              '"$PY" -c "import carried, sys; print(carried.__file__)"')
+    run = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp), "PYTHON": str(python)})
+    assert run.returncode == 0, run.stderr
+    site = Path(run.stdout.strip()).parents[1]
+    assert site.parent == tmp and site.name.startswith("medsweep-site.")
+    assert not site.exists() and not list(tmp.iterdir())  # gone when the script ended
