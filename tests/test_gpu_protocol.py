@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 from pathlib import Path
@@ -87,6 +88,52 @@ def test_checkpoint_line_states_its_share_of_each_datasets_epoch():
         n = dataset_info(flag).n_samples
         share = 1.5 / ((n["train"] + n["val"] / 3) / 100.0)  # validation at a third of a step, no test
         assert f"{share:.0%} of a {flag} epoch" in line
+
+
+def plan_args(out: Path, **changes) -> argparse.Namespace:
+    return argparse.Namespace(**{"out": str(out), "device": "cuda", "quick": False, "budget_s": 420.0, "jobs": "1,2",
+                                 "rate_images": 512, "data_root": None} | changes)
+
+
+def test_a_failed_measurement_is_one_line_and_none(tmp_path, capsys):
+    # a real rate process that fails (no data there), as one that runs out of GPU memory would
+    args = plan_args(tmp_path, device="cpu", quick=True, data_root=str(tmp_path / "nowhere"))
+    assert protocol.measure("medvit_base", 1, args, checkpoint=False) is None
+    line = capsys.readouterr().out
+    assert line.startswith("plan: medvit_base: 1 packed failed (exit ") and "nowhere" in line and line.count("\n") == 1
+
+
+def test_a_packing_that_fails_leaves_the_smaller_ones(tmp_path, monkeypatch):
+    """The GPU's memory holds one 224 px medvit_base at batch 128 but not two: the plan runs one
+    at a time instead of stopping; a model that fails alone is passed over for the next."""
+    calls = []
+
+    def fake_measure(model, jobs, args, checkpoint):
+        calls.append((model, jobs))
+        if model == "medvit_base" and jobs > 1 or model == "medvit_small" and jobs > 2:
+            return None
+        sample = {"images_per_s": 20000.0}
+        return [sample | ({"checkpoint_mib": 680.5, "checkpoint_save_s": 1.0, "checkpoint_copy_s": 1.0}
+                          if checkpoint and i == 0 else {}) for i in range(jobs)]
+
+    monkeypatch.setattr(protocol, "measure", fake_measure)
+    protocol.plan(plan_args(tmp_path, jobs="2,1,4"))
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert calls == [("medvit_base", 1), ("medvit_base", 2)]  # ascending; 4 never tried after 2 failed
+    assert (plan["model"], plan["jobs"], plan["measured"]) == ("medvit_base", 1, {"medvit_base": {"1": 20000.0}})
+
+    def base_fails_alone(model, jobs, args, checkpoint):
+        return None if model == "medvit_base" else fake_measure(model, jobs, args, checkpoint)
+
+    (tmp_path / "second").mkdir()
+    (tmp_path / "third").mkdir()
+    monkeypatch.setattr(protocol, "measure", base_fails_alone)
+    protocol.plan(plan_args(tmp_path / "second"))
+    assert json.loads((tmp_path / "second" / "plan.json").read_text())["model"] == "medvit_small"
+    monkeypatch.setattr(protocol, "measure", lambda *args, **kwargs: None)
+    with pytest.raises(SystemExit, match="no model could be measured even alone"):
+        protocol.plan(plan_args(tmp_path / "third"))
+    assert not (tmp_path / "third" / "plan.json").exists()
 
 
 def test_makespan_packs_longest_first():

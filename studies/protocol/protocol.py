@@ -105,19 +105,25 @@ def checkpoint_line(sample: dict, quick: bool) -> str:
             f"{sample['checkpoint_copy_s']:.2f} s to copy: {shares} (validation included, no audit)")
 
 
-def measure(model: str, jobs: int, args, checkpoint: bool) -> list[dict]:
+def measure(model: str, jobs: int, args, checkpoint: bool) -> list[dict] | None:
     """What each of `jobs` packed processes measured at once (rate's output): training images/s
-    of its own epoch; with ``checkpoint``, the first process also times its checkpoint."""
+    of its own epoch; with ``checkpoint``, the first process also times its checkpoint. None,
+    with the failing process's last line printed, when one fails: most likely the GPU's memory,
+    which a 224 px MedViT at batch 128 fills by tens of GiB a process."""
     command = [sys.executable, "-m", "studies.protocol.protocol", "rate", "--model", model, "--device", args.device,
                "--images", str(QUICK["subset"] if args.quick else args.rate_images)] + ["--quick"] * args.quick
     if args.data_root:
         command += ["--data-root", args.data_root]
     procs = [subprocess.Popen(command + ["--checkpoint"] * (checkpoint and i == 0), stdout=subprocess.PIPE,
-                              text=True, cwd=REPO) for i in range(jobs)]
-    outputs = [proc.communicate()[0] for proc in procs]
-    if any(proc.returncode for proc in procs):
-        sys.exit(f"protocol.py: measuring {model} x{jobs} failed (exit {[p.returncode for p in procs]})")
-    return [json.loads(out.strip().splitlines()[-1]) for out in outputs]
+                              stderr=subprocess.PIPE, text=True, cwd=REPO) for i in range(jobs)]
+    outputs = [proc.communicate() for proc in procs]
+    failed = [(proc.returncode, err) for proc, (_, err) in zip(procs, outputs) if proc.returncode]
+    if failed:
+        code, err = failed[0]
+        last = ([line for line in err.splitlines() if line.strip()] or ["no error printed"])[-1]
+        print(f"plan: {model}: {jobs} packed failed (exit {code}): {last}", flush=True)
+        return None
+    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
 
 
 def split_sizes(dataset: str, quick: bool) -> dict[str, int]:
@@ -168,15 +174,24 @@ def plan(args) -> None:
     start = time.perf_counter()
     # seed by seed, so that a budget that fits fewer runs keeps every arm
     runs = [(label, seed) for seed in (QUICK_SEEDS if args.quick else SEEDS) for label in ARMS]
-    packings = [int(j) for j in args.jobs.split(",")]
+    packings = sorted({int(j) for j in args.jobs.split(",")})
     measured, checkpoints, choices = {}, {}, {}
     for model in MODELS:
         # the checkpoint once, at the smallest packing: a sweep trial's cost beyond its epochs,
-        # which this study's runs do not pay (they keep none), but the paper specs' trials would
-        samples = {jobs: measure(model, jobs, args, checkpoint=jobs == min(packings)) for jobs in packings}
+        # which this study's runs do not pay (they keep none), but the paper specs' trials would.
+        # A packing that fails (the GPU's memory) ends the model's larger ones: they need more.
+        samples = {}
+        for jobs in packings:
+            sample = measure(model, jobs, args, checkpoint=jobs == packings[0])
+            if sample is None:
+                break
+            samples[jobs] = sample
+        if not samples:
+            choices[model] = None
+            continue
         rates = {jobs: sum(sample["images_per_s"] for sample in each) for jobs, each in samples.items()}
         measured[model] = rates
-        checkpoints[model] = samples[min(packings)][0]
+        checkpoints[model] = samples[packings[0]][0]
         print(f"plan: {model}: " + ", ".join(f"{r:,.1f} training images/s with {j} packed" for j, r in rates.items()),
               flush=True)
         print(f"plan: {model}: a sweep trial's checkpoint: {checkpoint_line(checkpoints[model], args.quick)}",
@@ -188,6 +203,8 @@ def plan(args) -> None:
         print(f"plan: {model}: the {len(runs)} runs do not fit the {budget:.0f} s left", flush=True)
     # the first model that fits every run, else the one that fits the most
     model = max(choices, key=lambda m: len(choices[m][1]) if choices[m] else 0)
+    if not measured:
+        sys.exit("protocol.py: no model could be measured even alone (see the lines above)")
     if choices[model] is None:
         sys.exit(f"protocol.py: not even one run fits the {args.budget_s:.0f} s budget; give more --budget-s")
     jobs, chosen, wall = choices[model]
