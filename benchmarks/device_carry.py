@@ -104,7 +104,7 @@ def mend_record(wheel: Path) -> bool:
         mended = wheel.with_name(wheel.name + ".mending")
         with zipfile.ZipFile(mended, "w") as zout:
             for info in zin.infolist():
-                data = records.get(info.filename) or zin.read(info.filename)
+                data = records[info.filename] if info.filename in records else zin.read(info.filename)
                 zout.writestr(info, data, compress_type=info.compress_type, compresslevel=9)
     os.replace(mended, wheel)
     return True

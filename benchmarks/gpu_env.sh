@@ -20,7 +20,7 @@ if ! "$PY" -c "import pydantic, medmnist" 2>/dev/null; then
     ls "$REPO"/.whl/*.whl >/dev/null 2>&1 || {
         echo "$NAME: pydantic or medmnist missing and no wheels in .whl/ (see benchmarks/README.md)" >&2; exit 2; }
     SITE=$(mktemp -d -t medsweep-site.XXXXXX)
-    trap 'rm -rf "$SITE"' EXIT  # some 200 MB with Ray; the scripts that source this set no trap of their own
+    trap 'rm -rf "$SITE"' EXIT  # 160 MB with Ray; the scripts that source this set no trap of their own
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$REPO"/.whl/*.whl
     export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 fi

@@ -20,6 +20,7 @@ studies/recipe/summarize.py reads it), written when the run ends.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
@@ -114,16 +115,21 @@ def measure(model: str, jobs: int, args, checkpoint: bool) -> list[dict] | None:
                "--images", str(QUICK["subset"] if args.quick else args.rate_images)] + ["--quick"] * args.quick
     if args.data_root:
         command += ["--data-root", args.data_root]
-    procs = [subprocess.Popen(command + ["--checkpoint"] * (checkpoint and i == 0), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, cwd=REPO) for i in range(jobs)]
-    outputs = [proc.communicate() for proc in procs]
-    failed = [(proc.returncode, err) for proc, (_, err) in zip(procs, outputs) if proc.returncode]
-    if failed:
-        code, err = failed[0]
-        last = ([line for line in err.splitlines() if line.strip()] or ["no error printed"])[-1]
-        print(f"plan: {model}: {jobs} packed failed (exit {code}): {last}", flush=True)
-        return None
-    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    # stderr to files, not pipes: a process blocked on a full pipe while the others train would
+    # not be measured packed
+    with contextlib.ExitStack() as stack:
+        errors = [stack.enter_context(tempfile.TemporaryFile("w+")) for _ in range(jobs)]
+        procs = [subprocess.Popen(command + ["--checkpoint"] * (checkpoint and i == 0), stdout=subprocess.PIPE,
+                                  stderr=errors[i], text=True, cwd=REPO) for i in range(jobs)]
+        outputs = [proc.communicate()[0] for proc in procs]
+        failed = [(proc.returncode, error) for proc, error in zip(procs, errors) if proc.returncode]
+        if failed:
+            code, error = failed[0]
+            error.seek(0)
+            last = ([line for line in error.read().splitlines() if line.strip()] or ["no error printed"])[-1]
+            print(f"plan: {model}: {jobs} packed failed (exit {code}): {last}", flush=True)
+            return None
+    return [json.loads(out.strip().splitlines()[-1]) for out in outputs]
 
 
 def split_sizes(dataset: str, quick: bool) -> dict[str, int]:
