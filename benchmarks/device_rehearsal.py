@@ -12,9 +12,8 @@ folder, and runs the check's command there with ``--device cpu --quick``:
     python -m benchmarks.device_rehearsal sweep --python python3.12 --torch 2.11.0
 
 ``--torch`` has no default: the device's version is read off the machine (``status``, or the
-last GPU run's figures in RESULTS.md), and this project pins no torch but its own. Found the
-first time (2026-12-03): device-wheels.sh's Ray wheel ended its RECORD files with a blank line,
-on which pip stops the install and importlib.metadata raises (device_carry now mends them).
+last GPU run's figures in RESULTS.md), and this project pins no torch but its own. What its
+first run found: benchmarks/README.md, "Rehearse a call on this CPU first".
 """
 
 from __future__ import annotations

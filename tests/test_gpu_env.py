@@ -31,3 +31,11 @@ def test_the_carried_wheels_are_installed_for_the_run_and_removed_after_it(tmp_p
     site = Path(run.stdout.strip()).parents[1]
     assert site.parent == tmp and site.name.startswith("medsweep-site.")
     assert not site.exists() and not list(tmp.iterdir())  # gone when the script ended
+
+
+def test_no_script_that_sources_it_sets_a_trap_of_its_own():
+    # bash keeps one EXIT trap: a script's own would replace gpu_env.sh's, and the site would stay
+    scripts = [path for path in REPO.glob("*/**/*.sh") if ".venv" not in path.parts
+               and "gpu_env.sh" in path.read_text() and path.name != "gpu_env.sh"]
+    assert len(scripts) >= 4  # gpu_check, gpu_sweep, gpu_study, gpu_protocol
+    assert [path.name for path in scripts if "trap " in path.read_text()] == []

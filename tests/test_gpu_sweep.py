@@ -7,6 +7,7 @@ sweeps and a resume); the argument refusals and the packing arithmetic are fast.
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 from pathlib import Path
@@ -164,7 +165,7 @@ def test_the_suite_runs_quick_then_slow_tests_and_adds_up_both(tmp_path, monkeyp
     monkeypatch.setattr(gpu_sweep, "REPO", tmp_path)
     monkeypatch.setattr(gpu_sweep, "NOT_HERE", [])
     monkeypatch.setattr(gpu_sweep, "suite_workers", lambda: [])
-    args = type("Args", (), {"data_root": str(tmp_path), "quick": True, "device": "cpu", "out": tmp_path, "work": tmp_path})
+    args = argparse.Namespace(data_root=str(tmp_path), quick=True, device="cpu", out=tmp_path, work=tmp_path)
     check = gpu_sweep.Check(args)
     check.size = check.size._replace(tests=(str(tests),))
     (tmp_path / "pyproject.toml").write_text('[tool.pytest.ini_options]\nmarkers = ["slow: slow"]\n')
