@@ -6,6 +6,7 @@ import contextlib
 import gzip
 import io
 import json
+import re
 
 from studies.recipe import summarize
 from studies.recipe.records import read_records
@@ -53,6 +54,28 @@ def test_selecting_on_test_is_its_own_rule(tmp_path, monkeypatch, real_root):
     assert rows["trailing mean of 1 (what ran)"].startswith("0.500")
     assert rows["last epoch"].startswith("0.500")
     assert "paired difference" not in out.getvalue()  # one arm: nothing to pair
+
+
+def test_the_paired_table_has_every_shared_test_metric_against_the_first_arm(tmp_path, monkeypatch, real_root):
+    # The recipe README states paired QWK and MAE; the command it gives must print them.
+    monkeypatch.setenv("MEDMNIST_ROOT", str(real_root))
+    lines = []
+    for arm, acc, qwk, mae in (("a", 0.50, 0.40, 0.70), ("b", 0.53, 0.46, 0.60)):
+        for seed in (0, 1):
+            record = _record(arm, seed, acc + seed / 100, [0.5], 1, auc=0.7)
+            record["result"]["test"] |= {"qwk": qwk, "mae": mae}
+            lines.append(json.dumps(record))
+    lines.append(json.dumps(_record("c", 1000, 0.5, [0.5], 1)))  # fresh seeds: nothing to pair with
+    path = tmp_path / "ab.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        summarize.main([str(path)])
+    header = next(line for line in out.getvalue().splitlines() if "| against |" in line)
+    assert re.findall(r"of test (\w+)", header) == ["acc", "auc", "qwk", "mae"]
+    (row,) = [line for line in out.getvalue().splitlines() if line.startswith("| retinamnist b | retinamnist a |")]
+    assert row.split(" | ")[2:] == ["0 1", "0.030 +- 0.000 (+0.030, +0.030)", "0.000 +- 0.000", "0.060 +- 0.000", "-0.100 +- 0.000 |"]
+    assert "| retinamnist c | retinamnist a | none shared | - | - | - | - |" in out.getvalue()
 
 
 def test_gzipped_records_read_as_plain_ones(tmp_path, monkeypatch, real_root):

@@ -9,8 +9,8 @@ validation; the seed ensemble (the seeds' selected-epoch probabilities averaged,
 for decoded QWK/MAE tuned on the averaged validation probabilities); and, from the per-epoch
 test numbers that only this research tool records, how other selection rules would have done
 (the epoch chosen on test among them: what a paper that selects on test would print); and,
-for arms of the same dataset, the paired difference (test ACC and AUC) to the first one over the
-seeds both ran.
+for arms of the same dataset, the paired difference of each test metric (ACC, AUC, QWK, MAE) to
+the first arm of that dataset over the seeds both ran: name the baseline's file first.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from studies import run_main
 from studies.recipe.records import read_records, record_paths
 
 METRICS = ("acc", "auc", "qwk", "mae", "qwk_decoded", "mae_decoded")
+PAIRED_METRICS = ("acc", "auc", "qwk", "mae")
 
 
 def fmt(values) -> str:
@@ -94,14 +95,20 @@ def paired_differences(runs: dict[str, list[dict]], metric: str = "acc") -> list
 
 
 def print_paired(runs: dict[str, list[dict]]) -> None:
-    acc, auc = paired_differences(runs, "acc"), paired_differences(runs, "auc")
-    if not acc:
+    """One row per arm after the first of its dataset; the seeds are those both ran with a test
+    ACC, whose differences follow the ACC column's mean in seed order; a metric that no such
+    seed has in both arms prints as -."""
+    columns = [paired_differences(runs, metric) for metric in PAIRED_METRICS]
+    if not columns[0]:
         return
-    print("| arm | against | seeds | paired difference of test acc (val-selected) | of test auc |")
-    print("|---|---|---|---|---|")
-    for (arm, base, seeds, diffs), (*_, auc_diffs) in zip(acc, auc):
-        print(f"| {arm} | {base} | {' '.join(map(str, seeds))} | {fmt(diffs) if diffs else '-'} | "
-              f"{fmt(auc_diffs) if auc_diffs else '-'} |")
+    print("| arm | against | seeds | " + " | ".join(f"paired difference of test {m} (val-selected)"
+                                                    for m in PAIRED_METRICS) + " |")
+    print("|---|---|---|" + "---|" * len(PAIRED_METRICS))
+    for row in zip(*columns):
+        arm, base, seeds, acc_diffs = row[0]
+        cells = [fmt(diffs) if diffs else "-" for *_, diffs in row]
+        cells[0] += (" (" + ", ".join(f"{d:+.3f}" for d in acc_diffs) + ")") if acc_diffs else ""
+        print(f"| {arm} | {base} | {' '.join(map(str, seeds)) or 'none shared'} | " + " | ".join(cells) + " |")
 
 
 def parse_args(argv: list[str]) -> list[str]:
