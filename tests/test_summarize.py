@@ -37,7 +37,7 @@ def test_paired_auc_differences_skip_the_seeds_without_an_auc():
         "retinamnist a": [_record("a", 0, 0.5, [0.5], 1, auc=0.70), _record("a", 1, 0.5, [0.5], 1, auc=0.72)],
         "retinamnist b": [_record("b", 0, 0.5, [0.5], 1, auc=0.75), _record("b", 1, 0.5, [0.5], 1)],
     }
-    ((_, _, seeds, diffs),) = summarize.paired_differences(runs, "auc")
+    ((_, _, seeds, diffs),) = summarize.paired_differences(runs, summarize.selected("auc"))
     assert seeds == [0] and [round(d, 6) for d in diffs] == [0.05]
 
 
@@ -60,9 +60,9 @@ def test_the_paired_table_has_every_shared_test_metric_against_the_first_arm(tmp
     # The recipe README states paired QWK and MAE; the command it gives must print them.
     monkeypatch.setenv("MEDMNIST_ROOT", str(real_root))
     lines = []
-    for arm, acc, qwk, mae in (("a", 0.50, 0.40, 0.70), ("b", 0.53, 0.46, 0.60)):
+    for arm, acc, qwk, mae, test_accs in (("a", 0.50, 0.40, 0.70, [0.40, 0.55]), ("b", 0.53, 0.46, 0.60, [0.50, 0.62])):
         for seed in (0, 1):
-            record = _record(arm, seed, acc + seed / 100, [0.5], 1, auc=0.7)
+            record = _record(arm, seed, acc + seed / 100, test_accs, 1, auc=0.7)
             record["result"]["test"] |= {"qwk": qwk, "mae": mae}
             lines.append(json.dumps(record))
     lines.append(json.dumps(_record("c", 1000, 0.5, [0.5], 1)))  # fresh seeds: nothing to pair with
@@ -72,10 +72,12 @@ def test_the_paired_table_has_every_shared_test_metric_against_the_first_arm(tmp
     with contextlib.redirect_stdout(out):
         summarize.main([str(path)])
     header = next(line for line in out.getvalue().splitlines() if "| against |" in line)
-    assert re.findall(r"of test (\w+)", header) == ["acc", "auc", "qwk", "mae"]
+    assert re.findall(r"of test (\w+)", header) == ["acc", "auc", "qwk", "mae", "acc"]
+    assert header.split(" | ")[-1] == "paired difference of test acc, epoch chosen on test |"
     (row,) = [line for line in out.getvalue().splitlines() if line.startswith("| retinamnist b | retinamnist a |")]
-    assert row.split(" | ")[2:] == ["0 1", "0.030 +- 0.000 (+0.030, +0.030)", "0.000 +- 0.000", "0.060 +- 0.000", "-0.100 +- 0.000 |"]
-    assert "| retinamnist c | retinamnist a | none shared | - | - | - | - |" in out.getvalue()
+    assert row.split(" | ")[2:] == ["0 1", "0.030 +- 0.000 (+0.030, +0.030)", "0.000 +- 0.000", "0.060 +- 0.000", "-0.100 +- 0.000",
+                                   "0.070 +- 0.000 |"]
+    assert "| retinamnist c | retinamnist a | none shared | - | - | - | - | - |" in out.getvalue()
 
 
 def test_gzipped_records_read_as_plain_ones(tmp_path, monkeypatch, real_root):
