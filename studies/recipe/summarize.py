@@ -68,8 +68,7 @@ def main(paths: list[str]) -> None:
                 f"trailing mean of {r['config']['select_window']} (what ran)": r["result"]["selected_epoch"] - 1,
                 "best single epoch (raw val_acc)": int(np.argmax(val)),
                 "last epoch": len(epochs) - 1,
-                "best epoch on test (what selecting on test would report)":
-                    int(np.argmax([e["test_acc"] for e in epochs])),
+                "best epoch on test (what selecting on test would report)": epoch_chosen_on_test(r),
             }
             for rule, i in picks.items():
                 rules[rule].append((epochs[i]["test_acc"], epochs[i].get("test_qwk")))
@@ -84,9 +83,13 @@ def selected(metric: str) -> Callable[[dict], float | None]:
     return lambda record: record["result"]["test"].get(metric)
 
 
+def epoch_chosen_on_test(record: dict) -> int:
+    """The index of a run's best test-ACC epoch: what a paper that selects on test would report."""
+    return int(np.argmax([epoch["test_acc"] for epoch in record["epochs"]]))
+
+
 def chosen_on_test(record: dict) -> float:
-    """A run's best test ACC over its epochs: what a paper that selects the epoch on test prints."""
-    return max(epoch["test_acc"] for epoch in record["epochs"])
+    return record["epochs"][epoch_chosen_on_test(record)]["test_acc"]
 
 
 PAIRED = {f"test {m} (val-selected)": selected(m) for m in ("acc", "auc", "qwk", "mae")} | {
@@ -112,9 +115,9 @@ def paired_differences(
 
 
 def print_paired(runs: dict[str, list[dict]]) -> None:
-    """One row per arm after the first of its dataset; the seeds are those both ran with a test
-    ACC, whose differences follow the ACC column's mean in seed order; a metric that no such
-    seed has in both arms prints as -."""
+    """One row per arm after the first of its dataset, over the seeds both ran (listed, and each
+    seed's ACC difference after the ACC column's mean); a metric that no shared seed has in both
+    arms prints as -."""
     columns = [paired_differences(runs, value) for value in PAIRED.values()]
     if not columns[0]:
         return
