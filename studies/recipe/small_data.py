@@ -20,11 +20,7 @@ from medvit.data import load_dataset
 from medvit.train import train_steps
 from studies import run_main
 from studies.recipe.records import read_records
-
-
-def fmt(values) -> str:
-    values = np.asarray(values, dtype=float)
-    return f"{values.mean():.3f} +- {values.std(ddof=1) if len(values) > 1 else 0:.3f}"
+from studies.recipe.summarize import chosen_on_test, fmt
 
 
 def leaves_majority(epochs: list[dict], key: str, majority: float) -> str:
@@ -56,7 +52,6 @@ def main(paths: list[str], n_train: int) -> None:
             majorities[config["dataset"]] = np.bincount(labels).max() / len(labels)
         majority = majorities[config["dataset"]]
         steps = config["epochs"] * train_steps(n_train, config["batch_size"])
-        test_chosen = [max(e["test_acc"] for e in r["epochs"]) for r in records]
         exits = [f'{leaves_majority(r["epochs"], "val_acc", majority)} / '
                  f'{leaves_majority(r["epochs"], "raw_val_acc", majority)}' for r in records]
         print(f"| {arm} | {steps} | {' '.join(str(r['seed']) for r in records)} "
@@ -64,7 +59,7 @@ def main(paths: list[str], n_train: int) -> None:
               f"| {fmt([r['result']['test']['auc'] for r in records])} "
               f"| {paired(records, first, 'acc')} / {paired(records, first, 'auc')} "
               f"| {', '.join(str(r['result']['selected_epoch']) for r in records)} of {config['epochs']} "
-              f"| {fmt(test_chosen)} | {', '.join(exits)} |")
+              f"| {fmt(map(chosen_on_test, records))} | {', '.join(exits)} |")
 
 
 if __name__ == "__main__":
