@@ -140,7 +140,7 @@ def run_train(args: argparse.Namespace) -> int:
         on_epoch=lambda m: print(format_epoch(m, config.epochs), flush=True),
     )
     keys = ("val", "test", "val_tta", "test_tta", "selected_epoch", "select_metric", "select_score", "diverged",
-            "config", "wall_time_s", "images_per_s", "history", "audit")
+            "config", "environment", "wall_time_s", "images_per_s", "history", "audit")
     path = args.out / METRICS_FILE
     write_json(path, {key: result[key] for key in keys if key in result})
     print(f"selected epoch {result['selected_epoch']} by {config.select_metric}; test: {metric_line(result['test'])}")

@@ -38,6 +38,7 @@ def test_the_recomputed_readout_leaves_training_and_the_running_statistics_alone
     for key in ("train_loss", "val_loss", "test_loss", "selected_score"):
         assert [e[key] for e in plain["epochs"]] == [e[key] for e in both["epochs"]]
     assert plain["result"]["test"] == both["result"]["test"]
+    assert plain["environment"]["torch"] == torch.__version__ and plain["environment"]["threads"] >= 1
     assert all(e["bn_val_loss"] != e["val_loss"] and "bn_test_acc" in e for e in both["epochs"])
 
 

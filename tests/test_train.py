@@ -39,6 +39,12 @@ def test_cli_two_epochs_on_real_retina_writes_complete_metrics(real_root, tmp_pa
     assert metrics["config"]["alpha"] == 0.2 and metrics["config"]["model"] == "medvit_28_tiny"
     assert metrics["wall_time_s"] > 0
     assert [m["epoch"] for m in metrics["history"]] == [1, 2]
+    # Where it ran: the same seed elsewhere ends elsewhere (medvit.train.environment).
+    assert metrics["environment"] == {
+        "torch": torch.__version__, "python": metrics["environment"]["python"], "device": metrics["environment"]["device"],
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}
+    assert metrics["environment"]["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert metrics["environment"]["device"]
     # The selected epoch is the best validation epoch, and val reports that epoch's numbers.
     history = {m["epoch"]: m for m in metrics["history"]}
     assert metrics["val"]["acc"] == history[metrics["selected_epoch"]]["val_acc"]

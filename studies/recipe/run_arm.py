@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from medvit.config import build_config
-from medvit.train import Trainer, load_data
+from medvit.train import Trainer, environment, load_data
 from studies import run_main
 from studies.recipe.records import open_text
 
@@ -74,7 +74,8 @@ def record_run(config, data, label: str, raw_val: bool = False, bn_readout: bool
     result = trainer.finish()
     scores = {k: result.pop(k).tolist() for k in ("val_scores", "test_scores")}
     return {"arm": label, "seed": config.seed, **extra, "config": config.model_dump(), "result": result,
-            "scores": scores, "epochs": epochs, "wall_s": time.time() - start}
+            "scores": scores, "epochs": epochs, "environment": environment(trainer.device),
+            "wall_s": time.time() - start}
 
 
 def append_record(path: str, record: dict) -> None:
