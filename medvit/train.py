@@ -66,8 +66,8 @@ def resolve_device(name: str) -> torch.device:
 
 def environment(device: torch.device) -> dict[str, str | int]:
     """Where a run ran, recorded beside its results. Training is chaotic: the same config and
-    seed on another CPU (whose kernels round differently), thread count or torch build differ in
-    the last bits of the first epoch's loss and end up as far apart as two seeds (0.005-0.025
+    seed on another CPU (whose kernels sum in another order) or with another thread count
+    differ from the first epoch's loss on and end up as far apart as two seeds (0.005-0.025
     test ACC on RetinaMNIST, reports/recipe/README.md), so only runs of one environment pair."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
