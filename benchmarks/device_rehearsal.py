@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -37,8 +38,11 @@ IMAGE_PACKAGES = ("torchvision", "numpy", "pandas", "pyarrow", "scikit-learn", "
 
 
 def rehearsal_command(check: str) -> str:
-    """The check's device command in its CPU form: ``--device cpu --quick``, the output in $OUT."""
-    command = CHECKS[check].command
+    """The check's device command in its CPU form: ``--device cpu --quick``, the output in $OUT
+    (a working folder under /tmp there is a fresh machine's; here a rehearsal before would be
+    resumed), without ``--records`` (the GPU runs' records are not of the quick size)."""
+    command = re.sub(r" --records \S+", "", CHECKS[check].command)
+    command = re.sub(r" --out /tmp/\S+", " --out $OUT/work", command)
     command = command.replace("--device cuda", "--device cpu") if "--device cuda" in command else command + " --device cpu"
     return command + " --quick"
 

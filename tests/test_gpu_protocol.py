@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
+import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +23,8 @@ SCRIPT = "studies/protocol/gpu_protocol.sh"
 def study(out: Path, real_root: Path, *extra: str) -> subprocess.CompletedProcess:
     env = without_ray_wheels(out.parent / f"{out.name}-site")  # as carried by device_carry protocol
     return subprocess.run(["bash", SCRIPT, "--device", "cpu", "--quick", "--jobs", "1", "--budget-s", "3600",
-                           "--data-root", str(real_root), "--out", str(out), *extra],
+                           "--data-root", str(real_root), "--out", str(out),
+                           "--bundle", str(out.parent / "bundle.tgz"), *extra],
                           cwd=REPO, capture_output=True, text=True, timeout=1200, env=env)
 
 
@@ -42,6 +46,9 @@ def test_quick_study_runs_every_planned_run_and_resumes(tmp_path, real_root):
         assert len(record["epochs"]) == 2 and all("test_acc" in epoch for epoch in record["epochs"])
         assert record["result"]["audit"]["test_selected"]["acc"] >= record["result"]["test"]["acc"]
     summary = (tmp_path / "summary.md").read_text()
+    environment = records[0]["environment"]  # runs pair only within one environment: each says where it ran
+    assert environment["threads"] == 1 and all(r["environment"] == environment for r in records)
+    assert f"Where the runs ran: {environment['device']}, torch {environment['torch']} (6 runs)." in summary
     assert "| retinamnist-a0.2 | medvit_base | 2 |" in summary and "seed paper 0.594" in summary
     # what a paper spec's sweep trial writes at each checkpoint: the whole Trainer state (medvit_base's
     # 44 M parameters four times: the model, the selected epoch's weights, Adam's two moments)
@@ -51,9 +58,22 @@ def test_quick_study_runs_every_planned_run_and_resumes(tmp_path, real_root):
     assert f"- medvit_base: {checkpoint['checkpoint_mib']:.1f} MiB" in summary
     assert f"plan: medvit_base: a sweep trial's checkpoint: {checkpoint['checkpoint_mib']:.1f} MiB" in run.stdout
 
+    with tarfile.open(tmp_path.parent / "bundle.tgz") as bundle:  # what a device call brings back
+        names = bundle.getnames()
+    assert sorted(n for n in names if n.endswith(".jsonl")) == sorted(f"./runs/{p.name}" for p in (tmp_path / "runs").glob("*.jsonl"))
+    assert "./summary.md" in names and "./plan.json" in names
+
     again = study(tmp_path, real_root)  # resumes: every step's output is there
     assert again.returncode == 0, again.stderr[-2000:]
     assert "plan: kept" in again.stdout and again.stdout.count("kept ") == 1 + 6
+
+    # another machine, a fresh folder: the records of the first call carried in, no run trained again
+    (tmp_path / "runs" / "pneumoniamnist-1.jsonl").unlink()
+    later = study(tmp_path.parent / "later", real_root, "--records", str(tmp_path / "runs"))
+    assert later.returncode == 0, later.stdout[-2000:] + later.stderr[-2000:]
+    assert "plan: kept 5 records of medvit_base" in later.stdout
+    assert json.loads((tmp_path.parent / "later" / "plan.json").read_text())["runs"] == [["pneumoniamnist", 1]]
+    assert "| pneumoniamnist | medvit_base | 2 |" in (tmp_path.parent / "later" / "summary.md").read_text()
 
 
 def test_fit_picks_the_most_runs_then_the_shortest_wall():
@@ -92,7 +112,76 @@ def test_checkpoint_line_states_its_share_of_each_datasets_epoch():
 
 def plan_args(out: Path, **changes) -> argparse.Namespace:
     return argparse.Namespace(**{"out": str(out), "device": "cuda", "quick": False, "budget_s": 420.0, "jobs": "1,2",
-                                 "rate_images": 512, "data_root": None} | changes)
+                                 "rate_images": 512, "window_s": 10.0, "data_root": None} | changes)
+
+
+def test_rate_times_its_epochs_only_after_the_start_line(real_root):
+    """Packed processes are timed together: each waits, warmed up, for measure's start line.
+    Without it each timed its own epoch as soon as its start-up ended, often alone (an H200
+    read 2.3x for two packed medvit_base processes, where the runs got 1.06x)."""
+    proc = subprocess.Popen([sys.executable, "-m", "studies.protocol.protocol", "rate", "--model", "medvit_base",
+                             "--device", "cpu", "--images", "16", "--window-s", "0", "--quick",
+                             "--data-root", str(real_root)], cwd=REPO, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(1.0)
+    go = time.time()
+    out, _ = proc.communicate("go\n", timeout=300)
+    sample = json.loads(out.strip().splitlines()[-1])
+    assert proc.returncode == 0 and sample["epochs"] == 1 and sample["images_per_s"] > 0
+    assert go <= sample["window"][0] < sample["window"][1]
+
+
+def fake_record(label: str, seed: int, model: str = "medvit_base", **changes) -> dict:
+    config = protocol.run_config(label, seed, model, "cuda", False, None, **changes)
+    return {"arm": label, "seed": seed, "config": config.model_dump()}
+
+
+def write_records(out: Path, *records: dict) -> None:
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    for record in records:
+        (out / "runs" / f"{record['arm']}-{record['seed']}.jsonl").write_text(json.dumps(record) + "\n")
+
+
+def fast_measure(model, jobs, args, checkpoint):
+    sample = {"images_per_s": 20000.0}
+    return [sample | ({"checkpoint_mib": 680.5, "checkpoint_save_s": 1.0, "checkpoint_copy_s": 1.0}
+                      if checkpoint and i == 0 else {}) for i in range(jobs)]
+
+
+def test_plan_leaves_out_the_runs_that_have_records(tmp_path, monkeypatch, capsys):
+    """An earlier call's records (--records): their runs are done; the rest train their model."""
+    write_records(tmp_path, fake_record("retinamnist-a0", 0), fake_record("retinamnist-a0.2", 0, alpha=0.2))
+    calls = []
+    monkeypatch.setattr(protocol, "measure", lambda model, *a, **k: calls.append(model) or fast_measure(model, *a, **k))
+    protocol.plan(plan_args(tmp_path))
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["kept"] == [["retinamnist-a0", 0], ["retinamnist-a0.2", 0]] and len(plan["runs"]) == 7
+    assert ["retinamnist-a0", 0] not in plan["runs"] and (tmp_path / "jobs.txt").read_text().count("\n") == 7
+    assert set(calls) == {"medvit_base"}
+    assert "plan: kept 2 records of medvit_base (retinamnist-a0-0, retinamnist-a0.2-0)" in capsys.readouterr().out
+
+
+def test_plan_with_every_run_recorded_measures_nothing(tmp_path, monkeypatch, capsys):
+    write_records(tmp_path, *[fake_record(label, seed, alpha=protocol.ARMS[label][1])
+                              for seed in protocol.SEEDS for label in protocol.ARMS])
+    monkeypatch.setattr(protocol, "measure", lambda *args, **kwargs: pytest.fail("measured with nothing to run"))
+    protocol.plan(plan_args(tmp_path))
+    assert json.loads((tmp_path / "plan.json").read_text())["runs"] == []
+    assert (tmp_path / "jobs.txt").read_text() == "" and "plan: every run has its record" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"model": "medvit_large"}, "trained medvit_large; one study trains one of"),
+    ({"resize": 32}, "trained another study: resize 32 (this call: 224)"),
+    ({"alpha": 0.5}, "trained another study: alpha 0.5 (this call: 0.0)"),
+])
+def test_plan_refuses_records_of_another_study(tmp_path, monkeypatch, changes, message):
+    write_records(tmp_path, fake_record("retinamnist-a0", 0, **changes))
+    monkeypatch.setattr(protocol, "measure", fast_measure)
+    with pytest.raises(SystemExit, match=message.replace("(", r"\(").replace(")", r"\)")):
+        protocol.plan(plan_args(tmp_path))
+    assert not (tmp_path / "plan.json").exists()
 
 
 def test_a_failed_measurement_is_one_line_and_none(tmp_path, capsys):
@@ -136,6 +225,11 @@ def test_a_packing_that_fails_leaves_the_smaller_ones(tmp_path, monkeypatch):
     assert not (tmp_path / "third" / "plan.json").exists()
 
 
+def test_where_counts_the_runs_of_each_environment():
+    h200 = {"environment": {"device": "NVIDIA H200", "torch": "2.11.0+cu130"}}
+    assert protocol.where([h200, {}, h200]) == "NVIDIA H200, torch 2.11.0+cu130 (2 runs); not recorded (1 run)"
+
+
 def test_makespan_packs_longest_first():
     assert protocol.makespan([3, 3, 2, 2, 2], 2) == 7
     assert protocol.makespan([5, 1, 1], 3) == 5
@@ -153,6 +247,8 @@ def test_needs_out():
                         "(packings to measure), got '1,0'"),
     (["--epochs", "3"], "gpu_protocol.sh: unknown argument --epochs (see --help)"),
     (["--budget-s"], "gpu_protocol.sh: --budget-s needs a value (see --help)"),
+    (["--records", "/nowhere"], "gpu_protocol.sh: --records must be a folder of run records, got '/nowhere'"),
+    (["--bundle", "/nowhere/b.tgz"], "gpu_protocol.sh: --bundle's folder does not exist: '/nowhere/b.tgz'"),
 ])
 def test_bad_arguments_are_one_line(tmp_path, real_root, args, message):
     run = subprocess.run(["bash", SCRIPT, "--quick", "--out", str(tmp_path), "--data-root", str(real_root), *args],

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ import torch
 
 from medvit.config import build_config
 from medvit.data import dataset_info
-from medvit.train import AUDIT_PREFIX, Trainer, load_data
+from medvit.train import AUDIT_PREFIX, Trainer, environment, load_data
 from studies import run_main
 from studies.recipe.records import read_records
 from sweeps.spec import load_spec
@@ -46,6 +47,8 @@ ARMS = {"retinamnist-a0": ("retinamnist", 0.0), "retinamnist-a0.2": ("retinamnis
         "pneumoniamnist": ("pneumoniamnist", 0.0)}
 SEEDS, QUICK_SEEDS = (0, 1, 2), (0, 1)
 MODELS = ("medvit_base", "medvit_small")  # the paper's MedViT-S first; MedViT-T if the budget needs it
+NOTES = {"medvit_base": "the paper's MedViT-S",
+         "medvit_small": "the paper's MedViT-T: MedViT-S does not fit the budget"}
 # Test ACC of the papers (val-selected as far as they say): MedViT paper's MedViT-S at 224 from
 # 28 px; the seed paper's MedViT (alpha 0 from its Table 2, PneumoniaMNIST from its Table 1).
 ANCHORS = {
@@ -57,6 +60,9 @@ ANCHORS = {
 QUICK = {"resize": 32, "epochs": 2, "subset": 16, "batch_size": 8}
 EVAL_COST = 1 / 3  # a forward pass, as a fraction of a training step per image
 START_S = 20  # a run's process start and data loading, on top of its epochs
+# what makes two runs one study's: kept records must match this call's runs in these
+STUDY_KEYS = ("resize", "epochs", "batch_size", "lr", "weight_decay", "augment", "subset", "alpha")
+RATE_EPOCHS = 10_000  # rate stops at its window; the schedule's length does not change a step's cost
 
 
 def run_config(label: str, seed: int, model: str, device: str, quick: bool, data_root: str | None, **changes):
@@ -73,16 +79,26 @@ def run_config(label: str, seed: int, model: str, device: str, quick: bool, data
 
 
 def rate(args) -> None:
-    """Print the training images/s of whole Trainer epochs (the second of two) of a run's config;
-    with ``--checkpoint`` also one checkpoint of a sweep trial of that config (the paper specs'
-    trials: the Trainer's state saved, then copied into storage as Ray Tune does), which it writes
-    after every epoch, or with ``checkpoint_every`` after some."""
+    """Print the training images/s of whole Trainer epochs of a run's config, timed together
+    with the other packed processes: after a warm-up epoch it prints ``ready`` and waits for
+    a line on stdin (``measure`` sends it once every process is ready), then trains epochs
+    for ``--window-s`` and reports their mean rate and the window. Without that start line
+    each process timed its own short epoch whenever its start-up ended, often alone: medvit_base
+    on an H200 read 2.3x packed 2 (876 and 2,008 images/s), where the runs got 1.06x.
+    With ``--checkpoint`` also one checkpoint of a sweep trial of that config (the paper specs'
+    trials: the Trainer's state saved, then copied into storage as Ray Tune does), which it
+    writes after every epoch, or with ``checkpoint_every`` after some."""
     config = run_config("retinamnist-a0", 0, args.model, args.device, args.quick, args.data_root,
-                        epochs=2, subset=args.images, audit_test=False)
+                        epochs=RATE_EPOCHS, subset=args.images, audit_test=False)
     trainer = Trainer(config, load_data(config))
     epochs = trainer.epochs()
     next(epochs)  # warm-up: allocator, cuDNN's algorithm search
-    sample = {"images_per_s": next(epochs)["images_per_s"]}
+    print("ready", flush=True)
+    sys.stdin.readline()
+    start, rates = time.time(), []
+    while not rates or time.time() - start < args.window_s:
+        rates.append(next(epochs)["images_per_s"])
+    sample = {"images_per_s": float(np.mean(rates)), "epochs": len(rates), "window": [start, time.time()]}
     print(json.dumps(sample | (checkpoint_cost(trainer) if args.checkpoint else {})))
 
 
@@ -108,21 +124,36 @@ def checkpoint_line(sample: dict, quick: bool) -> str:
 
 def measure(model: str, jobs: int, args, checkpoint: bool) -> list[dict] | None:
     """What each of `jobs` packed processes measured at once (rate's output): training images/s
-    of its own epoch; with ``checkpoint``, the first process also times its checkpoint. None,
-    with the failing process's last line printed, when one fails: most likely the GPU's memory,
-    which a 224 px MedViT at batch 128 fills by tens of GiB a process."""
+    of its own epochs, all timed in one window that starts when every process is ready; with
+    ``checkpoint``, the first process also times its checkpoint. None, with the failing
+    process's last line printed, when one fails: most likely the GPU's memory, which a 224 px
+    MedViT at batch 128 fills by tens of GiB a process."""
     command = [sys.executable, "-m", "studies.protocol.protocol", "rate", "--model", model, "--device", args.device,
-               "--images", str(QUICK["subset"] if args.quick else args.rate_images)] + ["--quick"] * args.quick
+               "--images", str(QUICK["subset"] if args.quick else args.rate_images),
+               "--window-s", str(0 if args.quick else args.window_s)] + ["--quick"] * args.quick
     if args.data_root:
         command += ["--data-root", args.data_root]
     # stderr to files, not pipes: a process blocked on a full pipe while the others train would
     # not be measured packed
     with contextlib.ExitStack() as stack:
         errors = [stack.enter_context(tempfile.TemporaryFile("w+")) for _ in range(jobs)]
-        procs = [subprocess.Popen(command + ["--checkpoint"] * (checkpoint and i == 0), stdout=subprocess.PIPE,
-                                  stderr=errors[i], text=True, cwd=REPO) for i in range(jobs)]
-        outputs = [proc.communicate()[0] for proc in procs]
-        failed = [(proc.returncode, error) for proc, error in zip(procs, errors) if proc.returncode]
+        procs = [subprocess.Popen(command + ["--checkpoint"] * (checkpoint and i == 0), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=errors[i], text=True, cwd=REPO) for i in range(jobs)]
+        ready = [proc.stdout.readline().strip() == "ready" for proc in procs]  # each waits for its start line
+        for proc in procs:
+            if not all(ready):
+                proc.kill()
+            with contextlib.suppress(BrokenPipeError):  # a process that failed or was stopped
+                proc.stdin.write("go\n")
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+        outputs = [proc.stdout.read() for proc in procs]  # stderr goes to files: stdout cannot block
+        for proc in procs:
+            proc.wait()
+            proc.stdout.close()
+        # the processes that never got ready failed on their own; the others were stopped for them
+        failed = ([(proc.returncode, error) for proc, error, ok in zip(procs, errors, ready) if not ok]
+                  or [(proc.returncode, error) for proc, error in zip(procs, errors) if proc.returncode])
         if failed:
             code, error = failed[0]
             error.seek(0)
@@ -180,9 +211,35 @@ def plan(args) -> None:
     start = time.perf_counter()
     # seed by seed, so that a budget that fits fewer runs keeps every arm
     runs = [(label, seed) for seed in (QUICK_SEEDS if args.quick else SEEDS) for label in ARMS]
+    # records of earlier calls (another session's, copied in with gpu_protocol.sh --records):
+    # their runs are done, and the rest must train the same model to be one study
+    kept = list(read_records(sorted((out / "runs").glob("*.jsonl"))))
+    done = {(r["arm"], r["seed"]): r["config"]["model"] for r in kept}
+    trained = set(done.values())
+    if len(trained) > 1 or not trained <= set(MODELS):
+        sys.exit(f"protocol.py: the records in {out / 'runs'} trained {', '.join(sorted(trained))}; "
+                 f"one study trains one of {', '.join(MODELS)}")
+    models = list(trained) or list(MODELS)
+    for record in kept:
+        expected = run_config(record["arm"], record["seed"], record["config"]["model"], args.device, args.quick,
+                              args.data_root)
+        differ = [f"{key} {record['config'][key]} (this call: {getattr(expected, key)})" for key in STUDY_KEYS
+                  if record["config"][key] != getattr(expected, key)]
+        if differ:
+            sys.exit(f"protocol.py: the record of {record['arm']}-{record['seed']} in {out / 'runs'} trained another "
+                     f"study: {', '.join(differ)}")
+    if done:
+        print(f"plan: kept {len(done)} records of {models[0]} ({', '.join(f'{a}-{s}' for a, s in sorted(done))})",
+              flush=True)
+        runs = [run for run in runs if run not in done]
+    if not runs:
+        write_plan(out, {"model": models[0], "jobs": 1, "estimated_wall_s": 0.0, "measured": {}, "checkpoint": {},
+                         "runs": [], "left_out": [], "kept": sorted(done)}, args, start)
+        print("plan: every run has its record")
+        return
     packings = sorted({int(j) for j in args.jobs.split(",")})
     measured, checkpoints, choices = {}, {}, {}
-    for model in MODELS:
+    for model in models:
         # the checkpoint once, at the smallest packing: a sweep trial's cost beyond its epochs,
         # which this study's runs do not pay (they keep none), but the paper specs' trials would.
         # A packing that fails (the GPU's memory) ends the model's larger ones: they need more.
@@ -214,16 +271,21 @@ def plan(args) -> None:
     if choices[model] is None:
         sys.exit(f"protocol.py: not even one run fits the {args.budget_s:.0f} s budget; give more --budget-s")
     jobs, chosen, wall = choices[model]
-    note = "the paper's MedViT-S" if model == "medvit_base" else "the paper's MedViT-T: MedViT-S does not fit the budget"
-    record = {"model": model, "note": note, "jobs": jobs, "estimated_wall_s": wall, "measured": measured,
-              "checkpoint": checkpoints,
-              "runs": chosen, "left_out": runs[len(chosen):], "device": args.device, "quick": args.quick,
-              "data_root": args.data_root, "measure_s": time.perf_counter() - start}
-    (out / "jobs.txt").write_text("".join(f"{label} {seed}\n" for label, seed in chosen))
+    left_out = runs[len(chosen):]
+    write_plan(out, {"model": model, "jobs": jobs, "estimated_wall_s": wall, "measured": measured,
+                     "checkpoint": checkpoints, "runs": chosen, "left_out": left_out, "kept": sorted(done)},
+               args, start)
+    print(f"plan: {model} ({NOTES[model]}), {len(chosen)} of {len(runs)} runs, {jobs} at a time, "
+          f"estimated {wall:.0f} s" + (f"; left out {left_out} (rerun with more --budget-s)" if left_out else ""))
+
+
+def write_plan(out: Path, record: dict, args, start: float) -> None:
+    """plan.json and jobs.txt (one run a line, the order they start in)."""
+    record = {"note": NOTES[record["model"]]} | record | {
+        "device": args.device, "quick": args.quick, "data_root": args.data_root,
+        "measure_s": time.perf_counter() - start}
+    (out / "jobs.txt").write_text("".join(f"{label} {seed}\n" for label, seed in record["runs"]))
     (out / "plan.json").write_text(json.dumps(record, indent=1) + "\n")
-    print(f"plan: {model} ({note}), {len(chosen)} of {len(runs)} runs, {jobs} at a time, "
-          f"estimated {wall:.0f} s" + (f"; left out {record['left_out']} (rerun with more --budget-s)"
-                                       if record["left_out"] else ""))
 
 
 def run(args) -> None:
@@ -239,7 +301,8 @@ def run(args) -> None:
     result = trainer.finish()
     scores = {k: result.pop(k).tolist() for k in ("val_scores", "test_scores")}
     record = {"arm": args.label, "seed": args.seed, "config": config.model_dump(), "result": result,
-              "scores": scores, "epochs": epochs, "wall_s": time.perf_counter() - start}
+              "scores": scores, "epochs": epochs, "environment": environment(trainer.device),
+              "wall_s": time.perf_counter() - start}
     path = out / "runs" / f"{args.label}-{args.seed}.jsonl"
     path.with_suffix(".tmp").write_text(json.dumps(record) + "\n")
     path.with_suffix(".tmp").rename(path)  # a run cut short leaves no record: resuming reruns it
@@ -267,6 +330,13 @@ def summary_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def where(records: list[dict]) -> str:
+    """The environments of the records and how many runs each (runs pair only within one)."""
+    places = Counter(f"{r['environment']['device']}, torch {r['environment']['torch']}" if "environment" in r
+                     else "not recorded" for r in records)
+    return "; ".join(f"{place} ({count} run{'s' * (count != 1)})" for place, count in places.items())
+
+
 def summary(args) -> None:
     out = Path(args.out)
     records = list(read_records(sorted((out / "runs").glob("*.jsonl"))))
@@ -274,6 +344,7 @@ def summary(args) -> None:
     text = (f"# The paper's protocol: {settings['model']} ({settings['note']}) at "
             f"{records[0]['config']['resize'] if records else '?'} px from 28 px, {len(records)} runs\n\n"
             + summary_table(records) + "\n\n"
+            + f"Where the runs ran: {where(records)}.\n\n"
             + "A sweep trial's checkpoint after each epoch (the paper specs' trials; these runs keep none), "
               "measured in the plan step at its smallest packing:\n\n"
             + "".join(f"- {model}: {checkpoint_line(sample, settings['quick'])}\n"
@@ -292,12 +363,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--budget-s", type=float, default=420.0, help="seconds for measuring and all runs")
     p.add_argument("--jobs", default="1,2", help="packings to measure (processes on the device at once)")
     p.add_argument("--rate-images", type=int, default=512, help="training images of a measured epoch")
+    p.add_argument("--window-s", type=float, default=10.0, help="seconds the packed processes are timed together")
     p.add_argument("--data-root")
     r = commands.add_parser("rate", help="(internal) images/s of one process")
     r.add_argument("--model", required=True)
     r.add_argument("--checkpoint", action="store_true", help="also time saving and copying its checkpoint")
     r.add_argument("--device", required=True)
     r.add_argument("--images", type=int, required=True)
+    r.add_argument("--window-s", type=float, required=True, help="train and time epochs this long (at least one)")
     r.add_argument("--quick", action="store_true")
     r.add_argument("--data-root")
     r = commands.add_parser("run", help="one run of the plan")
