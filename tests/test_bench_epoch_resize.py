@@ -64,6 +64,8 @@ def test_peak_flops_know_the_h200_and_not_a_cpu(monkeypatch):
     assert bench_epoch.peak_flops(torch.device("cpu"), "bf16") is None
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
     assert bench_epoch.peak_flops(torch.device("cuda"), "bf16") == 989e12
+    assert bench_epoch.peak_flops(torch.device("cuda"), "fp32") == 494.7e12  # cuDNN's fp32 convolutions run in TF32
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     assert bench_epoch.peak_flops(torch.device("cuda"), "fp32") == 67e12
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Some GPU")
     assert bench_epoch.peak_flops(torch.device("cuda"), "bf16") is None
