@@ -7,14 +7,18 @@ import gzip
 import io
 import json
 import re
+from pathlib import Path
+
+import numpy as np
 
 from studies.recipe import summarize
 from studies.recipe.records import read_records
 from studies.recipe.run_arm import append_record
 
 
-def _record(arm: str, seed: int, acc: float, test_accs: list[float], selected: int, auc: float | None = None) -> dict:
-    epochs = [{"val_acc": 0.5, "test_acc": a, "test_qwk": None} for a in test_accs]
+def _record(arm: str, seed: int, acc: float, test_accs: list[float], selected: int, auc: float | None = None,
+            val_accs: list[float] | None = None) -> dict:
+    epochs = [{"val_acc": v, "test_acc": a, "test_qwk": None} for a, v in zip(test_accs, val_accs or [0.5] * len(test_accs))]
     test = {"acc": acc} | ({"auc": auc} if auc is not None else {})
     return {"arm": arm, "seed": seed, "config": {"dataset": "retinamnist", "select_window": 1},
             "result": {"test": test, "selected_epoch": selected}, "epochs": epochs}
@@ -103,3 +107,29 @@ def test_run_arm_appends_to_a_gzipped_record_file_that_reads_back_whole(tmp_path
         append_record(str(path), record)
     assert list(read_records([path])) == records
     assert gzip.open(path, "rt").read().count("\n") == 2
+
+
+def test_a_run_of_another_window_is_also_read_with_the_default_rule(tmp_path, monkeypatch, real_root):
+    """The paper's recipe selects the best single epoch; the table adds what our default's
+    trailing mean of 5 would have picked from the same runs."""
+    monkeypatch.setenv("MEDMNIST_ROOT", str(real_root))
+    val = [0.2] * 5 + [0.9] + [0.5] * 5  # one lucky epoch (index 5), then a plateau
+    path = tmp_path / "a.jsonl"
+    path.write_text(json.dumps(_record("a", 0, 0.05, [i / 100 for i in range(11)], 6, val_accs=val)) + "\n")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        summarize.main([str(path)])
+    rows = {line.split(" | ")[1]: line.split(" | ")[2] for line in out.getvalue().splitlines()
+            if line.startswith("| retinamnist a | ")}
+    assert rows["best single epoch (raw val_acc)"].startswith("0.050")
+    assert rows["trailing mean of 5 of val_acc (the default rule)"].startswith("0.090")  # 0.9 and four 0.5
+
+
+def test_trailing_pick_is_the_trainers_selection():
+    """On the shipped runs of the default recipe, the epoch each Trainer selected."""
+    records = [r for r in read_records([Path(__file__).resolve().parents[1] / "reports/recipe/b.jsonl.gz"])
+               if r["config"]["select_metric"] == "val_acc" and not any(e.get("diverged") for e in r["epochs"])]
+    assert len(records) >= 5 and {r["config"]["select_window"] for r in records} == {5}
+    for r in records:
+        val = np.array([e["val_acc"] for e in r["epochs"]])
+        assert summarize.trailing_pick(val, 5) == r["result"]["selected_epoch"] - 1
