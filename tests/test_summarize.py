@@ -45,19 +45,25 @@ def test_paired_auc_differences_skip_the_seeds_without_an_auc():
     assert seeds == [0] and [round(d, 6) for d in diffs] == [0.05]
 
 
-def test_selecting_on_test_is_its_own_rule(tmp_path, monkeypatch, real_root):
-    monkeypatch.setenv("MEDMNIST_ROOT", str(real_root))
+def rule_rows(tmp_path, record: dict) -> tuple[dict[str, str], str]:
+    """summarize.py's output for one record: its selection rules' test ACC cells, and all of it."""
     path = tmp_path / "a.jsonl"
-    path.write_text(json.dumps(_record("a", 0, 0.50, [0.40, 0.61, 0.50], selected=3)) + "\n")
+    path.write_text(json.dumps(record) + "\n")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         summarize.main([str(path)])
     rows = {line.split(" | ")[1]: line.split(" | ")[2] for line in out.getvalue().splitlines()
             if line.startswith("| retinamnist a | ")}
+    return rows, out.getvalue()
+
+
+def test_selecting_on_test_is_its_own_rule(tmp_path, monkeypatch, real_root):
+    monkeypatch.setenv("MEDMNIST_ROOT", str(real_root))
+    rows, out = rule_rows(tmp_path, _record("a", 0, 0.50, [0.40, 0.61, 0.50], selected=3))
     assert rows["best epoch on test (what selecting on test would report)"].startswith("0.610")
     assert rows["trailing mean of 1 (what ran)"].startswith("0.500")
     assert rows["last epoch"].startswith("0.500")
-    assert "paired difference" not in out.getvalue()  # one arm: nothing to pair
+    assert "paired difference" not in out  # one arm: nothing to pair
 
 
 def test_the_paired_table_has_every_shared_test_metric_against_the_first_arm(tmp_path, monkeypatch, real_root):
@@ -114,13 +120,7 @@ def test_a_run_of_another_window_is_also_read_with_the_default_rule(tmp_path, mo
     trailing mean of 5 would have picked from the same runs."""
     monkeypatch.setenv("MEDMNIST_ROOT", str(real_root))
     val = [0.2] * 5 + [0.9] + [0.5] * 5  # one lucky epoch (index 5), then a plateau
-    path = tmp_path / "a.jsonl"
-    path.write_text(json.dumps(_record("a", 0, 0.05, [i / 100 for i in range(11)], 6, val_accs=val)) + "\n")
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        summarize.main([str(path)])
-    rows = {line.split(" | ")[1]: line.split(" | ")[2] for line in out.getvalue().splitlines()
-            if line.startswith("| retinamnist a | ")}
+    rows, _ = rule_rows(tmp_path, _record("a", 0, 0.05, [i / 100 for i in range(11)], 6, val_accs=val))
     assert rows["best single epoch (raw val_acc)"].startswith("0.050")
     assert rows["trailing mean of 5 of val_acc (the default rule)"].startswith("0.090")  # 0.9 and four 0.5
 
