@@ -162,6 +162,25 @@ def test_plan_leaves_out_the_runs_that_have_records(tmp_path, monkeypatch, capsy
     assert "plan: kept 2 records of medvit_base (retinamnist-a0-0, retinamnist-a0.2-0)" in capsys.readouterr().out
 
 
+def test_a_plan_whose_runs_all_ended_gives_way_to_one_for_the_rest(tmp_path, monkeypatch, capsys):
+    """A second call on the still-warm machine: the first call's plan fitted one run, which ended;
+    the next plan takes the runs it left out, with the first plan's measurements."""
+    one_run = protocol.run_seconds("retinamnist-a0", False, 20000.0) * 1.5
+    monkeypatch.setattr(protocol, "measure", fast_measure)
+    protocol.plan(plan_args(tmp_path, budget_s=one_run, jobs="1"))
+    assert json.loads((tmp_path / "plan.json").read_text())["runs"] == [["retinamnist-a0", 0]]
+    protocol.plan(plan_args(tmp_path, budget_s=one_run, jobs="1"))  # its run has no record yet: kept
+    assert "plan: kept" in capsys.readouterr().out
+
+    write_records(tmp_path, fake_record("retinamnist-a0", 0))
+    monkeypatch.setattr(protocol, "measure", lambda *args, **kwargs: pytest.fail("measured again"))
+    protocol.plan(plan_args(tmp_path, budget_s=one_run, jobs="1"))
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["runs"] == [["retinamnist-a0.2", 0]] and plan["kept"] == [["retinamnist-a0", 0]]
+    assert plan["measured"] == {"medvit_base": {"1": 20000.0}}
+    assert "have their records; planning the 8 it left out with its measurements" in capsys.readouterr().out
+
+
 def test_plan_with_every_run_recorded_measures_nothing(tmp_path, monkeypatch, capsys):
     write_records(tmp_path, *[fake_record(label, seed, alpha=protocol.ARMS[label][1])
                               for seed in protocol.SEEDS for label in protocol.ARMS])

@@ -10,7 +10,8 @@
 #                                         [--budget-s 420] [--jobs 1,2] [--data-root DIR]
 #                                         [--records DIR] [--bundle FILE]
 #
-# Steps, each skipped when its output exists, so a second call resumes where one stopped:
+# Steps, each skipped when its output exists, so a second call resumes where one stopped (a
+# plan whose runs all ended and that left some out gives way to a plan of those, measured once):
 #   1. plan: measures whole epochs of medvit_base (then medvit_small if it does not fit) packed
 #      1 and 2 processes at once, timed together, picks the model, the packing and the runs
 #      that fit (DIR/plan.json, DIR/jobs.txt; the output says which model and why), leaving

@@ -203,11 +203,41 @@ def fit(runs: list[tuple[str, int]], rates: dict[int, float], budget_s: float, q
     return best
 
 
+def measure_model(model: str, packings: list[int], args) -> tuple[dict[int, float], dict] | None:
+    """A model's total training images/s at each packing that runs, and its checkpoint's cost
+    (timed once, at the smallest packing: a sweep trial's cost beyond its epochs, which this
+    study's runs do not pay, but the paper specs' trials would). A packing that fails (the
+    GPU's memory) ends the model's larger ones: they need more. None if none runs."""
+    samples = {}
+    for jobs in packings:
+        sample = measure(model, jobs, args, checkpoint=jobs == packings[0])
+        if sample is None:
+            break
+        samples[jobs] = sample
+    if not samples:
+        return None
+    return {jobs: sum(s["images_per_s"] for s in each) for jobs, each in samples.items()}, samples[packings[0]][0]
+
+
+def ran_its_runs(out: Path, earlier: dict) -> bool:
+    """Whether this folder's plan left runs out and every run it planned has its record: then a
+    call plans the rest (a second call on a warm machine) with its measurements, else keeps it."""
+    return bool(earlier["left_out"]) and all((out / "runs" / f"{label}-{seed}.jsonl").exists()
+                                             for label, seed in earlier["runs"])
+
+
 def plan(args) -> None:
     out = Path(args.out)
-    if (out / "plan.json").exists():
+    earlier = json.loads((out / "plan.json").read_text()) if (out / "plan.json").exists() else None
+    if earlier and not ran_its_runs(out, earlier):
         print(f"plan: kept {out / 'plan.json'} (delete it to measure again)")
         return
+    reuse = {}
+    if earlier:
+        print(f"plan: the {len(earlier['runs'])} runs of {out / 'plan.json'} have their records; planning the "
+              f"{len(earlier['left_out'])} it left out with its measurements", flush=True)
+        reuse = {model: ({int(j): r for j, r in rates.items()}, earlier["checkpoint"][model])
+                 for model, rates in earlier["measured"].items()}
     start = time.perf_counter()
     # seed by seed, so that a budget that fits fewer runs keeps every arm
     runs = [(label, seed) for seed in (QUICK_SEEDS if args.quick else SEEDS) for label in ARMS]
@@ -240,21 +270,12 @@ def plan(args) -> None:
     packings = sorted({int(j) for j in args.jobs.split(",")})
     measured, checkpoints, choices = {}, {}, {}
     for model in models:
-        # the checkpoint once, at the smallest packing: a sweep trial's cost beyond its epochs,
-        # which this study's runs do not pay (they keep none), but the paper specs' trials would.
-        # A packing that fails (the GPU's memory) ends the model's larger ones: they need more.
-        samples = {}
-        for jobs in packings:
-            sample = measure(model, jobs, args, checkpoint=jobs == packings[0])
-            if sample is None:
-                break
-            samples[jobs] = sample
-        if not samples:
+        got = reuse.get(model) or measure_model(model, packings, args)
+        if got is None:
             choices[model] = None
             continue
-        rates = {jobs: sum(sample["images_per_s"] for sample in each) for jobs, each in samples.items()}
+        rates, checkpoints[model] = got
         measured[model] = rates
-        checkpoints[model] = samples[packings[0]][0]
         print(f"plan: {model}: " + ", ".join(f"{r:,.1f} training images/s with {j} packed" for j, r in rates.items()),
               flush=True)
         print(f"plan: {model}: a sweep trial's checkpoint: {checkpoint_line(checkpoints[model], args.quick)}",
