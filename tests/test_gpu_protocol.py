@@ -112,7 +112,7 @@ def test_checkpoint_line_states_its_share_of_each_datasets_epoch():
 
 def plan_args(out: Path, **changes) -> argparse.Namespace:
     return argparse.Namespace(**{"out": str(out), "device": "cuda", "quick": False, "budget_s": 420.0, "jobs": "1,2",
-                                 "rate_images": 512, "window_s": 10.0, "data_root": None} | changes)
+                                 "rate_images": 512, "window_s": 10.0, "data_root": None, "model": None} | changes)
 
 
 def test_rate_times_its_epochs_only_after_the_start_line(real_root):
@@ -190,8 +190,45 @@ def test_plan_with_every_run_recorded_measures_nothing(tmp_path, monkeypatch, ca
     assert (tmp_path / "jobs.txt").read_text() == "" and "plan: every run has its record" in capsys.readouterr().out
 
 
+def test_a_baseline_model_is_its_own_study_beside_its_published_row(tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(protocol, "measure", lambda model, *a, **k: calls.append(model) or fast_measure(model, *a, **k))
+    protocol.plan(plan_args(tmp_path, model="resnet18_224"))
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert set(calls) == {"resnet18_224"} and plan["model"] == "resnet18_224"
+    assert plan["note"] == "ResNet-18 (224), a baseline under the paper's protocol"
+    assert protocol.anchor("pneumoniamnist", "resnet18_224") == "MedMNIST v2, ResNet-18 (224): 0.864"
+    assert protocol.anchor("retinamnist-a0", "resnet18_224") == "not in the seed paper's Table 1"
+    assert protocol.anchor("retinamnist-a0", "medvit_base") == protocol.ANCHORS["retinamnist-a0"]
+
+    (tmp_path / "medvit").mkdir()
+    write_records(tmp_path / "medvit", fake_record("retinamnist-a0", 0))
+    with pytest.raises(SystemExit, match="trained medvit_base; this study trains one of resnet18_224"):
+        protocol.plan(plan_args(tmp_path / "medvit", model="resnet18_224"))
+
+
+def test_an_unknown_baseline_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        protocol.main(["plan", "--out", str(tmp_path), "--device", "cpu", "--model", "medvit_tiny"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "protocol.py: --model must be one of resnet18_224, resnet50_224, got 'medvit_tiny'\n"
+
+
+@pytest.mark.slow  # ResNet-18 at 224 px on a CPU, 2 epochs of 16 images
+def test_a_baseline_run_trains_the_planned_model(tmp_path, monkeypatch, real_root):
+    monkeypatch.setattr(protocol, "measure", fast_measure)
+    protocol.plan(plan_args(tmp_path, device="cpu", quick=True, data_root=str(real_root), model="resnet18_224"))
+    (tmp_path / "runs").mkdir()
+    protocol.run(argparse.Namespace(out=str(tmp_path), label="pneumoniamnist", seed=0))
+    record = json.loads((tmp_path / "runs" / "pneumoniamnist-0.jsonl").read_text())
+    assert (record["config"]["model"], len(record["epochs"])) == ("resnet18_224", 2)
+    protocol.summary(argparse.Namespace(out=str(tmp_path)))
+    assert "| pneumoniamnist | resnet18_224 | 1 |" in (tmp_path / "summary.md").read_text()
+    assert "MedMNIST v2, ResNet-18 (224): 0.864" in (tmp_path / "summary.md").read_text()
+
+
 @pytest.mark.parametrize("changes, message", [
-    ({"model": "medvit_large"}, "trained medvit_large; one study trains one of"),
+    ({"model": "medvit_large"}, "trained medvit_large; this study trains one of medvit_base, medvit_small"),
     ({"resize": 32}, "trained another study: resize 32 (this call: 224)"),
     ({"alpha": 0.5}, "trained another study: alpha 0.5 (this call: 0.0)"),
 ])
@@ -273,4 +310,12 @@ def test_bad_arguments_are_one_line(tmp_path, real_root, args, message):
     run = subprocess.run(["bash", SCRIPT, "--quick", "--out", str(tmp_path), "--data-root", str(real_root), *args],
                          cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.strip() == message
+    assert not (tmp_path / "plan.json").exists()
+
+
+def test_the_script_hands_model_to_the_plan(tmp_path, real_root):
+    run = subprocess.run(["bash", SCRIPT, "--quick", "--device", "cpu", "--out", str(tmp_path), "--data-root",
+                          str(real_root), "--model", "medvit_tiny"], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 2 and run.stdout.strip() == (
+        "protocol.py: --model must be one of resnet18_224, resnet50_224, got 'medvit_tiny'")
     assert not (tmp_path / "plan.json").exists()

@@ -8,7 +8,7 @@
 #
 #   bash studies/protocol/gpu_protocol.sh --out DIR [--device cuda|cpu] [--quick]
 #                                         [--budget-s 420] [--jobs 1,2] [--data-root DIR]
-#                                         [--records DIR] [--bundle FILE]
+#                                         [--records DIR] [--bundle FILE] [--model resnet18_224]
 #
 # Steps, each skipped when its output exists, so a second call resumes where one stopped (a
 # plan whose runs all ended and that left some out gives way to a plan of those, measured once):
@@ -22,6 +22,8 @@
 #      leaves none and runs again);
 #   3. summary: DIR/summary.md, val-selected and test-selected (audit) beside the papers'
 #      numbers, then studies/recipe/summarize.py's tables.
+# --model trains a baseline instead of MedViT under the same protocol (resnet18_224 or
+# resnet50_224, beside MedMNIST v2's row for it); give it its own DIR and records.
 # --bundle FILE (outside DIR) writes DIR as one .tar.gz after every run and at the end: a device
 # call brings back 8 files at most, and a call cut short keeps the runs that ended.
 # `--device cpu --quick` runs the same code path in minutes: 2 seeds, 2 epochs, 16 images per
@@ -29,10 +31,10 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-OUT="" DEVICE=cuda QUICK="" BUDGET=420 JOBS=1,2 DATA_ROOT="${MEDMNIST_ROOT:-}" RECORDS="" BUNDLE=""
+OUT="" DEVICE=cuda QUICK="" BUDGET=420 JOBS=1,2 DATA_ROOT="${MEDMNIST_ROOT:-}" RECORDS="" BUNDLE="" MODEL=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --out|--device|--budget-s|--jobs|--data-root|--records|--bundle)
+        --out|--device|--budget-s|--jobs|--data-root|--records|--bundle|--model)
             [ $# -ge 2 ] || { echo "gpu_protocol.sh: $1 needs a value (see --help)" >&2; exit 2; } ;;&
         --out) OUT=$2; shift 2 ;;
         --device) DEVICE=$2; shift 2 ;;
@@ -41,8 +43,9 @@ while [ $# -gt 0 ]; do
         --data-root) DATA_ROOT=$2; shift 2 ;;
         --records) RECORDS=$2; shift 2 ;;
         --bundle) BUNDLE=$2; shift 2 ;;
+        --model) MODEL=(--model "$2"); shift 2 ;;
         --quick) QUICK=--quick; shift ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "gpu_protocol.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -68,7 +71,7 @@ PROTOCOL=studies.protocol.protocol
 SECONDS=0
 
 "$PY" -m "$PROTOCOL" plan --out "$OUT" --device "$DEVICE" $QUICK --budget-s "$BUDGET" --jobs "$JOBS" \
-    --data-root "$DATA_ROOT" 2>&1 | tee -a "$OUT/log.txt"
+    --data-root "$DATA_ROOT" ${MODEL[@]+"${MODEL[@]}"} 2>&1 | tee -a "$OUT/log.txt"
 PACKED=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["jobs"])' "$OUT/plan.json")
 
 export OUT PY PROTOCOL BUNDLE

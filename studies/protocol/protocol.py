@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from analysis.reference import table1_value
 from medvit.config import build_config
 from medvit.data import dataset_info
 from medvit.train import AUDIT_PREFIX, Trainer, environment, load_data
@@ -49,6 +50,8 @@ SEEDS, QUICK_SEEDS = (0, 1, 2), (0, 1)
 MODELS = ("medvit_base", "medvit_small")  # the paper's MedViT-S first; MedViT-T if the budget needs it
 NOTES = {"medvit_base": "the paper's MedViT-S",
          "medvit_small": "the paper's MedViT-T: MedViT-S does not fit the budget"}
+# --model: a baseline under the same protocol, beside MedMNIST v2's row for it (seed paper's Table 1)
+BASELINES = {"resnet18_224": "ResNet-18 (224)", "resnet50_224": "ResNet-50 (224)"}
 # Test ACC of the papers (val-selected as far as they say): MedViT paper's MedViT-S at 224 from
 # 28 px; the seed paper's MedViT (alpha 0 from its Table 2, PneumoniaMNIST from its Table 1).
 ANCHORS = {
@@ -63,6 +66,18 @@ START_S = 20  # a run's process start and data loading, on top of its epochs
 # what makes two runs one study's: kept records must match this call's runs in these
 STUDY_KEYS = ("resize", "epochs", "batch_size", "lr", "weight_decay", "augment", "subset", "alpha")
 RATE_EPOCHS = 10_000  # rate stops at its window; the schedule's length does not change a step's cost
+
+
+def note(model: str) -> str:
+    return NOTES[model] if model in NOTES else f"{BASELINES[model]}, a baseline under the paper's protocol"
+
+
+def anchor(label: str, model: str) -> str:
+    """The published test ACC beside an arm: the papers' MedViT, or a baseline's MedMNIST v2 row."""
+    if model in MODELS:
+        return ANCHORS[label]
+    published = table1_value(BASELINES[model], ARMS[label][0], "acc")
+    return f"MedMNIST v2, {BASELINES[model]}: {published.printed}" if published else "not in the seed paper's Table 1"
 
 
 def run_config(label: str, seed: int, model: str, device: str, quick: bool, data_root: str | None, **changes):
@@ -245,11 +260,11 @@ def plan(args) -> None:
     # their runs are done, and the rest must train the same model to be one study
     kept = list(read_records(sorted((out / "runs").glob("*.jsonl"))))
     done = {(r["arm"], r["seed"]): r["config"]["model"] for r in kept}
-    trained = set(done.values())
-    if len(trained) > 1 or not trained <= set(MODELS):
+    trained, allowed = set(done.values()), [args.model] if args.model else list(MODELS)
+    if len(trained) > 1 or not trained <= set(allowed):
         sys.exit(f"protocol.py: the records in {out / 'runs'} trained {', '.join(sorted(trained))}; "
-                 f"one study trains one of {', '.join(MODELS)}")
-    models = list(trained) or list(MODELS)
+                 f"this study trains one of {', '.join(allowed)}")
+    models = list(trained) or allowed
     for record in kept:
         expected = run_config(record["arm"], record["seed"], record["config"]["model"], args.device, args.quick,
                               args.data_root)
@@ -296,13 +311,13 @@ def plan(args) -> None:
     write_plan(out, {"model": model, "jobs": jobs, "estimated_wall_s": wall, "measured": measured,
                      "checkpoint": checkpoints, "runs": chosen, "left_out": left_out, "kept": sorted(done)},
                args, start)
-    print(f"plan: {model} ({NOTES[model]}), {len(chosen)} of {len(runs)} runs, {jobs} at a time, "
+    print(f"plan: {model} ({note(model)}), {len(chosen)} of {len(runs)} runs, {jobs} at a time, "
           f"estimated {wall:.0f} s" + (f"; left out {left_out} (rerun with more --budget-s)" if left_out else ""))
 
 
 def write_plan(out: Path, record: dict, args, start: float) -> None:
     """plan.json and jobs.txt (one run a line, the order they start in)."""
-    record = {"note": NOTES[record["model"]]} | record | {
+    record = {"note": note(record["model"])} | record | {
         "device": args.device, "quick": args.quick, "data_root": args.data_root,
         "measure_s": time.perf_counter() - start}
     (out / "jobs.txt").write_text("".join(f"{label} {seed}\n" for label, seed in record["runs"]))
@@ -347,7 +362,8 @@ def summary_table(records: list[dict]) -> str:
         val = [r["result"]["test"] for r in runs]
         on_test = [r["result"]["audit"]["test_selected"]["acc"] for r in runs]
         lines.append(f"| {label} | {runs[0]['config']['model']} | {len(runs)} | {_mean_std([v['acc'] for v in val])} "
-                     f"| {_mean_std([v['auc'] for v in val])} | {_mean_std(on_test)} | {ANCHORS[label]} |")
+                     f"| {_mean_std([v['auc'] for v in val])} | {_mean_std(on_test)} "
+                     f"| {anchor(label, runs[0]['config']['model'])} |")
     return "\n".join(lines)
 
 
@@ -386,6 +402,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rate-images", type=int, default=512, help="training images of a measured epoch")
     p.add_argument("--window-s", type=float, default=10.0, help="seconds the packed processes are timed together")
     p.add_argument("--data-root")
+    p.add_argument("--model", help=f"a baseline instead of MedViT: one of {', '.join(BASELINES)}")
     r = commands.add_parser("rate", help="(internal) images/s of one process")
     r.add_argument("--model", required=True)
     r.add_argument("--checkpoint", action="store_true", help="also time saving and copying its checkpoint")
@@ -401,6 +418,8 @@ def main(argv: list[str] | None = None) -> None:
     s = commands.add_parser("summary", help="summary.md from the runs' records")
     s.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    if args.command == "plan" and args.model and args.model not in BASELINES:
+        parser.exit(2, f"protocol.py: --model must be one of {', '.join(BASELINES)}, got '{args.model}'\n")
     {"plan": plan, "rate": rate, "run": run, "summary": summary}[args.command](args)
 
 
