@@ -295,7 +295,8 @@ def _run_once(values: dict[str, Any], arm: Arm, sweep: str, cache: dict[tuple, A
         "selected_epoch": int(result["selected_epoch"]), **_audit_row(result.get("audit")),
         **_score_columns(result["test_scores"], data.labels["test"]),
         "epochs": config.epochs,
-        "wall_time_s": time.perf_counter() - start, "created_at": datetime.now(timezone.utc),
+        "wall_time_s": time.perf_counter() - start,
+        "environment_json": json.dumps(result["environment"], sort_keys=True), "created_at": datetime.now(timezone.utc),
     }, config
 
 

@@ -63,6 +63,7 @@ from analysis.tables import (
     write_tables,
 )
 from medvit.atomic import write_text_atomic
+from medvit.provenance import where_they_ran
 from medvit.selection import AUDIT_PREFIX, SCORE_METRICS, metric_named
 from medvit.yamlio import dump_yaml
 
@@ -217,6 +218,9 @@ def _confirm_section(conf: pd.DataFrame) -> tuple[TableOut, list[str]]:
     notes = ["Std over seeds (ddof 1); 95% CI = Student-t interval over seeds."]
     if "Seed ensemble ACC" in header:
         notes.append(SEED_ENSEMBLE_NOTE)
+    if "environment_json" in conf and conf["environment_json"].notna().any():  # tables before it have none
+        envs = [json.loads(j) if isinstance(j, str) else None for j in conf["environment_json"]]
+        notes.append(f"Where the runs ran: {where_they_ran(envs)} (the same seed elsewhere trains another model).")
     t = TableOut("confirm", "Confirmed configurations (test split, per-seed re-runs)", pd.DataFrame(rows, columns=header),
                  notes, pd.DataFrame(data))
     return t, tests

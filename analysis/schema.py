@@ -166,6 +166,9 @@ test_scores        list<list<float32>>        the selected weights' test-split p
 test_labels        list<list<int16>>          the test split's labels, one list per image
 epochs             int32                      epochs trained
 wall_time_s        float64                    wall time of the run
+environment_json   string                     where it ran (``medvit.train.environment``: torch,
+                                              Python, device, CPU kernels, threads), sorted JSON;
+                                              the same seed elsewhere trains another model
 created_at         timestamp[us, UTC]         when the run finished
 =================  =========================  ==================================================
 
@@ -306,6 +309,7 @@ CONFIRM_SCHEMA = pa.schema(
         _F("test_labels", pa.list_(pa.list_(pa.int16()))),
         _F("epochs", pa.int32()),
         _F("wall_time_s", pa.float64()),
+        _F("environment_json", pa.string()),
         _F("created_at", pa.timestamp("us", tz="UTC")),
     ],
     metadata={"medsweep.schema_version": SCHEMA_VERSION, "medsweep.table": "confirm"},

@@ -194,6 +194,7 @@ def test_confirm_row_is_reproducible(analysis_sweeps, confirmed):
     assert result["test"]["acc"] == pytest.approx(row["test_acc"], abs=1e-9)
     assert np.allclose(np.stack(row["test_scores"]), result["test_scores"], atol=1e-6)
     assert result["selected_epoch"] == row["selected_epoch"] and json.loads(row["config_json"])["device"] == "cpu"
+    assert json.loads(row["environment_json"]) == result["environment"]  # where it ran, which repeating needs
 
 
 def test_report_with_confirm_and_automatic_gradcam(analysis_sweeps, pipeline, confirmed):
@@ -207,6 +208,8 @@ def test_report_with_confirm_and_automatic_gradcam(analysis_sweeps, pipeline, co
     md = (out_dir / "report.md").read_text()
     assert "](figures/gradcam.png)" in md and "GradCAM" in md and "Images: " in md
     assert "Confirmed configurations" in md and "paired over 2 seeds" in md
+    environment = json.loads(pq.read_table(confirmed[0]).to_pandas()["environment_json"].iloc[0])
+    assert f"Where the runs ran: {environment['device']}, torch {environment['torch']} (4 runs)" in md
     assert "seed ensemble" not in md.lower()  # the runs were tested on different subsets
     html = (out_dir / "report.html").read_text()
     assert html.count("<img src=\"data:image/png;base64,") == len(list((out_dir / "figures").glob("*.png")))

@@ -281,11 +281,6 @@ def test_a_packing_that_fails_leaves_the_smaller_ones(tmp_path, monkeypatch):
     assert not (tmp_path / "third" / "plan.json").exists()
 
 
-def test_where_counts_the_runs_of_each_environment():
-    h200 = {"environment": {"device": "NVIDIA H200", "torch": "2.11.0+cu130"}}
-    assert protocol.where([h200, {}, h200]) == "NVIDIA H200, torch 2.11.0+cu130 (2 runs); not recorded (1 run)"
-
-
 def test_makespan_packs_longest_first():
     assert protocol.makespan([3, 3, 2, 2, 2], 2) == 7
     assert protocol.makespan([5, 1, 1], 3) == 5

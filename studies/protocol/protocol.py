@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ import torch
 from analysis.reference import table1_value
 from medvit.config import build_config
 from medvit.data import dataset_info
+from medvit.provenance import where_they_ran
 from medvit.train import AUDIT_PREFIX, Trainer, environment, load_data
 from studies import run_main
 from studies.recipe.records import read_records
@@ -367,13 +367,6 @@ def summary_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def where(records: list[dict]) -> str:
-    """The environments of the records and how many runs each (runs pair only within one)."""
-    places = Counter(f"{r['environment']['device']}, torch {r['environment']['torch']}" if "environment" in r
-                     else "not recorded" for r in records)
-    return "; ".join(f"{place} ({count} run{'s' * (count != 1)})" for place, count in places.items())
-
-
 def summary(args) -> None:
     out = Path(args.out)
     records = list(read_records(sorted((out / "runs").glob("*.jsonl"))))
@@ -381,7 +374,7 @@ def summary(args) -> None:
     text = (f"# The paper's protocol: {settings['model']} ({settings['note']}) at "
             f"{records[0]['config']['resize'] if records else '?'} px from 28 px, {len(records)} runs\n\n"
             + summary_table(records) + "\n\n"
-            + f"Where the runs ran: {where(records)}.\n\n"
+            + f"Where the runs ran: {where_they_ran(r.get('environment') for r in records)}.\n\n"
             + "A sweep trial's checkpoint after each epoch (the paper specs' trials; these runs keep none), "
               "measured in the plan step at its smallest packing:\n\n"
             + "".join(f"- {model}: {checkpoint_line(sample, settings['quick'])}\n"
