@@ -4,15 +4,18 @@ Driven by studies/protocol/gpu_protocol.sh (results: reports/protocol/README.md)
 per step (``python -m studies.protocol.protocol``):
 
     protocol.py plan --out DIR --device cuda|cpu [--quick] [--budget-s 420] [--jobs 1,2]
+                     [--window-s 10] [--model resnet18_224]
     protocol.py run --out DIR --label retinamnist-a0.2 --seed 1
     protocol.py summary --out DIR
 
 The recipe of every run is the packaged spec's ``train`` section (sweeps/specs/paper/), so the
 study and the sweeps train the same thing: 50 epochs, batch 128, AdamW lr 1e-3, cosine, none
 of our extras, the best single epoch on validation, ``audit_test: true``. ``plan`` measures
-whole Trainer epochs of the run's own config (``rate``, packed as N processes at once),
-picks the paper's MedViT-S (``medvit_base``) if the runs fit the budget, else ``medvit_small``,
-else the runs that fit, in order of priority, and writes ``plan.json`` and ``jobs.txt``.
+whole Trainer epochs of the run's own config (``rate``, packed as N processes at once, timed
+together), picks the paper's MedViT-S (``medvit_base``) if the runs fit the budget, else
+``medvit_small``, else the runs that fit, in order of priority, leaving out the runs that
+already have a record (of the same model and recipe), and writes ``plan.json`` and ``jobs.txt``;
+``--model`` trains a CNN baseline instead.
 A run's record is one line in ``DIR/runs/<label>-<seed>.jsonl`` (run_arm.py's format, so
 studies/recipe/summarize.py reads it), written when the run ends.
 """
