@@ -71,8 +71,8 @@ OURS_PLAIN = "medsweep Trainer, plain step (no EMA, clipping, drop-path, smoothi
 OURS_COMPILED = "medsweep Trainer, compile: true (its first epoch compiles)"
 # --quick (with --resize): a 224 px MedViT step takes seconds per image on a CPU
 QUICK = {"models": "medvit_small", "batch": 16, "subset": 32, "rounds": 1, "workers": "0,2,8"}
-# Dense peak TFLOP/s by device name (SXM parts; bf16 tensor cores, fp32 without TF32), for the
-# model FLOPs utilisation: achieved FLOP/s over the peak of the step's precision.
+# Dense peak TFLOP/s by device name (SXM parts; bf16 and TF32 on the tensor cores, fp32 without
+# them), for the model FLOPs utilisation: achieved FLOP/s over the peak of the step's precision.
 PEAK_TFLOPS = {"H200": {"bf16": 989.0, "tf32": 494.7, "fp32": 67.0}, "H100": {"bf16": 989.0, "tf32": 494.7, "fp32": 67.0},
                "A100": {"bf16": 312.0, "tf32": 156.0, "fp32": 19.5}}
 # --step-table variants: (precision, channels-last, torch.compile)
