@@ -314,3 +314,12 @@ def test_the_script_hands_model_to_the_plan(tmp_path, real_root):
     assert run.returncode == 2 and run.stdout.strip() == (
         "protocol.py: --model must be one of resnet18_224, resnet50_224, got 'medvit_tiny'")
     assert not (tmp_path / "plan.json").exists()
+
+
+def test_a_bundle_inside_the_study_folder_is_refused(tmp_path, real_root):
+    # tar would read the bundle it is writing
+    run = subprocess.run(["bash", SCRIPT, "--quick", "--device", "cpu", "--out", str(tmp_path), "--data-root",
+                          str(real_root), "--bundle", str(tmp_path / "b.tgz")], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr.strip() == f"gpu_protocol.sh: --bundle must be outside --out, got '{tmp_path / 'b.tgz'}'"
+    assert not (tmp_path / "plan.json").exists()
