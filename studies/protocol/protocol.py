@@ -39,9 +39,11 @@ from analysis.reference import table1_value
 from medvit.config import build_config
 from medvit.data import dataset_info
 from medvit.provenance import where_they_ran
-from medvit.train import AUDIT_PREFIX, Trainer, environment, load_data
+from medvit.train import AUDIT_PREFIX, Trainer, load_data
 from studies import run_main
 from studies.recipe.records import read_records
+from studies.recipe.run_arm import finished_record
+from studies.recipe.summarize import fmt
 from sweeps.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -337,20 +339,11 @@ def run(args) -> None:
     trainer = Trainer(config, load_data(config))
     # run_arm.py's record: each epoch's test metrics as test_*, here from the Trainer's audit
     epochs = [{k.replace(AUDIT_PREFIX, "test_"): v for k, v in metrics.items()} for metrics in trainer.epochs()]
-    result = trainer.finish()
-    scores = {k: result.pop(k).tolist() for k in ("val_scores", "test_scores")}
-    record = {"arm": args.label, "seed": args.seed, "config": config.model_dump(), "result": result,
-              "scores": scores, "epochs": epochs, "environment": environment(trainer.device),
-              "wall_s": time.perf_counter() - start}
+    record = finished_record(trainer, args.label, epochs, start)
     path = out / "runs" / f"{args.label}-{args.seed}.jsonl"
     path.with_suffix(".tmp").write_text(json.dumps(record) + "\n")
     path.with_suffix(".tmp").rename(path)  # a run cut short leaves no record: resuming reruns it
-    print(args.label, args.seed, json.dumps(result["test"]), f"{record['wall_s']:.0f}s", flush=True)
-
-
-def _mean_std(values: list[float]) -> str:
-    values = np.asarray(values, dtype=float)
-    return f"{values.mean():.3f} +- {values.std(ddof=1) if len(values) > 1 else 0:.3f}"
+    print(args.label, args.seed, json.dumps(record["result"]["test"]), f"{record['wall_s']:.0f}s", flush=True)
 
 
 def summary_table(records: list[dict]) -> str:
@@ -364,8 +357,8 @@ def summary_table(records: list[dict]) -> str:
             continue
         val = [r["result"]["test"] for r in runs]
         on_test = [r["result"]["audit"]["test_selected"]["acc"] for r in runs]
-        lines.append(f"| {label} | {runs[0]['config']['model']} | {len(runs)} | {_mean_std([v['acc'] for v in val])} "
-                     f"| {_mean_std([v['auc'] for v in val])} | {_mean_std(on_test)} "
+        lines.append(f"| {label} | {runs[0]['config']['model']} | {len(runs)} | {fmt([v['acc'] for v in val])} "
+                     f"| {fmt([v['auc'] for v in val])} | {fmt(on_test)} "
                      f"| {anchor(label, runs[0]['config']['model'])} |")
     return "\n".join(lines)
 

@@ -63,7 +63,7 @@ def record_run(config, data, label: str, raw_val: bool = False, bn_readout: bool
     """Train ``config`` on ``data``, evaluating the test split after every epoch (and, when
     asked, the trained weights' validation metrics and the recomputed-BatchNorm readout):
     the JSON record that the summaries read."""
-    start = time.time()
+    start = time.perf_counter()
     trainer = Trainer(config, data)
     epochs = []
     for metrics in trainer.epochs():
@@ -71,11 +71,17 @@ def record_run(config, data, label: str, raw_val: bool = False, bn_readout: bool
         epochs.append({**metrics, **{f"test_{k}": v for k, v in test.items()},
                        **(raw_val_metrics(trainer) if raw_val else {}),
                        **(recomputed_bn_metrics(trainer) if bn_readout else {})})
+    return finished_record(trainer, label, epochs, start, **extra)
+
+
+def finished_record(trainer: Trainer, label: str, epochs: list[dict], start: float, **extra) -> dict:
+    """The record of a run whose epochs ``trainer`` has trained (``epochs`` with test_* metrics,
+    ``start`` from ``time.perf_counter``): its selected result, its scores, where it ran."""
     result = trainer.finish()
     scores = {k: result.pop(k).tolist() for k in ("val_scores", "test_scores")}
-    return {"arm": label, "seed": config.seed, **extra, "config": config.model_dump(), "result": result,
-            "scores": scores, "epochs": epochs, "environment": environment(trainer.device),
-            "wall_s": time.time() - start}
+    return {"arm": label, "seed": trainer.config.seed, **extra, "config": trainer.config.model_dump(),
+            "result": result, "scores": scores, "epochs": epochs, "environment": environment(trainer.device),
+            "wall_s": time.perf_counter() - start}
 
 
 def append_record(path: str, record: dict) -> None:
