@@ -53,11 +53,12 @@ class Check(NamedTuple):
 
 
 CHECKS = {
-    # the study's folder holds a file or two a run, more than a call brings back (8): one bundle comes back;
+    # a study's folder holds a file or two a run, more than a call brings back (8): one bundle comes back;
     # --records carries the runs that earlier calls finished (reports/protocol/README.md)
     "protocol": Check("bash studies/protocol/gpu_protocol.sh --device cuda --out /tmp/medsweep-protocol "
                       "--records reports/protocol/h200 --bundle $OUT/protocol.tgz", False, (RETINA, PNEUMONIA)),
-    "study": Check("bash studies/recipe/gpu_study.sh --device cuda --out $OUT", False, (RETINA, PNEUMONIA)),
+    "study": Check("bash studies/recipe/gpu_study.sh --device cuda --out /tmp/medsweep-study --bundle $OUT/study.tgz",
+                   False, (RETINA, PNEUMONIA)),
     "check": Check("bash benchmarks/gpu_check.sh --device cuda --out $OUT", False, (RETINA, PNEUMONIA)),
     "sweep": Check("bash benchmarks/gpu_sweep.sh --out $OUT --steps bcde", True, (RETINA,)),
     "sweep-tests": Check("bash benchmarks/gpu_sweep.sh --out $OUT --steps a", True, (RETINA, PNEUMONIA)),

@@ -3,8 +3,10 @@
 # studies/protocol/gpu_protocol.sh): resolves the data root, picks the
 # Python, installs pydantic and medmnist from the git-ignored .whl/ when they are not
 # importable, and puts the repository on PYTHONPATH. Expects REPO (the repository root), NAME
-# (the script, for errors), OUT and DATA_ROOT (given or empty); leaves OUT (created) and
-# DATA_ROOT absolute and PY set.
+# (the script, for errors), OUT and DATA_ROOT (given or empty), and BUNDLE (a script's --bundle
+# FILE, or unset); leaves OUT (created), DATA_ROOT and BUNDLE absolute, PY set, and `bundle`
+# defined: it writes OUT as one .tar.gz at BUNDLE (nothing without one), because a device call
+# brings back 8 files at most and a study's folder holds a file or two a run.
 [ -n "$OUT" ] || { echo "$NAME: --out DIR is required" >&2; exit 2; }
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -12,6 +14,17 @@ OUT=$(cd "$OUT" && pwd)
 [ -f "$DATA_ROOT/retinamnist.npz" ] || {
     echo "$NAME: no retinamnist.npz in $DATA_ROOT; give --data-root or set MEDMNIST_ROOT" >&2; exit 2; }
 DATA_ROOT=$(cd "$DATA_ROOT" && pwd)
+BUNDLE=${BUNDLE:-}
+if [ -n "$BUNDLE" ]; then
+    [ -d "$(dirname "$BUNDLE")" ] || { echo "$NAME: --bundle's folder does not exist: '$BUNDLE'" >&2; exit 2; }
+    BUNDLE=$(cd "$(dirname "$BUNDLE")" && pwd)/$(basename "$BUNDLE")
+    case "$BUNDLE" in "$OUT"/*) echo "$NAME: --bundle must be outside --out, got '$BUNDLE'" >&2; exit 2 ;; esac
+fi
+export BUNDLE
+bundle() {  # whole, or not at all: runs ending together each write their own and rename it
+    [ -z "$BUNDLE" ] || { tar czf "$BUNDLE.$BASHPID" -C "$OUT" . && mv "$BUNDLE.$BASHPID" "$BUNDLE"; }
+}
+export -f bundle
 PY=${PYTHON:-}
 if [ -z "$PY" ]; then
     if [ -x "$REPO/.venv/bin/python" ]; then PY=$REPO/.venv/bin/python; else PY=python3; fi

@@ -1,10 +1,12 @@
 """studies/recipe/gpu_study.sh, the recipe study run as parallel run_arm.py processes: its CPU
-quick mode, the same code path, trains every job it lists and leaves one record per run."""
+quick mode, the same code path, trains every job it lists, leaves one record per run, brings the
+folder back as one bundle, and a second call trains only the runs without a record."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,8 @@ def study(out: Path, real_root: Path, *extra: str) -> subprocess.CompletedProces
 
 @pytest.mark.slow
 def test_every_listed_run_trains_and_leaves_its_record(tmp_path, real_root):
-    run = study(tmp_path, real_root)
+    bundle = tmp_path.parent / f"{tmp_path.name}.tgz"  # outside the study's folder, as $OUT/study.tgz
+    run = study(tmp_path, real_root, "--bundle", str(bundle))
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     # The quick study's rows carry no extra fields: a job line ending in a blank made xargs
     # join it to the next, so one process got every seed's words as arguments and failed.
@@ -35,6 +38,17 @@ def test_every_listed_run_trains_and_leaves_its_record(tmp_path, real_root):
     old = next(r for r in records if r["arm"] == "a")["config"]
     assert old["ema"] == 0.0 and old["select_window"] == 1  # arm a is the old recipe
     assert all(len(r["scores"]["val_scores"]) == r["config"]["subset"] for r in records)
+    with tarfile.open(bundle) as tar:  # what a device call brings back: the whole folder
+        assert {f"./runs/{label}-{seed}.jsonl" for label in "ab" for seed in "01"} | {"./all.jsonl"} <= set(tar.getnames())
+
+    # the same command again, as a second call on a warm machine: every run kept, none trained
+    before = {path.name: path.read_bytes() for path in (tmp_path / "runs").glob("*.jsonl")}
+    again = study(tmp_path, real_root, "--bundle", str(bundle))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert sorted(line for line in again.stdout.splitlines() if line.startswith("kept")) == [
+        "kept a 0", "kept a 1", "kept b 0", "kept b 1"]
+    assert {path.name: path.read_bytes() for path in (tmp_path / "runs").glob("*.jsonl")} == before
+    assert len((tmp_path / "all.jsonl").read_text().splitlines()) == 4
 
 
 @pytest.mark.slow
@@ -55,6 +69,15 @@ def test_missing_data_is_one_line(tmp_path):
                           "--data-root", str(tmp_path / "nowhere")], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 2
     assert run.stderr.strip() == f"gpu_study.sh: no retinamnist.npz in {tmp_path / 'nowhere'}; give --data-root or set MEDMNIST_ROOT"
+
+
+def test_a_bundle_inside_the_study_folder_is_refused(tmp_path, real_root):
+    # tar would read the bundle it is writing
+    run = subprocess.run(["bash", "studies/recipe/gpu_study.sh", "--device", "cpu", "--quick", "--out", str(tmp_path),
+                          "--data-root", str(real_root), "--bundle", str(tmp_path / "b.tgz")],
+                         cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr.strip() == f"gpu_study.sh: --bundle must be outside --out, got '{tmp_path / 'b.tgz'}'"
 
 
 @pytest.mark.parametrize("args, message", [

@@ -59,11 +59,6 @@ if [ -n "$RECORDS" ]; then
 fi
 NAME=gpu_protocol.sh
 source "$REPO/benchmarks/gpu_env.sh"
-if [ -n "$BUNDLE" ]; then
-    [ -d "$(dirname "$BUNDLE")" ] || { echo "$NAME: --bundle's folder does not exist: '$BUNDLE'" >&2; exit 2; }
-    BUNDLE=$(cd "$(dirname "$BUNDLE")" && pwd)/$(basename "$BUNDLE")
-    case "$BUNDLE" in "$OUT"/*) echo "$NAME: --bundle must be outside --out, got '$BUNDLE'" >&2; exit 2 ;; esac
-fi
 cd "$REPO"
 mkdir -p "$OUT/runs"
 [ -z "$RECORDS" ] || find "$RECORDS" -maxdepth 1 -name '*.jsonl' -exec cp -n {} "$OUT/runs/" \;
@@ -74,10 +69,7 @@ SECONDS=0
     --data-root "$DATA_ROOT" ${MODEL[@]+"${MODEL[@]}"} 2>&1 | tee -a "$OUT/log.txt"
 PACKED=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["jobs"])' "$OUT/plan.json")
 
-export OUT PY PROTOCOL BUNDLE
-bundle() {  # whole, or not at all: runs ending together each write their own and rename it
-    [ -z "$BUNDLE" ] || { tar czf "$BUNDLE.$BASHPID" -C "$OUT" . && mv "$BUNDLE.$BASHPID" "$BUNDLE"; }
-}
+export OUT PY PROTOCOL
 run_one() {
     local label=$1 seed=$2
     if [ -s "$OUT/runs/$label-$seed.jsonl" ]; then echo "kept $label $seed"; return; fi
@@ -85,7 +77,7 @@ run_one() {
         && tail -1 "$OUT/runs/$label-$seed.log" || echo "FAILED $label $seed (see runs/$label-$seed.log)"
     bundle
 }
-export -f run_one bundle
+export -f run_one
 # shellcheck disable=SC2016
 xargs -r -P "$PACKED" -L 1 bash -c 'run_one "$@"' _ < "$OUT/jobs.txt" | tee -a "$OUT/log.txt"
 echo "gpu_protocol: runs done in ${SECONDS}s" | tee -a "$OUT/log.txt"

@@ -4,16 +4,18 @@
 # H200), without Ray.
 #
 #   bash studies/recipe/gpu_study.sh --out DIR [--device cuda|cpu] [--quick] [--jobs 8] [--labels b,a]
-#                                    [--data-root DIR]
+#                                    [--data-root DIR] [--bundle FILE]
 #
-# Each run appends its record to DIR/runs/<arm>-<seed>.jsonl (run_arm.py's format, so
-# summarize.py reads them) as soon as it ends, so a study cut short keeps every finished run.
-# --labels runs only those arms of the study (default: all). `--device cpu --quick` runs two
-# arms x two seeds of two epochs on 64 images: the same code path.
+# Each run writes its record to DIR/runs/<label>-<seed>.jsonl (run_arm.py's format, so
+# summarize.py reads them) as soon as it ends, so a study cut short keeps every finished run,
+# and the same command again trains only the runs without a record (a run cut short leaves none).
+# --labels runs only those arms of the study (default: all). --bundle FILE (outside DIR) writes
+# DIR as one .tar.gz after every run and at the end: a device call brings back 8 files at most.
+# `--device cpu --quick` runs two arms x two seeds of two epochs on 64 images: the same code path.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-OUT="" DEVICE=cuda QUICK=0 JOBS=8 LABELS="" DATA_ROOT="${MEDMNIST_ROOT:-}"
+OUT="" DEVICE=cuda QUICK=0 JOBS=8 LABELS="" DATA_ROOT="${MEDMNIST_ROOT:-}" BUNDLE=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --out) OUT=$2; shift 2 ;;
@@ -21,8 +23,9 @@ while [ $# -gt 0 ]; do
         --jobs) JOBS=$2; shift 2 ;;
         --labels) LABELS=",$2,"; shift 2 ;;
         --data-root) DATA_ROOT=$2; shift 2 ;;
+        --bundle) BUNDLE=$2; shift 2 ;;
         --quick) QUICK=1; shift ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "gpu_study.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -64,9 +67,11 @@ export OUT DEVICE DATA_ROOT PY QUICK_SETS
 run_one() {
     local arm=$1 label=$2 seed=$3
     shift 3
+    if [ -s "$OUT/runs/$label-$seed.jsonl" ]; then echo "kept $label $seed"; return; fi
     "$PY" -m studies.recipe.run_arm --arm "$arm" --label "$label" --seeds "$seed" --out "$OUT/runs/$label-$seed.jsonl" \
         --set device="$DEVICE" data_root="$DATA_ROOT" "$@" $QUICK_SETS > "$OUT/runs/$label-$seed.log" 2>&1 \
         && tail -1 "$OUT/runs/$label-$seed.log" || echo "FAILED $label $seed (see runs/$label-$seed.log)"
+    bundle
 }
 export -f run_one
 SECONDS=0
@@ -74,4 +79,5 @@ SECONDS=0
 xargs -P "$JOBS" -L 1 bash -c 'run_one "$@"' _ < "$OUT/jobs.txt" | tee -a "$OUT/log.txt"
 echo "gpu_study: done in ${SECONDS}s" | tee -a "$OUT/log.txt"
 cat "$OUT"/runs/*.jsonl > "$OUT/all.jsonl" 2>/dev/null || true  # every run failed: nothing to gather
+bundle
 if grep -q '^FAILED' "$OUT/log.txt"; then echo "gpu_study: some runs failed (above)" >&2; exit 1; fi
