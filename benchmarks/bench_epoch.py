@@ -32,7 +32,8 @@ notebook; the paper specs use nearest); the pipeline table times both up to the 
 ``--quick`` is a CPU-sized version: medvit_small, batch 16, 32 images, one round, 0, 2 and 8
 workers. ``--pipeline-only`` leaves the epochs out and times the input pipelines alone, which no
 model slows: the notebook's per-image PIL path at 224 px against ours on a CPU in minutes. ``--step-table`` times, instead of epochs, the bare training step of ``--table-models``
-(medvit_small and medvit_base) in fp32, channels-last, bf16 and compile, with the FLOPs of one
+(medvit_small and medvit_base) in fp32 and bf16, each contiguous or channels-last, and bf16
+channels-last with cuDNN's autotuning (``cudnn.benchmark``) or compiled (``VARIANTS``), with the FLOPs of one
 step (three forward passes' worth, counted by ``torch.utils.flop_counter.FlopCounterMode``: see
 ``step_flops``), the model FLOPs utilisation against the device's dense peak (``PEAK_TFLOPS``;
 none on a CPU) and the peak memory.
@@ -47,6 +48,7 @@ import argparse
 import os
 import resource
 import time
+from typing import NamedTuple
 
 import medmnist
 import torch
@@ -75,9 +77,21 @@ QUICK = {"models": "medvit_small", "batch": 16, "subset": 32, "rounds": 1, "work
 # them), for the model FLOPs utilisation: achieved FLOP/s over the peak of the step's precision.
 PEAK_TFLOPS = {"H200": {"bf16": 989.0, "tf32": 494.7, "fp32": 67.0}, "H100": {"bf16": 989.0, "tf32": 494.7, "fp32": 67.0},
                "A100": {"bf16": 312.0, "tf32": 156.0, "fp32": 19.5}}
-# --step-table variants: (precision, channels-last, torch.compile)
-VARIANTS = {"fp32": ("fp32", False, False), "fp32-cl": ("fp32", True, False), "bf16-cl": ("bf16", True, False),
-            "bf16-cl-compile": ("bf16", True, True)}
+
+
+class Variant(NamedTuple):
+    """One --step-table row's way of running the same step."""
+    precision: str
+    channels_last: bool
+    compiled: bool = False
+    # cuDNN times its algorithms for each new shape and keeps the fastest, instead of picking one
+    # by heuristics: MedViT's grouped and depthwise convolutions at 224 px are where it may matter
+    cudnn_benchmark: bool = False
+
+
+VARIANTS = {"fp32": Variant("fp32", False), "fp32-cl": Variant("fp32", True), "bf16": Variant("bf16", False),
+            "bf16-cl": Variant("bf16", True), "bf16-cl-cudnn": Variant("bf16", True, cudnn_benchmark=True),
+            "bf16-cl-compile": Variant("bf16", True, compiled=True)}
 
 
 def _rot90(p: float) -> T.RandomApply:
@@ -137,9 +151,11 @@ class UsualLoop:
     def __init__(self, config: TrainConfig, loader: DataLoader, device: torch.device):
         info = dataset_info(config.dataset)
         torch.manual_seed(config.seed)
-        # the loader already resized: the model is built for that size, as the Trainer's is
+        # built as the Trainer's is: for the resized side (any, not only MedMNIST's sizes), its
+        # resize hook a no-op here, where the loader already resized
         self.model = create_model(config.model, in_chans=info.channels, num_classes=info.num_classes,
-                                  img_size=config.resize or config.img_size).to(device)
+                                  img_size=config.img_size, resize=config.resize,
+                                  resize_mode=config.resize_mode).to(device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.loss_fn = loss_for_task(info.task, config.alpha, config.margin)
         self.loader, self.device = loader, device
@@ -251,7 +267,8 @@ def step_rows(model_name: str, variants: list[str], batch: int, resize: int | No
     loss_fn = loss_for_task(info.task, 0.0, 0.1)
     flops, rows = None, []
     for variant in variants:
-        precision, channels_last, compiled = VARIANTS[variant]
+        precision, channels_last, compiled, cudnn_benchmark = VARIANTS[variant]
+        torch.backends.cudnn.benchmark = cudnn_benchmark
         torch.manual_seed(0)
         model = create_model(model_name, in_chans=info.channels, num_classes=info.num_classes, resize=resize).to(device)
         layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -282,6 +299,7 @@ def step_rows(model_name: str, variants: list[str], batch: int, resize: int | No
         rows.append({"model": model_name, "variant": variant, "images_per_s": batch / seconds,
                      "step_gflop": flops / 1e9, "tflop_per_s": flops / seconds / 1e12,
                      "mfu": flops / seconds / peak if peak else None, "memory_gib": peak_memory_gib(device)})
+    torch.backends.cudnn.benchmark = False  # torch's default, for what runs next in this process
     return rows
 
 

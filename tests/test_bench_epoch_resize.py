@@ -52,6 +52,16 @@ def test_step_table_rows_on_the_cpu():
     assert table.count("| medvit_28_tiny |") == 2 and "| - |" in table
 
 
+def test_the_autotuned_variant_hands_torchs_default_back(monkeypatch):
+    # cuDNN's autotuning is process-wide: a later row, or the epochs after the table, must not inherit it
+    seen, count = [], bench_epoch.step_flops
+    monkeypatch.setattr(bench_epoch, "step_flops", lambda model, x: seen.append(torch.backends.cudnn.benchmark) or count(model, x))
+    rows = bench_epoch.step_rows("medvit_28_tiny", ["bf16-cl-cudnn", "bf16"], batch=2, resize=None,
+                                 dataset="retinamnist", device=torch.device("cpu"), steps=1)
+    assert seen == [True]  # the step's FLOPs are counted in the first row, with autotuning on
+    assert [r["variant"] for r in rows] == ["bf16-cl-cudnn", "bf16"] and torch.backends.cudnn.benchmark is False
+
+
 def test_resize_is_counted_as_the_models_input():
     (small,) = bench_epoch.step_rows("medvit_28_tiny", ["fp32"], batch=1, resize=None, dataset="retinamnist",
                                      device=torch.device("cpu"), steps=1)
@@ -73,7 +83,7 @@ def test_peak_flops_know_the_h200_and_not_a_cpu(monkeypatch):
 
 def test_bad_resize_and_variants_are_one_line(capsys):
     for argv, message in ((["--resize", "4"], "--resize: 4 is not a side in px; allowed: an integer >= 8"),
-                          (["--step-table", "--variants", "fp16"], "--variants: unknown fp16; allowed: fp32, fp32-cl")):
+                          (["--step-table", "--variants", "fp16"], "--variants: unknown fp16; allowed: fp32, fp32-cl, bf16, bf16-cl, bf16-cl-cudnn")):
         with pytest.raises(SystemExit) as exit_info:
             bench_epoch.main(argv)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
@@ -88,3 +98,11 @@ def test_pipeline_only_times_both_input_paths_and_trains_nothing(real_root, caps
     assert "usual, DataLoader 0 workers" in out and bench_epoch.OURS in out
     last = out.strip().splitlines()[-1]
     assert last.startswith("speedup vs usual loop: ") and last.endswith("x (pipeline)") and "epoch" not in last
+
+
+def test_both_loops_train_at_a_side_that_is_no_medmnist_size(real_root, capsys):
+    # the usual loop built its model for img_size=32, which create_model refuses (28, 64, 128, 224)
+    bench_epoch.main(["--resize", "32", "--augment", "augmix", "--subset", "8", "--batch", "4", "--workers", "0",
+                      "--rounds", "1", "--models", "medvit_28_tiny", "--data-root", str(real_root)])
+    out = capsys.readouterr().out
+    assert "| medvit_28_tiny | usual, DataLoader 0 workers |" in out and f"| medvit_28_tiny | {bench_epoch.OURS} |" in out
