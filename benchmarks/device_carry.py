@@ -60,6 +60,8 @@ CHECKS = {
     "study": Check("bash studies/recipe/gpu_study.sh --device cuda --out /tmp/medsweep-study --bundle $OUT/study.tgz",
                    False, (RETINA, PNEUMONIA)),
     "check": Check("bash benchmarks/gpu_check.sh --device cuda --out $OUT", False, (RETINA, PNEUMONIA)),
+    # issue 20's speed targets at 224 px: the step's variants and the official notebook's loop
+    "speed-224": Check("bash benchmarks/gpu_check.sh --device cuda --out $OUT --steps ij", False, (RETINA,)),
     "sweep": Check("bash benchmarks/gpu_sweep.sh --out $OUT --steps bcde", True, (RETINA,)),
     "sweep-tests": Check("bash benchmarks/gpu_sweep.sh --out $OUT --steps a", True, (RETINA, PNEUMONIA)),
 }

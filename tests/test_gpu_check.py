@@ -21,13 +21,13 @@ REPO = Path(__file__).resolve().parents[1]
 def test_gpu_check_quick_on_cpu(tmp_path, real_root):
     out = tmp_path / "out"
     run = subprocess.run(
-        ["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--quick", "--steps", "abcdfgeh", "--out", str(out),
+        ["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--quick", "--steps", "abcdfgehij", "--out", str(out),
          "--data-root", str(real_root)],
         cwd=REPO, capture_output=True, text=True, timeout=600, env=without_ray_wheels(tmp_path / "site"),
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for name in ("summary.md", "train_check.json", "throughput.md", "packing.md", "usual_loop.md", "compile.md",
-                 "trainer.md", "packed_compile.md", "log.txt"):
+                 "trainer.md", "packed_compile.md", "step_224.md", "notebook_224.md", "log.txt"):
         assert (out / name).is_file(), name
     summary = (out / "summary.md").read_text()
     assert "FAIL" not in summary
@@ -44,12 +44,18 @@ def test_gpu_check_quick_on_cpu(tmp_path, real_root):
     assert "| Trainer | fp32 channels-last | compile: true (default) |" in trainer
     packed = (out / "packed_compile.md").read_text()
     assert "| 2 processes |" in packed and "\n| eager |" in packed
+    step = (out / "step_224.md").read_text()  # --quick: the protocol's variants of a 28 px preset at 32 px
+    assert "### One training step at 32 px, batch 2" in step
+    assert [line.split(" | ")[1] for line in step.splitlines() if line.startswith("| medvit_28_tiny |")] == [
+        "bf16", "bf16-cl", "bf16-cl-cudnn"]
+    notebook = (out / "notebook_224.md").read_text()
+    assert "usual, DataLoader 0 workers" in notebook and notebook.strip().splitlines()[-1].endswith("x (pipeline)")
 
 
 def test_gpu_check_refuses_bad_arguments_before_it_looks_for_data(tmp_path):
     # no data root at all (a new user's checkout): the argument is still what is refused
     env = {key: value for key, value in os.environ.items() if key != "MEDMNIST_ROOT"}
-    for argument, refusal in ((["--steps", "az"], "--steps: letters of abcdfgeh, got 'az'"),
+    for argument, refusal in ((["--steps", "az"], "--steps: letters of abcdfgehij, got 'az'"),
                               (["--device", "gpu"], "--device: cuda or cpu, got 'gpu'")):
         run = subprocess.run(["bash", "benchmarks/gpu_check.sh", *argument, "--out", str(tmp_path)],
                              cwd=REPO, capture_output=True, text=True, env=env)
