@@ -315,15 +315,32 @@ def run_status_command(args: argparse.Namespace) -> int:
 
 # -- entry point ---------------------------------------------------------------------------
 
+DESCRIPTION = ("Find the best MedViT configuration for each MedMNIST dataset on your own GPU cluster: "
+               "Ray Tune sweeps (Optuna + ASHA), the epoch and the configuration chosen on validation only, "
+               "the test split evaluated once.")
+EPILOG = "medsweep COMMAND --help lists a command's options. Bad input ends in one line and exit code 2."
+
+
+def describe_subcommands(parser: argparse.ArgumentParser) -> None:
+    """Each subcommand's --help opens with the line that ``medsweep --help`` lists it with."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for listed in action._choices_actions:
+                sub = action.choices[listed.dest]
+                sub.description = sub.description or listed.help
+                describe_subcommands(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from analysis.cli import add_analysis_parsers
 
-    parser = OneLineParser(prog="medsweep", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="medsweep", description=DESCRIPTION, epilog=EPILOG)
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     add_train_parser(subparsers)
     add_data_parser(subparsers)
     add_sweep_parsers(subparsers)
     add_analysis_parsers(subparsers)
+    describe_subcommands(parser)
     return parser
 
 

@@ -40,6 +40,32 @@ def test_the_parser_has_the_subcommands_this_file_names():
     assert len(COMMANDS) == 11 and READS_DATA <= set(COMMANDS), sorted(COMMANDS)
 
 
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_commands_help_says_what_it_does(command):
+    # argparse drops add_parser's help from the command's own --help: it showed usage and options alone
+    listed = subcommands_listed(build_parser())[command]
+    assert listed and COMMANDS[command].description == listed
+    assert listed in " ".join(COMMANDS[command].format_help().split())
+
+
+def test_the_top_level_help_is_whole_sentences():
+    # it was the module docstring's first line, cut off mid-sentence ("..., then calls")
+    parser = build_parser()
+    assert parser.description.endswith(".") and parser.epilog.endswith(".")
+    assert "medsweep COMMAND --help" in " ".join(parser.format_help().split())
+
+
+def subcommands_listed(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, str]:
+    """Each leaf subcommand and the help its parent's --help lists it with."""
+    found = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for listed in action._choices_actions:
+                sub = action.choices[listed.dest]
+                found |= subcommands_listed(sub, f"{prefix}{listed.dest} ") or {f"{prefix}{listed.dest}": listed.help}
+    return found
+
+
 @pytest.mark.parametrize("command", sorted(RUNS_A_MODEL))
 def test_every_command_that_runs_a_model_takes_the_same_device_option(command):
     device = option(COMMANDS[command], "--device")
