@@ -19,11 +19,14 @@ they are missing); every step writes a Markdown or JSON file under ``--out``:
                     from a warm shared inductor cache: total images/s and start-up seconds;
                     (f), (g) and (h) only when ``--steps`` names them (compiling takes minutes)
   step_224.md       (i) the MedViT paper's protocol: ``medvit_base`` (its MedViT-S) at 224 px,
-                    the bare step in bf16 contiguous, channels-last, with cuDNN's autotuning and
-                    compiled (``bench_epoch.py --step-table``): images/s, model FLOPs utilisation
+                    the bare step in bf16 contiguous, channels-last and channels-last with cuDNN's
+                    autotuning, and fp32 (``bench_epoch.py --step-table``): images/s, model FLOPs
+                    utilisation, memory
   notebook_224.md   (j) the official MedViT notebook's loop at 224 px (PIL ``Resize``, ``AugMix``,
                     a DataLoader of 0, 2 and 8 workers) against the Trainer, ``medvit_base``:
-                    input pipeline and whole epochs; (i) and (j) only when ``--steps`` names them
+                    input pipeline and whole epochs
+  compile_224.md    (k) (i)'s step compiled, cut off at 300 s (compiling medvit_base may take
+                    minutes); (i), (j) and (k) only when ``--steps`` names them
   summary.md        every table above and the verdict of each check
 
 Nothing here imports Ray (``sys.modules["ray"] = None`` makes any attempt fail loudly), so the
@@ -67,7 +70,7 @@ MODES = {  # name: (autocast to bf16, channels-last)
 }
 PACKING_FLAG = "pathmnist"  # the synthetic data of packing and compile timings
 QUICK_TIMING = dict(warmup=0, seconds=0.0, min_steps=1)  # --quick: one step, the code path only
-STEPS = "abcdfgehij"  # in the order they run; (e), the tests, runs on CUDA only
+STEPS = "abcdfgehijk"  # in the order they run; (e), the tests, runs on CUDA only
 DEFAULT_STEPS = "abcde"  # under 8 minutes on an H100; (f), (g), (h) about 5, 4 and 5 more (compilations)
 RAY_BLOCKED = "import sys; sys.modules['ray'] = None; from medsweep.cli import main; sys.exit(main(sys.argv[1:]))"
 
@@ -355,15 +358,17 @@ def usual_loop(args, device: torch.device) -> str:
     return run.stdout
 
 
-# -- (i), (j) the paper's protocol at 224 px: bench_epoch.py on the device -------------------
+# -- (i), (j), (k) the paper's protocol at 224 px: bench_epoch.py on the device ---------------
 
 PROTOCOL_MODEL = "medvit_base"  # the MedViT paper's MedViT-S, which the protocol study trains
-# a compilation of medvit_base may take minutes: its own process, after the eager rows, and cut
-# off there rather than taking the call's other steps with it
+PROTOCOL_STEP = ["--step-table", "--table-models", PROTOCOL_MODEL, "--resize", "224", "--steps", "10"]
+# --quick: the code path of the same table, a 28 px preset at 32 px
+QUICK_STEP = ["--step-table", "--table-models", PRESET, "--resize", "32", "--batch", "2", "--steps", "1"]
+# a compilation that runs past this is cut off there rather than taking the call with it
 COMPILE_TIMEOUT_S = 300
 
 
-def bench_epoch(args, device: torch.device, *argv: str, timeout: float | None = None) -> str:
+def bench_epoch(device: torch.device, *argv: str, timeout: float | None = None) -> str:
     """bench_epoch.py's output on the device; a RuntimeError with its last lines if it fails."""
     command = [sys.executable, "-m", "benchmarks.bench_epoch", "--device", device.type, *argv]
     try:
@@ -376,18 +381,16 @@ def bench_epoch(args, device: torch.device, *argv: str, timeout: float | None = 
 
 
 def protocol_step(args, device: torch.device) -> str:
-    """(i) The bare step at 224 px per way of running it; --quick: a 28 px preset at 32 px, eager."""
+    """(i) The bare step of the paper's MedViT-S at 224 px per way of running it, eager."""
     if args.quick:
-        size = ["--table-models", PRESET, "--resize", "32", "--batch", "2", "--steps", "1"]
-        return bench_epoch(args, device, "--step-table", *size, "--variants", "bf16,bf16-cl,bf16-cl-cudnn")
-    size = ["--table-models", PROTOCOL_MODEL, "--resize", "224", "--steps", "10"]
-    eager = bench_epoch(args, device, "--step-table", *size, "--variants", "bf16,bf16-cl,bf16-cl-cudnn,fp32-cl")
-    try:
-        compiled = bench_epoch(args, device, "--step-table", *size, "--variants", "bf16-cl-compile",
-                               timeout=COMPILE_TIMEOUT_S)
-    except RuntimeError as error:
-        compiled = f"bf16-cl-compile: {error}"
-    return eager + "\n" + compiled
+        return bench_epoch(device, *QUICK_STEP, "--variants", "bf16,bf16-cl,bf16-cl-cudnn")
+    return bench_epoch(device, *PROTOCOL_STEP, "--variants", "bf16,bf16-cl,bf16-cl-cudnn,fp32-cl")
+
+
+def protocol_step_compiled(args, device: torch.device) -> str:
+    """(k) (i)'s step compiled, in a process of its own; --quick: the same on the CPU (minutes)."""
+    return bench_epoch(device, *(QUICK_STEP if args.quick else PROTOCOL_STEP), "--variants", "bf16-cl-compile",
+                       timeout=COMPILE_TIMEOUT_S)
 
 
 def protocol_loop(args, device: torch.device) -> str:
@@ -398,7 +401,7 @@ def protocol_loop(args, device: torch.device) -> str:
                 "--rounds", "1", "--threads", "1"]
     else:
         size = ["--models", PROTOCOL_MODEL, "--resize", "224", "--workers", "0,2,8", "--rounds", "2"]
-    return bench_epoch(args, device, "--augment", "augmix", "--data-root", args.data_root, *size)
+    return bench_epoch(device, "--augment", "augmix", "--data-root", args.data_root, *size)
 
 
 def fast_path_tests(args, out: Path) -> bool:
@@ -440,6 +443,7 @@ def main() -> int:
             "h": ("(h) packed trials compiled", "packed_compile.md", lambda: packed_compile(args, device, work, out)),
             "i": ("(i) the step at 224 px", "step_224.md", lambda: protocol_step(args, device)),
             "j": ("(j) the notebook's loop at 224 px", "notebook_224.md", lambda: protocol_loop(args, device)),
+            "k": ("(k) the step at 224 px compiled", "compile_224.md", lambda: protocol_step_compiled(args, device)),
         }
         for title, name, run in (steps[letter] for letter in STEPS if letter in args.steps and letter in steps):
             print(f"== {title}", flush=True)

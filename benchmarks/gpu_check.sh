@@ -6,7 +6,8 @@
 # Under 8 minutes on one H100 for the default steps abcde; --steps f (torch.compile of the bare
 # step) and g (the Trainer with compile and bf16) take about 5 and 4 more: run each as its own
 # call; so are i and j (the MedViT paper's protocol at 224 px: the step's variants, the official
-# notebook's loop against the Trainer), a few minutes together. `--device cpu --quick` runs the same code path at tiny sizes in a few minutes on a
+# notebook's loop against the Trainer), a minute or two together, and k (that step compiled, cut
+# off at 300 s). `--device cpu --quick` runs the same code path at tiny sizes in a few minutes on a
 # CPU. Everything lands in DIR (see benchmarks/gpu_check.py for the files).
 #
 # A GPU machine without the project's environment needs only torch, torchvision, numpy,
@@ -25,7 +26,7 @@ while [ $# -gt 0 ]; do
         --out) value "$@"; OUT=$2; shift 2 ;;
         --data-root) value "$@"; DATA_ROOT=$2; shift 2 ;;
         --device) value "$@"; DEVICE=$2; shift 2 ;;
-        --steps) value "$@"; [[ "$2" =~ ^[abcdefghij]+$ ]] || refuse "--steps: letters of abcdfgehij, got '$2'"
+        --steps) value "$@"; [[ "$2" =~ ^[abcdefghijk]+$ ]] || refuse "--steps: letters of abcdfgehijk, got '$2'"
             PASS+=("$1" "$2"); shift 2 ;;
         --quick) PASS+=(--quick); shift ;;
         -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
