@@ -84,6 +84,7 @@ def test_a_bundle_inside_the_study_folder_is_refused(tmp_path, real_root):
     (["--device", "gpu"], "gpu_study.sh: --device must be cuda or cpu, got 'gpu'"),
     (["--jobs", "0"], "gpu_study.sh: --jobs must be a positive integer, got '0'"),
     (["--labels", "z"], "gpu_study.sh: --labels names no arm of the study (arms: a,b)"),
+    (["--bundle"], "gpu_study.sh: --bundle needs a value (see --help)"),  # was bash's "$2: unbound variable"
 ])
 def test_bad_options_are_one_line(tmp_path, args, message):
     # refused before the data is looked for: this data root does not exist

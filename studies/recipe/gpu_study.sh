@@ -18,6 +18,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT="" DEVICE=cuda QUICK=0 JOBS=8 LABELS="" DATA_ROOT="${MEDMNIST_ROOT:-}" BUNDLE=""
 while [ $# -gt 0 ]; do
     case "$1" in
+        --out|--device|--jobs|--labels|--data-root|--bundle)
+            [ $# -ge 2 ] || { echo "gpu_study.sh: $1 needs a value (see --help)" >&2; exit 2; } ;;&
         --out) OUT=$2; shift 2 ;;
         --device) DEVICE=$2; shift 2 ;;
         --jobs) JOBS=$2; shift 2 ;;
