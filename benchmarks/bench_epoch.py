@@ -265,7 +265,7 @@ def step_rows(model_name: str, variants: list[str], batch: int, resize: int | No
     inputs = torch.randn(batch, info.channels, 28, 28, device=device)
     target = torch.randint(0, info.num_classes, (batch,), device=device)
     loss_fn = loss_for_task(info.task, 0.0, 0.1)
-    flops, rows = None, []
+    flops, rows, autotuning = None, [], torch.backends.cudnn.benchmark
     for variant in variants:
         precision, channels_last, compiled, cudnn_benchmark = VARIANTS[variant]
         torch.backends.cudnn.benchmark = cudnn_benchmark
@@ -299,7 +299,7 @@ def step_rows(model_name: str, variants: list[str], batch: int, resize: int | No
         rows.append({"model": model_name, "variant": variant, "images_per_s": batch / seconds,
                      "step_gflop": flops / 1e9, "tflop_per_s": flops / seconds / 1e12,
                      "mfu": flops / seconds / peak if peak else None, "memory_gib": peak_memory_gib(device)})
-    torch.backends.cudnn.benchmark = False  # torch's default, for what runs next in this process
+    torch.backends.cudnn.benchmark = autotuning  # process-wide: what runs next gets it back as it was
     return rows
 
 

@@ -348,26 +348,6 @@ def packed_compile(args, device: torch.device, work: Path, out: Path) -> str:
 
 # -- (d) usual loop, (e) tests ---------------------------------------------------------------
 
-def usual_loop(args, device: torch.device) -> str:
-    size = ["--subset", "128", "--rounds", "1", "--models", PRESET] if args.quick else ["--rounds", "3"]
-    threads = ["--threads", "1"] if device.type == "cpu" else []
-    run = subprocess.run([sys.executable, "-m", "benchmarks.bench_epoch", "--device", device.type,
-                          "--data-root", args.data_root, *size, *threads], capture_output=True, text=True, cwd=REPO)
-    if run.returncode != 0:
-        raise RuntimeError(f"bench_epoch.py failed:\n{run.stderr[-3000:]}")
-    return run.stdout
-
-
-# -- (i), (j), (k) the paper's protocol at 224 px: bench_epoch.py on the device ---------------
-
-PROTOCOL_MODEL = "medvit_base"  # the MedViT paper's MedViT-S, which the protocol study trains
-PROTOCOL_STEP = ["--step-table", "--table-models", PROTOCOL_MODEL, "--resize", "224", "--steps", "10"]
-# --quick: the code path of the same table, a 28 px preset at 32 px
-QUICK_STEP = ["--step-table", "--table-models", PRESET, "--resize", "32", "--batch", "2", "--steps", "1"]
-# a compilation that runs past this is cut off there rather than taking the call with it
-COMPILE_TIMEOUT_S = 300
-
-
 def bench_epoch(device: torch.device, *argv: str, timeout: float | None = None) -> str:
     """bench_epoch.py's output on the device; a RuntimeError with its last lines if it fails."""
     command = [sys.executable, "-m", "benchmarks.bench_epoch", "--device", device.type, *argv]
@@ -378,6 +358,22 @@ def bench_epoch(device: torch.device, *argv: str, timeout: float | None = None) 
     if run.returncode != 0:
         raise RuntimeError(f"bench_epoch.py failed:\n{run.stderr[-3000:]}")
     return run.stdout
+
+
+def usual_loop(args, device: torch.device) -> str:
+    size = ["--subset", "128", "--rounds", "1", "--models", PRESET] if args.quick else ["--rounds", "3"]
+    threads = ["--threads", "1"] if device.type == "cpu" else []
+    return bench_epoch(device, "--data-root", args.data_root, *size, *threads)
+
+
+# -- (i), (j), (k) the paper's protocol at 224 px: bench_epoch.py on the device ---------------
+
+PROTOCOL_MODEL = "medvit_base"  # the MedViT paper's MedViT-S, which the protocol study trains
+PROTOCOL_STEP = ["--step-table", "--table-models", PROTOCOL_MODEL, "--resize", "224", "--steps", "10"]
+# --quick: the code path of the same table, a 28 px preset at 32 px
+QUICK_STEP = ["--step-table", "--table-models", PRESET, "--resize", "32", "--batch", "2", "--steps", "1"]
+# a compilation that runs past this is cut off there rather than taking the call with it
+COMPILE_TIMEOUT_S = 300
 
 
 def protocol_step(args, device: torch.device) -> str:

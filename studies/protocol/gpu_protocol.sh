@@ -31,11 +31,13 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+NAME=gpu_protocol.sh
+source "$REPO/benchmarks/device_args.sh"
 OUT="" DEVICE=cuda QUICK="" BUDGET=420 JOBS=1,2 DATA_ROOT="${MEDMNIST_ROOT:-}" RECORDS="" BUNDLE="" MODEL=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --out|--device|--budget-s|--jobs|--data-root|--records|--bundle|--model)
-            [ $# -ge 2 ] || { echo "gpu_protocol.sh: $1 needs a value (see --help)" >&2; exit 2; } ;;&
+            value "$@" ;;&
         --out) OUT=$2; shift 2 ;;
         --device) DEVICE=$2; shift 2 ;;
         --budget-s) BUDGET=$2; shift 2 ;;
@@ -57,7 +59,6 @@ if [ -n "$RECORDS" ]; then
     [ -d "$RECORDS" ] || { echo "gpu_protocol.sh: --records must be a folder of run records, got '$RECORDS'" >&2; exit 2; }
     RECORDS=$(cd "$RECORDS" && pwd)
 fi
-NAME=gpu_protocol.sh
 source "$REPO/benchmarks/gpu_env.sh"
 cd "$REPO"
 mkdir -p "$OUT/runs"

@@ -15,11 +15,13 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+NAME=gpu_study.sh
+source "$REPO/benchmarks/device_args.sh"
 OUT="" DEVICE=cuda QUICK=0 JOBS=8 LABELS="" DATA_ROOT="${MEDMNIST_ROOT:-}" BUNDLE=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --out|--device|--jobs|--labels|--data-root|--bundle)
-            [ $# -ge 2 ] || { echo "gpu_study.sh: $1 needs a value (see --help)" >&2; exit 2; } ;;&
+            value "$@" ;;&
         --out) OUT=$2; shift 2 ;;
         --device) DEVICE=$2; shift 2 ;;
         --jobs) JOBS=$2; shift 2 ;;
@@ -58,7 +60,6 @@ done <<< "$STUDY")
 [ -n "$RUNS" ] || {
     echo "gpu_study.sh: --labels names no arm of the study (arms: $(cut -d' ' -f2 <<< "$STUDY" | paste -sd,))" >&2; exit 2; }
 # every argument checked: now the data, the Python and the output folder
-NAME=gpu_study.sh
 source "$REPO/benchmarks/gpu_env.sh"
 cd "$REPO"
 mkdir -p "$OUT/runs"
