@@ -55,7 +55,8 @@ import pyarrow as pa
 
 from analysis.collect import _write_atomic, read_sweep
 from analysis.schema import AUDIT_COLUMNS, CONFIRM_SCHEMA, read_table
-from analysis.stats import format_pm, mean_ci, paired_bootstrap
+from analysis.reference import table2_gain
+from analysis.stats import format_pm, mean_ci, paired_bootstrap, power_sentence
 from analysis.tables import family_label, model_family, rank_trials, seed_ensemble, with_inputs
 from medvit.selection import SCORE_METRICS
 
@@ -245,8 +246,8 @@ def _summary(rows: pd.DataFrame, arms: list[Arm], seeds: list[int], head: str) -
             lines.append(f"{name}: {d[0]:+.4f} on 1 seed; no bootstrap interval with one seed, "
                          "so nothing is known about seed noise (run --seeds 5)." if d else f"{name}: no paired runs.")
             continue
-        res = paired_bootstrap(a.loc[paired, f"test_{m}"].to_numpy(float), b.loc[paired, f"test_{m}"].to_numpy(float),
-                               n_resamples=10_000, seed=0)
+        ours, theirs = a.loc[paired, f"test_{m}"].to_numpy(float), b.loc[paired, f"test_{m}"].to_numpy(float)
+        res = paired_bootstrap(ours, theirs, n_resamples=10_000, seed=0)
         if res.ci_low > 0:
             verdict = "the Ordinal Loss gain is larger than seed noise (the interval excludes 0)"
         elif res.ci_high < 0:
@@ -254,8 +255,11 @@ def _summary(rows: pd.DataFrame, arms: list[Arm], seeds: list[int], head: str) -
         else:
             verdict = "the difference is not larger than seed noise (the interval includes 0)"
         coarse = " With fewer than 5 seeds the bootstrap is coarse." if res.n < 5 else ""
+        gain = table2_gain(alpha) if m == "acc" and rows["dataset"].iloc[0] == "retinamnist" else None
+        power = power_sentence(ours - theirs, {} if gain is None else {f"the paper's Table 2 gain at alpha {alpha:g}": gain})
         lines.append(f"{name}, paired over {res.n} seeds: {res.mean_diff:+.4f}, 95% paired bootstrap CI "
-                     f"[{res.ci_low:+.4f}, {res.ci_high:+.4f}] ({res.n_resamples} resamples): {verdict}.{coarse}")
+                     f"[{res.ci_low:+.4f}, {res.ci_high:+.4f}] ({res.n_resamples} resamples): {verdict}.{coarse}"
+                     + (f" {power}" if power else ""))
     return lines
 
 

@@ -5,6 +5,9 @@
 * :func:`paired_bootstrap` -- bootstrap of the mean difference of two paired metric arrays
   (e.g. the same seeds trained with alpha 0.2 and alpha 0), seeded and reproducible.
 * :func:`binomial_se` -- standard error of an accuracy measured on ``n`` test images.
+* :func:`seeds_needed`, :func:`detectable_difference`, :func:`power_sentence` -- how many
+  paired seeds a paired t-test needs to tell a difference from 0, given the seeds' spread:
+  what a comparison that is "within seed noise" would take to settle.
 """
 
 from __future__ import annotations
@@ -15,7 +18,12 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["MeanCI", "BootstrapResult", "mean_ci", "paired_bootstrap", "binomial_se", "format_pm"]
+__all__ = ["MeanCI", "BootstrapResult", "mean_ci", "paired_bootstrap", "binomial_se", "format_pm",
+           "paired_t_power", "seeds_needed", "seeds_text", "detectable_difference", "power_sentence"]
+
+#: The power a comparison is planned for, and the most seeds :func:`seeds_needed` looks at.
+POWER = 0.8
+MAX_SEEDS = 1000
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,83 @@ def paired_bootstrap(
         n_resamples=int(n_resamples),
         confidence=confidence,
     )
+
+
+def paired_t_power(n: int | np.ndarray, diff_std: float, difference: float, confidence: float = 0.95) -> np.ndarray:
+    """Probability that a two-sided paired t-test at level ``1 - confidence`` over ``n`` seeds
+    finds a true mean difference ``difference`` when the per-seed differences have standard
+    deviation ``diff_std`` (normal differences: the noncentral t distribution, exact)."""
+    from scipy import stats
+
+    n = np.asarray(n, dtype=float)
+    df = n - 1
+    t_crit = stats.t.ppf(0.5 + confidence / 2, df)
+    shift = abs(difference) / diff_std * np.sqrt(n)
+    # The wrong-sided tail vanishes as the shift grows, and scipy's nct.cdf returns NaN for it there.
+    wrong_side = np.nan_to_num(stats.nct.cdf(-t_crit, df, shift), nan=0.0)
+    return stats.nct.sf(t_crit, df, shift) + wrong_side
+
+
+def _check_spread(diff_std: float, confidence: float, power: float) -> None:
+    if not (diff_std > 0 and math.isfinite(diff_std)):
+        raise ValueError(f"diff_std must be a positive number, got {diff_std}")
+    if not 0 < confidence < 1 or not 0 < power < 1:
+        raise ValueError(f"confidence and power must be in (0, 1), got {confidence} and {power}")
+
+
+def seeds_needed(diff_std: float, difference: float, power: float = POWER, confidence: float = 0.95,
+                 max_seeds: int = MAX_SEEDS) -> int | None:
+    """The fewest paired seeds (at least 2) with which a two-sided paired t-test at level
+    ``1 - confidence`` finds a true mean difference ``difference`` with probability ``power``,
+    the per-seed differences having standard deviation ``diff_std``; None above ``max_seeds``
+    (a difference of 0 is never found)."""
+    _check_spread(diff_std, confidence, power)
+    if difference == 0:
+        return None
+    n = np.arange(2, max_seeds + 1)
+    enough = np.flatnonzero(paired_t_power(n, diff_std, difference, confidence) >= power)
+    return int(n[enough[0]]) if enough.size else None
+
+
+def seeds_text(diff_std: float, difference: float, power: float = POWER) -> str:
+    """:func:`seeds_needed` for a table or a sentence: ``1,234``, or ``more than 1,000``."""
+    needed = seeds_needed(diff_std, difference, power)
+    return f"more than {MAX_SEEDS:,}" if needed is None else f"{needed:,}"
+
+
+def detectable_difference(diff_std: float, n: int, power: float = POWER, confidence: float = 0.95) -> float:
+    """The smallest true mean difference that a two-sided paired t-test over ``n`` seeds finds
+    with probability ``power``, the per-seed differences having standard deviation ``diff_std``."""
+    _check_spread(diff_std, confidence, power)
+    if n < 2:
+        raise ValueError(f"a paired t-test needs at least 2 seeds, got {n}")
+    from scipy.optimize import brentq
+
+    def short_of_power(difference: float) -> float:
+        return float(paired_t_power(n, diff_std, difference, confidence)) - power
+
+    high = diff_std  # power grows with the difference, from 1 - confidence at 0
+    while short_of_power(high) < 0:
+        high *= 2
+    return brentq(short_of_power, 0.0, high, xtol=diff_std * 1e-9)
+
+
+def power_sentence(diffs: Sequence[float] | np.ndarray, claims: dict[str, float] | None = None,
+                   power: float = POWER, digits: int = 3) -> str:
+    """One sentence on what paired per-seed differences ``diffs`` can tell: the smallest
+    difference their seeds find with ``power`` (two-sided paired t-test, 5%) at their spread,
+    and the seeds that finding the observed mean difference, and each claimed one (``claims``,
+    name -> difference), would take. Empty for fewer than 2 differences or no spread."""
+    d = _clean(diffs)
+    if d.size < 2 or not d.std(ddof=1) > 0:
+        return ""
+    std, n = float(d.std(ddof=1)), int(d.size)
+    claimed = "".join(f", and {name} ({value:+.{digits}f}) {seeds_text(std, value, power)}"
+                      for name, value in (claims or {}).items())
+    return (f"At this spread (the paired differences' std {std:.{digits}f}), a paired t-test (5%, two-sided) over "
+            f"{n} seeds finds a true difference {power:.0%} of the time only from "
+            f"±{detectable_difference(std, n, power):.{digits}f} on; finding the observed {d.mean():+.{digits}f} "
+            f"would take {seeds_text(std, float(d.mean()), power)} seeds{claimed}.")
 
 
 def binomial_se(p: float, n: int) -> float:

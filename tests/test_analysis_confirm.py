@@ -104,9 +104,9 @@ def test_not_ordinal_has_one_arm(analysis_sweeps):
 
 def _rows(ordinal: list[float], ce: list[float]) -> pd.DataFrame:
     seeds = list(range(1000, 1000 + len(ordinal)))
-    rec = [dict(label="best", seed=s, test_acc=a, test_qwk=a - 0.2, test_auc=0.7, test_mae=0.6)
+    rec = [dict(dataset="retinamnist", label="best", seed=s, test_acc=a, test_qwk=a - 0.2, test_auc=0.7, test_mae=0.6)
            for s, a in zip(seeds, ordinal)]
-    rec += [dict(label="best alpha=0", seed=s, test_acc=b, test_qwk=b - 0.2, test_auc=0.7, test_mae=0.6)
+    rec += [dict(dataset="retinamnist", label="best alpha=0", seed=s, test_acc=b, test_qwk=b - 0.2, test_auc=0.7, test_mae=0.6)
             for s, b in zip(seeds, ce)]
     return pd.DataFrame(rec)
 
@@ -125,5 +125,10 @@ def test_summary_gain_larger_than_seed_noise():
 def test_summary_within_seed_noise_and_one_seed():
     lines = _summary(_rows([0.60, 0.55, 0.62], [0.58, 0.60, 0.57]), ARMS, [1000, 1001, 1002], "head")
     assert any("not larger than seed noise (the interval includes 0)" in ln and "coarse" in ln for ln in lines)
+    acc = next(ln for ln in lines if "test ACC, paired over 3 seeds" in ln)
+    qwk = next(ln for ln in lines if "test QWK, paired over 3 seeds" in ln)
+    # the seeds it would take: for the observed difference, and for the paper's +0.042 at alpha 0.2
+    assert "finding the observed +0.007 would take" in acc and "the paper's Table 2 gain at alpha 0.2 (+0.042)" in acc
+    assert "finding the observed +0.007 would take" in qwk and "Table 2" not in qwk
     lines = _summary(_rows([0.60], [0.58]), ARMS, [1000], "head")
     assert any("on 1 seed; no bootstrap interval" in ln for ln in lines)

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from analysis import reference as ref
-from analysis.report import read_ensemble, write_report
+from analysis.report import _table2_claim, read_ensemble, write_report
 from analysis.tables import TRAIN_CONFIG_KEYS
 from analysis_sweeps import confirm_frame
 from hand_results import (BEST, SWEEP_DIR, retina_confirm, retina_ensemble, retina_results, with_checkpoints,
@@ -100,6 +100,8 @@ def test_report_files_and_content(report):
     se = 100 * (acc * (1 - acc) / 400) ** 0.5
     assert "RetinaMNIST test split has 400 images" in md and f"±{se:.1f} percentage points" in md
     assert "paired over 3 seeds" in md
+    diffs = confirm_frame().pivot(index="seed", columns="label", values="test_acc")
+    assert f"finding the observed {(diffs['best'] - diffs['best alpha=0']).mean():+.3f} would take" in md
     # figures linked in Markdown and present
     for rel in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
         assert (out / rel).is_file(), rel
@@ -364,3 +366,17 @@ def test_gradcam_pairs_one_architecture(tmp_path):
     ce, ordinal, caption = auto_gradcam_checkpoints(df[~small_ordinal & ~tiny_ce])
     assert (ce, ordinal) == (str(tmp_path / BEST), str(tmp_path / "720f1275"))
     assert "the architectures differ" in caption
+
+
+def test_table2_claim_only_for_an_alpha_against_alpha_0_on_retinamnist():
+    def runs(alpha):
+        return pd.DataFrame({"config_json": [json.dumps({"alpha": alpha})]})
+
+    gain = ref.TABLE2[0.2].value - ref.TABLE2[0.0].value
+    name = "the paper's Table 2 gain at alpha 0.2"
+    assert _table2_claim("retinamnist", runs(0.2), runs(0.0)) == {name: pytest.approx(gain)}
+    assert _table2_claim("retinamnist", runs(0.0), runs(0.2)) == {name: pytest.approx(-gain)}
+    assert _table2_claim("retinamnist", runs(0.25), runs(0.0)) == {}  # an alpha the paper did not train
+    assert _table2_claim("retinamnist", runs(0.2), runs(0.1)) == {}
+    assert _table2_claim("pneumoniamnist", runs(0.2), runs(0.0)) == {}
+    assert _table2_claim("retinamnist", pd.DataFrame({"x": [1]}), runs(0.0)) == {}

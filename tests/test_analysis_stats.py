@@ -8,7 +8,17 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from analysis.stats import binomial_se, format_pm, mean_ci, paired_bootstrap
+from analysis.stats import (
+    MAX_SEEDS,
+    binomial_se,
+    detectable_difference,
+    format_pm,
+    mean_ci,
+    paired_bootstrap,
+    paired_t_power,
+    power_sentence,
+    seeds_needed,
+)
 
 
 def test_mean_ci_matches_scipy_t_interval():
@@ -73,3 +83,53 @@ def test_binomial_se_and_format():
     assert format_pm(0.5941, 0.0123) == "0.594 ± 0.012"
     assert format_pm(0.5941) == "0.594"
     assert format_pm(None) == "–" and format_pm(float("nan")) == "–"
+
+
+@pytest.mark.parametrize("effect, seeds", [(0.2, 199), (0.5, 34), (0.8, 15), (1.0, 10)])
+def test_seeds_needed_matches_the_power_tables(effect, seeds):
+    # Cohen's tables (and G*Power) for a paired t-test, 5% two-sided, 80% power; only the ratio
+    # of the difference to the differences' spread matters
+    assert seeds_needed(1.0, effect) == seeds
+    assert seeds_needed(0.03, -effect * 0.03) == seeds
+
+
+def test_seeds_needed_is_what_simulated_t_tests_find():
+    rng = np.random.default_rng(0)
+    std, difference = 0.03, 0.02
+    n = seeds_needed(std, difference)
+    for seeds in (n - 1, n):
+        diffs = rng.normal(difference, std, size=(20_000, seeds))
+        found = np.mean(sps.ttest_1samp(diffs, 0.0, axis=1).pvalue < 0.05)
+        assert found == pytest.approx(float(paired_t_power(seeds, std, difference)), abs=0.01)
+    assert paired_t_power(n - 1, std, difference) < 0.8 <= paired_t_power(n, std, difference)
+
+
+def test_detectable_difference_inverts_seeds_needed():
+    for n in (2, 3, 5, 20):
+        d = detectable_difference(0.03, n)
+        assert float(paired_t_power(n, 0.03, d)) == pytest.approx(0.8)
+        assert seeds_needed(0.03, d * 1.001) == n
+    assert detectable_difference(0.03, 5) > detectable_difference(0.03, 20)
+
+
+def test_seeds_needed_edges_and_bad_input():
+    assert seeds_needed(0.03, 0.0) is None
+    assert seeds_needed(0.03, 0.0001) is None  # more than MAX_SEEDS
+    with pytest.raises(ValueError, match="diff_std"):
+        seeds_needed(0.0, 0.01)
+    with pytest.raises(ValueError, match="power"):
+        seeds_needed(0.03, 0.01, power=1.0)
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        detectable_difference(0.03, 1)
+
+
+def test_power_sentence():
+    diffs = np.array([0.037, -0.022, 0.005])
+    std, mean = diffs.std(ddof=1), diffs.mean()
+    text = power_sentence(diffs, {"the paper's gain": 0.042})
+    assert f"std {std:.3f}" in text and "over 3 seeds" in text
+    assert f"only from ±{detectable_difference(std, 3):.3f} on" in text
+    assert f"finding the observed {mean:+.3f} would take {seeds_needed(std, mean)} seeds" in text
+    assert text.endswith(f"and the paper's gain (+0.042) {seeds_needed(std, 0.042)}.")
+    assert f"more than {MAX_SEEDS:,} seeds" in power_sentence([0.0301, -0.03, 0.0])
+    assert power_sentence([0.01]) == power_sentence([0.01, 0.01]) == power_sentence([]) == ""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.stats import seeds_needed
 from studies.recipe import summarize
 from studies.recipe.records import read_records
 from studies.recipe.run_arm import append_record
@@ -83,11 +84,19 @@ def test_the_paired_table_has_every_shared_test_metric_against_the_first_arm(tmp
         summarize.main([str(path)])
     header = next(line for line in out.getvalue().splitlines() if "| against |" in line)
     assert re.findall(r"of test (\w+)", header) == ["acc", "auc", "qwk", "mae", "acc"]
-    assert header.split(" | ")[-1] == "paired difference of test acc, epoch chosen on test |"
+    assert header.split(" | ")[-2] == "paired difference of test acc, epoch chosen on test"
+    assert header.split(" | ")[-1].startswith("seeds to find that ACC difference")
     (row,) = [line for line in out.getvalue().splitlines() if line.startswith("| retinamnist b | retinamnist a |")]
     assert row.split(" | ")[2:] == ["0 1", "0.030 +- 0.000 (+0.030, +0.030)", "0.000 +- 0.000", "0.060 +- 0.000", "-0.100 +- 0.000",
-                                   "0.070 +- 0.000 |"]
-    assert "| retinamnist c | retinamnist a | none shared | - | - | - | - | - |" in out.getvalue()
+                                   "0.070 +- 0.000", "- |"]  # no spread: no t-test
+    assert "| retinamnist c | retinamnist a | none shared | - | - | - | - | - | - |" in out.getvalue()
+
+
+def test_seeds_to_find_a_paired_difference():
+    diffs = [0.037, -0.022, 0.005]
+    assert summarize.seeds_to_find(diffs) == str(seeds_needed(float(np.std(diffs, ddof=1)), float(np.mean(diffs))))
+    assert summarize.seeds_to_find([0.03, -0.03, 0.0001]) == "more than 1,000"
+    assert summarize.seeds_to_find([0.03]) == summarize.seeds_to_find([0.01, 0.01]) == "-"
 
 
 def test_gzipped_records_read_as_plain_ones(tmp_path, monkeypatch, real_root):

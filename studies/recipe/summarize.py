@@ -12,7 +12,8 @@ test numbers that only this research tool records, how other selection rules wou
 the epoch chosen on test: what a paper that selects on test would print); and,
 for arms of the same dataset, the paired difference of each test metric (ACC, AUC, QWK, MAE) and
 of the ACC that choosing the epoch on test would claim, to the first arm of that dataset over
-the seeds both ran: name the baseline's file first.
+the seeds both ran (name the baseline's file first), and the seeds a paired t-test would need to
+find that ACC difference at its spread (:func:`analysis.stats.seeds_needed`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from analysis.stats import POWER, seeds_text
 from medvit.config import TrainConfig
 from medvit.data import load_dataset
 from medvit.metrics import decoded_metrics, evaluate
@@ -137,13 +139,23 @@ def print_paired(runs: dict[str, list[dict]]) -> None:
     columns = [paired_differences(runs, value) for value in PAIRED.values()]
     if not columns[0]:
         return
-    print("| arm | against | seeds | " + " | ".join(f"paired difference of {name}" for name in PAIRED) + " |")
-    print("|---|---|---|" + "---|" * len(PAIRED))
+    print("| arm | against | seeds | " + " | ".join(f"paired difference of {name}" for name in PAIRED)
+          + f" | seeds to find that ACC difference ({POWER:.0%} power, paired t-test at 5%) |")
+    print("|---|---|---|" + "---|" * (len(PAIRED) + 1))
     for row in zip(*columns):
         arm, base, seeds, acc_diffs = row[0]
         cells = [fmt(diffs) if diffs else "-" for *_, diffs in row]
         cells[0] += (" (" + ", ".join(f"{d:+.3f}" for d in acc_diffs) + ")") if acc_diffs else ""
-        print(f"| {arm} | {base} | {' '.join(map(str, seeds)) or 'none shared'} | " + " | ".join(cells) + " |")
+        print(f"| {arm} | {base} | {' '.join(map(str, seeds)) or 'none shared'} | " + " | ".join(cells)
+              + f" | {seeds_to_find(acc_diffs)} |")
+
+
+def seeds_to_find(diffs: list[float]) -> str:
+    """The seeds a paired t-test needs to find the mean of ``diffs`` at their spread; - with
+    fewer than 2 differences or none of it."""
+    if len(diffs) < 2 or not np.std(diffs) > 0:
+        return "-"
+    return seeds_text(float(np.std(diffs, ddof=1)), float(np.mean(diffs)))
 
 
 def parse_args(argv: list[str]) -> list[str]:
