@@ -21,7 +21,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from medvit.families import MEDVIT, model_family
-from medvit.selection import SELECT_METRICS, WORST_SCORE, select_metrics_for
+from medvit.selection import SELECT_METRICS, select_metrics_for
 from medvit.tasks import ORDINAL, TASKS
 from medvit.yamlio import YamlError, dump_yaml, load_yaml, read_text_file
 

@@ -32,14 +32,14 @@ import numpy as np
 import torch
 
 from medvit.augment import AugmentConfig, augment_batch, augment_config, for_dataset, tta_flips
-from medvit.config import WORST_SCORE, TrainConfig
+from medvit.config import TrainConfig
 from medvit.data import MedMNISTData, dataset_info, load_dataset
 from medvit.families import MEDVIT
 from medvit.tasks import ORDINAL
 from medvit.losses import loss_for_task
 from medvit.metrics import decoded_metrics, evaluate, scores_from_logits
 from medvit.models import MODELS, create_model
-from medvit.selection import AUDIT_PREFIX, audit_key, best_epoch as best_epoch_of, improves
+from medvit.selection import AUDIT_PREFIX, WORST_SCORE, audit_key, best_epoch as best_epoch_of, improves
 
 EVAL_BATCH = 512
 # torch.compile's mode per device. A 28 px model's step is a thousand small kernels: on an H100

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from medvit.config import WORST_SCORE, build_config
+from medvit.config import build_config
 from medvit.metrics import decoded_metrics, evaluate
 from medvit.augment import tta_flips
+from medvit.selection import WORST_SCORE
 from medvit.train import Trainer, load_state, parameter_groups, train_steps, warmup_cosine
 
 

@@ -5,7 +5,6 @@ and its arm (a) with AugMix being the paper specs' recipe."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from medvit.config import build_config
 from medvit.train import Trainer

@@ -10,7 +10,7 @@ from statistics import fmean
 import pytest
 import ray
 
-from analysis.collect import collect, read_results
+from analysis.collect import collect
 from analysis.tables import TRAIN_CONFIG_KEYS, best_config, rank_trials
 from medvit.config import load_config_file
 from medsweep.cli import main
