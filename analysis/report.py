@@ -45,6 +45,7 @@ from analysis.tables import (
     AUDIT_NOTE,
     MISSING,
     SCORE_NOTE,
+    THRESHOLD_AUDIT_NOTE,
     TableOut,
     best_config,
     best_trials,
@@ -59,6 +60,7 @@ from analysis.tables import (
     score_name,
     seed_ensemble,
     table1_blocks,
+    threshold_audit,
     with_inputs,
     write_tables,
 )
@@ -268,11 +270,21 @@ def _audit_section(conf: pd.DataFrame) -> TableOut | None:
                 spread = f" ± {diff.std():.3f}" if len(diff) > 1 else ""
                 cells.append(f"{diff.mean():+.3f}{spread}" if len(diff) else MISSING)
         cells.append(" / ".join(", ".join(str(int(e)) for e in g[c].dropna()) for c in ("selected_epoch", "audit_epoch")))
+        threshold_accs = threshold_audit(g)
+        on_test = mean_ci(threshold_accs) if threshold_accs else None
+        rec["acc_threshold_on_test_mean"] = on_test.mean if on_test else None
+        cells.append(format_pm(on_test.mean, on_test.std) if on_test else MISSING)
         rows.append(cells)
         data.append(rec)
+    notes = [AUDIT_NOTE, "Std over seeds (ddof 1); the added ACC is the per-seed difference, mean ± std."]
+    header.append("ACC, decision threshold chosen on test")
+    if all(r["acc_threshold_on_test_mean"] is None for r in data):  # no binary dataset's runs with their probabilities
+        header.pop()
+        rows = [cells[:-1] for cells in rows]
+    else:
+        notes.insert(1, THRESHOLD_AUDIT_NOTE)
     return TableOut("audit", f"{AUDIT_HEADING} beside the epoch chosen on validation", pd.DataFrame(rows, columns=header),
-                    [AUDIT_NOTE, "Std over seeds (ddof 1); the added ACC is the per-seed difference, mean ± std."],
-                    pd.DataFrame(data))
+                    notes, pd.DataFrame(data))
 
 
 SWEEP_AUDIT_NOTE = (

@@ -20,6 +20,7 @@ from analysis.schema import AUDIT_COLUMNS, CONFIRM_SCHEMA
 from analysis.tables import AUDIT_HEADING, rank_trials
 from hand_results import BEST, SWEEP, retina_confirm, retina_results
 from medvit.config import build_config
+from medvit.metrics import best_threshold
 from medvit.train import AUDIT_PREFIX, Trainer, load_data, train
 from sweep_helpers import results, retina_spec, trial_dirs
 from medsweep.cli import main
@@ -83,6 +84,7 @@ def test_medsweep_train_records_the_audit_and_never_selects_on_it(real_root, rev
     assert audit_values(real["history"]) != audit_values(rev["history"])
     # The labels are adversarial: selecting on test would pick another epoch under each labelling.
     assert real["audit"]["test_selected_epoch"] != rev["audit"]["test_selected_epoch"]
+    assert "threshold_on_test" not in real["audit"]  # a binary task's choice only
 
     # The audit record: the validation-selected epoch's test metrics are the reported ones, and
     # the test-selected epoch is the one with the lowest test loss (the select metric's kind).
@@ -97,6 +99,21 @@ def test_medsweep_train_records_the_audit_and_never_selects_on_it(real_root, rev
     # Training with the audit off goes exactly the same way: evaluating test draws no randomness.
     off = train(build_config({**two_epochs, "data_root": str(real_root)}))
     assert [choices(r) for r in off["history"]] == [choices(r) for r in real["history"]]
+
+
+def test_a_binary_run_audits_the_decision_threshold_chosen_on_test(real_root, tmp_path, capsys):
+    config = build_config({**TINY, "dataset": "pneumoniamnist", "epochs": 1, "audit_test": True,
+                           "data_root": str(real_root)})
+    data = load_data(config)
+    result = train(config, data)
+    threshold, acc = best_threshold(data.labels["test"].numpy(), result["test_scores"])
+    assert result["audit"]["threshold_on_test"] == {"threshold": threshold, "acc": acc}
+    assert acc >= result["test"]["acc"]  # 0.5 is one of the thresholds it chose from
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in config.model_dump().items()
+             if k in {*TINY, "dataset", "epochs", "data_root"}]
+    assert main(["train", *flags, "--audit-test", "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "metrics.json").read_text())["audit"]["threshold_on_test"]["acc"] == pytest.approx(acc)
+    assert f"the decision threshold chosen on test would be {threshold:.3f}, test acc {acc:.4f}" in capsys.readouterr().out
 
 
 def test_test_selection_prefers_the_earliest_of_tied_epochs(retina_data):
@@ -349,6 +366,42 @@ def test_report_shows_both_epochs_under_an_audit_heading(tmp_path):
     added = best["audit_test_acc"] - best["test_acc"]
     assert f"| {pm(best['test_acc'])} | {pm(best['audit_test_acc'])} | {added.mean():+.3f} ± {added.std():.3f} |" in row
     assert row.endswith("| 8, 13, 12 / 9, 14, 12 |")
+
+
+def pneumonia_audited_confirm() -> pd.DataFrame:
+    """Three audited re-runs on a binary dataset with their test probabilities, whose scores
+    put one of three healthy images above 0.5 and two of five pneumonia images below it."""
+    labels = [0, 0, 0, 1, 1, 1, 1, 1]
+    scores = [[0.1, 0.2, 0.55, 0.3, 0.4, 0.6, 0.7, 0.8], [0.2, 0.1, 0.6, 0.45, 0.35, 0.9, 0.7, 0.8],
+              [0.05, 0.3, 0.25, 0.2, 0.4, 0.6, 0.7, 0.95]]
+    return pd.DataFrame({
+        "dataset": "pneumoniamnist", "sweep": "pneu", "label": "best", "seed": [1000, 1001, 1002],
+        "test_acc": [0.750, 0.625, 0.750], "test_auc": 0.9, "selected_epoch": [4, 5, 6], "audit_epoch": [5, 5, 6],
+        "audit_test_acc": [0.8, 0.75, 0.75], "audit_test_auc": 0.91,
+        **dict.fromkeys(["test_qwk", "test_mae", "audit_test_qwk", "audit_test_mae"], float("nan")),  # ordinal only
+        "test_scores": [[[1 - p, p] for p in run] for run in scores], "test_labels": [[[y] for y in labels]] * 3,
+    })
+
+
+def test_the_audit_chooses_a_binary_tasks_threshold_on_test_too(tmp_path):
+    pneumonia = pneumonia_audited_confirm()
+    on_test = [best_threshold(np.array(y), np.array(p))[1] for p, y in zip(pneumonia["test_scores"], pneumonia["test_labels"])]
+    assert all(acc > honest for acc, honest in zip(on_test, pneumonia["test_acc"]))
+    expected = f"{np.mean(on_test):.3f} ± {np.std(on_test, ddof=1):.3f}"
+    lines = _summary(pneumonia, [Arm("best", "t", {}, "n", "plain")], [1000, 1001, 1002], "head")
+    (audit,) = [line for line in lines if line.startswith("best, audit over 3 seeds")]
+    assert f"ACC {np.mean(on_test):.4f} ± {np.std(on_test, ddof=1):.4f} with the decision threshold chosen on test" in audit
+    # the report: a column for it, filled for the binary dataset only, and the note that says what it is
+    conf = pd.concat([audited_confirm(), pneumonia], ignore_index=True)
+    _, md_path = write_report(retina_results(), tmp_path / "binary", confirm_parquet=conf, figures=False)
+    section = md_path.read_text()[md_path.read_text().index(f"### {AUDIT_HEADING} beside the epoch chosen on validation"):]
+    assert "| ACC, decision threshold chosen on test |" in section.splitlines()[2]
+    assert next(r for r in section.splitlines() if r.startswith("| PneumoniaMNIST | pneu | best |")).endswith(f"| {expected} |")
+    assert next(r for r in section.splitlines() if r.startswith(f"| RetinaMNIST | {SWEEP} | best |")).endswith("| – |")
+    assert "what a paper that tunes its threshold on the test split would print" in section
+    # without a binary dataset the column is not there (the RetinaMNIST-only report above)
+    _, md_path = write_report(retina_results(), tmp_path / "ordinal", confirm_parquet=audited_confirm(), figures=False)
+    assert "decision threshold" not in md_path.read_text()
 
 
 def test_report_without_the_audit_has_no_audit_rows(tmp_path):

@@ -15,6 +15,7 @@ import pytest
 
 from carry_helpers import without_ray_wheels
 from studies.protocol import protocol
+from studies.recipe import summarize
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = "studies/protocol/gpu_protocol.sh"
@@ -45,11 +46,18 @@ def test_quick_study_runs_every_planned_run_and_resumes(tmp_path, real_root):
         assert config["alpha"] == (0.2 if record["arm"] == "retinamnist-a0.2" else 0.0)
         assert len(record["epochs"]) == 2 and all("test_acc" in epoch for epoch in record["epochs"])
         assert record["result"]["audit"]["test_selected"]["acc"] >= record["result"]["test"]["acc"]
+        binary = record["arm"] == "pneumoniamnist"
+        assert ("threshold_on_test" in record["result"]["audit"]) == binary
     summary = (tmp_path / "summary.md").read_text()
     environment = records[0]["environment"]  # runs pair only within one environment: each says where it ran
     assert environment["threads"] == 1 and all(r["environment"] == environment for r in records)
     assert f"Where the runs ran: {environment['device']}, torch {environment['torch']} (6 runs)." in summary
     assert "| retinamnist-a0.2 | medvit_base | 2 |" in summary and "seed paper 0.594" in summary
+    on_test = [r["result"]["audit"]["threshold_on_test"]["acc"] for r in records if r["arm"] == "pneumoniamnist"]
+    (pneumonia,) = [line for line in summary.splitlines() if line.startswith("| pneumoniamnist |")]
+    assert pneumonia.split(" | ")[6] == summarize.fmt(on_test)
+    (retina,) = [line for line in summary.splitlines() if line.startswith("| retinamnist-a0 |")]
+    assert retina.split(" | ")[6] == "-"
     # what a paper spec's sweep trial writes at each checkpoint: the whole Trainer state (medvit_base's
     # 44 M parameters four times: the model, the selected epoch's weights, Adam's two moments)
     checkpoint = plan["checkpoint"]["medvit_base"]
@@ -74,6 +82,20 @@ def test_quick_study_runs_every_planned_run_and_resumes(tmp_path, real_root):
     assert "plan: kept 5 records of medvit_base" in later.stdout
     assert json.loads((tmp_path.parent / "later" / "plan.json").read_text())["runs"] == [["pneumoniamnist", 1]]
     assert "| pneumoniamnist | medvit_base | 2 |" in (tmp_path.parent / "later" / "summary.md").read_text()
+
+
+def test_the_summary_puts_both_choices_on_test_beside_the_honest_number():
+    def record(arm, acc, epoch_on_test, threshold_on_test=None):
+        audit = {"test_selected": {"acc": epoch_on_test}} | (
+            {"threshold_on_test": {"threshold": 0.3, "acc": threshold_on_test}} if threshold_on_test else {})
+        return {"arm": arm, "config": {"model": "medvit_base"}, "result": {"test": {"acc": acc, "auc": 0.9}, "audit": audit}}
+
+    table = protocol.summary_table([record("pneumoniamnist", 0.88, 0.90, 0.94), record("pneumoniamnist", 0.86, 0.91, 0.93),
+                                    record("retinamnist-a0", 0.52, 0.55)]).splitlines()
+    assert table[0].split(" | ")[5:7] == ["test ACC, epoch chosen on test (audit)", "test ACC, threshold chosen on test (audit)"]
+    pneumonia = next(line for line in table if line.startswith("| pneumoniamnist |")).split(" | ")
+    assert pneumonia[3:7] == ["0.870 +- 0.014", "0.900 +- 0.000", "0.905 +- 0.007", "0.935 +- 0.007"]
+    assert next(line for line in table if line.startswith("| retinamnist-a0 |")).split(" | ")[5:7] == ["0.550 +- 0.000", "-"]
 
 
 def test_fit_picks_the_most_runs_then_the_shortest_wall():

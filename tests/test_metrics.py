@@ -12,8 +12,8 @@ from scipy.stats import rankdata
 from sklearn.exceptions import UndefinedMetricWarning as SklearnUndefinedMetricWarning
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
-from medvit.metrics import (UndefinedMetricWarning, average_ranks, evaluate, quadratic_weighted_kappa, roc_auc_columns,
-                            scores_from_logits)
+from medvit.metrics import (UndefinedMetricWarning, average_ranks, best_threshold, evaluate, quadratic_weighted_kappa,
+                            roc_auc_columns, scores_from_logits, threshold_accuracy)
 
 SEEDS = [0, 1, 2, 3, 4]
 
@@ -233,3 +233,28 @@ def test_input_validation():
         evaluate("multi-label, binary-class", np.zeros((20, 2)), scores)
     with pytest.raises(ValueError, match="y_true"):
         evaluate("binary-class", np.full(20, 2), scores[:, :2])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_best_threshold_is_the_best_of_every_cut(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 60))
+    y = rng.integers(0, 2, n)
+    score = np.round(rng.random(n), 1)  # ties
+    threshold, acc = best_threshold(y[:, None], np.stack([1 - score, score], axis=1))
+    # every cut that changes a prediction: below all scores, and at each score
+    every = [threshold_accuracy(y, score, cut) for cut in [-1.0, *score]]
+    assert acc == pytest.approx(max(every)) and threshold_accuracy(y, score, threshold) == pytest.approx(acc)
+    assert acc >= evaluate("binary-class", y, score)["acc"]  # 0.5 is one of the cuts
+
+
+def test_best_threshold_prefers_the_cut_nearest_one_half_and_handles_edges():
+    y, score = np.array([0, 1, 1]), np.array([0.1, 0.2, 0.9])
+    assert best_threshold(y, score) == (pytest.approx(0.15), 1.0)
+    # all positive: any cut below 0.3 is perfect; the one nearest 0.5 is just below 0.3
+    threshold, acc = best_threshold(np.array([1, 1]), np.array([0.3, 0.8]))
+    assert acc == 1.0 and threshold == pytest.approx(0.3) and threshold < 0.3
+    assert all(np.isnan(best_threshold(np.array([], dtype=int), np.array([]))))
+    assert threshold_accuracy(y, score, 0.5) == evaluate("binary-class", y, score)["acc"]
+    with pytest.raises(ValueError, match="binary"):
+        best_threshold(np.array([0, 2]), np.array([0.1, 0.9]))

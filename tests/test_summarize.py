@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.stats import seeds_needed
+from medvit.data import load_dataset
 from studies.recipe import summarize
 from studies.recipe.records import read_records
 from studies.recipe.run_arm import append_record
@@ -54,7 +55,7 @@ def rule_rows(tmp_path, record: dict) -> tuple[dict[str, str], str]:
     with contextlib.redirect_stdout(out):
         summarize.main([str(path)])
     rows = {line.split(" | ")[1]: line.split(" | ")[2] for line in out.getvalue().splitlines()
-            if line.startswith("| retinamnist a | ")}
+            if line.startswith(f"| {record['config']['dataset']} a | ")}
     return rows, out.getvalue()
 
 
@@ -65,6 +66,24 @@ def test_selecting_on_test_is_its_own_rule(tmp_path, monkeypatch, real_root):
     assert rows["trailing mean of 1 (what ran)"].startswith("0.500")
     assert rows["last epoch"].startswith("0.500")
     assert "paired difference" not in out  # one arm: nothing to pair
+
+
+def test_a_binary_run_has_the_decision_threshold_chosen_on_validation_and_on_test(tmp_path, monkeypatch, real_root):
+    monkeypatch.setenv("MEDMNIST_ROOT", str(real_root))
+    labels = load_dataset("pneumoniamnist").labels
+    y_val, y_test = (labels[split].numpy().ravel() for split in ("val", "test"))
+    # validation puts its cut at 0.25; on test every score is under 0.5 and 0.25 calls every image pneumonia
+    val = np.where(y_val == 1, 0.3, 0.2)
+    test = np.where(y_test == 1, 0.45, 0.3)
+    record = _record("a", 0, float((y_test == 0).mean()), [0.5], 1) | {
+        "scores": {"val_scores": np.stack([1 - val, val], 1).tolist(), "test_scores": np.stack([1 - test, test], 1).tolist()}}
+    record["config"]["dataset"] = "pneumoniamnist"
+    rows, _ = rule_rows(tmp_path, record)
+    assert rows["decision threshold chosen on validation (the selected epoch)"] == f"{(y_test == 1).mean():.3f} +- 0.000"
+    assert rows["decision threshold chosen on test (what tuning it on test would report)"] == "1.000 +- 0.000"
+    retina = _record("a", 0, 0.5, [0.5], 1) | {"scores": {f"{split}_scores": np.full((n, 5), 0.2).tolist()
+                                                         for split, n in (("val", 120), ("test", 400))}}
+    assert "decision threshold" not in rule_rows(tmp_path, retina)[1]  # a binary task's rule only
 
 
 def test_the_paired_table_has_every_shared_test_metric_against_the_first_arm(tmp_path, monkeypatch, real_root):

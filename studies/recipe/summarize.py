@@ -28,8 +28,9 @@ import numpy as np
 from analysis.stats import POWER, seeds_text
 from medvit.config import TrainConfig
 from medvit.data import load_dataset
-from medvit.metrics import decoded_metrics, evaluate
+from medvit.metrics import best_threshold, decoded_metrics, evaluate, threshold_accuracy
 from medvit.selection import best_epoch
+from medvit.tasks import BINARY
 from studies import run_main
 from studies.recipe.records import read_records, record_paths
 
@@ -83,10 +84,23 @@ def main(paths: list[str]) -> None:
             }
             for rule, i in picks.items():
                 rules[rule].append((epochs[i]["test_acc"], epochs[i].get("test_qwk")))
+            if data[r["config"]["dataset"]].info.task == BINARY and "scores" in r:
+                for rule, acc in threshold_rules(r, data[r["config"]["dataset"]].labels).items():
+                    rules[rule].append((acc, None))
         for rule, values in rules.items():
             print(f"| {arm} | {rule} | {fmt(v[0] for v in values)} | {fmt(v[1] for v in values)} |")
     print()
     print_paired(runs)
+
+
+def threshold_rules(record: dict, labels: dict) -> dict[str, float]:
+    """A binary run's test ACC at its selected epoch with the decision threshold chosen on
+    validation, and on test (the audit); ``labels`` maps each split to its labels."""
+    val, test = (np.asarray(record["scores"][f"{split}_scores"]) for split in ("val", "test"))
+    y_val, y_test = (labels[split].numpy().ravel() for split in ("val", "test"))
+    return {"decision threshold chosen on validation (the selected epoch)":
+            threshold_accuracy(y_test, test, best_threshold(y_val, val)[0]),
+            "decision threshold chosen on test (what tuning it on test would report)": best_threshold(y_test, test)[1]}
 
 
 def trailing_pick(val: np.ndarray, window: int) -> int:
