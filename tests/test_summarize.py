@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from analysis.stats import seeds_needed
 from medvit.data import load_dataset
@@ -81,6 +82,9 @@ def test_a_binary_run_has_the_decision_threshold_chosen_on_validation_and_on_tes
     rows, _ = rule_rows(tmp_path, record)
     assert rows["decision threshold chosen on validation (the selected epoch)"] == f"{(y_test == 1).mean():.3f} +- 0.000"
     assert rows["decision threshold chosen on test (what tuning it on test would report)"] == "1.000 +- 0.000"
+    # the test split's pneumonia share (62.5 %, below training's 74 %) moves the cut above 0.45: all healthy
+    assert rows["threshold for the test split's positive share (a test-label statistic)"] == f"{(y_test == 0).mean():.3f} +- 0.000"
+    assert "threshold for the positive share EM estimates from the unlabeled test scores" in rows
     retina = _record("a", 0, 0.5, [0.5], 1) | {"scores": {f"{split}_scores": np.full((n, 5), 0.2).tolist()
                                                          for split, n in (("val", 120), ("test", 400))}}
     assert "decision threshold" not in rule_rows(tmp_path, retina)[1]  # a binary task's rule only
@@ -161,3 +165,18 @@ def test_trailing_pick_is_the_trainers_selection():
     for r in records:
         val = np.array([e["val_acc"] for e in r["epochs"]])
         assert summarize.trailing_pick(val, 5) == r["result"]["selected_epoch"] - 1
+
+
+def test_prior_threshold_moves_the_cut_with_the_positive_share():
+    assert summarize.prior_threshold(0.74, 0.74) == pytest.approx(0.5)
+    assert summarize.prior_threshold(0.5, 0.25) == pytest.approx(0.75)  # odds 1:3 against: three times as sure
+    assert summarize.prior_threshold(0.5, 0.75) == pytest.approx(0.25)
+
+
+def test_em_finds_the_positive_share_of_unlabeled_images_from_calibrated_scores():
+    rng = np.random.default_rng(0)
+    y = rng.random(20_000) < 0.3  # trained on half positives, tested on 30 %
+    x = rng.normal(np.where(y, 1.0, -1.0), 1.0)
+    calibrated = 1 / (1 + np.exp(-2 * x))  # the posterior for two unit Gaussians at +-1 under a 50 % prior
+    assert summarize.em_positive_share(calibrated, 0.5) == pytest.approx(0.3, abs=0.01)
+    assert calibrated.mean() > 0.33  # the plain average is pulled towards the training share

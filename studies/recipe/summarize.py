@@ -95,12 +95,37 @@ def main(paths: list[str]) -> None:
 
 def threshold_rules(record: dict, labels: dict) -> dict[str, float]:
     """A binary run's test ACC at its selected epoch with the decision threshold chosen on
-    validation, and on test (the audit); ``labels`` maps each split to its labels."""
+    validation; moved for the test split's positive share, as the EM of Saerens et al. (2002)
+    estimates it from the unlabeled test scores, and as the test labels give it (a test
+    statistic); and chosen on test (the audit). ``labels`` maps each split to its labels."""
     val, test = (np.asarray(record["scores"][f"{split}_scores"]) for split in ("val", "test"))
-    y_val, y_test = (labels[split].numpy().ravel() for split in ("val", "test"))
+    y_train, y_val, y_test = (labels[split].numpy().ravel() for split in ("train", "val", "test"))
+    trained_on = float(y_train.mean())
+    positive = test[:, -1] if test.ndim == 2 else test
     return {"decision threshold chosen on validation (the selected epoch)":
             threshold_accuracy(y_test, test, best_threshold(y_val, val)[0]),
+            "threshold for the positive share EM estimates from the unlabeled test scores":
+            threshold_accuracy(y_test, test, prior_threshold(trained_on, em_positive_share(positive, trained_on))),
+            "threshold for the test split's positive share (a test-label statistic)":
+            threshold_accuracy(y_test, test, prior_threshold(trained_on, float(y_test.mean()))),
             "decision threshold chosen on test (what tuning it on test would report)": best_threshold(y_test, test)[1]}
+
+
+def prior_threshold(trained_on: float, share: float) -> float:
+    """The score threshold at which a model trained on a positive share ``trained_on`` calls an
+    image positive once its probabilities are reweighted for a positive share ``share``."""
+    keep, drop = share / trained_on, (1 - share) / (1 - trained_on)
+    return drop / (keep + drop)
+
+
+def em_positive_share(positive: np.ndarray, trained_on: float, rounds: int = 200) -> float:
+    """The positive share of unlabeled images that makes a model's reweighted probabilities
+    average to it (Saerens, Latinne and Decaestecker 2002: EM, started at ``trained_on``)."""
+    share = trained_on
+    for _ in range(rounds):
+        keep, drop = share / trained_on, (1 - share) / (1 - trained_on)
+        share = float(np.mean(positive * keep / (positive * keep + (1 - positive) * drop)))
+    return share
 
 
 def trailing_pick(val: np.ndarray, window: int) -> int:
