@@ -239,7 +239,7 @@ def evaluate(task: str, y_true: np.ndarray, scores: np.ndarray) -> dict[str, flo
         _check_range(y, 2, "binary")
         if n == 0:
             return {"acc": nan, "auc": nan}
-        acc = float(((score > THRESHOLD) == (y == 1)).mean())
+        acc = threshold_accuracy(y, score, THRESHOLD)
         auc = _mean_auc(roc_auc_columns((y == 1)[:, None], score[:, None]), task)
         return {"acc": acc, "auc": auc}
 
