@@ -255,7 +255,7 @@ def _audit_section(conf: pd.DataFrame) -> TableOut | None:
     header = ["Dataset", "Sweep", "Label", "Seeds", "ACC, epoch chosen on validation", "ACC, epoch chosen on test",
               "ACC added by choosing on test", "AUC, epoch chosen on validation", "AUC, epoch chosen on test",
               "Epochs chosen (validation / test)"]
-    rows, data = [], []
+    rows, data, thresholds = [], [], []
     for ds, sweep, label, g in _confirmed(conf[conf["audit_test_acc"].notna()]):
         rec = dict(dataset=ds, sweep=sweep, label=label, n=int(g["seed"].nunique()))
         cells = [ref.display_name(ds), sweep, label, str(rec["n"])]
@@ -271,17 +271,15 @@ def _audit_section(conf: pd.DataFrame) -> TableOut | None:
                 cells.append(f"{diff.mean():+.3f}{spread}" if len(diff) else MISSING)
         cells.append(" / ".join(", ".join(str(int(e)) for e in g[c].dropna()) for c in ("selected_epoch", "audit_epoch")))
         threshold_accs = threshold_audit(g)
-        on_test = mean_ci(threshold_accs) if threshold_accs else None
-        rec["acc_threshold_on_test_mean"] = on_test.mean if on_test else None
-        cells.append(format_pm(on_test.mean, on_test.std) if on_test else MISSING)
+        thresholds.append(mean_ci(threshold_accs) if threshold_accs else None)
+        rec["acc_threshold_on_test_mean"] = thresholds[-1].mean if thresholds[-1] else None
         rows.append(cells)
         data.append(rec)
     notes = [AUDIT_NOTE, "Std over seeds (ddof 1); the added ACC is the per-seed difference, mean ± std."]
-    header.append("ACC, decision threshold chosen on test")
-    if all(r["acc_threshold_on_test_mean"] is None for r in data):  # no binary dataset's runs with their probabilities
-        header.pop()
-        rows = [cells[:-1] for cells in rows]
-    else:
+    if any(thresholds):  # a binary dataset's runs, with their test probabilities
+        header.append("ACC, decision threshold chosen on test")
+        for cells, on_test in zip(rows, thresholds):
+            cells.append(format_pm(on_test.mean, on_test.std) if on_test else MISSING)
         notes.insert(1, THRESHOLD_AUDIT_NOTE)
     return TableOut("audit", f"{AUDIT_HEADING} beside the epoch chosen on validation", pd.DataFrame(rows, columns=header),
                     notes, pd.DataFrame(data))

@@ -9,7 +9,9 @@ validation; the seed ensemble (the seeds' selected-epoch probabilities averaged,
 for decoded QWK/MAE tuned on the averaged validation probabilities); and, from the per-epoch
 test numbers that only this research tool records, how other selection rules would have done
 (the default's trailing mean of 5 epochs for runs that selected otherwise, the last epoch, and
-the epoch chosen on test: what a paper that selects on test would print); and,
+the epoch chosen on test: what a paper that selects on test would print; on a binary task also
+the decision threshold chosen on validation, moved for the test split's positive share, and
+chosen on test); and,
 for arms of the same dataset, the paired difference of each test metric (ACC, AUC, QWK, MAE) and
 of the ACC that choosing the epoch on test would claim, to the first arm of that dataset over
 the seeds both ran (name the baseline's file first), and the seeds a paired t-test would need to
@@ -101,21 +103,25 @@ def threshold_rules(record: dict, labels: dict) -> dict[str, float]:
     val, test = (np.asarray(record["scores"][f"{split}_scores"]) for split in ("val", "test"))
     y_train, y_val, y_test = (labels[split].numpy().ravel() for split in ("train", "val", "test"))
     trained_on = float(y_train.mean())
-    positive = test[:, -1] if test.ndim == 2 else test
     return {"decision threshold chosen on validation (the selected epoch)":
             threshold_accuracy(y_test, test, best_threshold(y_val, val)[0]),
             "threshold for the positive share EM estimates from the unlabeled test scores":
-            threshold_accuracy(y_test, test, prior_threshold(trained_on, em_positive_share(positive, trained_on))),
+            threshold_accuracy(y_test, test, prior_threshold(trained_on, em_positive_share(test[:, 1], trained_on))),
             "threshold for the test split's positive share (a test-label statistic)":
             threshold_accuracy(y_test, test, prior_threshold(trained_on, float(y_test.mean()))),
             "decision threshold chosen on test (what tuning it on test would report)": best_threshold(y_test, test)[1]}
 
 
-def prior_threshold(trained_on: float, share: float) -> float:
-    """The score threshold at which a model trained on a positive share ``trained_on`` calls an
-    image positive once its probabilities are reweighted for a positive share ``share``."""
+def reweighted(positive: np.ndarray | float, trained_on: float, share: float) -> np.ndarray | float:
+    """Probabilities of the positive class from a model trained on a positive share
+    ``trained_on``, reweighted for images whose positive share is ``share``."""
     keep, drop = share / trained_on, (1 - share) / (1 - trained_on)
-    return drop / (keep + drop)
+    return positive * keep / (positive * keep + (1 - positive) * drop)
+
+
+def prior_threshold(trained_on: float, share: float) -> float:
+    """The score threshold at which the reweighted probability (:func:`reweighted`) is 0.5."""
+    return 1 - reweighted(0.5, trained_on, share)
 
 
 def em_positive_share(positive: np.ndarray, trained_on: float, rounds: int = 200) -> float:
@@ -123,8 +129,7 @@ def em_positive_share(positive: np.ndarray, trained_on: float, rounds: int = 200
     average to it (Saerens, Latinne and Decaestecker 2002: EM, started at ``trained_on``)."""
     share = trained_on
     for _ in range(rounds):
-        keep, drop = share / trained_on, (1 - share) / (1 - trained_on)
-        share = float(np.mean(positive * keep / (positive * keep + (1 - positive) * drop)))
+        share = float(np.mean(reweighted(positive, trained_on, share)))
     return share
 
 
