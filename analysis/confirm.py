@@ -57,7 +57,7 @@ from analysis.collect import _write_atomic, read_sweep
 from analysis.schema import AUDIT_COLUMNS, CONFIRM_SCHEMA, read_table
 from analysis.reference import table2_gain
 from analysis.stats import format_pm, mean_ci, paired_bootstrap, power_sentence
-from analysis.tables import family_label, model_family, rank_trials, seed_ensemble, threshold_audit, with_inputs
+from analysis.tables import decision_audit, family_label, model_family, rank_trials, seed_ensemble, with_inputs
 from medvit.selection import SCORE_METRICS
 
 __all__ = ["SEED_START", "Arm", "ConfirmResult", "confirm", "plan_arms", "read_confirm", "audit_lines"]
@@ -184,9 +184,9 @@ def _finite(values: Any) -> list[float]:
 
 def audit_lines(rows: pd.DataFrame, label: str) -> list[str]:
     """The test-selection audit of one configuration's runs: the test metrics at the epoch
-    chosen on validation beside those at the epoch chosen on test, mean ± std over seeds, and on
-    a binary task the ACC with the decision threshold chosen on test; nothing when its runs had
-    no audit."""
+    chosen on validation beside those at the epoch chosen on test, mean ± std over seeds, and the
+    ACC with the decision rule chosen on test (:func:`analysis.tables.decision_audit`); nothing
+    when its runs had no audit."""
     if not set(AUDIT_COLUMNS) <= set(rows.columns) or not _finite(rows["audit_test_acc"]):
         return []
     parts = []
@@ -196,11 +196,11 @@ def audit_lines(rows: pd.DataFrame, label: str) -> list[str]:
             on_val, on_test = mean_ci(honest), mean_ci(oracle)
             parts.append(f"{m.upper()} {format_pm(on_val.mean, on_val.std, 4)} on validation, "
                          f"{format_pm(on_test.mean, on_test.std, 4)} on test")
-    threshold_accs = threshold_audit(rows)
-    if threshold_accs:
-        on_test = mean_ci(threshold_accs)
-        parts.append(f"ACC {format_pm(on_test.mean, on_test.std, 4)} with the decision threshold chosen on test "
-                     "(at the epoch chosen on validation)")
+    rule_accs = decision_audit(rows)
+    if rule_accs:
+        on_test = mean_ci(rule_accs)
+        parts.append(f"ACC {format_pm(on_test.mean, on_test.std, 4)} with the decision rule (threshold or class "
+                     "offsets) chosen on test (at the epoch chosen on validation)")
     epochs = f"epochs {', '.join(map(str, rows['selected_epoch']))} on validation, " \
              f"{', '.join(map(str, rows['audit_epoch']))} on test"
     return [f"{label}, audit over {len(rows)} seeds, test metrics with the epoch chosen on validation "

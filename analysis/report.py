@@ -43,12 +43,13 @@ from analysis.stats import binomial_se, format_pm, mean_ci, paired_bootstrap, po
 from analysis.tables import (
     AUDIT_HEADING,
     AUDIT_NOTE,
+    DECISION_AUDIT_NOTE,
     MISSING,
     SCORE_NOTE,
-    THRESHOLD_AUDIT_NOTE,
     TableOut,
     best_config,
     best_trials,
+    decision_audit,
     family_label,
     fmt_int,
     fmt_value,
@@ -60,7 +61,6 @@ from analysis.tables import (
     score_name,
     seed_ensemble,
     table1_blocks,
-    threshold_audit,
     with_inputs,
     write_tables,
 )
@@ -255,7 +255,7 @@ def _audit_section(conf: pd.DataFrame) -> TableOut | None:
     header = ["Dataset", "Sweep", "Label", "Seeds", "ACC, epoch chosen on validation", "ACC, epoch chosen on test",
               "ACC added by choosing on test", "AUC, epoch chosen on validation", "AUC, epoch chosen on test",
               "Epochs chosen (validation / test)"]
-    rows, data, thresholds = [], [], []
+    rows, data, rules = [], [], []
     for ds, sweep, label, g in _confirmed(conf[conf["audit_test_acc"].notna()]):
         rec = dict(dataset=ds, sweep=sweep, label=label, n=int(g["seed"].nunique()))
         cells = [ref.display_name(ds), sweep, label, str(rec["n"])]
@@ -270,17 +270,17 @@ def _audit_section(conf: pd.DataFrame) -> TableOut | None:
                 spread = f" ± {diff.std():.3f}" if len(diff) > 1 else ""
                 cells.append(f"{diff.mean():+.3f}{spread}" if len(diff) else MISSING)
         cells.append(" / ".join(", ".join(str(int(e)) for e in g[c].dropna()) for c in ("selected_epoch", "audit_epoch")))
-        threshold_accs = threshold_audit(g)
-        thresholds.append(mean_ci(threshold_accs) if threshold_accs else None)
-        rec["acc_threshold_on_test_mean"] = thresholds[-1].mean if thresholds[-1] else None
+        rule_accs = decision_audit(g)
+        rules.append(mean_ci(rule_accs) if rule_accs else None)
+        rec["acc_decision_on_test_mean"] = rules[-1].mean if rules[-1] else None
         rows.append(cells)
         data.append(rec)
     notes = [AUDIT_NOTE, "Std over seeds (ddof 1); the added ACC is the per-seed difference, mean ± std."]
-    if any(thresholds):  # a binary dataset's runs, with their test probabilities
-        header.append("ACC, decision threshold chosen on test")
-        for cells, on_test in zip(rows, thresholds):
+    if any(rules):  # runs with their test probabilities
+        header.append("ACC, decision rule chosen on test")
+        for cells, on_test in zip(rows, rules):
             cells.append(format_pm(on_test.mean, on_test.std) if on_test else MISSING)
-        notes.insert(1, THRESHOLD_AUDIT_NOTE)
+        notes.insert(1, DECISION_AUDIT_NOTE)
     return TableOut("audit", f"{AUDIT_HEADING} beside the epoch chosen on validation", pd.DataFrame(rows, columns=header),
                     notes, pd.DataFrame(data))
 

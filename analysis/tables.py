@@ -57,7 +57,7 @@ __all__ = [
     "input_label",
     "with_inputs",
     "seed_ensemble",
-    "threshold_audit",
+    "decision_audit",
     "result_groups",
     "selection_metric",
     "rank_trials",
@@ -80,10 +80,11 @@ MISSING_NOTE = (
     "trial has not been evaluated on the test split yet."
 )
 AUDIT_HEADING = "Test-selection audit: epoch chosen on test"
-THRESHOLD_AUDIT_NOTE = (
-    "On a binary task the audit also chooses the decision threshold on test, at the epoch chosen on "
-    "validation (ACC itself counts a score above 0.5 as positive): what a paper that tunes its threshold on the "
-    "test split would print."
+DECISION_AUDIT_NOTE = (
+    "The audit also chooses the decision rule on test, at the epoch chosen on validation: on a binary task the "
+    "threshold (ACC itself counts a score above 0.5 as positive), on a multi-class one an offset per class added to "
+    "the log-probabilities before the argmax (coordinate ascent: at least what tuning them on test would give); "
+    "what a paper that tunes its decision rule on the test split would print."
 )
 AUDIT_NOTE = (
     "Test-selection audit (an audit, never a result): the same confirmed runs with the epoch chosen on the "
@@ -332,21 +333,26 @@ def seed_ensemble(rows: pd.DataFrame) -> dict[str, float] | None:
     return {**{m: metrics[m] for m in SCORE_METRICS if m in metrics}, "n": len(runs)}
 
 
-def threshold_audit(rows: pd.DataFrame) -> list[float]:
-    """For a binary dataset's re-runs: each run's test ACC with the decision threshold chosen on
-    the test split itself, at the epoch chosen on validation (:func:`medvit.metrics.best_threshold`):
-    what a paper that tunes the threshold on test would print; empty for other tasks or runs
-    without their test probabilities."""
+def decision_audit(rows: pd.DataFrame) -> list[float]:
+    """For one dataset's re-runs: each run's test ACC with the decision rule chosen on the test
+    split itself, at the epoch chosen on validation (:func:`medvit.metrics.best_decision_rule`: a
+    binary task's threshold, a multi-class task's class offsets): what a paper that tunes its
+    decision rule on test would print; empty for multi-label tasks or runs without their test
+    probabilities."""
     from medvit.data import dataset_info
-    from medvit.metrics import best_threshold
-    from medvit.tasks import BINARY
+    from medvit.metrics import best_decision_rule
+    from medvit.tasks import MULTI_LABEL
 
     if rows.empty or "test_scores" not in rows.columns or "test_labels" not in rows.columns:
         return []
-    if rows["dataset"].str.lower().nunique() != 1 or dataset_info(str(rows["dataset"].iloc[0]).lower()).task != BINARY:
+    if rows["dataset"].str.lower().nunique() != 1:
+        return []
+    task = dataset_info(str(rows["dataset"].iloc[0]).lower()).task
+    if task == MULTI_LABEL:
         return []
     runs = zip(map(_cell_array, rows["test_scores"]), map(_cell_array, rows["test_labels"]))
-    return [best_threshold(labels, scores)[1] for scores, labels in runs if scores is not None and labels is not None]
+    return [best_decision_rule(task, labels, scores)["acc"] for scores, labels in runs
+            if scores is not None and labels is not None]
 
 
 def _confirm_match(confirm: pd.DataFrame | None, trial: pd.Series, labels: set[str]) -> pd.DataFrame | None:

@@ -150,9 +150,12 @@ def run_train(args: argparse.Namespace) -> int:
         audit = result["audit"]
         print(f"audit (never selects): the epoch chosen on {audit['test_selected_on']} would be "
               f"{audit['test_selected_epoch']}, test: {metric_line(audit['test_selected'] or {})}")
-        if "threshold_on_test" in audit:
-            print(f"audit (never selects): the decision threshold chosen on test would be "
-                  f"{audit['threshold_on_test']['threshold']:.3f}, test acc {audit['threshold_on_test']['acc']:.4f}")
+        rule = audit.get("decision_on_test")
+        if rule is not None:
+            chosen = (f"the decision threshold chosen on test would be {rule['threshold']:.3f}" if "threshold" in rule
+                      else "the class offsets (to the log-probabilities) chosen on test would be "
+                           f"[{', '.join(f'{v:+.2f}' for v in rule['offsets'])}]")
+            print(f"audit (never selects): {chosen}, test acc {rule['acc']:.4f}")
     print(f"wrote {path}")
     if result["diverged"]:
         print(f"diverged: the training loss became non-finite at epoch {len(result['history'])}; "

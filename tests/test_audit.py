@@ -20,7 +20,7 @@ from analysis.schema import AUDIT_COLUMNS, CONFIRM_SCHEMA
 from analysis.tables import AUDIT_HEADING, rank_trials
 from hand_results import BEST, SWEEP, retina_confirm, retina_results
 from medvit.config import build_config
-from medvit.metrics import best_threshold
+from medvit.metrics import best_class_offsets, best_threshold
 from medvit.train import AUDIT_PREFIX, Trainer, load_data, train
 from sweep_helpers import results, retina_spec, trial_dirs
 from medsweep.cli import main
@@ -84,7 +84,11 @@ def test_medsweep_train_records_the_audit_and_never_selects_on_it(real_root, rev
     assert audit_values(real["history"]) != audit_values(rev["history"])
     # The labels are adversarial: selecting on test would pick another epoch under each labelling.
     assert real["audit"]["test_selected_epoch"] != rev["audit"]["test_selected_epoch"]
-    assert "threshold_on_test" not in real["audit"]  # a binary task's choice only
+    # the decision rule chosen on test: RetinaMNIST's class offsets, at the validation-chosen epoch
+    rule = real["audit"]["decision_on_test"]
+    assert len(rule["offsets"]) == 5 and rule["acc"] >= real["test"]["acc"]  # zero offsets are where it starts
+    assert (f"the class offsets (to the log-probabilities) chosen on test would be "
+            f"[{', '.join(f'{v:+.2f}' for v in rule['offsets'])}], test acc {rule['acc']:.4f}") in printed.out
 
     # The audit record: the validation-selected epoch's test metrics are the reported ones, and
     # the test-selected epoch is the one with the lowest test loss (the select metric's kind).
@@ -107,13 +111,22 @@ def test_a_binary_run_audits_the_decision_threshold_chosen_on_test(real_root, tm
     data = load_data(config)
     result = train(config, data)
     threshold, acc = best_threshold(data.labels["test"].numpy(), result["test_scores"])
-    assert result["audit"]["threshold_on_test"] == {"threshold": threshold, "acc": acc}
+    assert result["audit"]["decision_on_test"] == {"threshold": threshold, "acc": acc}
     assert acc >= result["test"]["acc"]  # 0.5 is one of the thresholds it chose from
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in config.model_dump().items()
              if k in {*TINY, "dataset", "epochs", "data_root"}]
     assert main(["train", *flags, "--audit-test", "--out", str(tmp_path)]) == 0
-    assert json.loads((tmp_path / "metrics.json").read_text())["audit"]["threshold_on_test"]["acc"] == pytest.approx(acc)
+    assert json.loads((tmp_path / "metrics.json").read_text())["audit"]["decision_on_test"]["acc"] == pytest.approx(acc)
     assert f"the decision threshold chosen on test would be {threshold:.3f}, test acc {acc:.4f}" in capsys.readouterr().out
+
+
+def test_a_multi_class_run_audits_the_class_offsets_chosen_on_test(real_root):
+    config = build_config({**TINY, "epochs": 1, "audit_test": True, "data_root": str(real_root)})
+    data = load_data(config)
+    result = train(config, data)
+    offsets, acc = best_class_offsets(data.labels["test"].numpy(), result["test_scores"])
+    assert result["audit"]["decision_on_test"] == {"offsets": list(offsets), "acc": acc}
+    assert acc >= result["test"]["acc"]
 
 
 def test_test_selection_prefers_the_earliest_of_tied_epochs(retina_data):
@@ -383,25 +396,42 @@ def pneumonia_audited_confirm() -> pd.DataFrame:
     })
 
 
-def test_the_audit_chooses_a_binary_tasks_threshold_on_test_too(tmp_path):
+def retina_audited_with_scores() -> pd.DataFrame:
+    """audited_confirm() with each run's test probabilities over 5 grades of 12 images."""
+    rng = np.random.default_rng(0)
+    conf = audited_confirm()
+    return conf.assign(test_scores=[rng.dirichlet(np.ones(5), 12).tolist() for _ in range(len(conf))],
+                       test_labels=[[[int(g)] for g in rng.integers(0, 5, 12)] for _ in range(len(conf))])
+
+
+def rule_on_test(rows: pd.DataFrame, choose) -> list[float]:
+    return [choose(np.array(y), np.array(p))[1] for p, y in zip(rows["test_scores"], rows["test_labels"])]
+
+
+def test_the_audit_chooses_the_decision_rule_on_test_too(tmp_path):
     pneumonia = pneumonia_audited_confirm()
-    on_test = [best_threshold(np.array(y), np.array(p))[1] for p, y in zip(pneumonia["test_scores"], pneumonia["test_labels"])]
+    on_test = rule_on_test(pneumonia, best_threshold)
     assert all(acc > honest for acc, honest in zip(on_test, pneumonia["test_acc"]))
     expected = f"{np.mean(on_test):.3f} ± {np.std(on_test, ddof=1):.3f}"
     lines = _summary(pneumonia, [Arm("best", "t", {}, "n", "plain")], [1000, 1001, 1002], "head")
     (audit,) = [line for line in lines if line.startswith("best, audit over 3 seeds")]
-    assert f"ACC {np.mean(on_test):.4f} ± {np.std(on_test, ddof=1):.4f} with the decision threshold chosen on test" in audit
-    # the report: a column for it, filled for the binary dataset only, and the note that says what it is
-    conf = pd.concat([audited_confirm(), pneumonia], ignore_index=True)
-    _, md_path = write_report(retina_results(), tmp_path / "binary", confirm_parquet=conf, figures=False)
+    assert (f"ACC {np.mean(on_test):.4f} ± {np.std(on_test, ddof=1):.4f} with the decision rule (threshold or "
+            "class offsets) chosen on test") in audit
+    # the report: a column for it, filled where the runs kept their test probabilities, and the note
+    retina = retina_audited_with_scores()
+    best = retina[retina["label"] == "best"]
+    retina_on_test = rule_on_test(best, best_class_offsets)
+    conf = pd.concat([retina, pneumonia], ignore_index=True)
+    _, md_path = write_report(retina_results(), tmp_path / "both", confirm_parquet=conf, figures=False)
     section = md_path.read_text()[md_path.read_text().index(f"### {AUDIT_HEADING} beside the epoch chosen on validation"):]
-    assert "| ACC, decision threshold chosen on test |" in section.splitlines()[2]
+    assert "| ACC, decision rule chosen on test |" in section.splitlines()[2]
     assert next(r for r in section.splitlines() if r.startswith("| PneumoniaMNIST | pneu | best |")).endswith(f"| {expected} |")
-    assert next(r for r in section.splitlines() if r.startswith(f"| RetinaMNIST | {SWEEP} | best |")).endswith("| – |")
-    assert "what a paper that tunes its threshold on the test split would print" in section
-    # without a binary dataset the column is not there (the RetinaMNIST-only report above)
-    _, md_path = write_report(retina_results(), tmp_path / "ordinal", confirm_parquet=audited_confirm(), figures=False)
-    assert "decision threshold" not in md_path.read_text()
+    assert next(r for r in section.splitlines() if r.startswith(f"| RetinaMNIST | {SWEEP} | best |")).endswith(
+        f"| {np.mean(retina_on_test):.3f} ± {np.std(retina_on_test, ddof=1):.3f} |")
+    assert "what a paper that tunes its decision rule on the test split would print" in section
+    # runs without their test probabilities have no such column
+    _, md_path = write_report(retina_results(), tmp_path / "no-scores", confirm_parquet=audited_confirm(), figures=False)
+    assert "decision rule" not in md_path.read_text()
 
 
 def test_report_without_the_audit_has_no_audit_rows(tmp_path):

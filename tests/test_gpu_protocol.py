@@ -46,18 +46,17 @@ def test_quick_study_runs_every_planned_run_and_resumes(tmp_path, real_root):
         assert config["alpha"] == (0.2 if record["arm"] == "retinamnist-a0.2" else 0.0)
         assert len(record["epochs"]) == 2 and all("test_acc" in epoch for epoch in record["epochs"])
         assert record["result"]["audit"]["test_selected"]["acc"] >= record["result"]["test"]["acc"]
-        binary = record["arm"] == "pneumoniamnist"
-        assert ("threshold_on_test" in record["result"]["audit"]) == binary
+        rule = record["result"]["audit"]["decision_on_test"]  # a threshold on PneumoniaMNIST, class offsets on RetinaMNIST
+        assert ("threshold" in rule, "offsets" in rule) == ((True, False) if record["arm"] == "pneumoniamnist" else (False, True))
     summary = (tmp_path / "summary.md").read_text()
     environment = records[0]["environment"]  # runs pair only within one environment: each says where it ran
     assert environment["threads"] == 1 and all(r["environment"] == environment for r in records)
     assert f"Where the runs ran: {environment['device']}, torch {environment['torch']} (6 runs)." in summary
     assert "| retinamnist-a0.2 | medvit_base | 2 |" in summary and "seed paper 0.594" in summary
-    on_test = [r["result"]["audit"]["threshold_on_test"]["acc"] for r in records if r["arm"] == "pneumoniamnist"]
-    (pneumonia,) = [line for line in summary.splitlines() if line.startswith("| pneumoniamnist |")]
-    assert pneumonia.split(" | ")[6] == summarize.fmt(on_test)
-    (retina,) = [line for line in summary.splitlines() if line.startswith("| retinamnist-a0 |")]
-    assert retina.split(" | ")[6] == "-"
+    for arm in ("pneumoniamnist", "retinamnist-a0"):
+        on_test = [r["result"]["audit"]["decision_on_test"]["acc"] for r in records if r["arm"] == arm]
+        (line,) = [line for line in summary.splitlines() if line.startswith(f"| {arm} |")]
+        assert line.split(" | ")[6] == summarize.fmt(on_test)
     # what a paper spec's sweep trial writes at each checkpoint: the whole Trainer state (medvit_base's
     # 44 M parameters four times: the model, the selected epoch's weights, Adam's two moments)
     checkpoint = plan["checkpoint"]["medvit_base"]
@@ -85,14 +84,14 @@ def test_quick_study_runs_every_planned_run_and_resumes(tmp_path, real_root):
 
 
 def test_the_summary_puts_both_choices_on_test_beside_the_honest_number():
-    def record(arm, acc, epoch_on_test, threshold_on_test=None):
+    def record(arm, acc, epoch_on_test, rule_on_test=None):
         audit = {"test_selected": {"acc": epoch_on_test}} | (
-            {"threshold_on_test": {"threshold": 0.3, "acc": threshold_on_test}} if threshold_on_test else {})
+            {"decision_on_test": {"threshold": 0.3, "acc": rule_on_test}} if rule_on_test else {})
         return {"arm": arm, "config": {"model": "medvit_base"}, "result": {"test": {"acc": acc, "auc": 0.9}, "audit": audit}}
 
     table = protocol.summary_table([record("pneumoniamnist", 0.88, 0.90, 0.94), record("pneumoniamnist", 0.86, 0.91, 0.93),
-                                    record("retinamnist-a0", 0.52, 0.55)]).splitlines()
-    assert table[0].split(" | ")[5:7] == ["test ACC, epoch chosen on test (audit)", "test ACC, threshold chosen on test (audit)"]
+                                    record("retinamnist-a0", 0.52, 0.55)]).splitlines()  # a record from before the rule's audit
+    assert table[0].split(" | ")[5:7] == ["test ACC, epoch chosen on test (audit)", "test ACC, decision rule chosen on test (audit)"]
     pneumonia = next(line for line in table if line.startswith("| pneumoniamnist |")).split(" | ")
     assert pneumonia[3:7] == ["0.870 +- 0.014", "0.900 +- 0.000", "0.905 +- 0.007", "0.935 +- 0.007"]
     assert next(line for line in table if line.startswith("| retinamnist-a0 |")).split(" | ")[5:7] == ["0.550 +- 0.000", "-"]

@@ -12,8 +12,9 @@ from scipy.stats import rankdata
 from sklearn.exceptions import UndefinedMetricWarning as SklearnUndefinedMetricWarning
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
-from medvit.metrics import (UndefinedMetricWarning, average_ranks, best_threshold, evaluate, quadratic_weighted_kappa,
-                            roc_auc_columns, scores_from_logits, threshold_accuracy)
+from medvit.metrics import (UndefinedMetricWarning, average_ranks, best_class_offsets, best_decision_rule, best_threshold,
+                            class_offset_accuracy, evaluate, quadratic_weighted_kappa, roc_auc_columns,
+                            scores_from_logits, threshold_accuracy)
 
 SEEDS = [0, 1, 2, 3, 4]
 
@@ -258,3 +259,47 @@ def test_best_threshold_prefers_the_cut_nearest_one_half_and_handles_edges():
     assert threshold_accuracy(y, score, 0.5) == evaluate("binary-class", y, score)["acc"]
     with pytest.raises(ValueError, match="binary"):
         best_threshold(np.array([0, 2]), np.array([0.1, 0.9]))
+
+
+def random_scores(seed: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 60))
+    return rng.integers(0, k, n), np.round(rng.dirichlet(np.ones(k), n), 1)  # rounded: ties
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_best_class_offsets_leave_no_class_a_move_that_gains(seed):
+    y, scores = random_scores(seed, 5)
+    offsets, acc = best_class_offsets(y[:, None], scores)
+    assert class_offset_accuracy(y, scores, offsets) == acc >= class_offset_accuracy(y, scores, np.zeros(5))
+    log_scores = np.log(np.clip(scores, 1e-12, None))
+    for c in range(5):  # every offset of class c that changes a prediction, the others held
+        others = np.delete(log_scores + offsets, c, axis=1).max(axis=1) - log_scores[:, c]
+        for value in [-100.0, 100.0, *(others - 1e-9), *(others + 1e-9)]:
+            moved = offsets.copy()
+            moved[c] = value
+            assert class_offset_accuracy(y, scores, moved) <= acc
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_class_offsets_on_two_classes_are_the_best_threshold(seed):
+    y, scores = random_scores(seed, 2)
+    assert best_class_offsets(y, scores)[1] == pytest.approx(best_threshold(y, scores)[1])
+
+
+def test_the_decision_rule_chosen_follows_the_task():
+    y, scores = np.array([0, 1, 2, 2]), np.array([[0.5, 0.3, 0.2], [0.4, 0.35, 0.25], [0.6, 0.1, 0.3], [0.2, 0.2, 0.6]])
+    assert evaluate("multi-class", y, scores)["acc"] == 0.5
+    # one start's ascent stops at 0.75 here (no single offset gains); the random starts find 1.0
+    assert best_class_offsets(y, scores, starts=1)[1] == 0.75
+    rule = best_decision_rule("ordinal-regression", y, scores)
+    assert rule["acc"] == 1.0 and set(rule) == {"offsets", "acc"}
+    assert class_offset_accuracy(y, scores, np.array(rule["offsets"])) == 1.0
+    assert best_decision_rule("binary-class", np.array([0, 1]), np.array([0.7, 0.9])) == {"threshold": pytest.approx(0.8), "acc": 1.0}
+    assert best_decision_rule("multi-label, binary-class", np.zeros((2, 3)), np.full((2, 3), 0.5)) is None
+    offsets, acc = best_class_offsets(np.array([], dtype=int), np.zeros((0, 3)))
+    assert np.isnan(acc) and offsets.shape == (3,) and np.isnan(offsets).all()
+    with pytest.raises(ValueError, match="class"):
+        best_class_offsets(np.array([0, 3]), scores[:2])
+    with pytest.raises(ValueError, match="task"):
+        best_decision_rule("regression", y, scores)
