@@ -8,6 +8,8 @@
 * :func:`seeds_needed`, :func:`detectable_difference`, :func:`power_sentence` -- how many
   paired seeds a paired t-test needs to tell a difference from 0, given the seeds' spread:
   what a comparison that is "within seed noise" would take to settle.
+* :func:`expected_best_of` -- the expected best of ``k`` runs drawn from the seeds one has:
+  what a paper that runs ``k`` times and prints its best run would print.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["MeanCI", "BootstrapResult", "mean_ci", "paired_bootstrap", "binomial_se", "format_pm",
-           "paired_t_power", "seeds_needed", "seeds_text", "detectable_difference", "power_sentence"]
+           "paired_t_power", "seeds_needed", "seeds_text", "detectable_difference", "power_sentence",
+           "expected_best_of"]
 
 #: The power a comparison is planned for, and the most seeds :func:`seeds_needed` looks at.
 POWER = 0.8
@@ -209,6 +212,18 @@ def power_sentence(diffs: Sequence[float] | np.ndarray, claims: dict[str, float]
             f"{n} seeds finds a true difference {power:.0%} of the time only from "
             f"±{detectable_difference(std, n, power):.{digits}f} on; finding the observed {d.mean():+.{digits}f} "
             f"would take {seeds_text(std, float(d.mean()), power)} seeds{claimed}.")
+
+
+def expected_best_of(values: Sequence[float] | np.ndarray, k: int) -> float:
+    """The mean, over every way of drawing ``k`` of ``values`` (seeds' results) without
+    replacement, of the largest drawn: the unbiased estimate of the expected best of ``k``
+    independent runs (the ``k``-th order statistic's weights, ``C(i, k - 1) / C(n, k)`` on the
+    ``i``-th smallest, counted from 0). ``k`` = 1 is the mean, ``k`` = n the largest."""
+    x = np.sort(_clean(values))
+    if not 1 <= k <= x.size:
+        raise ValueError(f"k: expected 1 to {x.size} (the values given); got {k}")
+    weights = np.array([math.comb(i, k - 1) for i in range(x.size)], dtype=float) / math.comb(x.size, k)
+    return float(weights @ x)
 
 
 def binomial_se(p: float, n: int) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -12,6 +13,7 @@ from analysis.stats import (
     MAX_SEEDS,
     binomial_se,
     detectable_difference,
+    expected_best_of,
     format_pm,
     mean_ci,
     paired_bootstrap,
@@ -133,3 +135,19 @@ def test_power_sentence():
     assert text.endswith(f"and the paper's gain (+0.042) {seeds_needed(std, 0.042)}.")
     assert f"more than {MAX_SEEDS:,} seeds" in power_sentence([0.0301, -0.03, 0.0])
     assert power_sentence([0.01]) == power_sentence([0.01, 0.01]) == power_sentence([]) == ""
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_expected_best_of_is_the_mean_best_over_every_draw(seed):
+    x = np.round(np.random.default_rng(seed).normal(0.52, 0.02, 8), 3)  # rounded: ties
+    for k in range(1, 9):
+        every = [max(draw) for draw in itertools.combinations(x, k)]
+        assert expected_best_of(x, k) == pytest.approx(np.mean(every))
+    assert expected_best_of(x, 1) == pytest.approx(x.mean()) and expected_best_of(x, 8) == x.max()
+
+
+def test_expected_best_of_drops_nan_and_names_k_out_of_range():
+    assert expected_best_of([0.5, float("nan"), 0.6], 2) == pytest.approx(0.6)
+    for k in (0, 3):
+        with pytest.raises(ValueError, match=f"k: expected 1 to 2 .*got {k}"):
+            expected_best_of([0.5, 0.6, float("nan")], k)

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.stats import seeds_needed
+from analysis.stats import expected_best_of, seeds_needed
 from medvit.data import load_dataset
+from medvit.metrics import best_class_offsets
 from studies.recipe import summarize
 from studies.recipe.records import read_records
 from studies.recipe.run_arm import append_record
@@ -88,6 +89,34 @@ def test_a_binary_run_has_the_decision_threshold_chosen_on_validation_and_on_tes
     retina = _record("a", 0, 0.5, [0.5], 1) | {"scores": {f"{split}_scores": np.full((n, 5), 0.2).tolist()
                                                          for split, n in (("val", 120), ("test", 400))}}
     assert "decision threshold" not in rule_rows(tmp_path, retina)[1]  # a binary task's rule only
+
+
+
+def test_choices_on_test_stack_into_the_best_run_of_three_and_of_all(tmp_path, monkeypatch, real_root):
+    monkeypatch.setenv("MEDMNIST_ROOT", str(real_root))
+    y_test = load_dataset("retinamnist").labels["test"].numpy()
+    rng = np.random.default_rng(0)
+    records = []
+    for seed, (honest, on_test) in enumerate([(0.50, 0.55), (0.52, 0.53), (0.51, 0.58), (0.49, 0.54)]):
+        scores = rng.dirichlet(np.ones(5), (len(y_test)))
+        records.append(_record("a", seed, honest, [honest, on_test], 1) | {
+            "scores": {"val_scores": rng.dirichlet(np.ones(5), 120).tolist(), "test_scores": scores.tolist()}})
+    path = tmp_path / "a.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        summarize.main([str(path)])
+    lines = out.getvalue().splitlines()
+    rule = [best_class_offsets(y_test, np.array(r["scores"]["test_scores"]))[1] for r in records]
+    assert all(r > 0.2 for r in rule)  # chance is 0.2: the offsets find the labels' largest class at least
+    (rule_row,) = [line for line in lines if "class offsets chosen on test" in line]
+    assert rule_row.split(" | ")[2] == summarize.fmt(rule)
+    header = next(i for i, line in enumerate(lines) if "test acc, epoch chosen on val (honest)" in line)
+    cells = lines[header + 2].split(" | ")
+    epoch = [0.55, 0.53, 0.58, 0.54]
+    assert cells[2:5] == [summarize.fmt([0.50, 0.52, 0.51, 0.49]), summarize.fmt(epoch), summarize.fmt(rule)]
+    assert cells[5] == f"{expected_best_of(epoch, 3):.3f} / {expected_best_of(rule, 3):.3f}"
+    assert cells[6].removesuffix(" |") == f"{max(epoch):.3f} / {max(rule):.3f}"
 
 
 def test_the_paired_table_has_every_shared_test_metric_against_the_first_arm(tmp_path, monkeypatch, real_root):

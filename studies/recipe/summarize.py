@@ -11,7 +11,8 @@ test numbers that only this research tool records, how other selection rules wou
 (the default's trailing mean of 5 epochs for runs that selected otherwise, the last epoch, and
 the epoch chosen on test: what a paper that selects on test would print; on a binary task also
 the decision threshold chosen on validation, moved for the test split's positive share, and
-chosen on test); and,
+chosen on test; on a multi-class task the class offsets chosen on test); every choice on test
+beside another, with the expected best of 3 runs and of all the seeds chosen on test; and,
 for arms of the same dataset, the paired difference of each test metric (ACC, AUC, QWK, MAE) and
 of the ACC that choosing the epoch on test would claim, to the first arm of that dataset over
 the seeds both ran (name the baseline's file first), and the seeds a paired t-test would need to
@@ -27,12 +28,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from analysis.stats import POWER, seeds_text
+from analysis.stats import POWER, expected_best_of, seeds_text
 from medvit.config import TrainConfig
 from medvit.data import load_dataset
-from medvit.metrics import best_threshold, decoded_metrics, evaluate, threshold_accuracy
+from medvit.metrics import best_decision_rule, best_threshold, decoded_metrics, evaluate, threshold_accuracy
 from medvit.selection import best_epoch
-from medvit.tasks import BINARY
+from medvit.tasks import BINARY, MULTI_LABEL
 from studies import run_main
 from studies.recipe.records import read_records, record_paths
 
@@ -86,11 +87,17 @@ def main(paths: list[str]) -> None:
             }
             for rule, i in picks.items():
                 rules[rule].append((epochs[i]["test_acc"], epochs[i].get("test_qwk")))
-            if data[r["config"]["dataset"]].info.task == BINARY and "scores" in r:
-                for rule, acc in threshold_rules(r, data[r["config"]["dataset"]].labels).items():
+            task, labels = data[r["config"]["dataset"]].info.task, data[r["config"]["dataset"]].labels
+            if task == BINARY and "scores" in r:
+                for rule, acc in threshold_rules(r, labels).items():
                     rules[rule].append((acc, None))
+            elif task != MULTI_LABEL and "scores" in r:
+                rules["class offsets chosen on test (what tuning them on test would report)"].append(
+                    (rule_chosen_on_test(r, labels["test"].numpy(), task), None))
         for rule, values in rules.items():
             print(f"| {arm} | {rule} | {fmt(v[0] for v in values)} | {fmt(v[1] for v in values)} |")
+    print()
+    print_stacked(runs, data)
     print()
     print_paired(runs)
 
@@ -152,6 +159,43 @@ def epoch_chosen_on_test(record: dict) -> int:
 
 def chosen_on_test(record: dict) -> float:
     return record["epochs"][epoch_chosen_on_test(record)]["test_acc"]
+
+
+def rule_chosen_on_test(record: dict, y_test: np.ndarray, task: str) -> float | None:
+    """A run's test ACC at its selected epoch with the decision rule chosen on test (a binary
+    task's threshold, a multi-class task's class offsets); None without its scores or for a
+    multi-label task."""
+    if "scores" not in record:
+        return None
+    rule = best_decision_rule(task, y_test, np.asarray(record["scores"]["test_scores"]))
+    return rule["acc"] if rule else None
+
+
+BEST_OF = 3
+
+
+def print_stacked(runs: dict[str, list[dict]], data: dict) -> None:
+    """What choosing on test claims, one choice on top of another, per arm: test ACC with the
+    epoch chosen on validation (the honest number); with the epoch chosen on test; with the
+    decision rule chosen on test at the validation-chosen epoch (the records keep no other
+    epoch's probabilities, so the two do not stack); and the best run of 3, and of all the
+    seeds, with either (the expected best of k runs drawn from the seeds,
+    :func:`analysis.stats.expected_best_of`): what a paper that prints its best run would print."""
+    print(f"| arm | seeds | test acc, epoch chosen on val (honest) | epoch chosen on test | decision rule chosen on "
+          f"test | best run of {BEST_OF} chosen on test (epoch / rule on test) | best run of all the seeds "
+          "(epoch / rule on test) |")
+    print("|---|---|---|---|---|---|---|")
+    for arm, records in runs.items():
+        dataset = data[records[0]["config"]["dataset"]]
+        epoch = [chosen_on_test(r) for r in records]
+        rule = [rule_chosen_on_test(r, dataset.labels["test"].numpy(), dataset.info.task) for r in records]
+        rule = rule if None not in rule else []
+
+        def best_of(k: int) -> str:
+            return " / ".join(f"{expected_best_of(v, k):.3f}" if len(v) >= k else "-" for v in (epoch, rule))
+
+        print(f"| {arm} | {len(records)} | {fmt(selected('acc')(r) for r in records)} | {fmt(epoch)} | {fmt(rule)} "
+              f"| {best_of(BEST_OF)} | {best_of(len(records))} |")
 
 
 PAIRED = {f"test {m} (val-selected)": selected(m) for m in ("acc", "auc", "qwk", "mae")} | {
