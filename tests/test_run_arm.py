@@ -4,9 +4,11 @@ and its arm (a) with AugMix being the paper specs' recipe."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from medvit.config import build_config
+from medvit.metrics import best_class_offsets
 from medvit.train import Trainer
 from studies.recipe import run_arm
 from sweeps.spec import load_spec
@@ -25,6 +27,21 @@ def test_raw_val_metrics_are_the_trained_weights_and_leave_the_ema_in_place(reti
     assert raw["raw_val_loss"] != ema_val["loss"]
     trainer.ema = None
     assert trainer.evaluate("val")[0]["loss"] == raw["raw_val_loss"]
+
+
+def test_every_epoch_records_the_acc_of_the_decision_rule_chosen_on_test(retina_data):
+    config = build_config({"dataset": "retinamnist", "model": "medvit_28_tiny", "device": "cpu", "epochs": 2,
+                           "batch_size": 16, "ema": 0.0, "select_window": 1})
+    data = retina_data.subset(48, seed=0)
+    record = run_arm.record_run(config, data, "rule")
+    assert all(e["test_rule_acc"] >= e["test_acc"] for e in record["epochs"])
+    # at the last epoch (selected or not) the scores are the model's as it ends: the same rule
+    last = Trainer(config, data)
+    for _ in last.epochs():
+        pass
+    _, scores = last.evaluate("test")
+    assert record["epochs"][-1]["test_rule_acc"] == best_class_offsets(data.labels["test"].numpy(), scores)[1]
+    assert np.isclose(record["epochs"][-1]["test_acc"], last.evaluate("test")[0]["acc"])
 
 
 def test_small_data_table_reads_when_validation_leaves_the_majority_and_pairs_seeds():

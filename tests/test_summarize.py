@@ -97,10 +97,14 @@ def test_choices_on_test_stack_into_the_best_run_of_three_and_of_all(tmp_path, m
     y_test = load_dataset("retinamnist").labels["test"].numpy()
     rng = np.random.default_rng(0)
     records = []
+    both = [0.60, 0.56, 0.61, 0.57]  # each run's best epoch with the rule chosen on test at every epoch
     for seed, (honest, on_test) in enumerate([(0.50, 0.55), (0.52, 0.53), (0.51, 0.58), (0.49, 0.54)]):
         scores = rng.dirichlet(np.ones(5), (len(y_test)))
-        records.append(_record("a", seed, honest, [honest, on_test], 1) | {
-            "scores": {"val_scores": rng.dirichlet(np.ones(5), 120).tolist(), "test_scores": scores.tolist()}})
+        record = _record("a", seed, honest, [honest, on_test], 1) | {
+            "scores": {"val_scores": rng.dirichlet(np.ones(5), 120).tolist(), "test_scores": scores.tolist()}}
+        for epoch, rule_acc in zip(record["epochs"], (both[seed] - 0.02, both[seed])):
+            epoch["test_rule_acc"] = rule_acc
+        records.append(record)
     path = tmp_path / "a.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     out = io.StringIO()
@@ -114,9 +118,14 @@ def test_choices_on_test_stack_into_the_best_run_of_three_and_of_all(tmp_path, m
     header = next(i for i, line in enumerate(lines) if "test acc, epoch chosen on val (honest)" in line)
     cells = lines[header + 2].split(" | ")
     epoch = [0.55, 0.53, 0.58, 0.54]
-    assert cells[2:5] == [summarize.fmt([0.50, 0.52, 0.51, 0.49]), summarize.fmt(epoch), summarize.fmt(rule)]
-    assert cells[5] == f"{expected_best_of(epoch, 3):.3f} / {expected_best_of(rule, 3):.3f}"
-    assert cells[6].removesuffix(" |") == f"{max(epoch):.3f} / {max(rule):.3f}"
+    assert cells[2:6] == [summarize.fmt([0.50, 0.52, 0.51, 0.49]), summarize.fmt(epoch), summarize.fmt(rule),
+                          summarize.fmt(both)]
+    assert cells[6] == " / ".join(f"{expected_best_of(v, 3):.3f}" for v in (epoch, rule, both))
+    assert cells[7].removesuffix(" |") == f"{max(epoch):.3f} / {max(rule):.3f} / {max(both):.3f}"
+    # records without the rule's ACC at every epoch cannot stack the two: their cells say so
+    for record in records:
+        del record["epochs"][0]["test_rule_acc"]
+    assert summarize.both_chosen_on_test(records[0]) is None
 
 
 def test_the_paired_table_has_every_shared_test_metric_against_the_first_arm(tmp_path, monkeypatch, real_root):

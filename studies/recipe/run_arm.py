@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from medvit.config import build_config
+from medvit.metrics import best_decision_rule
 from medvit.train import Trainer, environment, load_data
 from studies import run_main
 from studies.recipe.records import open_text
@@ -60,15 +61,20 @@ def recomputed_bn_metrics(trainer: Trainer, splits: tuple[str, ...] = ("val", "t
 
 
 def record_run(config, data, label: str, raw_val: bool = False, bn_readout: bool = False, **extra) -> dict:
-    """Train ``config`` on ``data``, evaluating the test split after every epoch (and, when
-    asked, the trained weights' validation metrics and the recomputed-BatchNorm readout):
-    the JSON record that the summaries read."""
+    """Train ``config`` on ``data``, evaluating the test split after every epoch with the ACC
+    of the decision rule chosen on it too (``test_rule_acc``, :func:`medvit.metrics.best_decision_rule`;
+    seconds an epoch on test splits of tens of thousands of images) and, when asked, the
+    trained weights' validation metrics and the recomputed-BatchNorm readout: the JSON record
+    that the summaries read."""
     start = time.perf_counter()
     trainer = Trainer(config, data)
     epochs = []
     for metrics in trainer.epochs():
-        test, _ = trainer.evaluate("test")
+        test, scores = trainer.evaluate("test")
+        # the decision rule chosen on test at every epoch: what choosing both on test would claim
+        rule = best_decision_rule(trainer.task, trainer.labels["test"].cpu().numpy(), scores)
         epochs.append({**metrics, **{f"test_{k}": v for k, v in test.items()},
+                       **({"test_rule_acc": rule["acc"]} if rule else {}),
                        **(raw_val_metrics(trainer) if raw_val else {}),
                        **(recomputed_bn_metrics(trainer) if bn_readout else {})})
     return finished_record(trainer, label, epochs, start, **extra)
