@@ -146,6 +146,7 @@ class Trainer:
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.best_val_scores: torch.Tensor | None = None  # (N_val, C), for ensembles
         self.audit: list[dict[str, float]] = []  # every epoch's test metrics, with audit_test on
+        self.audit_scores: np.ndarray | None = None  # the latest audited epoch's test probabilities
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -285,7 +286,7 @@ class Trainer:
     def _audit_epoch(self) -> dict[str, float]:
         """This epoch's test metrics of the evaluated weights, for the audit only. Evaluation
         draws no random numbers, so training goes on exactly as without the audit."""
-        test, _ = self.evaluate("test")
+        test, self.audit_scores = self.evaluate("test")
         record = {f"{AUDIT_PREFIX}{k}": v for k, v in test.items()}
         self.audit.append(record)
         return record

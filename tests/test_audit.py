@@ -129,6 +129,16 @@ def test_a_multi_class_run_audits_the_class_offsets_chosen_on_test(real_root):
     assert acc >= result["test"]["acc"]
 
 
+def test_the_audit_keeps_the_latest_epochs_test_probabilities(real_root):
+    # what the protocol study chooses each epoch's decision rule on, without a second test pass
+    config = build_config({**TINY, "epochs": 1, "audit_test": True, "data_root": str(real_root)})
+    trainer = Trainer(config, load_data(config))
+    assert trainer.audit_scores is None
+    (epoch,) = trainer.epochs()
+    metrics, scores = trainer.evaluate("test")  # the evaluated weights, as the audit saw them
+    assert np.array_equal(trainer.audit_scores, scores) and epoch[f"{AUDIT_PREFIX}acc"] == metrics["acc"]
+
+
 def test_test_selection_prefers_the_earliest_of_tied_epochs(retina_data):
     trainer = Trainer(build_config({**TINY, "audit_test": True, "select_metric": "val_acc"}),
                       retina_data.subset(128, seed=0))

@@ -45,6 +45,7 @@ def test_quick_study_runs_every_planned_run_and_resumes(tmp_path, real_root):
         assert (config["model"], config["resize"], config["audit_test"], config["ema"]) == ("medvit_base", 32, True, 0.0)
         assert config["alpha"] == (0.2 if record["arm"] == "retinamnist-a0.2" else 0.0)
         assert len(record["epochs"]) == 2 and all("test_acc" in epoch for epoch in record["epochs"])
+        assert all(epoch["test_rule_acc"] >= epoch["test_acc"] for epoch in record["epochs"])  # summarize's "both"
         assert record["result"]["audit"]["test_selected"]["acc"] >= record["result"]["test"]["acc"]
         rule = record["result"]["audit"]["decision_on_test"]  # a threshold on PneumoniaMNIST, class offsets on RetinaMNIST
         assert ("threshold" in rule, "offsets" in rule) == ((True, False) if record["arm"] == "pneumoniamnist" else (False, True))

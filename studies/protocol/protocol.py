@@ -38,6 +38,7 @@ import torch
 from analysis.reference import table1_value
 from medvit.config import build_config
 from medvit.data import dataset_info
+from medvit.metrics import best_decision_rule
 from medvit.provenance import where_they_ran
 from medvit.train import AUDIT_PREFIX, Trainer, load_data
 from studies import run_main
@@ -337,8 +338,12 @@ def run(args) -> None:
                         settings["data_root"])
     start = time.perf_counter()
     trainer = Trainer(config, load_data(config))
-    # run_arm.py's record: each epoch's test metrics as test_*, here from the Trainer's audit
-    epochs = [{k.replace(AUDIT_PREFIX, "test_"): v for k, v in metrics.items()} for metrics in trainer.epochs()]
+    # run_arm.py's record: each epoch's test metrics as test_*, here from the Trainer's audit, and
+    # the ACC of the decision rule chosen on that epoch's test probabilities (summarize.py's "both")
+    y_test = trainer.labels["test"].cpu().numpy()
+    epochs = [{**{k.replace(AUDIT_PREFIX, "test_"): v for k, v in metrics.items()},
+               "test_rule_acc": best_decision_rule(trainer.task, y_test, trainer.audit_scores)["acc"]}
+              for metrics in trainer.epochs()]
     record = finished_record(trainer, args.label, epochs, start)
     path = out / "runs" / f"{args.label}-{args.seed}.jsonl"
     path.with_suffix(".tmp").write_text(json.dumps(record) + "\n")
