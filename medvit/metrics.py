@@ -303,7 +303,6 @@ def best_threshold(y_true: np.ndarray, scores: np.ndarray) -> tuple[float, float
     return float(cut), float(correct.max() / score.size)
 
 
-
 def _class_log_scores(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A multi-class task's labels ``(N,)`` and log-probabilities ``(N, K)``."""
     scores = np.asarray(scores, dtype=np.float64)
