@@ -341,18 +341,16 @@ def decision_audit(rows: pd.DataFrame) -> list[float]:
     probabilities."""
     from medvit.data import dataset_info
     from medvit.metrics import best_decision_rule
-    from medvit.tasks import MULTI_LABEL
 
     if rows.empty or "test_scores" not in rows.columns or "test_labels" not in rows.columns:
         return []
     if rows["dataset"].str.lower().nunique() != 1:
         return []
     task = dataset_info(str(rows["dataset"].iloc[0]).lower()).task
-    if task == MULTI_LABEL:
-        return []
     runs = zip(map(_cell_array, rows["test_scores"]), map(_cell_array, rows["test_labels"]))
-    return [best_decision_rule(task, labels, scores)["acc"] for scores, labels in runs
-            if scores is not None and labels is not None]
+    rules = [best_decision_rule(task, labels, scores) for scores, labels in runs
+             if scores is not None and labels is not None]
+    return [rule["acc"] for rule in rules if rule is not None]
 
 
 def _confirm_match(confirm: pd.DataFrame | None, trial: pd.Series, labels: set[str]) -> pd.DataFrame | None:

@@ -35,7 +35,7 @@ from medvit.augment import AugmentConfig, augment_batch, augment_config, for_dat
 from medvit.config import TrainConfig
 from medvit.data import MedMNISTData, dataset_info, load_dataset
 from medvit.families import MEDVIT
-from medvit.tasks import MULTI_LABEL, ORDINAL
+from medvit.tasks import ORDINAL
 from medvit.losses import loss_for_task
 from medvit.metrics import best_decision_rule, decoded_metrics, evaluate, scores_from_logits
 from medvit.models import MODELS, create_model
@@ -323,10 +323,11 @@ class Trainer:
                                     self.labels["test"].cpu().numpy(), scores)
         tta = self._tta_metrics() if self.config.tta == "flip" and self.best_weights is not None else {}
         audit = self.test_selection_audit() if self.config.audit_test else None
-        if audit is not None and self.task != MULTI_LABEL:
-            # The other choice a paper can make on test: the decision rule (a binary task's
-            # threshold, a multi-class task's class offsets), at this epoch.
-            audit["decision_on_test"] = best_decision_rule(self.task, self.labels["test"].cpu().numpy(), scores)
+        # The other choice a paper can make on test: the decision rule (a binary task's threshold,
+        # a multi-class task's class offsets; a multi-label task has none), at this epoch.
+        rule = best_decision_rule(self.task, self.labels["test"].cpu().numpy(), scores) if audit is not None else None
+        if rule is not None:
+            audit["decision_on_test"] = rule
         return {
             "selected_epoch": self.best_epoch,
             "select_metric": self.config.select_metric,

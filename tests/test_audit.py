@@ -17,7 +17,7 @@ from analysis.collect import _audit_columns, read_sweep
 from analysis.confirm import Arm, _audit_row, _plan_line, _summary, confirm
 from analysis.report import write_report
 from analysis.schema import AUDIT_COLUMNS, CONFIRM_SCHEMA
-from analysis.tables import AUDIT_HEADING, rank_trials
+from analysis.tables import AUDIT_HEADING, decision_audit, rank_trials
 from hand_results import BEST, SWEEP, retina_confirm, retina_results
 from medvit.config import build_config
 from medvit.metrics import best_class_offsets, best_threshold
@@ -439,6 +439,10 @@ def test_the_audit_chooses_the_decision_rule_on_test_too(tmp_path):
     assert next(r for r in section.splitlines() if r.startswith(f"| RetinaMNIST | {SWEEP} | best |")).endswith(
         f"| {np.mean(retina_on_test):.3f} ± {np.std(retina_on_test, ddof=1):.3f} |")
     assert "what a paper that tunes its decision rule on the test split would print" in section
+    # a multi-label task has no one decision rule: its runs give the column nothing
+    chest = pneumonia.assign(dataset="chestmnist", test_scores=[[[0.2] * 14] * 8] * 3,
+                             test_labels=[[[0] * 14] * 8] * 3)
+    assert decision_audit(chest) == []
     # runs without their test probabilities have no such column
     _, md_path = write_report(retina_results(), tmp_path / "no-scores", confirm_parquet=audited_confirm(), figures=False)
     assert "decision rule" not in md_path.read_text()
