@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from analysis.stats import expected_best_of, seeds_needed
 from medvit.data import load_dataset
@@ -151,6 +152,18 @@ def test_the_paired_table_has_every_shared_test_metric_against_the_first_arm(tmp
     assert row.split(" | ")[2:] == ["0 1", "0.030 +- 0.000 (+0.030, +0.030)", "0.000 +- 0.000", "0.060 +- 0.000", "-0.100 +- 0.000",
                                    "0.070 +- 0.000", "- |"]  # no spread: no t-test
     assert "| retinamnist c | retinamnist a | none shared | - | - | - | - | - | - |" in out.getvalue()
+
+
+def test_a_paired_cell_gives_the_95_percent_interval_of_the_mean_difference():
+    # The README's intervals for the Ordinal Loss come from this cell: the Student-t interval of
+    # the per-seed differences' mean, which must hold the mean and widen with the spread.
+    diffs = [0.037, -0.022, 0.005, 0.020]
+    t = stats.t.ppf(0.975, len(diffs) - 1) * np.std(diffs, ddof=1) / np.sqrt(len(diffs))
+    mean = np.mean(diffs)
+    assert summarize.paired_cell(diffs) == (f"{mean:.3f} +- {np.std(diffs, ddof=1):.3f} "
+                                            f"[{mean - t:+.3f}, {mean + t:+.3f}]")
+    assert summarize.paired_cell([0.03, 0.03]) == "0.030 +- 0.000"  # no spread: no interval
+    assert summarize.paired_cell([]) == "-"
 
 
 def test_seeds_to_find_a_paired_difference():

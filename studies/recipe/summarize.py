@@ -16,8 +16,9 @@ beside another (and the epoch and the rule chosen together, where the records ke
 ACC at every epoch), with the expected best of 3 runs and of all the seeds chosen on test; and,
 for arms of the same dataset, the paired difference of each test metric (ACC, AUC, QWK, MAE) and
 of the ACC that choosing the epoch on test would claim, to the first arm of that dataset over
-the seeds both ran (name the baseline's file first), and the seeds a paired t-test would need to
-find that ACC difference at its spread (:func:`analysis.stats.seeds_needed`).
+the seeds both ran (name the baseline's file first), with the 95% interval of each mean
+difference, and the seeds a paired t-test would need to find that ACC difference at its spread
+(:func:`analysis.stats.seeds_needed`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from analysis.stats import POWER, expected_best_of, seeds_text
+from analysis.stats import POWER, expected_best_of, mean_ci, seeds_text
 from medvit.config import TrainConfig
 from medvit.data import load_dataset
 from medvit.metrics import best_decision_rule, best_threshold, decoded_metrics, evaluate, threshold_accuracy
@@ -241,10 +242,21 @@ def print_paired(runs: dict[str, list[dict]]) -> None:
     print("|---|---|---|" + "---|" * (len(PAIRED) + 1))
     for row in zip(*columns):
         arm, base, seeds, acc_diffs = row[0]
-        cells = [fmt(diffs) if diffs else "-" for *_, diffs in row]
+        cells = [paired_cell(diffs) for *_, diffs in row]
         cells[0] += (" (" + ", ".join(f"{d:+.3f}" for d in acc_diffs) + ")") if acc_diffs else ""
         print(f"| {arm} | {base} | {' '.join(map(str, seeds)) or 'none shared'} | " + " | ".join(cells)
               + f" | {seeds_to_find(acc_diffs)} |")
+
+
+def paired_cell(diffs: list[float]) -> str:
+    """Mean +- std of per-seed differences and, where they spread, the 95% Student-t interval of
+    their mean (:func:`analysis.stats.mean_ci`); - with none."""
+    if not diffs:
+        return "-"
+    if len(diffs) < 2 or not np.std(diffs) > 0:
+        return fmt(diffs)
+    ci = mean_ci(diffs)
+    return f"{fmt(diffs)} [{ci.ci_low:+.3f}, {ci.ci_high:+.3f}]"
 
 
 def seeds_to_find(diffs: list[float]) -> str:
