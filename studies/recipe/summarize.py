@@ -253,7 +253,7 @@ def paired_cell(diffs: list[float]) -> str:
     their mean (:func:`analysis.stats.mean_ci`); - with none."""
     if not diffs:
         return "-"
-    if len(diffs) < 2 or not np.std(diffs) > 0:
+    if not spreads(diffs):
         return fmt(diffs)
     ci = mean_ci(diffs)
     return f"{fmt(diffs)} [{ci.ci_low:+.3f}, {ci.ci_high:+.3f}]"
@@ -262,9 +262,14 @@ def paired_cell(diffs: list[float]) -> str:
 def seeds_to_find(diffs: list[float]) -> str:
     """The seeds a paired t-test needs to find the mean of ``diffs`` at their spread; - with
     fewer than 2 differences or none of it."""
-    if len(diffs) < 2 or not np.std(diffs) > 0:
+    if not spreads(diffs):
         return "-"
     return seeds_text(float(np.std(diffs, ddof=1)), float(np.mean(diffs)))
+
+
+def spreads(diffs: list[float]) -> bool:
+    """Whether ``diffs`` are at least two and not all equal: what an interval or a t-test needs."""
+    return len(diffs) >= 2 and np.std(diffs) > 0
 
 
 def parse_args(argv: list[str]) -> list[str]:
