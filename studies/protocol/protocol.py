@@ -42,7 +42,7 @@ from medvit.metrics import best_decision_rule
 from medvit.provenance import where_they_ran
 from medvit.train import AUDIT_PREFIX, Trainer, load_data
 from studies import run_main
-from studies.recipe.records import read_records
+from studies.recipe.records import read_records, record_line
 from studies.recipe.run_arm import finished_record
 from studies.recipe.summarize import fmt
 from sweeps.spec import load_spec
@@ -346,7 +346,7 @@ def run(args) -> None:
               for metrics in trainer.epochs()]
     record = finished_record(trainer, args.label, epochs, start)
     path = out / "runs" / f"{args.label}-{args.seed}.jsonl"
-    path.with_suffix(".tmp").write_text(json.dumps(record) + "\n")
+    path.with_suffix(".tmp").write_text(record_line(record))
     path.with_suffix(".tmp").rename(path)  # a run cut short leaves no record: resuming reruns it
     print(args.label, args.seed, json.dumps(record["result"]["test"]), f"{record['wall_s']:.0f}s", flush=True)
 

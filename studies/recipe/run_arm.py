@@ -21,7 +21,7 @@ from medvit.config import build_config
 from medvit.metrics import best_decision_rule
 from medvit.train import Trainer, environment, load_data
 from studies import run_main
-from studies.recipe.records import open_text
+from studies.recipe.records import open_text, record_line
 
 # (a) the recipe before issue 8 (weight decay on norms and biases cannot be restored: it is gone
 # for good); (b) the new defaults. Both the recommended CPU preset, medvit_28_tiny.
@@ -92,7 +92,7 @@ def finished_record(trainer: Trainer, label: str, epochs: list[dict], start: flo
 
 def append_record(path: str, record: dict) -> None:
     with open_text(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(record_line(record))
     print(record["arm"], record["seed"], json.dumps(record["result"]["test"]), f"{record['wall_s']:.0f}s", flush=True)
 
 
