@@ -47,18 +47,19 @@ def test_every_epoch_records_the_acc_of_the_decision_rule_chosen_on_test(retina_
 
 def test_a_written_record_keeps_five_digits_of_every_number_and_its_structure(tmp_path):
     # Full-precision probabilities doubled the shipped records and pushed the tree past what a
-    # GPU call can carry beside Ray's wheels (tests/test_device_carry.py caught it).
+    # GPU call can carry beside Ray's wheels (tests/test_device_carry.py caught it). The config is
+    # the input, kept exact: the protocol study refuses a kept record whose lr differs from its own.
     record = {"arm": "a", "seed": 3, "result": {"test": {"acc": 0.5249999999999999, "n": 400}},
               "scores": {"test_scores": [[0.123456789, 0.876543211], [1.0, 0.0]]},
-              "epochs": [{"epoch": 1, "lr": 0.000123456789, "diverged": False, "test_qwk": None}],
-              "config": {"lr": 1e-6, "weight_decay": 0.05}, "wall_s": 183.456789}
+              "epochs": [{"epoch": 1, "lr": 1.23456789e-7, "diverged": False, "test_qwk": None}],
+              "config": {"lr": 0.00123456789, "weight_decay": 0.05}, "wall_s": 183.456789}
     path = tmp_path / "r.jsonl.gz"
     run_arm.append_record(str(path), record)
     (read,) = read_records([path])
     assert read == {"arm": "a", "seed": 3, "result": {"test": {"acc": 0.525, "n": 400}},
                     "scores": {"test_scores": [[0.12346, 0.87654], [1.0, 0.0]]},
-                    "epochs": [{"epoch": 1, "lr": 0.00012346, "diverged": False, "test_qwk": None}],
-                    "config": {"lr": 1e-6, "weight_decay": 0.05}, "wall_s": 183.46}
+                    "epochs": [{"epoch": 1, "lr": 1.2346e-7, "diverged": False, "test_qwk": None}],
+                    "config": {"lr": 0.00123456789, "weight_decay": 0.05}, "wall_s": 183.46}
 
 
 def test_small_data_table_reads_when_validation_leaves_the_majority_and_pairs_seeds():

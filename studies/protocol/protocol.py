@@ -38,12 +38,11 @@ import torch
 from analysis.reference import table1_value
 from medvit.config import build_config
 from medvit.data import dataset_info
-from medvit.metrics import best_decision_rule
 from medvit.provenance import where_they_ran
 from medvit.train import AUDIT_PREFIX, Trainer, load_data
 from studies import run_main
 from studies.recipe.records import read_records, record_line
-from studies.recipe.run_arm import finished_record
+from studies.recipe.run_arm import finished_record, rule_on_test
 from studies.recipe.summarize import fmt
 from sweeps.spec import load_spec
 
@@ -340,10 +339,8 @@ def run(args) -> None:
     trainer = Trainer(config, load_data(config))
     # run_arm.py's record: each epoch's test metrics as test_*, here from the Trainer's audit, and
     # the ACC of the decision rule chosen on that epoch's test probabilities (summarize.py's "both")
-    y_test = trainer.labels["test"].cpu().numpy()
     epochs = [{**{k.replace(AUDIT_PREFIX, "test_"): v for k, v in metrics.items()},
-               "test_rule_acc": best_decision_rule(trainer.task, y_test, trainer.audit_scores)["acc"]}
-              for metrics in trainer.epochs()]
+               **rule_on_test(trainer, trainer.audit_scores)} for metrics in trainer.epochs()]
     record = finished_record(trainer, args.label, epochs, start)
     path = out / "runs" / f"{args.label}-{args.seed}.jsonl"
     path.with_suffix(".tmp").write_text(record_line(record))

@@ -17,16 +17,16 @@ def open_text(path: str | Path, mode: str = "r") -> IO[str]:
     return gzip.open(path, f"{mode}t") if str(path).endswith(".gz") else open(path, mode)
 
 
-# Significant digits a record keeps of each number. Full precision more than doubles a record's
-# gzipped size (most of it the probabilities of every validation and test image), and the shipped
-# records must leave the tree small enough to travel with Ray's wheels; every table summarize.py
-# prints from the 2026-12-05 records is the same at 5 digits to its last printed digit.
+# Significant digits a record keeps of each measured number. Full precision more than doubles a
+# record's gzipped size (most of it the probabilities of every validation and test image), and the
+# shipped records must leave the tree small enough to travel with Ray's wheels; every table
+# summarize.py prints from the 2026-12-05 records is the same at 5 digits to its last printed digit.
 RECORD_DIGITS = 5
 
 
 def rounded(value):
-    """``value`` (a record, or any part of it) with every float cut to RECORD_DIGITS significant
-    digits (significant, not decimals: a learning rate of 1e-6 stays 1e-6)."""
+    """``value`` (any part of a record) with every float cut to RECORD_DIGITS significant digits
+    (significant, not decimals: a learning rate of 1e-6 stays 1e-6)."""
     if isinstance(value, float):
         return float(f"{value:.{RECORD_DIGITS}g}")
     if isinstance(value, dict):
@@ -37,8 +37,9 @@ def rounded(value):
 
 
 def record_line(record: dict) -> str:
-    """One record as the line a record file holds: JSON, its floats rounded."""
-    return json.dumps(rounded(record)) + "\n"
+    """One record as the line a record file holds: JSON, its measurements rounded; its ``config``
+    exact, since the protocol study compares a kept record's config with the run it stands for."""
+    return json.dumps({k: v if k == "config" else rounded(v) for k, v in record.items()}) + "\n"
 
 
 def read_records(paths: Iterable[str | Path]) -> Iterator[dict]:

@@ -71,13 +71,18 @@ def record_run(config, data, label: str, raw_val: bool = False, bn_readout: bool
     epochs = []
     for metrics in trainer.epochs():
         test, scores = trainer.evaluate("test")
-        # the decision rule chosen on test at every epoch: what choosing both on test would claim
-        rule = best_decision_rule(trainer.task, trainer.labels["test"].cpu().numpy(), scores)
-        epochs.append({**metrics, **{f"test_{k}": v for k, v in test.items()},
-                       **({"test_rule_acc": rule["acc"]} if rule else {}),
+        epochs.append({**metrics, **{f"test_{k}": v for k, v in test.items()}, **rule_on_test(trainer, scores),
                        **(raw_val_metrics(trainer) if raw_val else {}),
                        **(recomputed_bn_metrics(trainer) if bn_readout else {})})
     return finished_record(trainer, label, epochs, start, **extra)
+
+
+def rule_on_test(trainer: Trainer, scores) -> dict:
+    """``{"test_rule_acc": ...}``: the test ACC with the decision rule chosen on this epoch's test
+    probabilities ``scores``, what choosing the epoch and the rule on test together would claim
+    (summarize.py's "both"); empty for a task with no one rule (multi-label)."""
+    rule = best_decision_rule(trainer.task, trainer.labels["test"].cpu().numpy(), scores)
+    return {"test_rule_acc": rule["acc"]} if rule else {}
 
 
 def finished_record(trainer: Trainer, label: str, epochs: list[dict], start: float, **extra) -> dict:
