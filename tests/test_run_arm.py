@@ -86,3 +86,19 @@ def test_arm_a_with_augmix_trains_the_paper_specs_recipe(dataset):
     arm = build_config({"dataset": dataset, **run_arm.ARMS["a"], "augment": "augmix"})
     spec = build_config({"dataset": dataset, **paper})
     assert arm == spec
+
+
+def test_no_scores_leaves_the_probabilities_out_and_the_summary_reads_the_record(tmp_path, monkeypatch, capsys):
+    # --no-scores keeps a 20-seed study within the tree a device call carries; summarize.py
+    # must still read its records (no seed ensemble, no rule at the selected epoch).
+    from studies.recipe import summarize
+
+    out = tmp_path / "r.jsonl.gz"
+    monkeypatch.setattr("sys.argv", ["run_arm.py", "--arm", "b", "--seeds", "0", "1", "--train-images", "32",
+                                     "--set", "epochs=1", "--no-scores", "--out", str(out)])
+    run_arm.main()
+    records = list(read_records([out]))
+    assert [r["seed"] for r in records] == [0, 1]
+    assert all("scores" not in r and "test_acc" in r["epochs"][0] for r in records)
+    summarize.main([str(out)])
+    assert "| retinamnist b | 2 |" in capsys.readouterr().out

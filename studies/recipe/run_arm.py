@@ -113,6 +113,10 @@ def main() -> None:
                         help="train on the N images `--subset N` draws for the seed; validation and test stay whole")
     parser.add_argument("--raw-val", action="store_true",
                         help="also record each epoch's validation metrics of the trained weights, not the EMA's")
+    parser.add_argument("--no-scores", action="store_true",
+                        help="leave out each run's validation and test probabilities (about 85%% of a gzipped "
+                             "record), which only seed ensembles and the decision rule chosen on test at the "
+                             "selected epoch read: for studies of many runs, which the device carry must hold")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     label = args.label or args.arm
@@ -122,7 +126,10 @@ def main() -> None:
         config = build_config({"dataset": args.dataset, "model": "medvit_28_tiny", "device": "cpu",
                                **ARMS.get(args.arm, {}), **extra, "seed": seed})
         data = load_data(config).with_train_subset(args.train_images, seed)
-        append_record(args.out, record_run(config, data, label, raw_val=args.raw_val))
+        record = record_run(config, data, label, raw_val=args.raw_val)
+        if args.no_scores:
+            del record["scores"]
+        append_record(args.out, record)
 
 
 if __name__ == "__main__":
