@@ -9,7 +9,7 @@ import pytest
 
 from medvit.config import build_config
 from medvit.metrics import best_class_offsets
-from medvit.train import Trainer
+from medvit.train import Trainer, load_data
 from studies.recipe import run_arm
 from studies.recipe.records import read_records
 from sweeps.spec import load_spec
@@ -88,17 +88,29 @@ def test_arm_a_with_augmix_trains_the_paper_specs_recipe(dataset):
     assert arm == spec
 
 
-def test_no_scores_leaves_the_probabilities_out_and_the_summary_reads_the_record(tmp_path, monkeypatch, capsys):
-    # --no-scores keeps a 20-seed study within the tree a device call carries; summarize.py
-    # must still read its records (no seed ensemble, no rule at the selected epoch).
+def test_predictions_only_keeps_each_images_class_and_the_summary_reads_the_record(tmp_path, monkeypatch, capsys):
+    # --predictions-only keeps a 20-seed study within the tree a device call carries, and what
+    # resampling the test images needs (studies/recipe/alpha_grid.py); summarize.py must still
+    # read its records (no seed ensemble, no rule at the selected epoch).
     from studies.recipe import summarize
 
     out = tmp_path / "r.jsonl.gz"
-    monkeypatch.setattr("sys.argv", ["run_arm.py", "--arm", "b", "--seeds", "0", "1", "--train-images", "32",
-                                     "--set", "epochs=1", "--no-scores", "--out", str(out)])
+    argv = ["run_arm.py", "--arm", "b", "--seeds", "0", "1", "--train-images", "32", "--set", "epochs=1",
+            "--predictions-only", "--out", str(out)]
+    monkeypatch.setattr("sys.argv", argv)
     run_arm.main()
     records = list(read_records([out]))
     assert [r["seed"] for r in records] == [0, 1]
-    assert all("scores" not in r and "test_acc" in r["epochs"][0] for r in records)
+    data = load_data(build_config({"dataset": "retinamnist"}))
+    for r in records:
+        assert "scores" not in r and "test_acc" in r["epochs"][0]
+        for split in ("val", "test"):
+            right = np.asarray(r["predictions"][split]) == data.labels[split].numpy()
+            assert np.isclose(right.mean(), r["result"][split]["acc"], atol=1e-5)
     summarize.main([str(out)])
     assert "| retinamnist b | 2 |" in capsys.readouterr().out
+    monkeypatch.setattr("sys.argv", [*argv[:-2], "--dataset", "chestmnist", "--out", str(out)])
+    with pytest.raises(SystemExit) as exit_info:
+        run_arm.main()
+    assert exit_info.value.code == 2
+    assert "--predictions-only: chestmnist is multi-label" in capsys.readouterr().err

@@ -14,11 +14,14 @@ import argparse
 import json
 import time
 
+import numpy as np
 import torch
 import yaml
 
 from medvit.config import build_config
+from medvit.data import dataset_info
 from medvit.metrics import best_decision_rule
+from medvit.tasks import MULTI_LABEL
 from medvit.train import Trainer, environment, load_data
 from studies import run_main
 from studies.recipe.records import open_text, record_line
@@ -95,6 +98,12 @@ def finished_record(trainer: Trainer, label: str, epochs: list[dict], start: flo
             "wall_s": time.perf_counter() - start}
 
 
+def predictions(scores: dict[str, list]) -> dict[str, list[int]]:
+    """``{"val": [...], "test": [...]}``: each image's predicted class (the most probable) from a
+    single-label record's ``scores``, as ``evaluate`` scores its ACC."""
+    return {split: np.argmax(np.asarray(scores[f"{split}_scores"]), axis=1).tolist() for split in ("val", "test")}
+
+
 def append_record(path: str, record: dict) -> None:
     with open_text(path, "a") as f:
         f.write(record_line(record))
@@ -113,22 +122,26 @@ def main() -> None:
                         help="train on the N images `--subset N` draws for the seed; validation and test stay whole")
     parser.add_argument("--raw-val", action="store_true",
                         help="also record each epoch's validation metrics of the trained weights, not the EMA's")
-    parser.add_argument("--no-scores", action="store_true",
-                        help="leave out each run's validation and test probabilities (about 85%% of a gzipped "
-                             "record), which only seed ensembles and the decision rule chosen on test at the "
-                             "selected epoch read: for studies of many runs, which the device carry must hold")
+    parser.add_argument("--predictions-only", action="store_true",
+                        help="keep each run's predicted class per validation and test image (what resampling "
+                             "the images needs) instead of its probabilities (about 85%% of a gzipped record, "
+                             "which only seed ensembles and the decision rule chosen on test at the selected "
+                             "epoch read): for studies of many runs, which the device carry must hold")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     label = args.label or args.arm
     torch.set_num_threads(args.threads)
     extra = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    if args.predictions_only and dataset_info(args.dataset).task == MULTI_LABEL:
+        parser.error(f"--predictions-only: {args.dataset} is multi-label, with no one class an image; "
+                     "allowed: a single-label dataset")
     for seed in args.seeds:
         config = build_config({"dataset": args.dataset, "model": "medvit_28_tiny", "device": "cpu",
                                **ARMS.get(args.arm, {}), **extra, "seed": seed})
         data = load_data(config).with_train_subset(args.train_images, seed)
         record = record_run(config, data, label, raw_val=args.raw_val)
-        if args.no_scores:
-            del record["scores"]
+        if args.predictions_only:
+            record["predictions"] = predictions(record.pop("scores"))
         append_record(args.out, record)
 
 
