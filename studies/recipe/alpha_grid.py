@@ -6,10 +6,12 @@ run_arm.py's records, and what each way of choosing alpha would report.
 Records are grouped by their config's alpha, not their arm's name, and must share every other
 config field but the seed. The first table: per alpha, mean +- std over seeds of the selection
 score on validation and of the test metrics at the epoch chosen on validation, and the paired
-difference of test ACC to alpha 0 with its 95% interval, beside the paper's one run. The second:
-per seed, alpha chosen on validation (the best selection score: what a sweep of the grid, one
-run an alpha, keeps) against alpha fixed at 0 and alpha chosen on test (the best row of a Table 2
-of one run an alpha, as the paper's), over the seeds that ran every alpha.
+difference of test ACC to alpha 0 with its 95% interval over seeds, beside the paper's one run.
+That interval speaks of this one test split; the next columns also resample its images (where the
+records keep each image's prediction), so they say what another draw of patients could show. The
+second table, over the seeds that ran every alpha: alpha chosen on validation (the best selection
+score: what a sweep of the grid keeps; or its QWK), per seed and once for all seeds, against alpha
+fixed at 0 and alpha chosen on test (per seed: the best row of a one-run Table 2, as the paper's).
 """
 
 from __future__ import annotations
@@ -21,11 +23,50 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from analysis.reference import TABLE2
+from medvit.data import load_dataset
+from medvit.metrics import quadratic_weighted_kappa
 from studies import run_main
 from studies.recipe.records import read_records, record_paths
 from studies.recipe.summarize import fmt, paired_cell
 
 METRICS = ("acc", "auc", "qwk", "mae")
+BOOTSTRAP_DRAWS = 2000
+
+
+def accuracy(y: np.ndarray, predicted: np.ndarray) -> float:
+    return float((y == predicted).mean())
+
+
+def qwk(y: np.ndarray, predicted: np.ndarray) -> float:
+    return quadratic_weighted_kappa(y, predicted, int(y.max()) + 1)
+
+
+def test_predictions(record: dict) -> np.ndarray | None:
+    """A run's predicted class per test image (run_arm.py's ``--predictions-only``, or the most
+    probable class of its recorded probabilities); None if it kept neither."""
+    if "predictions" in record:
+        return np.asarray(record["predictions"]["test"])
+    if "scores" in record:
+        return np.argmax(np.asarray(record["scores"]["test_scores"]), axis=1)
+    return None
+
+
+def seed_and_image_interval(y: np.ndarray, base: list[np.ndarray], arm: list[np.ndarray], metric,
+                            draws: int = BOOTSTRAP_DRAWS) -> str:
+    """The 95% bootstrap interval of the mean over seeds of ``metric(arm) - metric(base)`` (paired
+    runs: ``base[k]`` and ``arm[k]`` are one seed's test predictions), resampling the seeds and
+    the test images, one draw of images for every run (the split is one draw of patients); "-"
+    where a run kept no predictions."""
+    if not base or any(p is None for p in (*base, *arm)):
+        return "-"
+    rng = np.random.default_rng(0)
+    means = np.empty(draws)
+    for b in range(draws):
+        images = rng.integers(0, len(y), len(y))
+        means[b] = np.mean([metric(y[images], arm[k][images]) - metric(y[images], base[k][images])
+                            for k in rng.integers(0, len(base), len(base))])
+    low, high = np.nanpercentile(means, [2.5, 97.5])
+    return f"[{low:+.3f}, {high:+.3f}]"
 
 
 def grid(records: list[dict]) -> dict[float, dict[int, dict]]:
@@ -57,25 +98,29 @@ def shared_seeds(by_alpha: dict[float, dict[int, dict]]) -> list[int]:
     return sorted(set.intersection(*(set(runs) for runs in by_alpha.values())))
 
 
-def per_alpha_rows(by_alpha: dict[float, dict[int, dict]]) -> list[str]:
+def per_alpha_rows(by_alpha: dict[float, dict[int, dict]], y_test: np.ndarray) -> list[str]:
     """The first table's rows: one per alpha."""
     base = by_alpha[0.0]
     rows = []
     for alpha, runs in by_alpha.items():
         seeds = sorted(runs.keys() & base.keys())
         diffs = [runs[s]["result"]["test"]["acc"] - base[s]["result"]["test"]["acc"] for s in seeds]
-        paired = f"{paired_cell(diffs)} ({sum(d > 0 for d in diffs)} / {sum(d < 0 for d in diffs)})" if alpha else "-"
+        paired = ["-"] * 3
+        if alpha:
+            pairs = ([test_predictions(base[s]) for s in seeds], [test_predictions(runs[s]) for s in seeds])
+            paired = [f"{paired_cell(diffs)} ({sum(d > 0 for d in diffs)} / {sum(d < 0 for d in diffs)})",
+                      *(seed_and_image_interval(y_test, *pairs, metric) for metric in (accuracy, qwk))]
         paper = TABLE2[alpha].printed if alpha in TABLE2 else "-"
         cells = [fmt(r["result"]["select_score"] for r in runs.values()),
-                 *(fmt(r["result"]["test"][m] for r in runs.values()) for m in METRICS)]
-        rows.append(f"| {alpha:g} | {len(runs)} | " + " | ".join(cells) + f" | {paired} | {paper} |")
+                 *(fmt(r["result"]["test"][m] for r in runs.values()) for m in METRICS), *paired, paper]
+        rows.append(f"| {alpha:g} | {len(runs)} | " + " | ".join(cells) + " |")
     return rows
 
 
-def choice_rows(by_alpha: dict[float, dict[int, dict]]) -> list[str]:
+def choice_rows(by_alpha: dict[float, dict[int, dict]], y_test: np.ndarray) -> list[str]:
     """The second table's rows, over the seeds every alpha ran: alpha fixed at 0; chosen on
-    validation and on test, per seed and once for all seeds (the best mean); ties go to the
-    smaller alpha."""
+    validation (the selection score, or QWK) and on test, per seed and once for all seeds (the
+    best mean); ties go to the smaller alpha."""
     seeds = shared_seeds(by_alpha)
     alphas = list(by_alpha)
 
@@ -84,6 +129,9 @@ def choice_rows(by_alpha: dict[float, dict[int, dict]]) -> list[str]:
 
     def val_score(alpha: float, seed: int) -> float:
         return by_alpha[alpha][seed]["result"]["select_score"]
+
+    def val_qwk(alpha: float, seed: int) -> float:
+        return by_alpha[alpha][seed]["result"]["val"]["qwk"]
 
     def per_seed(score) -> list[float]:
         return [alphas[int(np.argmax([score(a, s) for a in alphas]))] for s in seeds]
@@ -95,33 +143,43 @@ def choice_rows(by_alpha: dict[float, dict[int, dict]]) -> list[str]:
         "fixed at 0 (cross-entropy)": [0.0] * len(seeds),
         "chosen on validation, per seed (the best selection score: what a sweep of the grid keeps)": per_seed(val_score),
         "chosen on validation, one for all seeds (the best mean selection score)": for_all_seeds(val_score),
+        "chosen on validation QWK (at the epoch chosen), per seed": per_seed(val_qwk),
+        "chosen on validation QWK, one for all seeds": for_all_seeds(val_qwk),
         "chosen on test, per seed (the best row of a one-run Table 2, as the paper's)": per_seed(test_acc),
         "chosen on test, one for all seeds (the best mean test ACC)": for_all_seeds(test_acc),
     }
     rows = []
+    base = [test_predictions(by_alpha[0.0][s]) for s in seeds]
     for how, chosen in choices.items():
         accs = [test_acc(a, s) for a, s in zip(chosen, seeds)]
         gains = [acc - test_acc(0.0, s) for acc, s in zip(accs, seeds)]
         counts = ", ".join(f"{a:g}: {n}" for a, n in sorted(Counter(chosen).items()))
-        rows.append(f"| {how} | {counts} | {fmt(accs)} | {paired_cell(gains) if any(gains) else '-'} |")
+        # a choice made on test would have to be made again on each draw of test images
+        images = "-" if "on test" in how or not any(gains) else seed_and_image_interval(
+            y_test, base, [test_predictions(by_alpha[a][s]) for a, s in zip(chosen, seeds)], accuracy)
+        rows.append(f"| {how} | {counts} | {fmt(accs)} | {paired_cell(gains) if any(gains) else '-'} | {images} |")
     return rows
 
 
 def main(by_alpha: dict[float, dict[int, dict]]) -> None:
-    dataset = next(iter(next(iter(by_alpha.values())).values()))["config"]["dataset"]
+    dataset = next(iter(by_alpha[0.0].values()))["config"]["dataset"]
+    y_test = load_dataset(dataset).labels["test"].numpy().reshape(-1)
     print(f"{dataset}, test split at the epoch chosen on validation, mean +- std over seeds")
     print()
     print("| alpha | seeds | validation selection score | " + " | ".join(f"test {m}" for m in METRICS)
-          + " | test acc minus alpha 0, paired [95% interval] (seeds higher / lower) | the paper's Table 2, one run |")
-    print("|---|---|---|" + "---|" * len(METRICS) + "---|---|")
-    print("\n".join(per_alpha_rows(by_alpha)))
+          + " | test acc minus alpha 0, paired over seeds [95% interval] (seeds higher / lower)"
+          + " | the same over seeds and test images [95% bootstrap] | test qwk minus alpha 0, the same"
+          + " | the paper's Table 2, one run |")
+    print("|---|---|---|" + "---|" * len(METRICS) + "---|---|---|---|")
+    print("\n".join(per_alpha_rows(by_alpha, y_test)))
     print()
     print(f"Choosing alpha among {', '.join(f'{a:g}' for a in by_alpha)}, per seed, "
           f"over the {len(shared_seeds(by_alpha))} seeds that ran every alpha:")
     print()
-    print("| how alpha is chosen | chosen (alpha: seeds) | test acc | minus alpha 0, paired [95% interval] |")
-    print("|---|---|---|---|")
-    print("\n".join(choice_rows(by_alpha)))
+    print("| how alpha is chosen | chosen (alpha: seeds) | test acc | minus alpha 0, paired [95% interval]"
+          " | the same over seeds and test images [95% bootstrap] |")
+    print("|---|---|---|---|---|")
+    print("\n".join(choice_rows(by_alpha, y_test)))
 
 
 def parse_args(argv: list[str]) -> dict[float, dict[int, dict]]:
