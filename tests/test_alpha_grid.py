@@ -100,3 +100,13 @@ def test_records_that_do_not_form_a_grid_are_one_line_with_exit_2(tmp_path, caps
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"alpha_grid.py: error: {message}")
+
+
+def test_arms_pick_a_grid_out_of_records_of_other_studies(tmp_path, capsys):
+    other = run(0.0, 0, 0.5, 0.5, epochs=50) | {"arm": "paper-28"}
+    path = write(tmp_path, [*RUNS, other])
+    by_alpha = alpha_grid.parse_args([path, "--arms", "a0.0", "a0.2"])
+    assert list(by_alpha) == [0.0, 0.2] and sorted(by_alpha[0.0]) == [0, 1, 2]
+    with pytest.raises(SystemExit):
+        alpha_grid.parse_args([path, "--arms", "b"])
+    assert capsys.readouterr().err.strip().endswith(f"alpha_grid.py: error: --arms: no record of b in {path}")

@@ -4,7 +4,7 @@ run_arm.py's records, and what each way of choosing alpha would report.
     python -m studies.recipe.alpha_grid reports/recipe/ordinal-defaults.jsonl.gz reports/recipe/ordinal-alpha-grid.jsonl.gz
 
 Records are grouped by their config's alpha, not their arm's name, and must share every other
-config field but the seed. The first table: per alpha, mean +- std over seeds of the selection
+config field but the seed (`--arms` picks the records of some arms out of files that hold others). The first table: per alpha, mean +- std over seeds of the selection
 score on validation and of the test metrics at the epoch chosen on validation, and the paired
 difference of test ACC to alpha 0 with its 95% interval over seeds, beside the paper's one run.
 That interval speaks of this one test split; the next columns also resample its images (where the
@@ -187,9 +187,14 @@ def parse_args(argv: list[str]) -> dict[float, dict[int, dict]]:
     not form a grid is a one-line error (exit 2)."""
     parser = argparse.ArgumentParser(prog="alpha_grid.py", description="The paper's Table 2 over seeds from "
                                      "run_arm.py's records.")
-    paths = record_paths(parser, argv).records
+    parser.add_argument("--arms", nargs="+", metavar="ARM",
+                        help="only the records of these arms (default: all), for files that hold other studies too")
+    args = record_paths(parser, argv)
+    records = [r for r in read_records(args.records) if args.arms is None or r["arm"] in args.arms]
+    if not records:
+        parser.error(f"--arms: no record of {', '.join(args.arms)} in {', '.join(args.records)}")
     try:
-        return grid(list(read_records(paths)))
+        return grid(records)
     except ValueError as exc:
         parser.error(str(exc))
 
