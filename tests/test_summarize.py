@@ -41,6 +41,27 @@ def test_paired_differences_use_the_seeds_both_arms_ran():
     assert [round(d, 6) for d in diffs] == [0.03, -0.01]
 
 
+def test_a_named_baseline_is_paired_with_every_other_arm_of_its_dataset(tmp_path, capsys):
+    runs = {
+        "retinamnist a": [_record("a", 0, 0.50, [0.5], 1), _record("a", 1, 0.52, [0.5], 1)],
+        "retinamnist b": [_record("b", 0, 0.55, [0.5], 1), _record("b", 1, 0.53, [0.5], 1)],
+        "retinamnist c": [_record("c", 0, 0.60, [0.5], 1), _record("c", 1, 0.50, [0.5], 1)],
+    }
+    rows = summarize.paired_differences(runs, baseline="retinamnist b")
+    assert [(arm, base) for arm, base, *_ in rows] == [("retinamnist a", "retinamnist b"),
+                                                        ("retinamnist c", "retinamnist b")]
+    assert [round(d, 6) for d in rows[1][3]] == [0.05, -0.03]
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for records in runs.values() for r in records))
+    assert summarize.parse_args([str(path), "--baseline", "b"]) == ([str(path)], "b")
+    summarize.main([str(path)], baseline="b")
+    assert "| retinamnist c | retinamnist b | 0 1 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        summarize.main([str(path)], baseline="d")
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "summarize.py: error: --baseline: no arm 'd' in the records; allowed: a, b, c\n"
+
+
 def test_paired_auc_differences_skip_the_seeds_without_an_auc():
     runs = {
         "retinamnist a": [_record("a", 0, 0.5, [0.5], 1, auc=0.70), _record("a", 1, 0.5, [0.5], 1, auc=0.72)],

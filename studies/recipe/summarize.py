@@ -16,9 +16,9 @@ beside another (and the epoch and the rule chosen together, where the records ke
 ACC at every epoch), with the expected best of 3 runs and of all the seeds chosen on test; and,
 for arms of the same dataset, the paired difference of each test metric (ACC, AUC, QWK, MAE) and
 of the ACC that choosing the epoch on test would claim, to the first arm of that dataset over
-the seeds both ran (name the baseline's file first), with the 95% interval of each mean
-difference, and the seeds a paired t-test would need to find that ACC difference at its spread
-(:func:`analysis.stats.seeds_needed`).
+the seeds both ran (name the baseline's file first, or the arm with `--baseline ARM`), with
+the 95% interval of each mean difference, and the seeds a paired t-test would need to find that
+ACC difference at its spread (:func:`analysis.stats.seeds_needed`).
 """
 
 from __future__ import annotations
@@ -50,10 +50,17 @@ def fmt(values) -> str:
     return f"{values.mean():.3f} +- {values.std(ddof=1) if len(values) > 1 else 0:.3f}" if len(values) else "-"
 
 
-def main(paths: list[str]) -> None:
+def main(paths: list[str], baseline: str | None = None) -> None:
     runs = defaultdict(list)
     for record in read_records(paths):
         runs[f'{record["config"]["dataset"]} {record["arm"]}'].append(record)
+    if baseline is not None:
+        names = {arm.split(" ", 1)[1]: arm for arm in runs}
+        if baseline not in names:
+            print(f"summarize.py: error: --baseline: no arm {baseline!r} in the records; allowed: {', '.join(names)}",
+                  file=sys.stderr)
+            sys.exit(2)
+        baseline = names[baseline]
     # Every dataset first: a missing file stops the summary before it prints half a table.
     datasets = dict.fromkeys(records[0]["config"]["dataset"] for records in runs.values())
     data = {dataset: load_dataset(dataset) for dataset in datasets}
@@ -106,7 +113,7 @@ def main(paths: list[str]) -> None:
     print()
     print_stacked(runs, rule_accs)
     print()
-    print_paired(runs)
+    print_paired(runs, baseline)
 
 
 def threshold_rules(record: dict, labels: dict) -> dict[str, float]:
@@ -214,14 +221,18 @@ PAIRED = {f"test {m} (val-selected)": selected(m) for m in ("acc", "auc", "qwk",
 
 def paired_differences(
         runs: dict[str, list[dict]], value: Callable[[dict], float | None] = selected("acc"),
+        baseline: str | None = None,
 ) -> list[tuple[str, str, list[int], list[float]]]:
-    """For each arm after the first of its dataset: (arm, baseline, seeds both ran, the
-    per-seed difference of ``value``, arm minus baseline)."""
+    """For each arm but the baseline of its dataset (the arm named ``baseline``, else the first):
+    (arm, baseline, seeds both ran, the per-seed difference of ``value``, arm minus baseline)."""
     rows, first = [], {}
+    if baseline is not None:
+        first[runs[baseline][0]["config"]["dataset"]] = baseline
     for arm, records in runs.items():
         dataset = records[0]["config"]["dataset"]
         if dataset not in first:
             first[dataset] = arm
+        if arm == first[dataset]:
             continue
         base = {r["seed"]: value(r) for r in runs[first[dataset]]}
         mine = {r["seed"]: value(r) for r in records}
@@ -230,11 +241,11 @@ def paired_differences(
     return rows
 
 
-def print_paired(runs: dict[str, list[dict]]) -> None:
-    """One row per arm after the first of its dataset, over the seeds both ran (listed, and each
-    seed's ACC difference after the ACC column's mean); a metric that no shared seed has in both
-    arms prints as -."""
-    columns = [paired_differences(runs, value) for value in PAIRED.values()]
+def print_paired(runs: dict[str, list[dict]], baseline: str | None = None) -> None:
+    """One row per arm but its dataset's baseline (``baseline``, else the first arm), over the
+    seeds both ran (listed, and each seed's ACC difference after the ACC column's mean); a metric
+    that no shared seed has in both arms prints as -."""
+    columns = [paired_differences(runs, value, baseline) for value in PAIRED.values()]
     if not columns[0]:
         return
     print("| arm | against | seeds | " + " | ".join(f"paired difference of {name}" for name in PAIRED)
@@ -272,12 +283,16 @@ def spreads(diffs: list[float]) -> bool:
     return len(diffs) >= 2 and np.std(diffs) > 0
 
 
-def parse_args(argv: list[str]) -> list[str]:
-    """The record files named on the command line; a missing one is a one-line error (exit 2)."""
+def parse_args(argv: list[str]) -> tuple[list[str], str | None]:
+    """The record files named on the command line and the paired tables' baseline arm; a missing
+    file is a one-line error (exit 2)."""
     parser = argparse.ArgumentParser(prog="summarize.py", description="The tables of reports/recipe/README.md "
                                      "from run_arm.py's records.")
-    return record_paths(parser, argv).records
+    parser.add_argument("--baseline", metavar="ARM", help="the arm the paired table compares the others of its "
+                        "dataset with (default: the first)")
+    args = record_paths(parser, argv)
+    return args.records, args.baseline
 
 
 if __name__ == "__main__":
-    run_main("summarize.py", main, parse_args(sys.argv[1:]))
+    run_main("summarize.py", main, *parse_args(sys.argv[1:]))
