@@ -78,12 +78,14 @@ def test_the_interval_over_seeds_and_images_resamples_both():
 
 def test_predictions_come_from_the_record_or_its_probabilities():
     assert alpha_grid.test_predictions({"predictions": {"test": [2, 0]}}).tolist() == [2, 0]
-    assert alpha_grid.test_predictions({"scores": {"test_scores": [[0.1, 0.9], [0.7, 0.3]]}}).tolist() == [1, 0]
+    scores = {"val_scores": [[0.5, 0.5]], "test_scores": [[0.1, 0.9], [0.7, 0.3]]}
+    assert alpha_grid.test_predictions({"scores": scores}).tolist() == [1, 0]
     assert alpha_grid.test_predictions({}) is None
 
 
-def test_main_prints_both_tables_against_the_datasets_test_labels(capsys):
-    alpha_grid.main(alpha_grid.grid(RUNS))  # real RetinaMNIST's labels: MEDMNIST_ROOT
+def test_main_prints_both_tables_against_the_datasets_test_labels(monkeypatch, capsys, real_root):
+    monkeypatch.setenv("MEDMNIST_ROOT", str(real_root))
+    alpha_grid.main(alpha_grid.grid(RUNS))  # real RetinaMNIST's test labels
     out = capsys.readouterr().out
     assert "Choosing alpha among 0, 0.2, 0.4, per seed, over the 2 seeds that ran every alpha:" in out
     assert out.count("\n| ") == (1 + 3) + (1 + 7)  # each table's header and rows

@@ -88,12 +88,14 @@ def test_arm_a_with_augmix_trains_the_paper_specs_recipe(dataset):
     assert arm == spec
 
 
-def test_predictions_only_keeps_each_images_class_and_the_summary_reads_the_record(tmp_path, monkeypatch, capsys):
+def test_predictions_only_keeps_each_images_class_and_the_summary_reads_the_record(tmp_path, monkeypatch, capsys,
+                                                                                   real_root):
     # --predictions-only keeps a 20-seed study within the tree a device call carries, and what
     # resampling the test images needs (studies/recipe/alpha_grid.py); summarize.py must still
     # read its records (no seed ensemble, no rule at the selected epoch).
     from studies.recipe import summarize
 
+    monkeypatch.setenv("MEDMNIST_ROOT", str(real_root))
     out = tmp_path / "r.jsonl.gz"
     argv = ["run_arm.py", "--arm", "b", "--seeds", "0", "1", "--train-images", "32", "--set", "epochs=1",
             "--predictions-only", "--out", str(out)]

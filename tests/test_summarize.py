@@ -41,7 +41,8 @@ def test_paired_differences_use_the_seeds_both_arms_ran():
     assert [round(d, 6) for d in diffs] == [0.03, -0.01]
 
 
-def test_a_named_baseline_is_paired_with_every_other_arm_of_its_dataset(tmp_path, capsys):
+def test_a_named_baseline_is_paired_with_every_other_arm_of_its_dataset(tmp_path, monkeypatch, capsys, real_root):
+    monkeypatch.setenv("MEDMNIST_ROOT", str(real_root))
     runs = {
         "retinamnist a": [_record("a", 0, 0.50, [0.5], 1), _record("a", 1, 0.52, [0.5], 1)],
         "retinamnist b": [_record("b", 0, 0.55, [0.5], 1), _record("b", 1, 0.53, [0.5], 1)],

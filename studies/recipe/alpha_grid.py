@@ -29,6 +29,7 @@ from medvit.data import load_dataset
 from medvit.metrics import quadratic_weighted_kappa
 from studies import run_main
 from studies.recipe.records import read_records, record_paths
+from studies.recipe.run_arm import predictions
 from studies.recipe.summarize import fmt, paired_cell
 
 METRICS = ("acc", "auc", "qwk", "mae")
@@ -47,7 +48,7 @@ def test_predictions(record: dict) -> np.ndarray | None:
     if "predictions" in record:
         return np.asarray(record["predictions"]["test"])
     if "scores" in record:
-        return np.argmax(np.asarray(record["scores"]["test_scores"]), axis=1)
+        return np.asarray(predictions(record["scores"])["test"])
     return None
 
 
