@@ -26,7 +26,10 @@ a re-run of the same sweep, label and seed replaces its row), written after ever
 interrupted confirm keeps what finished. The summary gives mean ± std and the 95% Student-t
 interval per configuration (:func:`analysis.stats.mean_ci`) and, for the ordinal pair, the
 paired bootstrap of Ordinal Loss minus cross-entropy (:func:`analysis.stats.paired_bootstrap`):
-the gain is larger than seed noise only when that interval excludes 0. Each row keeps the
+the gain is larger than seed noise only when that interval excludes 0. That interval speaks of
+this one test split; the summary also resamples its images with the seeds
+(:func:`analysis.tables.image_interval`), for each configuration's ACC (and QWK) and for the pair's
+difference: whether the result would hold on another draw of patients. Each row keeps the
 run's test probabilities, so the summary (and the report) also give the seed ensemble: the
 runs of a configuration averaged into one model (:func:`analysis.tables.seed_ensemble`),
 what deploying all of them would score; a paper's single number may be either.
@@ -56,8 +59,9 @@ import pyarrow as pa
 from analysis.collect import _write_atomic, read_sweep
 from analysis.schema import AUDIT_COLUMNS, CONFIRM_SCHEMA, read_table
 from analysis.reference import table2_gain
-from analysis.stats import format_pm, mean_ci, paired_bootstrap, power_sentence
-from analysis.tables import decision_audit, family_label, model_family, rank_trials, seed_ensemble, with_inputs
+from analysis.stats import BootstrapResult, format_pm, mean_ci, paired_bootstrap, power_sentence
+from analysis.tables import (decision_audit, family_label, image_interval, model_family, rank_trials, seed_ensemble,
+                             with_inputs)
 from medvit.selection import SCORE_METRICS
 
 __all__ = ["SEED_START", "Arm", "ConfirmResult", "confirm", "plan_arms", "read_confirm", "audit_lines"]
@@ -216,6 +220,25 @@ def _audit_row(audit: dict | None) -> dict[str, Any]:
             **{f"audit_test_{m}": _num(audit["test_selected"].get(m)) for m in _METRICS}}
 
 
+def _verdict(res: BootstrapResult, noise: str) -> str:
+    """What a paired interval of Ordinal Loss minus cross-entropy says against ``noise`` (what its
+    resamples vary)."""
+    if res.ci_low > 0:
+        return f"the Ordinal Loss gain is larger than {noise} (the interval excludes 0)"
+    if res.ci_high < 0:
+        return f"the Ordinal Loss is worse by more than {noise} (the interval excludes 0)"
+    return f"the difference is not larger than {noise} (the interval includes 0)"
+
+
+def _image_sentence(res: BootstrapResult | None) -> str:
+    """The paired difference over seeds and test images (:func:`image_interval`); empty without one."""
+    if res is None:
+        return ""
+    return (f" Resampling the test images too (the split is one draw of patients): 95% CI "
+            f"[{res.ci_low:+.4f}, {res.ci_high:+.4f}] ({res.n_resamples} resamples): "
+            f"{_verdict(res, 'seed and test-image noise')}.")
+
+
 def _summary(rows: pd.DataFrame, arms: list[Arm], seeds: list[int], head: str) -> list[str]:
     lines = [head]
     for arm in arms:
@@ -226,6 +249,11 @@ def _summary(rows: pd.DataFrame, arms: list[Arm], seeds: list[int], head: str) -
             if vals:
                 parts.append(f"{m.upper()} {_fmt_ci(vals)}")
         lines.append(f"{arm.label} [{arm.note}], test over {len(g)} seeds: " + "; ".join(parts))
+        images = [f"{m.upper()} [{res.ci_low:.4f}, {res.ci_high:.4f}]" for m in ("acc", "qwk")
+                  if (res := image_interval(g, metric=m)) is not None]
+        if images:
+            lines.append(f"{arm.label}, 95% interval over seeds and test images (another draw of "
+                         f"{len(g['test_labels'].iloc[0])} test images, not only this split's): " + "; ".join(images))
         ensemble = seed_ensemble(g)
         if ensemble:
             lines.append(f"{arm.label}, seed ensemble (the {ensemble['n']} runs' test probabilities averaged into "
@@ -254,17 +282,13 @@ def _summary(rows: pd.DataFrame, arms: list[Arm], seeds: list[int], head: str) -
             continue
         ours, theirs = a.loc[paired, f"test_{m}"].to_numpy(float), b.loc[paired, f"test_{m}"].to_numpy(float)
         res = paired_bootstrap(ours, theirs, n_resamples=10_000, seed=0)
-        if res.ci_low > 0:
-            verdict = "the Ordinal Loss gain is larger than seed noise (the interval excludes 0)"
-        elif res.ci_high < 0:
-            verdict = "the Ordinal Loss is worse by more than seed noise (the interval excludes 0)"
-        else:
-            verdict = "the difference is not larger than seed noise (the interval includes 0)"
+        verdict = _verdict(res, "seed noise")
         coarse = " With fewer than 5 seeds the bootstrap is coarse." if res.n < 5 else ""
         gain = table2_gain(alpha) if m == "acc" and rows["dataset"].iloc[0] == "retinamnist" else None
         power = power_sentence(ours - theirs, {} if gain is None else {f"the paper's Table 2 gain at alpha {alpha:g}": gain})
         lines.append(f"{name}, paired over {res.n} seeds: {res.mean_diff:+.4f}, 95% paired bootstrap CI "
                      f"[{res.ci_low:+.4f}, {res.ci_high:+.4f}] ({res.n_resamples} resamples): {verdict}.{coarse}"
+                     + _image_sentence(image_interval(a.loc[paired].reset_index(), b.loc[paired].reset_index(), m))
                      + (f" {power}" if power else ""))
     return lines
 

@@ -53,6 +53,7 @@ from analysis.tables import (
     family_label,
     fmt_int,
     fmt_value,
+    image_interval,
     load_confirm_frame,
     load_results_frame,
     model_family,
@@ -159,6 +160,15 @@ SEED_ENSEMBLE_NOTE = (
 )
 
 
+IMAGE_CI = "ACC 95% CI, seeds and test images"
+IMAGE_CI_NOTE = (
+    f"{IMAGE_CI}: the bootstrap interval of the mean over seeds resampling the test images with the seeds "
+    "(analysis.tables.image_interval). The test split is one draw of patients: the Student-t interval speaks of "
+    "this split only, this one of what another draw of as many test images could show. Paired differences "
+    "below give both."
+)
+
+
 def _with_sweep(conf: pd.DataFrame) -> pd.DataFrame:
     """The confirm table with its sweep named ("–" where a hand-made table has none)."""
     return conf.assign(sweep=conf["sweep"].fillna(MISSING) if "sweep" in conf.columns else MISSING)
@@ -171,8 +181,8 @@ def _confirmed(conf: pd.DataFrame) -> Iterator[tuple[str, str, str, pd.DataFrame
 
 
 def _confirm_section(conf: pd.DataFrame) -> tuple[TableOut, list[str]]:
-    header = ["Dataset", "Sweep", "Label", "Seeds", "ACC mean ± std", "ACC 95% CI", "AUC mean ± std", "AUC 95% CI",
-              "QWK mean ± std", "MAE mean ± std"]
+    header = ["Dataset", "Sweep", "Label", "Seeds", "ACC mean ± std", "ACC 95% CI", IMAGE_CI, "AUC mean ± std",
+              "AUC 95% CI", "QWK mean ± std", "MAE mean ± std"]
     rows, data, ensembles = [], [], []
     for ds, sweep, label, g in _confirmed(conf):
         r = [ref.display_name(ds), sweep, label, str(g["seed"].nunique())]
@@ -180,13 +190,17 @@ def _confirm_section(conf: pd.DataFrame) -> tuple[TableOut, list[str]]:
         for m in ("acc", "auc", "qwk", "mae"):
             vals = g[f"test_{m}"].dropna().to_numpy(float)
             if vals.size == 0:
-                r += [MISSING, MISSING] if m in ("acc", "auc") else [MISSING]
+                r += [MISSING] * {"acc": 3, "auc": 2}.get(m, 1)
                 continue
             ci = mean_ci(vals)
             r.append(format_pm(ci.mean, ci.std))
             if m in ("acc", "auc"):
                 r.append(MISSING if math.isnan(ci.ci_low) else f"[{ci.ci_low:.3f}, {ci.ci_high:.3f}]")
             rec[f"{m}_mean"], rec[f"{m}_std"], rec[f"{m}_ci"] = ci.mean, ci.std, (ci.ci_low, ci.ci_high)
+            if m == "acc":
+                images = image_interval(g)
+                r.append(MISSING if images is None else f"[{images.ci_low:.3f}, {images.ci_high:.3f}]")
+                rec["acc_image_ci"] = None if images is None else (images.ci_low, images.ci_high)
         ensembles.append(seed_ensemble(g))
         rec |= {f"ensemble_{m}": ensembles[-1].get(m) for m in ("acc", "auc")} if ensembles[-1] else {}
         rows.append(r)
@@ -211,15 +225,20 @@ def _confirm_section(conf: pd.DataFrame) -> tuple[TableOut, list[str]]:
             best, against = a.loc[seeds, "test_acc"].to_numpy(float), b.loc[seeds, "test_acc"].to_numpy(float)
             res = paired_bootstrap(best, against, n_resamples=10_000, seed=0)
             power = power_sentence(best - against, _table2_claim(ds, a, b))
+            images = image_interval(a.loc[seeds].reset_index(), b.loc[seeds].reset_index())
             tests.append(
                 f"{ref.display_name(ds)}, sweep {sweep}: test ACC of 'best' minus '{other}', "
                 f"paired over {res.n} seeds: "
                 f"{res.mean_diff:+.3f}, 95% bootstrap CI [{res.ci_low:+.3f}, {res.ci_high:+.3f}], "
                 f"{res.frac_le_zero:.1%} of resamples ≤ 0"
                 + (" (with this few seeds the bootstrap is coarse)" if res.n < 5 else "") + "."
+                + ("" if images is None else f" Over seeds and test images: [{images.ci_low:+.3f}, "
+                   f"{images.ci_high:+.3f}], {images.frac_le_zero:.1%} of resamples ≤ 0.")
                 + (f" {power}" if power else "")
             )
     notes = ["Std over seeds (ddof 1); 95% CI = Student-t interval over seeds."]
+    if any(rec.get("acc_image_ci") for rec in data):
+        notes.append(IMAGE_CI_NOTE)
     if "Seed ensemble ACC" in header:
         notes.append(SEED_ENSEMBLE_NOTE)
     if "environment_json" in conf and conf["environment_json"].notna().any():  # tables before it have none

@@ -4,6 +4,8 @@
   over seeds (or trials).
 * :func:`paired_bootstrap` -- bootstrap of the mean difference of two paired metric arrays
   (e.g. the same seeds trained with alpha 0.2 and alpha 0), seeded and reproducible.
+* :func:`seed_image_bootstrap` -- the same over seeds AND test images: the test split is one
+  draw of patients, so an interval over seeds alone speaks of this split only.
 * :func:`binomial_se` -- standard error of an accuracy measured on ``n`` test images.
 * :func:`seeds_needed`, :func:`detectable_difference`, :func:`power_sentence` -- how many
   paired seeds a paired t-test needs to tell a difference from 0, given the seeds' spread:
@@ -16,11 +18,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["MeanCI", "BootstrapResult", "mean_ci", "paired_bootstrap", "binomial_se", "format_pm",
+__all__ = ["MeanCI", "BootstrapResult", "mean_ci", "paired_bootstrap", "seed_image_bootstrap", "binomial_se", "format_pm",
            "paired_t_power", "seeds_needed", "seeds_text", "detectable_difference", "power_sentence",
            "expected_best_of"]
 
@@ -132,6 +134,60 @@ def paired_bootstrap(
         ci_low=float(lo),
         ci_high=float(hi),
         frac_le_zero=float(np.mean(means <= 0)),
+        n_resamples=int(n_resamples),
+        confidence=confidence,
+    )
+
+
+def seed_image_bootstrap(
+    metric: Callable[[Any, np.ndarray], float],
+    runs: Sequence[Any],
+    n_images: int,
+    baseline: Sequence[Any] | None = None,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> BootstrapResult:
+    """Bootstrap the mean over seeds of ``metric(runs[k], images)`` (minus
+    ``metric(baseline[k], images)``: paired runs, one seed each), resampling the seeds and the
+    test images together.
+
+    ``metric(run, images)`` scores one run on the test images with those indices (a run is
+    whatever the metric reads: each image's correctness, its predicted grade). Each resample draws
+    ``n_images`` image indices with replacement, one draw for every run (the split is one draw of
+    patients, shared by every seed), then the seeds with replacement, from
+    ``numpy.random.default_rng(seed)``. The percentile interval then says what another draw of
+    test images could show; :func:`paired_bootstrap` and :func:`mean_ci` speak of this split only.
+    Resamples where the metric is undefined (NaN) are dropped. ``mean_diff`` is the observed mean
+    over seeds on every image (of the difference, with a baseline).
+    """
+    if baseline is not None and len(baseline) != len(runs):
+        raise ValueError(f"paired runs differ in number: {len(runs)} vs {len(baseline)}")
+    if not runs or n_images < 1:
+        raise ValueError("seed_image_bootstrap needs at least one run and one image")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if n_resamples < 1:
+        raise ValueError("n_resamples must be at least 1")
+
+    def per_run(images: np.ndarray) -> np.ndarray:
+        scored = np.array([metric(run, images) for run in runs], dtype=float)
+        return scored if baseline is None else scored - np.array([metric(b, images) for b in baseline], dtype=float)
+
+    n = len(runs)
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_resamples)
+    for b in range(n_resamples):
+        images = rng.integers(0, n_images, n_images)
+        means[b] = per_run(images)[rng.integers(0, n, n)].mean()
+    means = means[~np.isnan(means)]
+    lo, hi = np.quantile(means, [0.5 - confidence / 2, 0.5 + confidence / 2]) if means.size else (math.nan, math.nan)
+    return BootstrapResult(
+        n=n,
+        mean_diff=float(np.mean(per_run(np.arange(n_images)))),
+        ci_low=float(lo),
+        ci_high=float(hi),
+        frac_le_zero=float(np.mean(means <= 0)) if means.size else math.nan,
         n_resamples=int(n_resamples),
         confidence=confidence,
     )

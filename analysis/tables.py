@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -37,7 +38,7 @@ from analysis import reference as ref
 from analysis.collect import float_or_none
 from analysis.render import MISSING, TableOut, column_best
 from analysis.schema import AUDIT_COLUMNS, TEST_COLUMNS, train_config_keys
-from analysis.stats import format_pm
+from analysis.stats import BootstrapResult, format_pm, seed_image_bootstrap
 from medvit.config import TrainConfig
 from medvit.families import model_family
 from medvit.selection import SCORE_METRICS
@@ -57,6 +58,7 @@ __all__ = [
     "input_label",
     "with_inputs",
     "seed_ensemble",
+    "image_interval",
     "decision_audit",
     "result_groups",
     "selection_metric",
@@ -309,28 +311,90 @@ def _cell_array(cell: Any) -> np.ndarray | None:
     return np.stack(cell)
 
 
+def _test_runs(rows: pd.DataFrame) -> tuple[str, list[tuple[np.ndarray, np.ndarray] | None]] | None:
+    """The task of one dataset's runs and each run's (test probabilities, test labels), None for a
+    run that kept none; None when the rows hold several datasets or no such columns."""
+    from medvit.data import dataset_info
+
+    if rows.empty or "test_scores" not in rows.columns or "test_labels" not in rows.columns:
+        return None
+    if rows["dataset"].str.lower().nunique() != 1:
+        return None
+    task = dataset_info(str(rows["dataset"].iloc[0]).lower()).task
+    runs = [None if scores is None or labels is None else (scores, labels)
+            for scores, labels in zip(map(_cell_array, rows["test_scores"]), map(_cell_array, rows["test_labels"]))]
+    return task, runs
+
+
+def _same_images(runs: list[tuple[np.ndarray, np.ndarray] | None]) -> bool:
+    """Whether every run kept its probabilities of one and the same test images (not a ``subset``
+    drawn per seed)."""
+    return all(run is not None for run in runs) and all(
+        s.shape == runs[0][0].shape and np.array_equal(y, runs[0][1]) for s, y in runs)
+
+
+def _single_or_multi(task: str, labels: np.ndarray) -> np.ndarray:
+    from medvit.tasks import MULTI_LABEL
+
+    return labels.astype(np.float64) if task == MULTI_LABEL else labels[:, 0].astype(np.int64)
+
+
 def seed_ensemble(rows: pd.DataFrame) -> dict[str, float] | None:
     """Test metrics of one configuration's re-runs averaged into one model: the mean of their
     test probabilities, nothing chosen (every seed is a member, with weight 1/n). ``n`` says how
     many. None unless at least two rows carry probabilities of the same test images."""
-    from medvit.data import dataset_info
     from medvit.metrics import evaluate
-    from medvit.tasks import MULTI_LABEL
 
-    if "test_scores" not in rows.columns or "test_labels" not in rows.columns:
+    loaded = _test_runs(rows)
+    if loaded is None:
         return None
-    runs = [(scores, labels) for scores, labels in zip(map(_cell_array, rows["test_scores"]),
-                                                         map(_cell_array, rows["test_labels"]))
-            if scores is not None and labels is not None]
-    if len(runs) < 2 or rows["dataset"].str.lower().nunique() != 1:
+    task, runs = loaded
+    runs = [run for run in runs if run is not None]
+    if len(runs) < 2 or not _same_images(runs):
         return None
-    labels = runs[0][1]
-    if any(s.shape != runs[0][0].shape or not np.array_equal(y, labels) for s, y in runs):
-        return None
-    task = dataset_info(str(rows["dataset"].iloc[0]).lower()).task
-    y = labels.astype(np.float64) if task == MULTI_LABEL else labels[:, 0].astype(np.int64)
-    metrics = evaluate(task, y, np.mean([s for s, _ in runs], axis=0))
+    metrics = evaluate(task, _single_or_multi(task, runs[0][1]), np.mean([s for s, _ in runs], axis=0))
     return {**{m: metrics[m] for m in SCORE_METRICS if m in metrics}, "n": len(runs)}
+
+
+def image_interval(rows: pd.DataFrame, baseline: pd.DataFrame | None = None, metric: str = "acc",
+                   n_resamples: int = 2000) -> BootstrapResult | None:
+    """The 95% interval of one configuration's mean test ``metric`` (``acc``, or ``qwk`` on an
+    ordinal dataset) over its seeds, minus ``baseline``'s paired by seed where given, resampling
+    the test images as well as the seeds (:func:`analysis.stats.seed_image_bootstrap`): the test
+    split is one draw of patients, and this says what another draw could show, where an interval
+    over seeds speaks of this split alone. None unless every run kept its probabilities of the same
+    test images (tables from before they were kept; ``subset`` runs), or for fewer than 2 seeds."""
+    from medvit.metrics import UndefinedMetricWarning, correct_per_image, quadratic_weighted_kappa
+    from medvit.tasks import ORDINAL
+
+    if baseline is not None:
+        ours, theirs = (g.drop_duplicates("seed", keep="last").set_index("seed") for g in (rows, baseline))
+        seeds = sorted(set(ours.index) & set(theirs.index))
+        rows, baseline = ours.loc[seeds].reset_index(), theirs.loc[seeds].reset_index()
+    loaded = [_test_runs(g) for g in (rows, baseline) if g is not None]
+    if len(rows) < 2 or None in loaded or len({task for task, _ in loaded}) != 1:
+        return None
+    task = loaded[0][0]
+    runs = [run for _, group in loaded for run in group]
+    if not _same_images(runs) or (metric == "qwk" and task != ORDINAL):
+        return None
+    y = _single_or_multi(task, runs[0][1])
+    if metric == "acc":
+        def score(correct: np.ndarray, images: np.ndarray) -> float:
+            return float(correct[images].mean())
+        per_run = [correct_per_image(task, y, scores) for scores, _ in runs]
+    elif metric == "qwk":
+        grades = runs[0][0].shape[1]
+
+        def score(predicted: np.ndarray, images: np.ndarray) -> float:
+            return quadratic_weighted_kappa(y[images], predicted[images], grades)
+        per_run = [np.argmax(scores, axis=1) for scores, _ in runs]
+    else:
+        raise ValueError(f"metric: expected 'acc' or 'qwk', got {metric!r}")
+    n = len(rows)
+    with warnings.catch_warnings():  # a resample of one grade has no QWK: it is dropped, as documented
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        return seed_image_bootstrap(score, per_run[:n], len(y), baseline=per_run[n:] or None, n_resamples=n_resamples)
 
 
 def decision_audit(rows: pd.DataFrame) -> list[float]:
@@ -339,17 +403,13 @@ def decision_audit(rows: pd.DataFrame) -> list[float]:
     binary task's threshold, a multi-class task's class offsets): what a paper that tunes its
     decision rule on test would print; empty for multi-label tasks or runs without their test
     probabilities."""
-    from medvit.data import dataset_info
     from medvit.metrics import best_decision_rule
 
-    if rows.empty or "test_scores" not in rows.columns or "test_labels" not in rows.columns:
+    loaded = _test_runs(rows)
+    if loaded is None:
         return []
-    if rows["dataset"].str.lower().nunique() != 1:
-        return []
-    task = dataset_info(str(rows["dataset"].iloc[0]).lower()).task
-    runs = zip(map(_cell_array, rows["test_scores"]), map(_cell_array, rows["test_labels"]))
-    rules = [best_decision_rule(task, labels, scores) for scores, labels in runs
-             if scores is not None and labels is not None]
+    task, runs = loaded
+    rules = [best_decision_rule(task, labels, scores) for scores, labels in filter(None, runs)]
     return [rule["acc"] for rule in rules if rule is not None]
 
 

@@ -66,6 +66,7 @@ __all__ = [
     "best_class_offsets",
     "class_offset_accuracy",
     "best_decision_rule",
+    "correct_per_image",
 ]
 
 
@@ -266,6 +267,27 @@ def evaluate(task: str, y_true: np.ndarray, scores: np.ndarray) -> dict[str, flo
         out["qwk"] = quadratic_weighted_kappa(y, pred, k)
         out["mae"] = float(np.abs(pred - y).mean())
     return out
+
+
+def correct_per_image(task: str, y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Each image's share of correct labels under :func:`evaluate`'s decision rule (the argmax
+    class; a binary score above 0.5; each of a multi-label image's labels above 0.5): ``(N,)``
+    floats whose mean is :func:`evaluate`'s ``acc``. What a bootstrap over test images resamples."""
+    _check_task(task)
+    scores = np.asarray(scores, dtype=np.float64)
+    if task == MULTI_LABEL:
+        y = np.asarray(y_true)
+        if y.shape != scores.shape or scores.ndim != 2:
+            raise ValueError(f"y_true: expected shape {scores.shape} (N, L) matching scores; got {y.shape}")
+        return ((scores > THRESHOLD) == (y == 1)).mean(axis=1)
+    if task == BINARY:
+        y, score = _binary_score(y_true, scores)
+        return ((score > THRESHOLD) == (y == 1)).astype(np.float64)
+    if scores.ndim != 2:
+        raise ValueError(f"scores: expected shape (N, K) for task {task!r}; got {scores.shape}")
+    y = _single_labels(y_true, scores.shape[0])
+    _check_range(y, scores.shape[1], "class")
+    return (np.argmax(scores, axis=1) == y).astype(np.float64)
 
 
 def _binary_score(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ from analysis.stats import (
     format_pm,
     mean_ci,
     paired_bootstrap,
+    seed_image_bootstrap,
     paired_t_power,
     power_sentence,
     seeds_needed,
@@ -151,3 +152,46 @@ def test_expected_best_of_drops_nan_and_names_k_out_of_range():
     for k in (0, 3):
         with pytest.raises(ValueError, match=f"k: expected 1 to 2 .*got {k}"):
             expected_best_of([0.5, 0.6, float("nan")], k)
+
+
+def _share(correct, images):
+    return correct[images].mean()
+
+
+def test_seed_image_bootstrap_of_one_run_is_the_binomial_spread_of_its_test_images():
+    correct = (np.arange(400) % 5 < 3).astype(float)  # 60% right on 400 images
+    res = seed_image_bootstrap(_share, [correct], 400, n_resamples=4000, seed=1)
+    assert res.mean_diff == pytest.approx(0.6) and res.n == 1
+    half = 1.96 * math.sqrt(0.6 * 0.4 / 400)
+    assert res.ci_low == pytest.approx(0.6 - half, abs=0.01) and res.ci_high == pytest.approx(0.6 + half, abs=0.01)
+    assert seed_image_bootstrap(_share, [correct], 400, n_resamples=200, seed=1) == \
+        seed_image_bootstrap(_share, [correct], 400, n_resamples=200, seed=1)
+
+
+def test_seed_image_bootstrap_sees_what_a_bootstrap_over_seeds_cannot():
+    # every seed gains exactly 0.5 on this split, so seeds alone say the gain is exactly 0.5,
+    # but it comes from the first half of the images: another draw of them moves it
+    base = [np.zeros(200)] * 4
+    runs = [(np.arange(200) < 100).astype(float)] * 4
+    seeds_only = paired_bootstrap([r.mean() for r in runs], [b.mean() for b in base], seed=0)
+    assert seeds_only.ci_low == seeds_only.ci_high == 0.5
+    both = seed_image_bootstrap(_share, runs, 200, baseline=base, n_resamples=500)
+    assert both.mean_diff == 0.5 and both.ci_low < 0.45 and both.ci_high > 0.55
+    # seeds that differ widen it further
+    noisy = [(np.arange(200) < 80 + 20 * k).astype(float) for k in range(4)]
+    wider = seed_image_bootstrap(_share, noisy, 200, baseline=base, n_resamples=500)
+    assert wider.ci_high - wider.ci_low > both.ci_high - both.ci_low
+    same = seed_image_bootstrap(_share, runs, 200, baseline=runs, n_resamples=50)
+    assert (same.mean_diff, same.ci_low, same.ci_high, same.frac_le_zero) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_seed_image_bootstrap_drops_undefined_resamples_and_names_bad_input():
+    def first_image_undefined(run, images):
+        return math.nan if 0 in images else run[images].mean()
+
+    res = seed_image_bootstrap(first_image_undefined, [np.ones(3)], 3, n_resamples=300)
+    assert math.isnan(res.mean_diff) and res.ci_low == res.ci_high == 1.0
+    with pytest.raises(ValueError, match="differ in number: 2 vs 1"):
+        seed_image_bootstrap(_share, [np.ones(3)] * 2, 3, baseline=[np.ones(3)])
+    with pytest.raises(ValueError, match="at least one run"):
+        seed_image_bootstrap(_share, [], 3)

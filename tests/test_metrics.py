@@ -13,7 +13,7 @@ from sklearn.exceptions import UndefinedMetricWarning as SklearnUndefinedMetricW
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from medvit.metrics import (UndefinedMetricWarning, average_ranks, best_class_offsets, best_decision_rule, best_threshold,
-                            class_offset_accuracy, evaluate, quadratic_weighted_kappa, roc_auc_columns,
+                            class_offset_accuracy, correct_per_image, evaluate, quadratic_weighted_kappa, roc_auc_columns,
                             scores_from_logits, threshold_accuracy)
 
 SEEDS = [0, 1, 2, 3, 4]
@@ -303,3 +303,23 @@ def test_the_decision_rule_chosen_follows_the_task():
         best_class_offsets(np.array([0, 3]), scores[:2])
     with pytest.raises(ValueError, match="task"):
         best_decision_rule("regression", y, scores)
+
+
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_each_images_share_of_correct_labels_averages_to_medmnists_acc(seed):
+    y, scores = random_single_label(seed, 120, 5, ties=True)
+    for task in ("multi-class", "ordinal-regression"):
+        correct = correct_per_image(task, y, scores)
+        assert correct.shape == (120,) and set(np.unique(correct)) <= {0.0, 1.0}
+        assert correct.mean() == pytest.approx(getACC(y[:, None], scores, task), abs=1e-12)
+    binary = np.round(np.random.default_rng(seed).random(120), 1)  # scores of exactly 0.5 are negative
+    labels = (np.random.default_rng(seed + 1).random(120) < 0.5).astype(int)
+    assert correct_per_image("binary-class", labels[:, None], binary).mean() == pytest.approx(
+        getACC(labels[:, None], binary[:, None], "binary-class"), abs=1e-12)
+    multi = np.random.default_rng(seed).random((120, 4))
+    positive = (np.random.default_rng(seed + 2).random((120, 4)) < 0.3).astype(int)
+    shares = correct_per_image("multi-label, binary-class", positive, multi)
+    assert set(np.unique(shares)) <= {0.0, 0.25, 0.5, 0.75, 1.0}
+    assert shares.mean() == pytest.approx(getACC(positive, multi, "multi-label, binary-class"), abs=1e-12)
+    with pytest.raises(ValueError, match="y_true"):
+        correct_per_image("multi-class", y[:, None] + 5, scores)

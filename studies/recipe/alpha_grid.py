@@ -25,6 +25,7 @@ from functools import partial
 import numpy as np
 
 from analysis.reference import TABLE2
+from analysis.stats import seed_image_bootstrap
 from medvit.data import load_dataset
 from medvit.metrics import quadratic_weighted_kappa
 from studies import run_main
@@ -54,20 +55,14 @@ def test_predictions(record: dict) -> np.ndarray | None:
 
 def seed_and_image_interval(y: np.ndarray, base: list[np.ndarray], arm: list[np.ndarray], metric,
                             draws: int = BOOTSTRAP_DRAWS) -> str:
-    """The 95% bootstrap interval of the mean over seeds of ``metric(arm) - metric(base)`` (paired
-    runs: ``base[k]`` and ``arm[k]`` are one seed's test predictions), resampling the seeds and
-    the test images, one draw of images for every run (the split is one draw of patients); "-"
-    where a run kept no predictions."""
+    """The 95% interval of the mean over seeds of ``metric(arm) - metric(base)`` (paired runs:
+    ``base[k]`` and ``arm[k]`` are one seed's test predictions), resampling the seeds and the test
+    images (:func:`analysis.stats.seed_image_bootstrap`); "-" where a run kept no predictions."""
     if not base or any(p is None for p in (*base, *arm)):
         return "-"
-    rng = np.random.default_rng(0)
-    means = np.empty(draws)
-    for b in range(draws):
-        images = rng.integers(0, len(y), len(y))
-        means[b] = np.mean([metric(y[images], arm[k][images]) - metric(y[images], base[k][images])
-                            for k in rng.integers(0, len(base), len(base))])
-    low, high = np.nanpercentile(means, [2.5, 97.5])
-    return f"[{low:+.3f}, {high:+.3f}]"
+    res = seed_image_bootstrap(lambda predicted, images: metric(y[images], predicted[images]), arm, len(y),
+                               baseline=base, n_resamples=draws)
+    return f"[{res.ci_low:+.3f}, {res.ci_high:+.3f}]"
 
 
 def grid(records: list[dict]) -> dict[float, dict[int, dict]]:
