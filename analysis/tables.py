@@ -367,6 +367,8 @@ def image_interval(rows: pd.DataFrame, baseline: pd.DataFrame | None = None, met
     from medvit.metrics import UndefinedMetricWarning, correct_per_image, quadratic_weighted_kappa
     from medvit.tasks import ORDINAL
 
+    if metric not in ("acc", "qwk"):
+        raise ValueError(f"metric: expected 'acc' or 'qwk', got {metric!r}")
     if baseline is not None:
         ours, theirs = (g.drop_duplicates("seed", keep="last").set_index("seed") for g in (rows, baseline))
         seeds = sorted(set(ours.index) & set(theirs.index))
@@ -383,14 +385,12 @@ def image_interval(rows: pd.DataFrame, baseline: pd.DataFrame | None = None, met
         def score(correct: np.ndarray, images: np.ndarray) -> float:
             return float(correct[images].mean())
         per_run = [correct_per_image(task, y, scores) for scores, _ in runs]
-    elif metric == "qwk":
+    else:
         grades = runs[0][0].shape[1]
 
         def score(predicted: np.ndarray, images: np.ndarray) -> float:
             return quadratic_weighted_kappa(y[images], predicted[images], grades)
         per_run = [np.argmax(scores, axis=1) for scores, _ in runs]
-    else:
-        raise ValueError(f"metric: expected 'acc' or 'qwk', got {metric!r}")
     n = len(rows)
     with warnings.catch_warnings():  # a resample of one grade has no QWK: it is dropped, as documented
         warnings.simplefilter("ignore", UndefinedMetricWarning)

@@ -78,7 +78,7 @@ def test_no_interval_without_every_runs_probabilities_of_the_same_images():
     assert image_interval(mixed) is None  # `subset` draws other images per seed
     assert image_interval(rows([run(120), run(110)], dataset="pneumoniamnist"), metric="qwk") is None  # not graded
     with pytest.raises(ValueError, match="metric: expected 'acc' or 'qwk', got 'auc'"):
-        image_interval(rows([run(120), run(110)]), metric="auc")
+        image_interval(retina_confirm(), metric="auc")
 
 
 def test_confirm_and_the_report_give_both_intervals(tmp_path):
