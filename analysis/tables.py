@@ -333,7 +333,8 @@ def _same_images(runs: list[tuple[np.ndarray, np.ndarray] | None]) -> bool:
         s.shape == runs[0][0].shape and np.array_equal(y, runs[0][1]) for s, y in runs)
 
 
-def _single_or_multi(task: str, labels: np.ndarray) -> np.ndarray:
+def _evaluate_labels(task: str, labels: np.ndarray) -> np.ndarray:
+    """A confirm row's ``(N, L)`` labels as :func:`medvit.metrics.evaluate` takes them."""
     from medvit.tasks import MULTI_LABEL
 
     return labels.astype(np.float64) if task == MULTI_LABEL else labels[:, 0].astype(np.int64)
@@ -352,7 +353,7 @@ def seed_ensemble(rows: pd.DataFrame) -> dict[str, float] | None:
     runs = [run for run in runs if run is not None]
     if len(runs) < 2 or not _same_images(runs):
         return None
-    metrics = evaluate(task, _single_or_multi(task, runs[0][1]), np.mean([s for s, _ in runs], axis=0))
+    metrics = evaluate(task, _evaluate_labels(task, runs[0][1]), np.mean([s for s, _ in runs], axis=0))
     return {**{m: metrics[m] for m in SCORE_METRICS if m in metrics}, "n": len(runs)}
 
 
@@ -380,7 +381,7 @@ def image_interval(rows: pd.DataFrame, baseline: pd.DataFrame | None = None, met
     runs = [run for _, group in loaded for run in group]
     if not _same_images(runs) or (metric == "qwk" and task != ORDINAL):
         return None
-    y = _single_or_multi(task, runs[0][1])
+    y = _evaluate_labels(task, runs[0][1])
     if metric == "acc":
         def score(correct: np.ndarray, images: np.ndarray) -> float:
             return float(correct[images].mean())

@@ -233,7 +233,7 @@ def evaluate(task: str, y_true: np.ndarray, scores: np.ndarray) -> dict[str, flo
         positive = y == 1
         if n == 0:
             return {"acc": nan, "auc": nan}
-        acc = float(((scores > THRESHOLD) == positive).mean(axis=0).mean())
+        acc = float(correct_per_image(task, y, scores).mean())
         return {"acc": acc, "auc": _mean_auc(roc_auc_columns(positive, scores), task)}
 
     y = _single_labels(y_true, n)
@@ -243,9 +243,8 @@ def evaluate(task: str, y_true: np.ndarray, scores: np.ndarray) -> dict[str, flo
         _check_range(y, 2, "binary")
         if n == 0:
             return {"acc": nan, "auc": nan}
-        acc = threshold_accuracy(y, score, THRESHOLD)
         auc = _mean_auc(roc_auc_columns((y == 1)[:, None], score[:, None]), task)
-        return {"acc": acc, "auc": auc}
+        return {"acc": float(correct_per_image(task, y, score).mean()), "auc": auc}
 
     # multi-class and ordinal-regression
     if scores.ndim != 2:
@@ -260,7 +259,7 @@ def evaluate(task: str, y_true: np.ndarray, scores: np.ndarray) -> dict[str, flo
     pred = np.argmax(scores, axis=1)
     positive = y[:, None] == np.arange(k)[None, :]
     out = {
-        "acc": float((pred == y).mean()),
+        "acc": float(correct_per_image(task, y, scores).mean()),
         "auc": _mean_auc(roc_auc_columns(positive, scores), task),
     }
     if task == ORDINAL:

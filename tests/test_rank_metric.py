@@ -69,3 +69,11 @@ def test_records_of_two_draws_given_as_one_or_a_run_twice_are_refused(tmp_path):
     one_seed = write(tmp_path / "one.jsonl.gz", [record(i, 0) for i in CONFIGS])
     with pytest.raises(SystemExit, match="draw 1 has one training seed"):
         rank_metric.main(["--spec", "retinamnist-cpu", "--draw", one_seed])
+
+
+def test_a_missing_record_file_is_one_line(tmp_path, capsys):
+    present = write(tmp_path / "a.jsonl.gz", [record(0, 0)])
+    with pytest.raises(SystemExit) as stop:
+        rank_metric.main(["--spec", "retinamnist-cpu", "--draw", present, str(tmp_path / "gone.jsonl.gz")])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().endswith(f"error: --draw: no such file: {tmp_path / 'gone.jsonl.gz'}")

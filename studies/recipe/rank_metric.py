@@ -25,8 +25,8 @@ import numpy as np
 
 from medvit.selection import best_epoch
 from studies import run_main
-from studies.recipe.records import read_records
-from studies.recipe.rung_readout import READOUTS, asha_pick
+from studies.recipe.records import read_records, require_files
+from studies.recipe.rung_readout import READOUTS, asha_pick, curves
 from studies.recipe.summarize import fmt, paired_cell
 from sweeps.spec import load_spec
 
@@ -52,9 +52,7 @@ def draw_runs(records: list[dict]) -> dict[int, dict[int, dict]]:
 def choice(record: dict, prefix: str, rank_on: str) -> tuple[list[float], dict[str, float]]:
     """One run ranked on validation ``rank_on``: its selection score per epoch, and its test ACC
     and QWK at the epoch that score chooses."""
-    window = record["config"]["select_window"]
-    val = [e[f"{prefix}val_{rank_on}"] for e in record["epochs"]]
-    score = [float(np.mean(val[max(0, i + 1 - window):i + 1])) for i in range(len(val))]
+    _, score, _ = curves(record, prefix, rank_on)
     _, epoch = best_epoch(enumerate(score, 1), "max")
     chosen = record["epochs"][epoch - 1]
     return score, {m: chosen[f"{prefix}test_{m}"] for m in RANK_ON}
@@ -100,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--draw", nargs="+", action="append", required=True,
                         help="one draw's record files (every training seed of the same configs)")
     args = parser.parse_args(argv)
+    require_files(parser, "--draw", [path for paths in args.draw for path in paths])
     spec = load_spec(args.spec)
     draws = [draw_runs(read_records(paths)) for paths in args.draw]
     for k, runs in enumerate(draws, 1):

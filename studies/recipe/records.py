@@ -53,7 +53,12 @@ def record_paths(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.N
     is a one-line error (exit 2)."""
     parser.add_argument("records", nargs="+", help="run_arm.py's JSON lines (.jsonl, or gzipped .jsonl.gz)")
     args = parser.parse_args(argv)
-    missing = [path for path in args.records if not Path(path).is_file()]
-    if missing:
-        parser.error(f"records: no such file: {', '.join(missing)}")
+    require_files(parser, "records", args.records)
     return args
+
+
+def require_files(parser: argparse.ArgumentParser, what: str, paths: list[str]) -> None:
+    """A one-line error (exit 2) naming ``what`` and each of ``paths`` that is not a file."""
+    missing = [path for path in paths if not Path(path).is_file()]
+    if missing:
+        parser.error(f"{what}: no such file: {', '.join(missing)}")

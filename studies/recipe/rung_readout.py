@@ -72,12 +72,13 @@ def rungs(spec) -> list[int]:
     return points
 
 
-def curves(record: dict, prefix: str) -> tuple[list[float], list[float], list[float]]:
-    """Per epoch: validation accuracy, its trailing mean (the selection score), test accuracy."""
+def curves(record: dict, prefix: str, metric: str = "acc") -> tuple[list[float], list[float], list[float]]:
+    """Per epoch: the validation ``metric`` (accuracy by default), its trailing mean (the
+    selection score a run ranked on it reports), the test ``metric``."""
     window = record["config"]["select_window"]
-    val = [e[f"{prefix}val_acc"] for e in record["epochs"]]
+    val = [e[f"{prefix}val_{metric}"] for e in record["epochs"]]
     score = [float(np.mean(val[max(0, i + 1 - window):i + 1])) for i in range(len(val))]
-    return val, score, [e[f"{prefix}test_acc"] for e in record["epochs"]]
+    return val, score, [e[f"{prefix}test_{metric}"] for e in record["epochs"]]
 
 
 def rank_correlation(x: list[float], y: list[float]) -> str:
