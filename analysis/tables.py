@@ -265,7 +265,8 @@ def best_trials(results: Any, family: str | None = None) -> pd.DataFrame:
 
 
 def best_config(row: pd.Series | dict) -> dict[str, Any]:
-    """The TrainConfig fields of a trial (for a copyable YAML block), from its config_json."""
+    """The TrainConfig fields of a trial (for a copyable YAML block), from its config_json; a
+    field without a value is left out, as the sweep's best_config.yaml leaves it out."""
     row = dict(row)
     try:
         cfg = json.loads(row.get("config_json") or "{}")
@@ -278,7 +279,8 @@ def best_config(row: pd.Series | dict) -> dict[str, Any]:
             v = None
         if isinstance(v, np.generic):
             v = v.item()
-        out[k] = v
+        if v is not None:
+            out[k] = v
     # A repeat stands for its configuration, named with the spec's base seed (as best_config.yaml).
     index = float_or_none(row.get("repeat_index"))
     if index is not None and out.get("seed") is not None:

@@ -263,7 +263,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
           f"scheduler {spec.scheduler.type}, select on {spec.metric} ({spec.mode}){cadence}", flush=True)
     print(f"folder {sweep_dir(spec)}  (watch: tensorboard --logdir {sweep_dir(spec)})", flush=True)
     results = run_sweep(spec, data_root=args.data_root, address=args.address)
-    return report_sweep_end(sweep_dir(spec), results)
+    return report_sweep_end(spec, sweep_dir(spec), results)
 
 
 def run_resume_command(args: argparse.Namespace) -> int:
@@ -271,18 +271,28 @@ def run_resume_command(args: argparse.Namespace) -> int:
 
     directory = absolute(args.sweep_dir)
     spec, results = resume_sweep(directory, data_root=args.data_root, address=args.address)
-    return report_sweep_end(directory, results)
+    return report_sweep_end(spec, directory, results)
 
 
-def report_sweep_end(directory: str, results) -> int:
-    from sweeps.launch import diverged
+def report_sweep_end(spec, directory: str, results) -> int:
+    """The sweep's end: its trials' outcomes and its best trial, named as best_config.yaml names it."""
+    from sweeps.launch import best_result, diverged
 
     n_diverged = sum(diverged(result) for result in results)
     print(f"done   {len(results)} trials, {results.num_errors} errored, {n_diverged} diverged; results in {directory}")
-    if results.num_errors + n_diverged == len(results):
+    best = best_result(spec, results)
+    if best is None:
         print("best   none: every trial errored or diverged, so no best_config.yaml was written")
         return 1
-    print(f"best   {directory}/best_config.yaml  (medsweep train --config ... --out runs/best)")
+    result, rank = best
+    winner, at = f"trial {(result.metrics or {}).get('trial_id', result.path)}", "at its best epoch"
+    if spec.repeats > 1:
+        winner, at = f"the configuration of {winner}", f"the mean over its {spec.repeats} seeds, each at its best epoch"
+    # Ray's progress table names as "Current best trial" the one whose last epoch scores best;
+    # the ranking takes each trial at its best epoch, so the two can differ.
+    print(f"best   {winner}: {spec.metric} selection score {rank.score:.4f} {at} "
+          f"(Ray's \"Current best trial\" above is scored at each trial's last epoch)")
+    print(f"       {directory}/best_config.yaml  (medsweep train --config ... --out runs/best)")
     print(f"next   medsweep status {directory}  |  medsweep collect {directory} --out results.parquet")
     return 0
 

@@ -126,6 +126,11 @@ def test_paper_retinamnist_smoke_sweep_runs_end_to_end(real_root, tmp_path, caps
     assert len(trials) == 2
     assert all(epochs_run(trial) == [1] for trial in trials)
     best = load_config_file(tmp_path / "paper-retinamnist-smoke" / "best_config.yaml")
+    # The closing line names the trial and the score best_config.yaml names.
+    header = (tmp_path / "paper-retinamnist-smoke" / "best_config.yaml").read_text().splitlines()[0]
+    (line,) = [line for line in out.splitlines() if line.startswith("best   trial ")]
+    assert f"_{line.split()[2].rstrip(':')}_" in header
+    assert f"selection score {header.rsplit('= ', 1)[1]} at its best epoch" in line
     assert (best["resize"], best["img_size"], best["subset"]) == (224, 28, 8)
     assert best["model"] in ("medvit_small", "medvit_base") and best["audit_test"] is True
     # Collected beside a 28 px RetinaMNIST sweep, the two protocols are two results: each

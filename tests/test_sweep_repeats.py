@@ -11,9 +11,10 @@ import pytest
 import ray
 
 from analysis.collect import collect
-from analysis.tables import TRAIN_CONFIG_KEYS, best_config, rank_trials
+from analysis.schema import WHERE_IT_RAN
+from analysis.tables import best_config, rank_trials
 from medvit.config import load_config_file
-from medsweep.cli import main
+from medsweep.cli import main, report_sweep_end
 from sweeps.launch import run_sweep, sweep_dir
 from sweeps.ranking import SCORE
 from sweeps.space import TRIAL_INDEX, configuration
@@ -34,12 +35,12 @@ def repeated_sweep(real_root, tmp_path_factory):
     )
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        run_sweep(spec, data_root=str(real_root))
+        grid = run_sweep(spec, data_root=str(real_root))
     finally:
         ray.shutdown()
     directory = Path(sweep_dir(spec))
     table = collect(directory, storage / "results.parquet")
-    return spec, directory, table.to_pandas()
+    return spec, directory, table.to_pandas(), grid
 
 
 def _configurations(directory: Path) -> dict[str, list[Path]]:
@@ -52,7 +53,7 @@ def _configurations(directory: Path) -> dict[str, list[Path]]:
 
 
 def test_each_configuration_ran_with_the_base_seed_and_the_next(repeated_sweep):
-    spec, directory, table = repeated_sweep
+    spec, directory, table, _ = repeated_sweep
     groups = _configurations(directory)
     assert len(groups) == 2 and all(len(trials) == 2 for trials in groups.values())
     for trials in groups.values():
@@ -67,7 +68,7 @@ def test_each_configuration_ran_with_the_base_seed_and_the_next(repeated_sweep):
 
 
 def test_the_searcher_was_told_one_mean_per_configuration(repeated_sweep):
-    _, directory, _ = repeated_sweep
+    _, directory, _, _ = repeated_sweep
     from ray.tune.search.optuna import OptunaSearch
 
     # Optuna's own study, as Ray saved it: one trial per configuration, valued by the Repeater
@@ -80,8 +81,8 @@ def test_the_searcher_was_told_one_mean_per_configuration(repeated_sweep):
     assert told == pytest.approx(means)
 
 
-def test_best_config_and_the_analysis_name_the_best_mean(repeated_sweep):
-    spec, directory, table = repeated_sweep
+def test_best_config_and_the_analysis_name_the_best_mean(repeated_sweep, capsys):
+    spec, directory, table, grid = repeated_sweep
     groups = _configurations(directory)
     mean_best = {key: fmean(max(r[SCORE] for r in results(t)) for t in trials) for key, trials in groups.items()}
     winner = json.loads(max(mean_best, key=mean_best.get))
@@ -94,12 +95,18 @@ def test_best_config_and_the_analysis_name_the_best_mean(repeated_sweep):
     ranked = rank_trials(table)
     first = ranked.iloc[0]
     assert ranked["config_group"].iloc[1] == first["config_group"]  # its other repeat comes next
-    assert {key: best_config(first)[key] for key in TRAIN_CONFIG_KEYS if key in written} == \
-        {key: written[key] for key in TRAIN_CONFIG_KEYS if key in written}
+    # the report's YAML and the sweep's name the same config, less where the trial ran
+    assert best_config(first) == {key: value for key, value in written.items() if key not in WHERE_IT_RAN}
+
+    # the sweep's closing lines name that configuration, by one of its trials, and its mean
+    assert report_sweep_end(spec, str(directory), grid) == 0
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("best   ")]
+    assert line.startswith(f"best   the configuration of trial {first['trial_id']}: val_acc selection score "
+                           f"{max(mean_best.values()):.4f} the mean over its 2 seeds, each at its best epoch")
 
 
 def test_status_lists_configurations_by_their_mean(repeated_sweep, capsys):
-    _, directory, table = repeated_sweep
+    _, directory, table, _ = repeated_sweep
     assert main(["status", str(directory)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "4 trials; configurations by their mean val_acc over 2 seeds (max), best first"
