@@ -22,8 +22,9 @@ from medvit.config import DEVICES
 
 __all__ = ["AnalysisError", "add_analysis_parsers", "check_out"]
 
-# Each seed retrains every configuration confirmed: more than this is a typo, not a plan.
+# Each seed retrains every configuration confirmed: more than these is a typo, not a plan.
 MAX_CONFIRM_SEEDS = 100
+MAX_CONFIRM_TOP = 20
 
 
 class AnalysisError(ValueError):
@@ -214,11 +215,13 @@ def run_confirm(args: argparse.Namespace) -> int:
         raise AnalysisError(f"confirm: --seeds: {args.seeds}; allowed: 1 to {MAX_CONFIRM_SEEDS}")
     if args.epochs is not None and args.epochs < 1:
         raise AnalysisError(f"confirm: --epochs: need at least 1 epoch, got {args.epochs}")
+    if not 1 <= args.top <= MAX_CONFIRM_TOP:
+        raise AnalysisError(f"confirm: --top: {args.top}; allowed: 1 to {MAX_CONFIRM_TOP}")
     out = check_out("confirm", args.out, ".parquet", reader=read_confirm)
     with _input_errors("confirm", "sweep_dir"):
         plan_arms(read_sweep(args.sweep_dir).to_pandas())  # fail before any training
     confirm(args.sweep_dir, seeds=args.seeds, out=out, data_root=args.data_root, epochs=args.epochs,
-            device=args.device, audit_test=args.audit_test)
+            device=args.device, audit_test=args.audit_test, top=args.top)
     return 0
 
 
@@ -406,6 +409,9 @@ def _add_sweep_analysis_parsers(subparsers) -> None:
     p.add_argument("--seeds", type=int, default=5, help="seeds per configuration, 1000, 1001, ... (default 5)")
     p.add_argument("--out", required=True, metavar="FILE.parquet", help="confirm table (created or appended to)")
     p.add_argument("--epochs", type=int, default=None, help="train this many epochs instead of the config's")
+    p.add_argument("--top", type=int, default=1, metavar="K",
+                   help="also retrain the configurations ranked 2nd to Kth, each paired with the winner: does "
+                        "its lead on validation hold on test? (default 1: the winner alone)")
     p.add_argument("--audit-test", default=None, action=argparse.BooleanOptionalAction,
                    help="the test-selection audit: also report the epoch chosen on test beside the one chosen "
                         "on validation (never selects; default: the config's audit_test)")

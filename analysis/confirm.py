@@ -64,9 +64,12 @@ from analysis.tables import (decision_audit, family_label, image_interval, model
                              with_inputs)
 from medvit.selection import SCORE_METRICS
 
-__all__ = ["SEED_START", "Arm", "ConfirmResult", "confirm", "plan_arms", "read_confirm", "audit_lines"]
+__all__ = ["SEED_START", "RUNNER_UP", "Arm", "ConfirmResult", "confirm", "plan_arms", "read_confirm", "audit_lines"]
 
 SEED_START = 1000
+# The role of a configuration ranked below the winner, re-run to see whether the winner's lead
+# on validation holds on test.
+RUNNER_UP = "runner-up"
 _METRICS = SCORE_METRICS
 _KEY = ("dataset", "sweep", "label", "seed")
 
@@ -79,7 +82,7 @@ class Arm:
     trial_id: str
     values: dict[str, Any]
     note: str
-    role: str = "best"  # "best", "ce" (alpha = 0) or "ordinal" (alpha > 0)
+    role: str = "best"  # "best", "ce" (alpha = 0), "ordinal" (alpha > 0) or RUNNER_UP
 
 
 @dataclass
@@ -109,14 +112,33 @@ def _describe(row: pd.Series) -> str:
     return text if alpha is None or pd.isna(alpha) else f"{text}, alpha {float(alpha):g}"
 
 
-def plan_arms(trials: pd.DataFrame) -> list[Arm]:
-    """The configurations :func:`confirm` re-runs for one sweep's trials (see the module doc)."""
-    from medvit.data import dataset_info
-    from medvit.tasks import ORDINAL
-
+def plan_arms(trials: pd.DataFrame, top: int = 1) -> list[Arm]:
+    """The configurations :func:`confirm` re-runs for one sweep's trials (see the module doc):
+    the winner, its ordinal partner, and the configurations ranked 2nd to ``top``th."""
     ranked = with_inputs(rank_trials(trials))
     if ranked.empty:
         raise ValueError("no usable trial to confirm (every trial errored or none reported an epoch)")
+    arms = _winner_arms(ranked)
+    return arms + _runner_up_arms(ranked, top, {arm.trial_id for arm in arms})
+
+
+def _runner_up_arms(ranked: pd.DataFrame, top: int, confirmed: set[str]) -> list[Arm]:
+    """The configurations ranked 2nd to ``top``th (with repeats, each by its best trial), but
+    none that another arm already re-runs (the ordinal partner may be one)."""
+    grouped = ranked["config_group"].map(lambda g: isinstance(g, str)) if "config_group" in ranked else None
+    configuration = ranked["config_group"].where(grouped, ranked["trial_id"]) if grouped is not None \
+        else ranked["trial_id"]
+    firsts = ranked[~configuration.duplicated()]
+    return [Arm(f"rank {rank}", row["trial_id"], _train_values(row), f"the sweep's rank {rank}, {_describe(row)}",
+                RUNNER_UP)
+            for rank, (_, row) in enumerate(firsts.iloc[1:top].iterrows(), start=2) if row["trial_id"] not in confirmed]
+
+
+def _winner_arms(ranked: pd.DataFrame) -> list[Arm]:
+    """The best configuration and, on an ordinal dataset, its partner across the Ordinal Loss."""
+    from medvit.data import dataset_info
+    from medvit.tasks import ORDINAL
+
     best = ranked.iloc[0]
     values = _train_values(best)
     family = model_family(best["model"])
@@ -263,10 +285,11 @@ def _summary(rows: pd.DataFrame, arms: list[Arm], seeds: list[int], head: str) -
             lines.append(f"{arm.label}: no seed ensemble, each run was tested on its own subset of the test split "
                          f"(subset {arm.values['subset']} is drawn per seed)")
     lines += [line for arm in arms for line in audit_lines(rows[rows["label"] == arm.label], arm.label)]
+    lines += _runner_up_lines(rows, arms, seeds)
     ordinal = next((a for a in arms if a.role == "ordinal"), None)
     ce = next((a for a in arms if a.role == "ce"), None)
     if ordinal is None or ce is None:
-        if len(arms) == 1 and arms[0].role in ("ordinal", "ce"):
+        if arms[0].role in ("ordinal", "ce"):
             lines.append("No Ordinal Loss comparison: the sweep has no trial with alpha > 0.")
         return lines
     a = rows[rows["label"] == ordinal.label].set_index("seed")
@@ -291,6 +314,41 @@ def _summary(rows: pd.DataFrame, arms: list[Arm], seeds: list[int], head: str) -
                      + _image_sentence(image_interval(a.loc[paired].reset_index(), b.loc[paired].reset_index(), m))
                      + (f" {power}" if power else ""))
     return lines
+
+
+def _runner_up_lines(rows: pd.DataFrame, arms: list[Arm], seeds: list[int]) -> list[str]:
+    """Each runner-up minus the winner, test ACC paired over the seeds and then over seeds and test
+    images: whether the winner's lead on validation holds on test, or the sweep's choice between
+    them was a draw."""
+    winner = arms[0]
+    ours = rows[rows["label"] == winner.label].set_index("seed")
+    lines = []
+    for arm in (arm for arm in arms if arm.role == RUNNER_UP):
+        theirs = rows[rows["label"] == arm.label].set_index("seed")
+        paired = [s for s in seeds if s in ours.index and s in theirs.index]
+        name = f"'{arm.label}' minus the winner '{winner.label}', test ACC"
+        if len(paired) < 2:
+            lines.append(f"{name}: no interval with {len(paired)} paired seed(s) (run --seeds 5).")
+            continue
+        res = paired_bootstrap(theirs.loc[paired, "test_acc"].to_numpy(float),
+                               ours.loc[paired, "test_acc"].to_numpy(float), n_resamples=10_000, seed=0)
+        coarse = " With fewer than 5 seeds the bootstrap is coarse." if res.n < 5 else ""
+        images = image_interval(theirs.loc[paired].reset_index(), ours.loc[paired].reset_index(), "acc")
+        lines.append(f"{name}, paired over {res.n} seeds: {res.mean_diff:+.4f}, 95% paired bootstrap CI "
+                     f"[{res.ci_low:+.4f}, {res.ci_high:+.4f}]: {_lead_verdict(res, 'seed noise')}.{coarse}"
+                     + ("" if images is None else
+                        f" Over seeds and test images: [{images.ci_low:+.4f}, {images.ci_high:+.4f}]: "
+                        f"{_lead_verdict(images, 'seed and test-image noise')}."))
+    return lines
+
+
+def _lead_verdict(res: BootstrapResult, noise: str) -> str:
+    """What a paired interval of a runner-up minus the winner says against ``noise``."""
+    if res.ci_high < 0:
+        return f"the winner's lead on validation holds on test beyond {noise} (the interval excludes 0)"
+    if res.ci_low > 0:
+        return f"the runner-up tests better beyond {noise} (the interval excludes 0): validation chose the worse"
+    return f"the two cannot be told apart on test within {noise} (the interval includes 0)"
 
 
 def _arm_values(arm: Arm, epochs: int | None, data_root, device: str | None, audit_test: bool | None) -> dict:
@@ -347,9 +405,10 @@ def _plan_line(sweep: str, arms: list[Arm], configs: dict[str, dict], seed_list:
 def confirm(sweep_dir: str | os.PathLike, seeds: int = 5, out: str | os.PathLike = "confirm.parquet",
             data_root: str | os.PathLike | None = None, epochs: int | None = None, *,
             seed_start: int = SEED_START, device: str | None = None, audit_test: bool | None = None,
-            log: Callable[[str], None] | None = print) -> ConfirmResult:
-    """Retrain a sweep's best configuration (and, for ordinal datasets, its alpha = 0 partner)
-    with seeds ``seed_start .. seed_start + seeds - 1`` and append the runs to ``out``.
+            top: int = 1, log: Callable[[str], None] | None = print) -> ConfirmResult:
+    """Retrain a sweep's best configuration (and, for ordinal datasets, its alpha = 0 partner;
+    with ``top`` > 1, the configurations ranked 2nd to ``top``th too) with seeds
+    ``seed_start .. seed_start + seeds - 1`` and append the runs to ``out``.
 
     Args:
         sweep_dir: the sweep folder ``S/N``.
@@ -360,14 +419,18 @@ def confirm(sweep_dir: str | os.PathLike, seeds: int = 5, out: str | os.PathLike
         seed_start: first seed.
         device: ``auto``, ``cpu`` or ``cuda`` instead of the config's own device.
         audit_test: the test-selection audit on (True) or off (False) instead of the config's own.
+        top: also re-run the configurations ranked 2nd to ``top``th (labels ``rank 2``, ...), each
+            paired with the winner in the summary; one the partner already re-runs is not run twice.
         log: called with one progress line per run and each summary line (None: silent).
 
     Raises:
-        ValueError: not a sweep folder, no usable trial, seeds < 1, epochs < 1, or ``out`` exists
-            but is not a confirm table (one line each).
+        ValueError: not a sweep folder, no usable trial, seeds < 1, epochs < 1, top < 1, or ``out``
+            exists but is not a confirm table (one line each).
     """
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds: need at least 1 seed, got {seeds!r}")
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ValueError(f"top: need at least 1 (the winner), got {top!r}")
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise ValueError(f"epochs: need at least 1 epoch, got {epochs!r}")
     out = Path(out)
@@ -375,7 +438,7 @@ def confirm(sweep_dir: str | os.PathLike, seeds: int = 5, out: str | os.PathLike
         read_confirm(out)  # fail before training when the file is not a confirm table
     say = log or (lambda _line: None)
     trials = read_sweep(sweep_dir).to_pandas()
-    arms = plan_arms(trials)
+    arms = plan_arms(trials, top)
     sweep = str(trials["sweep"].iloc[0])
     seed_list = list(range(seed_start, seed_start + seeds))
     configs = {arm.label: _arm_values(arm, epochs, data_root, device, audit_test) for arm in arms}

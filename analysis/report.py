@@ -168,6 +168,11 @@ IMAGE_CI_NOTE = (
     "below give both."
 )
 
+RUNNER_UP_NOTE = (
+    "rank K: the sweep's Kth configuration by validation, re-run with the winner's seeds (medsweep confirm --top): "
+    "its paired difference from 'best' below says whether the winner's lead on validation holds on test."
+)
+
 
 def _with_sweep(conf: pd.DataFrame) -> pd.DataFrame:
     """The confirm table with its sweep named ("–" where a hand-made table has none)."""
@@ -241,6 +246,8 @@ def _confirm_section(conf: pd.DataFrame) -> tuple[TableOut, list[str]]:
         notes.append(IMAGE_CI_NOTE)
     if "Seed ensemble ACC" in header:
         notes.append(SEED_ENSEMBLE_NOTE)
+    if conf["label"].str.startswith("rank ").any():
+        notes.append(RUNNER_UP_NOTE)
     if "environment_json" in conf and conf["environment_json"].notna().any():  # tables before it have none
         envs = [json.loads(j) if isinstance(j, str) else None for j in conf["environment_json"]]
         notes.append(f"Where the runs ran: {where_they_ran(envs)} (the same seed elsewhere trains another model).")

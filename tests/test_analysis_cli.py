@@ -183,6 +183,24 @@ def test_confirm_per_seed_rows_and_summary(analysis_sweeps, pipeline, confirmed)
     assert "Ordinal Loss (alpha=" in out and "minus cross-entropy" in out
 
 
+def test_confirm_top_retrains_the_runners_up_beside_the_winner(analysis_sweeps, pipeline, tmp_path):
+    path = tmp_path / "top.parquet"
+    rc, out, err = medsweep("confirm", analysis_sweeps.dirs[RETINA], "--seeds", 2, "--epochs", 1, "--top", 3,
+                            "--out", path, "--data-root", analysis_sweeps.data_root, "--device", "cpu")
+    assert rc == 0, err
+    before = pipeline["before"]
+    ranked = _ranked(before[before["sweep"] == RETINA])
+    conf = pq.read_table(path).to_pandas()
+    partner = conf[conf["label"].str.startswith("best ")]["trial_id"].iloc[0]
+    # the 2nd and 3rd configurations, but not the partner a second time
+    runners_up = {f"rank {k}": ranked.iloc[k - 1]["trial_id"] for k in (2, 3) if ranked.iloc[k - 1]["trial_id"] != partner}
+    assert runners_up and set(conf["label"]) == {"best", conf[conf["trial_id"] == partner]["label"].iloc[0], *runners_up}
+    for label, trial_id in runners_up.items():
+        rows = conf[conf["label"] == label]
+        assert sorted(rows["seed"]) == [1000, 1001] and (rows["trial_id"] == trial_id).all()
+        assert f"'{label}' minus the winner 'best', test ACC, paired over 2 seeds: " in out
+
+
 def test_confirm_row_is_reproducible(analysis_sweeps, confirmed):
     """The stored config retrains to the stored test metrics (CPU runs are deterministic)."""
     from medvit.config import build_config
@@ -296,6 +314,8 @@ def _bad_inputs(ctx: dict) -> dict[str, tuple[list, str]]:
                               "--split: invalid choice"),
         "confirm zero seeds": (["confirm", retina, "--seeds", 0, "--out", t / "c.parquet"],
                                "confirm: --seeds: 0; allowed: 1 to 100$"),
+        "confirm top 0": (["confirm", retina, "--top", 0, "--out", t / "c.parquet"],
+                          "confirm: --top: 0; allowed: 1 to 20$"),
         "confirm not a sweep": (["confirm", t, "--out", t / "c.parquet"], "confirm: sweep_dir: .*not a sweep folder"),
         "confirm out not parquet": (["confirm", retina, "--out", ctx["text"]], "confirm: --out: .*not a Parquet file"),
     }

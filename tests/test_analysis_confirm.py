@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from analysis.collect import read_sweep
-from analysis.confirm import Arm, _summary, plan_arms
+from analysis.confirm import RUNNER_UP, Arm, _summary, plan_arms
 from analysis_sweeps import PNEUMONIA, RETINA
 
 
@@ -102,6 +103,27 @@ def test_not_ordinal_has_one_arm(analysis_sweeps):
     assert arms[0].values["dataset"] == "pneumoniamnist" and arms[0].values["subset"] == 32
 
 
+def test_top_adds_the_runners_up_but_not_the_partner_twice(retina):
+    df = _with_alphas(retina, [0.2, 0.3, 0.0, 0.0])
+    assert [a.label for a in plan_arms(df, top=1)] == ["best", "best alpha=0"]
+    arms = plan_arms(df, top=4)
+    # the 3rd configuration is the alpha=0 partner already: not run twice
+    assert [a.label for a in arms] == ["best", "best alpha=0", "rank 2", "rank 4"]
+    assert [a.trial_id for a in arms[2:]] == [df["trial_id"][1], df["trial_id"][3]]
+    assert [a.role for a in arms[2:]] == [RUNNER_UP, RUNNER_UP] and arms[2].values["alpha"] == 0.3
+    assert arms[2].note.startswith("the sweep's rank 2, trial ")
+    assert len(plan_arms(df, top=20)) == 4  # no more configurations than the sweep has
+
+
+def test_with_repeats_a_runner_up_is_the_next_configuration(retina):
+    df = _with_alphas(retina, [0.2, 0.2, 0.3, 0.3]).assign(config_group=["g1", "g1", "g2", "g2"], repeats=2,
+                                                           stop_reason="finished")
+    arms = plan_arms(df, top=2)
+    # not the winner's own second seed: the best trial of the second configuration
+    assert [a.label for a in arms] == ["best", "best with alpha=0", "rank 2"]
+    assert arms[2].trial_id == df["trial_id"][2]
+
+
 def _rows(ordinal: list[float], ce: list[float]) -> pd.DataFrame:
     seeds = list(range(1000, 1000 + len(ordinal)))
     rec = [dict(dataset="retinamnist", label="best", seed=s, test_acc=a, test_qwk=a - 0.2, test_auc=0.7, test_mae=0.6)
@@ -132,3 +154,44 @@ def test_summary_within_seed_noise_and_one_seed():
     assert "finding the observed +0.007 would take" in qwk and "Table 2" not in qwk
     lines = _summary(_rows([0.60], [0.58]), ARMS, [1000], "head")
     assert any("on 1 seed; no bootstrap interval" in ln for ln in lines)
+
+
+def test_summary_pairs_each_runner_up_with_the_winner():
+    seeds = list(range(1000, 1005))
+    rows = pd.DataFrame([dict(dataset="pneumoniamnist", label=label, seed=s, test_acc=acc, test_auc=0.9,
+                              test_qwk=None, test_mae=None)
+                         for label, accs in (("best", [0.87, 0.86, 0.88, 0.87, 0.86]),
+                                             ("rank 2", [0.90, 0.91, 0.90, 0.92, 0.90]),
+                                             ("rank 3", [0.86, 0.88, 0.87, 0.86, 0.88]))
+                         for s, acc in zip(seeds, accs)])
+    arms = [Arm("best", "t1", {}, "n"), Arm("rank 2", "t2", {}, "n", RUNNER_UP), Arm("rank 3", "t3", {}, "n", RUNNER_UP)]
+    lines = _summary(rows, arms, seeds, "head")
+    second = next(ln for ln in lines if ln.startswith("'rank 2' minus the winner 'best', test ACC, paired over 5 seeds"))
+    assert "+0.0380" in second and "the runner-up tests better beyond seed noise (the interval excludes 0)" in second
+    assert "Over seeds and test images" not in second  # these rows keep no test probabilities
+    third = next(ln for ln in lines if ln.startswith("'rank 3' minus the winner 'best'"))
+    assert "cannot be told apart on test" in third
+    lines = _summary(rows.assign(test_acc=lambda d: d["test_acc"].where(d["label"] != "best", 0.95)), arms, seeds, "head")
+    assert any("the winner's lead on validation holds on test" in ln for ln in lines)
+
+
+def test_runner_up_over_seeds_and_test_images():
+    """With the runs' test probabilities kept, the runner-up's difference is also resampled over
+    the test images: a clear lead stays clear."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, size=(200, 1))
+
+    def run(label: str, seed: int, accuracy: float) -> dict:
+        right = rng.random(len(labels)) < accuracy
+        positive = np.where((labels[:, 0] == 1) == right, 0.9, 0.1)
+        scores = np.stack([1 - positive, positive], axis=1)
+        return dict(dataset="pneumoniamnist", label=label, seed=seed, test_acc=float(right.mean()), test_auc=0.9,
+                    test_qwk=None, test_mae=None, test_scores=scores.tolist(), test_labels=labels.tolist())
+
+    seeds = list(range(1000, 1005))
+    rows = pd.DataFrame([run("best", s, 0.80) for s in seeds] + [run("rank 2", s, 0.95) for s in seeds])
+    lines = _summary(rows, [Arm("best", "t1", {}, "n"), Arm("rank 2", "t2", {}, "n", RUNNER_UP)], seeds, "head")
+    line = next(ln for ln in lines if ln.startswith("'rank 2' minus the winner"))
+    assert ("Over seeds and test images: [+0." in line
+            and line.endswith("the runner-up tests better beyond seed and test-image noise (the interval excludes 0): "
+                              "validation chose the worse."))

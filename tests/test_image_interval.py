@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from analysis.confirm import Arm, _score_columns, _summary
-from analysis.report import IMAGE_CI, write_report
+from analysis.report import IMAGE_CI, RUNNER_UP_NOTE, write_report
 from analysis.schema import CONFIRM_SCHEMA
 from analysis.stats import mean_ci
 from analysis.tables import image_interval, load_confirm_frame
@@ -105,3 +105,15 @@ def test_confirm_and_the_report_give_both_intervals(tmp_path):
     _, md_path = write_report(retina_results(), tmp_path / "old", confirm_parquet=retina_confirm(), figures=False)
     old = md_path.read_text().split("Confirmed configurations", 1)[1]
     assert "Over seeds and test images" not in old and "speaks of this split only" not in old
+
+
+def test_the_report_says_what_a_runner_up_is_and_pairs_it_with_the_winner(tmp_path):
+    both = pd.concat([rows([run(120), run(121, 4), run(119, 7)], "best"),
+                      rows([run(130, 3), run(131), run(129, 9)], "rank 2")], ignore_index=True)
+    _, md_path = write_report(retina_results(), tmp_path, confirm_parquet=both, figures=False)
+    confirm = md_path.read_text().split("Confirmed configurations", 1)[1]
+    assert RUNNER_UP_NOTE in confirm
+    assert "test ACC of 'best' minus 'rank 2', paired over 3 seeds: -0.050" in confirm
+    _, md_path = write_report(retina_results(), tmp_path / "winner", confirm_parquet=both[both["label"] == "best"],
+                              figures=False)
+    assert RUNNER_UP_NOTE not in md_path.read_text()
