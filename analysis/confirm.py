@@ -125,9 +125,9 @@ def plan_arms(trials: pd.DataFrame, top: int = 1) -> list[Arm]:
 def _runner_up_arms(ranked: pd.DataFrame, top: int, confirmed: set[str]) -> list[Arm]:
     """The configurations ranked 2nd to ``top``th (with repeats, each by its best trial), but
     none that another arm already re-runs (the ordinal partner may be one)."""
-    grouped = ranked["config_group"].map(lambda g: isinstance(g, str)) if "config_group" in ranked else None
-    configuration = ranked["config_group"].where(grouped, ranked["trial_id"]) if grouped is not None \
-        else ranked["trial_id"]
+    # With repeats a configuration's trials follow one another in the ranking, its best first.
+    configuration = (ranked["config_group"].fillna(ranked["trial_id"]) if "config_group" in ranked
+                     else ranked["trial_id"])
     firsts = ranked[~configuration.duplicated()]
     return [Arm(f"rank {rank}", row["trial_id"], _train_values(row), f"the sweep's rank {rank}, {_describe(row)}",
                 RUNNER_UP)
