@@ -59,9 +59,9 @@ import pyarrow as pa
 from analysis.collect import _write_atomic, read_sweep
 from analysis.schema import AUDIT_COLUMNS, CONFIRM_SCHEMA, read_table
 from analysis.reference import table2_gain
-from analysis.stats import BootstrapResult, format_pm, mean_ci, paired_bootstrap, power_sentence
-from analysis.tables import (decision_audit, family_label, image_interval, model_family, rank_trials, seed_ensemble,
-                             with_inputs)
+from analysis.stats import BootstrapResult, format_pm, mean_ci, power_sentence
+from analysis.tables import (decision_audit, family_label, image_interval, model_family, paired_difference, rank_trials,
+                             seed_ensemble, with_inputs)
 from medvit.selection import SCORE_METRICS
 
 __all__ = ["SEED_START", "RUNNER_UP", "Arm", "ConfirmResult", "confirm", "plan_arms", "read_confirm", "audit_lines"]
@@ -261,7 +261,7 @@ def _image_sentence(res: BootstrapResult | None) -> str:
             f"{_verdict(res, 'seed and test-image noise')}.")
 
 
-def _summary(rows: pd.DataFrame, arms: list[Arm], seeds: list[int], head: str) -> list[str]:
+def _summary(rows: pd.DataFrame, arms: list[Arm], head: str) -> list[str]:
     lines = [head]
     for arm in arms:
         g = rows[rows["label"] == arm.label]
@@ -285,57 +285,50 @@ def _summary(rows: pd.DataFrame, arms: list[Arm], seeds: list[int], head: str) -
             lines.append(f"{arm.label}: no seed ensemble, each run was tested on its own subset of the test split "
                          f"(subset {arm.values['subset']} is drawn per seed)")
     lines += [line for arm in arms for line in audit_lines(rows[rows["label"] == arm.label], arm.label)]
-    lines += _runner_up_lines(rows, arms, seeds)
+    lines += _runner_up_lines(rows, arms)
     ordinal = next((a for a in arms if a.role == "ordinal"), None)
     ce = next((a for a in arms if a.role == "ce"), None)
     if ordinal is None or ce is None:
         if arms[0].role in ("ordinal", "ce"):
             lines.append("No Ordinal Loss comparison: the sweep has no trial with alpha > 0.")
         return lines
-    a = rows[rows["label"] == ordinal.label].set_index("seed")
-    b = rows[rows["label"] == ce.label].set_index("seed")
-    paired = [s for s in seeds if s in a.index and s in b.index]
     alpha = float(ordinal.values.get("alpha") or 0.0)
     for m in ("acc", "qwk"):
         name = f"Ordinal Loss (alpha={alpha:g}, '{ordinal.label}') minus cross-entropy ('{ce.label}'), test {m.upper()}"
-        if len(paired) < 2:
-            d = [a.loc[s, f"test_{m}"] - b.loc[s, f"test_{m}"] for s in paired]
-            lines.append(f"{name}: {d[0]:+.4f} on 1 seed; no bootstrap interval with one seed, "
-                         "so nothing is known about seed noise (run --seeds 5)." if d else f"{name}: no paired runs.")
+        pair = paired_difference(rows[rows["label"] == ordinal.label], rows[rows["label"] == ce.label], m)
+        res = pair.over_seeds
+        if res is None:
+            lines.append(f"{name}: {pair.diffs[0]:+.4f} on 1 seed; no bootstrap interval with one seed, "
+                         "so nothing is known about seed noise (run --seeds 5)." if pair.seeds else f"{name}: no paired runs.")
             continue
-        ours, theirs = a.loc[paired, f"test_{m}"].to_numpy(float), b.loc[paired, f"test_{m}"].to_numpy(float)
-        res = paired_bootstrap(ours, theirs, n_resamples=10_000, seed=0)
-        verdict = _verdict(res, "seed noise")
-        coarse = " With fewer than 5 seeds the bootstrap is coarse." if res.n < 5 else ""
         gain = table2_gain(alpha) if m == "acc" and rows["dataset"].iloc[0] == "retinamnist" else None
-        power = power_sentence(ours - theirs, {} if gain is None else {f"the paper's Table 2 gain at alpha {alpha:g}": gain})
+        power = power_sentence(pair.diffs, {} if gain is None else {f"the paper's Table 2 gain at alpha {alpha:g}": gain})
         lines.append(f"{name}, paired over {res.n} seeds: {res.mean_diff:+.4f}, 95% paired bootstrap CI "
-                     f"[{res.ci_low:+.4f}, {res.ci_high:+.4f}] ({res.n_resamples} resamples): {verdict}.{coarse}"
-                     + _image_sentence(image_interval(a.loc[paired].reset_index(), b.loc[paired].reset_index(), m))
-                     + (f" {power}" if power else ""))
+                     f"[{res.ci_low:+.4f}, {res.ci_high:+.4f}] ({res.n_resamples} resamples): "
+                     f"{_verdict(res, 'seed noise')}.{_coarse(res)}"
+                     + _image_sentence(pair.over_seeds_and_images) + (f" {power}" if power else ""))
     return lines
 
 
-def _runner_up_lines(rows: pd.DataFrame, arms: list[Arm], seeds: list[int]) -> list[str]:
+def _coarse(res: BootstrapResult) -> str:
+    return " With fewer than 5 seeds the bootstrap is coarse." if res.n < 5 else ""
+
+
+def _runner_up_lines(rows: pd.DataFrame, arms: list[Arm]) -> list[str]:
     """Each runner-up minus the winner, test ACC paired over the seeds and then over seeds and test
     images: whether the winner's lead on validation holds on test, or the sweep's choice between
     them was a draw."""
     winner = arms[0]
-    ours = rows[rows["label"] == winner.label].set_index("seed")
     lines = []
     for arm in (arm for arm in arms if arm.role == RUNNER_UP):
-        theirs = rows[rows["label"] == arm.label].set_index("seed")
-        paired = [s for s in seeds if s in ours.index and s in theirs.index]
         name = f"'{arm.label}' minus the winner '{winner.label}', test ACC"
-        if len(paired) < 2:
-            lines.append(f"{name}: no interval with {len(paired)} paired seed(s) (run --seeds 5).")
+        pair = paired_difference(rows[rows["label"] == arm.label], rows[rows["label"] == winner.label])
+        res, images = pair.over_seeds, pair.over_seeds_and_images
+        if res is None:
+            lines.append(f"{name}: no interval with {len(pair.seeds)} paired seed(s) (run --seeds 5).")
             continue
-        res = paired_bootstrap(theirs.loc[paired, "test_acc"].to_numpy(float),
-                               ours.loc[paired, "test_acc"].to_numpy(float), n_resamples=10_000, seed=0)
-        coarse = " With fewer than 5 seeds the bootstrap is coarse." if res.n < 5 else ""
-        images = image_interval(theirs.loc[paired].reset_index(), ours.loc[paired].reset_index(), "acc")
         lines.append(f"{name}, paired over {res.n} seeds: {res.mean_diff:+.4f}, 95% paired bootstrap CI "
-                     f"[{res.ci_low:+.4f}, {res.ci_high:+.4f}]: {_lead_verdict(res, 'seed noise')}.{coarse}"
+                     f"[{res.ci_low:+.4f}, {res.ci_high:+.4f}]: {_lead_verdict(res, 'seed noise')}.{_coarse(res)}"
                      + ("" if images is None else
                         f" Over seeds and test images: [{images.ci_low:+.4f}, {images.ci_high:+.4f}]: "
                         f"{_lead_verdict(images, 'seed and test-image noise')}."))
@@ -457,7 +450,7 @@ def confirm(sweep_dir: str | os.PathLike, seeds: int = 5, out: str | os.PathLike
                 f"(selected epoch {row['selected_epoch']}/{config.epochs} by {config.select_metric}, "
                 f"{row['wall_time_s']:.1f}s)")
     rows = pd.DataFrame(written)
-    summary = _summary(rows, arms, seed_list, f"summary of {sweep}: {seeds} seeds per configuration, written to {out}")
+    summary = _summary(rows, arms, f"summary of {sweep}: {seeds} seeds per configuration, written to {out}")
     for line in summary:
         say(line)
     return ConfirmResult(rows=rows, summary=summary, path=out, arms=arms)

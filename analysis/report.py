@@ -39,7 +39,7 @@ from analysis import reference as ref
 from analysis.collect import float_or_none
 from analysis.render import Image, Section, render_html, render_markdown
 from analysis.schema import CONFIG_COLUMNS
-from analysis.stats import binomial_se, format_pm, mean_ci, paired_bootstrap, power_sentence
+from analysis.stats import binomial_se, format_pm, mean_ci, power_sentence
 from analysis.tables import (
     AUDIT_HEADING,
     AUDIT_NOTE,
@@ -58,6 +58,7 @@ from analysis.tables import (
     load_results_frame,
     model_family,
     ours_test_metrics,
+    paired_difference,
     result_groups,
     score_name,
     seed_ensemble,
@@ -219,18 +220,16 @@ def _confirm_section(conf: pd.DataFrame) -> tuple[TableOut, list[str]]:
         labels = sorted(g["label"].unique())
         if "best" not in labels:
             continue
-        a = g[g["label"] == "best"].set_index("seed")
+        a = g[g["label"] == "best"]
         for other in labels:
             if other == "best":
                 continue
-            b = g[g["label"] == other].set_index("seed")
-            seeds = sorted(set(a.index) & set(b.index))
-            if len(seeds) < 2:
+            b = g[g["label"] == other]
+            pair = paired_difference(a, b)
+            res, images = pair.over_seeds, pair.over_seeds_and_images
+            if res is None:
                 continue
-            best, against = a.loc[seeds, "test_acc"].to_numpy(float), b.loc[seeds, "test_acc"].to_numpy(float)
-            res = paired_bootstrap(best, against, n_resamples=10_000, seed=0)
-            power = power_sentence(best - against, _table2_claim(ds, a, b))
-            images = image_interval(a.loc[seeds].reset_index(), b.loc[seeds].reset_index())
+            power = power_sentence(pair.diffs, _table2_claim(ds, a, b))
             tests.append(
                 f"{ref.display_name(ds)}, sweep {sweep}: test ACC of 'best' minus '{other}', "
                 f"paired over {res.n} seeds: "

@@ -27,6 +27,7 @@ import math
 import os
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -38,7 +39,7 @@ from analysis import reference as ref
 from analysis.collect import float_or_none
 from analysis.render import MISSING, TableOut, column_best
 from analysis.schema import AUDIT_COLUMNS, TEST_COLUMNS, train_config_keys
-from analysis.stats import BootstrapResult, format_pm, seed_image_bootstrap
+from analysis.stats import BootstrapResult, format_pm, paired_bootstrap, seed_image_bootstrap
 from medvit.config import TrainConfig
 from medvit.families import model_family
 from medvit.selection import SCORE_METRICS
@@ -59,6 +60,8 @@ __all__ = [
     "with_inputs",
     "seed_ensemble",
     "image_interval",
+    "PairedDifference",
+    "paired_difference",
     "decision_audit",
     "result_groups",
     "selection_metric",
@@ -398,6 +401,30 @@ def image_interval(rows: pd.DataFrame, baseline: pd.DataFrame | None = None, met
     with warnings.catch_warnings():  # a resample of one grade has no QWK: it is dropped, as documented
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         return seed_image_bootstrap(score, per_run[:n], len(y), baseline=per_run[n:] or None, n_resamples=n_resamples)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """One configuration's test metric minus another's, paired by seed (:func:`paired_difference`)."""
+
+    seeds: list[int]
+    diffs: np.ndarray  # per seed, in ``seeds`` order
+    over_seeds: BootstrapResult | None  # paired bootstrap over the seeds; None for fewer than 2
+    over_seeds_and_images: BootstrapResult | None  # :func:`image_interval`'s; None where it has none
+
+
+def paired_difference(rows: pd.DataFrame, baseline: pd.DataFrame, metric: str = "acc") -> PairedDifference:
+    """``rows`` minus ``baseline`` (two configurations' confirm rows) on the seeds both ran: the
+    per-seed test ``metric`` differences, their paired bootstrap over seeds and, for ``acc`` and
+    ``qwk``, the interval over seeds and test images. What confirm's summary and the report's
+    paired comparisons print, computed once."""
+    ours, theirs = (g.drop_duplicates("seed", keep="last").set_index("seed") for g in (rows, baseline))
+    seeds = sorted(set(ours.index) & set(theirs.index))
+    a, b = (g.loc[seeds, f"test_{metric}"].to_numpy(float) for g in (ours, theirs))
+    if len(seeds) < 2:
+        return PairedDifference(seeds, a - b, None, None)
+    return PairedDifference(seeds, a - b, paired_bootstrap(a, b, n_resamples=10_000, seed=0),
+                            image_interval(rows, baseline, metric) if metric in ("acc", "qwk") else None)
 
 
 def decision_audit(rows: pd.DataFrame) -> list[float]:

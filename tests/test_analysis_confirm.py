@@ -137,22 +137,21 @@ ARMS = [Arm("best", "t1", {"alpha": 0.2}, "n", "ordinal"), Arm("best alpha=0", "
 
 
 def test_summary_gain_larger_than_seed_noise():
-    lines = _summary(_rows([0.60, 0.62, 0.61, 0.63, 0.60], [0.55, 0.56, 0.55, 0.57, 0.54]), ARMS,
-                     list(range(1000, 1005)), "head")
+    lines = _summary(_rows([0.60, 0.62, 0.61, 0.63, 0.60], [0.55, 0.56, 0.55, 0.57, 0.54]), ARMS, "head")
     acc = next(ln for ln in lines if "test ACC, paired over 5 seeds" in ln)
     assert "+0.0580" in acc and "larger than seed noise (the interval excludes 0)" in acc
     assert any(ln.startswith("best [n], test over 5 seeds: ACC 0.6120 ± ") and "95% CI [" in ln for ln in lines)
 
 
 def test_summary_within_seed_noise_and_one_seed():
-    lines = _summary(_rows([0.60, 0.55, 0.62], [0.58, 0.60, 0.57]), ARMS, [1000, 1001, 1002], "head")
+    lines = _summary(_rows([0.60, 0.55, 0.62], [0.58, 0.60, 0.57]), ARMS, "head")
     assert any("not larger than seed noise (the interval includes 0)" in ln and "coarse" in ln for ln in lines)
     acc = next(ln for ln in lines if "test ACC, paired over 3 seeds" in ln)
     qwk = next(ln for ln in lines if "test QWK, paired over 3 seeds" in ln)
     # the seeds it would take: for the observed difference, and for the paper's +0.042 at alpha 0.2
     assert "finding the observed +0.007 would take" in acc and "the paper's Table 2 gain at alpha 0.2 (+0.042)" in acc
     assert "finding the observed +0.007 would take" in qwk and "Table 2" not in qwk
-    lines = _summary(_rows([0.60], [0.58]), ARMS, [1000], "head")
+    lines = _summary(_rows([0.60], [0.58]), ARMS, "head")
     assert any("on 1 seed; no bootstrap interval" in ln for ln in lines)
 
 
@@ -165,13 +164,13 @@ def test_summary_pairs_each_runner_up_with_the_winner():
                                              ("rank 3", [0.86, 0.88, 0.87, 0.86, 0.88]))
                          for s, acc in zip(seeds, accs)])
     arms = [Arm("best", "t1", {}, "n"), Arm("rank 2", "t2", {}, "n", RUNNER_UP), Arm("rank 3", "t3", {}, "n", RUNNER_UP)]
-    lines = _summary(rows, arms, seeds, "head")
+    lines = _summary(rows, arms, "head")
     second = next(ln for ln in lines if ln.startswith("'rank 2' minus the winner 'best', test ACC, paired over 5 seeds"))
     assert "+0.0380" in second and "the runner-up tests better beyond seed noise (the interval excludes 0)" in second
     assert "Over seeds and test images" not in second  # these rows keep no test probabilities
     third = next(ln for ln in lines if ln.startswith("'rank 3' minus the winner 'best'"))
     assert "cannot be told apart on test" in third
-    lines = _summary(rows.assign(test_acc=lambda d: d["test_acc"].where(d["label"] != "best", 0.95)), arms, seeds, "head")
+    lines = _summary(rows.assign(test_acc=lambda d: d["test_acc"].where(d["label"] != "best", 0.95)), arms, "head")
     assert any("the winner's lead on validation holds on test" in ln for ln in lines)
 
 
@@ -190,7 +189,7 @@ def test_runner_up_over_seeds_and_test_images():
 
     seeds = list(range(1000, 1005))
     rows = pd.DataFrame([run("best", s, 0.80) for s in seeds] + [run("rank 2", s, 0.95) for s in seeds])
-    lines = _summary(rows, [Arm("best", "t1", {}, "n"), Arm("rank 2", "t2", {}, "n", RUNNER_UP)], seeds, "head")
+    lines = _summary(rows, [Arm("best", "t1", {}, "n"), Arm("rank 2", "t2", {}, "n", RUNNER_UP)], "head")
     line = next(ln for ln in lines if ln.startswith("'rank 2' minus the winner"))
     assert ("Over seeds and test images: [+0." in line
             and line.endswith("the runner-up tests better beyond seed and test-image noise (the interval excludes 0): "

@@ -327,7 +327,7 @@ def audited_confirm() -> pd.DataFrame:
 def test_confirm_summary_puts_the_test_chosen_epoch_beside_the_validation_chosen_one():
     rows = audited_confirm()
     arms = [Arm("best", BEST, {"alpha": 0.0}, "n", "ce"), Arm("best alpha>0 (alpha=0.1)", "t", {"alpha": 0.1}, "n", "ordinal")]
-    lines = _summary(rows, arms, [1000, 1001, 1002], "head")
+    lines = _summary(rows, arms, "head")
     (audit,) = [line for line in lines if line.startswith("best, audit over 3 seeds")]
     best = rows[rows["label"] == "best"]
     assert (f"ACC {best['test_acc'].mean():.4f} ± {best['test_acc'].std():.4f} on validation, "
@@ -335,7 +335,7 @@ def test_confirm_summary_puts_the_test_chosen_epoch_beside_the_validation_chosen
     assert "epochs 8, 13, 12 on validation, 9, 14, 12 on test" in audit
     assert "the honest number" in audit and "what selecting on test would report" in audit
     # without the audit (older tables, audit off) the summary has no audit line
-    plain = _summary(retina_confirm().assign(selected_epoch=8), arms, [1000, 1001, 1002], "head")
+    plain = _summary(retina_confirm().assign(selected_epoch=8), arms, "head")
     assert not any("audit" in line for line in plain)
 
 
@@ -423,7 +423,7 @@ def test_the_audit_chooses_the_decision_rule_on_test_too(tmp_path):
     on_test = rule_on_test(pneumonia, best_threshold)
     assert all(acc > honest for acc, honest in zip(on_test, pneumonia["test_acc"]))
     expected = f"{np.mean(on_test):.3f} ± {np.std(on_test, ddof=1):.3f}"
-    lines = _summary(pneumonia, [Arm("best", "t", {}, "n", "plain")], [1000, 1001, 1002], "head")
+    lines = _summary(pneumonia, [Arm("best", "t", {}, "n", "plain")], "head")
     (audit,) = [line for line in lines if line.startswith("best, audit over 3 seeds")]
     assert (f"ACC {np.mean(on_test):.4f} ± {np.std(on_test, ddof=1):.4f} with the decision rule (threshold or "
             "class offsets) chosen on test") in audit

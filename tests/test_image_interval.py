@@ -14,7 +14,7 @@ from analysis.confirm import Arm, _score_columns, _summary
 from analysis.report import IMAGE_CI, RUNNER_UP_NOTE, write_report
 from analysis.schema import CONFIRM_SCHEMA
 from analysis.stats import mean_ci
-from analysis.tables import image_interval, load_confirm_frame
+from analysis.tables import image_interval, load_confirm_frame, paired_difference
 from hand_results import BEST, SWEEP, retina_confirm, retina_results
 from medvit.metrics import evaluate
 
@@ -86,7 +86,7 @@ def test_confirm_and_the_report_give_both_intervals(tmp_path):
     ce = rows([run(120, 5), run(121), run(119, 2)], "best alpha=0")
     both = pd.concat([ordinal, ce], ignore_index=True)
     arms = [Arm("best", BEST, {"alpha": 0.2}, "note", "ordinal"), Arm("best alpha=0", BEST, {"alpha": 0.0}, "n", "ce")]
-    lines = _summary(both, arms, [1000, 1001, 1002], "head")
+    lines = _summary(both, arms, "head")
     assert any(line.startswith("best, 95% interval over seeds and test images (another draw of 200 test images, "
                                "not only this split's): ACC [") and "; QWK [" in line for line in lines)
     acc = next(line for line in lines if "minus cross-entropy ('best alpha=0'), test ACC, paired" in line)
@@ -95,7 +95,7 @@ def test_confirm_and_the_report_give_both_intervals(tmp_path):
     assert "the Ordinal Loss gain is larger than seed and test-image noise" in acc
     # the same +0.05 with the two losses right on other images: another draw could undo it
     elsewhere = pd.concat([rows([run(132, 80), run(130, 83), run(129, 89)], "best"), ce], ignore_index=True)
-    acc = next(line for line in _summary(elsewhere, arms, [1000, 1001, 1002], "head") if "test ACC, paired" in line)
+    acc = next(line for line in _summary(elsewhere, arms, "head") if "test ACC, paired" in line)
     assert "+0.0517" in acc and "not larger than seed and test-image noise" in acc
     _, md_path = write_report(retina_results(), tmp_path, confirm_parquet=both, figures=False)
     confirm = md_path.read_text().split("Confirmed configurations", 1)[1]
@@ -117,3 +117,15 @@ def test_the_report_says_what_a_runner_up_is_and_pairs_it_with_the_winner(tmp_pa
     _, md_path = write_report(retina_results(), tmp_path / "winner", confirm_parquet=both[both["label"] == "best"],
                               figures=False)
     assert RUNNER_UP_NOTE not in md_path.read_text()
+
+
+def test_paired_difference_pairs_the_seeds_both_ran():
+    ours = rows([run(132), run(130, 3), run(129, 9)], "best")
+    theirs = rows([run(120, 5), run(121)], "rank 2", seeds=[1001, 1000])  # seed 1002 missing, other order
+    pair = paired_difference(ours, theirs)
+    assert pair.seeds == [1000, 1001]
+    assert np.allclose(pair.diffs, [(132 - 121) / N_IMAGES, (130 - 120) / N_IMAGES])
+    assert pair.over_seeds.n == 2 and pair.over_seeds_and_images is not None
+    assert paired_difference(ours, theirs, "auc").over_seeds_and_images is None  # no image interval for AUC
+    one = paired_difference(ours, theirs[theirs["seed"] == 1000])
+    assert one.seeds == [1000] and one.over_seeds is None and one.over_seeds_and_images is None

@@ -60,7 +60,7 @@ def test_multi_label_runs_average_each_label():
 
 def test_confirm_summary_gives_the_ensemble_beside_the_mean():
     rows = confirm_rows([RUN_A, RUN_B]).assign(test_acc=[0.5, 0.5])
-    lines = _summary(rows, [Arm("best", BEST, {"alpha": 0.0}, "note", "ce")], [1000, 1001], "head")
+    lines = _summary(rows, [Arm("best", BEST, {"alpha": 0.0}, "note", "ce")], "head")
     assert "best [note], test over 2 seeds: ACC 0.5000 ± 0.0000" in lines[1]
     assert lines[3].startswith("best, seed ensemble (the 2 runs' test probabilities averaged into one model; "
                                "nothing chosen): ACC 1.0000")
