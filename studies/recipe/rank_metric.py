@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import random
+from typing import Any
 
 import numpy as np
 
@@ -91,20 +92,26 @@ def outcomes(draws: list[dict[int, dict[int, dict]]], prefix: str, rank_on: str,
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_draws(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, Any, list[dict]]:
+    """A replay's arguments (``--spec``, ``--orders``, one ``--draw`` per draw of configs), the
+    spec, and each draw's runs (:func:`draw_runs`); a missing file or a draw with one training
+    seed is one line."""
     parser.add_argument("--spec", required=True, help="the spec whose ASHA is replayed")
     parser.add_argument("--orders", type=int, default=50, help="ASHA's random arrival orders per sweep")
     parser.add_argument("--draw", nargs="+", action="append", required=True,
                         help="one draw's record files (every training seed of the same configs)")
     args = parser.parse_args(argv)
     require_files(parser, "--draw", [path for paths in args.draw for path in paths])
-    spec = load_spec(args.spec)
     draws = [draw_runs(read_records(paths)) for paths in args.draw]
     for k, runs in enumerate(draws, 1):
         if len(runs) < 2:
             raise SystemExit(f"--draw: draw {k} has one training seed; a choice is scored on the others: "
                              "give two or more")
+    return args, load_spec(args.spec), draws
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, spec, draws = parse_draws(argparse.ArgumentParser(description=__doc__.splitlines()[0]), argv)
     sweeps = sum(len(runs) for runs in draws)
     print(f"{spec.name}: {len(draws)} draws of trial configs, {sweeps} sweeps (draw, training seed); each choice "
           "scored by its config's test metrics (epoch chosen on the ranking metric) averaged over the draw's "

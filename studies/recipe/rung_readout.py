@@ -104,15 +104,21 @@ def selected(curve: tuple[list[float], list[float], list[float]]) -> tuple[float
     return value, test[epoch - 1]
 
 
-def asha_pick(scores: list[list[float]], order: list[int], spec) -> tuple[int, int, int]:
-    """Ray's ASHA replayed on per-trial selection-score curves arriving in ``order``: the trial
-    it would choose (an index into ``scores``), that trial's chosen epoch, and the trial-epochs
-    it ran."""
+def asha_ranking(scores: list[list[float]], order: list[int], spec) -> tuple[list[int], dict[int, tuple[float, int]], int]:
+    """Ray's ASHA replayed on per-trial selection-score curves arriving in ``order``: the trials
+    (indices into ``scores``) best first, as the sweep ranks them (each by its best score over
+    the epochs ASHA let it run), each one's (best score, its epoch), and the trial-epochs run."""
     arrived = [scores[i] for i in order]
     ran = asha_epochs_run(arrived, spec.scheduler.grace_period, spec.scheduler.reduction_factor, "max")
     reached = {order[k]: best_epoch(enumerate(arrived[k][:ran[k]], 1), "max") for k in range(len(order))}
-    pick = max(reached, key=lambda i: reached[i][0])
-    return pick, reached[pick][1], sum(ran)
+    return sorted(reached, key=lambda i: -reached[i][0]), reached, sum(ran)
+
+
+def asha_pick(scores: list[list[float]], order: list[int], spec) -> tuple[int, int, int]:
+    """The trial ASHA in ``order`` would choose (:func:`asha_ranking`), its chosen epoch, and
+    the trial-epochs it ran."""
+    ranking, reached, spent = asha_ranking(scores, order, spec)
+    return ranking[0], reached[ranking[0]][1], spent
 
 
 def table(args) -> None:
