@@ -38,7 +38,8 @@ TEST = (0.55, 0.45, 0.40)
 
 
 def record(index: int, seed: int) -> dict:
-    epoch = {f"{prefix}{split}_{metric}": value for prefix in ("", "bn_") for metric in ("acc", "qwk")
+    """A binary task's record (no QWK, as PneumoniaMNIST's): the study reads ACC only."""
+    epoch = {f"{prefix}{split}_acc": value for prefix in ("", "bn_")
              for split, value in (("val", VAL[seed][index]), ("test", TEST[index]))}
     return {"arm": SPEC, "seed": seed, "config_index": index,
             "config": {"alpha": 0.0, "select_window": 5, "seed": seed}, "epochs": [epoch] * 20}

@@ -52,11 +52,11 @@ def draw_runs(records: list[dict]) -> dict[int, dict[int, dict]]:
 
 def choice(record: dict, prefix: str, rank_on: str) -> tuple[list[float], dict[str, float]]:
     """One run ranked on validation ``rank_on``: its selection score per epoch, and its test ACC
-    and QWK at the epoch that score chooses."""
+    and QWK (an ordinal task's; a binary task records none) at the epoch that score chooses."""
     _, score, _ = curves(record, prefix, rank_on)
     _, epoch = best_epoch(enumerate(score, 1), "max")
     chosen = record["epochs"][epoch - 1]
-    return score, {m: chosen[f"{prefix}test_{m}"] for m in RANK_ON}
+    return score, {m: chosen[f"{prefix}test_{m}"] for m in RANK_ON if f"{prefix}test_{m}" in chosen}
 
 
 def sweep_choices(runs: dict[int, dict[int, dict]], seed: int, prefix: str, rank_on: str, spec, orders: int
