@@ -42,7 +42,9 @@ def record(index: int, seed: int) -> dict:
     epoch = {f"{prefix}{split}_acc": value for prefix in ("", "bn_")
              for split, value in (("val", VAL[seed][index]), ("test", TEST[index]))}
     return {"arm": SPEC, "seed": seed, "config_index": index,
-            "config": {"alpha": 0.0, "select_window": 5, "seed": seed}, "epochs": [epoch] * 20}
+            "config": {"alpha": 0.0, "margin": 0.1, "augment": "shift", "model": "medvit_28_tiny",
+                       "lr": 1e-3 * (index + 1), "weight_decay": 0.05, "select_window": 5, "seed": seed},
+            "epochs": [epoch] * 20}
 
 
 def write(path, records) -> str:
@@ -53,13 +55,16 @@ def write(path, records) -> str:
 
 def test_main_scores_each_choice_on_the_other_seeds(tmp_path, capsys):
     draw = write(tmp_path / "draw.jsonl.gz", [record(i, s) for i in range(3) for s in VAL])
-    halving_order.main(["--spec", SPEC, "--orders", "4", "--draw", draw])
+    halving_order.main(["--spec", SPEC, "--orders", "4", "--draw", draw, "--by-config"])
     out = capsys.readouterr().out
     # seed 0's sweep chooses config 1 (0.45 on test), seeds 1 and 2 choose config 0 (0.55), in
     # every order and under every scheduler
     assert "| 1, 0 | 1 of 3 | 100% | 0.450 [0.450, 0.450] | 0.450 | 0.450 | yes |" in out
     assert "| 1, 2 | 1 of 3 | 100% | 0.550 [0.550, 0.550] | 0.550 | 0.550 | yes |" in out
     assert "| synchronous minus ASHA | 0.000 +- 0.000 | |" in out
+    # --by-config: the one config each sweep's orders name, with the spec's searched values
+    assert "| 1, 0 | 1 | 100% | 0.450 | 0 | 0.1 | shift | medvit_28_tiny | 0.002 | 0.05 |" in out
+    assert "| 1, 1 | 0 | 100% | 0.550 | 0 | 0.1 | shift | medvit_28_tiny | 0.001 | 0.05 |" in out
     # re-ranking the top 2 on another seed's validation: seed 0's sweep takes config 0 on either
     # fresh seed (+0.10); seed 1's takes config 1 on seed 0 (-0.10) and keeps config 0 on seed 2 (0)
     assert "| 2 | 0.000 +- 0.087 [-0.215, +0.215] | +0.100, -0.050, -0.050 |" in out

@@ -16,7 +16,8 @@ cut (the ``1 - 1/reduction_factor`` quantile of their scores), so no order enter
 scored as ``medsweep confirm`` would score it: the chosen config's validation-selected test ACC
 averaged over the draw's *other* training seeds. Printed per sweep: how many different configs
 ASHA's orders name, the held-out test ACC of each scheduler's choice (ASHA's: mean and range over
-orders), and the trial-epochs each spends; then synchronous minus ASHA, paired by sweep. Last,
+orders), and the trial-epochs each spends (``--by-config``: every config the orders name, how
+often, and its held-out test ACC); then synchronous minus ASHA, paired by sweep. Last,
 whether a user could do better on validation alone: ASHA's top K (``RERANK_TOP``) re-trained with
 another seed and re-ranked on that seed's validation, scored on the seeds left (draws with three
 seeds or more).
@@ -88,12 +89,29 @@ def sweep_outcome(runs: dict[int, dict[int, dict]], seed: int, prefix: str, rank
     return {"configs": len(configs), "asha_names": len(picks), "asha_modal": picks.most_common(1)[0][1] / orders,
             "asha": [test_acc(ranking[0], others) for ranking, _, _ in asha], "sync": test_acc(sync, others),
             "fifo": test_acc(fifo, others), "sync_is_modal": sync == picks.most_common(1)[0][0], "rerank": rerank,
+            "named": [(configs[i], count / orders, test_acc(i, others)) for i, count in picks.most_common()],
             "spent": {"FIFO": sum(map(len, scores)), "ASHA": float(np.mean([spent for _, _, spent in asha])),
                       "synchronous": sync_spent}}
 
 
+def print_named(draws: list[dict[int, dict[int, dict]]], outcomes: list[dict], searched: list[str]) -> None:
+    """Per sweep, every config ASHA's orders name, commonest first: its share of the orders, its
+    held-out test ACC and its searched values."""
+    print("\n| sweep (draw, seed) | config | orders naming it | held-out test ACC | " + " | ".join(searched) + " |")
+    print("|---|---:|---:|---|" + "---|" * len(searched))
+    sweeps = [(k, seed, runs) for k, runs in enumerate(draws, 1) for seed in sorted(runs)]
+    for (k, seed, runs), outcome in zip(sweeps, outcomes):
+        for config, share, held in outcome["named"]:
+            values = runs[seed][config]["config"]
+            print(f"| {k}, {seed} | {config} | {share:.0%} | {held:.3f} | "
+                  + " | ".join(f"{values[key]:.4g}" if isinstance(values[key], float) else str(values[key])
+                               for key in searched) + " |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--by-config", action="store_true",
+                        help="also list, per sweep, every config ASHA's orders name: how often, its held-out test ACC")
     args, spec, draws = parse_draws(parser, argv)
     if args.orders < 2:
         parser.error(f"--orders: {args.orders}; allowed: 2 or more (the orders are what is compared)")
@@ -120,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"| {k}, {seed} | {o['asha_names']} of {o['configs']} | {o['asha_modal']:.0%} "
                   f"| {np.mean(o['asha']):.3f} [{min(o['asha']):.3f}, {max(o['asha']):.3f}] | {o['sync']:.3f} "
                   f"| {o['fifo']:.3f} | {'yes' if o['sync_is_modal'] else 'no'} |")
+    if args.by_config:
+        print_named(draws, outcomes, list(spec.search))
     asha = [float(np.mean(o["asha"])) for o in outcomes]
     sync, fifo = [o["sync"] for o in outcomes], [o["fifo"] for o in outcomes]
     print(f"\nOver the {len(outcomes)} sweeps (mean +- std; paired by sweep, with a 95% t interval):\n")
