@@ -294,6 +294,10 @@ def report_sweep_end(spec, directory: str, results) -> int:
           f"(Ray's \"Current best trial\" above is scored at each trial's last epoch)")
     print(f"       {directory}/best_config.yaml  (medsweep train --config ... --out runs/best)")
     print(f"next   medsweep status {directory}  |  medsweep collect {directory} --out results.parquet")
+    # One sweep's winner is one draw (validation noise, and with ASHA the order trials reach its
+    # rungs): the number to report is the winner retrained on fresh seeds.
+    print(f"       medsweep confirm {directory} --seeds 5 --out confirm.parquet  "
+          "(the number to report; --top 3 adds the runners-up)")
     return 0
 
 

@@ -100,7 +100,9 @@ def test_best_config_and_the_analysis_name_the_best_mean(repeated_sweep, capsys)
 
     # the sweep's closing lines name that configuration, by one of its trials, and its mean
     assert report_sweep_end(spec, str(directory), grid) == 0
-    (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("best   ")]
+    out = capsys.readouterr().out
+    assert f"medsweep confirm {directory} --seeds 5 --out confirm.parquet" in out  # the number to report
+    (line,) = [line for line in out.splitlines() if line.startswith("best   ")]
     assert line.startswith(f"best   the configuration of trial {first['trial_id']}: val_acc selection score "
                            f"{max(mean_best.values()):.4f} the mean over its 2 seeds, each at its best epoch")
 
