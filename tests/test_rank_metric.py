@@ -77,3 +77,13 @@ def test_a_missing_record_file_is_one_line(tmp_path, capsys):
         rank_metric.main(["--spec", "retinamnist-cpu", "--draw", present, str(tmp_path / "gone.jsonl.gz")])
     assert stop.value.code == 2
     assert capsys.readouterr().err.strip().endswith(f"error: --draw: no such file: {tmp_path / 'gone.jsonl.gz'}")
+
+
+def test_a_binary_task_s_records_are_one_line(tmp_path):
+    """Ranking on QWK needs an ordinal task: PneumoniaMNIST's records carry no val_qwk."""
+    records = [record(i, s) for i in CONFIGS for s in (0, 1)]
+    for r in records:
+        r["epochs"] = [{k: v for k, v in e.items() if "qwk" not in k} for e in r["epochs"]]
+    draw = write(tmp_path / "binary.jsonl.gz", records)
+    with pytest.raises(SystemExit, match="records without val_qwk .*allowed: an ordinal task's records"):
+        rank_metric.main(["--spec", "retinamnist-cpu", "--draw", draw])

@@ -60,50 +60,55 @@ def synchronous_halving(scores: list[list[float]], milestones: list[int], reduct
     return pick, sum(ran)
 
 
-def sweep_outcome(runs: dict[int, dict[int, dict]], seed: int, prefix: str, rank_on: str, spec, orders: int) -> dict:
-    """One sweep (the draw's runs with ``seed``): each scheduler's choices, their held-out test
-    ACC and the trial-epochs spent; and, where the draw has a third seed, ASHA's top K re-ranked
-    on another seed's validation (``rerank``: K -> that choice minus ASHA's winner, both scored
-    on the seeds left, mean over orders and re-ranking seeds)."""
-    configs = sorted(runs[seed])
-    runs_of = {s: {i: choice(runs[s][configs[i]], prefix, rank_on) for i in range(len(configs))} for s in runs}
-    scores = [runs_of[seed][i][0] for i in range(len(configs))]
+def draw_choices(runs: dict[int, dict[int, dict]], prefix: str, rank_on: str) -> tuple[list[int], dict]:
+    """A draw's config indices, and per training seed each config's :func:`choice` (its selection
+    score per epoch, its test metrics at the epoch chosen), in that order."""
+    configs = sorted(next(iter(runs.values())))
+    return configs, {s: [choice(runs[s][c], prefix, rank_on) for c in configs] for s in runs}
+
+
+def sweep_outcome(chosen: dict[int, list], seed: int, spec, orders: int) -> dict:
+    """One sweep (the draw's runs with ``seed``; ``chosen`` from :func:`draw_choices`): the
+    configs ASHA's orders name (position, share of orders, held-out test ACC, commonest first),
+    the held-out test ACC of each order's, synchronous halving's and FIFO's choice, the
+    trial-epochs each spends; and, where the draw has a third seed, ASHA's top K re-ranked on
+    another seed's validation (``rerank``: K -> that choice minus ASHA's winner, both scored on
+    the seeds left, mean over orders and re-ranking seeds)."""
+    scores = [score for score, _ in chosen[seed]]
 
     def test_acc(index: int, seeds) -> float:
-        return float(np.mean([runs_of[s][index][1]["acc"] for s in seeds]))
+        return float(np.mean([chosen[s][index][1]["acc"] for s in seeds]))
 
-    others = [s for s in sorted(runs) if s != seed]
+    others = [s for s in sorted(chosen) if s != seed]
     rng = random.Random(0)
-    asha = [asha_ranking(scores, rng.sample(range(len(configs)), len(configs)), spec) for _ in range(orders)]
+    asha = [asha_ranking(scores, rng.sample(range(len(scores)), len(scores)), spec) for _ in range(orders)]
     sync, sync_spent = synchronous_halving(scores, rungs(spec), spec.scheduler.reduction_factor)
     fifo = int(np.argmax([max(s) for s in scores]))
-    picks = Counter(ranking[0] for ranking, _, _ in asha)
     rerank = {}
     for k in RERANK_TOP if len(others) > 1 else ():
         gains = []
         for (ranking, _, _), fresh in itertools.product(asha, others):
             left = [s for s in others if s != fresh]
-            chosen = max(ranking[:k], key=lambda i: max(runs_of[fresh][i][0]))
-            gains.append(test_acc(chosen, left) - test_acc(ranking[0], left))
+            pick = max(ranking[:k], key=lambda i: max(chosen[fresh][i][0]))
+            gains.append(test_acc(pick, left) - test_acc(ranking[0], left))
         rerank[k] = float(np.mean(gains))
-    return {"configs": len(configs), "asha_names": len(picks), "asha_modal": picks.most_common(1)[0][1] / orders,
-            "asha": [test_acc(ranking[0], others) for ranking, _, _ in asha], "sync": test_acc(sync, others),
-            "fifo": test_acc(fifo, others), "sync_is_modal": sync == picks.most_common(1)[0][0], "rerank": rerank,
-            "named": [(configs[i], count / orders, test_acc(i, others)) for i, count in picks.most_common()],
+    named = Counter(ranking[0] for ranking, _, _ in asha).most_common()
+    return {"named": [(i, count / orders, test_acc(i, others)) for i, count in named],
+            "asha": [test_acc(ranking[0], others) for ranking, _, _ in asha],
+            "sync": test_acc(sync, others), "sync_config": sync, "fifo": test_acc(fifo, others), "rerank": rerank,
             "spent": {"FIFO": sum(map(len, scores)), "ASHA": float(np.mean([spent for _, _, spent in asha])),
                       "synchronous": sync_spent}}
 
 
-def print_named(draws: list[dict[int, dict[int, dict]]], outcomes: list[dict], searched: list[str]) -> None:
+def print_named(sweeps: list[tuple], outcomes: list[dict], searched: list[str]) -> None:
     """Per sweep, every config ASHA's orders name, commonest first: its share of the orders, its
     held-out test ACC and its searched values."""
     print("\n| sweep (draw, seed) | config | orders naming it | held-out test ACC | " + " | ".join(searched) + " |")
     print("|---|---:|---:|---|" + "---|" * len(searched))
-    sweeps = [(k, seed, runs) for k, runs in enumerate(draws, 1) for seed in sorted(runs)]
-    for (k, seed, runs), outcome in zip(sweeps, outcomes):
-        for config, share, held in outcome["named"]:
-            values = runs[seed][config]["config"]
-            print(f"| {k}, {seed} | {config} | {share:.0%} | {held:.3f} | "
+    for (k, seed, runs, configs, _), outcome in zip(sweeps, outcomes):
+        for i, share, held in outcome["named"]:
+            values = runs[seed][configs[i]]["config"]
+            print(f"| {k}, {seed} | {configs[i]} | {share:.0%} | {held:.3f} | "
                   + " | ".join(f"{values[key]:.4g}" if isinstance(values[key], float) else str(values[key])
                                for key in searched) + " |")
 
@@ -130,23 +135,27 @@ def main(argv: list[str] | None = None) -> None:
     print("| sweep (draw, seed) | configs ASHA's orders name | orders on the commonest | ASHA: mean [min, max] "
           "| synchronous | FIFO | synchronous chooses ASHA's commonest |")
     print("|---|---:|---:|---|---|---|---|")
+    # each draw's choices once; a sweep is one of its training seeds
+    sweeps = [(k, seed, runs, configs, chosen)
+              for k, (runs, (configs, chosen)) in enumerate(((r, draw_choices(r, prefix, rank_on)) for r in draws), 1)
+              for seed in sorted(runs)]
     outcomes = []
-    for k, runs in enumerate(draws, 1):
-        for seed in sorted(runs):
-            o = sweep_outcome(runs, seed, prefix, rank_on, spec, args.orders)
-            outcomes.append(o)
-            print(f"| {k}, {seed} | {o['asha_names']} of {o['configs']} | {o['asha_modal']:.0%} "
-                  f"| {np.mean(o['asha']):.3f} [{min(o['asha']):.3f}, {max(o['asha']):.3f}] | {o['sync']:.3f} "
-                  f"| {o['fifo']:.3f} | {'yes' if o['sync_is_modal'] else 'no'} |")
+    for k, seed, _, _, chosen in sweeps:
+        o = sweep_outcome(chosen, seed, spec, args.orders)
+        outcomes.append(o)
+        (commonest, share, _), names = o["named"][0], len(o["named"])
+        print(f"| {k}, {seed} | {names} of {len(chosen[seed])} | {share:.0%} "
+              f"| {np.mean(o['asha']):.3f} [{min(o['asha']):.3f}, {max(o['asha']):.3f}] | {o['sync']:.3f} "
+              f"| {o['fifo']:.3f} | {'yes' if o['sync_config'] == commonest else 'no'} |")
     if args.by_config:
-        print_named(draws, outcomes, list(spec.search))
+        print_named(sweeps, outcomes, list(spec.search))
     asha = [float(np.mean(o["asha"])) for o in outcomes]
     sync, fifo = [o["sync"] for o in outcomes], [o["fifo"] for o in outcomes]
     print(f"\nOver the {len(outcomes)} sweeps (mean +- std; paired by sweep, with a 95% t interval):\n")
     print("| | held-out test ACC | trial-epochs, share of FIFO's |")
     print("|---|---|---|")
-    for name, values in (("ASHA (mean over orders)", asha), ("synchronous halving", sync), ("FIFO", fifo)):
-        key = name.split(" ")[0]
+    for name, key, values in (("ASHA (mean over orders)", "ASHA", asha), ("synchronous halving", "synchronous", sync),
+                              ("FIFO", "FIFO", fifo)):
         share = [o["spent"][key] / o["spent"]["FIFO"] for o in outcomes]
         print(f"| {name} | {fmt(values)} | {np.mean(share):.2f} |")
     print(f"| ASHA, best minus worst order | {fmt([max(o['asha']) - min(o['asha']) for o in outcomes])} | |")

@@ -112,6 +112,9 @@ def parse_draws(parser: argparse.ArgumentParser, argv: list[str] | None) -> tupl
 
 def main(argv: list[str] | None = None) -> None:
     args, spec, draws = parse_draws(argparse.ArgumentParser(description=__doc__.splitlines()[0]), argv)
+    if any("val_qwk" not in run["epochs"][0] for runs in draws for seed in runs.values() for run in seed.values()):
+        raise SystemExit(f"--draw: records without val_qwk ({spec.dataset} is not an ordinal task); "
+                         "allowed: an ordinal task's records, e.g. RetinaMNIST's")
     sweeps = sum(len(runs) for runs in draws)
     print(f"{spec.name}: {len(draws)} draws of trial configs, {sweeps} sweeps (draw, training seed); each choice "
           "scored by its config's test metrics (epoch chosen on the ranking metric) averaged over the draw's "
