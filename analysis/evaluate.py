@@ -44,7 +44,6 @@ def load_eval_data(config, data_root: str | os.PathLike | None = None):
     return load_data(config, data_root)
 
 
-
 # What torch.load (weights only) and the state's own reading raise for a file that is empty,
 # cut short, not a torch file, holds code to run, or is some other torch file.
 BAD_CHECKPOINT = (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, IndexError, TypeError, ValueError)

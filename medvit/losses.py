@@ -29,7 +29,6 @@ __all__ = [
 ]
 
 
-
 def _check_alpha(alpha: float) -> float:
     try:
         value = float(alpha)

@@ -31,7 +31,6 @@ def test_ctrl_c_during_train_start_is_exit_130_and_writes_nothing(after_s, real_
     assert not (out / "metrics.json").exists()
 
 
-
 # `python -m` this module: Ctrl-C lands as the import of the training loop enters code it runs through
 # exec() of a string (a dataclass method being built), then `medsweep train` runs as usual.
 INTERRUPT_IN_EXEC = """

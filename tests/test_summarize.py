@@ -114,7 +114,6 @@ def test_a_binary_run_has_the_decision_threshold_chosen_on_validation_and_on_tes
     assert "decision threshold" not in rule_rows(tmp_path, retina)[1]  # a binary task's rule only
 
 
-
 def test_choices_on_test_stack_into_the_best_run_of_three_and_of_all(tmp_path, monkeypatch, real_root):
     monkeypatch.setenv("MEDMNIST_ROOT", str(real_root))
     y_test = load_dataset("retinamnist").labels["test"].numpy()
