@@ -136,9 +136,10 @@ def main(argv: list[str] | None = None) -> None:
           "| synchronous | FIFO | synchronous chooses ASHA's commonest |")
     print("|---|---:|---:|---|---|---|---|")
     # each draw's choices once; a sweep is one of its training seeds
-    sweeps = [(k, seed, runs, configs, chosen)
-              for k, (runs, (configs, chosen)) in enumerate(((r, draw_choices(r, prefix, rank_on)) for r in draws), 1)
-              for seed in sorted(runs)]
+    sweeps = []
+    for k, runs in enumerate(draws, 1):
+        configs, chosen = draw_choices(runs, prefix, rank_on)
+        sweeps += [(k, seed, runs, configs, chosen) for seed in sorted(runs)]
     outcomes = []
     for k, seed, _, _, chosen in sweeps:
         o = sweep_outcome(chosen, seed, spec, args.orders)
