@@ -47,9 +47,9 @@ EVAL_BATCH = 512
 # 1.15x (benchmarks/RESULTS.md, the GPU check's step (f)); the whole Trainer 2.2x on an H200
 # (step (g)), after about 110 s of compiling a trial. CPUs have no CUDA graphs.
 COMPILE_MODE = {"cuda": "reduce-overhead", "cpu": None}
-# Channels-last on every device: it trains the MedViT-28 presets 1.3-1.4x faster on a CPU too
-# (one or two threads; resnet18_28 level), and on an H100 at batch 128 it was never slower than
-# contiguous (up to 1.29x faster; tiny at batch 512 was 0.88x).
+# Channels-last on every device: it trains the MedViT-28 presets 1.3-1.4x faster on an AVX-512
+# CPU too (one or two threads; resnet18_28 level), 1.05-1.2x on an AVX2 one, and on an H100 at
+# batch 128 it was never slower than contiguous (up to 1.29x faster; tiny at batch 512 was 0.88x).
 MEMORY_FORMAT = torch.channels_last
 CHECKPOINT_FILE = "state.pt"
 # Training images whose BatchNorm statistics `bn_recompute` measures before each validation.
