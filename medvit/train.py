@@ -48,7 +48,7 @@ EVAL_BATCH = 512
 # (step (g)), after about 110 s of compiling a trial. CPUs have no CUDA graphs.
 COMPILE_MODE = {"cuda": "reduce-overhead", "cpu": None}
 # Channels-last on every device: it trains the MedViT-28 presets 1.3-1.4x faster on an AVX-512
-# CPU too (one or two threads; resnet18_28 level), 1.05-1.2x on an AVX2 one, and on an H100 at
+# CPU too (one or two threads; resnet18_28 level), 1.05-1.25x on an AVX2 one, and on an H100 at
 # batch 128 it was never slower than contiguous (up to 1.29x faster; tiny at batch 512 was 0.88x).
 MEMORY_FORMAT = torch.channels_last
 CHECKPOINT_FILE = "state.pt"
