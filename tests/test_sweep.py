@@ -154,9 +154,9 @@ def test_asha_cuts_on_the_spec_rung_metric(local_ray, real_root, tmp_path):
 
 def test_every_dataset_spec_runs_a_smoke_trial(local_ray, synthetic_root, tmp_path, capsys):
     """Each packaged spec, its dataset's loss and metrics, through the CLI's --smoke. The model
-    search is narrowed to the tiny preset: Optuna's first draw is otherwise medvit_28_base for
-    all twelve (the same search, the same seed): 20 s of training a spec on two cores, where
-    the presets' forward and backward passes are test_models.py's."""
+    search is narrowed to the tiny preset: from the same seed Optuna's first draw for the specs
+    that search augment, model, lr and weight decay is medvit_28_base, 20 s of training a spec
+    on two AVX2 cores; every preset's forward and backward pass is tested in test_models.py."""
     for flag in DATASETS:
         spec = load_spec(flag).to_dict()
         spec["search"]["model"] = {"choice": ["medvit_28_tiny"]}
