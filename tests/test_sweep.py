@@ -21,7 +21,7 @@ from medvit.data import DATASETS
 from medsweep.cli import main
 from sweeps.launch import run_sweep, sweep_dir
 from sweeps.spec import load_spec, spec_from_dict
-from sweep_helpers import epochs_run, results, retina_spec, trial_dirs, wait_for
+from sweep_helpers import TINY_MODEL_SEARCH, epochs_run, results, retina_spec, trial_dirs, wait_for
 
 pytestmark = pytest.mark.slow  # every test here starts Ray
 
@@ -154,12 +154,12 @@ def test_asha_cuts_on_the_spec_rung_metric(local_ray, real_root, tmp_path):
 
 def test_every_dataset_spec_runs_a_smoke_trial(local_ray, synthetic_root, tmp_path, capsys):
     """Each packaged spec, its dataset's loss and metrics, through the CLI's --smoke. The model
-    search is narrowed to the tiny preset: from the same seed Optuna's first draw for the specs
+    search is pinned to the tiny preset: from the same seed Optuna's first draw for the specs
     that search augment, model, lr and weight decay is medvit_28_base, 20 s of training a spec
     on two AVX2 cores; every preset's forward and backward pass is tested in test_models.py."""
     for flag in DATASETS:
         spec = load_spec(flag).to_dict()
-        spec["search"]["model"] = {"choice": ["medvit_28_tiny"]}
+        spec["search"]["model"] = TINY_MODEL_SEARCH
         spec_file = tmp_path / f"{flag}.yaml"
         spec_file.write_text(spec_from_dict(spec, flag).to_yaml())
         code = main([
