@@ -71,7 +71,7 @@ def killed_and_resumed(tmp_path_factory, env):
     """A 3-trial sweep whose driver gets SIGKILL while the second trial runs, then resumed."""
     root = tmp_path_factory.mktemp("killed")
     spec = retina_spec(root, "killed", num_samples=3, max_concurrent=1, searcher={"type": "random", "seed": 0},
-                       scheduler={"type": "fifo"}, train={"epochs": EPOCHS, "model": "medvit_28_tiny"},
+                       scheduler={"type": "fifo"}, train={"epochs": EPOCHS},
                        search={"lr": {"loguniform": [1.0e-4, 3.0e-3]}})
     spec_file = root / "spec.yaml"
     spec_file.write_text(spec.to_yaml())
@@ -144,7 +144,7 @@ def test_a_killed_worker_redoes_only_the_epochs_since_its_newest_checkpoint(tmp_
     epochs = 16
     spec = retina_spec(tmp_path, "sparse", num_samples=1, max_concurrent=1, checkpoint_every=100,
                        searcher={"type": "random", "seed": 0}, scheduler={"type": "fifo"},
-                       train={"epochs": epochs, "model": "medvit_28_tiny", "select_window": 1, "subset": 256},
+                       train={"epochs": epochs, "select_window": 1, "subset": 256},
                        search={"lr": {"choice": [1.0e-7]}})
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(spec.to_yaml())
@@ -188,7 +188,7 @@ def test_a_killed_worker_redoes_only_the_epochs_since_its_newest_checkpoint(tmp_
 def test_a_diverging_trial_is_marked_and_never_wins(tmp_path, env, capsys):
     """Grid over lr: 1e6 turns the loss NaN within two epochs; 1e-3 trains normally."""
     spec = retina_spec(tmp_path, "nan", num_samples=1, max_concurrent=1, searcher={"type": "grid"},
-                       scheduler={"type": "fifo"}, train={"epochs": EPOCHS, "model": "medvit_28_tiny"},
+                       scheduler={"type": "fifo"}, train={"epochs": EPOCHS},
                        search={"lr": {"grid": [1.0e6, 1.0e-3]}})
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(spec.to_yaml())
@@ -236,7 +236,7 @@ def test_ctrl_c_while_trials_run_is_interrupted_not_done(tmp_path, env):
     sweep must say `interrupted`, exit 130 and keep unfinished trials out of best_config.yaml."""
     epochs = 50  # far more than run before the signal
     spec = retina_spec(tmp_path, "ctrl-c", num_samples=2, max_concurrent=2, searcher={"type": "random", "seed": 0},
-                       scheduler={"type": "fifo"}, train={"epochs": epochs, "model": "medvit_28_tiny"},
+                       scheduler={"type": "fifo"}, train={"epochs": epochs},
                        search={"lr": {"loguniform": [1.0e-4, 3.0e-3]}})
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(spec.to_yaml())

@@ -30,7 +30,7 @@ def repeated_sweep(real_root, tmp_path_factory):
     storage = tmp_path_factory.mktemp("storage")
     spec = retina_spec(
         storage, "retina-repeats", repeats=2, num_samples=4, max_concurrent=2,
-        scheduler={"type": "fifo"}, train={"epochs": 2, "seed": BASE_SEED, "model": "medvit_28_tiny"},
+        scheduler={"type": "fifo"}, train={"epochs": 2, "seed": BASE_SEED},
         search={"lr": {"loguniform": [1.0e-4, 3.0e-3]}, "alpha": {"choice": [0.0, 0.2]}},
     )
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
