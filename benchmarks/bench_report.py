@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         t0 = time.perf_counter()
         sweeps = synthesize(tmp / "ray", args.trials, args.epochs)
-        n_lines = sum(sum(1 for _ in open(r)) for s in sweeps for r in s.glob("*/result.json"))
+        n_lines = sum(len(r.read_text().splitlines()) for s in sweeps for r in s.glob("*/result.json"))
         print(f"synthesised {args.trials} trials ({n_lines} result lines, {len(sweeps)} sweeps) "
               f"in {time.perf_counter() - t0:.1f} s under {tmp}")
         out = tmp / "results.parquet"
