@@ -14,6 +14,7 @@ import pytest
 from analysis.collect import collect, read_sweep
 from analysis.schema import RESULTS_SCHEMA, STOP_REASONS
 from analysis_sweeps import ERROR_MESSAGE, ERROR_MODEL, PNEUMONIA, RETINA
+from sweep_helpers import results
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def test_rows_and_types(analysis_sweeps, collected):
         assert list(row.history_epoch) == list(range(1, row.epochs_run + 1))
         assert len(row.history_val_metric) == len(row.history_train_loss) == row.epochs_run
         assert row.best_value == max(row.history_val_metric)
-        reported = [json.loads(line) for line in Path(row.checkpoint_path).parent.joinpath("result.json").open()]
+        reported = results(Path(row.checkpoint_path).parent)
         assert row.train_time_s == pytest.approx(sum(r["epoch_time_s"] for r in reported))
         assert row.node and " / " in row.node
         assert json.loads(row.config_json)["dataset"] == row.dataset
