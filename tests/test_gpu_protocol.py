@@ -16,6 +16,7 @@ import pytest
 from carry_helpers import without_ray_wheels
 from studies.protocol import protocol
 from studies.recipe import summarize
+from studies.recipe.records import read_records
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = "studies/protocol/gpu_protocol.sh"
@@ -260,6 +261,18 @@ def test_plan_refuses_records_of_another_study(tmp_path, monkeypatch, changes, m
     with pytest.raises(SystemExit, match=message.replace("(", r"\(").replace(")", r"\)")):
         protocol.plan(plan_args(tmp_path))
     assert not (tmp_path / "plan.json").exists()
+
+
+def test_the_committed_gpu_records_are_runs_of_the_study_the_next_call_plans():
+    """The next device call carries reports/protocol/h200 in with --records and trains only the
+    runs missing there. An edit to the paper specs' recipe since those runs would make that call
+    refuse them after its start: minutes of a 15-minute device session, found here first."""
+    records = list(read_records(sorted((REPO / "reports/protocol/h200").glob("*.jsonl"))))
+    assert len(records) >= 6
+    for record in records:
+        assert protocol.study_difference(record, "cuda", False, None) == [], f"{record['arm']}-{record['seed']}"
+    edited = records[0] | {"config": records[0]["config"] | {"lr": 3.0e-4}}
+    assert protocol.study_difference(edited, "cuda", False, None) == ["lr 0.0003 (this call: 0.001)"]
 
 
 def test_a_failed_measurement_is_one_line_and_none(tmp_path, capsys):

@@ -98,6 +98,14 @@ def run_config(label: str, seed: int, model: str, device: str, quick: bool, data
     return build_config(values | (QUICK if quick else {}) | changes)
 
 
+def study_difference(record: dict, device: str, quick: bool, data_root: str | None) -> list[str]:
+    """How a kept record's run differs from the one this call would train in its place (the
+    STUDY_KEYS): empty when the record is one of this study's runs."""
+    expected = run_config(record["arm"], record["seed"], record["config"]["model"], device, quick, data_root)
+    return [f"{key} {record['config'][key]} (this call: {getattr(expected, key)})" for key in STUDY_KEYS
+            if record["config"][key] != getattr(expected, key)]
+
+
 def rate(args) -> None:
     """Print the training images/s of whole Trainer epochs of a run's config, timed together
     with the other packed processes: after a warm-up epoch it prints ``ready`` and waits for
@@ -271,11 +279,7 @@ def plan(args) -> None:
                  f"this study trains one of {', '.join(allowed)}")
     models = list(trained) or allowed
     for record in kept:
-        expected = run_config(record["arm"], record["seed"], record["config"]["model"], args.device, args.quick,
-                              args.data_root)
-        differ = [f"{key} {record['config'][key]} (this call: {getattr(expected, key)})" for key in STUDY_KEYS
-                  if record["config"][key] != getattr(expected, key)]
-        if differ:
+        if differ := study_difference(record, args.device, args.quick, args.data_root):
             sys.exit(f"protocol.py: the record of {record['arm']}-{record['seed']} in {out / 'runs'} trained another "
                      f"study: {', '.join(differ)}")
     if done:
