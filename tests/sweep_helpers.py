@@ -9,8 +9,9 @@ from pathlib import Path
 from sweeps.spec import SweepSpec, load_spec, spec_from_dict
 
 
-# A packaged spec's model search pinned to the smallest preset: `model` stays a searched key, as
-# in the spec, while no trial trains a preset 3-10x slower that no assertion needs.
+# The smallest preset, what the tests' sweeps train: a packaged spec's model search pinned to it
+# keeps `model` a searched key, as in the spec, while no trial trains a preset 3-10x slower that
+# no assertion needs.
 TINY_MODEL = "medvit_28_tiny"
 TINY_MODEL_SEARCH = {"choice": [TINY_MODEL]}
 
