@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,13 +33,19 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_md5_cache(tmp_path_factory):
     """Keep the persistent MD5 verdicts of test files out of the user's ~/.cache."""
-    old = os.environ.get(MD5_CACHE_ENV)
-    os.environ[MD5_CACHE_ENV] = str(tmp_path_factory.mktemp("md5cache") / "md5.json")
-    yield
-    if old is None:
-        os.environ.pop(MD5_CACHE_ENV, None)
-    else:
-        os.environ[MD5_CACHE_ENV] = old
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(MD5_CACHE_ENV, str(tmp_path_factory.mktemp("md5cache") / "md5.json"))
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _scripts_run_on_this_python():
+    """The GPU and study scripts the tests start run on the Python the tests run on: left to
+    themselves they take the checkout's .venv, else `python3`, which under `make test
+    VENV=/tmp/venv313` is another Python (or, in a root with python3.14 only, none)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHON", sys.executable)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ def test_the_makefile_looks_for_exactly_the_pythons_pyproject_admits():
 
 def fake_python(path: Path, version: tuple[int, int, int]) -> Path:
     """An interpreter that runs ``-c CODE`` as this one does, but says it is ``version``."""
-    path.write_text(f"#!/bin/sh\n[ \"$1\" = -c ] || exit 1\nexec {shutil.which('python3')} -c "
+    path.write_text(f"#!/bin/sh\n[ \"$1\" = -c ] || exit 1\nexec {sys.executable} -c "
                     f"\"import sys; sys.version_info = {version + ('final', 0)}; exec(sys.argv[1])\" \"$2\"\n")
     path.chmod(0o755)
     return path
