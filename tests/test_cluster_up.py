@@ -11,7 +11,8 @@ sees only this test's processes, and they all die with it), a network namespace 
 Python toolchain and pip configuration.
 
 The cluster venv ~/medsweep/venv is seeded before the network goes away: a venv whose
-packages come from the project's .venv (a .pth line; pip counts them as installed), plus what
+packages come from the environment the tests run in (a .pth line; pip counts them as
+installed; the launcher's `ray` is that environment's too), plus what
 the `cluster` extra adds. Setup then finds every dependency present, as it does in the
 Dockerfile's image, and only installs the project copied in by the file mounts.
 """
@@ -41,19 +42,19 @@ TOOLCHAIN = (".pyenv", ".cache/pip", ".config/pip")
 # then the rest in new PID and network namespaces.
 PREPARE = r"""
 set -euo pipefail
-T=$1 REPO=$2 DATA=$3
-shift 3
+T=$1 REPO=$2 DATA=$3 VENV=$4
+shift 4
 EXTRA=("$@")  # the cluster extra of pyproject.toml
 mkdir -p "$T/home" "$T/tmp"
 cp -a /etc/skel/. "$T/home/"
 for sub in TOOLCHAIN; do
   if [ -d "/root/$sub" ]; then mkdir -p "$T/home/$sub"; mount --bind "/root/$sub" "$T/home/$sub"; fi
 done
-# A checkout or data folder under /tmp would vanish under the private /tmp: hold each one in
-# the private home first, then bind it back at the same path.
-REPO=$(realpath "$REPO") DATA=$(realpath "$DATA")
+# A checkout, data folder or environment under /tmp would vanish under the private /tmp: hold
+# each one in the private home first, then bind it back at the same path.
+REPO=$(realpath "$REPO") DATA=$(realpath "$DATA") VENV=$(realpath "$VENV")
 held=()
-for p in "$REPO" "$DATA"; do
+for p in "$REPO" "$DATA" "$VENV"; do
   case "$p/" in /tmp/*)
     mkdir -p "$T/home/.held${#held[@]}"; mount --bind "$p" "$T/home/.held${#held[@]}"; held+=("$p");;
   esac
@@ -62,21 +63,21 @@ cp "$T/up.sh" "$T/home/up.sh"
 mount --rbind "$T/home" /root
 mount --bind "$T/tmp" /tmp
 for i in "${!held[@]}"; do mkdir -p "${held[$i]}"; mount --bind "/root/.held$i" "${held[$i]}"; done
-python=$("$REPO/.venv/bin/python" -c 'import os, sys; print(os.path.realpath(sys.executable))')
+python=$("$VENV/bin/python" -c 'import os, sys; print(os.path.realpath(sys.executable))')
 "$python" -m venv /root/medsweep/venv
-"$REPO/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
+"$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
   > "$(/root/medsweep/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/project-venv.pth"
 /root/medsweep/venv/bin/pip install -q 'setuptools>=68' "${EXTRA[@]}"
 # ray itself is counted as installed, so pip writes no `ray` command: the same two lines pip would.
 printf '#!/root/medsweep/venv/bin/python\nimport sys\nfrom ray.scripts.scripts import main\nsys.exit(main())\n' \
   > /root/medsweep/venv/bin/ray
 chmod +x /root/medsweep/venv/bin/ray
-exec unshare --pid --fork --mount-proc --net bash /root/up.sh "$REPO" "$DATA"
+exec unshare --pid --fork --mount-proc --net bash /root/up.sh "$REPO" "$DATA" "$VENV"
 """
 
 UP = r"""
 set -euo pipefail
-REPO=$1 DATA=$2
+REPO=$1 DATA=$2 VENV=$3
 stamp() { echo "STAMP $1 $(date +%s.%N)"; }
 ip link set lo up
 mount -t tmpfs tmpfs /run && mkdir -p /run/sshd
@@ -86,7 +87,7 @@ cat /root/.ssh/medsweep_local.pub >> /root/.ssh/authorized_keys
 ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/host_key
 /usr/sbin/sshd -h /root/.ssh/host_key -o ListenAddress=127.0.0.1 -o PidFile=/run/sshd.pid
 cd "$REPO"
-ray=$REPO/.venv/bin/ray
+ray=$VENV/bin/ray
 $ray get-auth-token --generate > /dev/null
 # The one edit a user with the files already on disk makes: MEDMNIST_ROOT (nothing is downloaded).
 sed "s#MEDMNIST_ROOT=\$HOME/medsweep/medmnist#MEDMNIST_ROOT=$DATA#" cluster-local.yaml > /root/cluster-local.yaml
@@ -139,7 +140,7 @@ def test_ray_up_local_runs_a_smoke_sweep_and_tears_down(tmp_path):
     prepare = PREPARE.replace("TOOLCHAIN", " ".join(TOOLCHAIN))
     run = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "bash", "-c", prepare, "prepare",
-         str(tmp_path), str(REPO), str(data), *cluster_extra()],
+         str(tmp_path), str(REPO), str(data), sys.prefix, *cluster_extra()],
         capture_output=True, text=True, timeout=1500, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
     )
     log = run.stdout + run.stderr
