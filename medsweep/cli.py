@@ -9,7 +9,7 @@ import typing
 import warnings
 from pathlib import Path
 
-from medvit.interrupt import forget_caught_interrupt
+from medvit.interrupt import forget_caught_interrupt, remembered_interrupt
 from medvit.jsonio import write_json
 from medvit.openmp import set_default_wait_policy
 from medvit.selection import SELECT_METRICS, metric_named
@@ -397,9 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     set_default_wait_policy()  # before anything imports torch (medvit/openmp.py says why)
     shown, warnings.showwarning = warnings.showwarning, one_line_warning
     try:
-        args = build_parser().parse_args(argv)
-        check_device(args.command, getattr(args, "device", None))
-        return args.run(args)
+        with remembered_interrupt():  # a Ctrl-C that library code swallows is raised again
+            args = build_parser().parse_args(argv)
+            check_device(args.command, getattr(args, "device", None))
+            return args.run(args)
     except KeyboardInterrupt as exc:
         print(f"medsweep: interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)
         forget_caught_interrupt()  # exit 130, not by SIGINT (medvit/interrupt.py)

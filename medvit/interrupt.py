@@ -1,36 +1,87 @@
-"""Ctrl-C held back while a block runs that an interrupt must not cut in half, then raised;
-and a caught Ctrl-C kept from ending the process by SIGINT anyway.
+"""Ctrl-C that cannot be lost: remembered while a command runs and raised again at the next
+training or evaluation step if library code swallowed it; held back while a block runs that
+an interrupt must not cut in half; and, once caught, kept from ending the process by SIGINT.
 
-medmnist imports torch inside a bare ``except:``, which swallows a KeyboardInterrupt: a Ctrl-C
-in the first seconds of ``medsweep train`` was lost and the run went on to the end. An import
-of torch cut short leaves a half-initialised extension that can crash the interpreter at exit.
+Two ways a KeyboardInterrupt vanishes in the first seconds of ``medsweep train``: a bare
+``except:`` around an import (medmnist's import of torch; mpmath's ``import gmpy2``, reached
+when the optimizer's constructor first imports ``torch._dynamo``), and CPython dropping an
+exception raised inside a finaliser (a weakref callback of the import lock, a generator being
+closed: "Exception ignored in ..."). Either way the run went on to the end and exited 0.
+An import of torch cut short leaves a half-initialised extension that can crash the
+interpreter at exit.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
+
+_interrupted = False
+
+
+def _remember_and_raise(signum, frame) -> None:
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def _own_handler_in_place() -> bool:
+    """True in the main thread while Python's SIGINT handler or ours is in place: not in a Ray
+    worker, nor in a program that handles SIGINT itself, which keep their own behaviour."""
+    return threading.current_thread() is threading.main_thread() \
+        and signal.getsignal(signal.SIGINT) in (signal.default_int_handler, _remember_and_raise)
+
+
+@contextlib.contextmanager
+def remembered_interrupt() -> Iterator[None]:
+    """Run a command so that a Ctrl-C raises KeyboardInterrupt as usual and is also remembered
+    until the block ends: ``raise_if_interrupted`` raises it again if it was swallowed, and
+    CPython's "Exception ignored" report of one dropped in a finaliser is left out."""
+    global _interrupted
+    if not _own_handler_in_place():
+        yield
+        return
+    shown_hook = sys.unraisablehook
+
+    def quiet_dropped_interrupt(unraisable) -> None:
+        if not (_interrupted and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+            shown_hook(unraisable)
+
+    previous = signal.signal(signal.SIGINT, _remember_and_raise)
+    sys.unraisablehook = quiet_dropped_interrupt
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = shown_hook
+        _interrupted = False
+
+
+def raise_if_interrupted() -> None:
+    """Raise KeyboardInterrupt if a Ctrl-C came during ``remembered_interrupt`` and was
+    swallowed on its way out; cheap enough for every step."""
+    if _interrupted:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
 def deferred_interrupt() -> Iterator[None]:
     """Run the block whole; a SIGINT that arrives meanwhile becomes a KeyboardInterrupt after
-    it. Only where Python's own SIGINT handler is in place (the main thread of a command): a
-    Ray worker, or a program that handles SIGINT itself, keeps its own behaviour."""
-    if threading.current_thread() is not threading.main_thread() \
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    it (and is remembered, under ``remembered_interrupt``)."""
+    if not _own_handler_in_place():
         yield
         return
     received: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, previous)
     if received:
-        raise KeyboardInterrupt
+        previous(signal.SIGINT, None)
 
 
 def forget_caught_interrupt() -> None:

@@ -35,6 +35,7 @@ from medvit.augment import AugmentConfig, augment_batch, augment_config, for_dat
 from medvit.config import TrainConfig
 from medvit.data import MedMNISTData, dataset_info, load_dataset
 from medvit.families import MEDVIT
+from medvit.interrupt import raise_if_interrupted
 from medvit.tasks import ORDINAL
 from medvit.losses import loss_for_task
 from medvit.metrics import best_decision_rule, decoded_metrics, evaluate, scores_from_logits
@@ -189,6 +190,7 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         count = 0
         for index in self._batches("train", self.config.batch_size, shuffle=True):
+            raise_if_interrupted()  # a Ctrl-C that an import swallowed (medvit/interrupt.py)
             target = self.labels["train"][index]
             loss = self._loss(self._inputs("train", index), target)
             self.optimizer.zero_grad(set_to_none=True)
@@ -211,6 +213,7 @@ class Trainer:
         model = self.eval_model.eval()
         logits = []
         for index in self._batches(split, EVAL_BATCH, shuffle=False):
+            raise_if_interrupted()
             inputs = self._inputs(split, index)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 logits.append(model(inputs.flip(flip) if flip else inputs).float())

@@ -67,3 +67,49 @@ def test_ctrl_c_inside_code_run_by_exec_still_exits_130(command, real_root, tmp_
     assert result.returncode == 130, result.stderr
     assert result.stderr.strip().splitlines() == ["medsweep: interrupted"], result.stderr
     assert not any(tmp_path.glob("run*"))
+
+
+# `python -m` this module: Ctrl-C lands while the model is built, where library code loses it:
+# inside a bare `except:` (mpmath's `import gmpy2` is one, reached from the optimizer's first
+# import of torch._dynamo), or inside a finaliser, whose exception CPython drops.
+INTERRUPT_LOST = """
+import os, signal, sys
+import medvit.train
+
+build_model = medvit.train.build_model
+
+def interrupt_inside_a_bare_except(*args, **kwargs):
+    try:
+        signal.raise_signal(signal.SIGINT)
+    except:
+        pass
+    return build_model(*args, **kwargs)
+
+class InterruptWhenFinalised:
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)
+
+def interrupt_inside_a_finaliser(*args, **kwargs):
+    InterruptWhenFinalised()
+    return build_model(*args, **kwargs)
+
+medvit.train.build_model = {"bare-except": interrupt_inside_a_bare_except,
+                            "finaliser": interrupt_inside_a_finaliser}[os.environ["LOST_IN"]]
+from medsweep.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("lost_in", ["bare-except", "finaliser"])
+def test_a_ctrl_c_that_library_code_loses_still_stops_train_before_its_first_epoch(lost_in, real_root, tmp_path):
+    (tmp_path / "interrupt_lost.py").write_text(INTERRUPT_LOST)
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "interrupt_lost", "train", "--dataset", "retinamnist", "--model", "medvit_28_tiny",
+         "--subset", "64", "--epochs", "3", "--out", str(out)],
+        cwd=tmp_path, env={**os.environ, "MEDMNIST_ROOT": str(real_root), "LOST_IN": lost_in},
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip().splitlines() == ["medsweep: interrupted"], result.stderr
+    assert "epoch " not in result.stdout
+    assert not (out / "metrics.json").exists()
