@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -46,6 +47,19 @@ def _scripts_run_on_this_python():
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PYTHON", sys.executable)
         yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ctrl_c_reaches_the_processes_tests_start():
+    """Tests send SIGINT as a user's Ctrl-C would. A test run started in the background of a
+    shell script (`make test &`) inherits SIGINT ignored, and so would every process it starts:
+    they would run to the end and exit 0. Python's own handler is reset to the default at exec."""
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if ignored:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.fixture(scope="session")
