@@ -7,6 +7,8 @@ Two ways a KeyboardInterrupt vanishes in the first seconds of ``medsweep train``
 when the optimizer's constructor first imports ``torch._dynamo``), and CPython dropping an
 exception raised inside a finaliser (a weakref callback of the import lock, a generator being
 closed: "Exception ignored in ..."). Either way the run went on to the end and exited 0.
+And on Python 3.11 one raised inside a ``__set_name__`` while a class is made (dataclass fields
+in torch._functorch, imported with torch._dynamo) comes out as a RuntimeError: a traceback.
 An import of torch cut short leaves a half-initialised extension that can crash the
 interpreter at exit.
 """
@@ -38,8 +40,9 @@ def _own_handler_in_place() -> bool:
 @contextlib.contextmanager
 def remembered_interrupt() -> Iterator[None]:
     """Run a command so that a Ctrl-C raises KeyboardInterrupt as usual and is also remembered
-    until the block ends: ``raise_if_interrupted`` raises it again if it was swallowed, and
-    CPython's "Exception ignored" report of one dropped in a finaliser is left out."""
+    until the block ends: ``raise_if_interrupted`` raises it again if it was swallowed, an error
+    that ends the block after it ends it as KeyboardInterrupt, and CPython's "Exception ignored"
+    report of one dropped in a finaliser is left out."""
     global _interrupted
     if not _own_handler_in_place():
         yield
@@ -54,6 +57,10 @@ def remembered_interrupt() -> Iterator[None]:
     sys.unraisablehook = quiet_dropped_interrupt
     try:
         yield
+    except Exception as exc:
+        if _interrupted:  # the Ctrl-C wrapped (Python 3.11 turns one raised in a __set_name__
+            raise KeyboardInterrupt from exc  # into a RuntimeError), or what it left half done
+        raise
     finally:
         signal.signal(signal.SIGINT, previous)
         sys.unraisablehook = shown_hook

@@ -71,7 +71,9 @@ def test_ctrl_c_inside_code_run_by_exec_still_exits_130(command, real_root, tmp_
 
 # `python -m` this module: Ctrl-C lands while the model is built, where library code loses it:
 # inside a bare `except:` (mpmath's `import gmpy2` is one, reached from the optimizer's first
-# import of torch._dynamo), or inside a finaliser, whose exception CPython drops.
+# import of torch._dynamo), or inside a finaliser, whose exception CPython drops; or where
+# Python 3.11 wraps it in a RuntimeError: inside a `__set_name__` (a dataclass field's, as
+# torch._functorch's classes are made).
 INTERRUPT_LOST = """
 import os, signal, sys
 import medvit.train
@@ -93,15 +95,24 @@ def interrupt_inside_a_finaliser(*args, **kwargs):
     InterruptWhenFinalised()
     return build_model(*args, **kwargs)
 
+class InterruptWhenNamed:
+    def __set_name__(self, owner, name):
+        signal.raise_signal(signal.SIGINT)
+
+def interrupt_inside_set_name(*args, **kwargs):
+    type("WithAField", (), {"field": InterruptWhenNamed()})
+    return build_model(*args, **kwargs)
+
 medvit.train.build_model = {"bare-except": interrupt_inside_a_bare_except,
-                            "finaliser": interrupt_inside_a_finaliser}[os.environ["LOST_IN"]]
+                            "finaliser": interrupt_inside_a_finaliser,
+                            "set-name": interrupt_inside_set_name}[os.environ["LOST_IN"]]
 from medsweep.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
 
-@pytest.mark.parametrize("lost_in", ["bare-except", "finaliser"])
-def test_a_ctrl_c_that_library_code_loses_still_stops_train_before_its_first_epoch(lost_in, real_root, tmp_path):
+@pytest.mark.parametrize("lost_in", ["bare-except", "finaliser", "set-name"])
+def test_a_ctrl_c_that_library_code_loses_or_wraps_still_stops_train_before_its_first_epoch(lost_in, real_root, tmp_path):
     (tmp_path / "interrupt_lost.py").write_text(INTERRUPT_LOST)
     out = tmp_path / "run"
     result = subprocess.run(
