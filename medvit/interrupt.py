@@ -2,12 +2,12 @@
 training or evaluation step if library code swallowed it; held back while a block runs that
 an interrupt must not cut in half; and, once caught, kept from ending the process by SIGINT.
 
-Two ways a KeyboardInterrupt vanishes in the first seconds of ``medsweep train``: a bare
+A KeyboardInterrupt in the first seconds of ``medsweep train`` vanishes in a bare
 ``except:`` around an import (medmnist's import of torch; mpmath's ``import gmpy2``, reached
-when the optimizer's constructor first imports ``torch._dynamo``), and CPython dropping an
+when the optimizer's constructor first imports ``torch._dynamo``), or where CPython drops an
 exception raised inside a finaliser (a weakref callback of the import lock, a generator being
-closed: "Exception ignored in ..."). Either way the run went on to the end and exited 0.
-And on Python 3.11 one raised inside a ``__set_name__`` while a class is made (dataclass fields
+closed: "Exception ignored in ..."); either way the run went on to the end and exited 0.
+On Python 3.11 one raised inside a ``__set_name__`` while a class is made (dataclass fields
 in torch._functorch, imported with torch._dynamo) comes out as a RuntimeError: a traceback.
 An import of torch cut short leaves a half-initialised extension that can crash the
 interpreter at exit.
