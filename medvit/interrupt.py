@@ -30,11 +30,11 @@ def _remember_and_raise(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _own_handler_in_place() -> bool:
-    """True in the main thread while Python's SIGINT handler or ours is in place: not in a Ray
+def _handler_in_place(*handlers) -> bool:
+    """True in the main thread while one of these SIGINT handlers is in place: not in a Ray
     worker, nor in a program that handles SIGINT itself, which keep their own behaviour."""
     return threading.current_thread() is threading.main_thread() \
-        and signal.getsignal(signal.SIGINT) in (signal.default_int_handler, _remember_and_raise)
+        and signal.getsignal(signal.SIGINT) in handlers
 
 
 @contextlib.contextmanager
@@ -44,7 +44,7 @@ def remembered_interrupt() -> Iterator[None]:
     that ends the block after it ends it as KeyboardInterrupt, and CPython's "Exception ignored"
     report of one dropped in a finaliser is left out."""
     global _interrupted
-    if not _own_handler_in_place():
+    if not _handler_in_place(signal.default_int_handler):  # a block inside one keeps its memory
         yield
         return
     shown_hook = sys.unraisablehook
@@ -78,7 +78,7 @@ def raise_if_interrupted() -> None:
 def deferred_interrupt() -> Iterator[None]:
     """Run the block whole; a SIGINT that arrives meanwhile becomes a KeyboardInterrupt after
     it (and is remembered, under ``remembered_interrupt``)."""
-    if not _own_handler_in_place():
+    if not _handler_in_place(signal.default_int_handler, _remember_and_raise):
         yield
         return
     received: list[int] = []

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from medvit.interrupt import deferred_interrupt, raise_if_interrupted, remembered_interrupt
+
 pytestmark = pytest.mark.slow
 
 
@@ -124,3 +126,22 @@ def test_a_ctrl_c_that_library_code_loses_or_wraps_still_stops_train_before_its_
     assert result.stderr.strip().splitlines() == ["medsweep: interrupted"], result.stderr
     assert "epoch " not in result.stdout
     assert not (out / "metrics.json").exists()
+
+
+def test_a_swallowed_ctrl_c_is_remembered_through_nested_and_deferring_blocks():
+    """An inner `remembered_interrupt` (or a deferral) must not forget what the outer one holds."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with remembered_interrupt():
+                with remembered_interrupt():
+                    try:
+                        with deferred_interrupt():
+                            signal.raise_signal(signal.SIGINT)
+                    except KeyboardInterrupt:
+                        pass  # swallowed, as a bare except in library code does
+                raise_if_interrupted()
+        raise_if_interrupted()  # forgotten once the outer block ends
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
