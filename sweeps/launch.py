@@ -28,6 +28,7 @@ from ray import tune
 from medvit.data import MedMNISTData, load_dataset
 from medvit.outcome import DIVERGED, FINISHED, trial_outcome
 from medvit.yamlio import dump_yaml, load_yaml
+from sweeps.driver_lock import sweep_folder_held
 from sweeps.folder import SPEC_FILE, STATE_GLOB, check_sweep_dir, parse_experiment_state, split_trial_item
 from sweeps.paths import SweepError, check_writable_folder
 from sweeps.ranking import SCORE, Candidate, Rank, ranks, trial_best
@@ -203,14 +204,26 @@ def start_ray(spec: SweepSpec, directory: str, data_root: str | None, address: s
 
 def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None = None) -> tune.ResultGrid:
     """Run a sweep to the end and write the best trial's config as YAML."""
-    check_storage(sweep_dir(spec))
-    if tune.Tuner.can_restore(sweep_dir(spec)):
+    directory = sweep_dir(spec)
+    check_storage(directory)
+    with sweep_folder_held(directory):
+        check_new(directory)
+        data = start_ray(spec, directory, data_root, address)
+        tuner = new_tuner(spec, data)
+        save_spec(spec)
+        return fit_to_the_end(spec, tuner, directory)
+
+
+def check_new(directory: str) -> None:
+    if tune.Tuner.can_restore(directory):
         raise SweepError(
-            f"name: a sweep already lives in {sweep_dir(spec)}; continue it with "
-            f"`medsweep resume {sweep_dir(spec)}` or start a new one with --name"
+            f"name: a sweep already lives in {directory}; continue it with "
+            f"`medsweep resume {directory}` or start a new one with --name"
         )
-    data = start_ray(spec, sweep_dir(spec), data_root, address)
-    tuner = tune.Tuner(
+
+
+def new_tuner(spec: SweepSpec, data: MedMNISTData) -> tune.Tuner:
+    return tune.Tuner(
         build_trainable(spec, data),
         param_space=param_space(spec),
         tune_config=tune.TuneConfig(
@@ -235,11 +248,13 @@ def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None
             verbose=1,
         ),
     )
-    save_spec(spec)
+
+
+def fit_to_the_end(spec: SweepSpec, tuner: tune.Tuner, directory: str) -> tune.ResultGrid:
     with own_loggers_only():
         results = tuner.fit()
-    check_ended(sweep_dir(spec), spec.total_trials)
-    write_best_config(spec, results, sweep_dir(spec))
+    check_ended(directory, spec.total_trials)
+    write_best_config(spec, results, directory)
     return results
 
 
@@ -251,25 +266,22 @@ def resume_sweep(
     directory = str(directory).rstrip("/")
     spec = check_resumable(directory)
     check_storage(directory)
-    data = start_ray(spec, directory, data_root, address)
-    try:
-        tuner = tune.Tuner.restore(
-            directory,
-            trainable=build_trainable(spec, data),
-            # The random and grid searchers' trials not started yet are resolved against the
-            # same param space.
-            param_space=param_space(spec) or None,
-            resume_unfinished=True,
-            resume_errored=True,
-        )
-    except Exception as exc:  # Ray's own state (pickles) did not load: nothing has run yet
-        raise SweepError(f"sweep_dir: {directory}: Ray cannot restore this sweep ({type(exc).__name__}: "
-                         f"{first_line(exc)})") from None
-    with own_loggers_only():
-        results = tuner.fit()
-    check_ended(directory, spec.total_trials)
-    write_best_config(spec, results, directory)
-    return spec, results
+    with sweep_folder_held(directory):
+        data = start_ray(spec, directory, data_root, address)
+        try:
+            tuner = tune.Tuner.restore(
+                directory,
+                trainable=build_trainable(spec, data),
+                # The random and grid searchers' trials not started yet are resolved against the
+                # same param space.
+                param_space=param_space(spec) or None,
+                resume_unfinished=True,
+                resume_errored=True,
+            )
+        except Exception as exc:  # Ray's own state (pickles) did not load: nothing has run yet
+            raise SweepError(f"sweep_dir: {directory}: Ray cannot restore this sweep ({type(exc).__name__}: "
+                             f"{first_line(exc)})") from None
+        return spec, fit_to_the_end(spec, tuner, directory)
 
 
 class SweepInterrupted(KeyboardInterrupt):
