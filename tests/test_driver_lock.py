@@ -111,14 +111,14 @@ def test_medsweep_sweep_into_a_held_folder_is_one_line_and_starts_nothing(holder
     assert sorted(p.name for p in (tmp_path / "held").iterdir()) == [driver_lock.LOCK_FILE]
 
 
-# Enough that the first sweep still runs while the other two commands start (some 5 s each).
-EPOCHS = 15
+# Enough that the first sweep still runs while the other two commands start (some 5 s).
+EPOCHS = 20
 
 
 @pytest.mark.slow
 def test_a_second_sweep_or_a_resume_beside_a_running_sweep_is_refused_and_the_sweep_stays_whole(real_root, tmp_path):
-    """What two drivers on one folder did before the lock: 8 trial folders for a 4-trial spec,
-    two experiment states, and the first driver ending "interrupted" though nobody pressed Ctrl-C."""
+    """What a resume beside a running 2-trial sweep did before the lock: 3 trial folders, two
+    experiment states, and the sweep ending "interrupted" though nobody pressed Ctrl-C."""
     trials = 2
     spec = retina_spec(tmp_path, "busy", num_samples=trials, max_concurrent=1, train={"epochs": EPOCHS},
                        scheduler={"type": "fifo"})
@@ -130,12 +130,14 @@ def test_a_second_sweep_or_a_resume_beside_a_running_sweep_is_refused_and_the_sw
                              stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(lambda: directory.is_dir() and len(trial_dirs(directory)) >= 1, 300, "the first trial's folder")
-        for second in (["sweep", str(spec_file)], ["resume", str(directory)]):
-            assert first.poll() is None, "the first sweep ended before the check could run beside it"
-            refused = subprocess.run([*COMMAND, *second], env=env, capture_output=True, text=True, timeout=120)
-            assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
-            assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
-            assert f"is in use by another medsweep (pid {first.pid} on " in refused.stderr
+        assert first.poll() is None, "the first sweep ended before the others could start beside it"
+        others = [subprocess.Popen([*COMMAND, *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                  for argv in (["sweep", str(spec_file)], ["resume", str(directory)])]
+        for other in others:
+            stdout, stderr = other.communicate(timeout=120)
+            assert other.returncode == 2, stdout[-2000:] + stderr[-2000:]
+            assert len(stderr.strip().splitlines()) == 1, stderr
+            assert f"is in use by another medsweep (pid {first.pid} on " in stderr
         output = first.communicate(timeout=600)[0]
     finally:
         first.kill()
