@@ -4,7 +4,10 @@ the library; bad input ends in one line on stderr and exit code 2, never a trace
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
+import tempfile
+import time
 import typing
 import warnings
 from pathlib import Path
@@ -13,13 +16,17 @@ from medvit.interrupt import forget_caught_interrupt, remembered_interrupt
 from medvit.jsonio import write_json
 from medvit.openmp import set_default_wait_policy
 from medvit.selection import SELECT_METRICS, metric_named
-from sweeps.paths import check_writable_folder
+from sweeps.paths import StorageError, check_writable_folder
 
 USAGE_ERROR = 2
 
 
 class UsageError(Exception):
     """Bad input from the user: printed as one line, exit code 2."""
+
+
+# OSErrors that mean the storage refused a write, not a fault of medsweep: one line, no traceback.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -142,8 +149,8 @@ def run_train(args: argparse.Namespace) -> int:
     keys = ("val", "test", "val_tta", "test_tta", "selected_epoch", "select_metric", "select_score", "diverged",
             "config", "environment", "wall_time_s", "images_per_s", "history", "audit")
     path = args.out / METRICS_FILE
-    write_json(path, {key: result[key] for key in keys if key in result})
     print(f"selected epoch {result['selected_epoch']} by {config.select_metric}; test: {metric_line(result['test'])}")
+    write_finished_run(path, {key: result[key] for key in keys if key in result})
     if "test_tta" in result:
         print(f"with flip test-time augmentation; test: {metric_line(result['test_tta'])}")
     if "audit" in result:
@@ -162,6 +169,22 @@ def run_train(args: argparse.Namespace) -> int:
               "lower --lr or check the data", file=sys.stderr)
         return 1
     return 0
+
+
+def write_finished_run(path: Path, metrics: dict) -> None:
+    """metrics.json of a run that has finished; where it cannot be written (a full disk, a quota,
+    a mount gone read-only), into the temporary folder instead, and a one-line error names both."""
+    try:
+        write_json(path, metrics)
+    except OSError as exc:
+        kept = Path(tempfile.gettempdir()) / f"medsweep-{path.parent.name}-{time.strftime('%Y%m%d-%H%M%S')}-{METRICS_FILE}"
+        try:
+            write_json(kept, metrics)
+        except OSError as again:
+            raise StorageError(f"train: --out: cannot write {path} ({exc.strerror}) nor {kept} ({again.strerror}); "
+                               "the test line above is what is left of the run") from None
+        raise StorageError(f"train: --out: cannot write {path} ({exc.strerror}); the finished run is kept in "
+                           f"{kept}: move it there once there is room") from None
 
 
 def metric_line(metrics: dict[str, float]) -> str:
@@ -408,6 +431,16 @@ def main(argv: list[str] | None = None) -> int:
     except user_errors() as exc:
         print(f"medsweep: error: {one_line(exc)}", file=sys.stderr)
         return USAGE_ERROR
+    except StorageError as exc:
+        print(f"medsweep: error: {one_line(exc)}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if exc.errno not in STORAGE_ERRNOS:
+            raise
+        where = f"cannot write {exc.filename} ({exc.strerror})" if exc.filename else one_line(exc)
+        print(f"medsweep: error: {where}; make room (or make the storage writable), then run the command again",
+              file=sys.stderr)
+        return 1
     finally:
         warnings.showwarning = shown
 

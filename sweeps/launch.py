@@ -36,6 +36,7 @@ from sweeps.space import (configuration, configuration_id, search_algorithm, tri
                           tune_param_space)
 from sweeps.spec import SweepSpec, parse_spec
 from sweeps.storage import check_storage_visible
+from sweeps.storage_room import StorageRoom, check_room, check_room_to_start
 from trainables.medvit_trainable import train_medvit
 from trainables.tensorboard import sweep_loggers
 
@@ -208,6 +209,7 @@ def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None
     check_storage(directory)
     with sweep_folder_held(directory):
         check_new(directory)
+        check_room_to_start(spec, directory)
         data = start_ray(spec, directory, data_root, address)
         tuner = new_tuner(spec, data)
         save_spec(spec)
@@ -243,16 +245,22 @@ def new_tuner(spec: SweepSpec, data: MedMNISTData) -> tune.Tuner:
             # checkpoint (weights, AdamW moments, best weights) is hundreds of MB.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=2),
-            callbacks=sweep_loggers(functools.partial(trial_config, spec),
-                                    {name: dist.values for name, dist in spec.search.items()}),
+            callbacks=[*sweep_loggers(functools.partial(trial_config, spec),
+                                      {name: dist.values for name, dist in spec.search.items()}), StorageRoom()],
             verbose=1,
         ),
     )
 
 
 def fit_to_the_end(spec: SweepSpec, tuner: tune.Tuner, directory: str) -> tune.ResultGrid:
-    with own_loggers_only():
-        results = tuner.fit()
+    try:
+        with own_loggers_only():
+            results = tuner.fit()
+    except Exception:
+        check_room(directory)  # on a full disk Ray's own reading of a trial's error file fails
+        raise
+    if results.num_errors:
+        check_room(directory)
     check_ended(directory, spec.total_trials)
     write_best_config(spec, results, directory)
     return results

@@ -17,6 +17,11 @@ class SweepError(ValueError):
     cannot see the storage). Defined here, without Ray, so the CLI can catch it anywhere."""
 
 
+class StorageError(Exception):
+    """A result could not be written (a full disk, a quota, a mount gone read-only): one line
+    that says where finished work is and how to go on, exit code 1."""
+
+
 def check_writable_folder(path: str | Path) -> None:
     """ValueError (one line) unless `path` is a folder, or can be created as one, that this
     process can write into. Probes with a temporary file: permission bits say nothing for
