@@ -177,7 +177,8 @@ def write_finished_run(path: Path, metrics: dict) -> None:
     try:
         write_json(path, metrics)
     except OSError as exc:
-        kept = Path(tempfile.gettempdir()) / f"medsweep-{path.parent.name}-{time.strftime('%Y%m%d-%H%M%S')}-{METRICS_FILE}"
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        kept = Path(tempfile.gettempdir()) / f"medsweep-{path.parent.name}-{stamp}-{METRICS_FILE}"
         try:
             write_json(kept, metrics)
         except OSError as again:
