@@ -146,6 +146,13 @@ def connect(address: str | None) -> None:
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
     except ConnectionError as exc:
         raise SweepError(f"address: no Ray cluster at {address!r} ({first_line(exc)})") from None
+    except OSError as exc:  # Ray's sockets live under $RAY_TMPDIR, else $TMPDIR (long on many HPC jobs)
+        if "AF_UNIX path length" not in str(exc):
+            raise
+        socket_path = str(exc).rsplit(": ", 1)[-1]
+        raise SweepError(f"RAY_TMPDIR: Ray cannot start here: its socket path {socket_path} has "
+                         f"{len(os.fsencode(socket_path))} bytes, more than the 107 Linux allows; allowed: a short "
+                         "RAY_TMPDIR (or TMPDIR), e.g. RAY_TMPDIR=/tmp") from None
 
 
 def check_placeable(spec: SweepSpec, address: str | None) -> None:
