@@ -76,8 +76,12 @@ def held_lock_file(path: Path, directory: str) -> int:
         except BlockingIOError:
             holder = os.pread(fd, 1000, 0).decode(errors="replace").strip() or "it has not said which yet"
             os.close(fd)
+            # A lost machine's NFS lock can outlive it (NFSv3 keeps it until that machine is back);
+            # a new file is a new lock.
+            lost = "" if f" on {socket.gethostname()} " in holder else \
+                f"; if that machine is gone, delete {path} and run the command again"
             raise SweepError(f"sweep_dir: {directory} is in use by another medsweep ({holder}); wait for it to "
-                             f"end, or stop it and continue with `medsweep resume {directory}`") from None
+                             f"end, or stop it and continue with `medsweep resume {directory}`{lost}") from None
         except OSError as exc:  # a mount without lock support
             warnings.warn(f"sweep_dir: cannot lock {path} ({exc.strerror}); make sure no other medsweep "
                           f"runs a sweep in {directory} at the same time")

@@ -14,7 +14,8 @@ from sweeps.driver_lock import sweep_folder_held
 from sweeps.paths import SweepError
 
 COMMAND = [sys.executable, "-m", "medsweep"]
-HOLD = "from sweeps.driver_lock import sweep_folder_held; import sys, time\n" \
+HOLD = "from sweeps.driver_lock import sweep_folder_held; import socket, sys, time\n" \
+       "if len(sys.argv) > 2:\n    socket.gethostname = lambda: sys.argv[2]\n" \
        "with sweep_folder_held(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(600)\n"
 
 
@@ -23,8 +24,8 @@ def holder():
     """Start a process that holds a folder (as a running `medsweep sweep` does); killed at the end."""
     started = []
 
-    def hold(directory: str) -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, "-c", HOLD, directory], stdout=subprocess.PIPE, text=True)
+    def hold(directory: str, *host: str) -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, "-c", HOLD, directory, *host], stdout=subprocess.PIPE, text=True)
         started.append(process)
         assert process.stdout.readline().strip() == "held"
         return process
@@ -44,10 +45,22 @@ def test_a_held_folder_is_refused_naming_its_holder_and_is_free_once_the_holder_
     message = str(refused.value)
     assert f"{directory} is in use by another medsweep (pid {process.pid} on " in message
     assert f"medsweep resume {directory}" in message and "\n" not in message
+    assert "delete" not in message  # this machine's kernel lets a dead holder's lock go
     process.kill()  # SIGKILL: nothing of the holder's runs to let the lock go
     process.wait()
     with sweep_folder_held(directory):
         assert Path(directory, driver_lock.LOCK_FILE).read_text().startswith(f"pid {os.getpid()} on ")
+
+
+def test_a_holder_on_another_machine_is_named_with_the_way_out_if_that_machine_is_gone(holder, tmp_path):
+    directory = str(tmp_path / "sweep")
+    holder(directory, "lost-head-node")
+    with pytest.raises(SweepError) as refused:
+        with sweep_folder_held(directory):
+            pass
+    assert " on lost-head-node since " in str(refused.value)
+    assert str(refused.value).endswith(f"; if that machine is gone, delete {directory}/{driver_lock.LOCK_FILE} and "
+                                       "run the command again")
 
 
 def test_a_bucket_uri_is_held_through_a_local_file_of_its_own(holder, tmp_path, monkeypatch):
