@@ -407,7 +407,8 @@ def _add_sweep_analysis_parsers(subparsers) -> None:
     p = subparsers.add_parser("confirm", help="retrain a sweep's best configuration with fresh seeds")
     p.add_argument("sweep_dir", help="the sweep folder <storage>/<name>")
     p.add_argument("--seeds", type=int, default=5, help="seeds per configuration, 1000, 1001, ... (default 5)")
-    p.add_argument("--out", required=True, metavar="FILE.parquet", help="confirm table (created or appended to)")
+    p.add_argument("--out", required=True, metavar="FILE.parquet",
+                   help="confirm table (created or appended to; its runs of the same config and seed are kept)")
     p.add_argument("--epochs", type=int, default=None, help="train this many epochs instead of the config's")
     p.add_argument("--top", type=int, default=1, metavar="K",
                    help="also retrain the configurations ranked 2nd to Kth, each paired with the winner: does "

@@ -62,6 +62,7 @@ from analysis.reference import table2_gain
 from analysis.stats import BootstrapResult, format_pm, mean_ci, power_sentence
 from analysis.tables import (decision_audit, family_label, image_interval, model_family, paired_difference, rank_trials,
                              seed_ensemble, with_inputs)
+from medvit.config import build_config
 from medvit.selection import SCORE_METRICS
 
 __all__ = ["SEED_START", "RUNNER_UP", "Arm", "ConfirmResult", "confirm", "plan_arms", "read_confirm", "audit_lines"]
@@ -358,14 +359,25 @@ def _score_columns(scores: Any, labels: Any) -> dict[str, list]:
             "test_labels": np.asarray(labels).astype(np.int16).reshape(n, -1).tolist()}
 
 
-def _run_once(values: dict[str, Any], arm: Arm, sweep: str, cache: dict[tuple, Any]) -> tuple[dict[str, Any], Any]:
-    """Train one arm at one seed (``values`` holds it): its confirm row and its TrainConfig.
-    ``cache`` keeps each dataset loaded once across runs."""
-    from medvit.config import build_config
+def _config_json(config) -> str:
+    return json.dumps(config.model_dump(), sort_keys=True)
+
+
+def _earlier_runs(out: Path) -> dict[tuple, dict[str, Any]]:
+    """The runs an earlier confirm wrote into ``out``, by dataset, sweep, label, seed and the
+    whole config: a confirm cut short (Ctrl-C, a crash, a full disk) goes on where it stopped,
+    and a run of another config (other epochs, device, data root) is trained again."""
+    if not out.exists():
+        return {}
+    return {(*(row[k] for k in _KEY), row["config_json"]): row for row in read_confirm(out).to_pylist()}
+
+
+def _run_once(config, arm: Arm, sweep: str, cache: dict[tuple, Any]) -> dict[str, Any]:
+    """Train one arm at one seed (``config`` holds it): its confirm row. ``cache`` keeps each
+    dataset loaded once across runs."""
     from medvit.data import load_dataset
     from medvit.train import run_data, train
 
-    config = build_config(values)
     key = (config.dataset, config.data_root, config.img_size)
     if key not in cache:
         cache[key] = load_dataset(config.dataset, root=config.data_root, size=config.img_size)
@@ -374,7 +386,7 @@ def _run_once(values: dict[str, Any], arm: Arm, sweep: str, cache: dict[tuple, A
     result = train(config, data)
     return {
         "dataset": config.dataset, "sweep": sweep, "label": arm.label, "seed": config.seed,
-        "trial_id": arm.trial_id, "config_json": json.dumps(config.model_dump(), sort_keys=True),
+        "trial_id": arm.trial_id, "config_json": _config_json(config),
         **{f"test_{m}": _num(result["test"].get(m)) for m in _METRICS},
         **{f"val_{m}": _num(result["val"].get(m)) for m in _METRICS},
         "selected_epoch": int(result["selected_epoch"]), **_audit_row(result.get("audit")),
@@ -382,7 +394,7 @@ def _run_once(values: dict[str, Any], arm: Arm, sweep: str, cache: dict[tuple, A
         "epochs": config.epochs,
         "wall_time_s": time.perf_counter() - start,
         "environment_json": json.dumps(result["environment"], sort_keys=True), "created_at": datetime.now(timezone.utc),
-    }, config
+    }
 
 
 def _plan_line(sweep: str, arms: list[Arm], configs: dict[str, dict], seed_list: list[int]) -> str:
@@ -439,16 +451,21 @@ def confirm(sweep_dir: str | os.PathLike, seeds: int = 5, out: str | os.PathLike
     for arm in arms:
         say(f"config {arm.label}: {arm.note}")
     cache: dict[tuple, Any] = {}
+    earlier = _earlier_runs(out)
     written = []
     for seed in seed_list:
         for arm in arms:
-            row, config = _run_once({**configs[arm.label], "seed": seed}, arm, sweep, cache)
-            _append(out, row)
+            config = build_config({**configs[arm.label], "seed": seed})
+            row = earlier.get((config.dataset, sweep, arm.label, seed, _config_json(config)))
+            kept = row is not None
+            if not kept:
+                row = _run_once(config, arm, sweep, cache)
+                _append(out, row)
             written.append(row)
             test = "  ".join(f"{m} {row[f'test_{m}']:.4f}" for m in _METRICS if row[f"test_{m}"] is not None)
             say(f"run {len(written)}/{len(arms) * seeds}  {arm.label}  seed {seed}: test {test}  "
                 f"(selected epoch {row['selected_epoch']}/{config.epochs} by {config.select_metric}, "
-                f"{row['wall_time_s']:.1f}s)")
+                f"{row['wall_time_s']:.1f}s{f', kept from {out}' if kept else ''})")
     rows = pd.DataFrame(written)
     summary = _summary(rows, arms, f"summary of {sweep}: {seeds} seeds per configuration, written to {out}")
     for line in summary:

@@ -215,6 +215,25 @@ def test_confirm_row_is_reproducible(analysis_sweeps, confirmed):
     assert json.loads(row["environment_json"]) == result["environment"]  # where it ran, which repeating needs
 
 
+def test_confirm_into_its_table_again_goes_on_where_it_stopped(analysis_sweeps, confirmed, tmp_path):
+    """A confirm cut short (Ctrl-C, a crash, a full disk) is run again into its table: the runs
+    there of the same config and seed are kept, the others trained; another config trains anew."""
+    path = tmp_path / "again.parquet"
+    shutil.copy(confirmed[0], path)
+    before = pq.read_table(path).to_pandas().sort_values(["label", "seed"]).reset_index(drop=True)
+    common = ["--out", path, "--data-root", analysis_sweeps.data_root, "--device", "cpu"]
+    rc, out, err = medsweep("confirm", analysis_sweeps.dirs[RETINA], "--seeds", 3, "--epochs", 1, *common)
+    assert rc == 0, err
+    assert out.count(f", kept from {path})") == 4 and "run 6/6" in out and "seeds (1000..1002" in out
+    after = pq.read_table(path).to_pandas()
+    assert len(after) == 6 and sorted(after["seed"].unique()) == [1000, 1001, 1002]
+    kept = after[after["seed"] < 1002].sort_values(["label", "seed"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, before)
+    rc, out, err = medsweep("confirm", analysis_sweeps.dirs[RETINA], "--seeds", 1, "--epochs", 2, *common)
+    assert rc == 0, err
+    assert "kept from" not in out and "run 2/2" in out
+
+
 def test_report_with_confirm_and_automatic_gradcam(analysis_sweeps, pipeline, confirmed):
     out_dir = pipeline["work"] / "reports"
     rc, out, err = medsweep("report", pipeline["results"], "--out", out_dir, "--confirm", confirmed[0],
