@@ -133,12 +133,20 @@ class StorageRoom(tune.Callback):
         self.stopping = False
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        folder = local_folder(str(Path(trial.path).parent)) if trial.path else None
+        # A bucket's trial path is relative to the bucket ("bucket/name/trial"): only local and
+        # NFS folders are absolute.
+        folder = Path(trial.path).parent if trial.path and Path(trial.path).is_absolute() else None
         if self.stopping or folder is None or not folder.is_dir():
             return
         reason = shortfall(folder, running=sum(t.status == "RUNNING" for t in trials))
-        if reason:
-            self.stopping = True
-            print(f"medsweep: warning: storage: {reason}; stopping the sweep with its state saved", file=sys.stderr,
-                  flush=True)
-            os.kill(os.getpid(), signal.SIGUSR1)
+        if reason is None:
+            return
+        self.stopping = True
+        if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, signal.SIG_IGN, None):
+            # TUNE_DISABLE_SIGINT_HANDLER: SIGUSR1 would kill the driver outright (state not saved)
+            print(f"medsweep: warning: storage: {reason}; Ray Tune's stop signal is off here "
+                  "(TUNE_DISABLE_SIGINT_HANDLER), so the sweep goes on", file=sys.stderr, flush=True)
+            return
+        print(f"medsweep: warning: storage: {reason}; stopping the sweep with its state saved", file=sys.stderr,
+              flush=True)
+        os.kill(os.getpid(), signal.SIGUSR1)

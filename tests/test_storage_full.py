@@ -137,3 +137,33 @@ def test_a_full_disk_after_the_fact_says_whether_the_sweep_can_be_resumed(env, t
     assert resumable.endswith(f"so trials errored writing their checkpoints; make room, then continue with "
                               f"`medsweep resume {folder}`"), resumable
     assert "Ray's experiment state was cut short: the sweep can be neither resumed nor collected" in cut_short
+
+
+ROOM_WATCH = """
+import signal, sys, types
+from sweeps.storage_room import StorageRoom
+folder, handler = sys.argv[1], sys.argv[2]
+stopped = []
+if handler == "tune":
+    signal.signal(signal.SIGUSR1, lambda *_: stopped.append(True))  # as Ray Tune's own handler
+for path in ("bucket/sweep/trial", f"{folder}/t"):  # a bucket's trial path, then a local one
+    trial = types.SimpleNamespace(path=path, status="RUNNING")
+    StorageRoom().on_trial_result(1, [trial], trial, {})
+print("stopped" if stopped else "alive", flush=True)
+"""
+
+
+@pytest.mark.parametrize("handler", ["tune", "none"])
+def test_the_room_watch_stops_through_ray_tunes_signal_only_where_ray_tune_handles_it(env, tmp_path, handler):
+    folder = tmp_path / "sweep"
+    script = (f"mkdir -p {folder}/t/checkpoint_000000 && head -c 1048576 /dev/zero > {folder}/t/checkpoint_000000/state.pt"
+              f" && head -c 2097152 /dev/zero > {folder}/filler && "
+              f"{shlex.join([sys.executable, '-c', ROOM_WATCH, str(folder), handler])}")
+    ran = in_a_small_filesystem(folder, "10m", script, env)  # 7 MiB free: short of 1 MiB + 8 MiB
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert ran.stdout.strip() == ("stopped" if handler == "tune" else "alive")
+    (warning,) = ran.stderr.strip().splitlines()  # the bucket's path was not measured
+    assert warning.startswith(f"medsweep: warning: storage: {folder} has 7.0 MiB free, less than the next "
+                              "checkpoints of 1 running trial(s) (1.0 MiB each) and 8.0 MiB for the sweep's state; ")
+    assert warning.endswith("stopping the sweep with its state saved" if handler == "tune" else
+                            "Ray Tune's stop signal is off here (TUNE_DISABLE_SIGINT_HANDLER), so the sweep goes on")
