@@ -29,8 +29,8 @@ from medvit.atomic import atomic_path
 from medvit.outcome import report_epoch, trial_outcome
 from medvit.selection import SELECT_METRICS, audit_key, best_epoch
 from medvit.yamlio import YamlError, load_yaml, read_text_file
-from sweeps.folder import (PARAMS_FILE, RESULT_FILE, SPEC_FILE, STATE_GLOB, check_sweep_dir, parse_experiment_state,
-                           read_result_lines, split_trial_item, trial_id_from_folder)
+from sweeps.folder import (PARAMS_FILE, RESULT_FILE, SPEC_FILE, STATE_GLOB, check_sweep_dir,
+                           read_experiment_state, read_result_lines, split_trial_item, trial_id_from_folder)
 from sweeps.ranking import trial_best
 from sweeps.space import configuration_id, repeat_index, trial_config
 from sweeps.spec import spec_from_dict
@@ -143,12 +143,7 @@ def _read_state(sweep_dir: Path) -> tuple[list[dict[str, Any]], str | None, str 
     last_result), and the sweep's metric and mode. Only its JSON is parsed; pickled fields are ignored. Newest is Ray's rule,
     the greatest name (a timestamp): a copy made without keeping times (`cp -r`, a bucket
     sync) scrambles mtimes. A corrupted newest file is refused, never silently skipped."""
-    newest = max(sweep_dir.glob(STATE_GLOB), key=lambda f: f.name)
-    try:
-        text = newest.read_text()
-    except OSError as exc:
-        raise ValueError(f"{newest}: unreadable experiment state ({exc.strerror})") from None
-    state = parse_experiment_state(text, str(newest))
+    state = read_experiment_state(max(sweep_dir.glob(STATE_GLOB), key=lambda f: f.name))
     trials = []
     for item in state["trial_data"]:
         meta, runtime = split_trial_item(item)

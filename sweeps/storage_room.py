@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ray import tune
 
-from sweeps.folder import STATE_GLOB, parse_experiment_state
+from sweeps.folder import STATE_GLOB, read_experiment_state
 from sweeps.paths import StorageError, SweepError
 from sweeps.space import trial_config
 from sweeps.spec import SweepSpec
@@ -117,8 +117,8 @@ def state_intact(folder: Path) -> bool:
     """Whether the experiment state Ray would restore (the greatest name) is whole."""
     states = sorted(folder.glob(STATE_GLOB))
     try:
-        parse_experiment_state(states[-1].read_text(), str(states[-1]))
-    except (IndexError, ValueError, OSError):
+        read_experiment_state(states[-1])
+    except (IndexError, ValueError):
         return False
     return True
 
