@@ -78,8 +78,8 @@ def held_lock_file(path: Path, directory: str) -> int:
             os.close(fd)
             # A lost machine's NFS lock can outlive it (NFSv3 keeps it until that machine is back);
             # a new file is a new lock.
-            lost = "" if f" on {socket.gethostname()} " in holder else \
-                f"; if that machine is gone, delete {path} and run the command again"
+            elsewhere = " on " in holder and f" on {socket.gethostname()} " not in holder
+            lost = f"; if that machine is gone, delete {path} and run the command again" if elsewhere else ""
             raise SweepError(f"sweep_dir: {directory} is in use by another medsweep ({holder}); wait for it to "
                              f"end, or stop it and continue with `medsweep resume {directory}`{lost}") from None
         except OSError as exc:  # a mount without lock support
