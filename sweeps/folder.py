@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["SPEC_FILE", "STATE_GLOB", "RESULT_FILE", "PARAMS_FILE", "find_sweep_dirs", "check_sweep_dir",
-           "parse_experiment_state", "read_experiment_state", "split_trial_item", "read_result_lines", "trial_id_from_folder"]
+           "parse_experiment_state", "read_experiment_state", "split_trial_item", "read_result_lines",
+           "trial_id_from_folder"]
 
 SPEC_FILE = "medsweep_spec.yaml"
 STATE_GLOB = "experiment_state-*.json"
