@@ -15,6 +15,7 @@ from pathlib import Path
 from medvit.interrupt import forget_caught_interrupt, remembered_interrupt
 from medvit.jsonio import write_json
 from medvit.openmp import set_default_wait_policy
+from medvit.outcome import UNFINISHED
 from medvit.selection import SELECT_METRICS, metric_named
 from sweeps.paths import StorageError, check_writable_folder
 
@@ -354,7 +355,28 @@ def run_status_command(args: argparse.Namespace) -> int:
         order = f"configurations by their mean {metric} over {repeats} seeds ({mode}), best first"
     print(f"{len(table)} trials; {order}")
     print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(driver_line(absolute(args.sweep_dir), int((table["stop_reason"] != UNFINISHED).sum())))
     return 0
+
+
+def driver_line(directory: str, ended: int) -> str:
+    """Whether a medsweep is running the sweep and, when none is and the sweep has not ended,
+    how to go on."""
+    from sweeps.driver_lock import running_driver
+    from sweeps.folder import SPEC_FILE
+    from sweeps.spec import parse_spec
+
+    holder = running_driver(directory)
+    if holder is not None:
+        return f"driver running: {holder}"
+    try:
+        spec_text = (Path(directory) / SPEC_FILE).read_text()
+        total = parse_spec(spec_text, source=SPEC_FILE).total_trials
+    except (OSError, ValueError):  # a sweep medsweep did not start, or one in a bucket
+        return "driver none"
+    if ended < total:
+        return f"driver none: {ended} of {total} trials ended; continue with `medsweep resume {directory}`"
+    return "driver none"
 
 
 # -- entry point ---------------------------------------------------------------------------

@@ -31,6 +31,9 @@ from sweeps.paths import SweepError
 LOCK_FILE = ".medsweep-driver.lock"
 # A bucket (s3://, gs://) has no locks: drivers on this machine share a local file per URI.
 URI_LOCKS = Path("~/.cache/medsweep/locks")
+# A driver tries its lock this often before it refuses to start: a `status` probe holds it an instant.
+LOCK_TRIES = 5
+LOCK_RETRY_S = 0.05
 
 
 def lock_path(directory: str) -> Path:
@@ -72,7 +75,7 @@ def held_lock_file(path: Path, directory: str) -> int:
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            exclusive_lock(fd)
         except BlockingIOError:
             holder = os.pread(fd, 1000, 0).decode(errors="replace").strip() or "it has not said which yet"
             os.close(fd)
@@ -91,6 +94,36 @@ def held_lock_file(path: Path, directory: str) -> int:
             os.pwrite(fd, holder_line().encode(), 0)
             return fd
         os.close(fd)
+
+
+def exclusive_lock(fd: int) -> None:
+    """flock(LOCK_EX) without waiting for a driver, but through `running_driver`'s probes, which
+    hold a shared lock for an instant: BlockingIOError only if it stays held."""
+    for _ in range(LOCK_TRIES - 1):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(LOCK_RETRY_S)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def running_driver(directory: str) -> str | None:
+    """Who runs a sweep in `directory` (the holder's line), or None when no one does. Reads only:
+    a shared lock tried and let go at once (`medsweep status` asks this)."""
+    try:
+        fd = os.open(lock_path(directory), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 1000, 0).decode(errors="replace").strip() or "a medsweep that has not said which yet"
+    except OSError:  # a mount without lock support
+        return None
+    finally:
+        os.close(fd)  # lets the shared lock go
+    return None
 
 
 def same_file(path: Path, fd: int) -> bool:

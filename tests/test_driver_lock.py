@@ -10,7 +10,7 @@ import pytest
 
 from sweep_helpers import retina_spec, trial_dirs, wait_for
 from sweeps import driver_lock
-from sweeps.driver_lock import sweep_folder_held
+from sweeps.driver_lock import running_driver, sweep_folder_held
 from sweeps.paths import SweepError
 
 COMMAND = [sys.executable, "-m", "medsweep"]
@@ -61,6 +61,36 @@ def test_a_holder_on_another_machine_is_named_with_the_way_out_if_that_machine_i
     assert " on lost-head-node since " in str(refused.value)
     assert str(refused.value).endswith(f"; if that machine is gone, delete {directory}/{driver_lock.LOCK_FILE} and "
                                        "run the command again")
+
+
+def test_running_driver_names_the_holder_only_while_it_holds(holder, tmp_path):
+    directory = str(tmp_path / "sweep")
+    assert running_driver(directory) is None  # no lock file yet
+    process = holder(directory)
+    assert running_driver(directory).startswith(f"pid {process.pid} on ")
+    process.kill()
+    process.wait()
+    assert running_driver(directory) is None
+
+
+PROBE = "from sweeps.driver_lock import running_driver; import sys\n" \
+        "print('probing', flush=True)\nwhile True:\n    running_driver(sys.argv[1])\n"
+
+
+def test_status_probes_in_a_loop_never_keep_a_driver_from_starting(tmp_path):
+    """A probe holds a shared lock for an instant; a driver starting then tries again, not refuses."""
+    directory = str(tmp_path / "sweep")
+    with sweep_folder_held(directory):
+        pass
+    probe = subprocess.Popen([sys.executable, "-c", PROBE, directory], stdout=subprocess.PIPE, text=True)
+    try:
+        assert probe.stdout.readline().strip() == "probing"
+        for _ in range(300):
+            with sweep_folder_held(directory):
+                pass
+    finally:
+        probe.kill()
+        probe.wait()
 
 
 def test_a_bucket_uri_is_held_through_a_local_file_of_its_own(holder, tmp_path, monkeypatch):
@@ -146,6 +176,9 @@ def test_a_second_sweep_or_a_resume_beside_a_running_sweep_is_refused_and_the_sw
         assert first.poll() is None, "the first sweep ended before the others could start beside it"
         others = [subprocess.Popen([*COMMAND, *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                   for argv in (["sweep", str(spec_file)], ["resume", str(directory)])]
+        status = subprocess.run([*COMMAND, "status", str(directory)], env=env, capture_output=True, text=True,
+                                timeout=120)
+        assert status.stdout.strip().splitlines()[-1].startswith(f"driver running: pid {first.pid} on "), status
         for other in others:
             stdout, stderr = other.communicate(timeout=120)
             assert other.returncode == 2, stdout[-2000:] + stderr[-2000:]
@@ -155,6 +188,8 @@ def test_a_second_sweep_or_a_resume_beside_a_running_sweep_is_refused_and_the_sw
     finally:
         first.kill()
     assert first.returncode == 0, output[-3000:]
+    status = subprocess.run([*COMMAND, "status", str(directory)], env=env, capture_output=True, text=True, timeout=120)
+    assert status.stdout.strip().splitlines()[-1] == "driver none", status
     assert len(trial_dirs(directory)) == trials
     assert len(list(directory.glob("experiment_state-*.json"))) == 1
     assert (directory / "best_config.yaml").is_file()

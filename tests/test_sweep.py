@@ -197,6 +197,9 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(real_root, 
     output = sweep.communicate(timeout=120)[0]
     done_before = {t.name: (t / "result.json").read_text() for t in finished_trials()}
     assert len(done_before) < 4, "the sweep finished before it could be interrupted"
+    status = subprocess.run([*command, "status", str(directory)], env=env, capture_output=True, text=True, timeout=120)
+    assert status.stdout.strip().splitlines()[-1] == (
+        f"driver none: {len(done_before)} of 4 trials ended; continue with `medsweep resume {directory}`"), status
 
     # A spec edited to another dataset is refused before Ray starts: nothing in the folder changes.
     spec_text = (directory / "medsweep_spec.yaml").read_text()
