@@ -114,5 +114,6 @@ def test_status_lists_configurations_by_their_mean(repeated_sweep, capsys):
     assert lines[0] == "4 trials; configurations by their mean val_acc over 2 seeds (max), best first"
     assert lines[1].split()[:7] == ["trial_id", "stop_reason", "epochs_run", "best_epoch", "best_value", "seed",
                                     "config_mean"]
-    listed = [line.split()[0] for line in lines[2:]]
+    listed = [line.split()[0] for line in lines[2:-1]]
     assert listed == rank_trials(table)["trial_id"].tolist()
+    assert lines[-1] == "driver none"  # every trial ended and no medsweep runs the sweep
