@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from sweeps.paths import SweepError
+from sweeps.paths import SweepError, local_folder
 
 LOCK_FILE = ".medsweep-driver.lock"
 # A bucket (s3://, gs://) has no locks: drivers on this machine share a local file per URI.
@@ -37,11 +37,9 @@ LOCK_RETRY_S = 0.05
 
 
 def lock_path(directory: str) -> Path:
-    scheme, uri, path = directory.partition("://")
-    if not uri:
-        return Path(directory) / LOCK_FILE
-    if scheme.lower() == "file":
-        return Path(path) / LOCK_FILE
+    local = local_folder(directory)
+    if local is not None:
+        return local / LOCK_FILE
     return URI_LOCKS.expanduser() / f"{hashlib.sha256(directory.rstrip('/').encode()).hexdigest()[:16]}.lock"
 
 

@@ -22,6 +22,15 @@ class StorageError(Exception):
     that says where finished work is and how to go on, exit code 1."""
 
 
+def local_folder(directory: str) -> Path | None:
+    """The local (or NFS) path of a sweep folder given as a path or a ``file://`` URI; None for a
+    bucket or any other URI."""
+    scheme, uri, path = directory.partition("://")
+    if uri and scheme.lower() != "file":
+        return None
+    return Path(path if uri else directory)
+
+
 def check_writable_folder(path: str | Path) -> None:
     """ValueError (one line) unless `path` is a folder, or can be created as one, that this
     process can write into. Probes with a temporary file: permission bits say nothing for

@@ -29,20 +29,13 @@ from pathlib import Path
 from ray import tune
 
 from sweeps.folder import STATE_GLOB, read_experiment_state
-from sweeps.paths import StorageError, SweepError
+from sweeps.paths import StorageError, SweepError, local_folder
 from sweeps.space import trial_config
 from sweeps.spec import SweepSpec
 
 # Room kept for Ray's experiment state and result files beside the checkpoints (its state is
 # some 10 KiB a trial; result files grow a few KiB a trial each epoch, checked at each).
 STATE_ROOM_BYTES = 8 * 2**20
-
-
-def local_folder(directory: str) -> Path | None:
-    scheme, uri, path = directory.partition("://")
-    if uri and scheme.lower() != "file":
-        return None
-    return Path(path if uri else directory)
 
 
 def biggest_checkpoint(folder: Path) -> int:
