@@ -30,7 +30,7 @@ from medvit.outcome import DIVERGED, FINISHED, trial_outcome
 from medvit.yamlio import dump_yaml, load_yaml
 from sweeps.driver_lock import sweep_folder_held
 from sweeps.folder import SPEC_FILE, STATE_GLOB, check_sweep_dir, parse_experiment_state, split_trial_item
-from sweeps.paths import SweepError, check_writable_folder
+from sweeps.paths import SweepError, check_writable_folder, local_folder
 from sweeps.ranking import SCORE, Candidate, Rank, ranks, trial_best
 from sweeps.space import (configuration, configuration_id, search_algorithm, trial_config, trial_scheduler,
                           tune_param_space)
@@ -102,22 +102,23 @@ def check_storage(directory: str) -> None:
     """The sweep folder must be writable, checked before Ray starts: a bad --storage costs
     nothing."""
     allowed = "allowed: a writable local or NFS folder, s3:// or gs:// URI"
-    scheme, uri, path = directory.partition("://")
-    if uri and scheme.lower() in BUCKET_SCHEMES:
-        return
-    if uri and scheme.lower() != "file":
+    folder = local_folder(directory)
+    if folder is not None:
         try:
-            with stderr_of_subprocesses_silenced():
-                filesystem, fs_path = pyarrow.fs.FileSystem.from_uri(directory)
-                filesystem.get_file_info(fs_path)
-        except (OSError, pyarrow.ArrowException) as exc:  # hdfs:// without a JVM, abfs:// without credentials
-            raise SweepError(f"storage: {scheme}:// cannot be used on this machine ({first_line(exc)}); "
-                             f"{allowed}") from None
+            check_writable_folder(folder)
+        except ValueError as exc:
+            raise SweepError(f"storage: {exc}; {allowed}") from None
+        return
+    scheme = directory.partition("://")[0]
+    if scheme.lower() in BUCKET_SCHEMES:
         return
     try:
-        check_writable_folder(path if uri else directory)
-    except ValueError as exc:
-        raise SweepError(f"storage: {exc}; {allowed}") from None
+        with stderr_of_subprocesses_silenced():
+            filesystem, fs_path = pyarrow.fs.FileSystem.from_uri(directory)
+            filesystem.get_file_info(fs_path)
+    except (OSError, pyarrow.ArrowException) as exc:  # hdfs:// without a JVM, abfs:// without credentials
+        raise SweepError(f"storage: {scheme}:// cannot be used on this machine ({first_line(exc)}); "
+                         f"{allowed}") from None
 
 
 @contextlib.contextmanager
