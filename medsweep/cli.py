@@ -12,7 +12,7 @@ import typing
 import warnings
 from pathlib import Path
 
-from medvit.interrupt import forget_caught_interrupt, remembered_interrupt
+from medvit.interrupt import Terminated, forget_caught_interrupt, remembered_interrupt
 from medvit.jsonio import write_json
 from medvit.openmp import set_default_wait_policy
 from medvit.outcome import UNFINISHED
@@ -448,9 +448,10 @@ def main(argv: list[str] | None = None) -> int:
             check_device(args.command, getattr(args, "device", None))
             return args.run(args)
     except KeyboardInterrupt as exc:
-        print(f"medsweep: interrupted{f': {exc}' if str(exc) else ''}", file=sys.stderr)
-        forget_caught_interrupt()  # exit 130, not by SIGINT (medvit/interrupt.py)
-        return 130
+        ended = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"medsweep: {ended}{f': {exc}' if str(exc) else ''}", file=sys.stderr)
+        forget_caught_interrupt()  # exit 130 (143), not by the signal (medvit/interrupt.py)
+        return 143 if isinstance(exc, Terminated) else 130
     except user_errors() as exc:
         print(f"medsweep: error: {one_line(exc)}", file=sys.stderr)
         return USAGE_ERROR

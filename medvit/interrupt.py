@@ -1,6 +1,8 @@
 """Ctrl-C that cannot be lost: remembered while a command runs and raised again at the next
 training or evaluation step if library code swallowed it; held back while a block runs that
 an interrupt must not cut in half; and, once caught, kept from ending the process by SIGINT.
+SIGTERM, what a job scheduler sends before it kills a job (SLURM's scancel and time limit,
+Kubernetes' pod deletion) and `kill` sends, is handled the same way as ``Terminated``.
 
 A KeyboardInterrupt in the first seconds of ``medsweep train`` vanishes in a bare
 ``except:`` around an import (medmnist's import of torch; mpmath's ``import gmpy2``, reached
@@ -21,13 +23,20 @@ import sys
 import threading
 from collections.abc import Iterator
 
-_interrupted = False
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, ended as Ctrl-C is (exit status 143 instead of 130)."""
+
+
+# What each signal raises; the one received is remembered until the command's block ends.
+RAISED = {signal.SIGINT: KeyboardInterrupt, signal.SIGTERM: Terminated}
+_interrupted: type[KeyboardInterrupt] | None = None
 
 
 def _remember_and_raise(signum, frame) -> None:
     global _interrupted
-    _interrupted = True
-    raise KeyboardInterrupt
+    _interrupted = RAISED[signum]
+    raise _interrupted
 
 
 def _handler_in_place(*handlers) -> bool:
@@ -35,6 +44,12 @@ def _handler_in_place(*handlers) -> bool:
     worker, nor in a program that handles SIGINT itself, which keep their own behaviour."""
     return threading.current_thread() is threading.main_thread() \
         and signal.getsignal(signal.SIGINT) in handlers
+
+
+def _handled_signals() -> list[signal.Signals]:
+    """SIGINT, and SIGTERM unless the program handles it itself (its default ends the process
+    at once, with nothing said)."""
+    return [signal.SIGINT] + [signal.SIGTERM] * (signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
 
 
 @contextlib.contextmanager
@@ -53,42 +68,46 @@ def remembered_interrupt() -> Iterator[None]:
         if not (_interrupted and isinstance(unraisable.exc_value, KeyboardInterrupt)):
             shown_hook(unraisable)
 
-    previous = signal.signal(signal.SIGINT, _remember_and_raise)
+    previous = {signum: signal.signal(signum, _remember_and_raise) for signum in _handled_signals()}
     sys.unraisablehook = quiet_dropped_interrupt
     try:
         yield
     except Exception as exc:
         if _interrupted:  # the Ctrl-C wrapped (Python 3.11 turns one raised in a __set_name__
-            raise KeyboardInterrupt from exc  # into a RuntimeError), or what it left half done
+            raise _interrupted from exc  # into a RuntimeError), or what it left half done
         raise
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         sys.unraisablehook = shown_hook
-        _interrupted = False
+        _interrupted = None
 
 
 def raise_if_interrupted() -> None:
-    """Raise KeyboardInterrupt if a Ctrl-C came during ``remembered_interrupt`` and was
-    swallowed on its way out; cheap enough for every step."""
+    """Raise KeyboardInterrupt (or Terminated) if one came during ``remembered_interrupt`` and
+    was swallowed on its way out; cheap enough for every step."""
     if _interrupted:
-        raise KeyboardInterrupt
+        raise _interrupted
 
 
 @contextlib.contextmanager
 def deferred_interrupt() -> Iterator[None]:
-    """Run the block whole; a SIGINT that arrives meanwhile becomes a KeyboardInterrupt after
-    it (and is remembered, under ``remembered_interrupt``)."""
+    """Run the block whole; a SIGINT (or SIGTERM) that arrives meanwhile is delivered after it:
+    as KeyboardInterrupt (Terminated, under ``remembered_interrupt``)."""
     if not _handler_in_place(signal.default_int_handler, _remember_and_raise):
         yield
         return
     received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    deferred = [signal.SIGINT] + [signal.SIGTERM] * (signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL,
+                                                                                           _remember_and_raise))
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum)) for signum in deferred}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if received:
-        previous(signal.SIGINT, None)
+        signal.raise_signal(received[0])
 
 
 def forget_caught_interrupt() -> None:

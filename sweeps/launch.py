@@ -17,7 +17,10 @@ import functools
 import hashlib
 import json
 import os
+import signal
 import socket
+import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -26,6 +29,7 @@ import ray
 from ray import tune
 
 from medvit.data import MedMNISTData, load_dataset
+from medvit.interrupt import Terminated
 from medvit.outcome import DIVERGED, FINISHED, trial_outcome
 from medvit.yamlio import dump_yaml, load_yaml
 from sweeps.driver_lock import sweep_folder_held
@@ -143,8 +147,13 @@ def connect(address: str | None) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         return
+    # Ray puts its own SIGTERM handler in place, which ends the driver at once with a stack
+    # dump; medsweep's stops the sweep as Ctrl-C does (sigterm_stops_the_fit).
+    sigterm = signal.getsignal(signal.SIGTERM)
     try:
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
+        if sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)
     except ConnectionError as exc:
         raise SweepError(f"address: no Ray cluster at {address!r} ({first_line(exc)})") from None
     except OSError as exc:  # Ray's sockets live under $RAY_TMPDIR, else $TMPDIR (long on many HPC jobs)
@@ -261,17 +270,66 @@ def new_tuner(spec: SweepSpec, data: MedMNISTData) -> tune.Tuner:
 
 
 def fit_to_the_end(spec: SweepSpec, tuner: tune.Tuner, directory: str) -> tune.ResultGrid:
-    try:
-        with own_loggers_only():
-            results = tuner.fit()
-    except Exception:
-        check_room(directory)  # on a full disk Ray's own reading of a trial's error file fails
-        raise
-    if results.num_errors:
-        check_room(directory)
-    check_ended(directory, spec.total_trials)
+    with sigterm_stops_the_fit(directory):
+        try:
+            with own_loggers_only():
+                results = tuner.fit()
+        except Exception:
+            check_room(directory)  # on a full disk Ray's own reading of a trial's error file fails
+            raise
+        if results.num_errors:
+            check_room(directory)
+        check_ended(directory, spec.total_trials)
     write_best_config(spec, results, directory)
     return results
+
+
+# How long the driver waits for Ray to stop a sweep after SIGTERM before it ends at once: less
+# than the 30 s SLURM (KillWait) and Kubernetes (terminationGracePeriodSeconds) wait by default.
+SIGTERM_GRACE_S = 20
+
+
+@contextlib.contextmanager
+def sigterm_stops_the_fit(directory: str):
+    """SIGTERM, what a job scheduler sends a while before it kills a job (SLURM's scancel and
+    time limit, Kubernetes' pod deletion) and `kill` sends, stops the sweep as Ctrl-C does, by
+    Ray Tune's own stop signal: Ray saves its state and stops the trials, and the command ends
+    `terminated` with the `medsweep resume` line, exit 143. SLURM signals every process of the
+    job, Ray's own too: the driver saves the state within a second, then waits for the dead Ray
+    for 60 s; so past SIGTERM_GRACE_S it ends at once, with the same line."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    give_up = threading.Timer(SIGTERM_GRACE_S, ended_at_once, args=(directory,))
+    give_up.daemon = True
+
+    def stop(signum, frame) -> None:
+        if not received:
+            give_up.start()
+        received.append(signum)
+        tune_stop = signal.getsignal(signal.SIGUSR1)  # the fit installs it as it starts
+        if not callable(tune_stop):
+            raise Terminated
+        tune_stop(signal.SIGUSR1, frame)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except SweepInterrupted as exc:
+        if received:
+            raise Terminated(str(exc)) from None
+        raise
+    finally:  # None: a handler not put in place from Python (Ray's, where Ray started before medsweep)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        give_up.cancel()
+
+
+def ended_at_once(directory: str) -> None:
+    print(f"medsweep: terminated: Ray did not stop the sweep within {SIGTERM_GRACE_S} s of SIGTERM (were its "
+          f"processes sent SIGTERM too?), so it was ended with the state Ray saved; continue with: "
+          f"medsweep resume {directory}", file=sys.stderr, flush=True)
+    os._exit(143)
 
 
 def resume_sweep(
