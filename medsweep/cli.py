@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 import tempfile
 import time
@@ -173,20 +174,31 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def write_finished_run(path: Path, metrics: dict) -> None:
-    """metrics.json of a run that has finished; where it cannot be written (a full disk, a quota,
-    a mount gone read-only), into the temporary folder instead, and a one-line error names both."""
+    """metrics.json of a run that has finished, never over another run's: where one appeared
+    while this one trained (a second `train` into the same --out), or where it cannot be written
+    (a full disk, a quota, a mount gone read-only), into the temporary folder instead, and a
+    one-line error names both."""
     try:
-        write_json(path, metrics)
+        write_json(path, metrics, replace=False)
+    except FileExistsError:
+        kept = keep_in_temporary_folder(path, metrics, "is there")
+        raise UsageError(f"train: --out: {path} was written by another run while this one trained; this run "
+                         f"is kept in {kept}: give each run its own --out") from None
     except OSError as exc:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        kept = Path(tempfile.gettempdir()) / f"medsweep-{path.parent.name}-{stamp}-{METRICS_FILE}"
-        try:
-            write_json(kept, metrics)
-        except OSError as again:
-            raise StorageError(f"train: --out: cannot write {path} ({exc.strerror}) nor {kept} ({again.strerror}); "
-                               "the test line above is what is left of the run") from None
+        kept = keep_in_temporary_folder(path, metrics, f"cannot be written ({exc.strerror})")
         raise StorageError(f"train: --out: cannot write {path} ({exc.strerror}); the finished run is kept in "
                            f"{kept}: move it there once there is room") from None
+
+
+def keep_in_temporary_folder(path: Path, metrics: dict, why: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    kept = Path(tempfile.gettempdir()) / f"medsweep-{path.parent.name}-{stamp}-{os.getpid()}-{METRICS_FILE}"
+    try:
+        write_json(kept, metrics, replace=False)
+    except OSError as again:
+        raise StorageError(f"train: --out: {path} {why}, and {kept} cannot be written ({again.strerror}); "
+                           "the test line above is what is left of the run") from None
+    return kept
 
 
 def metric_line(metrics: dict[str, float]) -> str:

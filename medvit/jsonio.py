@@ -23,6 +23,7 @@ def finite(value):
     return value
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Strict JSON, written whole or not at all (medvit.atomic)."""
-    write_text_atomic(path, json.dumps(finite(data), indent=2, allow_nan=False))
+def write_json(path: Path, data: dict, replace: bool = True) -> None:
+    """Strict JSON, written whole or not at all (medvit.atomic); ``replace=False``: never over a
+    file that is there (FileExistsError)."""
+    write_text_atomic(path, json.dumps(finite(data), indent=2, allow_nan=False), replace)

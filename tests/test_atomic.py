@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 
 import pytest
 
@@ -27,6 +29,20 @@ def test_a_symbolic_link_is_written_through_to_its_target(tmp_path):
     write_text_atomic(link, "new")
     assert link.is_symlink() and real.read_text() == "new"
     assert (real.stat().st_mode & 0o777) == 0o644
+
+
+@pytest.mark.parametrize("hard_links", [True, False], ids=["hard links", "no hard links (FAT, some mounts)"])
+def test_a_write_that_must_not_replace_keeps_the_file_there(hard_links, tmp_path, monkeypatch):
+    if not hard_links:
+        def no_link(source, target):
+            raise OSError(errno.EPERM, "Operation not permitted")
+        monkeypatch.setattr(os, "link", no_link)
+    target = tmp_path / "metrics.json"
+    write_text_atomic(target, "first", replace=False)
+    with pytest.raises(FileExistsError):
+        write_text_atomic(target, "second", replace=False)
+    assert target.read_text() == "first" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+    assert (target.stat().st_mode & 0o777) == 0o644
 
 
 def test_json_parquet_and_npz_writers_leave_no_temporary_behind(tmp_path):

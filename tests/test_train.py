@@ -3,6 +3,8 @@
 import json
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -62,6 +64,33 @@ def test_cli_flip_tta_is_printed_and_written_beside_the_plain_numbers(real_root,
     assert set(metrics["test_tta"]) >= {"acc", "auc", "qwk", "mae", "qwk_decoded"}
     assert set(metrics["val_tta"]) >= {"acc", "auc"}
     assert metrics["config"]["tta"] == "flip"
+
+
+def test_a_run_whose_out_another_run_wrote_meanwhile_keeps_both(real_root, tmp_path, capsys, monkeypatch):
+    """Two `train` into one --out both pass the check at the start; the second to end used to
+    replace the first's metrics.json without a word."""
+    import medvit.train
+
+    out, other = tmp_path / "run", '{"the other run": true}'
+    trained = medvit.train.train
+
+    def train_while_another_run_ends(*args, **kwargs):
+        result = trained(*args, **kwargs)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(other)
+        return result
+
+    monkeypatch.setattr(medvit.train, "train", train_while_another_run_ends)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    code = main(["train", "--dataset", "retinamnist", "--model", "medvit_28_tiny", "--epochs", "1", "--subset", "64",
+                 "--data-root", str(real_root), "--out", str(out)])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(error) == 1, error
+    assert error[0].startswith(f"medsweep: error: train: --out: {out}/metrics.json was written by another run "
+                               "while this one trained; this run is kept in "), error
+    kept = Path(error[0].split("is kept in ")[1].split(":")[0])
+    assert kept.parent == tmp_path and len(json.loads(kept.read_text())["history"]) == 1
+    assert (out / "metrics.json").read_text() == other
 
 
 def test_checkpoint_resume_continues_exactly(real_root):
