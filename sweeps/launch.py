@@ -341,6 +341,7 @@ def resume_sweep(
     spec = check_resumable(directory)
     check_storage(directory)
     with sweep_folder_held(directory):
+        check_state_whole(directory)  # read only once no driver writes it: a running one is named instead
         data = start_ray(spec, directory, data_root, address)
         try:
             tuner = tune.Tuner.restore(
@@ -379,8 +380,7 @@ def check_ended(directory: str, expected_trials: int) -> None:
 
 
 def check_resumable(directory: str) -> SweepSpec:
-    """The spec of a sweep folder medsweep wrote, with Ray state that is whole; else one line.
-    Ray would start a new experiment silently from a corrupted state, so it is refused here."""
+    """The spec of a sweep folder medsweep wrote, with Ray state to resume; else one line."""
     if "://" not in directory:
         try:
             check_sweep_dir(Path(directory))
@@ -395,13 +395,17 @@ def check_resumable(directory: str) -> SweepSpec:
     check_unedited(directory, spec_text)
     if not tune.Tuner.can_restore(directory):
         raise SweepError(f"sweep_dir: {directory}: no {TUNER_FILE}, so there is no Ray Tune state to resume")
+    newest_state_file(directory)
+    return spec
+
+
+def check_state_whole(directory: str) -> None:
+    """Ray would start a new experiment silently from a corrupted state, so it is refused here."""
     newest = newest_state_file(directory)
-    text = read_sweep_file(directory, newest)
     try:
-        parse_experiment_state(text, f"{directory}/{newest}")
+        parse_experiment_state(read_sweep_file(directory, newest), f"{directory}/{newest}")
     except ValueError as exc:
         raise SweepError(f"sweep_dir: {exc}; refusing to resume (Ray would start a new sweep)") from None
-    return spec
 
 
 def spec_fingerprint(spec_text: str) -> dict[str, str]:

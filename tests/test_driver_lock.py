@@ -193,3 +193,18 @@ def test_a_second_sweep_or_a_resume_beside_a_running_sweep_is_refused_and_the_sw
     assert len(trial_dirs(directory)) == trials
     assert len(list(directory.glob("experiment_state-*.json"))) == 1
     assert (directory / "best_config.yaml").is_file()
+
+
+def test_a_resume_beside_a_running_driver_names_it_even_while_the_state_is_half_written(holder, tmp_path):
+    """Ray rewrites its experiment state in place: a resume that read it before the lock could
+    call a running sweep's folder corrupted instead of naming the driver that runs it."""
+    from sweeps.launch import resume_sweep, save_spec, sweep_dir
+
+    spec = retina_spec(tmp_path, "live")
+    directory = sweep_dir(spec)
+    save_spec(spec)
+    (Path(directory) / "tuner.pkl").write_bytes(b"never unpickled here")
+    (Path(directory) / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": [')  # mid-rewrite
+    process = holder(directory)
+    with pytest.raises(SweepError, match=f"is in use by another medsweep \\(pid {process.pid} on "):
+        resume_sweep(directory)
