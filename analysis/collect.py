@@ -190,10 +190,18 @@ def _last_error_line(folder: Path, runtime_error: str | None) -> str | None:
         text = f.read_text(errors="replace")
     except OSError:
         return "error (error.txt unreadable)"
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if not lines:
-        return "error (empty error.txt)"
-    return lines[-1][:1000]
+    return error_line(text)[:1000] or "error (empty error.txt)"
+
+
+# Ray's memory monitor reports the node's memory on this line and ends with generic advice.
+HOST_OUT_OF_MEMORY = "running low on memory"
+
+
+def error_line(text: str) -> str:
+    """The line of a trial's error (error.txt, or Ray's error as text) that names it: the
+    traceback's last, or the memory monitor's report of the node's memory ("" if none)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return next((line for line in lines if HOST_OUT_OF_MEMORY in line), lines[-1] if lines else "")
 
 
 def _last_checkpoint(folder: Path) -> str | None:

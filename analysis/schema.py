@@ -64,8 +64,10 @@ stop_reason        string, not null           ``finished`` (ran all ``epochs_max
                                               non-finite training loss; never ranked),
                                               ``unfinished`` (pending, running, paused or
                                               interrupted)
-error              string                     last line of the trial's ``error.txt`` (the
-                                              exception), null if it did not error
+error              string                     the line of the trial's ``error.txt`` that names
+                                              the error: its last (the exception), or Ray's
+                                              memory monitor's report of the node's memory;
+                                              null if it did not error
 metric             string, not null           the sweep's selection metric (spec ``metric``),
                                               e.g. ``val_acc``
 mode               string, not null           ``max`` or ``min`` (the metric's direction)

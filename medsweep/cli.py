@@ -313,10 +313,15 @@ def run_resume_command(args: argparse.Namespace) -> int:
 
 def report_sweep_end(spec, directory: str, results) -> int:
     """The sweep's end: its trials' outcomes and its best trial, named as best_config.yaml names it."""
+    from analysis.collect import error_line
     from sweeps.launch import best_result, diverged
 
     n_diverged = sum(diverged(result) for result in results)
     print(f"done   {len(results)} trials, {results.num_errors} errored, {n_diverged} diverged; results in {directory}")
+    errors = [((result.metrics or {}).get("trial_id") or Path(result.path).name,
+               error_line(str(result.error)) or type(result.error).__name__) for result in results if result.error]
+    for line in error_lines(errors, len(results)):
+        print(line)
     best = best_result(spec, results)
     if best is None:
         print("best   none: every trial errored or diverged, so no best_config.yaml was written")
@@ -367,8 +372,47 @@ def run_status_command(args: argparse.Namespace) -> int:
         order = f"configurations by their mean {metric} over {repeats} seeds ({mode}), best first"
     print(f"{len(table)} trials; {order}")
     print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    errored = table[table["error"].notna()]
+    for line in error_lines(list(zip(errored["trial_id"], errored["error"])), len(table)):
+        print(line)
     print(driver_line(absolute(args.sweep_dir), int((table["stop_reason"] != UNFINISHED).sum())))
     return 0
+
+
+# What to change when trials run out of memory, by a phrase of the error's line.
+OUT_OF_MEMORY_HINTS = {
+    "CUDA out of memory": "a GPU out of memory: lower train.batch_size, or raise resources.gpu so that fewer "
+                          "trials share a GPU",
+    "running low on memory": "a node out of host memory (Ray's memory monitor ended the trial): set "
+                             "resources.memory_gib so that Ray puts fewer trials on a node",
+}
+ERROR_CHARS = 240
+
+
+def error_kind(message: str) -> str:
+    """What errors are grouped by: a lack of memory, else the error's type (the text before its
+    first colon), since their messages differ in numbers."""
+    return next((phrase for phrase in OUT_OF_MEMORY_HINTS if phrase in message), message.split(":", 1)[0])
+
+
+def error_lines(errors: list[tuple[str, str]], trials: int) -> list[str]:
+    """Errored trials grouped by the error's type: how many, their ids, the first one's error
+    line (the traceback's last), and what to change when it is a lack of memory."""
+    if not errors:
+        return []
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for trial_id, message in errors:
+        groups.setdefault(error_kind(message), []).append((trial_id, " ".join(message.split())))
+    lines = [f"errors {len(errors)} of {trials} trials, each after Ray's retries (the traceback: error.txt in "
+             "each trial's folder; medsweep resume tries them again)"]
+    for kind, members in sorted(groups.items(), key=lambda item: -len(item[1])):
+        ids = ", ".join(trial_id for trial_id, _ in members[:4]) + (", ..." if len(members) > 4 else "")
+        message = members[0][1]
+        message = message if len(message) <= ERROR_CHARS else f"{message[:ERROR_CHARS]}..."
+        lines.append(f"       {len(members)} x {message}  ({ids})")
+        if kind in OUT_OF_MEMORY_HINTS:
+            lines.append(f"       {OUT_OF_MEMORY_HINTS[kind]}")
+    return lines
 
 
 def driver_line(directory: str, ended: int) -> str:

@@ -183,3 +183,35 @@ def test_fixture_builds_real_sweeps(analysis_sweeps):
         trial_dirs = [p for p in d.iterdir() if (p / "params.json").exists()]
         assert len(trial_dirs) == analysis_sweeps.n_trials[name]
     assert (analysis_sweeps.dirs[RETINA] / "best_config.yaml").exists()  # written by run_sweep
+
+
+def test_the_end_of_a_sweep_and_status_name_each_error(analysis_sweeps, capsys):
+    """`done ... 1 errored` said nothing of why; the error's line is now printed under it and
+    under `status`'s table, with the trial's id."""
+    from ray.tune import ExperimentAnalysis, ResultGrid
+
+    from analysis_sweeps import pneumonia_spec
+    from medsweep.cli import main, report_sweep_end
+
+    directory = analysis_sweeps.dirs[PNEUMONIA]
+    table = read_sweep(directory).to_pandas()
+    (errored,) = table.loc[table["stop_reason"] == "errored", "trial_id"]
+    report_sweep_end(pneumonia_spec(analysis_sweeps.storage), str(directory),
+                     ResultGrid(ExperimentAnalysis(str(directory))))
+    assert main(["status", str(directory)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("errors 1 of 3 trials, each after Ray's retries") == 2, out
+    assert out.count(f"       1 x RuntimeError: {ERROR_MESSAGE}  ({errored})\n") == 2, out
+
+
+def test_errors_are_grouped_by_kind_with_what_to_change_for_memory():
+    from medsweep.cli import ERROR_CHARS, OUT_OF_MEMORY_HINTS, error_lines
+
+    cuda = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate {} GiB. GPU 0 has a total capacity of 79 GiB"
+    errors = [(f"t{i}", cuda.format(i)) for i in range(5)] + [("r0", "RuntimeError: " + "x" * 1000)]
+    lines = error_lines(errors, 64)
+    assert lines[0].startswith("errors 6 of 64 trials")
+    assert lines[1] == f"       5 x {cuda.format(0)}  (t0, t1, t2, t3, ...)"
+    assert lines[2] == f"       {OUT_OF_MEMORY_HINTS['CUDA out of memory']}"
+    assert lines[3] == f"       1 x {('RuntimeError: ' + 'x' * 1000)[:ERROR_CHARS]}...  (r0)"
+    assert len(lines) == 4 and error_lines([], 64) == []

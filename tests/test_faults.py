@@ -207,6 +207,24 @@ def test_a_diverging_trial_is_marked_and_never_wins(tmp_path, env, capsys):
     assert results(diverged)[-1]["diverged"] is True and len(results(diverged)) < EPOCHS
 
 
+def test_trials_ray_ends_for_lack_of_memory_are_named_with_what_to_change(tmp_path, env):
+    """Ray's memory monitor, set to a threshold any node is above (0.1% of its memory), ends
+    every trial: the sweep's end and `status` say so, with the node's memory and the spec field
+    to change, where before they said `2 errored` and nothing of why (error.txt's last line is
+    Ray's generic advice)."""
+    spec = retina_spec(tmp_path, "oom", num_samples=2, scheduler={"type": "fifo"}, train={"epochs": 1})
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(spec.to_yaml())
+    env = {**env, "RAY_memory_usage_threshold": "0.001", "RAY_memory_monitor_refresh_ms": "100"}
+    log, status = tmp_path / "sweep.log", tmp_path / "status.log"
+    assert run(["sweep", str(spec_file)], env, log) == 1, log.read_text()[-3000:]
+    assert run(["status", str(tmp_path / "oom")], env, status) == 0, status.read_text()[-3000:]
+    for output in (log.read_text(), status.read_text()):
+        assert "errors 2 of 2 trials" in output, output[-3000:]
+        assert "       2 x " in output and "killed due to the node running low on memory" in output
+        assert "set resources.memory_gib so that Ray puts fewer trials on a node" in output
+
+
 def read_only_command(folder: Path, args: list[str]) -> list[str]:
     """Run the CLI with `folder` read-only: a private read-only bind mount for root (whom
     permission bits do not stop), the permission bits for anyone else."""
