@@ -1,8 +1,6 @@
 """Ctrl-C that cannot be lost: remembered while a command runs and raised again at the next
 training or evaluation step if library code swallowed it; held back while a block runs that
 an interrupt must not cut in half; and, once caught, kept from ending the process by SIGINT.
-SIGTERM, what a job scheduler sends before it kills a job (SLURM's scancel and time limit,
-Kubernetes' pod deletion) and `kill` sends, is handled the same way as ``Terminated``.
 
 A KeyboardInterrupt in the first seconds of ``medsweep train`` vanishes in a bare
 ``except:`` around an import (medmnist's import of torch; mpmath's ``import gmpy2``, reached
@@ -23,20 +21,19 @@ import sys
 import threading
 from collections.abc import Iterator
 
+_interrupted = False
+
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, ended as Ctrl-C is (exit status 143 instead of 130)."""
-
-
-# What each signal raises; the one received is remembered until the command's block ends.
-RAISED = {signal.SIGINT: KeyboardInterrupt, signal.SIGTERM: Terminated}
-_interrupted: type[KeyboardInterrupt] | None = None
+    """A command stopped by SIGTERM as Ctrl-C stops it, with exit status 143 instead of 130.
+    Only a sweep handles SIGTERM so (sweeps.launch.sigterm_stops_the_fit: it saves its state);
+    every other command ends at once, its default, which no call that blocks in C code holds up."""
 
 
 def _remember_and_raise(signum, frame) -> None:
     global _interrupted
-    _interrupted = RAISED[signum]
-    raise _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
 
 
 def _handler_in_place(*handlers) -> bool:
@@ -44,12 +41,6 @@ def _handler_in_place(*handlers) -> bool:
     worker, nor in a program that handles SIGINT itself, which keep their own behaviour."""
     return threading.current_thread() is threading.main_thread() \
         and signal.getsignal(signal.SIGINT) in handlers
-
-
-def _handled_signals() -> list[signal.Signals]:
-    """SIGINT, and SIGTERM unless the program handles it itself (its default ends the process
-    at once, with nothing said)."""
-    return [signal.SIGINT] + [signal.SIGTERM] * (signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
 
 
 @contextlib.contextmanager
@@ -68,46 +59,42 @@ def remembered_interrupt() -> Iterator[None]:
         if not (_interrupted and isinstance(unraisable.exc_value, KeyboardInterrupt)):
             shown_hook(unraisable)
 
-    previous = {signum: signal.signal(signum, _remember_and_raise) for signum in _handled_signals()}
+    previous = signal.signal(signal.SIGINT, _remember_and_raise)
     sys.unraisablehook = quiet_dropped_interrupt
     try:
         yield
     except Exception as exc:
         if _interrupted:  # the Ctrl-C wrapped (Python 3.11 turns one raised in a __set_name__
-            raise _interrupted from exc  # into a RuntimeError), or what it left half done
+            raise KeyboardInterrupt from exc  # into a RuntimeError), or what it left half done
         raise
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        signal.signal(signal.SIGINT, previous)
         sys.unraisablehook = shown_hook
-        _interrupted = None
+        _interrupted = False
 
 
 def raise_if_interrupted() -> None:
-    """Raise KeyboardInterrupt (or Terminated) if one came during ``remembered_interrupt`` and
-    was swallowed on its way out; cheap enough for every step."""
+    """Raise KeyboardInterrupt if a Ctrl-C came during ``remembered_interrupt`` and was
+    swallowed on its way out; cheap enough for every step."""
     if _interrupted:
-        raise _interrupted
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
 def deferred_interrupt() -> Iterator[None]:
-    """Run the block whole; a SIGINT (or SIGTERM) that arrives meanwhile is delivered after it:
-    as KeyboardInterrupt (Terminated, under ``remembered_interrupt``)."""
+    """Run the block whole; a SIGINT that arrives meanwhile becomes a KeyboardInterrupt after
+    it (and is remembered, under ``remembered_interrupt``)."""
     if not _handler_in_place(signal.default_int_handler, _remember_and_raise):
         yield
         return
     received: list[int] = []
-    deferred = [signal.SIGINT] + [signal.SIGTERM] * (signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL,
-                                                                                           _remember_and_raise))
-    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum)) for signum in deferred}
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        signal.signal(signal.SIGINT, previous)
     if received:
-        signal.raise_signal(received[0])
+        previous(signal.SIGINT, None)
 
 
 def forget_caught_interrupt() -> None:

@@ -147,8 +147,9 @@ def connect(address: str | None) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         return
-    # Ray puts its own SIGTERM handler in place, which ends the driver at once with a stack
-    # dump; medsweep's stops the sweep as Ctrl-C does (sigterm_stops_the_fit).
+    # Ray puts its own SIGTERM handler in place, which prints a stack dump as it ends the driver:
+    # the one before it comes back (the default, outside a test), and the fit puts in one that
+    # stops the sweep as Ctrl-C does (sigterm_stops_the_fit).
     sigterm = signal.getsignal(signal.SIGTERM)
     try:
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
