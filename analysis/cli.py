@@ -159,8 +159,10 @@ def run_collect(args: argparse.Namespace) -> int:
 
 def run_ensemble(args: argparse.Namespace) -> int:
     from analysis.ensemble import MAX_ROUNDS, ensemble_sweep
+    from sweeps.folder import local_sweep_path
 
-    sweep = Path(args.sweep_dir)
+    with _input_errors("ensemble", "sweep_dir"):
+        sweep = Path(local_sweep_path(args.sweep_dir))
     if not sweep.is_dir():
         raise AnalysisError(f"ensemble: sweep_dir: {sweep} is not a folder; allowed: a sweep folder <storage>/<name>")
     if not 0 <= args.rounds <= MAX_ROUNDS:

@@ -61,7 +61,7 @@ def collect(sweep_dirs: str | os.PathLike | Iterable[str | os.PathLike], out: st
     """
     if isinstance(sweep_dirs, (str, os.PathLike)):
         sweep_dirs = [sweep_dirs]
-    dirs = [check_sweep_dir(Path(d)) for d in sweep_dirs]
+    dirs = [check_sweep_dir(d) for d in sweep_dirs]
     now = datetime.now(timezone.utc)
     new_tables = [read_sweep(d, collected_at=now) for d in dirs]
     new = pa.concat_tables(new_tables) if new_tables else empty_results()
@@ -82,7 +82,7 @@ def read_sweep(sweep_dir: str | os.PathLike, collected_at: datetime | None = Non
     Trials come from the newest ``experiment_state-*.json`` and from trial folders on disk
     (a folder the state file does not list yet is read too, with its status unknown).
     """
-    sweep_dir = check_sweep_dir(Path(sweep_dir)).resolve()
+    sweep_dir = check_sweep_dir(sweep_dir).resolve()
     collected_at = collected_at or datetime.now(timezone.utc)
     spec = _read_spec(sweep_dir)
     state_trials, state_metric, state_mode = _read_state(sweep_dir)

@@ -66,10 +66,12 @@ REPO = Path(__file__).resolve().parents[1]
 STEPS = "abcde"
 PRESET = "medvit_28_tiny"
 SYNTHETIC_FLAG = "pathmnist"  # steps c and d: epochs long enough to time and to kill mid-way
-# Tests that need a browser or `ray up`, this check's own test (it would run the check again),
-# and device_carry's, which prepares a device call on the machine that sends it (the copy of the
-# working tree a call brings holds no git checkout to list).
+# Tests that need a browser, `ray up` or moto's S3 server (not among the carried wheels; a bucket
+# involves no GPU), this check's own test (it would run the check again), and device_carry's,
+# which prepares a device call on the machine that sends it (the copy of the working tree a call
+# brings holds no git checkout to list).
 NOT_HERE = ["--ignore=tests/test_cluster_up.py", "--ignore=tests/test_gpu_sweep.py", "--ignore=tests/test_device_carry.py",
+            "--ignore=tests/test_bucket.py",
             "--deselect=tests/test_analysis_report.py::test_html_renders_in_headless_chromium",
             "--deselect=tests/test_analysis_report.py::test_test_columns_inside_viewport_at_1280px"]
 REAL_FILES = ("retinamnist.npz", "pneumoniamnist.npz")  # what the suite's real-data fixture reads

@@ -335,10 +335,19 @@ def report_sweep_end(spec, directory: str, results) -> int:
     print(f"best   {winner}: {spec.metric} selection score {rank.score:.4f} {at} "
           f"(Ray's \"Current best trial\" above is scored at each trial's last epoch)")
     print(f"       {directory}/best_config.yaml  (medsweep train --config ... --out runs/best)")
-    print(f"next   medsweep status {directory}  |  medsweep collect {directory} --out results.parquet")
+    local = directory
+    if "://" in directory:  # status reads a bucket; collect, confirm and train --config a local copy
+        from sweeps.folder import copy_down_command
+
+        print(f"next   medsweep status {directory}")
+        print(f"       {copy_down_command(directory)}  (collect, confirm and train --config read a local copy)")
+        local = directory.rstrip("/").rsplit("/", 1)[-1]
+        print(f"       medsweep collect {local} --out results.parquet")
+    else:
+        print(f"next   medsweep status {directory}  |  medsweep collect {directory} --out results.parquet")
     # One sweep's winner is one draw (validation noise, and with ASHA the order trials reach its
     # rungs): the number to report is the winner retrained on fresh seeds.
-    print(f"       medsweep confirm {directory} --seeds 5 --out confirm.parquet  "
+    print(f"       medsweep confirm {local} --seeds 5 --out confirm.parquet  "
           "(the number to report; --top 3 adds the runners-up)")
     return 0
 
@@ -347,17 +356,28 @@ STATUS_COLUMNS = ("trial_id", "stop_reason", "epochs_run", "best_epoch", "best_v
 
 
 def run_status_command(args: argparse.Namespace) -> int:
+    from sweeps.folder import readable_copy
+
+    location, folder = absolute(args.sweep_dir), None
+    try:
+        with readable_copy(location) as folder:
+            return print_status(location, folder)
+    except ValueError as exc:  # the copy's path named as the bucket's
+        raise UsageError(f"status: sweep_dir: {str(exc).replace(folder, location) if folder else exc}") from None
+    except OSError as exc:  # a bucket that cannot be listed or read: credentials, network
+        raise UsageError(f"status: sweep_dir: {location}: cannot be read ({one_line(exc)})") from None
+
+
+def print_status(location: str, folder: str) -> int:
+    """The trials of the sweep at `location`, read from `folder` (the same, or a bucket's copy)."""
     import pandas as pd
 
     from analysis.collect import read_sweep
     from analysis.tables import rank_trials
 
-    try:
-        table = read_sweep(absolute(args.sweep_dir)).to_pandas()
-    except ValueError as exc:
-        raise UsageError(f"status: sweep_dir: {exc}") from None
+    table = read_sweep(folder).to_pandas()
     if table.empty:
-        print(f"{args.sweep_dir}: no trials yet")
+        print(f"{location}: no trials yet")
         return 0
     metric, mode = table["metric"].iloc[0], table["mode"].iloc[0]
     # The one ranking rule (best_config.yaml's); trials it cannot rank yet (running, errored) last.
@@ -375,7 +395,7 @@ def run_status_command(args: argparse.Namespace) -> int:
     errored = table[table["error"].notna()]
     for line in error_lines(list(zip(errored["trial_id"], errored["error"])), len(table)):
         print(line)
-    print(driver_line(absolute(args.sweep_dir), int((table["stop_reason"] != UNFINISHED).sum())))
+    print(driver_line(location, folder, int((table["stop_reason"] != UNFINISHED).sum())))
     return 0
 
 
@@ -415,9 +435,9 @@ def error_lines(errors: list[tuple[str, str]], trials: int) -> list[str]:
     return lines
 
 
-def driver_line(directory: str, ended: int) -> str:
-    """Whether a medsweep is running the sweep and, when none is and the sweep has not ended,
-    how to go on."""
+def driver_line(directory: str, folder: str, ended: int) -> str:
+    """Whether a medsweep is running the sweep at `directory` and, when none is and the sweep
+    has not ended, how to go on (its spec read from `folder`, the same or a bucket's copy)."""
     from sweeps.driver_lock import running_driver
     from sweeps.folder import SPEC_FILE
     from sweeps.spec import parse_spec
@@ -426,9 +446,9 @@ def driver_line(directory: str, ended: int) -> str:
     if holder is not None:
         return f"driver running: {holder}"
     try:
-        spec_text = (Path(directory) / SPEC_FILE).read_text()
+        spec_text = (Path(folder) / SPEC_FILE).read_text()
         total = parse_spec(spec_text, source=SPEC_FILE).total_trials
-    except (OSError, ValueError):  # a sweep medsweep did not start, or one in a bucket
+    except (OSError, ValueError):  # a sweep medsweep did not start
         return "driver none"
     if ended < total:
         return f"driver none: {ended} of {total} trials ended; continue with `medsweep resume {directory}`"

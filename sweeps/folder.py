@@ -8,14 +8,22 @@ that only has the synced folders.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import fnmatch
 import json
 import os
 import re
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs
+
 __all__ = ["SPEC_FILE", "STATE_GLOB", "RESULT_FILE", "PARAMS_FILE", "find_sweep_dirs", "check_sweep_dir",
+           "copy_down_command", "local_sweep_path", "readable_copy",
            "parse_experiment_state", "read_experiment_state", "split_trial_item", "read_result_lines",
            "trial_id_from_folder"]
 
@@ -30,8 +38,9 @@ def _is_sweep_dir(p: Path) -> bool:
     return p.is_dir() and any(p.glob(STATE_GLOB))
 
 
-def check_sweep_dir(p: Path) -> Path:
+def check_sweep_dir(location: str | os.PathLike) -> Path:
     """The path if it is a sweep folder, else a one-line ValueError saying what it is instead."""
+    p = Path(local_sweep_path(location))
     if not p.exists():
         raise ValueError(f"{p}: not a sweep folder: the path does not exist")
     if not p.is_dir():
@@ -44,6 +53,55 @@ def check_sweep_dir(p: Path) -> Path:
     if (p / PARAMS_FILE).exists() or (p / RESULT_FILE).exists():
         raise ValueError(f"{p}: not a sweep folder but a trial folder; pass its parent {p.parent}")
     raise ValueError(f"{p}: not a sweep folder: no {STATE_GLOB} in it")
+
+
+def copy_down_command(uri: str) -> str:
+    """The command that copies a bucket's sweep folder into a local folder of its name."""
+    tool = "gcloud storage rsync -r" if uri.startswith("gs://") else "aws s3 sync"
+    return f"{tool} {uri} {uri.rstrip('/').rsplit('/', 1)[-1]}"
+
+
+def local_sweep_path(location: str | os.PathLike) -> str:
+    """The location as it is, unless it is a bucket: the readers of whole trial folders (collect,
+    confirm, ensemble) read a local or NFS folder, so a one-line ValueError says how to copy it
+    down."""
+    text = os.fspath(location)
+    if "://" in text:
+        raise ValueError(f"{text}: a bucket, and this command reads a local or NFS folder: copy it down first "
+                         f"(`{copy_down_command(text)}`), then pass the copy")
+    return text
+
+
+# What `medsweep status` reads of a sweep folder: its state, its spec, each trial's config, reports
+# and error; not checkpoints, pickles or TensorBoard files.
+STATUS_FILES = ("*.json", "*.yaml", "error.txt")
+GCS_RETRY_S = 15
+
+
+@contextlib.contextmanager
+def readable_copy(location: str) -> Iterator[str]:
+    """The sweep folder to read: a local or NFS one as it is, a bucket's (s3://, gs://) as a
+    temporary copy of its STATUS_FILES, read with the credentials Ray wrote them with."""
+    if "://" not in location:
+        yield location
+        return
+    filesystem, root = pyarrow.fs.FileSystem.from_uri(location)
+    if isinstance(filesystem, pyarrow.fs.GcsFileSystem):  # without credentials it retried for minutes
+        filesystem = pyarrow.fs.GcsFileSystem(retry_time_limit=datetime.timedelta(seconds=GCS_RETRY_S))
+    root = root.rstrip("/")
+    listed = filesystem.get_file_info(pyarrow.fs.FileSelector(root, recursive=True, allow_not_found=True))
+    wanted = [info.path for info in listed if info.type == pyarrow.fs.FileType.File
+              and any(fnmatch.fnmatch(info.base_name, pattern) for pattern in STATUS_FILES)]
+    if not wanted:
+        raise ValueError(f"{location}: not a sweep folder: nothing of a sweep there")
+    with tempfile.TemporaryDirectory(prefix="medsweep-status-") as copy:
+        folder = Path(copy, root.rsplit("/", 1)[-1])
+        for path in wanted:
+            target = folder / path[len(root) + 1:]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with filesystem.open_input_stream(path) as stream:
+                target.write_bytes(stream.read())
+        yield str(folder)
 
 
 def find_sweep_dirs(storage_path: str | os.PathLike) -> list[Path]:
