@@ -9,7 +9,6 @@ that only has the synced folders.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import fnmatch
 import json
 import os
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.fs
+
+from sweeps.paths import bucket_filesystem
 
 __all__ = ["SPEC_FILE", "STATE_GLOB", "RESULT_FILE", "PARAMS_FILE", "find_sweep_dirs", "check_sweep_dir",
            "copy_down_command", "local_sweep_path", "readable_copy",
@@ -75,7 +76,6 @@ def local_sweep_path(location: str | os.PathLike) -> str:
 # What `medsweep status` reads of a sweep folder: its state, its spec, each trial's config, reports
 # and error; not checkpoints, pickles or TensorBoard files.
 STATUS_FILES = ("*.json", "*.yaml", "error.txt")
-GCS_RETRY_S = 15
 
 
 @contextlib.contextmanager
@@ -85,9 +85,7 @@ def readable_copy(location: str) -> Iterator[str]:
     if "://" not in location:
         yield location
         return
-    filesystem, root = pyarrow.fs.FileSystem.from_uri(location)
-    if isinstance(filesystem, pyarrow.fs.GcsFileSystem):  # without credentials it retried for minutes
-        filesystem = pyarrow.fs.GcsFileSystem(retry_time_limit=datetime.timedelta(seconds=GCS_RETRY_S))
+    filesystem, root = bucket_filesystem(location)
     root = root.rstrip("/")
     listed = filesystem.get_file_info(pyarrow.fs.FileSelector(root, recursive=True, allow_not_found=True))
     wanted = [info.path for info in listed if info.type == pyarrow.fs.FileType.File

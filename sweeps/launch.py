@@ -34,7 +34,7 @@ from medvit.outcome import DIVERGED, FINISHED, trial_outcome
 from medvit.yamlio import dump_yaml, load_yaml
 from sweeps.driver_lock import sweep_folder_held
 from sweeps.folder import SPEC_FILE, STATE_GLOB, check_sweep_dir, parse_experiment_state, split_trial_item
-from sweeps.paths import SweepError, check_writable_folder, local_folder
+from sweeps.paths import SweepError, bucket_filesystem, check_writable_folder, local_folder
 from sweeps.ranking import SCORE, Candidate, Rank, ranks, trial_best
 from sweeps.space import (configuration, configuration_id, search_algorithm, trial_config, trial_scheduler,
                           tune_param_space)
@@ -440,7 +440,7 @@ def check_unedited(directory: str, spec_text: str) -> None:
 
 def newest_state_file(directory: str) -> str:
     """Ray's pick: the greatest name (its timestamp), never the newest mtime (copies reset it)."""
-    filesystem, path = pyarrow.fs.FileSystem.from_uri(directory)
+    filesystem, path = bucket_filesystem(directory)
     names = [info.base_name for info in filesystem.get_file_info(pyarrow.fs.FileSelector(path))
              if fnmatch.fnmatch(info.base_name, STATE_GLOB)]
     if not names:
@@ -457,7 +457,7 @@ def read_sweep_file(directory: str, name: str) -> str:
     """A small text file of the sweep folder, local or on a bucket; FileNotFoundError if absent,
     one line if it cannot be read (a folder in its place, a sync that broke it)."""
     location = f"{str(directory).rstrip('/')}/{name}"
-    filesystem, path = pyarrow.fs.FileSystem.from_uri(location)
+    filesystem, path = bucket_filesystem(location)
     try:
         with filesystem.open_input_stream(path) as stream:
             return stream.read().decode(errors="replace")
@@ -471,7 +471,7 @@ def read_sweep_file(directory: str, name: str) -> str:
 def write_sweep_file(directory: str, name: str, text: str) -> str:
     """Write a small file into the sweep folder, local or on a bucket (pyarrow's filesystems)."""
     target = f"{directory}/{name}"
-    filesystem, path = pyarrow.fs.FileSystem.from_uri(target)
+    filesystem, path = bucket_filesystem(target)
     filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with filesystem.open_output_stream(path) as stream:
         stream.write(text.encode())

@@ -22,6 +22,25 @@ class StorageError(Exception):
     that says where finished work is and how to go on, exit code 1."""
 
 
+# pyarrow's GCS client retries a failing request for minutes (15 by default: without credentials,
+# or off the network, `medsweep resume gs://...` waited past 90 s); medsweep's own reads and writes
+# of a bucket give up after this many seconds.
+GCS_RETRY_S = 30
+
+
+def bucket_filesystem(location: str):
+    """pyarrow's filesystem and path for a path or URI (s3://, gs://, ...), with GCS's retries
+    capped at GCS_RETRY_S."""
+    import datetime
+
+    import pyarrow.fs
+
+    filesystem, path = pyarrow.fs.FileSystem.from_uri(location)
+    if isinstance(filesystem, pyarrow.fs.GcsFileSystem):
+        filesystem = pyarrow.fs.GcsFileSystem(retry_time_limit=datetime.timedelta(seconds=GCS_RETRY_S))
+    return filesystem, path
+
+
 def local_folder(directory: str) -> Path | None:
     """The local (or NFS) path of a sweep folder given as a path or a ``file://`` URI; None for a
     bucket or any other URI."""

@@ -100,3 +100,19 @@ def test_a_node_that_cannot_see_the_folder_stops_the_sweep_in_one_line(cluster, 
     head = cluster.head_node.node_id[:8]
     assert f"node {head}" not in message
     assert not [p for p in sweep.iterdir() if p.name.startswith(MARKER_PREFIX)]
+
+
+def test_medsweeps_own_reads_of_a_gcs_bucket_give_up_within_its_retry_limit():
+    """pyarrow's GCS client retries for minutes: `medsweep resume gs://...` without credentials
+    waited past 90 s, and `status` past 120 s; with the limit they end in one line within a
+    minute. The limit is read back from the filesystem's pickled arguments."""
+    import datetime
+
+    import pyarrow.fs
+
+    from sweeps.paths import GCS_RETRY_S, bucket_filesystem
+
+    filesystem, path = bucket_filesystem("gs://a-bucket/sweeps/retina")
+    assert isinstance(filesystem, pyarrow.fs.GcsFileSystem) and path == "a-bucket/sweeps/retina"
+    assert filesystem.__reduce__()[1][0]["retry_time_limit"] == datetime.timedelta(seconds=GCS_RETRY_S)
+    assert pyarrow.fs.FileSystem.from_uri("gs://a-bucket/x")[0].__reduce__()[1][0]["retry_time_limit"] is None
