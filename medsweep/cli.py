@@ -315,6 +315,7 @@ def report_sweep_end(spec, directory: str, results) -> int:
     """The sweep's end: its trials' outcomes and its best trial, named as best_config.yaml names it."""
     from analysis.collect import error_line
     from sweeps.launch import best_result, diverged
+    from sweeps.paths import local_folder
 
     n_diverged = sum(diverged(result) for result in results)
     print(f"done   {len(results)} trials, {results.num_errors} errored, {n_diverged} diverged; results in {directory}")
@@ -336,7 +337,7 @@ def report_sweep_end(spec, directory: str, results) -> int:
           f"(Ray's \"Current best trial\" above is scored at each trial's last epoch)")
     print(f"       {directory}/best_config.yaml  (medsweep train --config ... --out runs/best)")
     local = directory
-    if "://" in directory:  # status reads a bucket; collect, confirm and train --config a local copy
+    if local_folder(directory) is None:  # status reads a bucket; collect, confirm and train --config a copy
         from sweeps.folder import copy_down_command
 
         print(f"next   medsweep status {directory}")

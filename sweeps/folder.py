@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow.fs
 
-from sweeps.paths import bucket_filesystem
+from sweeps.paths import bucket_filesystem, local_folder
 
 __all__ = ["SPEC_FILE", "STATE_GLOB", "RESULT_FILE", "PARAMS_FILE", "find_sweep_dirs", "check_sweep_dir",
            "copy_down_command", "local_sweep_path", "readable_copy",
@@ -56,21 +56,28 @@ def check_sweep_dir(location: str | os.PathLike) -> Path:
     raise ValueError(f"{p}: not a sweep folder: no {STATE_GLOB} in it")
 
 
+# The usual command that copies a bucket's folder down, by scheme.
+COPY_DOWN = {"s3": "aws s3 sync", "gs": "gcloud storage rsync -r"}
+
+
 def copy_down_command(uri: str) -> str:
-    """The command that copies a bucket's sweep folder into a local folder of its name."""
-    tool = "gcloud storage rsync -r" if uri.startswith("gs://") else "aws s3 sync"
-    return f"{tool} {uri} {uri.rstrip('/').rsplit('/', 1)[-1]}"
+    """How to copy a bucket's sweep folder into a local folder of its name."""
+    scheme = uri.partition("://")[0].lower()
+    name = uri.rstrip("/").rsplit("/", 1)[-1]
+    tool = COPY_DOWN.get(scheme)
+    return f"{tool} {uri} {name}" if tool else f"copy {uri} into a local folder {name} with your {scheme}:// tools"
 
 
 def local_sweep_path(location: str | os.PathLike) -> str:
-    """The location as it is, unless it is a bucket: the readers of whole trial folders (collect,
-    confirm, ensemble) read a local or NFS folder, so a one-line ValueError says how to copy it
-    down."""
+    """The local (or NFS) path of a location given as a path or a file:// URI. The readers of
+    whole trial folders (collect, confirm, ensemble) read no bucket: a one-line ValueError says
+    how to copy it down."""
     text = os.fspath(location)
-    if "://" in text:
+    folder = local_folder(text)
+    if folder is None:
         raise ValueError(f"{text}: a bucket, and this command reads a local or NFS folder: copy it down first "
                          f"(`{copy_down_command(text)}`), then pass the copy")
-    return text
+    return str(folder)
 
 
 # What `medsweep status` reads of a sweep folder: its state, its spec, each trial's config, reports
@@ -82,8 +89,8 @@ STATUS_FILES = ("*.json", "*.yaml", "error.txt")
 def readable_copy(location: str) -> Iterator[str]:
     """The sweep folder to read: a local or NFS one as it is, a bucket's (s3://, gs://) as a
     temporary copy of its STATUS_FILES, read with the credentials Ray wrote them with."""
-    if "://" not in location:
-        yield location
+    if local_folder(location) is not None:
+        yield str(local_folder(location))
         return
     filesystem, root = bucket_filesystem(location)
     root = root.rstrip("/")
