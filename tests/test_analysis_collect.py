@@ -199,9 +199,10 @@ def test_the_end_of_a_sweep_and_status_name_each_error(analysis_sweeps, capsys):
     report_sweep_end(pneumonia_spec(analysis_sweeps.storage), str(directory),
                      ResultGrid(ExperimentAnalysis(str(directory))))
     assert main(["status", str(directory)]) == 0
+    assert main(["status", f"file://{directory}"]) == 0  # the folder as a URI reads the same
     out = capsys.readouterr().out
-    assert out.count("errors 1 of 3 trials, each after Ray's retries") == 2, out
-    assert out.count(f"       1 x RuntimeError: {ERROR_MESSAGE}  ({errored})\n") == 2, out
+    assert out.count("errors 1 of 3 trials, each after Ray's retries") == 3, out
+    assert out.count(f"       1 x RuntimeError: {ERROR_MESSAGE}  ({errored})\n") == 3, out
 
 
 def test_errors_are_grouped_by_kind_with_what_to_change_for_memory():
