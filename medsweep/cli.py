@@ -338,11 +338,11 @@ def report_sweep_end(spec, directory: str, results) -> int:
     print(f"       {directory}/best_config.yaml  (medsweep train --config ... --out runs/best)")
     local = directory
     if local_folder(directory) is None:  # status reads a bucket; collect, confirm and train --config a copy
-        from sweeps.folder import copy_down_command
+        from sweeps.folder import copy_down_command, local_copy_name
 
         print(f"next   medsweep status {directory}")
         print(f"       {copy_down_command(directory)}  (collect, confirm and train --config read a local copy)")
-        local = directory.rstrip("/").rsplit("/", 1)[-1]
+        local = local_copy_name(directory)
         print(f"       medsweep collect {local} --out results.parquet")
     else:
         print(f"next   medsweep status {directory}  |  medsweep collect {directory} --out results.parquet")

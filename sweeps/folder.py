@@ -24,7 +24,7 @@ import pyarrow.fs
 from sweeps.paths import bucket_filesystem, local_folder
 
 __all__ = ["SPEC_FILE", "STATE_GLOB", "RESULT_FILE", "PARAMS_FILE", "find_sweep_dirs", "check_sweep_dir",
-           "copy_down_command", "local_sweep_path", "readable_copy",
+           "copy_down_command", "local_copy_name", "local_sweep_path", "readable_copy",
            "parse_experiment_state", "read_experiment_state", "split_trial_item", "read_result_lines",
            "trial_id_from_folder"]
 
@@ -60,10 +60,15 @@ def check_sweep_dir(location: str | os.PathLike) -> Path:
 COPY_DOWN = {"s3": "aws s3 sync", "gs": "gcloud storage rsync -r"}
 
 
+def local_copy_name(uri: str) -> str:
+    """The local folder a bucket's sweep folder is copied into: its own name."""
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
 def copy_down_command(uri: str) -> str:
     """How to copy a bucket's sweep folder into a local folder of its name."""
     scheme = uri.partition("://")[0].lower()
-    name = uri.rstrip("/").rsplit("/", 1)[-1]
+    name = local_copy_name(uri)
     tool = COPY_DOWN.get(scheme)
     return f"{tool} {uri} {name}" if tool else f"copy {uri} into a local folder {name} with your {scheme}:// tools"
 
