@@ -94,8 +94,9 @@ STATUS_FILES = ("*.json", "*.yaml", "error.txt")
 def readable_copy(location: str) -> Iterator[str]:
     """The sweep folder to read: a local or NFS one as it is, a bucket's (s3://, gs://) as a
     temporary copy of its STATUS_FILES, read with the credentials Ray wrote them with."""
-    if local_folder(location) is not None:
-        yield str(local_folder(location))
+    folder = local_folder(location)
+    if folder is not None:
+        yield str(folder)
         return
     filesystem, root = bucket_filesystem(location)
     root = root.rstrip("/")
@@ -105,7 +106,7 @@ def readable_copy(location: str) -> Iterator[str]:
     if not wanted:
         raise ValueError(f"{location}: not a sweep folder: nothing of a sweep there")
     with tempfile.TemporaryDirectory(prefix="medsweep-status-") as copy:
-        folder = Path(copy, root.rsplit("/", 1)[-1])
+        folder = Path(copy, local_copy_name(root))
         for path in wanted:
             target = folder / path[len(root) + 1:]
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,6 @@ import socket
 import sys
 import threading
 import warnings
-from pathlib import Path
 
 import pyarrow.fs
 import ray
@@ -382,9 +381,9 @@ def check_ended(directory: str, expected_trials: int) -> None:
 
 def check_resumable(directory: str) -> SweepSpec:
     """The spec of a sweep folder medsweep wrote, with Ray state to resume; else one line."""
-    if "://" not in directory:
+    if local_folder(directory) is not None:
         try:
-            check_sweep_dir(Path(directory))
+            check_sweep_dir(directory)
         except ValueError as exc:
             raise SweepError(f"sweep_dir: {exc}") from None
     try:

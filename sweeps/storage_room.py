@@ -136,9 +136,10 @@ class StorageRoom(tune.Callback):
             return
         self.stopping = True
         if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, signal.SIG_IGN, None):
-            # TUNE_DISABLE_SIGINT_HANDLER: SIGUSR1 would kill the driver outright (state not saved)
-            print(f"medsweep: warning: storage: {reason}; Ray Tune's stop signal is off here "
-                  "(TUNE_DISABLE_SIGINT_HANDLER), so the sweep goes on", file=sys.stderr, flush=True)
+            # Ray Tune puts its SIGUSR1 handler in place only for a fit in the main thread (whatever
+            # TUNE_DISABLE_SIGINT_HANDLER says); without it SIGUSR1 would kill the driver, state unsaved.
+            print(f"medsweep: warning: storage: {reason}; Ray Tune's stop signal is not in place (a fit outside "
+                  "the main thread), so the sweep goes on", file=sys.stderr, flush=True)
             return
         print(f"medsweep: warning: storage: {reason}; stopping the sweep with its state saved", file=sys.stderr,
               flush=True)

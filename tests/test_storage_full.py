@@ -166,4 +166,4 @@ def test_the_room_watch_stops_through_ray_tunes_signal_only_where_ray_tune_handl
     assert warning.startswith(f"medsweep: warning: storage: {folder} has 7.0 MiB free, less than the next "
                               "checkpoints of 1 running trial(s) (1.0 MiB each) and 8.0 MiB for the sweep's state; ")
     assert warning.endswith("stopping the sweep with its state saved" if handler == "tune" else
-                            "Ray Tune's stop signal is off here (TUNE_DISABLE_SIGINT_HANDLER), so the sweep goes on")
+                            "Ray Tune's stop signal is not in place (a fit outside the main thread), so the sweep goes on")
