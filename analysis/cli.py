@@ -239,6 +239,14 @@ def _how_it_ended(trial, side: str) -> str:
             "ran all its epochs")
 
 
+def checkpoint_is_there(path) -> bool:
+    """A trial's checkpoint is on this machine, or in the bucket its sweep was collected from
+    (collect saw its folder there)."""
+    from sweeps.paths import local_folder
+
+    return isinstance(path, str) and (local_folder(path) is None or (Path(path) / "state.pt").is_file())
+
+
 def auto_gradcam_checkpoints(results) -> tuple[str, str, str] | None:
     """RetinaMNIST checkpoints for the GradCAM figure, as ``(alpha = 0, alpha > 0, caption)``, or None.
 
@@ -256,7 +264,7 @@ def auto_gradcam_checkpoints(results) -> tuple[str, str, str] | None:
     df["arch"] = [m if key[0] == key[1] else f"{m} at {label}"
                   for m, key, label in zip(df["model"], df["input_key"], df["input"])]
     ranked = rank_trials(df[df["dataset"].str.lower() == "retinamnist"])
-    ranked = ranked[ranked["checkpoint_path"].map(lambda p: isinstance(p, str) and (Path(p) / "state.pt").is_file())]
+    ranked = ranked[ranked["checkpoint_path"].map(checkpoint_is_there)]
     sides = [ranked[ranked["alpha"].fillna(0) == 0], ranked[ranked["alpha"].fillna(0) > 0]]
     if any(side.empty for side in sides):
         return None
@@ -385,7 +393,8 @@ def _add_common(p, run, device: str | None = None) -> None:
 
 def _add_collect_parsers(subparsers) -> None:
     p = subparsers.add_parser("collect", help="read sweep folders into the results table (Parquet)")
-    p.add_argument("sweep_dirs", nargs="+", metavar="sweep_dir", help="sweep folders <storage>/<name>")
+    p.add_argument("sweep_dirs", nargs="+", metavar="sweep_dir",
+                   help="sweep folders <storage>/<name>, local or in a bucket (s3://, gs://)")
     p.add_argument("--out", required=True, metavar="FILE.parquet", help="results table (created or updated)")
     p.add_argument("--evaluate-test", action="store_true",
                    help="also evaluate the test split of each dataset's best trial (medsweep evaluate)")
@@ -401,13 +410,13 @@ def _add_collect_parsers(subparsers) -> None:
 
 def _add_sweep_analysis_parsers(subparsers) -> None:
     p = subparsers.add_parser("ensemble", help="greedy ensemble of a sweep's trials, chosen on validation, tested once")
-    p.add_argument("sweep_dir", help="the sweep folder <storage>/<name>")
+    p.add_argument("sweep_dir", help="the sweep folder <storage>/<name>, local (a bucket's: copy it down first)")
     p.add_argument("--out", required=True, metavar="FOLDER", help="folder for ensemble.json")
     p.add_argument("--rounds", type=int, default=20, help="greedy additions after the best single trial (default 20)")
     _add_common(p, run_ensemble, device="the ensemble's evaluation")
 
     p = subparsers.add_parser("confirm", help="retrain a sweep's best configuration with fresh seeds")
-    p.add_argument("sweep_dir", help="the sweep folder <storage>/<name>")
+    p.add_argument("sweep_dir", help="the sweep folder <storage>/<name>, local or in a bucket (s3://, gs://)")
     p.add_argument("--seeds", type=int, default=5, help="seeds per configuration, 1000, 1001, ... (default 5)")
     p.add_argument("--out", required=True, metavar="FILE.parquet",
                    help="confirm table (created or appended to; its runs of the same config and seed are kept)")

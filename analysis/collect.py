@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,15 +28,16 @@ from medvit.atomic import atomic_path
 from medvit.outcome import report_epoch, trial_outcome
 from medvit.selection import SELECT_METRICS, audit_key, best_epoch
 from medvit.yamlio import YamlError, load_yaml, read_text_file
-from sweeps.folder import (PARAMS_FILE, RESULT_FILE, SPEC_FILE, STATE_GLOB, check_sweep_dir,
-                           read_experiment_state, read_result_lines, split_trial_item, trial_id_from_folder)
+from sweeps.folder import (CHECKPOINT_RE, PARAMS_FILE, RESULT_FILE, SPEC_FILE, STATE_GLOB, check_sweep_dir,
+                           read_experiment_state, read_result_lines, readable_copy, split_trial_item,
+                           trial_id_from_folder)
+from sweeps.paths import local_folder
 from sweeps.ranking import trial_best
 from sweeps.space import configuration_id, repeat_index, trial_config
 from sweeps.spec import spec_from_dict
 
 __all__ = ["collect", "read_sweep", "read_results"]
 
-_CKPT_RE = re.compile(r"^checkpoint_(\d+)$")
 
 
 # --------------------------------------------------------------------------- public API
@@ -61,7 +61,7 @@ def collect(sweep_dirs: str | os.PathLike | Iterable[str | os.PathLike], out: st
     """
     if isinstance(sweep_dirs, (str, os.PathLike)):
         sweep_dirs = [sweep_dirs]
-    dirs = [check_sweep_dir(d) for d in sweep_dirs]
+    dirs = [d if local_folder(os.fspath(d)) is None else check_sweep_dir(d) for d in sweep_dirs]
     now = datetime.now(timezone.utc)
     new_tables = [read_sweep(d, collected_at=now) for d in dirs]
     new = pa.concat_tables(new_tables) if new_tables else empty_results()
@@ -80,9 +80,36 @@ def read_sweep(sweep_dir: str | os.PathLike, collected_at: datetime | None = Non
     """Rows for every trial of one sweep folder (nothing is written).
 
     Trials come from the newest ``experiment_state-*.json`` and from trial folders on disk
-    (a folder the state file does not list yet is read too, with its status unknown).
+    (a folder the state file does not list yet is read too, with its status unknown). A sweep
+    in a bucket (s3://, gs://) is read from a temporary copy of all but its checkpoints; its
+    rows name the bucket's folders, where `medsweep evaluate` fetches the one checkpoint each
+    needs.
     """
-    sweep_dir = check_sweep_dir(sweep_dir).resolve()
+    location = os.fspath(sweep_dir)
+    if local_folder(location) is not None:
+        return _read_sweep(check_sweep_dir(sweep_dir).resolve(), collected_at)
+    with readable_copy(location) as copy:
+        copy = str(Path(copy).resolve())
+        try:
+            table = _read_sweep(Path(copy), collected_at)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace(copy, location.rstrip("/"))) from None
+    return _in_bucket(table, copy, location.rstrip("/"))
+
+
+def _in_bucket(table: pa.Table, copy: str, uri: str) -> pa.Table:
+    """The rows read from a bucket sweep's local copy, with their paths in the bucket."""
+    def moved(path: str | None) -> str | None:
+        return uri + path[len(copy):] if path and path.startswith(copy) else path
+
+    for column in ("sweep_dir", "checkpoint_path"):
+        index = table.schema.get_field_index(column)
+        field = table.schema.field(index)
+        table = table.set_column(index, field, pa.array(map(moved, table.column(column).to_pylist()), field.type))
+    return table
+
+
+def _read_sweep(sweep_dir: Path, collected_at: datetime | None) -> pa.Table:
     collected_at = collected_at or datetime.now(timezone.utc)
     spec = _read_spec(sweep_dir)
     state_trials, state_metric, state_mode = _read_state(sweep_dir)
@@ -211,7 +238,7 @@ def _last_checkpoint(folder: Path) -> str | None:
     except OSError:
         return None
     for entry in children:
-        m = _CKPT_RE.match(entry.name)
+        m = CHECKPOINT_RE.match(entry.name)
         if m and entry.is_dir() and int(m.group(1)) > best_idx:
             best_idx, best = int(m.group(1)), entry.path
     return str(Path(best).resolve()) if best else None

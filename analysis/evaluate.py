@@ -32,6 +32,8 @@ from analysis.collect import _write_atomic, read_results
 from analysis.schema import TEST_COLUMNS
 from analysis.tables import best_trials, model_family, result_groups
 from medvit.config import DEVICES
+from sweeps.folder import bucket_copy
+from sweeps.paths import local_folder
 
 __all__ = ["evaluate_best", "evaluate_checkpoint", "load_checkpoint", "load_eval_data", "split_metrics",
            "trials_to_evaluate"]
@@ -50,10 +52,18 @@ BAD_CHECKPOINT = (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, Inde
 
 
 def load_checkpoint(folder: str | os.PathLike):
-    """(model, config) of a checkpoint folder's selected epoch; a missing, corrupted or
-    foreign ``state.pt`` is a one-line ValueError naming the file."""
+    """(model, config) of a checkpoint folder's selected epoch, local or in a bucket (s3://,
+    gs://: fetched into a temporary folder); a missing, corrupted or foreign ``state.pt`` is a
+    one-line ValueError naming the file."""
     from medvit.train import CHECKPOINT_FILE, load_checkpoint_model
 
+    location = os.fspath(folder)
+    if local_folder(location) is None:
+        with bucket_copy(location, nothing=f"no {CHECKPOINT_FILE} there (not a checkpoint folder)") as (copy, _):
+            try:
+                return load_checkpoint(copy)
+            except ValueError as exc:
+                raise ValueError(str(exc).replace(copy, location.rstrip("/"))) from None
     path = Path(folder) / CHECKPOINT_FILE
     if not path.is_file():
         raise ValueError(f"checkpoint: {folder}: no {CHECKPOINT_FILE} in it (not a medsweep checkpoint folder)")
@@ -147,7 +157,7 @@ def evaluate_best(results_parquet: str | os.PathLike, data_root: str | os.PathLi
             ckpt = row["checkpoint_path"]
             if not isinstance(ckpt, str) or not ckpt:
                 raise ValueError(f"trial {row['trial_id']} of sweep {row['sweep']}: no checkpoint to evaluate")
-            if not Path(ckpt).is_dir():
+            if local_folder(ckpt) is not None and not Path(ckpt).is_dir():
                 raise ValueError(f"trial {row['trial_id']} of sweep {row['sweep']}: checkpoint {ckpt} is not on "
                                  "this machine (copy the sweep folder here and collect it again)")
             metrics = evaluate_checkpoint(ckpt, data_root, device=device)

@@ -38,6 +38,8 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+from sweeps.paths import local_folder
+
 __all__ = ["CamFigure", "CamOverlay", "CamRow", "ImageChoice", "gradcam_maps", "predict", "pick_examples",
            "pick_images", "choose_images", "build_rows", "gradcam_figure", "gradcam_checkpoints", "to_display_image"]
 
@@ -286,7 +288,11 @@ def _choice_note(chosen: list[int], preds: np.ndarray | None) -> str:
             f"where they can {predicted}.")
 
 
-def _checkpoint_folder(path: str | os.PathLike) -> Path:
+def _checkpoint_folder(path: str | os.PathLike) -> str | Path:
+    """The checkpoint folder of a folder or its state.pt; a bucket's (s3://, gs://) as it is,
+    fetched when loaded."""
+    if local_folder(os.fspath(path)) is None:
+        return os.fspath(path).removesuffix("/state.pt")
     p = Path(path)
     if p.is_file() and p.name == "state.pt":
         return p.parent

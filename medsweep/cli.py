@@ -335,20 +335,18 @@ def report_sweep_end(spec, directory: str, results) -> int:
     # the ranking takes each trial at its best epoch, so the two can differ.
     print(f"best   {winner}: {spec.metric} selection score {rank.score:.4f} {at} "
           f"(Ray's \"Current best trial\" above is scored at each trial's last epoch)")
-    print(f"       {directory}/best_config.yaml  (medsweep train --config ... --out runs/best)")
-    local = directory
-    if local_folder(directory) is None:  # status reads a bucket; collect, confirm and train --config a copy
-        from sweeps.folder import copy_down_command, local_copy_name
+    if local_folder(directory) is None:  # train --config reads a local file; status, collect and confirm a bucket
+        from sweeps.folder import COPY_FILE
 
-        print(f"next   medsweep status {directory}")
-        print(f"       {copy_down_command(directory)}  (collect, confirm and train --config read a local copy)")
-        local = local_copy_name(directory)
-        print(f"       medsweep collect {local} --out results.parquet")
+        copy = COPY_FILE.get(directory.partition("://")[0].lower(), "copy")
+        print(f"       {directory}/best_config.yaml  ({copy} it here, then medsweep train --config best_config.yaml "
+              "--out runs/best)")
     else:
-        print(f"next   medsweep status {directory}  |  medsweep collect {directory} --out results.parquet")
+        print(f"       {directory}/best_config.yaml  (medsweep train --config ... --out runs/best)")
+    print(f"next   medsweep status {directory}  |  medsweep collect {directory} --out results.parquet")
     # One sweep's winner is one draw (validation noise, and with ASHA the order trials reach its
     # rungs): the number to report is the winner retrained on fresh seeds.
-    print(f"       medsweep confirm {local} --seeds 5 --out confirm.parquet  "
+    print(f"       medsweep confirm {directory} --seeds 5 --out confirm.parquet  "
           "(the number to report; --top 3 adds the runners-up)")
     return 0
 
@@ -364,8 +362,9 @@ def run_status_command(args: argparse.Namespace) -> int:
         with readable_copy(location) as folder:
             return print_status(location, folder)
     except ValueError as exc:  # the copy's path named as the bucket's
-        raise UsageError(f"status: sweep_dir: {str(exc).replace(folder, location) if folder else exc}") from None
-    except OSError as exc:  # a bucket that cannot be listed or read: credentials, network
+        message = str(exc).replace(folder, location) if folder else exc
+        raise UsageError(f"status: sweep_dir: {one_line(message)}") from None
+    except OSError as exc:  # a file of the folder that cannot be read
         raise UsageError(f"status: sweep_dir: {location}: cannot be read ({one_line(exc)})") from None
 
 
@@ -503,7 +502,7 @@ def user_errors() -> tuple[type[Exception], ...]:
 MAX_ERROR_CHARS = 1000
 
 
-def one_line(exc: Exception) -> str:
+def one_line(exc: Exception | str) -> str:
     """The error's message on one line, cut to MAX_ERROR_CHARS."""
     message = " ".join(str(exc).split())
     if len(message) <= MAX_ERROR_CHARS:

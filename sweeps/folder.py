@@ -23,10 +23,10 @@ import pyarrow.fs
 
 from sweeps.paths import bucket_filesystem, local_folder
 
-__all__ = ["SPEC_FILE", "STATE_GLOB", "RESULT_FILE", "PARAMS_FILE", "find_sweep_dirs", "check_sweep_dir",
-           "copy_down_command", "local_copy_name", "local_sweep_path", "readable_copy",
-           "parse_experiment_state", "read_experiment_state", "split_trial_item", "read_result_lines",
-           "trial_id_from_folder"]
+__all__ = ["SPEC_FILE", "STATE_GLOB", "RESULT_FILE", "PARAMS_FILE", "CHECKPOINT_RE", "COPY_FILE", "find_sweep_dirs",
+           "check_sweep_dir", "bucket_copy", "copy_down_command", "local_copy_name", "local_sweep_path",
+           "readable_copy", "parse_experiment_state", "read_experiment_state", "split_trial_item",
+           "read_result_lines", "trial_id_from_folder"]
 
 SPEC_FILE = "medsweep_spec.yaml"
 STATE_GLOB = "experiment_state-*.json"
@@ -56,8 +56,9 @@ def check_sweep_dir(location: str | os.PathLike) -> Path:
     raise ValueError(f"{p}: not a sweep folder: no {STATE_GLOB} in it")
 
 
-# The usual command that copies a bucket's folder down, by scheme.
+# The usual commands that copy a bucket's folder, and one file, down, by scheme.
 COPY_DOWN = {"s3": "aws s3 sync", "gs": "gcloud storage rsync -r"}
+COPY_FILE = {"s3": "aws s3 cp", "gs": "gcloud storage cp"}
 
 
 def local_copy_name(uri: str) -> str:
@@ -75,8 +76,8 @@ def copy_down_command(uri: str) -> str:
 
 def local_sweep_path(location: str | os.PathLike) -> str:
     """The local (or NFS) path of a location given as a path or a file:// URI. The readers of
-    whole trial folders (collect, confirm, ensemble) read no bucket: a one-line ValueError says
-    how to copy it down."""
+    every trial's checkpoints (ensemble) read no bucket: a one-line ValueError says how to copy
+    it down."""
     text = os.fspath(location)
     folder = local_folder(text)
     if folder is None:
@@ -85,34 +86,53 @@ def local_sweep_path(location: str | os.PathLike) -> str:
     return str(folder)
 
 
-# What `medsweep status` reads of a sweep folder: its state, its spec, each trial's config, reports
-# and error; not checkpoints, pickles or TensorBoard files.
+# What `medsweep status` and `collect` read of a sweep folder in a bucket: its state, its spec, each
+# trial's config, reports and error; not checkpoints (whose folders are made, empty, so that a
+# trial's newest one is known), pickles or TensorBoard files.
 STATUS_FILES = ("*.json", "*.yaml", "error.txt")
+CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
 
 
 @contextlib.contextmanager
 def readable_copy(location: str) -> Iterator[str]:
     """The sweep folder to read: a local or NFS one as it is, a bucket's (s3://, gs://) as a
-    temporary copy of its STATUS_FILES, read with the credentials Ray wrote them with."""
+    temporary copy of its STATUS_FILES and its (empty) checkpoint folders, read with the
+    credentials Ray wrote them with."""
     folder = local_folder(location)
     if folder is not None:
         yield str(folder)
         return
-    filesystem, root = bucket_filesystem(location)
-    root = root.rstrip("/")
-    listed = filesystem.get_file_info(pyarrow.fs.FileSelector(root, recursive=True, allow_not_found=True))
-    wanted = [info.path for info in listed if info.type == pyarrow.fs.FileType.File
-              and any(fnmatch.fnmatch(info.base_name, pattern) for pattern in STATUS_FILES)]
-    if not wanted:
-        raise ValueError(f"{location}: not a sweep folder: nothing of a sweep there")
-    with tempfile.TemporaryDirectory(prefix="medsweep-status-") as copy:
-        folder = Path(copy, local_copy_name(root))
-        for path in wanted:
-            target = folder / path[len(root) + 1:]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with filesystem.open_input_stream(path) as stream:
-                target.write_bytes(stream.read())
-        yield str(folder)
+    with bucket_copy(location, lambda name: any(fnmatch.fnmatch(name, pattern) for pattern in STATUS_FILES),
+                     "not a sweep folder: nothing of a sweep there") as (copy, folders):
+        for relative in folders:
+            if CHECKPOINT_RE.match(Path(relative).name):
+                Path(copy, relative).mkdir(parents=True, exist_ok=True)
+        yield copy
+
+
+@contextlib.contextmanager
+def bucket_copy(location: str, wanted=lambda name: True,
+                nothing: str = "nothing there") -> Iterator[tuple[str, list[str]]]:
+    """(a temporary local copy of the files under a bucket's folder whose names ``wanted`` keeps,
+    the folders under it as paths relative to it); a ValueError ``location: nothing`` where no
+    file is kept."""
+    with tempfile.TemporaryDirectory(prefix="medsweep-bucket-") as temporary:
+        try:  # a bucket that cannot be listed or read: credentials, network
+            filesystem, root = bucket_filesystem(location)
+            root = root.rstrip("/")
+            listed = filesystem.get_file_info(pyarrow.fs.FileSelector(root, recursive=True, allow_not_found=True))
+            files = [info.path for info in listed if info.type == pyarrow.fs.FileType.File and wanted(info.base_name)]
+            copy = Path(temporary, local_copy_name(root))
+            for path in files:
+                target = copy / path[len(root) + 1:]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with filesystem.open_input_stream(path) as stream:
+                    target.write_bytes(stream.read())
+        except OSError as exc:
+            raise ValueError(f"{location}: cannot be read ({' '.join(str(exc).split())})") from None
+        if not files:
+            raise ValueError(f"{location}: {nothing}")
+        yield str(copy), [info.path[len(root) + 1:] for info in listed if info.type == pyarrow.fs.FileType.Directory]
 
 
 def find_sweep_dirs(storage_path: str | os.PathLike) -> list[Path]:

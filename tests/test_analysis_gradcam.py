@@ -145,3 +145,18 @@ def test_gradcam_compares_trials_that_ran_all_their_epochs(tmp_path):
     # a diverged trial is never shown, however it ranked before it diverged
     df.loc[df["trial_id"] == "3d4157e5", ["stop_reason", "best_value"]] = ["diverged", None]
     assert Path(auto_gradcam_checkpoints(df)[0]).name == BEST
+
+
+def test_gradcam_picks_checkpoints_collected_from_a_bucket_and_skips_local_ones_not_here(tmp_path):
+    """Collected from a bucket, a trial's checkpoint is the bucket's folder (fetched when loaded);
+    a local one counts only where its state.pt is on this machine."""
+    from analysis.cli import auto_gradcam_checkpoints
+    from hand_results import BEST, retina_results
+
+    df = retina_results()
+    df["checkpoint_path"] = [f"s3://bucket/sweeps/retina/{t}/checkpoint_000019" for t in df["trial_id"]]
+    ce, ordinal, _ = auto_gradcam_checkpoints(df)
+    assert (ce, ordinal) == (f"s3://bucket/sweeps/retina/{BEST}/checkpoint_000019",
+                             "s3://bucket/sweeps/retina/e47d7b0f/checkpoint_000019")
+    df["checkpoint_path"] = [str(tmp_path / t) for t in df["trial_id"]]  # a local copy since removed
+    assert auto_gradcam_checkpoints(df) is None

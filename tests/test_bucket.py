@@ -1,7 +1,8 @@
 """A sweep in a bucket, the storage cluster.yaml's sweeps use (s3://), against moto's S3 server
 on loopback (S3 itself cannot run here): Ray writes the sweep there through pyarrow as it would
 to S3, Ctrl-C stops it, `medsweep resume` continues it from the bucket, `medsweep status` reads
-it there, and the commands that read a local copy say how to make one."""
+it there, `collect`, `evaluate`, `gradcam` and `confirm` read it there (the checkpoints they need
+fetched), and `ensemble`, which reads every trial's checkpoint, says how to copy it down."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import subprocess
 import sys
 
 import boto3
+import pandas as pd
 import pytest
 
 from sweep_helpers import retina_spec, wait_for
@@ -85,15 +87,48 @@ def test_a_sweep_in_a_bucket_stops_resumes_and_is_read_there(s3_env, real_root, 
 
     resumed = subprocess.run([*COMMAND, "resume", uri], env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
-    assert f"next   medsweep status {uri}\n       aws s3 sync {uri} bucket  (" in resumed.stdout
-    assert "       medsweep collect bucket --out results.parquet\n" in resumed.stdout
+    assert "best_config.yaml  (aws s3 cp it here, then medsweep train --config best_config.yaml" in resumed.stdout
+    assert f"next   medsweep status {uri}  |  medsweep collect {uri} --out results.parquet\n" in resumed.stdout
+    assert f"       medsweep confirm {uri} --seeds 5 --out confirm.parquet" in resumed.stdout
     assert "sweeps/bucket/best_config.yaml" in keys(client, "sweeps/bucket/")
     after = status()
     rows = [line.split() for line in after[2:4]]
     assert [(row[1], row[2]) for row in rows] == [("finished", "3")] * 2, after
     assert after[-1] == "driver none", after
 
-    collect = subprocess.run([*COMMAND, "collect", uri, "--out", str(tmp_path / "results.parquet")], env=env,
-                             capture_output=True, text=True, timeout=120)
-    assert collect.returncode == 2 and len(collect.stderr.strip().splitlines()) == 1, collect.stderr
-    assert f"copy it down first (`aws s3 sync {uri} bucket`)" in collect.stderr
+    def medsweep(*args: str, code: int = 0) -> subprocess.CompletedProcess:
+        done = subprocess.run([*COMMAND, *args], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == code, done.stdout[-2000:] + done.stderr[-2000:]
+        return done
+
+    # collect and evaluate from the bucket: the rows a local copy gives, with the bucket's paths,
+    # and the test split of the best trial's checkpoint, fetched from the bucket
+    medsweep("collect", uri, "--out", str(tmp_path / "bucket.parquet"), "--evaluate-test")
+    copy = tmp_path / "copy" / "bucket"
+    for key in (key for key in keys(client, "sweeps/bucket/") if not key.endswith("/")):  # not folder markers
+        (copy / key.removeprefix("sweeps/bucket/")).parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(BUCKET, key, str(copy / key.removeprefix("sweeps/bucket/")))
+    medsweep("collect", str(copy), "--out", str(tmp_path / "copy.parquet"), "--evaluate-test")
+    from_bucket, from_copy = (pd.read_parquet(tmp_path / f"{name}.parquet").sort_values("trial_id")
+                              .reset_index(drop=True) for name in ("bucket", "copy"))
+    assert set(from_bucket["sweep_dir"]) == {uri}
+    assert [p.removeprefix(uri) for p in from_bucket["checkpoint_path"]] == [
+        p.removeprefix(str(copy.resolve())) for p in from_copy["checkpoint_path"]]
+    assert from_bucket["checkpoint_path"].str.match(rf"{uri}/[^/]+/checkpoint_\d+$").all()
+    same = [c for c in from_copy.columns if c not in ("sweep_dir", "checkpoint_path", "collected_at")]
+    pd.testing.assert_frame_equal(from_bucket[same], from_copy[same])
+    assert from_bucket["test_acc"].notna().sum() == 1  # the best trial's, equal to the local copy's
+
+    best = from_bucket.loc[from_bucket["test_acc"].notna(), "checkpoint_path"].item()
+    medsweep("gradcam", "--checkpoint", best, "--images", "2", "--out", str(tmp_path / "cam.png"))
+    assert (tmp_path / "cam.png").read_bytes().startswith(b"\x89PNG")
+    confirmed = medsweep("confirm", uri, "--seeds", "1", "--epochs", "1", "--out", str(tmp_path / "confirm.parquet"))
+    assert confirmed.stdout.startswith("confirm bucket (retinamnist): ")
+    assert set(pd.read_parquet(tmp_path / "confirm.parquet")["sweep"]) == {"bucket"}
+
+    for args, says in ((["collect", f"s3://{BUCKET}/sweeps/none", "--out", str(tmp_path / "none.parquet")],
+                        f"s3://{BUCKET}/sweeps/none: not a sweep folder: nothing of a sweep there"),
+                       (["ensemble", uri, "--out", str(tmp_path / "ensemble")],
+                        f"copy it down first (`aws s3 sync {uri} bucket`)")):
+        refused = medsweep(*args, code=2)
+        assert len(refused.stderr.strip().splitlines()) == 1 and says in refused.stderr, refused.stderr
