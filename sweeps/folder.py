@@ -16,7 +16,7 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow.fs
@@ -114,8 +114,8 @@ def readable_copy(location: str) -> Iterator[str]:
 def bucket_copy(location: str, wanted=lambda name: True,
                 nothing: str = "nothing there") -> Iterator[tuple[str, list[str]]]:
     """(a temporary local copy of the files under a bucket's folder whose names ``wanted`` keeps,
-    the folders under it as paths relative to it); a ValueError ``location: nothing`` where no
-    file is kept."""
+    the folders under it as sorted paths relative to it); a ValueError ``location: nothing``
+    where no file is kept, or ``location: cannot be read (why)``."""
     with tempfile.TemporaryDirectory(prefix="medsweep-bucket-") as temporary:
         try:  # a bucket that cannot be listed or read: credentials, network
             filesystem, root = bucket_filesystem(location)
@@ -132,7 +132,11 @@ def bucket_copy(location: str, wanted=lambda name: True,
             raise ValueError(f"{location}: cannot be read ({' '.join(str(exc).split())})") from None
         if not files:
             raise ValueError(f"{location}: {nothing}")
-        yield str(copy), [info.path[len(root) + 1:] for info in listed if info.type == pyarrow.fs.FileType.Directory]
+        # a store without folders lists some only as the paths of their files
+        folders = {info.path[len(root) + 1:] for info in listed if info.type == pyarrow.fs.FileType.Directory}
+        folders |= {str(PurePosixPath(info.path[len(root) + 1:]).parent) for info in listed
+                    if info.type == pyarrow.fs.FileType.File}
+        yield str(copy), sorted(folders - {"", "."})
 
 
 def find_sweep_dirs(storage_path: str | os.PathLike) -> list[Path]:

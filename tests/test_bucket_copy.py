@@ -1,0 +1,73 @@
+"""sweeps.folder.bucket_copy and readable_copy, what status, collect and evaluate read of a bucket
+through: the files asked for, in a temporary folder of the bucket folder's name, and every folder
+under it, whether the store lists folders (GCS, moto) or only the paths of files (S3 may). The
+whole path against a real S3 server: tests/test_bucket.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.fs
+import pytest
+
+from sweeps import folder
+
+
+class FilesOnly:
+    """A local folder seen as a store that lists no folders, only files."""
+
+    def __init__(self):
+        self.local = pyarrow.fs.LocalFileSystem()
+
+    def get_file_info(self, selector):
+        return [info for info in self.local.get_file_info(selector) if info.type == pyarrow.fs.FileType.File]
+
+    def open_input_stream(self, path):
+        return self.local.open_input_stream(path)
+
+
+@pytest.fixture
+def sweep(tmp_path) -> Path:
+    root = tmp_path / "bucket" / "retina"
+    for name, text in (("experiment_state-2026.json", "{}"), ("medsweep_spec.yaml", "name: retina\n"),
+                       ("t1/params.json", "{}"), ("t1/error.txt", "boom\n"), ("t1/events.out.tfevents.1", "x"),
+                       ("t1/checkpoint_000001/state.pt", "weights"), ("t1/checkpoint_000003/state.pt", "weights")):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+@pytest.mark.parametrize("store", ["lists folders", "lists files only"])
+def test_a_bucket_folder_is_copied_with_the_files_asked_for_and_its_checkpoint_folders(sweep, store, monkeypatch):
+    filesystem = pyarrow.fs.LocalFileSystem() if store == "lists folders" else FilesOnly()
+    monkeypatch.setattr(folder, "bucket_filesystem", lambda location: (filesystem, str(sweep) + "/"))
+    with folder.readable_copy("s3://bucket/retina/") as copy:
+        files = sorted(str(p.relative_to(copy)) for p in Path(copy).rglob("*") if p.is_file())
+        assert Path(copy).name == "retina"
+        assert files == ["experiment_state-2026.json", "medsweep_spec.yaml", "t1/error.txt", "t1/params.json"]
+        assert sorted(p.name for p in Path(copy, "t1").iterdir() if p.is_dir()) == ["checkpoint_000001",
+                                                                                   "checkpoint_000003"]
+    assert not Path(copy).exists()  # removed after
+    with folder.bucket_copy("s3://bucket/retina/t1/checkpoint_000003") as (copy, folders):
+        assert folders == ["t1", "t1/checkpoint_000001", "t1/checkpoint_000003"]  # of the monkeypatched root
+        assert Path(copy, "t1/checkpoint_000003/state.pt").read_text() == "weights"
+
+
+def test_nothing_to_copy_or_a_bucket_that_cannot_be_read_is_one_line(sweep, monkeypatch):
+    checkpoint = sweep / "t1" / "checkpoint_000001"  # a state.pt only: nothing status or collect reads
+    monkeypatch.setattr(folder, "bucket_filesystem", lambda location: (pyarrow.fs.LocalFileSystem(), str(checkpoint)))
+    with pytest.raises(ValueError, match=r"^s3://b/c: not a sweep folder: nothing of a sweep there$"):
+        with folder.readable_copy("s3://b/c"):
+            pass
+
+    def unreachable(location):
+        raise OSError("When listing objects under key 'retina' in bucket 'bucket': AWS Error NETWORK_CONNECTION\n"
+                      "during ListObjectsV2 operation: curlCode: 6, Couldn't resolve host name")
+
+    monkeypatch.setattr(folder, "bucket_filesystem", unreachable)
+    with pytest.raises(ValueError) as raised:
+        with folder.bucket_copy("s3://bucket/retina"):
+            pass
+    assert str(raised.value) == ("s3://bucket/retina: cannot be read (When listing objects under key 'retina' in "
+                                 "bucket 'bucket': AWS Error NETWORK_CONNECTION during ListObjectsV2 operation: "
+                                 "curlCode: 6, Couldn't resolve host name)")
