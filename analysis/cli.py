@@ -159,15 +159,15 @@ def run_collect(args: argparse.Namespace) -> int:
 
 def run_ensemble(args: argparse.Namespace) -> int:
     from analysis.ensemble import MAX_ROUNDS, ensemble_sweep
-    from sweeps.folder import local_sweep_path
+    from sweeps.paths import local_folder
 
-    with _input_errors("ensemble", "sweep_dir"):
-        sweep = Path(local_sweep_path(args.sweep_dir))
-    if not sweep.is_dir():
+    sweep = local_folder(args.sweep_dir) or args.sweep_dir  # a bucket's (s3://, gs://) as its URI
+    if isinstance(sweep, Path) and not sweep.is_dir():
         raise AnalysisError(f"ensemble: sweep_dir: {sweep} is not a folder; allowed: a sweep folder <storage>/<name>")
     if not 0 <= args.rounds <= MAX_ROUNDS:
         raise AnalysisError(f"ensemble: --rounds: {args.rounds}; allowed: 0 to {MAX_ROUNDS}")
-    out = check_out("ensemble", args.out, "folder", inputs=[sweep], writes=("ensemble.json",))
+    out = check_out("ensemble", args.out, "folder", inputs=[sweep] if isinstance(sweep, Path) else [],
+                    writes=("ensemble.json",))
     with _input_errors("ensemble", "sweep_dir"):
         result = ensemble_sweep(sweep, out, data_root=args.data_root, rounds=args.rounds, device=args.device)
     members = ", ".join(f"{m['trial_id']} x{m['weight']:.2f}" for m in result["members"])
@@ -410,7 +410,7 @@ def _add_collect_parsers(subparsers) -> None:
 
 def _add_sweep_analysis_parsers(subparsers) -> None:
     p = subparsers.add_parser("ensemble", help="greedy ensemble of a sweep's trials, chosen on validation, tested once")
-    p.add_argument("sweep_dir", help="the sweep folder <storage>/<name>, local (a bucket's: copy it down first)")
+    p.add_argument("sweep_dir", help="the sweep folder <storage>/<name>, local or in a bucket (s3://, gs://)")
     p.add_argument("--out", required=True, metavar="FOLDER", help="folder for ensemble.json")
     p.add_argument("--rounds", type=int, default=20, help="greedy additions after the best single trial (default 20)")
     _add_common(p, run_ensemble, device="the ensemble's evaluation")

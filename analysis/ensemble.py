@@ -15,9 +15,10 @@ validation split alone (`select_members` never sees test data); only then does
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -45,7 +46,7 @@ class Candidate:
     """One finished trial: its id, folder, and selected weights' validation probabilities."""
 
     trial_id: str
-    checkpoint: Path
+    checkpoint: Path | str  # a str: in a bucket (s3://, gs://), fetched when loaded
     val_scores: np.ndarray
 
 
@@ -188,28 +189,38 @@ def best_single(sweep_dir: str | Path, candidates: list[Candidate]) -> str | Non
 
 def sweep_candidates(sweep_dir: str | Path) -> list[Candidate]:
     """Every trial of a sweep folder whose last checkpoint holds selected weights and their
-    validation scores and that did not diverge, in trial-id order."""
-    from sweeps.folder import RESULT_FILE, trial_id_from_folder
+    validation scores and that did not diverge, in trial-id order. A sweep in a bucket (s3://,
+    gs://) is listed from a copy of its small files, and each trial's last checkpoint fetched in
+    turn (in a bucket, the last checkpoint folder, whole or not)."""
+    from sweeps.folder import RESULT_FILE, fetched, readable_copy, trial_id_from_folder
+    from sweeps.paths import local_folder
     from analysis.evaluate import BAD_CHECKPOINT
     from medvit.train import CHECKPOINT_FILE, load_state
 
+    location = os.fspath(sweep_dir).rstrip("/")
+    in_bucket = local_folder(location) is None
     candidates = []
-    for trial_dir in sorted(p for p in Path(sweep_dir).iterdir() if p.is_dir()):
-        checkpoints = sorted(trial_dir.glob(f"checkpoint_*/{CHECKPOINT_FILE}"))
-        result_file = trial_dir / RESULT_FILE
-        if not checkpoints or not result_file.is_file():
-            continue
-        try:
-            state = load_state(checkpoints[-1].parent)
-        except BAD_CHECKPOINT as exc:
-            raise ValueError(f"{checkpoints[-1]}: not a readable medsweep checkpoint ({type(exc).__name__})") from None
-        if state.get("diverged") or state.get("best_val_scores") is None:
-            continue
-        trial_id = trial_id_from_folder(trial_dir)
-        if trial_id is None:
-            raise ValueError(f"{result_file}: no trial_id in its first line nor in the folder's name; "
-                             "allowed: a trial folder Ray wrote")
-        candidates.append(Candidate(trial_id, checkpoints[-1].parent, state["best_val_scores"].numpy()))
+    with readable_copy(location) as listing:
+        for trial_dir in sorted(p for p in Path(listing).iterdir() if p.is_dir()):
+            checkpoints = sorted(p for p in trial_dir.glob("checkpoint_*")
+                                 if in_bucket or (p / CHECKPOINT_FILE).is_file())
+            result_file = trial_dir / RESULT_FILE
+            if not checkpoints or not result_file.is_file():
+                continue
+            checkpoint = f"{location}/{checkpoints[-1].relative_to(listing)}" if in_bucket else checkpoints[-1]
+            with fetched(checkpoint, f"no {CHECKPOINT_FILE} there") as local:
+                try:
+                    state = load_state(local)
+                except BAD_CHECKPOINT as exc:
+                    raise ValueError(f"{checkpoint}/{CHECKPOINT_FILE}: not a readable medsweep checkpoint "
+                                     f"({type(exc).__name__})") from None
+            if state.get("diverged") or state.get("best_val_scores") is None:
+                continue
+            trial_id = trial_id_from_folder(trial_dir)
+            if trial_id is None:
+                raise ValueError(f"{result_file}: no trial_id in its first line nor in the folder's name; "
+                                 "allowed: a trial folder Ray wrote")
+            candidates.append(Candidate(trial_id, checkpoint, state["best_val_scores"].numpy()))
     return sorted(candidates, key=lambda c: c.trial_id)
 
 
@@ -232,7 +243,7 @@ def ensemble_sweep(sweep_dir: str | Path, out_dir: str | Path, data_root: str | 
     from analysis.evaluate import load_checkpoint, load_eval_data
     from medvit.train import evaluation_loss
 
-    sweep_dir = Path(sweep_dir)
+    sweep_dir = os.fspath(sweep_dir)
     candidates = sweep_candidates(sweep_dir)
     if not candidates:
         raise ValueError(f"ensemble: {sweep_dir} holds no finished trial checkpoint with validation scores")
@@ -244,7 +255,8 @@ def ensemble_sweep(sweep_dir: str | Path, out_dir: str | Path, data_root: str | 
         raise ValueError(f"ensemble: trials were validated on {sorted(lengths)} images, the split has {len(y_val)}; "
                          "allowed: trials of one sweep on the same data")
 
-    result = {"dataset": config.dataset, "sweep": sweep_dir.name, "metric": config.select_metric, "rounds": rounds,
+    name = PurePosixPath(sweep_dir.rstrip("/")).name
+    result = {"dataset": config.dataset, "sweep": name, "metric": config.select_metric, "rounds": rounds,
               "candidates": len(candidates),
               **build_ensemble(config.task, candidates, y_val, y_test, lambda c: test_scores(c, data, device),
                                config.select_metric, rounds, evaluation_loss(config), best_single(sweep_dir, candidates))}

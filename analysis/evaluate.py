@@ -32,7 +32,7 @@ from analysis.collect import _write_atomic, read_results
 from analysis.schema import TEST_COLUMNS
 from analysis.tables import best_trials, model_family, result_groups
 from medvit.config import DEVICES
-from sweeps.folder import bucket_copy
+from sweeps.folder import fetched
 from sweeps.paths import local_folder
 
 __all__ = ["evaluate_best", "evaluate_checkpoint", "load_checkpoint", "load_eval_data", "split_metrics",
@@ -57,22 +57,16 @@ def load_checkpoint(folder: str | os.PathLike):
     one-line ValueError naming the file."""
     from medvit.train import CHECKPOINT_FILE, load_checkpoint_model
 
-    location = os.fspath(folder)
-    if local_folder(location) is None:
-        with bucket_copy(location, nothing=f"no {CHECKPOINT_FILE} there (not a checkpoint folder)") as (copy, _):
-            try:
-                return load_checkpoint(copy)
-            except ValueError as exc:
-                raise ValueError(str(exc).replace(copy, location.rstrip("/"))) from None
-    path = Path(folder) / CHECKPOINT_FILE
-    if not path.is_file():
-        raise ValueError(f"checkpoint: {folder}: no {CHECKPOINT_FILE} in it (not a medsweep checkpoint folder)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch warns about odd pickles before refusing them
-            return load_checkpoint_model(folder)
-    except BAD_CHECKPOINT as exc:
-        raise ValueError(f"checkpoint: {path}: not a readable medsweep checkpoint ({type(exc).__name__})") from None
+    with fetched(folder, f"no {CHECKPOINT_FILE} there (not a medsweep checkpoint folder)") as local:
+        path = Path(local) / CHECKPOINT_FILE
+        if not path.is_file():
+            raise ValueError(f"checkpoint: {folder}: no {CHECKPOINT_FILE} in it (not a medsweep checkpoint folder)")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch warns about odd pickles before refusing them
+                return load_checkpoint_model(local)
+        except BAD_CHECKPOINT as exc:
+            raise ValueError(f"checkpoint: {path}: not a readable medsweep checkpoint ({type(exc).__name__})") from None
 
 
 def split_metrics(model: torch.nn.Module, config, data, split: str = "test", device: str = "auto") -> dict[str, float]:

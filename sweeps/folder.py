@@ -24,9 +24,8 @@ import pyarrow.fs
 from sweeps.paths import bucket_filesystem, local_folder
 
 __all__ = ["SPEC_FILE", "STATE_GLOB", "RESULT_FILE", "PARAMS_FILE", "CHECKPOINT_RE", "COPY_FILE", "find_sweep_dirs",
-           "check_sweep_dir", "bucket_copy", "copy_down_command", "local_copy_name", "local_sweep_path",
-           "readable_copy", "parse_experiment_state", "read_experiment_state", "split_trial_item",
-           "read_result_lines", "trial_id_from_folder"]
+           "check_sweep_dir", "bucket_copy", "fetched", "local_copy_name", "readable_copy", "parse_experiment_state",
+           "read_experiment_state", "split_trial_item", "read_result_lines", "trial_id_from_folder"]
 
 SPEC_FILE = "medsweep_spec.yaml"
 STATE_GLOB = "experiment_state-*.json"
@@ -41,7 +40,7 @@ def _is_sweep_dir(p: Path) -> bool:
 
 def check_sweep_dir(location: str | os.PathLike) -> Path:
     """The path if it is a sweep folder, else a one-line ValueError saying what it is instead."""
-    p = Path(local_sweep_path(location))
+    p = local_folder(os.fspath(location)) or Path(location)  # a bucket's is read through readable_copy
     if not p.exists():
         raise ValueError(f"{p}: not a sweep folder: the path does not exist")
     if not p.is_dir():
@@ -56,39 +55,18 @@ def check_sweep_dir(location: str | os.PathLike) -> Path:
     raise ValueError(f"{p}: not a sweep folder: no {STATE_GLOB} in it")
 
 
-# The usual commands that copy a bucket's folder, and one file, down, by scheme.
-COPY_DOWN = {"s3": "aws s3 sync", "gs": "gcloud storage rsync -r"}
+# The usual command that copies one file of a bucket down, by scheme.
 COPY_FILE = {"s3": "aws s3 cp", "gs": "gcloud storage cp"}
 
 
 def local_copy_name(uri: str) -> str:
-    """The local folder a bucket's sweep folder is copied into: its own name."""
+    """The name of the temporary folder a bucket's folder is copied into: its own."""
     return uri.rstrip("/").rsplit("/", 1)[-1]
 
 
-def copy_down_command(uri: str) -> str:
-    """How to copy a bucket's sweep folder into a local folder of its name."""
-    scheme = uri.partition("://")[0].lower()
-    name = local_copy_name(uri)
-    tool = COPY_DOWN.get(scheme)
-    return f"{tool} {uri} {name}" if tool else f"copy {uri} into a local folder {name} with your {scheme}:// tools"
-
-
-def local_sweep_path(location: str | os.PathLike) -> str:
-    """The local (or NFS) path of a location given as a path or a file:// URI. The readers of
-    every trial's checkpoints (ensemble) read no bucket: a one-line ValueError says how to copy
-    it down."""
-    text = os.fspath(location)
-    folder = local_folder(text)
-    if folder is None:
-        raise ValueError(f"{text}: a bucket, and this command reads a local or NFS folder: copy it down first "
-                         f"(`{copy_down_command(text)}`), then pass the copy")
-    return str(folder)
-
-
-# What `medsweep status` and `collect` read of a sweep folder in a bucket: its state, its spec, each
-# trial's config, reports and error; not checkpoints (whose folders are made, empty, so that a
-# trial's newest one is known), pickles or TensorBoard files.
+# What `medsweep status`, `collect`, `confirm` and `ensemble` read of a sweep folder in a bucket:
+# its state, its spec, each trial's config, reports and error; not checkpoints (whose folders are
+# made, empty, so that a trial's newest one is known), pickles or TensorBoard files.
 STATUS_FILES = ("*.json", "*.yaml", "error.txt")
 CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
 
@@ -137,6 +115,21 @@ def bucket_copy(location: str, wanted=lambda name: True,
         folders |= {str(PurePosixPath(info.path[len(root) + 1:]).parent) for info in listed
                     if info.type == pyarrow.fs.FileType.File}
         yield str(copy), sorted(folders - {"", "."})
+
+
+@contextlib.contextmanager
+def fetched(location: str | os.PathLike, what: str = "nothing there") -> Iterator[str]:
+    """A folder to read, local as it is, a bucket's (s3://, gs://) fetched whole into a temporary
+    folder; a ValueError from the body names the bucket's folder, not the copy."""
+    text = os.fspath(location)
+    if local_folder(text) is not None:
+        yield text
+        return
+    with bucket_copy(text, nothing=what) as (copy, _):
+        try:
+            yield copy
+        except ValueError as exc:
+            raise ValueError(str(exc).replace(copy, text.rstrip("/"))) from None
 
 
 def find_sweep_dirs(storage_path: str | os.PathLike) -> list[Path]:

@@ -334,7 +334,6 @@ CASES = [
     ("status-state-is-folder", "status {state_folder}"),
     # collect
     ("collect-missing", "collect {missing} --out {cwd}/r.parquet"),
-    ("ensemble-bucket", "ensemble s3://bucket/sweeps/retina --out {cwd}/e"),
     ("collect-empty", "collect {empty} --out {cwd}/r.parquet"),
     ("collect-corrupt-state", "collect {corrupt_state} --out {cwd}/r.parquet"),
     ("collect-corrupt-result", "collect {corrupt_result} --out {cwd}/r.parquet"),

@@ -1,8 +1,8 @@
 """A sweep in a bucket, the storage cluster.yaml's sweeps use (s3://), against moto's S3 server
 on loopback (S3 itself cannot run here): Ray writes the sweep there through pyarrow as it would
 to S3, Ctrl-C stops it, `medsweep resume` continues it from the bucket, `medsweep status` reads
-it there, `collect`, `evaluate`, `gradcam` and `confirm` read it there (the checkpoints they need
-fetched), and `ensemble`, which reads every trial's checkpoint, says how to copy it down."""
+it there, and `collect`, `evaluate`, `gradcam`, `confirm` and `ensemble` read it there (the
+checkpoints they load fetched), with the very results a local copy gives."""
 
 from __future__ import annotations
 
@@ -126,9 +126,12 @@ def test_a_sweep_in_a_bucket_stops_resumes_and_is_read_there(s3_env, real_root, 
     assert confirmed.stdout.startswith("confirm bucket (retinamnist): ")
     assert set(pd.read_parquet(tmp_path / "confirm.parquet")["sweep"]) == {"bucket"}
 
-    for args, says in ((["collect", f"s3://{BUCKET}/sweeps/none", "--out", str(tmp_path / "none.parquet")],
-                        f"s3://{BUCKET}/sweeps/none: not a sweep folder: nothing of a sweep there"),
-                       (["ensemble", uri, "--out", str(tmp_path / "ensemble")],
-                        f"copy it down first (`aws s3 sync {uri} bucket`)")):
-        refused = medsweep(*args, code=2)
-        assert len(refused.stderr.strip().splitlines()) == 1 and says in refused.stderr, refused.stderr
+    # the ensemble of every trial's checkpoint, fetched one at a time: the local copy's
+    ensembles = [medsweep("ensemble", sweep, "--rounds", "2", "--out", str(tmp_path / name)).stdout
+                 for sweep, name in ((uri, "ensemble-bucket"), (str(copy), "ensemble-copy"))]
+    assert ensembles[0].replace("ensemble-bucket", "ensemble-copy") == ensembles[1]
+    assert "members (" in ensembles[0] and "of 2 trials, chosen on validation)" in ensembles[0]
+
+    refused = medsweep("collect", f"s3://{BUCKET}/sweeps/none", "--out", str(tmp_path / "none.parquet"), code=2)
+    assert refused.stderr.strip() == (f"medsweep: error: collect: sweep_dir: s3://{BUCKET}/sweeps/none: "
+                                      "not a sweep folder: nothing of a sweep there"), refused.stderr
