@@ -29,7 +29,7 @@ from medvit.outcome import report_epoch, trial_outcome
 from medvit.selection import SELECT_METRICS, audit_key, best_epoch
 from medvit.yamlio import YamlError, load_yaml, read_text_file
 from sweeps.folder import (CHECKPOINT_RE, PARAMS_FILE, RESULT_FILE, SPEC_FILE, STATE_GLOB, check_sweep_dir,
-                           read_experiment_state, read_result_lines, readable_copy, split_trial_item,
+                           named_as, read_experiment_state, read_result_lines, readable_copy, split_trial_item,
                            trial_id_from_folder)
 from sweeps.paths import local_folder
 from sweeps.ranking import trial_best
@@ -90,10 +90,8 @@ def read_sweep(sweep_dir: str | os.PathLike, collected_at: datetime | None = Non
         return _read_sweep(check_sweep_dir(sweep_dir).resolve(), collected_at)
     with readable_copy(location) as copy:
         copy = str(Path(copy).resolve())
-        try:
+        with named_as(copy, location.rstrip("/")):
             table = _read_sweep(Path(copy), collected_at)
-        except ValueError as exc:
-            raise ValueError(str(exc).replace(copy, location.rstrip("/"))) from None
     return _in_bucket(table, copy, location.rstrip("/"))
 
 

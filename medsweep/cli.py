@@ -18,7 +18,7 @@ from medvit.jsonio import write_json
 from medvit.openmp import set_default_wait_policy
 from medvit.outcome import UNFINISHED
 from medvit.selection import SELECT_METRICS, metric_named
-from sweeps.paths import StorageError, check_writable_folder
+from sweeps.paths import StorageError, check_writable_folder, local_folder
 
 USAGE_ERROR = 2
 
@@ -65,18 +65,35 @@ def add_train_parser(subparsers, config_class=None) -> None:
 
     config_class = config_class or TrainConfig
     parser = subparsers.add_parser("train", help="train one configuration and write metrics.json")
-    parser.add_argument("--config", type=Path, help="YAML of TrainConfig fields (flags override it)")
+    parser.add_argument("--config", type=config_location,
+                        help="YAML of TrainConfig fields, a file or in a bucket (s3://, gs://); flags override it")
     for field, info in config_class.model_fields.items():
         parser.add_argument(flag_name(field), **_flag_kwargs(field, info))
     parser.add_argument("--out", type=Path, required=True, metavar="FOLDER", help="output folder for metrics.json")
     parser.set_defaults(run=run_train, config_class=config_class)
 
 
+def config_location(text: str) -> Path | str:
+    """--config: a local file as a Path, a bucket's (s3://, gs://) as its URI."""
+    return local_folder(text) or text
+
+
 def train_values(args: argparse.Namespace) -> dict:
     """The config file's values, overridden by every flag the user gave."""
-    from medvit.config import load_config_file
+    from medvit.config import ConfigError, load_config_file
+    from sweeps.folder import fetched_file
 
-    values = load_config_file(args.config) if args.config else {}
+    values = {}
+    if isinstance(args.config, str):  # in a bucket
+        try:
+            with fetched_file(args.config) as local:
+                values = load_config_file(local)
+        except ConfigError:
+            raise
+        except ValueError as exc:  # not there, or the bucket cannot be read
+            raise ConfigError(f"config: {exc}") from None
+    elif args.config:
+        values = load_config_file(args.config)
     for field in args.config_class.model_fields:
         if getattr(args, field) is not None:
             values[field] = getattr(args, field)
@@ -130,11 +147,11 @@ def run_train(args: argparse.Namespace) -> int:
     from medvit.data import describe
     from medvit.train import train, load_data
 
-    if args.config is not None and args.config.is_dir():
+    if isinstance(args.config, Path) and args.config.is_dir():
         raise UsageError(f"train: --config: {args.config} is a folder; allowed: a YAML file of TrainConfig fields")
     config = build_config(train_values(args), args.config_class)
     check_device("train", config.device)
-    check_out(args.out, args.config)
+    check_out(args.out, args.config if isinstance(args.config, Path) else None)
     data = load_data(config)
     empty = [split for split, labels in data.labels.items() if len(labels) == 0]
     if empty:
@@ -315,8 +332,6 @@ def report_sweep_end(spec, directory: str, results) -> int:
     """The sweep's end: its trials' outcomes and its best trial, named as best_config.yaml names it."""
     from analysis.collect import error_line
     from sweeps.launch import best_result, diverged
-    from sweeps.paths import local_folder
-
     n_diverged = sum(diverged(result) for result in results)
     print(f"done   {len(results)} trials, {results.num_errors} errored, {n_diverged} diverged; results in {directory}")
     errors = [((result.metrics or {}).get("trial_id") or Path(result.path).name,
@@ -335,14 +350,7 @@ def report_sweep_end(spec, directory: str, results) -> int:
     # the ranking takes each trial at its best epoch, so the two can differ.
     print(f"best   {winner}: {spec.metric} selection score {rank.score:.4f} {at} "
           f"(Ray's \"Current best trial\" above is scored at each trial's last epoch)")
-    if local_folder(directory) is None:  # train --config reads a local file; status, collect and confirm a bucket
-        from sweeps.folder import COPY_FILE
-
-        copy = COPY_FILE.get(directory.partition("://")[0].lower(), "copy")
-        print(f"       {directory}/best_config.yaml  ({copy} it here, then medsweep train --config best_config.yaml "
-              "--out runs/best)")
-    else:
-        print(f"       {directory}/best_config.yaml  (medsweep train --config ... --out runs/best)")
+    print(f"       {directory}/best_config.yaml  (medsweep train --config ... --out runs/best)")
     print(f"next   medsweep status {directory}  |  medsweep collect {directory} --out results.parquet")
     # One sweep's winner is one draw (validation noise, and with ASHA the order trials reach its
     # rungs): the number to report is the winner retrained on fresh seeds.

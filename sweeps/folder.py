@@ -23,9 +23,10 @@ import pyarrow.fs
 
 from sweeps.paths import bucket_filesystem, local_folder
 
-__all__ = ["SPEC_FILE", "STATE_GLOB", "RESULT_FILE", "PARAMS_FILE", "CHECKPOINT_RE", "COPY_FILE", "find_sweep_dirs",
-           "check_sweep_dir", "bucket_copy", "fetched", "local_copy_name", "readable_copy", "parse_experiment_state",
-           "read_experiment_state", "split_trial_item", "read_result_lines", "trial_id_from_folder"]
+__all__ = ["SPEC_FILE", "STATE_GLOB", "RESULT_FILE", "PARAMS_FILE", "CHECKPOINT_RE", "find_sweep_dirs",
+           "check_sweep_dir", "bucket_copy", "fetched", "fetched_file", "local_copy_name", "named_as",
+           "readable_copy", "parse_experiment_state", "read_experiment_state", "split_trial_item",
+           "read_result_lines", "trial_id_from_folder"]
 
 SPEC_FILE = "medsweep_spec.yaml"
 STATE_GLOB = "experiment_state-*.json"
@@ -53,10 +54,6 @@ def check_sweep_dir(location: str | os.PathLike) -> Path:
     if (p / PARAMS_FILE).exists() or (p / RESULT_FILE).exists():
         raise ValueError(f"{p}: not a sweep folder but a trial folder; pass its parent {p.parent}")
     raise ValueError(f"{p}: not a sweep folder: no {STATE_GLOB} in it")
-
-
-# The usual command that copies one file of a bucket down, by scheme.
-COPY_FILE = {"s3": "aws s3 cp", "gs": "gcloud storage cp"}
 
 
 def local_copy_name(uri: str) -> str:
@@ -125,11 +122,36 @@ def fetched(location: str | os.PathLike, what: str = "nothing there") -> Iterato
     if local_folder(text) is not None:
         yield text
         return
-    with bucket_copy(text, nothing=what) as (copy, _):
+    with bucket_copy(text, nothing=what) as (copy, _), named_as(copy, text.rstrip("/")):
+        yield copy
+
+
+@contextlib.contextmanager
+def fetched_file(location: str) -> Iterator[str]:
+    """A bucket's file (s3://, gs://) copied into a temporary folder; a ValueError names the URI
+    where it is not there or cannot be read, and one from the body names it for the copy."""
+    with tempfile.TemporaryDirectory(prefix="medsweep-bucket-") as temporary:
+        target = Path(temporary, PurePosixPath(location).name)
         try:
-            yield copy
-        except ValueError as exc:
-            raise ValueError(str(exc).replace(copy, text.rstrip("/"))) from None
+            filesystem, path = bucket_filesystem(location)
+            with filesystem.open_input_stream(path) as stream:
+                target.write_bytes(stream.read())
+        except FileNotFoundError:
+            raise ValueError(f"{location}: no such file") from None
+        except OSError as exc:
+            raise ValueError(f"{location}: cannot be read ({' '.join(str(exc).split())})") from None
+        with named_as(str(target), location):
+            yield str(target)
+
+
+@contextlib.contextmanager
+def named_as(copy: str, location: str) -> Iterator[None]:
+    """A ValueError raised inside names ``location`` where it names its temporary ``copy``; of
+    the same type (a ConfigError stays one)."""
+    try:
+        yield
+    except ValueError as exc:
+        raise type(exc)(str(exc).replace(copy, location)) from None
 
 
 def find_sweep_dirs(storage_path: str | os.PathLike) -> list[Path]:

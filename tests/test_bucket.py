@@ -2,10 +2,12 @@
 on loopback (S3 itself cannot run here): Ray writes the sweep there through pyarrow as it would
 to S3, Ctrl-C stops it, `medsweep resume` continues it from the bucket, `medsweep status` reads
 it there, and `collect`, `evaluate`, `gradcam`, `confirm` and `ensemble` read it there (the
-checkpoints they load fetched), with the very results a local copy gives."""
+checkpoints they load fetched), with the very results a local copy gives, and `train --config`
+reads its best_config.yaml."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -87,7 +89,7 @@ def test_a_sweep_in_a_bucket_stops_resumes_and_is_read_there(s3_env, real_root, 
 
     resumed = subprocess.run([*COMMAND, "resume", uri], env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
-    assert "best_config.yaml  (aws s3 cp it here, then medsweep train --config best_config.yaml" in resumed.stdout
+    assert f"       {uri}/best_config.yaml  (medsweep train --config ... --out runs/best)\n" in resumed.stdout
     assert f"next   medsweep status {uri}  |  medsweep collect {uri} --out results.parquet\n" in resumed.stdout
     assert f"       medsweep confirm {uri} --seeds 5 --out confirm.parquet" in resumed.stdout
     assert "sweeps/bucket/best_config.yaml" in keys(client, "sweeps/bucket/")
@@ -132,6 +134,16 @@ def test_a_sweep_in_a_bucket_stops_resumes_and_is_read_there(s3_env, real_root, 
     assert ensembles[0].replace("ensemble-bucket", "ensemble-copy") == ensembles[1]
     assert "members (" in ensembles[0] and "of 2 trials, chosen on validation)" in ensembles[0]
 
-    refused = medsweep("collect", f"s3://{BUCKET}/sweeps/none", "--out", str(tmp_path / "none.parquet"), code=2)
-    assert refused.stderr.strip() == (f"medsweep: error: collect: sweep_dir: s3://{BUCKET}/sweeps/none: "
-                                      "not a sweep folder: nothing of a sweep there"), refused.stderr
+    # the winner's config, read from the bucket: the configuration collect ranked first
+    medsweep("train", "--config", f"{uri}/best_config.yaml", "--epochs", "1", "--out", str(tmp_path / "best"))
+    trained = json.loads((tmp_path / "best" / "metrics.json").read_text())["config"]
+    ranked = json.loads(from_bucket.loc[from_bucket["test_acc"].notna(), "config_json"].item())
+    searched = ("model", "lr", "alpha", "augment")
+    assert {k: trained[k] for k in searched} == {k: ranked[k] for k in searched}
+
+    for args, says in ((["collect", f"s3://{BUCKET}/sweeps/none", "--out", str(tmp_path / "none.parquet")],
+                        f"collect: sweep_dir: s3://{BUCKET}/sweeps/none: not a sweep folder: nothing of a sweep there"),
+                       (["train", "--config", f"{uri}/none.yaml", "--out", str(tmp_path / "none")],
+                        f"config: {uri}/none.yaml: no such file")):
+        refused = medsweep(*args, code=2)
+        assert refused.stderr.strip() == f"medsweep: error: {says}", refused.stderr
