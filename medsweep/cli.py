@@ -363,15 +363,14 @@ STATUS_COLUMNS = ("trial_id", "stop_reason", "epochs_run", "best_epoch", "best_v
 
 
 def run_status_command(args: argparse.Namespace) -> int:
-    from sweeps.folder import readable_copy
+    from sweeps.folder import named_as, readable_copy
 
-    location, folder = absolute(args.sweep_dir), None
+    location = absolute(args.sweep_dir)
     try:
-        with readable_copy(location) as folder:
+        with readable_copy(location) as folder, named_as(folder, location):
             return print_status(location, folder)
-    except ValueError as exc:  # the copy's path named as the bucket's
-        message = str(exc).replace(folder, location) if folder else exc
-        raise UsageError(f"status: sweep_dir: {one_line(message)}") from None
+    except ValueError as exc:
+        raise UsageError(f"status: sweep_dir: {one_line(exc)}") from None
     except OSError as exc:  # a file of the folder that cannot be read
         raise UsageError(f"status: sweep_dir: {location}: cannot be read ({one_line(exc)})") from None
 
@@ -510,7 +509,7 @@ def user_errors() -> tuple[type[Exception], ...]:
 MAX_ERROR_CHARS = 1000
 
 
-def one_line(exc: Exception | str) -> str:
+def one_line(exc: Exception) -> str:
     """The error's message on one line, cut to MAX_ERROR_CHARS."""
     message = " ".join(str(exc).split())
     if len(message) <= MAX_ERROR_CHARS:
