@@ -332,6 +332,7 @@ def report_sweep_end(spec, directory: str, results) -> int:
     """The sweep's end: its trials' outcomes and its best trial, named as best_config.yaml names it."""
     from analysis.collect import error_line
     from sweeps.launch import best_result, diverged
+
     n_diverged = sum(diverged(result) for result in results)
     print(f"done   {len(results)} trials, {results.num_errors} errored, {n_diverged} diverged; results in {directory}")
     errors = [((result.metrics or {}).get("trial_id") or Path(result.path).name,

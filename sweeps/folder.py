@@ -147,11 +147,18 @@ def fetched_file(location: str) -> Iterator[str]:
 @contextlib.contextmanager
 def named_as(copy: str, location: str) -> Iterator[None]:
     """A ValueError raised inside names ``location`` where it names its temporary ``copy``; of
-    the same type (a ConfigError stays one)."""
+    the same type where that type is made from a message alone (a ConfigError stays one)."""
     try:
         yield
     except ValueError as exc:
-        raise type(exc)(str(exc).replace(copy, location)) from None
+        if copy not in str(exc):
+            raise
+        message = str(exc).replace(copy, location)
+        try:
+            renamed = type(exc)(message)
+        except TypeError:  # e.g. json.JSONDecodeError, UnicodeDecodeError: more than a message
+            renamed = ValueError(message)
+        raise renamed from None
 
 
 def find_sweep_dirs(storage_path: str | os.PathLike) -> list[Path]:

@@ -5,6 +5,7 @@ whole path against a real S3 server: tests/test_bucket.py."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow.fs
@@ -71,3 +72,19 @@ def test_nothing_to_copy_or_a_bucket_that_cannot_be_read_is_one_line(sweep, monk
     assert str(raised.value) == ("s3://bucket/retina: cannot be read (When listing objects under key 'retina' in "
                                  "bucket 'bucket': AWS Error NETWORK_CONNECTION during ListObjectsV2 operation: "
                                  "curlCode: 6, Couldn't resolve host name)")
+
+
+def test_an_error_about_the_temporary_copy_names_the_bucket_and_keeps_its_type():
+    from medvit.config import ConfigError
+
+    for raised, expected in ((ConfigError("config: /tmp/c/best.yaml must hold a mapping"), ConfigError),
+                             (json.JSONDecodeError("Expecting value in /tmp/c/best.yaml", "", 0), ValueError)):
+        with pytest.raises(expected) as caught:
+            with folder.named_as("/tmp/c", "s3://b/sweep"):
+                raise raised
+        assert "s3://b/sweep/best.yaml" in str(caught.value) and "/tmp/c" not in str(caught.value)
+    other = ValueError("nothing about the copy")
+    with pytest.raises(ValueError) as caught:
+        with folder.named_as("/tmp/c", "s3://b/sweep"):
+            raise other
+    assert caught.value is other
