@@ -58,7 +58,7 @@ from benchmarks.device_args import device_parser
 from benchmarks.trial_packing import run_packed
 from medvit.synthetic import write_synthetic
 from medvit.yamlio import load_yaml
-from sweeps.folder import RESULT_FILE, read_result_lines
+from sweeps.folder import RESULT_FILE, read_result_lines, state_trial_folders
 from sweeps.spec import load_spec, spec_from_dict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -438,9 +438,11 @@ def faults(check: Check) -> dict:
         wait_for(lambda: any(r["resumed_from_epoch"] > 0 for r in reports(victim)), deadline,
                  "the killed trial to report an epoch after its restart")
 
-        def one_finished_one_running() -> bool:
-            runs = [epochs_of(t) for t in trial_dirs(sweep)]
-            return any(len(set(r)) == epochs for r in runs) and any(0 < len(set(r)) < epochs for r in runs)
+        def one_finished_one_running() -> bool:  # and both in Ray's saved state, as a resume needs
+            trials = trial_dirs(sweep)
+            runs = [epochs_of(t) for t in trials]
+            return any(len(set(r)) == epochs for r in runs) and any(0 < len(set(r)) < epochs for r in runs) \
+                and {t.name for t in trials} <= state_trial_folders(sweep)
 
         wait_for(one_finished_one_running, deadline, "one finished trial and one mid-trial")
         os.kill(driver.pid, signal.SIGKILL)  # the driver only: its Ray processes are orphaned

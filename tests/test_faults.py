@@ -20,6 +20,7 @@ import torch
 from analysis.collect import collect, read_sweep
 from medvit.train import CHECKPOINT_FILE
 from medvit.yamlio import load_yaml
+from sweeps.folder import state_trial_folders
 from sweep_helpers import epochs_run, leftover_checkpoint, results, retina_spec, trial_dirs, wait_for
 
 pytestmark = pytest.mark.slow
@@ -78,9 +79,11 @@ def killed_and_resumed(tmp_path_factory, env):
     sweep = root / "killed"
     driver = start(["sweep", str(spec_file)], env, root / "sweep.log")
     try:
-        def second_trial_started():
-            runs = [epochs_run(t) for t in trial_dirs(sweep)] if sweep.exists() else []
-            return sum(len(r) == EPOCHS for r in runs) >= 1 and any(0 < len(r) < EPOCHS for r in runs)
+        def second_trial_started():  # and both in Ray's saved state, which a resume continues
+            trials = trial_dirs(sweep) if sweep.exists() else []
+            runs = [epochs_run(t) for t in trials]
+            return sum(len(r) == EPOCHS for r in runs) >= 1 and any(0 < len(r) < EPOCHS for r in runs) \
+                and {t.name for t in trials} <= state_trial_folders(sweep)
 
         wait_for(second_trial_started, 400, "one finished trial and one mid-trial")
         os.kill(driver.pid, signal.SIGKILL)  # the driver only: its Ray processes are orphaned

@@ -61,3 +61,17 @@ def test_a_state_that_stays_corrupted_is_still_refused(tmp_path):
     with pytest.raises(ValueError, match="corrupted experiment state"):
         read_experiment_state(path)
     assert time.monotonic() - start < 2
+
+
+def test_the_state_names_the_trial_folders_a_resume_continues(tmp_path):
+    """What the fault tests wait for before they kill a driver: Ray saves its state at most every
+    few seconds, and a trial started since would be started anew by the resume."""
+    assert folder.state_trial_folders(tmp_path) == set()
+    items = [[json.dumps({"trial_id": "a", "relative_logdir": "train_a"}), "{}"],
+             [json.dumps({"trial_id": "b"}), "{}"], ["not json", "{}"]]
+    older = [[json.dumps({"trial_id": "c", "relative_logdir": "train_c"}), "{}"]]
+    (tmp_path / "experiment_state-2026-12-06_10-00-00.json").write_text(json.dumps({"trial_data": older,
+                                                                                    "runner_data": {}}))
+    (tmp_path / "experiment_state-2026-12-06_10-00-05.json").write_text(json.dumps({"trial_data": items,
+                                                                                    "runner_data": {}}))
+    assert folder.state_trial_folders(tmp_path) == {"train_a"}  # the newest by name; b has no folder yet
