@@ -28,8 +28,8 @@ from medvit.atomic import atomic_path
 from medvit.outcome import report_epoch, trial_outcome
 from medvit.selection import SELECT_METRICS, audit_key, best_epoch
 from medvit.yamlio import YamlError, load_yaml, read_text_file
-from sweeps.folder import (CHECKPOINT_RE, PARAMS_FILE, RESULT_FILE, SPEC_FILE, STATE_GLOB, check_sweep_dir,
-                           named_as, read_experiment_state, read_result_lines, readable_copy, split_trial_item,
+from sweeps.folder import (CHECKPOINT_RE, PARAMS_FILE, RESULT_FILE, SPEC_FILE, check_sweep_dir, named_as,
+                           newest_state, read_experiment_state, read_result_lines, readable_copy, split_trial_item,
                            trial_id_from_folder)
 from sweeps.paths import local_folder
 from sweeps.ranking import trial_best
@@ -165,10 +165,10 @@ def _read_spec(sweep_dir: Path) -> dict[str, Any]:
 
 def _read_state(sweep_dir: Path) -> tuple[list[dict[str, Any]], str | None, str | None]:
     """Trials from the newest experiment_state file (trial_id, status, relative_logdir, config,
-    last_result), and the sweep's metric and mode. Only its JSON is parsed; pickled fields are ignored. Newest is Ray's rule,
-    the greatest name (a timestamp): a copy made without keeping times (`cp -r`, a bucket
-    sync) scrambles mtimes. A corrupted newest file is refused, never silently skipped."""
-    state = read_experiment_state(max(sweep_dir.glob(STATE_GLOB), key=lambda f: f.name))
+    last_result), and the sweep's metric and mode. Only its JSON is parsed; pickled fields are
+    ignored. Newest is Ray's rule (`newest_state`). A corrupted newest file is refused, never
+    silently skipped."""
+    state = read_experiment_state(newest_state(sweep_dir))
     trials = []
     for item in state["trial_data"]:
         meta, runtime = split_trial_item(item)

@@ -26,7 +26,7 @@ from sweeps.paths import bucket_filesystem, local_folder
 __all__ = ["SPEC_FILE", "STATE_GLOB", "RESULT_FILE", "PARAMS_FILE", "CHECKPOINT_RE", "find_sweep_dirs",
            "check_sweep_dir", "bucket_copy", "fetched", "fetched_file", "local_copy_name", "named_as",
            "readable_copy", "parse_experiment_state", "read_experiment_state", "split_trial_item",
-           "read_result_lines", "state_trial_folders", "trial_id_from_folder"]
+           "read_result_lines", "newest_state", "state_trial_folders", "trial_id_from_folder"]
 
 SPEC_FILE = "medsweep_spec.yaml"
 STATE_GLOB = "experiment_state-*.json"
@@ -225,14 +225,20 @@ def split_trial_item(item: Any) -> tuple[dict | None, dict | None]:
     return load(item), None
 
 
+def newest_state(sweep_dir: Path) -> Path | None:
+    """The experiment state file Ray restores: the greatest name (a timestamp), not the newest
+    mtime, which a copy made without keeping times (`cp -r`, a bucket sync) scrambles."""
+    return max(sweep_dir.glob(STATE_GLOB), key=lambda f: f.name, default=None)
+
+
 def state_trial_folders(sweep_dir: Path) -> set[str]:
     """The trial folders the newest experiment state lists: those a resume continues in place.
     Ray saves the state at most every few seconds, so a trial started since is started anew in a
     folder of its own by a resume after the driver is killed (its first folder left behind)."""
-    states = sorted(Path(sweep_dir).glob(STATE_GLOB), key=lambda f: f.name)
-    if not states:
+    state = newest_state(Path(sweep_dir))
+    if state is None:
         return set()
-    items = (split_trial_item(item)[0] for item in read_experiment_state(states[-1])["trial_data"])
+    items = (split_trial_item(item)[0] for item in read_experiment_state(state)["trial_data"])
     return {meta["relative_logdir"] for meta in items if meta and meta.get("relative_logdir")}
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ray import tune
 
-from sweeps.folder import STATE_GLOB, read_experiment_state
+from sweeps.folder import newest_state, read_experiment_state
 from sweeps.paths import StorageError, SweepError, local_folder
 from sweeps.space import trial_config
 from sweeps.spec import SweepSpec
@@ -108,10 +108,12 @@ def check_room(directory: str) -> None:
 
 def state_intact(folder: Path) -> bool:
     """Whether the experiment state Ray would restore (the greatest name) is whole."""
-    states = sorted(folder.glob(STATE_GLOB))
+    state = newest_state(folder)
+    if state is None:
+        return False
     try:
-        read_experiment_state(states[-1])
-    except (IndexError, ValueError):
+        read_experiment_state(state)
+    except ValueError:
         return False
     return True
 
