@@ -28,7 +28,7 @@ from medvit.atomic import atomic_path
 from medvit.outcome import report_epoch, trial_outcome
 from medvit.selection import SELECT_METRICS, audit_key, best_epoch
 from medvit.yamlio import YamlError, load_yaml, read_text_file
-from sweeps.folder import (CHECKPOINT_RE, PARAMS_FILE, RESULT_FILE, SPEC_FILE, check_sweep_dir, named_as,
+from sweeps.folder import (PARAMS_FILE, RESULT_FILE, SPEC_FILE, check_sweep_dir, named_as, newest_checkpoint,
                            newest_state, read_experiment_state, read_result_lines, readable_copy, split_trial_item,
                            trial_id_from_folder)
 from sweeps.paths import local_folder
@@ -229,19 +229,6 @@ def error_line(text: str) -> str:
     return next((line for line in lines if HOST_OUT_OF_MEMORY in line), lines[-1] if lines else "")
 
 
-def _last_checkpoint(folder: Path) -> str | None:
-    best_idx, best = -1, None
-    try:
-        children = list(os.scandir(folder))
-    except OSError:
-        return None
-    for entry in children:
-        m = CHECKPOINT_RE.match(entry.name)
-        if m and entry.is_dir() and int(m.group(1)) > best_idx:
-            best_idx, best = int(m.group(1)), entry.path
-    return str(Path(best).resolve()) if best else None
-
-
 def _full_config(spec: dict, sampled: dict[str, Any]) -> dict[str, Any]:
     """The trial's TrainConfig values by the launcher's own rule (``sweeps.space.trial_config``);
     Ray's ``params.json`` holds only the searched keys. Without a spec, the sampled keys."""
@@ -337,6 +324,7 @@ def _trial_row(
     epochs_max = _epoch_budget(config, spec)
     stop_reason, error = _outcome(folder, t, lines, history, epochs_max)
     node = " / ".join(str(x) for x in (last.get("hostname"), last.get("node_ip")) if x) or None
+    checkpoint = newest_checkpoint(folder) if folder is not None else None
     return {
         "dataset": str(config.get("dataset") or spec.get("dataset") or "unknown"),
         "sweep": sweep_dir.name,
@@ -353,7 +341,7 @@ def _trial_row(
         "metric": metric,
         "mode": mode,
         **_history_columns(history, metric, mode),
-        "checkpoint_path": _last_checkpoint(folder) if folder is not None else None,
+        "checkpoint_path": str(checkpoint.resolve()) if checkpoint else None,
         "node": node,
         "wall_time_s": float_or_none(last.get("time_total_s")),
         "config_json": json.dumps(config, sort_keys=True, default=str),

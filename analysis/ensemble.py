@@ -188,11 +188,11 @@ def best_single(sweep_dir: str | Path, candidates: list[Candidate]) -> str | Non
 
 
 def sweep_candidates(sweep_dir: str | Path) -> list[Candidate]:
-    """Every trial of a sweep folder whose last checkpoint holds selected weights and their
-    validation scores and that did not diverge, in trial-id order. A sweep in a bucket (s3://,
-    gs://) is listed from a copy of its small files, and each trial's last checkpoint fetched in
-    turn (in a bucket, the last checkpoint folder, whole or not)."""
-    from sweeps.folder import RESULT_FILE, fetched, readable_copy, trial_id_from_folder
+    """Every trial of a sweep folder whose newest whole checkpoint holds selected weights and
+    their validation scores and that did not diverge, in trial-id order. A sweep in a bucket
+    (s3://, gs://) is listed from a copy of its small files, and each trial's checkpoint fetched
+    in turn."""
+    from sweeps.folder import RESULT_FILE, fetched, newest_checkpoint, readable_copy, trial_id_from_folder
     from sweeps.paths import local_folder
     from analysis.evaluate import BAD_CHECKPOINT
     from medvit.train import CHECKPOINT_FILE, load_state
@@ -202,12 +202,11 @@ def sweep_candidates(sweep_dir: str | Path) -> list[Candidate]:
     candidates = []
     with readable_copy(location) as listing:
         for trial_dir in sorted(p for p in Path(listing).iterdir() if p.is_dir()):
-            checkpoints = sorted(p for p in trial_dir.glob("checkpoint_*")
-                                 if in_bucket or (p / CHECKPOINT_FILE).is_file())
+            newest = newest_checkpoint(trial_dir)
             result_file = trial_dir / RESULT_FILE
-            if not checkpoints or not result_file.is_file():
+            if newest is None or not result_file.is_file():
                 continue
-            checkpoint = f"{location}/{checkpoints[-1].relative_to(listing)}" if in_bucket else checkpoints[-1]
+            checkpoint = f"{location}/{newest.relative_to(listing)}" if in_bucket else newest
             with fetched(checkpoint, f"no {CHECKPOINT_FILE} there") as local:
                 try:
                     state = load_state(local)

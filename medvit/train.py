@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from medvit.augment import AugmentConfig, augment_batch, augment_config, for_dataset, tta_flips
+from medvit.checkpoint import CHECKPOINT_FILE
 from medvit.config import TrainConfig
 from medvit.data import MedMNISTData, dataset_info, load_dataset
 from medvit.families import MEDVIT
@@ -52,7 +53,6 @@ COMPILE_MODE = {"cuda": "reduce-overhead", "cpu": None}
 # CPU too (one or two threads; resnet18_28 level), 1.05-1.25x on an AVX2 one, and on an H100 at
 # batch 128 it was never slower than contiguous (up to 1.29x faster; tiny at batch 512 was 0.88x).
 MEMORY_FORMAT = torch.channels_last
-CHECKPOINT_FILE = "state.pt"
 # Training images whose BatchNorm statistics `bn_recompute` measures before each validation.
 BN_STATS_IMAGES = 2048
 

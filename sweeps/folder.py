@@ -21,12 +21,13 @@ from typing import Any
 
 import pyarrow.fs
 
+from medvit.checkpoint import CHECKPOINT_FILE
 from sweeps.paths import bucket_filesystem, local_folder
 
 __all__ = ["SPEC_FILE", "STATE_GLOB", "RESULT_FILE", "PARAMS_FILE", "CHECKPOINT_RE", "find_sweep_dirs",
            "check_sweep_dir", "bucket_copy", "fetched", "fetched_file", "local_copy_name", "named_as",
            "readable_copy", "parse_experiment_state", "read_experiment_state", "split_trial_item",
-           "read_result_lines", "newest_state", "state_trial_folders", "trial_id_from_folder"]
+           "read_result_lines", "newest_checkpoint", "newest_state", "state_trial_folders", "trial_id_from_folder"]
 
 SPEC_FILE = "medsweep_spec.yaml"
 STATE_GLOB = "experiment_state-*.json"
@@ -62,8 +63,8 @@ def local_copy_name(uri: str) -> str:
 
 
 # What `medsweep status`, `collect`, `confirm` and `ensemble` read of a sweep folder in a bucket:
-# its state, its spec, each trial's config, reports and error; not checkpoints (whose folders are
-# made, empty, so that a trial's newest one is known), pickles or TensorBoard files.
+# its state, its spec, each trial's config, reports and error; not checkpoints, pickles or
+# TensorBoard files.
 STATUS_FILES = ("*.json", "*.yaml", "error.txt")
 CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
 
@@ -71,17 +72,21 @@ CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
 @contextlib.contextmanager
 def readable_copy(location: str) -> Iterator[str]:
     """The sweep folder to read: a local or NFS one as it is, a bucket's (s3://, gs://) as a
-    temporary copy of its STATUS_FILES and its (empty) checkpoint folders, read with the
-    credentials Ray wrote them with."""
+    temporary copy of its STATUS_FILES and of its whole checkpoints with their CHECKPOINT_FILE
+    empty (so that a trial's newest one is known; the bytes are fetched when it is loaded), read
+    with the credentials Ray wrote them with."""
     folder = local_folder(location)
     if folder is not None:
         yield str(folder)
         return
     with bucket_copy(location, lambda name: any(fnmatch.fnmatch(name, pattern) for pattern in STATUS_FILES),
-                     "not a sweep folder: nothing of a sweep there") as (copy, folders):
-        for relative in folders:
-            if CHECKPOINT_RE.match(Path(relative).name):
-                Path(copy, relative).mkdir(parents=True, exist_ok=True)
+                     "not a sweep folder: nothing of a sweep there") as (copy, listed):
+        for relative in map(PurePosixPath, listed):
+            # A store lists an object once it is whole: a checkpoint whose upload was cut off
+            # (its folder made, its file not) is listed as a folder at most.
+            if relative.name == CHECKPOINT_FILE and CHECKPOINT_RE.match(relative.parent.name):
+                Path(copy, relative).parent.mkdir(parents=True, exist_ok=True)
+                Path(copy, relative).touch()
         yield copy
 
 
@@ -89,14 +94,16 @@ def readable_copy(location: str) -> Iterator[str]:
 def bucket_copy(location: str, wanted=lambda name: True,
                 nothing: str = "nothing there") -> Iterator[tuple[str, list[str]]]:
     """(a temporary local copy of the files under a bucket's folder whose names ``wanted`` keeps,
-    the folders under it as sorted paths relative to it); a ValueError ``location: nothing``
+    every file listed there as sorted paths relative to it); a ValueError ``location: nothing``
     where no file is kept, or ``location: cannot be read (why)``."""
     with tempfile.TemporaryDirectory(prefix="medsweep-bucket-") as temporary:
         try:  # a bucket that cannot be listed or read: credentials, network
             filesystem, root = bucket_filesystem(location)
             root = root.rstrip("/")
-            listed = filesystem.get_file_info(pyarrow.fs.FileSelector(root, recursive=True, allow_not_found=True))
-            files = [info.path for info in listed if info.type == pyarrow.fs.FileType.File and wanted(info.base_name)]
+            listed = [info for info in filesystem.get_file_info(pyarrow.fs.FileSelector(root, recursive=True,
+                                                                                         allow_not_found=True))
+                      if info.type == pyarrow.fs.FileType.File]
+            files = [info.path for info in listed if wanted(info.base_name)]
             copy = Path(temporary, local_copy_name(root))
             for path in files:
                 target = copy / path[len(root) + 1:]
@@ -107,11 +114,7 @@ def bucket_copy(location: str, wanted=lambda name: True,
             raise ValueError(f"{location}: cannot be read ({' '.join(str(exc).split())})") from None
         if not files:
             raise ValueError(f"{location}: {nothing}")
-        # a store without folders lists some only as the paths of their files
-        folders = {info.path[len(root) + 1:] for info in listed if info.type == pyarrow.fs.FileType.Directory}
-        folders |= {str(PurePosixPath(info.path[len(root) + 1:]).parent) for info in listed
-                    if info.type == pyarrow.fs.FileType.File}
-        yield str(copy), sorted(folders - {"", "."})
+        yield str(copy), sorted(info.path[len(root) + 1:] for info in listed)
 
 
 @contextlib.contextmanager
@@ -240,6 +243,18 @@ def state_trial_folders(sweep_dir: Path) -> set[str]:
         return set()
     items = (split_trial_item(item)[0] for item in read_experiment_state(state)["trial_data"])
     return {meta["relative_logdir"] for meta in items if meta and meta.get("relative_logdir")}
+
+
+def newest_checkpoint(trial_dir: Path) -> Path | None:
+    """A trial folder's newest whole checkpoint: its ``checkpoint_NNNNNN`` folder of the greatest
+    number that holds a CHECKPOINT_FILE (one without: a save or copy cut off, a node lost)."""
+    try:
+        entries = list(os.scandir(trial_dir))
+    except OSError:
+        return None
+    numbered = [(int(m.group(1)), Path(entry.path)) for entry in entries
+                if (m := CHECKPOINT_RE.match(entry.name)) and Path(entry.path, CHECKPOINT_FILE).is_file()]
+    return max(numbered, default=(None, None))[1]
 
 
 def read_result_lines(path: Path) -> list[dict[str, Any]]:

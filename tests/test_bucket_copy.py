@@ -1,6 +1,7 @@
 """sweeps.folder.bucket_copy and readable_copy, what status, collect and evaluate read of a bucket
-through: the files asked for, in a temporary folder of the bucket folder's name, and every folder
-under it, whether the store lists folders (GCS, moto) or only the paths of files (S3 may). The
+through: the files asked for, in a temporary folder of the bucket folder's name, and every whole
+checkpoint listed there (its file empty), whether the store lists folders (GCS, moto) or only the
+paths of files (S3 may); and newest_checkpoint, which picks a trial's checkpoint from either. The
 whole path against a real S3 server: tests/test_bucket.py."""
 
 from __future__ import annotations
@@ -35,23 +36,39 @@ def sweep(tmp_path) -> Path:
                        ("t1/checkpoint_000001/state.pt", "weights"), ("t1/checkpoint_000003/state.pt", "weights")):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
+    (root / "t1" / "checkpoint_000004").mkdir()  # an upload cut off: its folder made, its state.pt not
     return root
 
 
 @pytest.mark.parametrize("store", ["lists folders", "lists files only"])
-def test_a_bucket_folder_is_copied_with_the_files_asked_for_and_its_checkpoint_folders(sweep, store, monkeypatch):
+def test_a_bucket_folder_is_copied_with_the_files_asked_for_and_its_whole_checkpoints(sweep, store, monkeypatch):
     filesystem = pyarrow.fs.LocalFileSystem() if store == "lists folders" else FilesOnly()
     monkeypatch.setattr(folder, "bucket_filesystem", lambda location: (filesystem, str(sweep) + "/"))
     with folder.readable_copy("s3://bucket/retina/") as copy:
-        files = sorted(str(p.relative_to(copy)) for p in Path(copy).rglob("*") if p.is_file())
+        files = {str(p.relative_to(copy)): p.stat().st_size for p in Path(copy).rglob("*") if p.is_file()}
         assert Path(copy).name == "retina"
-        assert files == ["experiment_state-2026.json", "medsweep_spec.yaml", "t1/error.txt", "t1/params.json"]
-        assert sorted(p.name for p in Path(copy, "t1").iterdir() if p.is_dir()) == ["checkpoint_000001",
-                                                                                   "checkpoint_000003"]
+        assert files == {"experiment_state-2026.json": 2, "medsweep_spec.yaml": 13, "t1/error.txt": 5,
+                         "t1/params.json": 2, "t1/checkpoint_000001/state.pt": 0, "t1/checkpoint_000003/state.pt": 0}
+        assert folder.newest_checkpoint(Path(copy, "t1")) == Path(copy, "t1", "checkpoint_000003")
     assert not Path(copy).exists()  # removed after
-    with folder.bucket_copy("s3://bucket/retina/t1/checkpoint_000003") as (copy, folders):
-        assert folders == ["t1", "t1/checkpoint_000001", "t1/checkpoint_000003"]  # of the monkeypatched root
+    with folder.bucket_copy("s3://bucket/retina/t1/checkpoint_000003") as (copy, listed):
+        assert "t1/checkpoint_000003/state.pt" in listed and "t1/params.json" in listed  # of the monkeypatched root
+        assert not any(name.startswith("t1/checkpoint_000004") for name in listed)
         assert Path(copy, "t1/checkpoint_000003/state.pt").read_text() == "weights"
+
+
+def test_the_newest_checkpoint_is_the_greatest_number_holding_its_file(tmp_path):
+    trial = tmp_path / "trial"
+    assert folder.newest_checkpoint(trial) is None  # no such folder
+    for name in ("checkpoint_000009", "checkpoint_000010", "checkpoint_000100", "checkpoint_x", "other_000200"):
+        (trial / name).mkdir(parents=True)
+        (trial / name / "state.pt").write_bytes(b"w")
+    (trial / "checkpoint_000101").mkdir()  # a save or copy cut off
+    assert folder.newest_checkpoint(trial) == trial / "checkpoint_000100"
+    (trial / "checkpoint_000101" / "state.pt").write_bytes(b"w")
+    assert folder.newest_checkpoint(trial) == trial / "checkpoint_000101"
+    (trial / "empty").mkdir()
+    assert folder.newest_checkpoint(trial / "empty") is None
 
 
 def test_nothing_to_copy_or_a_bucket_that_cannot_be_read_is_one_line(sweep, monkeypatch):
