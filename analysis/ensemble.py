@@ -25,6 +25,8 @@ import numpy as np
 
 import torch
 
+from medvit.checkpoint import CHECKPOINT_FILE, SELECTION_FILE, Selection, read_selection
+from medvit.config import TrainConfig
 from medvit.jsonio import write_json
 from medvit.losses import loss_for_task
 from medvit.metrics import PROBABILITY_FLOOR, decoded_metrics, evaluate, logits_from_scores
@@ -43,11 +45,12 @@ MAX_ROUNDS = 1000
 
 @dataclass(frozen=True)
 class Candidate:
-    """One finished trial: its id, folder, and selected weights' validation probabilities."""
+    """One finished trial: its id, folder, selected weights' validation probabilities and config."""
 
     trial_id: str
     checkpoint: Path | str  # a str: in a bucket (s3://, gs://), fetched when loaded
     val_scores: np.ndarray
+    config: dict  # the run's TrainConfig values
 
 
 Objective = Callable[[np.ndarray], tuple[float, float]]
@@ -188,14 +191,12 @@ def best_single(sweep_dir: str | Path, candidates: list[Candidate]) -> str | Non
 
 
 def sweep_candidates(sweep_dir: str | Path) -> list[Candidate]:
-    """Every trial of a sweep folder whose newest whole checkpoint holds selected weights and
-    their validation scores and that did not diverge, in trial-id order. A sweep in a bucket
-    (s3://, gs://) is listed from a copy of its small files, and each trial's checkpoint fetched
-    in turn."""
-    from sweeps.folder import RESULT_FILE, fetched, newest_checkpoint, readable_copy, trial_id_from_folder
+    """Every trial of a sweep folder whose newest whole checkpoint holds selected weights'
+    validation scores and that did not diverge, in trial-id order. Each is read from its
+    checkpoint's small selection file (in a bucket, s3:// or gs://, that file alone is fetched),
+    or from its state.pt where it was written before that file."""
+    from sweeps.folder import RESULT_FILE, newest_checkpoint, readable_copy, trial_id_from_folder
     from sweeps.paths import local_folder
-    from analysis.evaluate import BAD_CHECKPOINT
-    from medvit.train import CHECKPOINT_FILE, load_state
 
     location = os.fspath(sweep_dir).rstrip("/")
     in_bucket = local_folder(location) is None
@@ -207,20 +208,38 @@ def sweep_candidates(sweep_dir: str | Path) -> list[Candidate]:
             if newest is None or not result_file.is_file():
                 continue
             checkpoint = f"{location}/{newest.relative_to(listing)}" if in_bucket else newest
-            with fetched(checkpoint, f"no {CHECKPOINT_FILE} there") as local:
-                try:
-                    state = load_state(local)
-                except BAD_CHECKPOINT as exc:
-                    raise ValueError(f"{checkpoint}/{CHECKPOINT_FILE}: not a readable medsweep checkpoint "
-                                     f"({type(exc).__name__})") from None
-            if state.get("diverged") or state.get("best_val_scores") is None:
+            selection = checkpoint_selection(checkpoint, listed=newest)
+            if selection.diverged or selection.val_scores is None:
                 continue
             trial_id = trial_id_from_folder(trial_dir)
             if trial_id is None:
                 raise ValueError(f"{result_file}: no trial_id in its first line nor in the folder's name; "
                                  "allowed: a trial folder Ray wrote")
-            candidates.append(Candidate(trial_id, checkpoint, state["best_val_scores"].numpy()))
+            candidates.append(Candidate(trial_id, checkpoint, selection.val_scores, selection.config))
     return sorted(candidates, key=lambda c: c.trial_id)
+
+
+def checkpoint_selection(checkpoint: Path | str, listed: Path) -> Selection:
+    """What a checkpoint (a folder, or a bucket's folder whose files ``listed`` holds, empty)
+    says an ensemble needs: its selection file, else its state.pt, fetched whole."""
+    from sweeps.folder import fetched, fetched_file
+    from analysis.evaluate import BAD_CHECKPOINT
+    from medvit.train import load_state
+
+    if (listed / SELECTION_FILE).is_file():
+        if isinstance(checkpoint, Path):
+            return read_selection(checkpoint)
+        with fetched_file(f"{checkpoint}/{SELECTION_FILE}") as path:
+            return read_selection(Path(path).parent)
+    with fetched(checkpoint, f"no {CHECKPOINT_FILE} there") as local:
+        try:
+            state = load_state(local)
+            scores = state.get("best_val_scores")
+            return Selection(scores.numpy() if scores is not None else None, bool(state.get("diverged")),
+                             state["config"])
+        except BAD_CHECKPOINT as exc:
+            raise ValueError(f"{checkpoint}/{CHECKPOINT_FILE}: not a readable medsweep checkpoint "
+                             f"({type(exc).__name__})") from None
 
 
 def test_scores(candidate: Candidate, data: MedMNISTData, device: str = "auto") -> np.ndarray:
@@ -239,14 +258,14 @@ def ensemble_sweep(sweep_dir: str | Path, out_dir: str | Path, data_root: str | 
                    rounds: int = DEFAULT_ROUNDS, device: str = "auto") -> dict:
     """`medsweep ensemble`: select members of a sweep folder on validation, evaluate on test
     once, and write ``out_dir/ensemble.json``."""
-    from analysis.evaluate import load_checkpoint, load_eval_data
+    from analysis.evaluate import load_eval_data
     from medvit.train import evaluation_loss
 
     sweep_dir = os.fspath(sweep_dir)
     candidates = sweep_candidates(sweep_dir)
     if not candidates:
         raise ValueError(f"ensemble: {sweep_dir} holds no finished trial checkpoint with validation scores")
-    _, config = load_checkpoint(candidates[0].checkpoint)
+    config = TrainConfig(**candidates[0].config)
     data = load_eval_data(config, data_root)
     y_val, y_test = data.labels["val"].numpy(), data.labels["test"].numpy()
     lengths = {len(c.val_scores) for c in candidates}

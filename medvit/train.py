@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from medvit.augment import AugmentConfig, augment_batch, augment_config, for_dataset, tta_flips
-from medvit.checkpoint import CHECKPOINT_FILE
+from medvit.checkpoint import CHECKPOINT_FILE, Selection, write_selection
 from medvit.config import TrainConfig
 from medvit.data import MedMNISTData, dataset_info, load_dataset
 from medvit.families import MEDVIT
@@ -394,8 +394,11 @@ class Trainer:
         self.audit = state.get("audit", [])  # checkpoints from before the audit hold none
 
     def save(self, directory: str | Path) -> Path:
+        """The checkpoint's ``state.pt`` (returned) and, beside it, its selection file."""
         path = Path(directory) / CHECKPOINT_FILE
         torch.save(self.state_dict(), path)
+        scores = self.best_val_scores.numpy() if self.best_val_scores is not None else None
+        write_selection(directory, Selection(scores, self.diverged, self.config.model_dump(mode="json")))
         return path
 
     def restore(self, directory: str | Path) -> None:

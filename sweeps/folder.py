@@ -72,21 +72,22 @@ CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
 @contextlib.contextmanager
 def readable_copy(location: str) -> Iterator[str]:
     """The sweep folder to read: a local or NFS one as it is, a bucket's (s3://, gs://) as a
-    temporary copy of its STATUS_FILES and of its whole checkpoints with their CHECKPOINT_FILE
-    empty (so that a trial's newest one is known; the bytes are fetched when it is loaded), read
-    with the credentials Ray wrote them with."""
+    temporary copy of its STATUS_FILES and of its whole checkpoints with their files empty (so
+    that a trial's newest one is known, and what it holds; the bytes are fetched when read),
+    read with the credentials Ray wrote them with."""
     folder = local_folder(location)
     if folder is not None:
         yield str(folder)
         return
     with bucket_copy(location, lambda name: any(fnmatch.fnmatch(name, pattern) for pattern in STATUS_FILES),
                      "not a sweep folder: nothing of a sweep there") as (copy, listed):
-        for relative in map(PurePosixPath, listed):
-            # A store lists an object once it is whole: a checkpoint whose upload was cut off
-            # (its folder made, its file not) is listed as a folder at most.
-            if relative.name == CHECKPOINT_FILE and CHECKPOINT_RE.match(relative.parent.name):
-                Path(copy, relative).parent.mkdir(parents=True, exist_ok=True)
-                Path(copy, relative).touch()
+        files = [PurePosixPath(relative) for relative in listed]
+        # A store lists an object once it is whole: a checkpoint whose upload was cut off (its
+        # folder made, its state.pt not) has no CHECKPOINT_FILE listed.
+        whole = {f.parent for f in files if f.name == CHECKPOINT_FILE and CHECKPOINT_RE.match(f.parent.name)}
+        for relative in (f for f in files if f.parent in whole):
+            Path(copy, relative).parent.mkdir(parents=True, exist_ok=True)
+            Path(copy, relative).touch()
         yield copy
 
 

@@ -71,9 +71,9 @@ def pneumonia_spec(storage: Path):
     return spec_from_dict(data, source="analysis test fixture (pneumonia)")
 
 
-def _train_runs(spec, data_root: Path) -> dict[str, list[tuple[dict, bytes | None]]]:
+def _train_runs(spec, data_root: Path) -> dict[str, list[tuple[dict, dict[str, bytes] | None]]]:
     """Real medsweep training (``Trainer``, the trainable's config rule) of each non-failing grid
-    model, here in the test process: per epoch, the reported metrics, and the checkpoint bytes
+    model, here in the test process: per epoch, the reported metrics, and the checkpoint files
     of the last epoch (the one a sweep keeps with ``num_to_keep=1``)."""
     import tempfile
 
@@ -91,7 +91,8 @@ def _train_runs(spec, data_root: Path) -> dict[str, list[tuple[dict, bytes | Non
         trainer = Trainer(config, data.subset(config.subset, seed=config.seed))
         runs[model] = [(metrics, None) for metrics in trainer.epochs()]
         with tempfile.TemporaryDirectory() as d:
-            runs[model][-1] = (runs[model][-1][0], trainer.save(d).read_bytes())
+            trainer.save(d)
+            runs[model][-1] = (runs[model][-1][0], {p.name: p.read_bytes() for p in Path(d).iterdir()})
     return runs
 
 
@@ -115,13 +116,14 @@ def _run_pneumonia(spec, data_root: Path) -> None:
                           "val_loss": 0.05, "val_acc": 0.999, "val_auc": 0.999, "best_epoch": 1,
                           "best_val_auc": 0.999})
             raise RuntimeError("synthetic failure for the analysis tests")
-        for metrics, state in runs[config["model"]]:
-            if state is None:
+        for metrics, files in runs[config["model"]]:
+            if files is None:
                 _tune.report(dict(metrics))
                 continue
             with _tempfile.TemporaryDirectory() as d:
-                with open(_os.path.join(d, "state.pt"), "wb") as fh:
-                    fh.write(state)
+                for name, content in files.items():
+                    with open(_os.path.join(d, name), "wb") as fh:
+                        fh.write(content)
                 _tune.report(dict(metrics), checkpoint=_tune.Checkpoint.from_directory(d))
 
     save_spec(spec)  # medsweep_spec.yaml, as the launcher writes it

@@ -100,7 +100,8 @@ def world(tmp_path_factory, real_root) -> dict[str, str]:
     paths["state_folder"] = write_sweep(root / "state_folder", spec_text)
     (paths["state_folder"] / "experiment_state-2099-01-01_00-00-00.json").mkdir()  # the newest by name
     paths["no_trial_id"] = root / "no_trial_id"
-    write_checkpoint(paths["no_trial_id"] / "trial" / "checkpoint_000001", {"best_val_scores": torch.zeros(3)})
+    write_checkpoint(paths["no_trial_id"] / "trial" / "checkpoint_000001",
+                     {"best_val_scores": torch.zeros(3), "config": {}})
     (paths["no_trial_id"] / "trial" / "result.json").write_text("")
     paths["results"] = root / "results.parquet"
     results = collect(paths["sweep"], paths["results"])

@@ -1,6 +1,6 @@
 """sweeps.folder.bucket_copy and readable_copy, what status, collect and evaluate read of a bucket
 through: the files asked for, in a temporary folder of the bucket folder's name, and every whole
-checkpoint listed there (its file empty), whether the store lists folders (GCS, moto) or only the
+checkpoint listed there (its files empty), whether the store lists folders (GCS, moto) or only the
 paths of files (S3 may); and newest_checkpoint, which picks a trial's checkpoint from either. The
 whole path against a real S3 server: tests/test_bucket.py."""
 
@@ -33,10 +33,12 @@ def sweep(tmp_path) -> Path:
     root = tmp_path / "bucket" / "retina"
     for name, text in (("experiment_state-2026.json", "{}"), ("medsweep_spec.yaml", "name: retina\n"),
                        ("t1/params.json", "{}"), ("t1/error.txt", "boom\n"), ("t1/events.out.tfevents.1", "x"),
-                       ("t1/checkpoint_000001/state.pt", "weights"), ("t1/checkpoint_000003/state.pt", "weights")):
+                       ("t1/checkpoint_000001/state.pt", "weights"), ("t1/checkpoint_000003/state.pt", "weights"),
+                       ("t1/checkpoint_000003/selection.npz", "scores"),
+                       # an upload cut off: its small file there, its state.pt not
+                       ("t1/checkpoint_000004/selection.npz", "scores")):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
-    (root / "t1" / "checkpoint_000004").mkdir()  # an upload cut off: its folder made, its state.pt not
     return root
 
 
@@ -48,12 +50,13 @@ def test_a_bucket_folder_is_copied_with_the_files_asked_for_and_its_whole_checkp
         files = {str(p.relative_to(copy)): p.stat().st_size for p in Path(copy).rglob("*") if p.is_file()}
         assert Path(copy).name == "retina"
         assert files == {"experiment_state-2026.json": 2, "medsweep_spec.yaml": 13, "t1/error.txt": 5,
-                         "t1/params.json": 2, "t1/checkpoint_000001/state.pt": 0, "t1/checkpoint_000003/state.pt": 0}
+                         "t1/params.json": 2, "t1/checkpoint_000001/state.pt": 0, "t1/checkpoint_000003/state.pt": 0,
+                         "t1/checkpoint_000003/selection.npz": 0}
         assert folder.newest_checkpoint(Path(copy, "t1")) == Path(copy, "t1", "checkpoint_000003")
     assert not Path(copy).exists()  # removed after
     with folder.bucket_copy("s3://bucket/retina/t1/checkpoint_000003") as (copy, listed):
         assert "t1/checkpoint_000003/state.pt" in listed and "t1/params.json" in listed  # of the monkeypatched root
-        assert not any(name.startswith("t1/checkpoint_000004") for name in listed)
+        assert "t1/checkpoint_000004/selection.npz" in listed  # listed, but no whole checkpoint
         assert Path(copy, "t1/checkpoint_000003/state.pt").read_text() == "weights"
 
 

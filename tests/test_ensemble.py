@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -27,7 +29,7 @@ def _complementary_case(n: int = 40, k: int = 3):
     b = np.where((np.arange(n) < 0.55 * n)[:, None], _one_hot_scores(y, k, 0.95), _one_hot_scores(wrong, k, 0.4))
     c = np.where((np.arange(n) >= 0.45 * n)[:, None], _one_hot_scores(y, k, 0.95), _one_hot_scores(wrong, k, 0.4))
     d = _one_hot_scores(wrong, k, 0.9)
-    candidates = [Candidate(name, None, scores) for name, scores in zip("ABCD", (a, b, c, d))]
+    candidates = [Candidate(name, None, scores, {}) for name, scores in zip("ABCD", (a, b, c, d))]
     return y, candidates
 
 
@@ -47,7 +49,7 @@ def test_greedy_selection_finds_the_complementary_pair():
 
 def test_a_single_dominant_trial_is_the_whole_ensemble():
     y, candidates = _complementary_case()
-    perfect = Candidate("P", None, _one_hot_scores(y, 3, 0.99))
+    perfect = Candidate("P", None, _one_hot_scores(y, 3, 0.99), {})
     assert set(select_members(MULTI_CLASS, candidates + [perfect], y, "acc")) == {"P"}
 
 
@@ -186,6 +188,34 @@ def test_ensemble_of_a_real_sweep_scores_its_members_on_test(analysis_sweeps, tm
     assert f"winner {winner} alone: acc" in out
 
 
+def test_candidates_are_read_from_the_selection_files_alone_as_from_state(analysis_sweeps, tmp_path):
+    """The candidate pass reads each checkpoint's small selection file, not its state.pt (which a
+    bucket sweep would fetch whole for every trial); a checkpoint written before that file is
+    read from its state.pt, with the same scores and config."""
+    import shutil
+
+    from analysis_sweeps import RETINA
+    from medvit.checkpoint import CHECKPOINT_FILE, SELECTION_FILE
+
+    real = analysis_sweeps.dirs[RETINA]
+    read = {c.trial_id: c for c in ens.sweep_candidates(real)}
+    assert len(read) >= 2 and all(Path(c.checkpoint, SELECTION_FILE).is_file() for c in read.values())
+    from_state = tmp_path / "from_state"  # checkpoints written before the selection file
+    shutil.copytree(real, from_state)
+    for path in from_state.glob(f"*/checkpoint_*/{SELECTION_FILE}"):
+        path.unlink()
+    from_selection = tmp_path / "from_selection"  # every state.pt unreadable: never opened
+    shutil.copytree(real, from_selection)
+    for path in from_selection.glob(f"*/checkpoint_*/{CHECKPOINT_FILE}"):
+        path.write_bytes(b"")
+    for sweep in (from_state, from_selection):
+        again = {c.trial_id: c for c in ens.sweep_candidates(sweep)}
+        assert again.keys() == read.keys(), sweep
+        for trial, candidate in again.items():
+            np.testing.assert_array_equal(candidate.val_scores, read[trial].val_scores)
+            assert candidate.config == read[trial].config and candidate.config["dataset"] == "retinamnist"
+
+
 def test_ensemble_of_a_sweep_that_selects_on_val_loss(analysis_sweeps, tmp_path, capsys):
     """What issue 22 predicted: on a sweep selecting on val_loss, `medsweep ensemble` looked up
     evaluate(...)["loss"] and ended in a KeyError. The real sweep's checkpoints, told they
@@ -195,7 +225,7 @@ def test_ensemble_of_a_sweep_that_selects_on_val_loss(analysis_sweeps, tmp_path,
     import torch
 
     from analysis_sweeps import RETINA
-    from medvit.train import CHECKPOINT_FILE
+    from medvit.checkpoint import CHECKPOINT_FILE, read_selection, write_selection
 
     sweep = tmp_path / "sweep"
     shutil.copytree(analysis_sweeps.dirs[RETINA], sweep)
@@ -203,6 +233,8 @@ def test_ensemble_of_a_sweep_that_selects_on_val_loss(analysis_sweeps, tmp_path,
         state = torch.load(path, weights_only=True)
         state["config"]["select_metric"] = "val_loss"
         torch.save(state, path)
+        selection = read_selection(path.parent)
+        write_selection(path.parent, selection._replace(config={**selection.config, "select_metric": "val_loss"}))
     result = _ensemble_json(sweep, analysis_sweeps.data_root, tmp_path, capsys)
     assert result["metric"] == "val_loss" and result["members"] and "acc" in result["test"]
 

@@ -6,10 +6,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
 
+from medvit.checkpoint import SELECTION_FILE, read_selection
 from medvit.config import ConfigError, TrainConfig, build_config
 from medvit.data import load_dataset
 from medvit.augment import augment_batch, augment_config
@@ -124,6 +126,17 @@ def test_checkpoint_model_reproduces_selected_epoch(real_root, tmp_path):
         predicted = model(images).argmax(1)
     accuracy = (predicted == data.labels["test"]).float().mean().item()
     assert accuracy == pytest.approx(result["test"]["acc"])
+    # beside state.pt, what an ensemble reads without it: the same scores, divergence and config
+    selection = read_selection(tmp_path)
+    np.testing.assert_array_equal(selection.val_scores, result["val_scores"])
+    assert selection.diverged is False and TrainConfig(**selection.config) == trainer.config
+
+
+def test_a_selection_file_that_cannot_be_read_is_one_line(tmp_path):
+    assert read_selection(tmp_path) is None  # a checkpoint written before the file
+    (tmp_path / SELECTION_FILE).write_bytes(b"cut off")
+    with pytest.raises(ValueError, match=rf"^{tmp_path}/{SELECTION_FILE}: not a readable medsweep selection file"):
+        read_selection(tmp_path)
 
 
 def test_train_learns_synthetic_binary_task(synthetic_root):

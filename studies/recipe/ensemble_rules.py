@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.ensemble import Candidate, first_pick, select_members, sweep_candidates, test_scores
-from analysis.evaluate import load_checkpoint, load_eval_data
+from analysis.evaluate import load_eval_data
 from analysis.stats import format_pm, mean_ci
 from medvit.config import TrainConfig
 from medvit.metrics import evaluate
@@ -75,7 +75,7 @@ def finished(sweep: Path) -> tuple[list[Candidate], TrainConfig]:
     candidates = sweep_candidates(sweep)
     if len(candidates) < 2:
         raise SystemExit(f"{sweep}: needs at least 2 finished trials with validation scores, has {len(candidates)}")
-    return candidates, load_checkpoint(candidates[0].checkpoint)[1]
+    return candidates, TrainConfig(**candidates[0].config)
 
 
 def study_sweep(sweep: Path, data_root: str | None, splits: int, bags: int) -> dict:
@@ -92,7 +92,7 @@ def study_sweep(sweep: Path, data_root: str | None, splits: int, bags: int) -> d
         held_out = []
         for order in halvings:
             pick, score = order[: len(order) // 2], order[len(order) // 2:]
-            half = [Candidate(c.trial_id, c.checkpoint, c.val_scores[pick]) for c in candidates]
+            half = [Candidate(c.trial_id, c.checkpoint, c.val_scores[pick], c.config) for c in candidates]
             w = weights(rule, task, half, y_val[pick], metric, bags, seed=0)
             held_out.append(evaluate(task, y_val[score], averaged(w, {t: s[score] for t, s in val.items()}))[metric])
         w = weights(rule, task, candidates, y_val, metric, bags, seed=0)
