@@ -25,10 +25,11 @@ SELECTION_FILE = "selection.npz"
 class Selection(NamedTuple):
     val_scores: np.ndarray | None  # (N_val, C) of the selected epoch; None before any epoch is selected
     diverged: bool
-    config: dict  # the run's TrainConfig, as `TrainConfig.model_dump()` gives it
+    config: dict  # the run's TrainConfig, as `TrainConfig.model_dump(mode="json")` gives it
 
 
 def write_selection(directory: str | Path, selection: Selection) -> Path:
+    """Write a checkpoint folder's SELECTION_FILE (plain arrays and a JSON string: nothing pickled)."""
     path = Path(directory) / SELECTION_FILE
     arrays = {"diverged": np.array(selection.diverged), "config": np.array(json.dumps(selection.config))}
     if selection.val_scores is not None:
