@@ -63,3 +63,16 @@ def test_checkpoint_every_bench_rejects_a_bad_every_in_one_line():
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].endswith(
         "argument --every: '1,0' is not a comma-separated list of whole numbers >= 1")
+
+
+@pytest.mark.slow  # two tiny trials saved, then read both ways, in a fresh interpreter
+def test_ensemble_choice_bench_reads_less_from_the_selection_file(real_root):
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_ensemble_choice", "--model", "medvit_28_tiny",
+                           "--resize", "0", "--trials", "2", "--rounds", "1", "--data-root", str(real_root)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {cells[0]: cells[1:] for cells in ([c.strip() for c in line.split("|")[1:-1]]
+                                              for line in done.stdout.splitlines() if line.endswith("x |"))}
+    assert set(rows) == {"state.pt", "selection.npz"} and rows["state.pt"][-1] == "1.0x"  # the baseline
+    state_bytes, selection_bytes = (int(rows[name][0].replace(",", "")) for name in ("state.pt", "selection.npz"))
+    assert 0 < selection_bytes < state_bytes / 100
