@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from medvit.checkpoint import CHECKPOINT_FILE, SELECTION_FILE, Selection, read_selection
-from medvit.config import TrainConfig
+from medvit.config import build_config
 from medvit.jsonio import write_json
 from medvit.losses import loss_for_task
 from medvit.metrics import PROBABILITY_FLOOR, decoded_metrics, evaluate, logits_from_scores
@@ -265,7 +265,7 @@ def ensemble_sweep(sweep_dir: str | Path, out_dir: str | Path, data_root: str | 
     candidates = sweep_candidates(sweep_dir)
     if not candidates:
         raise ValueError(f"ensemble: {sweep_dir} holds no finished trial checkpoint with validation scores")
-    config = TrainConfig(**candidates[0].config)
+    config = build_config(candidates[0].config)
     data = load_eval_data(config, data_root)
     y_val, y_test = data.labels["val"].numpy(), data.labels["test"].numpy()
     lengths = {len(c.val_scores) for c in candidates}

@@ -11,7 +11,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from medvit.checkpoint import SELECTION_FILE, read_selection
+from medvit.checkpoint import SELECTION_FILE, Selection, read_selection, write_selection
 from medvit.config import ConfigError, TrainConfig, build_config
 from medvit.data import load_dataset
 from medvit.augment import augment_batch, augment_config
@@ -130,6 +130,12 @@ def test_checkpoint_model_reproduces_selected_epoch(real_root, tmp_path):
     selection = read_selection(tmp_path)
     np.testing.assert_array_equal(selection.val_scores, result["val_scores"])
     assert selection.diverged is False and TrainConfig(**selection.config) == trainer.config
+
+
+def test_a_selection_without_a_selected_epoch_reads_back_as_none(tmp_path):
+    # a run that diverged in its first epoch, or was saved before one: no scores, never a candidate
+    write_selection(tmp_path, Selection(None, True, {"dataset": "retinamnist"}))
+    assert read_selection(tmp_path) == Selection(None, True, {"dataset": "retinamnist"})
 
 
 def test_a_selection_file_that_cannot_be_read_is_one_line(tmp_path):
