@@ -25,7 +25,7 @@ import numpy as np
 
 import torch
 
-from medvit.checkpoint import CHECKPOINT_FILE, SELECTION_FILE, Selection, read_selection
+from medvit.checkpoint import SELECTION_FILE, Selection, read_selection
 from medvit.config import build_config
 from medvit.jsonio import write_json
 from medvit.losses import loss_for_task
@@ -222,24 +222,16 @@ def sweep_candidates(sweep_dir: str | Path) -> list[Candidate]:
 def checkpoint_selection(checkpoint: Path | str, listed: Path) -> Selection:
     """What a checkpoint (a folder, or a bucket's folder whose files ``listed`` holds, empty)
     says an ensemble needs: its selection file, else its state.pt, fetched whole."""
-    from sweeps.folder import fetched, fetched_file
-    from analysis.evaluate import BAD_CHECKPOINT
-    from medvit.train import load_state
+    from sweeps.folder import fetched_file
+    from analysis.evaluate import checkpoint_state
 
     if (listed / SELECTION_FILE).is_file():
-        if isinstance(checkpoint, Path):
-            return read_selection(checkpoint)
         with fetched_file(f"{checkpoint}/{SELECTION_FILE}") as path:
             return read_selection(Path(path).parent)
-    with fetched(checkpoint, f"no {CHECKPOINT_FILE} there") as local:
-        try:
-            state = load_state(local)
-            scores = state.get("best_val_scores")
-            return Selection(scores.numpy() if scores is not None else None, bool(state.get("diverged")),
-                             state["config"])
-        except BAD_CHECKPOINT as exc:
-            raise ValueError(f"{checkpoint}/{CHECKPOINT_FILE}: not a readable medsweep checkpoint "
-                             f"({type(exc).__name__})") from None
+    state = checkpoint_state(checkpoint)
+    scores = state.get("best_val_scores")
+    return Selection(None if scores is None else np.asarray(scores), bool(state.get("diverged")),
+                     state.get("config", {}))
 
 
 def test_scores(candidate: Candidate, data: MedMNISTData, device: str = "auto") -> np.ndarray:

@@ -51,11 +51,11 @@ def load_eval_data(config, data_root: str | os.PathLike | None = None):
 BAD_CHECKPOINT = (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, IndexError, TypeError, ValueError)
 
 
-def load_checkpoint(folder: str | os.PathLike):
-    """(model, config) of a checkpoint folder's selected epoch, local or in a bucket (s3://,
-    gs://: fetched into a temporary folder); a missing, corrupted or foreign ``state.pt`` is a
-    one-line ValueError naming the file."""
-    from medvit.train import CHECKPOINT_FILE, load_checkpoint_model
+def checkpoint_state(folder: str | os.PathLike) -> dict:
+    """What a checkpoint folder's ``state.pt`` holds, local or in a bucket (s3://, gs://: fetched
+    into a temporary folder); a missing, corrupted or foreign one is a one-line ValueError
+    naming the file."""
+    from medvit.train import CHECKPOINT_FILE, load_state
 
     with fetched(folder, f"no {CHECKPOINT_FILE} there (not a medsweep checkpoint folder)") as local:
         path = Path(local) / CHECKPOINT_FILE
@@ -64,9 +64,24 @@ def load_checkpoint(folder: str | os.PathLike):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch warns about odd pickles before refusing them
-                return load_checkpoint_model(local)
+                return load_state(local)
         except BAD_CHECKPOINT as exc:
             raise ValueError(f"checkpoint: {path}: not a readable medsweep checkpoint ({type(exc).__name__})") from None
+
+
+def load_checkpoint(folder: str | os.PathLike):
+    """(model, config) of a checkpoint folder's selected epoch (`checkpoint_state`); a state that
+    is not a medsweep model's is a one-line ValueError naming the file."""
+    from medvit.train import CHECKPOINT_FILE, model_from_state
+
+    state = checkpoint_state(folder)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a foreign state (a bare tensor) warns as it is indexed
+            return model_from_state(state)
+    except BAD_CHECKPOINT as exc:
+        raise ValueError(f"checkpoint: {os.fspath(folder)}/{CHECKPOINT_FILE}: not a readable medsweep checkpoint "
+                         f"({type(exc).__name__})") from None
 
 
 def split_metrics(model: torch.nn.Module, config, data, split: str = "test", device: str = "auto") -> dict[str, float]:

@@ -516,7 +516,11 @@ def load_state(directory: str | Path, map_location: str | torch.device = "cpu") 
 
 def load_checkpoint_model(directory: str | Path) -> tuple[torch.nn.Module, TrainConfig]:
     """The selected-epoch model of a checkpoint folder and the config that trained it."""
-    state = load_state(directory)
+    return model_from_state(load_state(directory))
+
+
+def model_from_state(state: dict) -> tuple[torch.nn.Module, TrainConfig]:
+    """The selected-epoch model of a checkpoint's state and the config that trained it."""
     config = TrainConfig(**state["config"])
     info = dataset_info(config.dataset)
     model = build_model(config, info.channels, info.num_classes)

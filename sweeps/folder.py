@@ -132,8 +132,12 @@ def fetched(location: str | os.PathLike, what: str = "nothing there") -> Iterato
 
 @contextlib.contextmanager
 def fetched_file(location: str) -> Iterator[str]:
-    """A bucket's file (s3://, gs://) copied into a temporary folder; a ValueError names the URI
-    where it is not there or cannot be read, and one from the body names it for the copy."""
+    """A file to read, local as it is, a bucket's (s3://, gs://) copied into a temporary folder;
+    a ValueError names the URI where it is not there or cannot be read, and one from the body
+    names it for the copy."""
+    if local_folder(location) is not None:
+        yield location
+        return
     with tempfile.TemporaryDirectory(prefix="medsweep-bucket-") as temporary:
         target = Path(temporary, PurePosixPath(location).name)
         try:
