@@ -15,13 +15,14 @@ import os
 import re
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow.fs
 
-from medvit.checkpoint import CHECKPOINT_FILE
+from medvit.checkpoint import CHECKPOINT_FILE, SELECTION_FILE
 from sweeps.paths import bucket_filesystem, local_folder
 
 __all__ = ["SPEC_FILE", "STATE_GLOB", "RESULT_FILE", "PARAMS_FILE", "CHECKPOINT_RE", "find_sweep_dirs",
@@ -67,6 +68,8 @@ def local_copy_name(uri: str) -> str:
 # TensorBoard files.
 STATUS_FILES = ("*.json", "*.yaml", "error.txt")
 CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
+# readable_copy's mark in each checkpoint it copies (its files empty): the bucket listed it whole.
+LISTED_WHOLE = ".medsweep-listed-whole"
 
 
 @contextlib.contextmanager
@@ -88,6 +91,8 @@ def readable_copy(location: str) -> Iterator[str]:
         for relative in (f for f in files if f.parent in whole):
             Path(copy, relative).parent.mkdir(parents=True, exist_ok=True)
             Path(copy, relative).touch()
+        for checkpoint in whole:
+            Path(copy, checkpoint, LISTED_WHOLE).touch()
         yield copy
 
 
@@ -251,15 +256,28 @@ def state_trial_folders(sweep_dir: Path) -> set[str]:
 
 
 def newest_checkpoint(trial_dir: Path) -> Path | None:
-    """A trial folder's newest whole checkpoint: its ``checkpoint_NNNNNN`` folder of the greatest
-    number that holds a CHECKPOINT_FILE (one without: a save or copy cut off, a node lost)."""
+    """A trial folder's newest whole checkpoint: of its ``checkpoint_NNNNNN`` folders holding a
+    CHECKPOINT_FILE (one without: a save, copy or upload cut off before it), the greatest number
+    whose files are whole; where none is, the greatest (reading it then says what is wrong)."""
     try:
         entries = list(os.scandir(trial_dir))
     except OSError:
         return None
-    numbered = [(int(m.group(1)), Path(entry.path)) for entry in entries
-                if (m := CHECKPOINT_RE.match(entry.name)) and Path(entry.path, CHECKPOINT_FILE).is_file()]
-    return max(numbered, default=(None, None))[1]
+    numbered = sorted(((int(m.group(1)), Path(entry.path)) for entry in entries
+                       if (m := CHECKPOINT_RE.match(entry.name)) and Path(entry.path, CHECKPOINT_FILE).is_file()),
+                      reverse=True)
+    return next((path for _, path in numbered if _whole(path)), numbered[0][1] if numbered else None)
+
+
+def _whole(checkpoint: Path) -> bool:
+    """Whether a checkpoint's files end as they were written. A copy onto a local or NFS disk cut
+    off mid-file (a node lost while Ray copied it into storage) leaves a file cut short; torch's
+    state.pt and numpy's selection.npz are zip files, whose directory is the last thing written.
+    A bucket lists an object only once it is whole (readable_copy's mark)."""
+    if (checkpoint / LISTED_WHOLE).exists():
+        return True
+    return all(zipfile.is_zipfile(path) for path in (checkpoint / CHECKPOINT_FILE, checkpoint / SELECTION_FILE)
+               if path.exists())
 
 
 def read_result_lines(path: Path) -> list[dict[str, Any]]:

@@ -158,6 +158,26 @@ def test_unfinished_trial(analysis_sweeps, tmp_path):
     assert others["stop_reason"].to_dict() == before.drop(index=meta["trial_id"]).to_dict()
 
 
+def test_a_checkpoint_cut_short_in_storage_is_passed_over_by_collect_and_ensemble(analysis_sweeps, tmp_path):
+    """A node lost while Ray copied a trial's next checkpoint into a local or NFS storage leaves
+    it cut short beside the one Ray keeps: collect's row and ensemble's candidate keep to that one."""
+    from analysis.ensemble import sweep_candidates
+
+    sweep = tmp_path / RETINA
+    shutil.copytree(analysis_sweeps.dirs[RETINA], sweep)
+    kept = read_sweep(sweep).to_pandas().set_index("trial_id")["checkpoint_path"].dropna()
+    assert len(kept) >= 2
+    for checkpoint in map(Path, kept):
+        cut = checkpoint.with_name(f"checkpoint_{int(checkpoint.name.split('_')[1]) + 1:06d}")
+        shutil.copytree(checkpoint, cut)
+        whole = (cut / "state.pt").read_bytes()
+        (cut / "state.pt").write_bytes(whole[:len(whole) // 2])
+    rows = read_sweep(sweep).to_pandas().set_index("trial_id")["checkpoint_path"].dropna()
+    assert rows.to_dict() == kept.to_dict()
+    candidates = {str(c.checkpoint) for c in sweep_candidates(sweep)}
+    assert candidates and candidates <= set(kept)
+
+
 def test_not_a_sweep_dir(analysis_sweeps, tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         collect([tmp_path / "nope"], tmp_path / "o.parquet")

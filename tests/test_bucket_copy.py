@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow.fs
 import pytest
+import torch
 
+from medvit.checkpoint import Selection, write_selection
 from sweeps import folder
 
 
@@ -51,7 +54,8 @@ def test_a_bucket_folder_is_copied_with_the_files_asked_for_and_its_whole_checkp
         assert Path(copy).name == "retina"
         assert files == {"experiment_state-2026.json": 2, "medsweep_spec.yaml": 13, "t1/error.txt": 5,
                          "t1/params.json": 2, "t1/checkpoint_000001/state.pt": 0, "t1/checkpoint_000003/state.pt": 0,
-                         "t1/checkpoint_000003/selection.npz": 0}
+                         "t1/checkpoint_000003/selection.npz": 0, f"t1/checkpoint_000001/{folder.LISTED_WHOLE}": 0,
+                         f"t1/checkpoint_000003/{folder.LISTED_WHOLE}": 0}
         assert folder.newest_checkpoint(Path(copy, "t1")) == Path(copy, "t1", "checkpoint_000003")
     assert not Path(copy).exists()  # removed after
     with folder.bucket_copy("s3://bucket/retina/t1/checkpoint_000003") as (copy, listed):
@@ -72,6 +76,29 @@ def test_the_newest_checkpoint_is_the_greatest_number_holding_its_file(tmp_path)
     assert folder.newest_checkpoint(trial) == trial / "checkpoint_000101"
     (trial / "empty").mkdir()
     assert folder.newest_checkpoint(trial / "empty") is None
+
+
+def test_a_checkpoint_cut_short_on_a_disk_is_passed_over_for_the_one_before(tmp_path):
+    """Ray copies a checkpoint into a local or NFS storage file by file: a node lost mid-copy
+    leaves a state.pt or selection.npz cut short (even empty), which torch or numpy cannot read."""
+    trial = tmp_path / "trial"
+    for number in (1, 2, 3):
+        checkpoint = trial / f"checkpoint_00000{number}"
+        checkpoint.mkdir(parents=True)
+        torch.save({"weights": torch.zeros(4096)}, checkpoint / "state.pt")
+        write_selection(checkpoint, Selection(np.zeros((8, 2)), False, {"model": "resnet18"}))
+    assert folder.newest_checkpoint(trial) == trial / "checkpoint_000003"
+    newest = (trial / "checkpoint_000003" / "state.pt").read_bytes()
+    (trial / "checkpoint_000003" / "state.pt").write_bytes(newest[:len(newest) - 1])
+    assert folder.newest_checkpoint(trial) == trial / "checkpoint_000002"
+    (trial / "checkpoint_000003" / "state.pt").write_bytes(newest)
+    (trial / "checkpoint_000003" / "selection.npz").write_bytes(b"")
+    assert folder.newest_checkpoint(trial) == trial / "checkpoint_000002"
+    (trial / "checkpoint_000003" / "selection.npz").unlink()  # checkpoints written before the file
+    assert folder.newest_checkpoint(trial) == trial / "checkpoint_000003"
+    for number in (1, 2, 3):  # none whole: the newest, whose reading names what is wrong with it
+        (trial / f"checkpoint_00000{number}" / "state.pt").write_bytes(b"not a torch file")
+    assert folder.newest_checkpoint(trial) == trial / "checkpoint_000003"
 
 
 def test_nothing_to_copy_or_a_bucket_that_cannot_be_read_is_one_line(sweep, monkeypatch):
