@@ -1,9 +1,10 @@
 """What a training run's checkpoint folder holds: ``state.pt``, everything a run resumes from
 (``Trainer.save`` writes it, ``load_state`` reads it), and beside it ``selection.npz``, the
 little an ensemble chooses its members by: the selected epoch's validation probabilities,
-whether the run diverged, and its config. A ``checkpoint_NNNNNN`` folder without ``state.pt``, or
-with a file cut short, is a save, copy or upload that was cut off (both files are zip files). Torch-free: listing a sweep's checkpoints (``collect``,
-``ensemble``, a bucket's listing) needs no torch."""
+whether the run diverged, and its config. A ``checkpoint_NNNNNN`` folder without ``state.pt``,
+or with a file cut short, is a save, copy or upload that was cut off (both files are zip files).
+Torch-free: listing a sweep's checkpoints (``collect``, ``ensemble``, a bucket's listing) needs
+no torch."""
 
 from __future__ import annotations
 
