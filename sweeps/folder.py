@@ -13,6 +13,7 @@ import fnmatch
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 import zipfile
@@ -26,7 +27,7 @@ from medvit.checkpoint import CHECKPOINT_FILE, SELECTION_FILE
 from sweeps.paths import bucket_filesystem, local_folder
 
 __all__ = ["SPEC_FILE", "STATE_GLOB", "RESULT_FILE", "PARAMS_FILE", "CHECKPOINT_RE", "find_sweep_dirs",
-           "check_sweep_dir", "bucket_copy", "fetched", "fetched_file", "local_copy_name", "named_as",
+           "check_sweep_dir", "bucket_copy", "download", "fetched", "fetched_file", "local_copy_name", "named_as",
            "readable_copy", "parse_experiment_state", "read_experiment_state", "split_trial_item",
            "read_result_lines", "newest_checkpoint", "newest_state", "state_trial_folders", "trial_id_from_folder"]
 
@@ -96,6 +97,19 @@ def readable_copy(location: str) -> Iterator[str]:
         yield copy
 
 
+# pyarrow reads a whole S3 object (an input stream's ``read()``) in ranged requests of about
+# 256 KiB, one after another: 319 for 80 MiB, 18 s against 0.5 s in 16 MiB pieces (moto's S3
+# server on loopback, which answers each request in a time that grows with the object; S3 in a
+# round trip each).
+DOWNLOAD_PIECE = 2**24
+
+
+def download(filesystem: pyarrow.fs.FileSystem, path: str, target: Path) -> None:
+    """Copy a store's file into ``target``, in DOWNLOAD_PIECE pieces."""
+    with filesystem.open_input_stream(path) as stream, target.open("wb") as out:
+        shutil.copyfileobj(stream, out, DOWNLOAD_PIECE)
+
+
 @contextlib.contextmanager
 def bucket_copy(location: str, wanted=lambda name: True,
                 nothing: str = "nothing there") -> Iterator[tuple[str, list[str]]]:
@@ -114,8 +128,7 @@ def bucket_copy(location: str, wanted=lambda name: True,
             for path in files:
                 target = copy / path[len(root) + 1:]
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with filesystem.open_input_stream(path) as stream:
-                    target.write_bytes(stream.read())
+                download(filesystem, path, target)
         except OSError as exc:
             raise ValueError(f"{location}: cannot be read ({' '.join(str(exc).split())})") from None
         if not files:
@@ -147,8 +160,7 @@ def fetched_file(location: str) -> Iterator[str]:
         target = Path(temporary, PurePosixPath(location).name)
         try:
             filesystem, path = bucket_filesystem(location)
-            with filesystem.open_input_stream(path) as stream:
-                target.write_bytes(stream.read())
+            download(filesystem, path, target)
         except FileNotFoundError:
             raise ValueError(f"{location}: no such file") from None
         except OSError as exc:
