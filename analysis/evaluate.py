@@ -32,7 +32,7 @@ from analysis.collect import _write_atomic, read_results
 from analysis.schema import TEST_COLUMNS
 from analysis.tables import best_trials, model_family, result_groups
 from medvit.config import DEVICES
-from sweeps.folder import fetched
+from sweeps.checkpoint_cache import cached_checkpoint
 from sweeps.paths import local_folder
 
 __all__ = ["evaluate_best", "evaluate_checkpoint", "load_checkpoint", "load_eval_data", "split_metrics",
@@ -53,11 +53,11 @@ BAD_CHECKPOINT = (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, Inde
 
 def checkpoint_state(folder: str | os.PathLike) -> dict:
     """What a checkpoint folder's ``state.pt`` holds, local or in a bucket (s3://, gs://: fetched
-    into a temporary folder); a missing, corrupted or foreign one is a one-line ValueError
+    once into the checkpoint cache, sweeps.checkpoint_cache); a missing, corrupted or foreign one is a one-line ValueError
     naming the file."""
     from medvit.train import CHECKPOINT_FILE, load_state
 
-    with fetched(folder, f"no {CHECKPOINT_FILE} there (not a medsweep checkpoint folder)") as local:
+    with cached_checkpoint(folder, f"no {CHECKPOINT_FILE} there (not a medsweep checkpoint folder)") as local:
         path = Path(local) / CHECKPOINT_FILE
         if not path.is_file():
             raise ValueError(f"checkpoint: {folder}: no {CHECKPOINT_FILE} in it (not a medsweep checkpoint folder)")

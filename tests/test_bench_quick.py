@@ -65,6 +65,22 @@ def test_checkpoint_every_bench_rejects_a_bad_every_in_one_line():
         "argument --every: '1,0' is not a comma-separated list of whole numbers >= 1")
 
 
+@pytest.mark.slow  # moto's S3 server and a tiny checkpoint, read four ways, in a fresh interpreter
+def test_checkpoint_cache_bench_fetches_in_pieces_then_reads_the_cache(real_root):
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_checkpoint_cache", "--model", "medvit_28_tiny",
+                           "--rounds", "1", "--data-root", str(real_root)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in done.stdout.splitlines() if line.endswith("x |")]
+    assert [row[0] for row in rows] == ["fetched with one whole-object read (before)",
+                                        "fetched in 16 MiB pieces (cache off)", "first read, into the cache",
+                                        "a later read, from the cache"]
+    assert rows[0][-1] == "1.0x"  # the baseline
+    fetched, requests = ([int(row[column].replace(",", "")) for row in rows] for column in (1, 2))
+    assert fetched[0] == fetched[1] == fetched[2] > 0 and fetched[3] == 0
+    assert requests[0] > requests[1] == requests[2] > requests[3] == 1  # the listing alone
+
+
 @pytest.mark.slow  # two tiny trials saved, then read both ways, in a fresh interpreter
 def test_ensemble_choice_bench_reads_less_from_the_selection_file(real_root):
     done = subprocess.run([sys.executable, "-m", "benchmarks.bench_ensemble_choice", "--model", "medvit_28_tiny",

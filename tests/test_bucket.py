@@ -61,7 +61,8 @@ def keys(client, prefix: str) -> list[str]:
 
 def test_a_sweep_in_a_bucket_stops_resumes_and_is_read_there(s3_env, real_root, tmp_path):
     env, client = s3_env
-    env = {**os.environ, **env, "MEDMNIST_ROOT": str(real_root), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **env, "MEDMNIST_ROOT": str(real_root), "PYTHONUNBUFFERED": "1",
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}
     spec = retina_spec(f"s3://{BUCKET}/sweeps", "bucket", num_samples=2, max_concurrent=1,
                        scheduler={"type": "fifo"}, train={"epochs": 3})
     spec_file = tmp_path / "spec.yaml"
@@ -126,9 +127,17 @@ def test_a_sweep_in_a_bucket_stops_resumes_and_is_read_there(s3_env, real_root, 
     pd.testing.assert_frame_equal(from_bucket[same], from_copy[same])
     assert from_bucket["test_acc"].notna().sum() == 1  # the best trial's, equal to the local copy's
 
+    # the best trial's checkpoint, fetched once into the cache, where gradcam reads it
     best = from_bucket.loc[from_bucket["test_acc"].notna(), "checkpoint_path"].item()
+    (cached,) = (tmp_path / "cache" / "medsweep" / "checkpoints").glob("*/checkpoint_*")
+    assert cached.name == best.rsplit("/", 1)[1]
+    assert (cached / "state.pt").read_bytes() == client.get_object(
+        Bucket=BUCKET, Key=f"{best.removeprefix(f's3://{BUCKET}/')}/state.pt")["Body"].read()
+    read_at = cached.parent.stat().st_mtime_ns
     medsweep("gradcam", "--checkpoint", best, "--images", "2", "--out", str(tmp_path / "cam.png"))
     assert (tmp_path / "cam.png").read_bytes().startswith(b"\x89PNG")
+    assert [p.parent for p in (tmp_path / "cache").glob("*/*/*/checkpoint_*")] == [cached.parent]
+    assert cached.parent.stat().st_mtime_ns > read_at
     confirmed = medsweep("confirm", uri, "--seeds", "1", "--epochs", "1", "--out", str(tmp_path / "confirm.parquet"))
     assert confirmed.stdout.startswith("confirm bucket (retinamnist): ")
     assert set(pd.read_parquet(tmp_path / "confirm.parquet")["sweep"]) == {"bucket"}
