@@ -53,8 +53,8 @@ BAD_CHECKPOINT = (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, Inde
 
 def checkpoint_state(folder: str | os.PathLike) -> dict:
     """What a checkpoint folder's ``state.pt`` holds, local or in a bucket (s3://, gs://: fetched
-    once into the checkpoint cache, sweeps.checkpoint_cache); a missing, corrupted or foreign one is a one-line ValueError
-    naming the file."""
+    once into the checkpoint cache, sweeps.checkpoint_cache); a missing, corrupted or foreign
+    one is a one-line ValueError naming the file."""
     from medvit.train import CHECKPOINT_FILE, load_state
 
     with cached_checkpoint(folder, f"no {CHECKPOINT_FILE} there (not a medsweep checkpoint folder)") as local:
