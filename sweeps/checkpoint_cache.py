@@ -16,6 +16,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -96,6 +97,7 @@ def _kept(location: str, limit: int, nothing: str) -> Path | None:
             cache.mkdir(parents=True, exist_ok=True)
             _remove_least_recent(cache, limit - size)
             partial = Path(tempfile.mkdtemp(prefix=_PARTIAL, dir=cache))
+            print(f"medsweep: fetching {location} ({size / 2**20:.1f} MiB) into {cache}", file=sys.stderr, flush=True)
             try:
                 for info in listed:
                     target = partial / local_copy_name(root) / info.path[len(root) + 1:]

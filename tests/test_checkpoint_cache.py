@@ -57,11 +57,14 @@ def kept() -> list[str]:
     return sorted(p.parent.name for p in cache.glob("*/checkpoint_*/state.pt")) if cache.exists() else []
 
 
-def test_a_checkpoint_is_fetched_once_then_read_from_the_cache(bucket):
+def test_a_checkpoint_is_fetched_once_then_read_from_the_cache(bucket, capsys):
     assert read("checkpoint_000001") == b"\x01" * 1000
     assert len(Counting.opened) == 2  # state.pt and selection.npz
+    assert capsys.readouterr().err == (f"medsweep: fetching {URI}/checkpoint_000001 (0.0 MiB) into "
+                                       f"{checkpoint_cache.cache_folder()}\n")
     assert read("checkpoint_000001") == b"\x01" * 1000
     assert len(Counting.opened) == 2
+    assert capsys.readouterr().err == ""
     assert kept() == ["checkpoint_000001"]
 
 
