@@ -47,12 +47,12 @@ def whole_read(filesystem, path: str, target: Path) -> None:
         target.write_bytes(stream.read())
 
 
-def made_checkpoint(model: str, data_root: str | None, folder: Path) -> None:
+def made_checkpoint(model: str, data_root: str | None, directory: Path) -> None:
     """A checkpoint of ``model`` as Trainer.save writes a trial's (64 training images, untrained)."""
     data = load_dataset("retinamnist", root=str(resolve_root(data_root))).with_train_subset(64, seed=0)
     trainer = Trainer(build_config({"dataset": "retinamnist", "model": model, "epochs": 1, "device": "cpu"}), data)
-    folder.mkdir(parents=True)
-    trainer.save(folder)
+    directory.mkdir(parents=True)
+    trainer.save(directory)
 
 
 def main(argv: list[str] | None = None) -> None:
