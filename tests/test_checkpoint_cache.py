@@ -97,6 +97,20 @@ def test_one_larger_than_the_limit_or_a_cache_turned_off_is_read_from_a_temporar
     assert kept() == []
 
 
+class Timeless(Counting):
+    """A store that lists its files without their times."""
+
+    def get_file_info(self, selector):
+        return [pyarrow.fs.FileInfo(info.path, info.type, size=info.size) for info in super().get_file_info(selector)]
+
+
+def test_a_store_that_lists_no_times_is_read_from_a_temporary_copy(bucket, monkeypatch):
+    monkeypatch.setattr(checkpoint_cache, "bucket_filesystem", lambda location: (
+        Timeless(), str(bucket) + location.removeprefix(URI)))
+    assert read("checkpoint_000001") == b"\x01" * 1000
+    assert kept() == []
+
+
 def test_a_cache_folder_that_cannot_be_written_falls_back_to_a_temporary_copy(bucket, tmp_path, monkeypatch):
     (tmp_path / "file").write_text("not a folder")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
