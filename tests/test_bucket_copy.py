@@ -7,6 +7,8 @@ whole path against a real S3 server: tests/test_bucket.py."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +101,44 @@ def test_a_checkpoint_cut_short_on_a_disk_is_passed_over_for_the_one_before(tmp_
     for number in (1, 2, 3):  # none whole: the newest, whose reading names what is wrong with it
         (trial / f"checkpoint_00000{number}" / "state.pt").write_bytes(b"not a torch file")
     assert folder.newest_checkpoint(trial) == trial / "checkpoint_000003"
+
+
+class FarAway(pyarrow.fs.LocalFileSystem):
+    """The local filesystem as a store a round trip away, counting the reads under way at once;
+    a file named ``broken`` cannot be read."""
+
+    def __init__(self):
+        super().__init__()
+        self.lock, self.open, self.most = threading.Lock(), 0, 0
+
+    def open_input_stream(self, path):
+        with self.lock:
+            self.open += 1
+            self.most = max(self.most, self.open)
+        time.sleep(0.02)
+        with self.lock:
+            self.open -= 1
+        if path.endswith("broken"):
+            raise OSError("When reading information for key 'broken': AWS Error NETWORK_CONNECTION")
+        return super().open_input_stream(path)
+
+
+def test_a_sweeps_small_files_are_fetched_several_at_a_time(tmp_path, monkeypatch):
+    root = tmp_path / "bucket" / "sweep"
+    for trial in range(20):
+        (root / f"t{trial}").mkdir(parents=True)
+        (root / f"t{trial}" / "result.json").write_text(f"{trial}\n")
+    store = FarAway()
+    monkeypatch.setattr(folder, "bucket_filesystem", lambda location: (store, str(root)))
+    with folder.bucket_copy("s3://b/sweep") as (copy, listed):
+        assert [Path(copy, f"t{trial}", "result.json").read_text() for trial in range(20)] == [
+            f"{trial}\n" for trial in range(20)]
+    assert 1 < store.most <= folder.FETCH_THREADS
+    (root / "t3" / "broken").write_text("")
+    with pytest.raises(ValueError, match=r"^s3://b/sweep: cannot be read \(When reading information for key "
+                                         r"'broken': AWS Error NETWORK_CONNECTION\)$"):
+        with folder.bucket_copy("s3://b/sweep"):
+            pass
 
 
 def test_nothing_to_copy_or_a_bucket_that_cannot_be_read_is_one_line(sweep, monkeypatch):
