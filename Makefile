@@ -57,6 +57,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.bench_startup --rounds 3
 	$(BIN)/python -m benchmarks.bench_ensemble_choice
 	$(BIN)/python -m benchmarks.bench_checkpoint_cache
+	$(BIN)/python -m benchmarks.bench_bucket_status
 	$(BIN)/python -m benchmarks.bench_sweep_efficiency --quick
 	$(BIN)/python -m benchmarks.bench_packing --parts packing
 

@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from unittest import mock
 
 from analysis.evaluate import checkpoint_state
+from benchmarks.moto_s3 import moto_bucket
 from medvit.config import build_config
 from medvit.data import load_dataset, resolve_root
 from medvit.train import Trainer
@@ -34,11 +32,6 @@ from sweeps import folder
 from sweeps.checkpoint_cache import CACHE_GB_ENV
 
 BUCKET = "medsweep-bench"
-
-
-def moto_server(port: int, log) -> subprocess.Popen:
-    return subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "moto_server"), "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=log)
 
 
 def whole_read(filesystem, path: str, target: Path) -> None:
@@ -63,27 +56,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds: allowed values are integers >= 1")
-    import boto3
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    endpoint = f"http://127.0.0.1:{port}"
-    os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-                       "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"})
     rows = []
     with tempfile.TemporaryDirectory(prefix="medsweep-bench-cache-") as work:
         log = Path(work, "moto.log")
-        with log.open("w") as log_file:
-            server = moto_server(port, log_file)
-        try:
-            client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-            for _ in range(600):
-                try:
-                    client.create_bucket(Bucket=BUCKET)
-                    break
-                except Exception:  # not listening yet
-                    time.sleep(0.1)
+        with log.open("w") as log_file, moto_bucket(BUCKET, log_file) as (port, client):
+            os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
             checkpoint = Path(work, "checkpoint_000001")
             made_checkpoint(args.model, args.data_root, checkpoint)
             for path in checkpoint.iterdir():
@@ -109,9 +86,6 @@ def main(argv: list[str] | None = None) -> None:
             del os.environ[CACHE_GB_ENV]
             rows.append(("first read, into the cache", size, *fastest(1)))
             rows.append(("a later read, from the cache", 0, *fastest(args.rounds)))
-        finally:
-            server.kill()
-            server.wait()
     print(f"checkpoint_state of a {args.model} checkpoint ({size:,} bytes: state.pt and selection.npz) in "
           f"moto's S3 server on loopback, fastest of {args.rounds} reads\n")
     print("| read | bytes fetched | GET requests | s | vs one whole-object read |\n|---|---:|---:|---:|---:|")

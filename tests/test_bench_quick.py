@@ -65,6 +65,24 @@ def test_checkpoint_every_bench_rejects_a_bad_every_in_one_line():
         "argument --every: '1,0' is not a comma-separated list of whole numbers >= 1")
 
 
+@pytest.mark.slow  # moto's S3 server and a small sweep folder, read both ways, in a fresh interpreter
+def test_bucket_status_bench_reads_the_sweep_one_file_and_several_at_a_time():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_bucket_status", "--trials", "3", "--rtt-ms",
+                           "0,5", "--rounds", "1"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "(8 small files fetched, every file listed)" in done.stdout
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in done.stdout.splitlines() if line.endswith("x |")]
+    assert [row[0] for row in rows] == ["0 ms", "5 ms"] and all(float(row[1]) > 0 for row in rows)
+
+
+def test_bucket_status_bench_rejects_a_bad_round_trip_in_one_line():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_bucket_status", "--rtt-ms", "20,x"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].endswith(
+        "--rtt-ms: comma-separated numbers >= 0; --trials and --rounds: integers >= 1")
+
+
 @pytest.mark.slow  # moto's S3 server and a tiny checkpoint, read four ways, in a fresh interpreter
 def test_checkpoint_cache_bench_fetches_in_pieces_then_reads_the_cache(real_root):
     done = subprocess.run([sys.executable, "-m", "benchmarks.bench_checkpoint_cache", "--model", "medvit_28_tiny",
