@@ -28,13 +28,25 @@ class StorageError(Exception):
 GCS_RETRY_S = 30
 
 
+def refuse_uri_options(uri: str) -> None:
+    """A one-line ValueError for a bucket URI with options (``?region=...``): medsweep joins a
+    sweep's files under it, and options would land in the middle of each path. A local path may
+    hold either character."""
+    if local_folder(uri) is None and ("?" in uri or "#" in uri):
+        scheme = uri.partition("://")[0]
+        raise ValueError(f"{uri!r}: options in a URI are not supported; allowed: {scheme}://<bucket>/<prefix>, "
+                         "with an S3-compatible store's address (MinIO, Ceph) in AWS_ENDPOINT_URL and its region "
+                         "in AWS_REGION on every node")
+
+
 def bucket_filesystem(location: str):
     """pyarrow's filesystem and path for a path or URI (s3://, gs://, ...), with GCS's retries
-    capped at GCS_RETRY_S."""
+    capped at GCS_RETRY_S; a URI with options is refused (refuse_uri_options)."""
     import datetime
 
     import pyarrow.fs
 
+    refuse_uri_options(location)
     filesystem, path = pyarrow.fs.FileSystem.from_uri(location)
     if isinstance(filesystem, pyarrow.fs.GcsFileSystem):
         filesystem = pyarrow.fs.GcsFileSystem(retry_time_limit=datetime.timedelta(seconds=GCS_RETRY_S))

@@ -44,6 +44,7 @@ from medvit.config import ORDINAL_ONLY_METRICS, SELECT_METRICS, TrainConfig, one
 from medvit.tasks import ORDINAL
 from medvit.userpath import expand_home
 from medvit.yamlio import YamlError, dump_yaml, load_yaml, read_text_file
+from sweeps.paths import refuse_uri_options
 from sweeps.ranking import SCORE
 
 __all__ = ["SpecError", "SweepSpec", "TrainSection", "Distribution", "SEARCHABLE", "SPECS_DIR", "SPEC_GROUPS",
@@ -343,6 +344,8 @@ class SweepSpec(_Strict):
                              + ", ".join(f"{s}://" for s in STORAGE_SCHEMES) + ", or a path")
         if match and not match.group(2).strip("/"):
             raise ValueError(f"{value!r} names no bucket or path; allowed: {match.group(1)}://<bucket>/<prefix>")
+        if match:
+            refuse_uri_options(value)
         if not match:
             try:
                 expand_home(value).resolve()

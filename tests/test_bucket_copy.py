@@ -18,6 +18,7 @@ import torch
 
 from medvit.checkpoint import Selection, write_selection
 from sweeps import folder
+from sweeps.paths import refuse_uri_options
 
 
 class FilesOnly:
@@ -175,3 +176,15 @@ def test_an_error_about_the_temporary_copy_names_the_bucket_and_keeps_its_type()
         with folder.named_as("/tmp/c", "s3://b/sweep"):
             raise other
     assert caught.value is other
+
+
+def test_a_bucket_uri_with_options_is_one_line_and_a_local_path_may_hold_the_characters(tmp_path):
+    with pytest.raises(ValueError, match=r"^'s3://b/sweep\?region=eu-west-1': options in a URI are not supported; "
+                                         r"allowed: s3://<bucket>/<prefix>, with an S3-compatible store's address"):
+        with folder.readable_copy("s3://b/sweep?region=eu-west-1"):
+            pass
+    local = tmp_path / "run#1?"
+    (local / "t1").mkdir(parents=True)
+    with folder.readable_copy(str(local)) as copy:
+        assert copy == str(local)
+    refuse_uri_options(f"file://{local}")

@@ -260,6 +260,8 @@ MALFORMED = [
     ("blank-storage", _set(("storage",), "   "), "storage", "empty"),
     ("http-storage", _set(("storage",), "http://example.org/x"), "storage", "unsupported scheme"),
     ("bucketless-storage", _set(("storage",), "s3://"), "storage", "names no bucket"),
+    ("storage-uri-options", _set(("storage",), "s3://b/x?endpoint_override=127.0.0.1:9000"), "storage",
+     "options in a URI are not supported; allowed: s3://<bucket>/<prefix>, with an S3-compatible store's address"),
     ("grid-with-optuna", _set(("search", "seed"), {"grid": [0, 1, 2]}), "search.seed.grid", "not optuna"),
     ("choice-with-grid-searcher", _set(("searcher",), {"type": "grid"}), "search.alpha.choice", "grid entries only"),
     ("when-with-random", _set(("searcher",), {"type": "random"}), "search.margin.when", "need the optuna searcher"),
