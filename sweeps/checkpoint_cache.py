@@ -22,10 +22,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyarrow.fs
-
-from sweeps.folder import download, fetched, local_copy_name, named_as
-from sweeps.paths import bucket_filesystem, local_folder
+from sweeps.folder import fetch_files, fetched, listed_files, local_copy_name, named_as
+from sweeps.paths import local_folder
 
 __all__ = ["CACHE_GB", "CACHE_GB_ENV", "cache_bytes", "cache_folder", "cached_checkpoint"]
 
@@ -75,14 +73,8 @@ def cached_checkpoint(location: str | os.PathLike, nothing: str = "nothing there
 def _kept(location: str, limit: int, nothing: str) -> Path | None:
     """The cached copy of a bucket's checkpoint folder, fetched first where it is not there; None
     where the cache cannot hold it."""
-    try:
-        filesystem, root = bucket_filesystem(location)
-        root = root.rstrip("/")
-        listed = sorted((info for info in filesystem.get_file_info(pyarrow.fs.FileSelector(
-            root, recursive=True, allow_not_found=True)) if info.type == pyarrow.fs.FileType.File),
-            key=lambda info: info.path)
-    except OSError as exc:
-        raise ValueError(f"{location}: cannot be read ({' '.join(str(exc).split())})") from None
+    filesystem, root, listed = listed_files(location)
+    listed.sort(key=lambda info: info.path)
     if not listed:
         raise ValueError(f"{location}: {nothing}")
     size = sum(info.size for info in listed)
@@ -99,10 +91,7 @@ def _kept(location: str, limit: int, nothing: str) -> Path | None:
             partial = Path(tempfile.mkdtemp(prefix=_PARTIAL, dir=cache))
             print(f"medsweep: fetching {location} ({size / 2**20:.1f} MiB) into {cache}", file=sys.stderr, flush=True)
             try:
-                for info in listed:
-                    target = partial / local_copy_name(root) / info.path[len(root) + 1:]
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    download(filesystem, info.path, target)
+                fetch_files(filesystem, root, [info.path for info in listed], partial / local_copy_name(root))
                 with contextlib.suppress(OSError):  # another process kept it first: theirs is read
                     os.rename(partial, entry)
             finally:

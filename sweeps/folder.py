@@ -28,7 +28,7 @@ from medvit.checkpoint import CHECKPOINT_FILE, SELECTION_FILE
 from sweeps.paths import bucket_filesystem, local_folder
 
 __all__ = ["SPEC_FILE", "STATE_GLOB", "RESULT_FILE", "PARAMS_FILE", "CHECKPOINT_RE", "find_sweep_dirs",
-           "check_sweep_dir", "bucket_copy", "download", "fetched", "fetched_file", "local_copy_name", "named_as",
+           "check_sweep_dir", "bucket_copy", "download", "fetch_files", "listed_files", "unreadable", "fetched", "fetched_file", "local_copy_name", "named_as",
            "readable_copy", "parse_experiment_state", "read_experiment_state", "split_trial_item",
            "read_result_lines", "newest_checkpoint", "newest_state", "state_trial_folders", "trial_id_from_folder"]
 
@@ -116,33 +116,51 @@ def download(filesystem: pyarrow.fs.FileSystem, path: str, target: Path) -> None
         shutil.copyfileobj(stream, out, DOWNLOAD_PIECE)
 
 
+def unreadable(location: str, exc: OSError) -> ValueError:
+    """The one-line error for a bucket that cannot be listed or read (credentials, network)."""
+    return ValueError(f"{location}: cannot be read ({' '.join(str(exc).split())})")
+
+
+def listed_files(location: str) -> tuple[pyarrow.fs.FileSystem, str, list[pyarrow.fs.FileInfo]]:
+    """(filesystem, root, every file under a bucket's folder, each a FileInfo with its size and
+    time); ``unreadable`` where it cannot be listed."""
+    try:
+        filesystem, root = bucket_filesystem(location)
+        root = root.rstrip("/")
+        found = filesystem.get_file_info(pyarrow.fs.FileSelector(root, recursive=True, allow_not_found=True))
+    except OSError as exc:
+        raise unreadable(location, exc) from None
+    return filesystem, root, [info for info in found if info.type == pyarrow.fs.FileType.File]
+
+
+def fetch_files(filesystem: pyarrow.fs.FileSystem, root: str, paths: list[str], into: Path) -> None:
+    """Copy the store's files ``paths`` (under ``root``) into the folder ``into``, each in its
+    place below root, FETCH_THREADS at a time."""
+    def fetch(path: str) -> None:
+        target = into / path[len(root) + 1:]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        download(filesystem, path, target)
+
+    with ThreadPoolExecutor(FETCH_THREADS) as pool:
+        list(pool.map(fetch, paths))
+
+
 @contextlib.contextmanager
 def bucket_copy(location: str, wanted=lambda name: True,
                 nothing: str = "nothing there") -> Iterator[tuple[str, list[str]]]:
     """(a temporary local copy of the files under a bucket's folder whose names ``wanted`` keeps,
     every file listed there as sorted paths relative to it); a ValueError ``location: nothing``
     where no file is kept, or ``location: cannot be read (why)``."""
+    filesystem, root, listed = listed_files(location)
+    files = [info.path for info in listed if wanted(info.base_name)]
+    if not files:
+        raise ValueError(f"{location}: {nothing}")
     with tempfile.TemporaryDirectory(prefix="medsweep-bucket-") as temporary:
-        try:  # a bucket that cannot be listed or read: credentials, network
-            filesystem, root = bucket_filesystem(location)
-            root = root.rstrip("/")
-            listed = [info for info in filesystem.get_file_info(pyarrow.fs.FileSelector(root, recursive=True,
-                                                                                         allow_not_found=True))
-                      if info.type == pyarrow.fs.FileType.File]
-            files = [info.path for info in listed if wanted(info.base_name)]
-            copy = Path(temporary, local_copy_name(root))
-
-            def fetch(path: str) -> None:
-                target = copy / path[len(root) + 1:]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                download(filesystem, path, target)
-
-            with ThreadPoolExecutor(FETCH_THREADS) as pool:
-                list(pool.map(fetch, files))
+        copy = Path(temporary, local_copy_name(root))
+        try:
+            fetch_files(filesystem, root, files, copy)
         except OSError as exc:
-            raise ValueError(f"{location}: cannot be read ({' '.join(str(exc).split())})") from None
-        if not files:
-            raise ValueError(f"{location}: {nothing}")
+            raise unreadable(location, exc) from None
         yield str(copy), sorted(info.path[len(root) + 1:] for info in listed)
 
 
@@ -174,7 +192,7 @@ def fetched_file(location: str) -> Iterator[str]:
         except FileNotFoundError:
             raise ValueError(f"{location}: no such file") from None
         except OSError as exc:
-            raise ValueError(f"{location}: cannot be read ({' '.join(str(exc).split())})") from None
+            raise unreadable(location, exc) from None
         with named_as(str(target), location):
             yield str(target)
 

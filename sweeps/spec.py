@@ -344,8 +344,7 @@ class SweepSpec(_Strict):
                              + ", ".join(f"{s}://" for s in STORAGE_SCHEMES) + ", or a path")
         if match and not match.group(2).strip("/"):
             raise ValueError(f"{value!r} names no bucket or path; allowed: {match.group(1)}://<bucket>/<prefix>")
-        if match:
-            refuse_uri_options(value)
+        refuse_uri_options(value)
         if not match:
             try:
                 expand_home(value).resolve()

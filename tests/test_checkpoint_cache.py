@@ -39,7 +39,6 @@ def bucket(tmp_path, monkeypatch):
     def filesystem(location):
         return Counting(), str(root) + location.removeprefix(URI)
 
-    monkeypatch.setattr(checkpoint_cache, "bucket_filesystem", filesystem)
     monkeypatch.setattr(folder, "bucket_filesystem", filesystem)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv(checkpoint_cache.CACHE_GB_ENV, raising=False)
@@ -105,7 +104,7 @@ class Timeless(Counting):
 
 
 def test_a_store_that_lists_no_times_is_read_from_a_temporary_copy(bucket, monkeypatch):
-    monkeypatch.setattr(checkpoint_cache, "bucket_filesystem", lambda location: (
+    monkeypatch.setattr(folder, "bucket_filesystem", lambda location: (
         Timeless(), str(bucket) + location.removeprefix(URI)))
     assert read("checkpoint_000001") == b"\x01" * 1000
     assert kept() == []
