@@ -28,7 +28,8 @@ from medvit.checkpoint import CHECKPOINT_FILE, SELECTION_FILE
 from sweeps.paths import bucket_filesystem, local_folder
 
 __all__ = ["SPEC_FILE", "STATE_GLOB", "RESULT_FILE", "PARAMS_FILE", "CHECKPOINT_RE", "find_sweep_dirs",
-           "check_sweep_dir", "bucket_copy", "download", "fetch_files", "listed_files", "unreadable", "fetched", "fetched_file", "local_copy_name", "named_as",
+           "check_sweep_dir", "bucket_copy", "download", "fetch_files", "listed_files", "unreadable", "fetched",
+           "fetched_file", "local_copy_name", "named_as",
            "readable_copy", "parse_experiment_state", "read_experiment_state", "split_trial_item",
            "read_result_lines", "newest_checkpoint", "newest_state", "state_trial_folders", "trial_id_from_folder"]
 
