@@ -741,7 +741,7 @@ def _table2_row(model_in: str, b: float, usable: pd.DataFrame, conf_rows: pd.Dat
             summary(cb, f"audit_test_{m}", f"audit_test_{m}", competes=False)
     n_test = len(src_frame)
     rec["n_test"], rec["test_source"] = n_test, src if n_test else None
-    texts.append(f"{n_test} {src}" if n_test else "0")
+    texts.append(f"{n_test} {src.removesuffix('s') if n_test == 1 else src}" if n_test else "0")
     values.append(None)
     for m in ("acc", "qwk"):
         summary(in_bin, f"best_val_{m}", f"val_{m}")

@@ -112,6 +112,16 @@ def test_table2(evaluated, tmp_path):
     assert not any("binned" in n for n in tables["table2"].notes)
 
 
+def test_table2_counts_its_test_source_in_the_singular_for_one():
+    def sources(confirm=None):
+        t2 = table2(retina_results(), confirm).frame
+        return dict(zip(t2["α"], t2["n test (source)"]))
+
+    assert sources()["0.0"] == "1 trial" and sources()["0.1"] == "0"  # only the best trial (alpha 0) was tested
+    assert sources(retina_confirm())["0.1"] == "3 seeds"
+    assert sources(retina_confirm().groupby("label").head(1))["0.1"] == "1 seed"
+
+
 def test_table2_bins_continuous_alpha(evaluated):
     _, df = evaluated
     df = df.copy()
