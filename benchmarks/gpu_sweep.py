@@ -7,7 +7,8 @@ session of its own, ended whole afterwards. Each step writes one file under ``--
   a_tests.json      (a) the test suite on this Python with this Ray (pytest, junit counts and
                     the failures) as `make test` runs it, quick then slow tests, on half the
                     CPUs (pytest-xdist, at most 8 workers), all but the `ray up` test, the two
-                    browser tests, device_carry's and this check's own; --quick: two fast files
+                    browser tests, those that start a bucket server, device_carry's and this
+                    check's own; --quick: two fast files
   b_sweep.json      (b) the RetinaMNIST spec: 32 trials of at most 20 epochs, ASHA, 8 trials
                     to the GPU (``gpu: 0.125``, ``device: cuda``: a trial without the GPU
                     errors): stop reasons, trial-epochs, wall time, training images/s, GPU
@@ -66,12 +67,12 @@ REPO = Path(__file__).resolve().parents[1]
 STEPS = "abcde"
 PRESET = "medvit_28_tiny"
 SYNTHETIC_FLAG = "pathmnist"  # steps c and d: epochs long enough to time and to kill mid-way
-# Tests that need a browser, `ray up` or moto's S3 server (not among the carried wheels; a bucket
-# involves no GPU), this check's own test (it would run the check again), and device_carry's,
-# which prepares a device call on the machine that sends it (the copy of the working tree a call
-# brings holds no git checkout to list).
+# Tests that need a browser or `ray up`, this check's own test (it would run the check again), and
+# device_carry's, which prepares a device call on the machine that sends it (the copy of the
+# working tree a call brings holds no git checkout to list). Those that start a bucket server
+# (moto's, gcp-storage-emulator: not among the carried wheels; a bucket involves no GPU) are
+# left out by their marker, bucket_server.
 NOT_HERE = ["--ignore=tests/test_cluster_up.py", "--ignore=tests/test_gpu_sweep.py", "--ignore=tests/test_device_carry.py",
-            "--ignore=tests/test_bucket.py",
             "--deselect=tests/test_analysis_report.py::test_html_renders_in_headless_chromium",
             "--deselect=tests/test_analysis_report.py::test_test_columns_inside_viewport_at_1280px"]
 REAL_FILES = ("retinamnist.npz", "pneumoniamnist.npz")  # what the suite's real-data fixture reads
@@ -219,7 +220,8 @@ def suite(check: Check) -> dict:
     workers, start = suite_workers(), time.perf_counter()
     counts = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
     commands, returncodes, failed, skipped = [], [], [], {}
-    for phase, marker, extra in (("quick", "not slow", []), ("slow", "slow", ["--dist", "loadfile"] if workers else [])):
+    for phase, marker, extra in (("quick", "not slow and not bucket_server", []),
+                                 ("slow", "slow and not bucket_server", ["--dist", "loadfile"] if workers else [])):
         junit = check.work / f"junit-{phase}.xml"
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", marker, *workers, *extra,
                    *check.size.tests, *NOT_HERE, f"--junitxml={junit}"]

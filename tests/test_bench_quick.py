@@ -74,6 +74,7 @@ def test_checkpoint_every_bench_rejects_a_bad_every_in_one_line():
 
 
 @pytest.mark.slow  # moto's S3 server and a small sweep folder, read both ways, in a fresh interpreter
+@pytest.mark.bucket_server
 def test_bucket_status_bench_reads_the_sweep_one_file_and_several_at_a_time():
     out = bench("bench_bucket_status", "--trials", "3", "--rtt-ms", "0,5", "--rounds", "1")
     assert "(8 small files fetched, every file listed)" in out
@@ -87,6 +88,7 @@ def test_bucket_status_bench_rejects_a_bad_round_trip_in_one_line():
 
 
 @pytest.mark.slow  # moto's S3 server and a tiny checkpoint, read four ways, in a fresh interpreter
+@pytest.mark.bucket_server
 def test_checkpoint_cache_bench_fetches_in_pieces_then_reads_the_cache(real_root):
     rows = ratio_rows(bench("bench_checkpoint_cache", "--model", "medvit_28_tiny", "--rounds", "1", "--data-root",
                             str(real_root)))

@@ -1,77 +1,167 @@
-"""A sweep in a bucket, the storage cluster.yaml's sweeps use (s3://), against moto's S3 server
-on loopback (S3 itself cannot run here): Ray writes the sweep there through pyarrow as it would
-to S3, Ctrl-C stops it, `medsweep resume` continues it from the bucket, `medsweep status` reads
-it there, and `collect`, `evaluate`, `gradcam`, `confirm` and `ensemble` read it there (the
-checkpoints they load fetched), with the very results a local copy gives, and `train --config`
-reads its best_config.yaml."""
+"""A sweep in a bucket, the storage cluster.yaml's sweeps use, against servers on loopback
+(S3 and GCS themselves cannot run here): moto's S3 server for s3://, gcp-storage-emulator for
+gs://. Ray writes the sweep there through pyarrow as it would to the cloud, Ctrl-C stops it,
+`medsweep resume` continues it from the bucket, `medsweep status` reads it there, and `collect`,
+`evaluate`, `gradcam`, `confirm` and `ensemble` read it there (the checkpoints they load
+fetched), with the very results a local copy gives, and `train --config` reads its
+best_config.yaml. The test reads the bucket through its own pyarrow filesystem, not medsweep's."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import urllib.request
 
-import boto3
 import pandas as pd
+import pyarrow.fs
 import pytest
 
 from sweep_helpers import retina_spec, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.bucket_server]
 
 COMMAND = [sys.executable, "-m", "medsweep"]
 BUCKET = "medsweep-test"
 
 
-@pytest.fixture(scope="module")
-def s3_env():
-    """Credentials and the endpoint of a moto S3 server started here (stopped by its pid)."""
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return probe.getsockname()[1]
+
+
+class Bucket:
+    """BUCKET seen through a pyarrow filesystem of the test's own: keys are paths in the bucket."""
+
+    def __init__(self, filesystem: pyarrow.fs.FileSystem):
+        self.filesystem = filesystem
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every object under ``prefix`` (a folder), folder markers left out."""
+        infos = self.filesystem.get_file_info(pyarrow.fs.FileSelector(f"{BUCKET}/{prefix}", recursive=True,
+                                                                      allow_not_found=True))
+        return [info.path.removeprefix(f"{BUCKET}/") for info in infos if info.type == pyarrow.fs.FileType.File]
+
+    def make_folder(self, key: str) -> None:
+        self.filesystem.create_dir(f"{BUCKET}/{key}")
+
+    def read(self, key: str) -> bytes:
+        with self.filesystem.open_input_stream(f"{BUCKET}/{key}") as stream:
+            return stream.read()
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """The environment a node needs for moto's S3 server, started here (stopped by its pid)."""
+    port = free_port()
     server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "moto_server"), "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
-    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    bucket = Bucket(pyarrow.fs.S3FileSystem(access_key="testing", secret_key="testing", region="us-east-1",
+                                            scheme="http", endpoint_override=f"127.0.0.1:{port}",
+                                            allow_bucket_creation=True))
 
     def created() -> bool:
         try:
-            client.create_bucket(Bucket=BUCKET)
-        except Exception:  # not listening yet
+            bucket.filesystem.create_dir(BUCKET)
+        except OSError:  # not listening yet
             return False
         return True
 
     try:
         wait_for(created, 60, "moto's S3 server")
-        yield env, client
+        yield env, bucket
     finally:
         server.kill()
         server.wait()
 
 
-def keys(client, prefix: str) -> list[str]:
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
-    return [item["Key"] for page in pages for item in page.get("Contents", [])]
+class TokenHandler(http.server.BaseHTTPRequestHandler):
+    """OAuth's token endpoint, as Google's client asks it for a token with the refresh token of
+    the fake credentials below: every request gets one."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        body = json.dumps({"access_token": "testing", "expires_in": 3600, "token_type": "Bearer"}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
 
 
-def test_a_sweep_in_a_bucket_stops_resumes_and_is_read_there(s3_env, real_root, tmp_path):
-    env, client = s3_env
+# gcp-storage-emulator's server answers one request at a time, and pyarrow's GCS client opens a
+# second connection while the first is still being sent a checkpoint, so that a trial restored
+# from one hung (and with it every other request) until the server was made threaded, as GCS is.
+GCS_EMULATOR = ("import http.server, sys; http.server.HTTPServer = http.server.ThreadingHTTPServer; "
+                "from gcp_storage_emulator.__main__ import main; sys.argv[0] = 'gcp-storage-emulator'; main()")
+
+
+@pytest.fixture(scope="module")
+def gcs_server(tmp_path_factory):
+    """The environment a node needs for gcp-storage-emulator, started here (stopped by its pid).
+    Google's client (in pyarrow) sends GCS requests to CLOUD_STORAGE_EMULATOR_ENDPOINT but still
+    asks for an OAuth token: the credentials file sends it to a token endpoint in this process."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", GCS_EMULATOR, "start", "--host", "127.0.0.1", "--port", str(port),
+                               "--in-memory", "--quiet", "--default-bucket", BUCKET],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tokens = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TokenHandler)
+    threading.Thread(target=tokens.serve_forever, daemon=True).start()
+    credentials = tmp_path_factory.mktemp("gcs") / "credentials.json"
+    credentials.write_text(json.dumps({"type": "authorized_user", "client_id": "testing", "client_secret": "testing",
+                                       "refresh_token": "testing",
+                                       "token_uri": f"http://127.0.0.1:{tokens.server_port}/token"}))
+    env = {"CLOUD_STORAGE_EMULATOR_ENDPOINT": f"http://127.0.0.1:{port}",
+           "GOOGLE_APPLICATION_CREDENTIALS": str(credentials)}
+
+    def listening() -> bool:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/storage/v1/b/{BUCKET}", timeout=5).close()
+        except OSError:
+            return False
+        return True
+
+    try:
+        wait_for(listening, 60, "gcp-storage-emulator")
+        yield env, Bucket(pyarrow.fs.GcsFileSystem(anonymous=True, scheme="http",
+                                                   endpoint_override=f"127.0.0.1:{port}"))
+    finally:
+        tokens.shutdown()
+        server.kill()
+        server.wait()
+
+
+@pytest.fixture(params=["s3", "gs"])
+def bucket_server(request):
+    """(the URI scheme, the environment every node needs, the bucket)."""
+    env, bucket = request.getfixturevalue(f"{'gcs' if request.param == 'gs' else 's3'}_server")
+    return request.param, env, bucket
+
+
+def test_a_sweep_in_a_bucket_stops_resumes_and_is_read_there(bucket_server, real_root, tmp_path):
+    scheme, env, bucket = bucket_server
     env = {**os.environ, **env, "MEDMNIST_ROOT": str(real_root), "PYTHONUNBUFFERED": "1",
            "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    spec = retina_spec(f"s3://{BUCKET}/sweeps", "bucket", num_samples=2, max_concurrent=1,
+    spec = retina_spec(f"{scheme}://{BUCKET}/sweeps", "bucket", num_samples=2, max_concurrent=1,
                        scheduler={"type": "fifo"}, train={"epochs": 3})
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(spec.to_yaml())
-    uri = f"s3://{BUCKET}/sweeps/bucket"
+    uri = f"{scheme}://{BUCKET}/sweeps/bucket"
 
     sweep = subprocess.Popen([*COMMAND, "sweep", str(spec_file)], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: any(key.endswith("/result.json") for key in keys(client, "sweeps/bucket/")), 300,
+    wait_for(lambda: any(key.endswith("/result.json") for key in bucket.keys("sweeps/bucket")), 300,
              "a trial's first report in the bucket")
     sweep.send_signal(signal.SIGINT)
     stderr = sweep.communicate(timeout=120)[1]
@@ -93,7 +183,7 @@ def test_a_sweep_in_a_bucket_stops_resumes_and_is_read_there(s3_env, real_root, 
     assert f"       {uri}/best_config.yaml  (medsweep train --config ... --out runs/best)\n" in resumed.stdout
     assert f"next   medsweep status {uri}  |  medsweep collect {uri} --out results.parquet\n" in resumed.stdout
     assert f"       medsweep confirm {uri} --seeds 5 --out confirm.parquet" in resumed.stdout
-    assert "sweeps/bucket/best_config.yaml" in keys(client, "sweeps/bucket/")
+    assert "sweeps/bucket/best_config.yaml" in bucket.keys("sweeps/bucket")
     after = status()
     rows = [line.split() for line in after[2:4]]
     assert [(row[1], row[2]) for row in rows] == [("finished", "3")] * 2, after
@@ -108,14 +198,14 @@ def test_a_sweep_in_a_bucket_stops_resumes_and_is_read_there(s3_env, real_root, 
     # and the test split of the best trial's checkpoint, fetched from the bucket; a newer
     # checkpoint whose upload was cut off (its folder made, as Ray does first, its file not) is
     # passed over, as the copy (which has no such folder) does
-    for key in keys(client, "sweeps/bucket/"):
+    for key in bucket.keys("sweeps/bucket"):
         if key.endswith("/result.json"):
-            client.put_object(Bucket=BUCKET, Key=key.replace("/result.json", "/checkpoint_000099/"), Body=b"")
+            bucket.make_folder(key.replace("/result.json", "/checkpoint_000099"))
     medsweep("collect", uri, "--out", str(tmp_path / "bucket.parquet"), "--evaluate-test")
     copy = tmp_path / "copy" / "bucket"
-    for key in (key for key in keys(client, "sweeps/bucket/") if not key.endswith("/")):  # not folder markers
+    for key in bucket.keys("sweeps/bucket"):
         (copy / key.removeprefix("sweeps/bucket/")).parent.mkdir(parents=True, exist_ok=True)
-        client.download_file(BUCKET, key, str(copy / key.removeprefix("sweeps/bucket/")))
+        (copy / key.removeprefix("sweeps/bucket/")).write_bytes(bucket.read(key))
     medsweep("collect", str(copy), "--out", str(tmp_path / "copy.parquet"), "--evaluate-test")
     from_bucket, from_copy = (pd.read_parquet(tmp_path / f"{name}.parquet").sort_values("trial_id")
                               .reset_index(drop=True) for name in ("bucket", "copy"))
@@ -131,8 +221,7 @@ def test_a_sweep_in_a_bucket_stops_resumes_and_is_read_there(s3_env, real_root, 
     best = from_bucket.loc[from_bucket["test_acc"].notna(), "checkpoint_path"].item()
     (cached,) = (tmp_path / "cache" / "medsweep" / "checkpoints").glob("*/checkpoint_*")
     assert cached.name == best.rsplit("/", 1)[1]
-    assert (cached / "state.pt").read_bytes() == client.get_object(
-        Bucket=BUCKET, Key=f"{best.removeprefix(f's3://{BUCKET}/')}/state.pt")["Body"].read()
+    assert (cached / "state.pt").read_bytes() == bucket.read(f"{best.removeprefix(f'{scheme}://{BUCKET}/')}/state.pt")
     read_at = cached.parent.stat().st_mtime_ns
     medsweep("gradcam", "--checkpoint", best, "--images", "2", "--out", str(tmp_path / "cam.png"))
     assert (tmp_path / "cam.png").read_bytes().startswith(b"\x89PNG")
@@ -155,8 +244,9 @@ def test_a_sweep_in_a_bucket_stops_resumes_and_is_read_there(s3_env, real_root, 
     searched = ("model", "lr", "alpha", "augment")
     assert {k: trained[k] for k in searched} == {k: ranked[k] for k in searched}
 
-    for args, says in ((["collect", f"s3://{BUCKET}/sweeps/none", "--out", str(tmp_path / "none.parquet")],
-                        f"collect: sweep_dir: s3://{BUCKET}/sweeps/none: not a sweep folder: nothing of a sweep there"),
+    for args, says in ((["collect", f"{scheme}://{BUCKET}/sweeps/none", "--out", str(tmp_path / "none.parquet")],
+                        f"collect: sweep_dir: {scheme}://{BUCKET}/sweeps/none: not a sweep folder: nothing of a sweep "
+                        "there"),
                        (["train", "--config", f"{uri}/none.yaml", "--out", str(tmp_path / "none")],
                         f"config: {uri}/none.yaml: no such file")):
         refused = medsweep(*args, code=2)

@@ -161,16 +161,21 @@ def test_the_suite_runs_quick_then_slow_tests_and_adds_up_both(tmp_path, monkeyp
         "@pytest.mark.slow\n"
         "def test_slow(): pass\n"
         "@pytest.mark.slow\n"
-        "def test_slow_fails(): assert False\n")
+        "def test_slow_fails(): assert False\n"
+        "@pytest.mark.slow\n"
+        "@pytest.mark.bucket_server\n"
+        "def test_needs_a_bucket_server(): assert False\n")
     monkeypatch.setattr(gpu_sweep, "REPO", tmp_path)
     monkeypatch.setattr(gpu_sweep, "NOT_HERE", [])
     monkeypatch.setattr(gpu_sweep, "suite_workers", lambda: [])
     args = argparse.Namespace(data_root=str(tmp_path), quick=True, device="cpu", out=tmp_path, work=tmp_path)
     check = gpu_sweep.Check(args)
     check.size = check.size._replace(tests=(str(tests),))
-    (tmp_path / "pyproject.toml").write_text('[tool.pytest.ini_options]\nmarkers = ["slow: slow"]\n')
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.pytest.ini_options]\nmarkers = ["slow: slow", "bucket_server: bucket server"]\n')
     result = gpu_sweep.suite(check)
-    assert "-m not slow " in result["commands"][0] and "-m slow " in result["commands"][1]
+    assert "-m not slow and not bucket_server " in result["commands"][0]
+    assert "-m slow and not bucket_server " in result["commands"][1]
     assert (result["tests"], result["passed"], result["failures"]) == (3, 2, 1)
     assert result["failed"] == ["tests.test_both::test_slow_fails"] and not result["checks"]["(a) the suite passes"]
 
