@@ -100,9 +100,9 @@ class TokenHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-# gcp-storage-emulator's server answers one request at a time, and pyarrow's GCS client opens a
-# second connection while the first is still being sent a checkpoint, so that a trial restored
-# from one hung (and with it every other request) until the server was made threaded, as GCS is.
+# gcp-storage-emulator's server answers one request at a time. Run so, it was found blocked
+# sending a resumed trial its checkpoint while the trial (in pyarrow's copy_files) waited on
+# another request, and every request after it hung: it runs threaded here, as GCS answers.
 GCS_EMULATOR = ("import http.server, sys; http.server.HTTPServer = http.server.ThreadingHTTPServer; "
                 "from gcp_storage_emulator.__main__ import main; sys.argv[0] = 'gcp-storage-emulator'; main()")
 
