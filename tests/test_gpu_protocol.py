@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -76,9 +78,15 @@ def test_quick_study_runs_every_planned_run_and_resumes(tmp_path, real_root):
     assert again.returncode == 0, again.stderr[-2000:]
     assert "plan: kept" in again.stdout and again.stdout.count("kept ") == 1 + 6
 
-    # another machine, a fresh folder: the records of the first call carried in, no run trained again
+    # another machine, a fresh folder: the records of the first call carried in, no run trained
+    # again; gzipped as the committed ones are, but for one as a call's bundle brings it back
     (tmp_path / "runs" / "pneumoniamnist-1.jsonl").unlink()
-    later = study(tmp_path.parent / "later", real_root, "--records", str(tmp_path / "runs"))
+    carried = tmp_path.parent / "carried"
+    carried.mkdir()
+    for path in sorted((tmp_path / "runs").glob("*.jsonl"))[1:]:
+        (carried / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
+    shutil.copy(sorted((tmp_path / "runs").glob("*.jsonl"))[0], carried)
+    later = study(tmp_path.parent / "later", real_root, "--records", str(carried))
     assert later.returncode == 0, later.stdout[-2000:] + later.stderr[-2000:]
     assert "plan: kept 5 records of medvit_base" in later.stdout
     assert json.loads((tmp_path.parent / "later" / "plan.json").read_text())["runs"] == [["pneumoniamnist", 1]]
@@ -267,7 +275,7 @@ def test_the_committed_gpu_records_are_runs_of_the_study_the_next_call_plans():
     """The next device call carries reports/protocol/h200 in with --records and trains only the
     runs missing there. An edit to the paper specs' recipe since those runs would make that call
     refuse them after its start: minutes of a 15-minute device session, found here first."""
-    records = list(read_records(sorted((REPO / "reports/protocol/h200").glob("*.jsonl"))))
+    records = list(read_records(sorted((REPO / "reports/protocol/h200").glob("*.jsonl.gz"))))
     assert len(records) >= 6
     for record in records:
         assert protocol.study_difference(record, "cuda", False, None) == [], f"{record['arm']}-{record['seed']}"

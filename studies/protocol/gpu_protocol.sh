@@ -16,8 +16,9 @@
 #      1 and 2 processes at once, timed together, picks the model, the packing and the runs
 #      that fit (DIR/plan.json, DIR/jobs.txt; the output says which model and why), leaving
 #      out the runs that have a record: --records DIR copies an earlier call's records
-#      (<label>-<seed>.jsonl, e.g. reports/protocol/h200/) into DIR/runs first, so that the nine
-#      runs, some 22 minutes on one H200, can be spread over calls on fresh machines;
+#      (<label>-<seed>.jsonl, or gzipped .jsonl.gz as reports/protocol/h200/ keeps them, to
+#      leave the largest device carry room) into DIR/runs first, so that the nine runs, some 22
+#      minutes on one H200, can be spread over calls on fresh machines;
 #   2. runs: each run's record in DIR/runs/<label>-<seed>.jsonl when it ends (a run cut short
 #      leaves none and runs again);
 #   3. summary: DIR/summary.md, val-selected and test-selected (audit) beside the papers'
@@ -62,7 +63,13 @@ fi
 source "$REPO/benchmarks/gpu_env.sh"
 cd "$REPO"
 mkdir -p "$OUT/runs"
-[ -z "$RECORDS" ] || find "$RECORDS" -maxdepth 1 -name '*.jsonl' -exec cp -n {} "$OUT/runs/" \;
+if [ -n "$RECORDS" ]; then
+    find "$RECORDS" -maxdepth 1 -name '*.jsonl' -exec cp -n {} "$OUT/runs/" \;
+    for record in "$RECORDS"/*.jsonl.gz; do
+        kept="$OUT/runs/$(basename "${record%.gz}")"
+        [ ! -e "$record" ] || [ -e "$kept" ] || gzip -dc "$record" > "$kept"
+    done
+fi
 PROTOCOL=studies.protocol.protocol
 SECONDS=0
 
