@@ -12,7 +12,6 @@ import http.server
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,18 +21,13 @@ import pandas as pd
 import pyarrow.fs
 import pytest
 
+from benchmarks.moto_s3 import free_port, moto_server
 from sweep_helpers import retina_spec, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.bucket_server]
 
 COMMAND = [sys.executable, "-m", "medsweep"]
 BUCKET = "medsweep-test"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Bucket:
@@ -59,28 +53,22 @@ class Bucket:
 @pytest.fixture(scope="module")
 def s3_server():
     """The environment a node needs for moto's S3 server, started here (stopped by its pid)."""
-    port = free_port()
-    server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "moto_server"), "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
-    bucket = Bucket(pyarrow.fs.S3FileSystem(access_key="testing", secret_key="testing", region="us-east-1",
-                                            scheme="http", endpoint_override=f"127.0.0.1:{port}",
-                                            allow_bucket_creation=True))
+    with moto_server() as port:
+        env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
+        bucket = Bucket(pyarrow.fs.S3FileSystem(access_key="testing", secret_key="testing", region="us-east-1",
+                                                scheme="http", endpoint_override=f"127.0.0.1:{port}",
+                                                allow_bucket_creation=True))
 
-    def created() -> bool:
-        try:
-            bucket.filesystem.create_dir(BUCKET)
-        except OSError:  # not listening yet
-            return False
-        return True
+        def created() -> bool:
+            try:
+                bucket.filesystem.create_dir(BUCKET)
+            except OSError:  # not listening yet
+                return False
+            return True
 
-    try:
         wait_for(created, 60, "moto's S3 server")
         yield env, bucket
-    finally:
-        server.kill()
-        server.wait()
 
 
 class TokenHandler(http.server.BaseHTTPRequestHandler):

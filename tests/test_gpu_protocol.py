@@ -83,9 +83,10 @@ def test_quick_study_runs_every_planned_run_and_resumes(tmp_path, real_root):
     (tmp_path / "runs" / "pneumoniamnist-1.jsonl").unlink()
     carried = tmp_path.parent / "carried"
     carried.mkdir()
-    for path in sorted((tmp_path / "runs").glob("*.jsonl"))[1:]:
+    plain, *gzipped = sorted((tmp_path / "runs").glob("*.jsonl"))
+    shutil.copy(plain, carried)
+    for path in gzipped:
         (carried / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
-    shutil.copy(sorted((tmp_path / "runs").glob("*.jsonl"))[0], carried)
     later = study(tmp_path.parent / "later", real_root, "--records", str(carried))
     assert later.returncode == 0, later.stdout[-2000:] + later.stderr[-2000:]
     assert "plan: kept 5 records of medvit_base" in later.stdout

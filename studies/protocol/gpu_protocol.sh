@@ -63,13 +63,11 @@ fi
 source "$REPO/benchmarks/gpu_env.sh"
 cd "$REPO"
 mkdir -p "$OUT/runs"
-if [ -n "$RECORDS" ]; then
-    find "$RECORDS" -maxdepth 1 -name '*.jsonl' -exec cp -n {} "$OUT/runs/" \;
-    for record in "$RECORDS"/*.jsonl.gz; do
-        kept="$OUT/runs/$(basename "${record%.gz}")"
-        [ ! -e "$record" ] || [ -e "$kept" ] || gzip -dc "$record" > "$kept"
-    done
-fi
+# A record already in DIR/runs is kept; gzip -dcf copies a plain .jsonl as it is.
+for record in ${RECORDS:+"$RECORDS"/*.jsonl "$RECORDS"/*.jsonl.gz}; do
+    kept="$OUT/runs/$(basename "${record%.gz}")"
+    [ ! -e "$record" ] || [ -e "$kept" ] || gzip -dcf "$record" > "$kept"
+done
 PROTOCOL=studies.protocol.protocol
 SECONDS=0
 
