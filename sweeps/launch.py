@@ -150,6 +150,17 @@ def connect(address: str | None) -> None:
     # the one before it comes back (the default, outside a test), and the fit puts in one that
     # stops the sweep as Ctrl-C does (sigterm_stops_the_fit).
     sigterm = signal.getsignal(signal.SIGTERM)
+    # The processes Ray starts here inherit this thread's signal mask, as they do the SIGINT Ray
+    # blocks so that Ctrl-C reaches the driver alone. SIGTERM blocked too: where a job scheduler
+    # signals every process of the job (SLURM), Ray's raylet, GCS and trial workers keep running
+    # while the driver stops the sweep through Ray Tune, as when the driver alone is signalled.
+    # Unblocked, the raylet went with the object store, and the driver either waited for the
+    # dead Ray until SIGTERM_GRACE_S or, when the GCS reported the node dead first, was ended by
+    # Ray's core worker with exit 1 and no resume line. Ray's exit still ends them (SIGKILL,
+    # 1 s after the SIGTERM they ignore), and so does the driver's death (the kernel, at Ray's
+    # request; Linux only, so elsewhere SIGTERM stays unblocked).
+    immune = address is None and sys.platform.startswith("linux")
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM} if immune else set())
     try:
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
         if sigterm is not None:
@@ -163,6 +174,8 @@ def connect(address: str | None) -> None:
         raise SweepError(f"RAY_TMPDIR: Ray cannot start here: its socket path {socket_path} has "
                          f"{len(os.fsencode(socket_path))} bytes, more than the 107 Linux allows; allowed: a short "
                          "RAY_TMPDIR (or TMPDIR), e.g. RAY_TMPDIR=/tmp") from None
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def check_placeable(spec: SweepSpec, address: str | None) -> None:
@@ -294,9 +307,11 @@ def sigterm_stops_the_fit(directory: str):
     """SIGTERM, what a job scheduler sends a while before it kills a job (SLURM's scancel and
     time limit, Kubernetes' pod deletion) and `kill` sends, stops the sweep as Ctrl-C does, by
     Ray Tune's own stop signal: Ray saves its state and stops the trials, and the command ends
-    `terminated` with the `medsweep resume` line, exit 143. SLURM signals every process of the
-    job, Ray's own too: the driver saves the state within a second, then waits for the dead Ray
-    for 60 s; so past SIGTERM_GRACE_S it ends at once, with the same line."""
+    `terminated` with the `medsweep resume` line, exit 143. The Ray started here does not heed
+    SIGTERM (connect), so SLURM's signal to every process of the job stops the sweep the same way.
+    Ray's processes that do heed it (`ray start`'s, on the nodes of a joined cluster) leave the
+    driver waiting for the dead Ray for 60 s once it has saved the state; so past SIGTERM_GRACE_S
+    it ends at once, with the same line."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
