@@ -117,6 +117,11 @@ def score_name(metric: str) -> str:
 # --------------------------------------------------------------------------- inputs
 
 
+# pandas 3 reads a CSV's floats as written; before it (what Python 3.10 installs) some came back
+# one ulp off unless asked for round_trip, an option pandas 3 deprecates.
+CSV_FLOATS_AS_WRITTEN = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+
+
 def load_results_frame(results: Any) -> pd.DataFrame:
     """The results table as a DataFrame, from a path, a pyarrow Table or a DataFrame."""
     if isinstance(results, pd.DataFrame):
@@ -140,7 +145,7 @@ def load_confirm_frame(confirm: Any) -> pd.DataFrame | None:
         p = Path(confirm)
         if not p.is_file():
             raise ValueError(f"{p}: confirm table not found")
-        df = pd.read_parquet(p) if p.suffix != ".csv" else pd.read_csv(p)
+        df = pd.read_parquet(p) if p.suffix != ".csv" else pd.read_csv(p, **CSV_FLOATS_AS_WRITTEN)
     missing = {"dataset", "label", "seed"} - set(df.columns)
     if missing:
         raise ValueError(f"confirm table lacks columns {sorted(missing)}")

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from analysis import reference as ref
-from analysis.tables import MISSING, TRAIN_CONFIG_KEYS, best_config, table1, table2, write_tables
+from analysis.tables import (CSV_FLOATS_AS_WRITTEN, MISSING, TRAIN_CONFIG_KEYS, best_config, load_confirm_frame, table1,
+                             table2, write_tables)
 from analysis_sweeps import ERROR_MODEL, confirm_frame
 from hand_results import retina_confirm, retina_results
 
@@ -57,12 +58,22 @@ def test_table1_bolds_only_a_column_with_something_to_compare(tmp_path):
     assert "**" not in ours and "| **0.552 †** |" in md
 
 
+def test_a_confirm_table_from_csv_has_every_float_as_written(tmp_path):
+    """pandas before 3.0 (what Python 3.10 installs) read 0.38293650793650796 as
+    0.3829365079365079 by default."""
+    confirm = retina_confirm()
+    confirm.loc[0, "test_acc"] = 0.38293650793650796
+    confirm.to_csv(tmp_path / "confirm.csv", index=False)
+    read = load_confirm_frame(tmp_path / "confirm.csv")
+    assert read["test_acc"].tolist() == confirm["test_acc"].tolist()
+
+
 def test_table1_ours_equals_parquet(evaluated, tmp_path):
     path, df = evaluated
     write_tables(path, tmp_path)
     wide = pd.read_csv(tmp_path / "table1.csv", dtype=str, keep_default_na=False)
     ours = _ours_row(wide)
-    long = pd.read_csv(tmp_path / "table1_long.csv")
+    long = pd.read_csv(tmp_path / "table1_long.csv", **CSV_FLOATS_AS_WRITTEN)
     for ds in ("retinamnist", "pneumoniamnist"):
         best = df[(df["dataset"] == ds) & df["test_acc"].notna() & df["model"].str.startswith("medvit")].iloc[0]
         for m in ("auc", "acc"):
