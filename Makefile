@@ -1,10 +1,10 @@
 # Two commands do all set-up on a fresh machine: `make run` and `make test`.
 # Both create the virtual environment and install the project on first use, with the newest
-# supported Python found (3.14, then 3.13, 3.12, 3.11: pyproject.toml's requires-python), or the one
-# given: make test PYTHON=python3.12.
+# supported Python found (3.14, then 3.13, 3.12, 3.11, 3.10: pyproject.toml's requires-python),
+# or the one given: make test PYTHON=python3.12.
 # A name that does not run (a pyenv shim of a version not selected) is passed over. An existing
 # .venv is kept whatever its Python: `make clean` first to change it.
-PYTHON ?= $(shell for v in 3.14 3.13 3.12 3.11; do p=$$(command -v python$$v) && $$p -c '' 2>/dev/null && { echo $$p; break; }; done)
+PYTHON ?= $(shell for v in 3.14 3.13 3.12 3.11 3.10; do p=$$(command -v python$$v) && $$p -c '' 2>/dev/null && { echo $$p; break; }; done)
 # PYTHON picks the interpreter of the venv only: kept out of the recipes' environment, where the
 # GPU scripts (benchmarks/gpu_env.sh) read PYTHON as the Python to run them with.
 unexport PYTHON
@@ -18,8 +18,8 @@ RESULTS ?= $(HOME)/medsweep-results
 
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || { \
-	  $(PYTHON) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 14))' 2>/dev/null || { \
-	    echo "make: no Python 3.11 to 3.14 to create $(VENV) with (PYTHON='$(PYTHON)' does not run one; 3.15 has no torch 2.14.1 or Ray 2.60 wheels); install one or give PYTHON=/path/to/python3.x" >&2; exit 2; }; \
+	  $(PYTHON) -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 14))' 2>/dev/null || { \
+	    echo "make: no Python 3.10 to 3.14 to create $(VENV) with (PYTHON='$(PYTHON)' does not run one; 3.15 has no torch 2.14.1 or Ray 2.60 wheels); install one or give PYTHON=/path/to/python3.x" >&2; exit 2; }; \
 	  echo "$(PYTHON) -m venv $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'

@@ -17,6 +17,8 @@ import ray.autoscaler
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
+from pyproject_data import pyproject
+
 REPO = Path(__file__).resolve().parents[1]
 CLOUD = REPO / "cluster.yaml"
 LOCAL = REPO / "cluster-local.yaml"
@@ -91,11 +93,11 @@ def venv_command() -> str:
     return next(c for c in _load(CLOUD)["setup_commands"] if "-m venv ~/medsweep/venv" in c)
 
 
-@pytest.mark.parametrize("installed, chosen", [(("3.11", "3.12"), "3.12"), (("3.11",), "3.11"),
-                                               (("3.10", "3.15"), None), ((), None)])
+@pytest.mark.parametrize("installed, chosen", [(("3.11", "3.12"), "3.12"), (("3.10",), "3.10"),
+                                               (("3.9", "3.15"), None), ((), None)])
 def test_the_venv_takes_the_newest_python_the_project_installs_on(tmp_path, installed, chosen):
     """The setup line run for real in a scratch home, beside fake interpreters that note being
-    asked for a venv: the newest of 3.11-3.14 (pyproject.toml's range), else one line."""
+    asked for a venv: the newest of 3.10-3.14 (pyproject.toml's range), else one line."""
     from test_makefile import supported_pythons
 
     assert re.search(r"for v in ([\d. ]+); do", venv_command()).group(1).split() == supported_pythons()
@@ -112,7 +114,7 @@ def test_the_venv_takes_the_newest_python_the_project_installs_on(tmp_path, inst
     run = subprocess.run([shutil.which("bash"), "-c", venv_command()], env=env, capture_output=True, text=True)
     if chosen is None:
         assert run.returncode == 1 and run.stderr.count("\n") == 1
-        assert "medsweep setup found no python3.11 to python3.14 on " in run.stderr
+        assert "medsweep setup found no python3.10 to python3.14 on " in run.stderr
         assert not (tmp_path / "medsweep").exists()
     else:
         assert run.returncode == 0, run.stderr
@@ -125,12 +127,10 @@ def test_the_venv_takes_the_newest_python_the_project_installs_on(tmp_path, inst
 
 
 def test_cluster_extra_brings_the_dashboard():
-    import tomllib
-
-    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    ray_pin = next(d for d in pyproject["project"]["dependencies"] if d.startswith("ray["))
+    project = pyproject()
+    ray_pin = next(d for d in project["project"]["dependencies"] if d.startswith("ray["))
     version = ray_pin.split("==")[1]
-    assert f"ray[default]=={version}" in pyproject["project"]["optional-dependencies"]["cluster"]
+    assert f"ray[default]=={version}" in project["project"]["optional-dependencies"]["cluster"]
 
 
 def test_data_is_fetched_on_the_head_only_and_only_what_is_named():
@@ -160,18 +160,16 @@ def test_env_file_turns_on_token_auth_and_the_venv(tmp_path):
 
 
 def test_file_mounts_carry_the_installable_project():
-    import tomllib
-
     mounts = _load(CLOUD)["file_mounts"]
     src = "~/medsweep/src/"
     project = {remote.removeprefix(src): local for remote, local in mounts.items() if remote.startswith(src)}
     for name, local in project.items():
         assert (REPO / local).exists(), local
         assert Path(local).name == name
-    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    packages = [p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]]
+    declared = pyproject()
+    packages = [p.rstrip("*") for p in declared["tool"]["setuptools"]["packages"]["find"]["include"]]
     assert set(packages) <= set(project), "every package pip installs is mounted"
-    assert {"pyproject.toml", pyproject["project"]["readme"]} <= set(project)
+    assert {"pyproject.toml", declared["project"]["readme"]} <= set(project)
     assert mounts["~/.ray/auth_token"] == "~/.ray/auth_token"
 
 
@@ -223,10 +221,8 @@ def test_cloud_nodes_are_reachable_only_as_documented():
 
 
 def test_image_is_the_dockerfile_with_the_venv_setup_expects():
-    import tomllib
-
     dockerfile = (REPO / "Dockerfile").read_text()
-    version = next(d for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    version = next(d for d in pyproject()["project"]["dependencies"]
                    if d.startswith("ray[")).split("==")[1]
     assert re.search(rf"^FROM rayproject/ray:{re.escape(version)}-py311-gpu$", dockerfile, re.M)
     # The image's user is ray: its ~/medsweep/venv is where setup looks.

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 
+from pyproject_data import pyproject
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,9 +121,7 @@ def why_not_possible() -> str | None:
 
 
 def cluster_extra() -> list[str]:
-    import tomllib
-
-    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["cluster"]
+    return pyproject()["project"]["optional-dependencies"]["cluster"]
 
 
 def real_data_root() -> Path:

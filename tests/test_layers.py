@@ -6,11 +6,16 @@ package the product imports is one pyproject.toml declares."""
 from __future__ import annotations
 
 import ast
-import importlib.metadata
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+from pyproject_data import pyproject
+
+if sys.version_info >= (3, 11):
+    from importlib.metadata import packages_distributions
+else:  # 3.10's reads top_level.txt only, which most wheels no longer ship (the test extras)
+    from importlib_metadata import packages_distributions
 
 REPO = Path(__file__).resolve().parents[1]
 # Bottom first: a package may import those before it, never those after it.
@@ -74,7 +79,7 @@ def undeclared_imports(root: Path, layers: tuple[str, ...], dependencies: list[s
         return re.sub(r"[-_.]+", "-", name).lower()
 
     declared = {normal(re.split(r"[\[<>=!~ ;]", d, maxsplit=1)[0]) for d in dependencies}
-    distributions = importlib.metadata.packages_distributions()
+    distributions = packages_distributions()
     imported = set().union(*(imported_packages(path.read_text())
                              for package in layers for path in (root / package).rglob("*.py")))
     third_party = sorted(imported - set(layers) - set(sys.stdlib_module_names) - {"__future__"})
@@ -83,6 +88,6 @@ def undeclared_imports(root: Path, layers: tuple[str, ...], dependencies: list[s
 
 
 def test_every_package_the_product_imports_is_a_declared_dependency():
-    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    dependencies = pyproject()["project"]["dependencies"]
     assert undeclared_imports(REPO, LAYERS, dependencies) == []
     assert undeclared_imports(REPO, LAYERS, [d for d in dependencies if not d.startswith("scipy")]) == ["scipy (scipy)"]

@@ -4,20 +4,18 @@ sweep end to end on real RetinaMNIST."""
 
 from __future__ import annotations
 
-import tomllib
 from fnmatch import fnmatch
-from pathlib import Path
 
 import pytest
 
 from medvit.config import load_config_file
 from medvit.data import DATASETS, dataset_info
+from pyproject_data import pyproject
 from sweeps.space import trial_config, tune_param_space
 from sweeps.spec import SPEC_GROUPS, SPECS_DIR, SpecError, list_specs, load_spec
 from sweep_helpers import epochs_run, trial_dirs
 from test_spec import _variants
 
-REPO = Path(__file__).resolve().parents[1]
 PAPER = list_specs("paper")
 # The paper's recipe: 50 epochs, batch 128, AdamW lr 1e-3 with cosine decay and nothing else
 # of ours (no EMA, smoothing, warm-up, clipping, stochastic depth; the best single epoch),
@@ -35,7 +33,7 @@ def test_one_paper_spec_per_dataset_plus_table2():
 
 
 def test_paper_specs_are_package_data():
-    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["sweeps"]
+    patterns = pyproject()["tool"]["setuptools"]["package-data"]["sweeps"]
     for name in PAPER:
         relative = f"specs/{name}.yaml"
         assert any(fnmatch(relative, pattern) for pattern in patterns), relative
