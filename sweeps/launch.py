@@ -159,8 +159,8 @@ def connect(address: str | None) -> None:
     # Ray's core worker with exit 1 and no resume line. Ray's exit still ends them (SIGKILL,
     # 1 s after the SIGTERM they ignore), and so does the driver's death (the kernel, at Ray's
     # request; Linux only, so elsewhere SIGTERM stays unblocked).
-    immune = address is None and sys.platform.startswith("linux")
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM} if immune else set())
+    blocked = {signal.SIGTERM} if address is None and sys.platform.startswith("linux") else set()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     try:
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
         if sigterm is not None:

@@ -126,11 +126,13 @@ def test_the_venv_takes_the_newest_python_the_project_installs_on(tmp_path, inst
         assert not (tmp_path / "chosen").exists()
 
 
+def pinned_ray() -> str:
+    """The Ray version pyproject.toml pins (ray[tune]==X)."""
+    return next(d for d in pyproject()["project"]["dependencies"] if d.startswith("ray[")).split("==")[1]
+
+
 def test_cluster_extra_brings_the_dashboard():
-    project = pyproject()
-    ray_pin = next(d for d in project["project"]["dependencies"] if d.startswith("ray["))
-    version = ray_pin.split("==")[1]
-    assert f"ray[default]=={version}" in project["project"]["optional-dependencies"]["cluster"]
+    assert f"ray[default]=={pinned_ray()}" in pyproject()["project"]["optional-dependencies"]["cluster"]
 
 
 def test_data_is_fetched_on_the_head_only_and_only_what_is_named():
@@ -222,8 +224,7 @@ def test_cloud_nodes_are_reachable_only_as_documented():
 
 def test_image_is_the_dockerfile_with_the_venv_setup_expects():
     dockerfile = (REPO / "Dockerfile").read_text()
-    version = next(d for d in pyproject()["project"]["dependencies"]
-                   if d.startswith("ray[")).split("==")[1]
+    version = pinned_ray()
     assert re.search(rf"^FROM rayproject/ray:{re.escape(version)}-py311-gpu$", dockerfile, re.M)
     # The image's user is ray: its ~/medsweep/venv is where setup looks.
     assert "python3.11 -m venv /home/ray/medsweep/venv" in dockerfile

@@ -95,7 +95,6 @@ def test_a_sweep_that_ray_does_not_stop_ends_past_the_grace_with_the_resume_line
     past SIGTERM_GRACE_S it ends at once, exit 143, with the resume line."""
     (tmp_path / "unstopped_fit.py").write_text(UNSTOPPED_FIT)
     fit = subprocess.Popen([sys.executable, "-m", "unstopped_fit", "/sweeps/retina"], cwd=tmp_path,
-                           env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])},
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert fit.stdout.readline() == "fitting\n"
     fit.terminate()
