@@ -320,8 +320,9 @@ def sigterm_stops_the_fit(directory: str):
     give_up.daemon = True
 
     def stop(signum, frame) -> None:
-        if not received:
-            give_up.start()
+        if received:  # scancel signals the job's shell too, which passes it on: the first one stops
+            return
+        give_up.start()
         received.append(signum)
         tune_stop = signal.getsignal(signal.SIGUSR1)  # the fit installs it as it starts
         if not callable(tune_stop):

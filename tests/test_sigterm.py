@@ -103,3 +103,26 @@ def test_a_sweep_that_ray_does_not_stop_ends_past_the_grace_with_the_resume_line
     assert stderr.strip().splitlines()[-1] == (
         "medsweep: terminated: Ray did not stop the sweep within 0.5 s of SIGTERM (were its processes sent "
         "SIGTERM too?), so it was ended with the state Ray saved; continue with: medsweep resume /sweeps/retina")
+
+
+# `python -m` this module: SIGTERM twice during a fit whose stop signal is counted.
+SIGTERM_TWICE = """
+import os, signal, time
+import sweeps.launch
+stops = []
+signal.signal(signal.SIGUSR1, lambda signum, frame: stops.append(signum))
+with sweeps.launch.sigterm_stops_the_fit("/sweeps/retina"):
+    for _ in range(2):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)
+print(len(stops))
+"""
+
+
+def test_a_second_sigterm_does_not_stop_the_sweep_again(tmp_path):
+    """scancel signals the job's shell and the driver both, and cluster-slurm.sbatch's shell passes
+    its signal on: the driver, already stopping, asks Ray Tune once (each ask logs Tune's warning)."""
+    (tmp_path / "sigterm_twice.py").write_text(SIGTERM_TWICE)
+    run = subprocess.run([sys.executable, "-m", "sigterm_twice"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60)
+    assert (run.returncode, run.stdout) == (0, "1\n"), run.stderr[-2000:]
