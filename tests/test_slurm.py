@@ -1,0 +1,247 @@
+"""cluster-slurm.sbatch under a real SLURM of two nodes on this machine: Debian's munged,
+slurmctld and slurmd, started here as root with a configuration of their own (ports, key,
+folders). Node a is this machine's network under the host name nodea; node b has a network
+namespace of its own, joined to a's by a veth pair, and the host name nodeb. The job starts Ray
+on both through srun, runs the sweep there, stops it with its state saved on the time limit's
+signal and on scancel, and runs it to the end on `resume`."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sweep_helpers import epochs_run, results, retina_spec, trial_dirs, wait_for
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "cluster-slurm.sbatch"
+DAEMONS = ("/usr/sbin/munged", "/usr/sbin/slurmctld", "/usr/sbin/slurmd")
+COMMANDS = ("sbatch", "srun", "scancel", "squeue", "scontrol", "sinfo", "ip", "unshare", "nsenter")
+# SIGKILL this long after scancel's SIGTERM (SLURM's default is 30 s): the driver stops the sweep
+# in a second or two, and the Ray steps, which ignore SIGTERM, go at the SIGKILL.
+KILL_WAIT_S = 15
+
+SLURM_CONF = """\
+ClusterName=medsweeptest
+SlurmctldHost=nodea({a})
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket={root}/munge.socket
+StateSaveLocation={root}/state
+SlurmdSpoolDir={root}/spool-%n
+SlurmctldPidFile={root}/slurmctld.pid
+SlurmdPidFile={root}/slurmd-%n.pid
+SlurmctldLogFile={root}/slurmctld.log
+SlurmdLogFile={root}/slurmd-%n.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+SlurmdParameters=config_overrides
+MpiDefault=none
+SwitchType=switch/none
+ReturnToService=2
+KillWait={kill_wait}
+FirstJobId={first_job_id}
+NodeName=nodea NodeAddr={a} CPUs=1
+NodeName=nodeb NodeAddr={b} CPUs=1
+PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Slurm:
+    """The test's SLURM: its commands run with its configuration, and the jobs it was given."""
+
+    def __init__(self, root: Path, env: dict[str, str], head_ip: str):
+        self.root, self.env, self.head_ip, self.jobs = root, env, head_ip, []
+
+    def run(self, *command: str) -> str:
+        return subprocess.run(command, env=self.env, capture_output=True, text=True, check=True, timeout=60).stdout
+
+    def submit(self, *arguments: str, head_ip: str | None = None) -> str:
+        """A job of cluster-slurm.sbatch on both nodes, without GPUs, its output in root."""
+        env = {**self.env, "MEDSWEEP_HEAD_IP": head_ip or self.head_ip}
+        job = subprocess.run(["sbatch", "--parsable", "--nodes=2", "--gpus-per-node=0",
+                              f"--output={self.root}/job-%j.out", f"--chdir={self.root}", str(SCRIPT), *arguments],
+                             env=env, capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+        self.jobs.append(job)
+        return job
+
+    def output(self, job: str) -> str:
+        path = self.root / f"job-{job}.out"
+        return path.read_text() if path.exists() else ""
+
+    def ended(self, job: str, timeout: float = 300) -> dict[str, str]:
+        """JobState and ExitCode once the job has left the queue (its Ray steps too)."""
+        wait_for(lambda: not self.run("squeue", "--noheader", f"--jobs={job}").strip(), timeout, f"job {job} to end")
+        shown = self.run("scontrol", "show", "job", job)
+        return dict(re.findall(r"\b(JobState|ExitCode)=(\S+)", shown))
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    missing = [path for path in DAEMONS if not os.access(path, os.X_OK)]
+    missing += [name for name in COMMANDS if shutil.which(name) is None]
+    if missing:
+        pytest.skip(f"missing {', '.join(missing)} (apt-get install munge slurmctld slurmd slurm-client iproute2; "
+                    ".ci/run installs them)")
+    if os.geteuid() != 0:
+        pytest.skip("slurmd runs jobs only as root, and node b's network namespace needs root")
+    root = tmp_path_factory.mktemp("slurm")
+    (root / "state").mkdir()
+    (root / "home").mkdir()
+    key = root / "munge.key"
+    key.write_bytes(os.urandom(1024))
+    key.chmod(0o600)
+    tag = os.getpid() % 250  # this run's subnet, interfaces and job IDs: apart from another run's
+    a, b = f"10.213.{tag}.1", f"10.213.{tag}.2"
+    veth_a, veth_b = f"msw{tag}a", f"msw{tag}b"
+    conf = root / "slurm.conf"
+    conf.write_text(SLURM_CONF.format(a=a, b=b, root=root, ctld_port=free_port(), slurmd_port=free_port(),
+                                      kill_wait=KILL_WAIT_S, first_job_id=100_000 + os.getpid() % 800_000))
+    # The jobs run with this environment: medsweep and ray on PATH, Ray's token in a home of their own.
+    env = {**os.environ, "SLURM_CONF": str(conf), "HOME": str(root / "home"),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
+    cluster = Slurm(root, env, a)
+    # node b's namespaces, held open by a process of their own until its slurmd runs in them
+    holder = subprocess.Popen(["unshare", "--net", "--uts", "sh", "-c", "hostname nodeb && exec sleep infinity"])
+
+    def sh(command: str, namespace: bool = False) -> None:
+        prefix = ["nsenter", "-t", str(holder.pid), "-n", "-u"] if namespace else []
+        subprocess.run([*prefix, "sh", "-ec", command], env=env, check=True, timeout=60)
+
+    try:
+        wait_for(lambda: subprocess.run(["nsenter", "-t", str(holder.pid), "-u", "hostname"], capture_output=True,
+                                        text=True).stdout.strip() == "nodeb", 10, "node b's namespaces")
+        sh(f"ip link add {veth_a} type veth peer name {veth_b}; ip addr add {a}/24 dev {veth_a}; "
+           f"ip link set {veth_a} up; ip link set {veth_b} netns {holder.pid}")
+        sh(f"ip link set lo up; ip addr add {b}/24 dev {veth_b}; ip link set {veth_b} up; "
+           f"ip route add default via {a}", namespace=True)
+        sh(f"{DAEMONS[0]} --force --key-file={key} --socket={root}/munge.socket --pid-file={root}/munged.pid "
+           f"--log-file={root}/munged.log --seed-file={root}/munge.seed")
+        # slurmctld and node a's slurmd under the host name nodea (a namespace of their own: the
+        # machine's own name is untouched), both on this machine's network
+        sh(f"unshare --uts sh -ec 'hostname nodea; {DAEMONS[1]} -f {conf} -i; {DAEMONS[2]} -f {conf}'")
+        sh(f"{DAEMONS[2]} -f {conf}", namespace=True)
+        wait_for(lambda: cluster.run("sinfo", "--noheader", "--Node", "--format=%T").split() == ["idle", "idle"], 60,
+                 "both SLURM nodes to be idle")
+        yield cluster
+    finally:
+        if cluster.jobs:
+            subprocess.run(["scancel", "--signal=KILL", *cluster.jobs], env=env, capture_output=True)
+            deadline = time.monotonic() + 60
+            while subprocess.run(["squeue", "--noheader"], env=env, capture_output=True, text=True).stdout.strip():
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(1)
+        for name in ("slurmd-nodea", "slurmd-nodeb", "slurmctld", "munged"):  # the daemons started here, by pid
+            pid_file = root / f"{name}.pid"
+            if pid_file.exists():
+                try:
+                    os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+                except (ProcessLookupError, ValueError):
+                    pass
+        holder.kill()
+        holder.wait()
+        subprocess.run(["ip", "link", "del", veth_a], capture_output=True)  # gone with node b's namespace, else now
+        for job in cluster.jobs:  # each job's Ray folder (cluster-slurm.sbatch's RAY_TMPDIR)
+            shutil.rmtree(f"/tmp/medsweep-ray-{job}", ignore_errors=True)
+
+
+def ray_processes(job: str) -> list[str]:
+    """Processes of the job's Ray: their command lines name its temporary folder."""
+    found = subprocess.run(["pgrep", "-a", "-f", f"/tmp/medsweep-ray-{job}/"], capture_output=True, text=True).stdout
+    return [line for line in found.splitlines() if "pgrep" not in line]
+
+
+@pytest.mark.slow
+def test_a_sweep_on_two_nodes_stopped_by_the_time_limit_and_by_scancel_resumes_to_the_end(slurm, real_root, tmp_path):
+    spec = retina_spec(tmp_path, "retina-slurm", num_samples=2, max_concurrent=2, scheduler={"type": "fifo"},
+                       train={"epochs": 4})
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(spec.to_yaml())
+    folder = tmp_path / "retina-slurm"
+    slurm.env["MEDMNIST_ROOT"] = str(real_root)
+
+    def epochs() -> int:
+        return sum(len(epochs_run(t)) for t in trial_dirs(folder)) if folder.exists() else 0
+
+    def stopped(job: str, end: dict[str, str]) -> None:
+        out = slurm.output(job)
+        assert end["ExitCode"] == "143:0", out[-3000:]
+        terminated = [line for line in out.splitlines() if line.startswith("medsweep: terminated: ")]
+        assert len(terminated) == 1 and terminated[0].endswith(f"continue with: medsweep resume {folder}"), out[-3000:]
+        assert "did not stop the sweep within" not in terminated[0]  # through Ray Tune, not past the grace
+        assert "cluster-slurm: stopped with the sweep's state saved; to go on: sbatch cluster-slurm.sbatch resume " \
+            "FOLDER" in out
+        wait_for(lambda: not ray_processes(job), 30, f"job {job}'s Ray processes to end")
+
+    # A loopback head address: the other node could not join.
+    job = slurm.submit("sweep", str(spec_file), head_ip="127.0.0.1")
+    assert slurm.ended(job)["ExitCode"] == "2:0"
+    assert slurm.output(job) == ("cluster-slurm: MEDSWEEP_HEAD_IP: 127.0.0.1 (nodea) is a loopback address, which the "
+                                 "other nodes cannot reach; set it to one they can\n")
+
+    # The time limit's signal (the script's --signal=B:TERM) reaches the batch shell alone. Each
+    # node has one CPU: the two trials run at once, one on each.
+    job = slurm.submit("sweep", str(spec_file))
+    wait_for(lambda: folder.exists() and len(trial_dirs(folder)) == 2 and all(map(epochs_run, trial_dirs(folder))),
+             300, "a first epoch of each trial")
+    slurm.run("scancel", "--batch", "--signal=TERM", job)
+    end = slurm.ended(job)
+    stopped(job, end)
+    assert end["JobState"] == "FAILED"  # not cancelled: the script itself ended, and its Ray steps
+    assert len({results(t)[0]["node_id"] for t in trial_dirs(folder)}) == 2
+    assert 2 <= epochs() < 8
+
+    # scancel signals every process of the job: Ray's, which ignore it, and the driver's.
+    done_before = epochs()
+    job = slurm.submit("resume", str(folder))
+    wait_for(lambda: epochs() > done_before, 300, "an epoch after the resume")
+    slurm.run("scancel", job)
+    end = slurm.ended(job)
+    stopped(job, end)
+    assert end["JobState"] == "CANCELLED"
+
+    job = slurm.submit("resume", str(folder))
+    end = slurm.ended(job, timeout=600)
+    out = slurm.output(job)
+    assert (end["JobState"], end["ExitCode"]) == ("COMPLETED", "0:0"), out[-3000:]
+    assert f"job {job}: Ray head on " in out and "medsweep ended with exit 0; ending the Ray steps" in out
+    assert [sorted(set(epochs_run(t))) for t in trial_dirs(folder)] == [[1, 2, 3, 4]] * 2
+    assert (folder / "best_config.yaml").exists()
+    assert not ray_processes(job)
+
+
+@pytest.mark.parametrize("arguments, env, refusal", [
+    ([], {}, "usage: sbatch cluster-slurm.sbatch sweep SPEC [OPTIONS] | resume FOLDER [OPTIONS]"),
+    (["train", "x"], {}, "the command: sweep or resume, got 'train'"),
+    (["sweep", "retinamnist", "--address=auto"], {},
+     "--address: not allowed here; the job joins the Ray cluster it starts"),
+    (["sweep", "retinamnist"], {"SLURM_JOB_ID": ""}, "SLURM_JOB_ID: not set; submit this script with sbatch"),
+    (["sweep", "retinamnist"], {"SLURM_JOB_ID": "7", "PATH": "/usr/bin:/bin"},
+     "medsweep: not on PATH; activate the medsweep venv before sbatch"),
+])
+def test_the_slurm_script_refuses_bad_use_in_one_line(arguments, env, refusal):
+    run = subprocess.run(["bash", str(SCRIPT), *arguments], env={**os.environ, **env}, capture_output=True, text=True)
+    assert (run.returncode, run.stderr) == (2, f"cluster-slurm: {refusal}\n")
