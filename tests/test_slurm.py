@@ -78,10 +78,12 @@ class Slurm:
     def run(self, *command: str) -> str:
         return subprocess.run(command, env=self.env, capture_output=True, text=True, check=True, timeout=60).stdout
 
-    def submit(self, *arguments: str, head_ip: str | None = None) -> str:
-        """A job of cluster-slurm.sbatch on both nodes, without GPUs, its output in root."""
+    def submit(self, *arguments: str, head_ip: str | None = None, after: str | None = None) -> str:
+        """A job of cluster-slurm.sbatch on both nodes, without GPUs, its output in root; queued
+        to start once job ``after`` has ended short of success, where given."""
         env = {**self.env, "MEDSWEEP_HEAD_IP": head_ip or self.head_ip}
-        job = subprocess.run(["sbatch", "--parsable", "--nodes=2", "--gpus-per-node=0",
+        dependency = [f"--dependency=afternotok:{after}"] if after else []
+        job = subprocess.run(["sbatch", "--parsable", "--nodes=2", "--gpus-per-node=0", *dependency,
                               f"--output={self.root}/job-%j.out", f"--chdir={self.root}", str(SCRIPT), *arguments],
                              env=env, capture_output=True, text=True, check=True, timeout=60).stdout.strip()
         self.jobs.append(job)
@@ -203,20 +205,22 @@ def test_a_sweep_on_two_nodes_stopped_by_the_time_limit_and_by_scancel_resumes_t
                                  "other nodes cannot reach; set it to one they can\n")
 
     # The time limit's signal (the script's --signal=B:TERM) reaches the batch shell alone. Each
-    # node has one CPU: the two trials run at once, one on each.
+    # node has one CPU: the two trials run at once, one on each. A resume waits in the queue.
     job = slurm.submit("sweep", str(spec_file))
+    queued_resume = slurm.submit("resume", str(folder), after=job)
     wait_for(lambda: folder.exists() and len(trial_dirs(folder)) == 2 and all(map(epochs_run, trial_dirs(folder))),
              300, "a first epoch of each trial")
     slurm.run("scancel", "--batch", "--signal=TERM", job)
     end = slurm.ended(job)
+    done_before = epochs()  # before the queued resume, which takes seconds to start Ray, trains
     stopped(job, end)
     assert end["JobState"] == "FAILED"  # not cancelled: the script itself ended, and its Ray steps
     assert len({results(t)[0]["node_id"] for t in trial_dirs(folder)}) == 2
-    assert 2 <= epochs() < 8
+    assert 2 <= done_before < 8
 
-    # scancel signals every process of the job: Ray's, which ignore it, and the driver's.
-    done_before = epochs()
-    job = slurm.submit("resume", str(folder))
+    # The queued resume starts; scancel signals every process of it: Ray's, which ignore it, and
+    # the driver's.
+    job = queued_resume
     wait_for(lambda: epochs() > done_before, 300, "an epoch after the resume")
     slurm.run("scancel", job)
     end = slurm.ended(job)
