@@ -116,7 +116,7 @@ def slurm(tmp_path_factory):
     key.write_bytes(os.urandom(1024))
     key.chmod(0o600)
     tag = os.getpid() % 250  # this run's subnet, interfaces and job IDs: apart from another run's
-    a, b = f"10.213.{tag}.1", f"10.213.{tag}.2"
+    a, b = f"198.18.{tag}.1", f"198.18.{tag}.2"  # RFC 2544's range for tests, routed nowhere
     veth_a, veth_b = f"msw{tag}a", f"msw{tag}b"
     conf = root / "slurm.conf"
     conf.write_text(SLURM_CONF.format(a=a, b=b, root=root, ctld_port=free_port(), slurmd_port=free_port(),
