@@ -78,10 +78,12 @@ class Slurm:
     def run(self, *command: str) -> str:
         return subprocess.run(command, env=self.env, capture_output=True, text=True, check=True, timeout=60).stdout
 
-    def submit(self, *arguments: str, head_ip: str | None = None, after: str | None = None) -> str:
+    def submit(self, *arguments: str, head_ip: str | None = None, after: str | None = None, path: str = "") -> str:
         """A job of cluster-slurm.sbatch on both nodes, without GPUs, its output in root; queued
-        to start once job ``after`` has ended short of success, where given."""
+        to start once job ``after`` has ended short of success, where given; ``path`` first on PATH."""
         env = {**self.env, "MEDSWEEP_HEAD_IP": head_ip or self.head_ip}
+        if path:
+            env["PATH"] = f"{path}:{env['PATH']}"
         dependency = [f"--dependency=afternotok:{after}"] if after else []
         job = subprocess.run(["sbatch", "--parsable", "--nodes=2", "--gpus-per-node=0", *dependency,
                               f"--output={self.root}/job-%j.out", f"--chdir={self.root}", str(SCRIPT), *arguments],
@@ -204,6 +206,18 @@ def test_a_sweep_on_two_nodes_stopped_by_the_time_limit_and_by_scancel_resumes_t
     assert slurm.output(job) == ("cluster-slurm: MEDSWEEP_HEAD_IP: 127.0.0.1 (nodea) is a loopback address, which the "
                                  "other nodes cannot reach; set it to one they can\n")
 
+    # medsweep on PATH without its venv: the python3 found (a bare venv's) cannot import Ray.
+    bare = tmp_path / "bin"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    bare.mkdir()
+    (bare / "python3").symlink_to(tmp_path / "bare" / "bin" / "python3")
+    for name in ("medsweep", "ray"):
+        (bare / name).symlink_to(Path(sys.executable).parent / name)
+    job = slurm.submit("sweep", str(spec_file), path=str(bare))
+    assert slurm.ended(job)["ExitCode"] == "2:0"
+    assert slurm.output(job) == (f"cluster-slurm: python3: {bare}/python3 cannot import ray; activate the medsweep "
+                                 "venv before sbatch\n")
+
     # The time limit's signal (the script's --signal=B:TERM) reaches the batch shell alone. Each
     # node has one CPU: the two trials run at once, one on each. A resume waits in the queue.
     job = slurm.submit("sweep", str(spec_file))
@@ -231,7 +245,9 @@ def test_a_sweep_on_two_nodes_stopped_by_the_time_limit_and_by_scancel_resumes_t
     end = slurm.ended(job, timeout=600)
     out = slurm.output(job)
     assert (end["JobState"], end["ExitCode"]) == ("COMPLETED", "0:0"), out[-3000:]
-    assert f"job {job}: Ray head on " in out and "medsweep ended with exit 0; ending the Ray steps" in out
+    for line in (f"job {job}: Ray head on nodea ({slurm.head_ip}:", "all 2 nodes in the Ray cluster",
+                 "medsweep ended with exit 0; ending the Ray steps"):
+        assert f"cluster-slurm: {line}" in out
     assert [sorted(set(epochs_run(t))) for t in trial_dirs(folder)] == [[1, 2, 3, 4]] * 2
     assert (folder / "best_config.yaml").exists()
     assert not ray_processes(job)
