@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.moto_s3 import free_port
 from sweep_helpers import epochs_run, results, retina_spec, trial_dirs, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,12 +61,6 @@ NodeName=nodea NodeAddr={a} CPUs=1
 NodeName=nodeb NodeAddr={b} CPUs=1
 PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Slurm:
