@@ -11,9 +11,11 @@ that cannot be written, an address where nothing listens, a folder that is not a
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fnmatch
 import functools
+import glob
 import hashlib
 import json
 import os
@@ -26,6 +28,7 @@ import warnings
 import pyarrow.fs
 import ray
 from ray import tune
+from ray._private import ray_constants
 
 from medvit.data import MedMNISTData, load_dataset
 from medvit.interrupt import Terminated
@@ -156,15 +159,18 @@ def connect(address: str | None) -> None:
     # while the driver stops the sweep through Ray Tune, as when the driver alone is signalled.
     # Unblocked, the raylet went with the object store, and the driver either waited for the
     # dead Ray until SIGTERM_GRACE_S or, when the GCS reported the node dead first, was ended by
-    # Ray's core worker with exit 1 and no resume line. Ray's exit still ends them (SIGKILL,
-    # 1 s after the SIGTERM they ignore), and so does the driver's death (the kernel, at Ray's
-    # request; Linux only, so elsewhere SIGTERM stays unblocked).
+    # Ray's core worker with exit 1 and no resume line. The driver's exit ends them at once
+    # (shutdown_ray_at_once), and so does its death (the kernel, at Ray's request; Linux only, so
+    # elsewhere SIGTERM stays unblocked).
     blocked = {signal.SIGTERM} if address is None and sys.platform.startswith("linux") else set()
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     try:
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
         if sigterm is not None:
             signal.signal(signal.SIGTERM, sigterm)
+        if blocked:
+            atexit.unregister(shutdown_ray_at_once)  # once, however many sweeps a process runs
+            atexit.register(shutdown_ray_at_once)  # after Ray's own, so it runs first
     except ConnectionError as exc:
         raise SweepError(f"address: no Ray cluster at {address!r} ({first_line(exc)})") from None
     except OSError as exc:  # Ray's sockets live under $RAY_TMPDIR, else $TMPDIR (long on many HPC jobs)
@@ -176,6 +182,41 @@ def connect(address: str | None) -> None:
                          "RAY_TMPDIR (or TMPDIR), e.g. RAY_TMPDIR=/tmp") from None
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def shutdown_ray_at_once() -> None:
+    """Disconnect from the Ray started here, then SIGKILL its processes. Ray's own shutdown sends
+    each of them the SIGTERM they have blocked and waits 1 s before its SIGKILL: 5 s of nothing at
+    every sweep's end. The raylet's children (its agents, workers) go too: the agents outlived a
+    raylet killed at once by about a minute."""
+    node = ray._private.worker._global_node
+    ray._private.worker._global_node = None  # so that ray.shutdown() disconnects and kills nothing
+    ray.shutdown()
+    if node is None:
+        return
+    if node.is_head():
+        node.destroy_external_storage()
+    raylets = node.all_processes.get(ray_constants.PROCESS_TYPE_RAYLET, [])
+    children = [pid for raylet in raylets for pid in descendants(raylet.process.pid)]
+    node.kill_all_processes(check_alive=False, allow_graceful=False, wait=True)
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def descendants(pid: int) -> list[int]:
+    """The process IDs under `pid` (Linux's /proc), children first."""
+    parents = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            with open(stat) as file:
+                fields = file.read().rsplit(")", 1)[1].split()  # after the command name, which may hold anything
+            parents[int(stat.split("/")[2])] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
 
 
 def check_placeable(spec: SweepSpec, address: str | None) -> None:

@@ -126,3 +126,37 @@ def test_a_second_sigterm_does_not_stop_the_sweep_again(tmp_path):
     run = subprocess.run([sys.executable, "-m", "sigterm_twice"], cwd=tmp_path, capture_output=True, text=True,
                          timeout=60)
     assert (run.returncode, run.stdout) == (0, "1\n"), run.stderr[-2000:]
+
+
+# `python -m` this module: Ray started as a sweep starts it; its processes' IDs printed, the
+# raylet's children (agents, workers) on a line of their own; then the interpreter's exit.
+RAY_STARTED_HERE = """
+import ray
+import sweeps.launch
+sweeps.launch.connect(None)
+node = ray._private.worker._global_node
+print(*(info.process.pid for infos in node.all_processes.values() for info in infos))
+print(*sweeps.launch.descendants(node.all_processes["raylet"][0].process.pid), flush=True)
+"""
+
+
+def running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended, its parent not yet told
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+def test_the_ray_a_sweep_started_is_gone_when_its_driver_exits(tmp_path):
+    """The driver's exit kills the Ray it started with SIGTERM blocked without Ray's 1 s wait for
+    each process to heed a SIGTERM it never will: every process of it, the raylet's agents too,
+    which outlived a raylet killed at once by about a minute."""
+    (tmp_path / "ray_started_here.py").write_text(RAY_STARTED_HERE)
+    run = subprocess.run([sys.executable, "-m", "ray_started_here"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ray_processes, raylet_children = ([int(pid) for pid in line.split()] for line in run.stdout.splitlines())
+    assert len(ray_processes) >= 4 and len(raylet_children) >= 2  # GCS, raylet, monitors; the agents
+    assert [pid for pid in ray_processes + raylet_children if running(pid)] == []
