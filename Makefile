@@ -55,6 +55,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.bench_models
 	$(BIN)/python -m benchmarks.bench_report
 	$(BIN)/python -m benchmarks.bench_startup --rounds 3
+	$(BIN)/python -m benchmarks.bench_ray_exit --rounds 1
 	$(BIN)/python -m benchmarks.bench_ensemble_choice
 	$(BIN)/python -m benchmarks.bench_checkpoint_cache
 	$(BIN)/python -m benchmarks.bench_bucket_status

@@ -17,6 +17,7 @@ import argparse
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,27 +37,40 @@ def seconds(code: str) -> float:
     return time.perf_counter() - start
 
 
+def rounds_argument(description: str, argv: list[str] | None, default: int) -> int:
+    """--rounds from the command line: how many times each arm runs."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=int, default=default)
+    rounds = parser.parse_args(argv).rounds
+    if rounds < 1:
+        parser.error(f"--rounds: {rounds} is not a number of rounds; allowed: 1 or more")
+    return rounds
+
+
+def interleaved(arms: dict[str, str], timed: Callable[[str], float], rounds: int) -> dict[str, list[float]]:
+    """Each arm's seconds per round, the arms taken in turn within a round so that they see the same load."""
+    samples: dict[str, list[float]] = {name: [] for name in arms}
+    for _ in range(rounds):
+        for name, code in arms.items():
+            samples[name].append(timed(code))
+    return samples
+
+
+def best_and_median(times: list[float]) -> str:
+    return f"{min(times):.2f} ({sorted(times)[len(times) // 2]:.2f})"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args(argv)
-    if args.rounds < 1:
-        parser.error(f"--rounds: {args.rounds} is not a number of rounds; allowed: 1 or more")
-    samples: dict[str, list[float]] = {name: [] for name in ARMS}
-    for _ in range(args.rounds):
-        for name, code in ARMS.items():
-            samples[name].append(seconds(code))
+    rounds = rounds_argument(__doc__.splitlines()[0], argv, default=5)
+    samples = interleaved(ARMS, seconds, rounds)
     best = {name: min(times) for name, times in samples.items()}
     floor, before = best["import torch (the floor)"], best["the same, with the packages it used to import"]
-    print(f"python {sys.version.split()[0]}, {args.rounds} round(s); fresh interpreter, spawn to exit; "
-          "best (median)")
+    print(f"python {sys.version.split()[0]}, {rounds} round(s); fresh interpreter, spawn to exit; best (median)")
     print("| process | s | x torch alone | x the old imports |")
     print("|---|---|---|---|")
     for name, times in samples.items():
-        median = sorted(times)[len(times) // 2]
-        print(f"| {name} | {best[name]:.2f} ({median:.2f}) | {best[name] / floor:.2f}x | {best[name] / before:.2f}x |")
+        print(f"| {name} | {best_and_median(times)} | {best[name] / floor:.2f}x | {best[name] / before:.2f}x |")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -38,6 +38,7 @@ def ratio_rows(stdout: str) -> list[list[str]]:
     ("bench_augment", ["--batch", "16", "--seconds", "0.2"], "augment_batch 'augmix'"),
     ("bench_loss", ["--repeats", "1"], "4096"),
     ("bench_startup", ["--rounds", "1"], "| a training process |"),
+    ("bench_ray_exit", ["--rounds", "1"], "| SIGTERM blocked, shutdown_ray_at_once (medsweep) |"),
     ("bench_models", ["--batch", "8", "--steps", "1", "--rounds", "1", "--warmup", "1", "--models", "medvit_28_tiny"],
      "medvit_28_tiny"),
 ])
@@ -52,6 +53,10 @@ def test_bn_recompute_cost_prints_a_row_per_training_set_size(real_root):
                             "--data-root", str(real_root)))
     assert [row[0] for row in rows] == ["24", "40"]
     assert {row[1] for row in rows} == {"524"}  # validation stays whole
+
+
+def test_ray_exit_bench_rejects_no_rounds_in_one_line():
+    assert refusal("bench_ray_exit", "--rounds", "0").endswith("--rounds: 0 is not a number of rounds; allowed: 1 or more")
 
 
 def test_bn_recompute_bench_rejects_bad_sizes_in_one_line():
