@@ -242,6 +242,10 @@ def test_a_sweep_on_two_nodes_stopped_by_the_time_limit_and_by_scancel_resumes_t
     for line in (f"job {job}: Ray head on nodea ({slurm.head_ip}:", "all 2 nodes in the Ray cluster",
                  "medsweep ended with exit 0; ending the Ray steps"):
         assert f"cluster-slurm: {line}" in out
+    # Each node's `ray start` banner is in a file of its own, named in the job's output.
+    ray_output = slurm.root / f"medsweep-{job}-ray.out"
+    assert f"Ray's output in {ray_output}\n" in out
+    assert ray_output.read_text().count("Ray runtime started.") == 2 and "Ray runtime started." not in out
     assert [sorted(set(epochs_run(t))) for t in trial_dirs(folder)] == [[1, 2, 3, 4]] * 2
     assert (folder / "best_config.yaml").exists()
     assert not ray_processes(job)
