@@ -72,5 +72,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {best_and_median(times)} | {best[name] / floor:.2f}x | {best[name] / before:.2f}x |")
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())
