@@ -204,14 +204,19 @@ def shutdown_ray_at_once() -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def process_stat(pid: int | str) -> list[str]:
+    """The fields of Linux's /proc/PID/stat after the command name (state, parent ID, ...)."""
+    with open(f"/proc/{pid}/stat") as file:
+        return file.read().rsplit(")", 1)[1].split()  # the name, in parentheses, may hold anything
+
+
 def descendants(pid: int) -> list[int]:
     """The process IDs under `pid` (Linux's /proc), children first."""
     parents = {}
     for stat in glob.glob("/proc/[0-9]*/stat"):
+        child = stat.split("/")[2]
         with contextlib.suppress(OSError):
-            with open(stat) as file:
-                fields = file.read().rsplit(")", 1)[1].split()  # after the command name, which may hold anything
-            parents[int(stat.split("/")[2])] = int(fields[1])
+            parents[int(child)] = int(process_stat(child)[1])
     found, frontier = [], [pid]
     while frontier:
         frontier = [child for child, parent in parents.items() if parent in frontier]

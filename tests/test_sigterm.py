@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from medvit.interrupt import remembered_interrupt
+from sweeps.launch import process_stat
 from sweep_helpers import epochs_run, retina_spec, trial_dirs, wait_for
 
 
@@ -142,8 +143,7 @@ print(*sweeps.launch.descendants(node.all_processes["raylet"][0].process.pid), f
 
 def running(pid: int) -> bool:
     try:
-        with open(f"/proc/{pid}/stat") as file:
-            return file.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended, its parent not yet told
+        return process_stat(pid)[0] != "Z"  # a zombie has ended, its parent not yet told
     except FileNotFoundError:
         return False
 
