@@ -172,6 +172,22 @@ def ray_processes(job: str) -> list[str]:
     return [line for line in found.splitlines() if "pgrep" not in line]
 
 
+def listening_ports(job: str) -> set[int]:
+    """TCP ports the job's processes listen on in this machine's network (node a's): each of them
+    has the job's RAY_TMPDIR in its environment (the client server has no folder in its command line)."""
+    pids = set()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"\0RAY_TMPDIR=/tmp/medsweep-ray-{job}\0".encode() in b"\0" + environ.read_bytes():
+                pids.add(environ.parent.name)
+        except OSError:  # gone, or not ours to read
+            pass
+    shown = subprocess.run(["ss", "--listening", "--tcp", "--numeric", "--processes", "--no-header"],
+                           capture_output=True, text=True, check=True).stdout
+    return {int(line.split()[3].rsplit(":", 1)[1]) for line in shown.splitlines()
+            if pids & set(re.findall(r"pid=(\d+)", line))}
+
+
 @pytest.mark.slow
 def test_a_sweep_on_two_nodes_stopped_by_the_time_limit_and_by_scancel_resumes_to_the_end(slurm, real_root, tmp_path):
     spec = retina_spec(tmp_path, "retina-slurm", num_samples=2, max_concurrent=2, scheduler={"type": "fifo"},
@@ -218,6 +234,11 @@ def test_a_sweep_on_two_nodes_stopped_by_the_time_limit_and_by_scancel_resumes_t
     queued_resume = slurm.submit("resume", str(folder), after=job)
     wait_for(lambda: folder.exists() and len(trial_dirs(folder)) == 2 and all(map(epochs_run, trial_dirs(folder))),
              300, "a first epoch of each trial")
+    # The head's ports are the job's own, none of Ray's fixed defaults: jobs may share a node.
+    port = int(re.search(rf"Ray head on nodea \({re.escape(slurm.head_ip)}:(\d+)\)", slurm.output(job))[1])
+    assert port == 20000 + int(job) % 5000 * 4
+    listening = listening_ports(job)
+    assert {port, port + 1} <= listening and not listening & {6379, 10001, 8265, 52365}, listening
     slurm.run("scancel", "--batch", "--signal=TERM", job)
     end = slurm.ended(job)
     done_before = epochs()  # before the queued resume, which takes seconds to start Ray, trains
@@ -257,6 +278,10 @@ def test_a_sweep_on_two_nodes_stopped_by_the_time_limit_and_by_scancel_resumes_t
     (["sweep", "retinamnist", "--address=auto"], {},
      "--address: not allowed here; the job joins the Ray cluster it starts"),
     (["sweep", "retinamnist"], {"SLURM_JOB_ID": ""}, "SLURM_JOB_ID: not set; submit this script with sbatch"),
+    (["sweep", "retinamnist"], {"SLURM_JOB_ID": "7", "MEDSWEEP_RAY_PORT": "80"},
+     "MEDSWEEP_RAY_PORT: a port from 1024 to 65532 (the first of the four the job's Ray listens on), got '80'"),
+    (["sweep", "retinamnist"], {"SLURM_JOB_ID": "7", "MEDSWEEP_RAY_PORT": "2e4"},
+     "MEDSWEEP_RAY_PORT: a port from 1024 to 65532 (the first of the four the job's Ray listens on), got '2e4'"),
     (["sweep", "retinamnist"], {"SLURM_JOB_ID": "7", "PATH": "/usr/bin:/bin"},
      "medsweep: not on PATH; activate the medsweep venv before sbatch"),
 ])
