@@ -1,0 +1,82 @@
+"""The README's headline ("What the numbers say so far") is what the committed records give:
+each figure of its table and of its paired bullets recomputed from the files under reports/
+that the README's sections name, with the rules they name. A record file rewritten, or a figure
+edited by hand, fails here."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from studies.recipe.records import read_records
+from studies.recipe.summarize import chosen_on_test, paired_differences, selected
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "reports" / "recipe"
+H200 = sorted((REPO / "reports" / "protocol" / "h200").glob("*.jsonl.gz"))
+
+
+def headline() -> str:
+    text = (REPO / "README.md").read_text()
+    start = text.index("## What the numbers say so far")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def row(label: str) -> list[str]:
+    """The cells after the first of the headline table's row that starts with ``label``."""
+    [line] = [line for line in headline().splitlines() if line.startswith(f"| {label}")]
+    return [cell.strip() for cell in line.strip("|").split("|")][1:]
+
+
+def arms(*paths: Path) -> dict[str, list[dict]]:
+    runs = defaultdict(list)
+    for record in read_records([str(path) for path in paths]):
+        runs[record["arm"]].append(record)
+    return runs
+
+
+def spread(values: list[float], sign: bool = False) -> str:
+    mean, std = np.mean(values), np.std(values, ddof=1)
+    return f"{mean:{'+' if sign else ''}.3f} ± {std:.3f}"
+
+
+def paired(runs: dict[str, list[dict]], metric: str = "acc") -> list[float]:
+    """The per-seed difference of the second arm to the first (the file's order, as summarize)."""
+    [(*_, diffs)] = paired_differences(runs, selected(metric))
+    return diffs
+
+
+def test_our_28_px_row_is_the_choices_on_test_records():
+    runs = arms(RECIPE / "choices-on-test.jsonl.gz")
+    retina, pneumonia = ([r["result"]["test"]["acc"] for r in runs[arm]] for arm in ("retina-28", "pneumonia-28"))
+    assert row("ours: `medvit_28_tiny` at 28 px") == [f"{spread(retina)} ({len(retina)} seeds)",
+                                                      f"{spread(pneumonia)} ({len(pneumonia)} seeds)"]
+
+
+def test_the_224_px_rows_and_their_audit_are_the_h200_records():
+    runs = arms(*H200)
+    assert len(H200) == 6 and {len(runs[arm]) for arm in ("retinamnist-a0", "retinamnist-a0.2")} == {3}
+    honest = [spread([r["result"]["test"]["acc"] for r in runs[f"retinamnist-a{alpha}"]]) for alpha in ("0", "0.2")]
+    on_test = [spread([chosen_on_test(r) for r in runs[f"retinamnist-a{alpha}"]]) for alpha in ("0", "0.2")]
+    assert row("ours: `medvit_base`")[0] == f"{honest[0]} (alpha 0), {honest[1]} (alpha 0.2), 3 seeds each"
+    assert row("audit of those 224 px runs")[0] == f"{on_test[0]}, {on_test[1]}"
+    assert on_test != honest  # the audit row is another rule than the honest one
+
+
+def test_the_paired_bullets_are_their_records():
+    text = " ".join(headline().split())
+    retina = paired({"medvit": arms(RECIPE / "resize-retina.jsonl.gz")["retina-28"],
+                     "resnet18": arms(RECIPE / "resnet18-retina.jsonl.gz")["resnet18"]})
+    pneumonia = paired({
+        "medvit": arms(RECIPE / "resize-pneumonia.jsonl.gz", RECIPE / "pneumonia-28-seeds-3-4.jsonl.gz")["pneumonia-28"],
+        "resnet18": arms(RECIPE / "resnet18-pneumonia.jsonl.gz")["pneumonia-resnet18"]})
+    assert len(retina) == len(pneumonia) == 5
+    assert (f"minus MedViT, paired over 5 seeds, {spread(retina, sign=True)} on RetinaMNIST and "
+            f"{spread(pneumonia, sign=True)} on PneumoniaMNIST") in text
+    ordinal = arms(RECIPE / "ordinal-defaults.jsonl.gz")  # alpha 0 first: the baseline
+    acc, qwk = (paired(ordinal, metric) for metric in ("acc", "qwk"))
+    assert len(acc) == len(qwk) == 20
+    assert (f"helps RetinaMNIST by a third of what the paper printed: {np.mean(acc):+.3f} test ACC and "
+            f"{np.mean(qwk):+.3f} QWK over alpha 0, 20 paired seeds") in text
