@@ -1,7 +1,8 @@
 """The README's headline ("What the numbers say so far") is what the committed records give:
-each figure of its table and of its paired bullets recomputed from the files under reports/
-that the README's sections name, with the rules they name. A record file rewritten, or a figure
-edited by hand, fails here."""
+each figure of its table, of its paired bullets and of the range every honest arm falls in,
+recomputed from the files under reports/ that the README's sections name, with the rules they
+name. A record file rewritten, a study added that moves the range, or a figure edited by hand
+fails here."""
 
 from __future__ import annotations
 
@@ -80,3 +81,26 @@ def test_the_paired_bullets_are_their_records():
     assert len(acc) == len(qwk) == 20
     assert (f"helps RetinaMNIST by a third of what the paper printed: {np.mean(acc):+.3f} test ACC and "
             f"{np.mean(qwk):+.3f} QWK over alpha 0, 20 paired seeds") in text
+
+
+def test_the_range_of_every_honest_arm_is_the_records_and_so_is_the_gap_to_the_papers():
+    # every arm of one configuration over seeds on a whole dataset: the records of studies/recipe
+    # and of the H200, not a subset's (train_images) nor a sweep's configurations (config_index)
+    means = defaultdict(list)
+    for paths in [*([path] for path in sorted(RECIPE.glob("*.jsonl.gz"))), H200]:  # the H200's: a file a run
+        runs = defaultdict(list)
+        for record in read_records(map(str, paths)):
+            if "train_images" not in record and "config_index" not in record:
+                runs[record["config"]["dataset"], record["arm"]].append(record["result"]["test"]["acc"])
+        for (dataset, _), accs in runs.items():
+            means[dataset].append(np.mean(accs))
+    papers = {"retinamnist": (0.561, 0.594), "pneumoniamnist": (0.961, 0.939)}
+    retina, pneumonia = (f"{min(means[d]):.3f}-{max(means[d]):.3f}" for d in papers)
+    gaps = [f(gap for d, numbers in papers.items() for gap in (min(numbers) - max(means[d]),
+                                                              max(numbers) - min(means[d]))) for f in (min, max)]
+    text = " ".join(headline().split())
+    assert (f"scores {retina} on RetinaMNIST and {pneumonia} on PneumoniaMNIST (the arms' means), "
+            f"{gaps[0]:.2f}-{gaps[1]:.2f} below the papers") in text
+    protocol = (REPO / "README.md").read_text()
+    assert (f"keeps RetinaMNIST within {retina} and PneumoniaMNIST within {pneumonia} (the arms' means on the "
+            f"whole datasets), {gaps[0]:.2f}-{gaps[1]:.2f} below all four") in " ".join(protocol.split())

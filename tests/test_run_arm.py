@@ -106,6 +106,7 @@ def test_predictions_only_keeps_each_images_class_and_the_summary_reads_the_reco
     data = load_data(build_config({"dataset": "retinamnist"}))
     for r in records:
         assert "scores" not in r and "test_acc" in r["epochs"][0]
+        assert r["train_images"] == 32  # the subset is no config field: the record names it
         for split in ("val", "test"):
             right = np.asarray(r["predictions"][split]) == data.labels[split].numpy()
             assert np.isclose(right.mean(), r["result"][split]["acc"], atol=1e-5)

@@ -139,7 +139,9 @@ def main() -> None:
         config = build_config({"dataset": args.dataset, "model": "medvit_28_tiny", "device": "cpu",
                                **ARMS.get(args.arm, {}), **extra, "seed": seed})
         data = load_data(config).with_train_subset(args.train_images, seed)
-        record = record_run(config, data, label, raw_val=args.raw_val)
+        # the subset is no field of the config: the record says it, or it reads as a whole-data run
+        subset = {"train_images": args.train_images} if args.train_images else {}
+        record = record_run(config, data, label, raw_val=args.raw_val, **subset)
         if args.predictions_only:
             record["predictions"] = predictions(record.pop("scores"))
         append_record(args.out, record)
