@@ -1,8 +1,8 @@
 """The README's headline ("What the numbers say so far") is what the committed records give:
 each figure of its table, of its paired bullets and of the range every honest arm falls in,
 recomputed from the files under reports/ that the README's sections name, with the rules they
-name. A record file rewritten, a study added that moves the range, or a figure edited by hand
-fails here."""
+name; and so is the table of what choosing on test adds ("Where the gap to the papers is"). A
+record file rewritten, a study added that moves the range, or a figure edited by hand fails here."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from medvit.data import load_dataset
 from studies.recipe.records import read_records
-from studies.recipe.summarize import chosen_on_test, paired_differences, selected
+from studies.recipe.summarize import (both_chosen_on_test, chosen_on_test, paired_differences, rule_chosen_on_test,
+                                     selected)
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "reports" / "recipe"
@@ -104,3 +106,45 @@ def test_the_range_of_every_honest_arm_is_the_records_and_so_is_the_gap_to_the_p
     protocol = (REPO / "README.md").read_text()
     assert (f"keeps RetinaMNIST within {retina} and PneumoniaMNIST within {pneumonia} (the arms' means on the "
             f"whole datasets), {gaps[0]:.2f}-{gaps[1]:.2f} below all four") in " ".join(protocol.split())
+
+
+# "Where the gap to the papers is": each row's records, in the table's order under its dataset
+GAP_ROWS = {
+    "retinamnist": [((RECIPE / "choices-on-test.jsonl.gz",), "retina-28"),
+                    ((RECIPE / "choices-on-test.jsonl.gz", RECIPE / "ordinal-seeds-5-19.jsonl.gz"), "paper-28-a0.2"),
+                    (H200, "retinamnist-a0"), (H200, "retinamnist-a0.2")],
+    "pneumoniamnist": [((RECIPE / "choices-on-test.jsonl.gz",), "pneumonia-28"),
+                       ((RECIPE / "resnet18-pneumonia.jsonl.gz",), "pneumonia-resnet18"),
+                       ((RECIPE / "paper-recipe-28-pneumonia-5-seeds.jsonl.gz",), "pneumonia-paper-28")],
+}
+
+
+def gap_table() -> dict[str, list[list[str]]]:
+    """The cells after the first of each row of the README's gap table, under its dataset."""
+    text = (REPO / "README.md").read_text()
+    start = text.index("| | epoch chosen on validation (ours) | epoch chosen on test |")
+    rows, dataset = defaultdict(list), None
+    for line in text[start:].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if cells[0].startswith("**"):
+            dataset = cells[0].split("**")[1].lower()
+        else:
+            rows[dataset].append(cells[1:])
+    return rows
+
+
+def test_the_gap_tables_rows_are_their_records(real_root):
+    table = gap_table()
+    for dataset, sources in GAP_ROWS.items():
+        data = load_dataset(dataset, root=real_root)
+        y_test = data.labels["test"].numpy()
+        assert len(table[dataset]) >= len(sources)
+        for (paths, arm), cells in zip(sources, table[dataset]):
+            runs = arms(*paths)[arm]
+            both = [both_chosen_on_test(r) for r in runs]
+            assert cells == [
+                spread([r["result"]["test"]["acc"] for r in runs]), spread([chosen_on_test(r) for r in runs]),
+                spread([rule_chosen_on_test(r, y_test, data.info.task) for r in runs]),
+                "not recorded" if None in both else spread(both)], (dataset, arm)
