@@ -1,8 +1,9 @@
 """The README's headline ("What the numbers say so far") is what the committed records give:
 each figure of its table, of its paired bullets and of the range every honest arm falls in,
 recomputed from the files under reports/ that the README's sections name, with the rules they
-name; and so is the table of what choosing on test adds ("Where the gap to the papers is"). A
-record file rewritten, a study added that moves the range, or a figure edited by hand fails here."""
+name; and so are the table of what choosing on test adds ("Where the gap to the papers is")
+and the Ordinal Loss's table of paired differences and a paired t-test's power. A record file
+rewritten, a study added that moves the range, or a figure edited by hand fails here."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.stats import detectable_difference, seeds_text
 from medvit.data import load_dataset
 from studies.recipe.records import read_records
 from studies.recipe.summarize import (both_chosen_on_test, chosen_on_test, paired_differences, rule_chosen_on_test,
@@ -73,7 +75,8 @@ def test_the_paired_bullets_are_their_records():
     retina = paired({"medvit": arms(RECIPE / "resize-retina.jsonl.gz")["retina-28"],
                      "resnet18": arms(RECIPE / "resnet18-retina.jsonl.gz")["resnet18"]})
     pneumonia = paired({
-        "medvit": arms(RECIPE / "resize-pneumonia.jsonl.gz", RECIPE / "pneumonia-28-seeds-3-4.jsonl.gz")["pneumonia-28"],
+        "medvit": arms(RECIPE / "resize-pneumonia.jsonl.gz",
+                       RECIPE / "pneumonia-28-seeds-3-4.jsonl.gz")["pneumonia-28"],
         "resnet18": arms(RECIPE / "resnet18-pneumonia.jsonl.gz")["pneumonia-resnet18"]})
     assert len(retina) == len(pneumonia) == 5
     assert (f"minus MedViT, paired over 5 seeds, {spread(retina, sign=True)} on RetinaMNIST and "
@@ -148,3 +151,27 @@ def test_the_gap_tables_rows_are_their_records(real_root):
                 spread([r["result"]["test"]["acc"] for r in runs]), spread([chosen_on_test(r) for r in runs]),
                 spread([rule_chosen_on_test(r, y_test, data.info.task) for r in runs]),
                 "not recorded" if None in both else spread(both)], (dataset, arm)
+
+
+# "The Ordinal Loss": each row's records and its two arms, alpha 0 first
+ORDINAL_ROWS = [
+    (H200, "retinamnist-a0", "retinamnist-a0.2"),
+    ((RECIPE / "paper-recipe-28.jsonl.gz",), "paper-28", "paper-28-a0.2"),
+    ((RECIPE / "resnet18-retina.jsonl.gz", RECIPE / "resnet18-ordinal-retina.jsonl.gz"), "resnet18",
+     "resnet18-alpha0.2"),
+    ((RECIPE / "choices-on-test.jsonl.gz", RECIPE / "ordinal-seeds-5-19.jsonl.gz"), "paper-28", "paper-28-a0.2"),
+    ((RECIPE / "ordinal-defaults.jsonl.gz",), "retina-28", "retina-28-a0.2"),
+]
+
+
+def test_the_ordinal_loss_table_is_its_records_and_the_paired_t_tests_power():
+    text = (REPO / "README.md").read_text()
+    start = text.index("| paired runs, RetinaMNIST, alpha 0.2 minus alpha 0 |")
+    rows = [[cell.strip() for cell in line.strip("|").split("|")][1:]
+            for line in text[start:].splitlines()[2:2 + len(ORDINAL_ROWS)]]
+    for (paths, base, arm), cells in zip(ORDINAL_ROWS, rows, strict=True):
+        runs = arms(*paths)
+        diffs = paired({base: runs[base], arm: runs[arm]})
+        std = float(np.std(diffs, ddof=1))
+        assert cells == [str(len(diffs)), spread(diffs, sign=True), f"±{detectable_difference(std, len(diffs)):.3f}",
+                         seeds_text(std, 0.042), seeds_text(std, float(np.mean(diffs)))], (paths, arm)
