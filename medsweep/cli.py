@@ -290,6 +290,9 @@ def add_sweep_parsers(subparsers) -> None:
 
 def add_cluster_options(parser) -> None:
     parser.add_argument("--address", default=None, help="Ray cluster to join ('auto' on a cluster node); default: start Ray here")
+    parser.add_argument("--no-autoscaler", dest="autoscaled", action="store_false",
+                        help="with --address: the cluster has all the nodes it will have (a SLURM job, a fixed set of "
+                             "machines), so a trial no node can hold is refused rather than waited for")
     parser.add_argument("--data-root", default=None, help="folder of MedMNIST .npz files (default $MEDMNIST_ROOT, else ~/.medmnist)")
 
 
@@ -316,7 +319,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     print(f"sweep  {spec.name}: {spec.dataset}, {spec.total_trials} trials, searcher {spec.searcher.type}, "
           f"scheduler {spec.scheduler.type}, select on {spec.metric} ({spec.mode}){cadence}", flush=True)
     print(f"folder {sweep_dir(spec)}  (watch: tensorboard --logdir {sweep_dir(spec)})", flush=True)
-    results = run_sweep(spec, data_root=args.data_root, address=args.address)
+    results = run_sweep(spec, data_root=args.data_root, address=args.address, autoscaled=args.autoscaled)
     return report_sweep_end(spec, sweep_dir(spec), results)
 
 
@@ -324,7 +327,8 @@ def run_resume_command(args: argparse.Namespace) -> int:
     from sweeps.launch import resume_sweep
 
     directory = absolute(args.sweep_dir)
-    spec, results = resume_sweep(directory, data_root=args.data_root, address=args.address)
+    spec, results = resume_sweep(directory, data_root=args.data_root, address=args.address,
+                                 autoscaled=args.autoscaled)
     return report_sweep_end(spec, directory, results)
 
 

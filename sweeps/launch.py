@@ -224,10 +224,12 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def check_placeable(spec: SweepSpec, address: str | None) -> None:
+def check_placeable(spec: SweepSpec, address: str | None, autoscaled: bool = True) -> None:
     """Some node must hold one trial's `resources`, or Ray queues every trial for ever. Ray
-    started here has all the nodes it will ever have: refused. A cluster joined at --address
-    may have an autoscaler that adds such a node (cluster.yaml's GPU workers): said, not refused."""
+    started here has all the nodes it will ever have: refused; so has a cluster joined at
+    --address without an autoscaler (`autoscaled` False: --no-autoscaler, as a SLURM job says).
+    Another joined cluster may have an autoscaler that adds such a node (cluster.yaml's GPU
+    workers): said, not refused."""
     wanted = ray_resources(spec)
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
     if any(all(node.get(key, 0) >= amount for key, amount in wanted.items()) for node in nodes):
@@ -243,6 +245,10 @@ def check_placeable(spec: SweepSpec, address: str | None) -> None:
     if address in (None, "local"):
         raise SweepError(f"{problem}; allowed: at most one node's resources: add --smoke (cpu 1, gpu 0), "
                          "run the CPU spec retinamnist-cpu, or lower the spec's resources field")
+    if not autoscaled:
+        raise SweepError(f"{problem}; allowed: at most one node's resources, as --no-autoscaler says the cluster has "
+                         "all its nodes: give them more (a SLURM job: --cpus-per-task, --gpus-per-node, --mem) or "
+                         "lower the spec's resources field")
     warnings.warn(f"{problem}; going on, since an autoscaler may add such a node (without one the trials "
                   "wait for ever: Ctrl-C, then lower the spec's resources field)")
 
@@ -268,25 +274,27 @@ def load_sweep_data(spec: SweepSpec, data_root: str | None) -> MedMNISTData:
     return load_dataset(spec.dataset, root=data_root, size=spec.train.img_size)
 
 
-def start_ray(spec: SweepSpec, directory: str, data_root: str | None, address: str | None) -> MedMNISTData:
+def start_ray(spec: SweepSpec, directory: str, data_root: str | None, address: str | None,
+              autoscaled: bool = True) -> MedMNISTData:
     """The sweep's data, with Ray connected and able to place a trial and every node seeing
     `directory`: the checks, cheapest first, of both a new sweep and a resumed one."""
     check_address(address)
     data = load_sweep_data(spec, data_root)
     connect(address)
-    check_placeable(spec, address)
+    check_placeable(spec, address, autoscaled)
     check_storage_visible(directory)
     return data
 
 
-def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None = None) -> tune.ResultGrid:
+def run_sweep(spec: SweepSpec, data_root: str | None = None, address: str | None = None,
+              autoscaled: bool = True) -> tune.ResultGrid:
     """Run a sweep to the end and write the best trial's config as YAML."""
     directory = sweep_dir(spec)
     check_storage(directory)
     with sweep_folder_held(directory):
         check_new(directory)
         check_room_to_start(spec, directory)
-        data = start_ray(spec, directory, data_root, address)
+        data = start_ray(spec, directory, data_root, address, autoscaled)
         tuner = new_tuner(spec, data)
         save_spec(spec)
         return fit_to_the_end(spec, tuner, directory)
@@ -395,7 +403,7 @@ def ended_at_once(directory: str) -> None:
 
 
 def resume_sweep(
-    directory: str, data_root: str | None = None, address: str | None = None
+    directory: str, data_root: str | None = None, address: str | None = None, autoscaled: bool = True
 ) -> tuple[SweepSpec, tune.ResultGrid]:
     """Continue an interrupted sweep: finished trials kept, unfinished ones from checkpoints.
     Everything is read from and written to `directory`, even if the sweep was moved there."""
@@ -404,7 +412,7 @@ def resume_sweep(
     check_storage(directory)
     with sweep_folder_held(directory):
         check_state_whole(directory)  # read only once no driver writes it: a running one is named instead
-        data = start_ray(spec, directory, data_root, address)
+        data = start_ray(spec, directory, data_root, address, autoscaled)
         try:
             tuner = tune.Tuner.restore(
                 directory,

@@ -228,6 +228,19 @@ def test_a_sweep_on_two_nodes_stopped_by_the_time_limit_and_by_scancel_resumes_t
     assert slurm.output(job) == (f"cluster-slurm: python3: {bare}/python3 cannot import ray; activate the medsweep "
                                  "venv before sbatch\n")
 
+    # A trial that no node can hold (2 CPUs, each node has 1): the job has no autoscaler to add
+    # one, so it ends at once, rather than wait with its nodes idle until its time limit.
+    too_big = tmp_path / "too-big.yaml"
+    too_big.write_text(retina_spec(tmp_path, "too-big", resources={"cpu": 2, "gpu": 0}).to_yaml())
+    job = slurm.submit("sweep", str(too_big))
+    end = slurm.ended(job)
+    out = slurm.output(job)
+    assert end["ExitCode"] == "2:0", out[-3000:]
+    assert "\nmedsweep: error: resources: one trial asks for cpu 2, gpu 0, but no node of this Ray cluster has " \
+           "that (the most on any node: cpu 1, gpu 0); allowed: at most one node's resources, as --no-autoscaler" in out
+    assert out.startswith("cluster-slurm: Ray's token generated in ~/.ray/auth_token\n"), out[:500]  # the first job's
+    wait_for(lambda: not ray_processes(job), 30, f"job {job}'s Ray processes to end")
+
     # The time limit's signal (the script's --signal=B:TERM) reaches the batch shell alone. Each
     # node has one CPU: the two trials run at once, one on each. A resume waits in the queue.
     job = slurm.submit("sweep", str(spec_file))

@@ -11,7 +11,7 @@ from ray._private.services import find_gcs_addresses
 from ray.cluster_utils import Cluster
 
 from medsweep.cli import main
-from sweeps.launch import run_sweep, sweep_dir
+from sweeps.launch import check_placeable, run_sweep, sweep_dir
 from sweep_helpers import epochs_run, results, retina_spec, trial_dirs
 
 EPOCHS = 8
@@ -101,3 +101,29 @@ def test_trials_spread_over_nodes_and_killed_trials_resume(cluster, real_root, t
         assert resumed, "the killed trial started again from scratch"
         assert resumed[0]["epoch"] == resumed[0]["resumed_from_epoch"] + 1
         assert resumed[0]["node_id"] != kill["node"]
+
+
+@pytest.mark.slow  # starts Ray
+def test_a_trial_no_node_of_a_joined_cluster_holds_waits_only_where_an_autoscaler_may_add_one(tmp_path, capsys,
+                                                                                                real_root):
+    # A SLURM job's cluster (--no-autoscaler, as cluster-slurm.sbatch runs the sweep) is refused
+    # at once; without it the trials would wait in Ray's queue until the job's time limit.
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        spec = retina_spec(tmp_path, "too-big", resources={"cpu": 2, "gpu": 0})
+        spec_file = tmp_path / "spec.yaml"
+        spec_file.write_text(spec.to_yaml())
+        code = main(["sweep", str(spec_file), "--address", cluster.address, "--no-autoscaler",
+                     "--data-root", str(real_root)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "\n" not in err, err
+        assert "resources: one trial asks for cpu 2, gpu 0, but no node of this Ray cluster has that (the most on " \
+               "any node: cpu 1, gpu 0); allowed: at most one node's resources, as --no-autoscaler says" in err
+        assert not (tmp_path / "too-big").exists()
+        if not ray.is_initialized():
+            ray.init(address=cluster.address, log_to_driver=False)
+        with pytest.warns(UserWarning, match="going on, since an autoscaler may add such a node"):
+            check_placeable(spec, cluster.address)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
