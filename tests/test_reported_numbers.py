@@ -1,9 +1,10 @@
-"""The README's headline ("What the numbers say so far") is what the committed records give:
-each figure of its table, of its paired bullets and of the range every honest arm falls in,
+"""The README's headline ("What the numbers say so far") is what the committed records give: each
+figure of its table, of its paired bullets and of the range every honest arm falls in,
 recomputed from the files under reports/ that the README's sections name, with the rules they
-name; and so are the table of what choosing on test adds ("Where the gap to the papers is")
-and the Ordinal Loss's table of paired differences and a paired t-test's power. A record file
-rewritten, a study added that moves the range, or a figure edited by hand fails here."""
+name; and so are the table of what choosing on test adds ("Where the gap to the papers is"), the
+Ordinal Loss's table of paired differences and a paired t-test's power, and the H200 tables of
+reports/protocol/README.md. A record file rewritten, a study added that moves the range, or a
+figure edited by hand fails here."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import numpy as np
 
 from analysis.stats import detectable_difference, seeds_text
 from medvit.data import load_dataset
+from medvit.metrics import evaluate
 from studies.recipe.records import read_records
-from studies.recipe.summarize import (both_chosen_on_test, chosen_on_test, paired_differences, rule_chosen_on_test,
-                                     selected)
+from studies.recipe.summarize import (both_chosen_on_test, chosen_on_test, epoch_chosen_on_test, paired_differences,
+                                     rule_chosen_on_test, selected)
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "reports" / "recipe"
@@ -175,3 +177,21 @@ def test_the_ordinal_loss_table_is_its_records_and_the_paired_t_tests_power():
         std = float(np.std(diffs, ddof=1))
         assert cells == [str(len(diffs)), spread(diffs, sign=True), f"±{detectable_difference(std, len(diffs)):.3f}",
                          seeds_text(std, 0.042), seeds_text(std, float(np.mean(diffs)))], (paths, arm)
+
+
+def test_the_protocol_reports_h200_tables_are_its_records(real_root):
+    text = (REPO / "reports" / "protocol" / "README.md").read_text()
+    data = load_dataset("retinamnist", root=real_root)
+    y_test = data.labels["test"].numpy()
+    runs = arms(*H200)
+    for alpha in ("0", "0.2"):
+        records = sorted(runs[f"retinamnist-a{alpha}"], key=lambda r: r["seed"])
+        honest = spread([r["result"]["test"]["acc"] for r in records])
+        auc = spread([r["result"]["test"]["auc"] for r in records])
+        ensemble = evaluate(data.info.task, y_test, np.mean([r["scores"]["test_scores"] for r in records], axis=0))
+        assert (f"| RetinaMNIST, alpha {alpha} | **{honest}** ({auc}) | {spread([chosen_on_test(r) for r in records])} "
+                f"| {spread([r['epochs'][-1]['test_acc'] for r in records])} "
+                f"| {ensemble['acc']:.3f} ({ensemble['auc']:.3f}) |") in text
+        per_seed = " | ".join(f"{r['result']['selected_epoch']}: {r['result']['test']['acc']:.3f}; "
+                              f"{epoch_chosen_on_test(r) + 1}: {chosen_on_test(r):.3f}" for r in records)
+        assert f"| alpha {alpha} | {per_seed} |" in text
