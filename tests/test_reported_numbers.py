@@ -3,19 +3,26 @@ figure of its table, of its paired bullets and of the range every honest arm fal
 recomputed from the files under reports/ that the README's sections name, with the rules they
 name; and so are the table of what choosing on test adds ("Where the gap to the papers is"), the
 Ordinal Loss's table of paired differences and a paired t-test's power, and the H200 tables of
-reports/protocol/README.md. A record file rewritten, a study added that moves the range, or a
+reports/protocol/README.md; and each table of reports/recipe/README.md under a summarize.py
+command (slow). A record file rewritten, a study added that moves the range, or a
 figure edited by hand fails here."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
+import shlex
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from analysis.stats import detectable_difference, seeds_text
 from medvit.data import load_dataset
 from medvit.metrics import evaluate
+from studies.recipe import summarize
 from studies.recipe.records import read_records
 from studies.recipe.summarize import (both_chosen_on_test, chosen_on_test, epoch_chosen_on_test, paired_differences,
                                      rule_chosen_on_test, selected)
@@ -195,3 +202,51 @@ def test_the_protocol_reports_h200_tables_are_its_records(real_root):
         per_seed = " | ".join(f"{r['result']['selected_epoch']}: {r['result']['test']['acc']:.3f}; "
                               f"{epoch_chosen_on_test(r) + 1}: {chosen_on_test(r):.3f}" for r in records)
         assert f"| alpha {alpha} | {per_seed} |" in text
+
+
+def summarize_blocks(doc: str) -> list[tuple[int, list[list[str]], str]]:
+    """Each ```bash block of ``doc`` with summarize.py commands: its line, each command's
+    arguments, and the Markdown tables between it and the next block (the tables it prints)."""
+    blocks = list(re.finditer(r"```bash\n(.*?)```", doc, re.S))
+    found = []
+    for block, after in zip(blocks, [*blocks[1:], None]):
+        commands = [shlex.split(line.split("#")[0])[3:] for line in block[1].splitlines()
+                    if line.startswith("python -m studies.recipe.summarize ") and "$" not in line]
+        if commands:
+            tables = doc[block.end():after.start() if after else len(doc)]
+            found.append((doc.count("\n", 0, block.start()) + 1, commands,
+                          "\n".join(line for line in tables.splitlines() if line.startswith("|"))))
+    return found
+
+
+def arm_result_spreads(paths: list[str]) -> set[str]:
+    """Mean ± std over seeds of every number each arm's records keep of its selected epoch."""
+    values = defaultdict(list)
+    for record in read_records(paths):
+        for split in ("val", "test"):
+            for metric, value in record["result"].get(split, {}).items():
+                if isinstance(value, (int, float)):
+                    values[record["config"]["dataset"], record["arm"], split, metric].append(value)
+    return {spread(v) for v in values.values() if len(v) > 1}
+
+
+@pytest.mark.slow  # 19 summaries, each reading its dataset
+def test_every_summarized_table_of_the_recipe_report_is_what_its_command_prints(real_root, monkeypatch):
+    # The first block's tables also hold six sweeps' winners and ensembles, whose folders are not
+    # in the tree: from line 200 on, each table below a summarize command is its output.
+    monkeypatch.setenv("MEDMNIST_ROOT", str(real_root))
+    monkeypatch.chdir(REPO)
+    blocks = [b for b in summarize_blocks((RECIPE / "README.md").read_text()) if b[0] > 200]
+    assert len(blocks) >= 15
+    for line, commands, tables in blocks:
+        printed, paths = io.StringIO(), []
+        for arguments in commands:
+            records, baseline = summarize.parse_args(arguments)
+            paths += records
+            with contextlib.redirect_stdout(printed):
+                summarize.main(records, baseline)
+        known = set(printed.getvalue().replace(" +- ", " ± ").split(" | ")) | arm_result_spreads(paths)
+        figures = re.findall(r"[+-]?\d\.\d{3} ± \d\.\d{3}", tables)
+        assert figures, line
+        unknown = [f for f in figures if not any(f in cell or f.lstrip("+") in cell for cell in known)]
+        assert not unknown, f"reports/recipe/README.md, the tables below line {line}: {unknown}"
