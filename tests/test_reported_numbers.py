@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.stats import detectable_difference, seeds_text
+from analysis.stats import detectable_difference, format_pm, seeds_text
 from medvit.data import load_dataset
 from medvit.metrics import evaluate
 from studies.recipe import summarize
@@ -53,8 +53,9 @@ def arms(*paths: Path) -> dict[str, list[dict]]:
 
 
 def spread(values: list[float], sign: bool = False) -> str:
-    mean, std = np.mean(values), np.std(values, ddof=1)
-    return f"{mean:{'+' if sign else ''}.3f} ± {std:.3f}"
+    """Mean ± sample std as the docs print them (a paired difference with its sign)."""
+    text = format_pm(float(np.mean(values)), float(np.std(values, ddof=1)))
+    return f"+{text}" if sign and not text.startswith("-") else text
 
 
 def paired(runs: dict[str, list[dict]], metric: str = "acc") -> list[float]:
@@ -206,13 +207,18 @@ def test_the_protocol_reports_h200_tables_are_its_records(real_root):
 
 
 def summarize_blocks(doc: str) -> list[tuple[int, list[list[str]], str]]:
-    """Each ```bash block of ``doc`` with summarize.py commands: its line, each command's
-    arguments, and the Markdown tables between it and the next block (the tables it prints)."""
+    """Each ```bash block of ``doc`` with summarize.py commands on files of the tree (not a
+    template's DIR or $r): its line, each command's arguments, and the Markdown tables between it
+    and the next block (the tables it prints)."""
     blocks = list(re.finditer(r"```bash\n(.*?)```", doc, re.S))
     found = []
     for block, after in zip(blocks, [*blocks[1:], None]):
-        commands = [shlex.split(line.split("#")[0])[3:] for line in block[1].splitlines()
-                    if line.startswith("python -m studies.recipe.summarize ") and "$" not in line]
+        commands = []
+        for line in block[1].splitlines():
+            if line.startswith("python -m studies.recipe.summarize ") and "$" not in line:
+                arguments = shlex.split(line.split("#")[0])[3:]
+                if all((REPO / a).is_file() for a in arguments if a.endswith((".jsonl", ".jsonl.gz"))):
+                    commands.append(arguments)
         if commands:
             tables = doc[block.end():after.start() if after else len(doc)]
             found.append((doc.count("\n", 0, block.start()) + 1, commands,
@@ -231,13 +237,13 @@ def arm_result_spreads(paths: list[str]) -> set[str]:
     return {spread(v) for v in values.values() if len(v) > 1}
 
 
-@pytest.mark.slow  # 19 summaries, each reading its dataset
+@pytest.mark.slow  # 18 blocks of summaries, each reading its dataset
 def test_every_summarized_table_of_the_recipe_report_is_what_its_command_prints(real_root, monkeypatch):
     # The first block's tables also hold six sweeps' winners and ensembles, whose folders are not
-    # in the tree: from line 200 on, each table below a summarize command is its output.
+    # in the tree: after it, each table below a summarize command is its output.
     monkeypatch.setenv("MEDMNIST_ROOT", str(real_root))
     monkeypatch.chdir(REPO)
-    blocks = [b for b in summarize_blocks((RECIPE / "README.md").read_text()) if b[0] > 200]
+    blocks = summarize_blocks((RECIPE / "README.md").read_text())[1:]
     assert len(blocks) >= 15
     for line, commands, tables in blocks:
         printed, paths = io.StringIO(), []
