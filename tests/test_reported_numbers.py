@@ -39,10 +39,15 @@ def headline() -> str:
     return text[start:text.index("\n## ", start + 1)]
 
 
+def cells(line: str) -> list[str]:
+    """A Markdown table row's cells, stripped."""
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
 def row(label: str) -> list[str]:
     """The cells after the first of the headline table's row that starts with ``label``."""
     [line] = [line for line in headline().splitlines() if line.startswith(f"| {label}")]
-    return [cell.strip() for cell in line.strip("|").split("|")][1:]
+    return cells(line)[1:]
 
 
 def arms(*paths: Path) -> dict[str, list[dict]]:
@@ -141,11 +146,11 @@ def gap_table() -> dict[str, list[list[str]]]:
     for line in text[start:].splitlines()[2:]:
         if not line.startswith("|"):
             break
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
-        if cells[0].startswith("**"):
-            dataset = cells[0].split("**")[1].lower()
+        first, *rest = cells(line)
+        if first.startswith("**"):
+            dataset = first.split("**")[1].lower()
         else:
-            rows[dataset].append(cells[1:])
+            rows[dataset].append(rest)
     return rows
 
 
@@ -155,10 +160,10 @@ def test_the_gap_tables_rows_are_their_records(real_root):
         data = load_dataset(dataset, root=real_root)
         y_test = data.labels["test"].numpy()
         assert len(table[dataset]) >= len(sources)
-        for (paths, arm), cells in zip(sources, table[dataset]):
+        for (paths, arm), shown in zip(sources, table[dataset]):
             runs = arms(*paths)[arm]
             both = [both_chosen_on_test(r) for r in runs]
-            assert cells == [
+            assert shown == [
                 spread([r["result"]["test"]["acc"] for r in runs]), spread([chosen_on_test(r) for r in runs]),
                 spread([rule_chosen_on_test(r, y_test, data.info.task) for r in runs]),
                 "not recorded" if None in both else spread(both)], (dataset, arm)
@@ -178,13 +183,12 @@ ORDINAL_ROWS = [
 def test_the_ordinal_loss_table_is_its_records_and_the_paired_t_tests_power():
     text = (REPO / "README.md").read_text()
     start = text.index("| paired runs, RetinaMNIST, alpha 0.2 minus alpha 0 |")
-    rows = [[cell.strip() for cell in line.strip("|").split("|")][1:]
-            for line in text[start:].splitlines()[2:2 + len(ORDINAL_ROWS)]]
-    for (paths, base, arm), cells in zip(ORDINAL_ROWS, rows, strict=True):
+    rows = [cells(line)[1:] for line in text[start:].splitlines()[2:2 + len(ORDINAL_ROWS)]]
+    for (paths, base, arm), shown in zip(ORDINAL_ROWS, rows, strict=True):
         runs = arms(*paths)
         diffs = paired({base: runs[base], arm: runs[arm]})
         std = float(np.std(diffs, ddof=1))
-        assert cells == [str(len(diffs)), spread(diffs, sign=True), f"±{detectable_difference(std, len(diffs)):.3f}",
+        assert shown == [str(len(diffs)), spread(diffs, sign=True), f"±{detectable_difference(std, len(diffs)):.3f}",
                          seeds_text(std, 0.042), seeds_text(std, float(np.mean(diffs)))], (paths, arm)
 
 
@@ -266,7 +270,7 @@ def test_every_spread_the_readme_prints_is_quoted_from_a_report_or_recomputed_he
     reports = "".join(path.read_text() for path in [*(REPO / "reports").rglob("*.md"), *(REPO / "docs").glob("*.md"),
                                                     REPO / "benchmarks" / "RESULTS.md"])
     recomputed = arm_result_spreads([str(path) for path in [*RECIPE.glob("*.jsonl.gz"), *H200]])
-    recomputed |= {cell for rows in gap_table().values() for row in rows for cell in row}
+    recomputed |= {cell for rows in gap_table().values() for gap_row in rows for cell in gap_row}
     figures = set(re.findall(r"[+-]?\d\.\d{3} ± \d\.\d{3}", readme))
     assert len(figures) > 50
     untraced = sorted(f for f in figures if f.lstrip("+") not in reports and f not in reports and f not in recomputed)
