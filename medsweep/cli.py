@@ -485,6 +485,16 @@ def describe_subcommands(parser: argparse.ArgumentParser) -> None:
                 describe_subcommands(sub)
 
 
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The command line parsed; an argument no option of the command takes is named with the
+    command (argparse leaves it to the top-level parser, whose error names no command)."""
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        command = " ".join(filter(None, (args.command, getattr(args, "verb", None))))
+        raise UsageError(f"{command}: unrecognized arguments: {' '.join(unknown)} (see medsweep {command} --help)")
+    return args
+
+
 def build_parser() -> argparse.ArgumentParser:
     from analysis.cli import add_analysis_parsers
 
@@ -532,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     shown, warnings.showwarning = warnings.showwarning, one_line_warning
     try:
         with remembered_interrupt():  # a Ctrl-C that library code swallows is raised again
-            args = build_parser().parse_args(argv)
+            args = parse(argv)
             check_device(args.command, getattr(args, "device", None))
             return args.run(args)
     except KeyboardInterrupt as exc:

@@ -113,6 +113,18 @@ def test_errors_name_the_subcommand_once(capsys):
     assert capsys.readouterr().err.startswith("medsweep: error: evaluate: the following arguments are required: --out")
 
 
+@pytest.mark.parametrize(("argv", "command"), [
+    (["evaluate", "results.parquet", "--out", "o.parquet", "--seeds", "3"], "evaluate"),
+    (["data", "download", "--dataset", "retinamnist", "--seeds", "3"], "data download"),
+])
+def test_an_option_the_command_does_not_take_is_named_with_the_command(capsys, argv, command):
+    """argparse names an unknown option through the top-level parser, which sent a user to
+    `medsweep --help`, where no command's options are listed."""
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (f"medsweep: error: {command}: unrecognized arguments: --seeds 3 "
+                                       f"(see medsweep {command} --help)\n")
+
+
 @pytest.mark.parametrize(("kind", "name", "problem"), [
     ("folder", "afile.txt", "is a file, not a folder"),
     (".parquet", "sub", "does not end in .parquet"),
