@@ -3,8 +3,8 @@ figure of its table, of its paired bullets and of the range every honest arm fal
 recomputed from the files under reports/ that the README's sections name, with the rules they
 name; and so are the table of what choosing on test adds ("Where the gap to the papers is"), the
 Ordinal Loss's table of paired differences and a paired t-test's power, and the H200 tables of
-reports/protocol/README.md; each table of reports/recipe/README.md under a summarize.py command
-is what the command prints (slow); and every other mean ± std of the README is quoted from a
+reports/protocol/README.md; each table of reports/recipe/README.md under the commands of the
+scripts that print its tables (summarize.py, small_data.py, ...) is what they print (slow); and every other mean ± std of the README is quoted from a
 report or recomputed from records. A record file rewritten, a study added that moves the range,
 or a figure edited by hand fails here."""
 
@@ -13,14 +13,17 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import runpy
 import shlex
+import sys
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from analysis.stats import detectable_difference, format_pm, seeds_text
+from analysis.stats import detectable_difference, format_pm, paired_bootstrap, seeds_text
 from medvit.data import load_dataset
 from medvit.metrics import evaluate
 from studies.recipe import summarize
@@ -210,17 +213,24 @@ def test_the_protocol_reports_h200_tables_are_its_records(real_root):
         assert f"| alpha {alpha} | {per_seed} |" in text
 
 
-def summarize_blocks(doc: str) -> list[tuple[int, list[list[str]], str]]:
-    """Each ```bash block of ``doc`` with summarize.py commands on files of the tree (not a
-    template's DIR or $r): its line, each command's arguments, and the Markdown tables between it
-    and the next block (the tables it prints)."""
+# The study scripts whose output reports/recipe/README.md pastes as tables (`rung_readout run` trains).
+TABLE_SCRIPTS = ("summarize", "small_data", "rung_readout table", "alpha_grid", "rank_metric", "halving_order")
+# What the tables hold: a mean ± std, or an interval.
+SPREAD_OR_INTERVAL = re.compile(r"[+-]?\d\.\d{3} ± \d\.\d{3}|\[[+-]?\d\.\d{3}, [+-]?\d\.\d{3}\]")
+
+
+def table_blocks(doc: str) -> list[tuple[int, list[list[str]], str]]:
+    """Each ```bash block of ``doc`` with TABLE_SCRIPTS commands on files of the tree (not a
+    template's DIR or a loop's $s): its line, each command's module and arguments, and the
+    Markdown tables between it and the next block (the tables it prints)."""
     blocks = list(re.finditer(r"```bash\n(.*?)```", doc, re.S))
     found = []
     for block, after in zip(blocks, [*blocks[1:], None]):
         commands = []
-        for line in block[1].splitlines():
-            if line.startswith("python -m studies.recipe.summarize ") and "$" not in line:
-                arguments = shlex.split(line.split("#")[0])[3:]
+        for line in block[1].replace("\\\n", " ").splitlines():
+            line = line.split("#")[0].strip()
+            if any(line.startswith(f"python -m studies.recipe.{script} ") for script in TABLE_SCRIPTS) and "$" not in line:
+                arguments = shlex.split(line)[2:]
                 if all((REPO / a).is_file() for a in arguments if a.endswith((".jsonl", ".jsonl.gz"))):
                     commands.append(arguments)
         if commands:
@@ -228,6 +238,18 @@ def summarize_blocks(doc: str) -> list[tuple[int, list[list[str]], str]]:
             found.append((doc.count("\n", 0, block.start()) + 1, commands,
                           "\n".join(line for line in tables.splitlines() if line.startswith("|"))))
     return found
+
+
+def printed_by(module: str, argv: list[str], monkeypatch) -> str:
+    """What ``python -m module argv`` prints, run in this process (a second interpreter would
+    import torch again for every command)."""
+    printed = io.StringIO()
+    monkeypatch.setattr(sys, "argv", [module, *argv])
+    with contextlib.redirect_stdout(printed), warnings.catch_warnings():
+        # summarize is imported above; running it as __main__ again is what is meant
+        warnings.filterwarnings("ignore", message=".*found in sys.modules", category=RuntimeWarning)
+        runpy.run_module(module, run_name="__main__")
+    return printed.getvalue()
 
 
 def arm_result_spreads(paths: list[str]) -> set[str]:
@@ -241,23 +263,39 @@ def arm_result_spreads(paths: list[str]) -> set[str]:
     return {spread(v) for v in values.values() if len(v) > 1}
 
 
-@pytest.mark.slow  # 18 blocks of summaries, each reading its dataset
-def test_every_summarized_table_of_the_recipe_report_is_what_its_command_prints(real_root, monkeypatch):
+def paired_bootstraps(paths: list[str], baseline: str | None) -> set[str]:
+    """The 95% paired bootstrap interval (analysis.stats.paired_bootstrap: 10,000 resamples, seed
+    0) of each difference summarize.py pairs, which the report gives beside its t intervals."""
+    runs = defaultdict(list)
+    for record in read_records(paths):
+        runs[record["arm"]].append(record)
+    intervals = set()
+    for value in summarize.PAIRED.values():
+        for *_, diffs in paired_differences(runs, value, baseline):
+            if len(diffs) > 1:
+                found = paired_bootstrap(diffs, np.zeros(len(diffs)))
+                intervals.add(f"[{found.ci_low:+.3f}, {found.ci_high:+.3f}]")
+    return intervals
+
+
+@pytest.mark.slow  # 24 blocks, 31 commands, each reading its records (summarize its dataset too): about 90 s
+def test_every_table_of_the_recipe_report_is_what_its_commands_print(real_root, monkeypatch):
     # The first block's tables also hold six sweeps' winners and ensembles, whose folders are not
-    # in the tree: after it, each table below a summarize command is its output.
+    # in the tree: after it, each table below the scripts' commands is their output.
     monkeypatch.setenv("MEDMNIST_ROOT", str(real_root))
     monkeypatch.chdir(REPO)
-    blocks = summarize_blocks((RECIPE / "README.md").read_text())[1:]
-    assert len(blocks) >= 15
+    blocks = table_blocks((RECIPE / "README.md").read_text())[1:]
+    assert len(blocks) >= 24 and {command[0] for _, commands, _ in blocks for command in commands} == {
+        f"studies.recipe.{script.split()[0]}" for script in TABLE_SCRIPTS}
     for line, commands, tables in blocks:
-        printed, paths = io.StringIO(), []
-        for arguments in commands:
-            records, baseline = summarize.parse_args(arguments)
-            paths += records
-            with contextlib.redirect_stdout(printed):
-                summarize.main(records, baseline)
-        known = set(printed.getvalue().replace(" +- ", " ± ").split(" | ")) | arm_result_spreads(paths)
-        figures = re.findall(r"[+-]?\d\.\d{3} ± \d\.\d{3}", tables)
+        printed, known = "", set()
+        for module, *argv in commands:
+            printed += printed_by(module, argv, monkeypatch)
+            if module == "studies.recipe.summarize":
+                paths, baseline = summarize.parse_args(argv)
+                known |= arm_result_spreads(paths) | paired_bootstraps(paths, baseline)
+        known |= set(printed.replace(" +- ", " ± ").split(" | "))
+        figures = SPREAD_OR_INTERVAL.findall(tables)
         assert figures, line
         unknown = [f for f in figures if not any(f in cell or f.lstrip("+") in cell for cell in known)]
         assert not unknown, f"reports/recipe/README.md, the tables below line {line}: {unknown}"
