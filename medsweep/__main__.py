@@ -1,7 +1,5 @@
 """`python -m medsweep`: the `medsweep` command."""
 
-import sys
+from medsweep.cli import run
 
-from medsweep.cli import main
-
-sys.exit(main())
+run()

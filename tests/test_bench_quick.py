@@ -38,7 +38,7 @@ def ratio_rows(stdout: str) -> list[list[str]]:
     ("bench_augment", ["--batch", "16", "--seconds", "0.2"], "augment_batch 'augmix'"),
     ("bench_loss", ["--repeats", "1"], "4096"),
     ("bench_startup", ["--rounds", "1"], "| a training process |"),
-    ("bench_ray_exit", ["--rounds", "1"], "| SIGTERM blocked, shutdown_ray_at_once (medsweep) |"),
+    ("bench_ray_exit", ["--rounds", "1"], "| the same, objects frozen before the end (medsweep) |"),
     ("bench_models", ["--batch", "8", "--steps", "1", "--rounds", "1", "--warmup", "1", "--models", "medvit_28_tiny"],
      "medvit_28_tiny"),
 ])

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import subprocess
 import sys
 
 import pytest
 
 from analysis.cli import AnalysisError, check_out
+from pyproject_data import pyproject
 from medsweep.cli import build_parser, data_root_flag, main
 from medvit.config import DEVICES, TrainConfig
 
@@ -166,3 +168,19 @@ def test_help_and_argparse_errors_do_not_import_torch():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.stdout.split() == ["2", "False"], run.stderr
     assert run.stderr.startswith("medsweep: error: evaluate: the following arguments are required: --out")
+
+
+@pytest.mark.parametrize("entry", [
+    "from medsweep.cli import run; run()",  # what the console script runs
+    "import runpy; runpy.run_module('medsweep', run_name='__main__')",  # python -m medsweep
+])
+def test_the_medsweep_command_ends_without_the_collectors_last_walk(entry):
+    """Its end froze every live object, so the interpreter's end skips the garbage collector's
+    walk over what torch and Ray loaded (1.3 s a command; benchmarks/RESULTS.md 15); main, which
+    tests call in their own process, freezes nothing."""
+    assert pyproject()["project"]["scripts"] == {"medsweep": "medsweep.cli:run"}
+    code = ("import atexit, gc, sys; atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0)); "
+            f"sys.argv = ['medsweep', 'evaluate', 'x.parquet']; {entry}")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (run.returncode, run.stdout) == (2, "frozen True\n"), run.stderr
+    assert main(["evaluate", "x.parquet"]) == 2 and gc.get_freeze_count() == 0
