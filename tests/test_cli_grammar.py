@@ -11,9 +11,9 @@ import sys
 import pytest
 
 from analysis.cli import AnalysisError, check_out
-from pyproject_data import pyproject
 from medsweep.cli import build_parser, data_root_flag, main
 from medvit.config import DEVICES, TrainConfig
+from pyproject_data import pyproject
 
 # The subcommands that run a model (train it, evaluate it, or draw its GradCAM).
 RUNS_A_MODEL = {"train", "collect", "evaluate", "ensemble", "confirm", "report", "gradcam"}
