@@ -4,9 +4,9 @@ recomputed from the files under reports/ that the README's sections name, with t
 name; and so are the table of what choosing on test adds ("Where the gap to the papers is"), the
 Ordinal Loss's table of paired differences and a paired t-test's power, and the H200 tables of
 reports/protocol/README.md; each table of reports/recipe/README.md under the commands of the
-scripts that print its tables (summarize.py, small_data.py, ...) is what they print (slow); and every other mean ± std of the README is quoted from a
-report or recomputed from records. A record file rewritten, a study added that moves the range,
-or a figure edited by hand fails here."""
+scripts that print its tables (summarize.py, small_data.py, ...) is what they print (slow); and
+every other mean ± std of the README is quoted from a report or recomputed from records. A
+record file rewritten, a study added that moves the range, or a figure edited by hand fails here."""
 
 from __future__ import annotations
 
@@ -229,7 +229,8 @@ def table_blocks(doc: str) -> list[tuple[int, list[list[str]], str]]:
         commands = []
         for line in block[1].replace("\\\n", " ").splitlines():
             line = line.split("#")[0].strip()
-            if any(line.startswith(f"python -m studies.recipe.{script} ") for script in TABLE_SCRIPTS) and "$" not in line:
+            scripts = (f"python -m studies.recipe.{script} " for script in TABLE_SCRIPTS)
+            if any(line.startswith(script) for script in scripts) and "$" not in line:
                 arguments = shlex.split(line)[2:]
                 if all((REPO / a).is_file() for a in arguments if a.endswith((".jsonl", ".jsonl.gz"))):
                     commands.append(arguments)
