@@ -27,15 +27,15 @@ from benchmarks.bench_startup import best_and_median, interleaved, rounds_argume
 
 REPO = Path(__file__).resolve().parents[1]
 READY = "import ray\nray.get(ray.put(1))\nprint('ready', flush=True)\n"
+AT_ONCE = "from sweeps import launch\nlaunch.connect(None)\n" + READY
 ARMS = {
     "Ray without the SIGTERM block (ray.init, Ray's shutdown)":
         "import ray\nray.init(address='local', include_dashboard=False, log_to_driver=False)\n" + READY,
     "SIGTERM blocked, Ray's shutdown (before)":
         "import atexit\nfrom sweeps import launch\nlaunch.connect(None)\n"
         "atexit.unregister(launch.shutdown_ray_at_once)\n" + READY,
-    "SIGTERM blocked, shutdown_ray_at_once": "from sweeps import launch\nlaunch.connect(None)\n" + READY,
-    "the same, objects frozen before the end (medsweep)":
-        "import gc\nfrom sweeps import launch\nlaunch.connect(None)\n" + READY + "gc.freeze()\n",
+    "SIGTERM blocked, shutdown_ray_at_once": AT_ONCE,
+    "the same, objects frozen before the end (medsweep)": AT_ONCE + "import gc\ngc.freeze()\n",
 }
 BEFORE = "SIGTERM blocked, Ray's shutdown (before)"
 

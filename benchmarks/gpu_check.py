@@ -72,7 +72,7 @@ PACKING_FLAG = "pathmnist"  # the synthetic data of packing and compile timings
 QUICK_TIMING = dict(warmup=0, seconds=0.0, min_steps=1)  # --quick: one step, the code path only
 STEPS = "abcdfgehijk"  # in the order they run; (e), the tests, runs on CUDA only
 DEFAULT_STEPS = "abcde"  # under 8 minutes on an H100; (f), (g), (h) about 5, 4 and 5 more (compilations)
-RAY_BLOCKED = "import sys; sys.modules['ray'] = None; from medsweep.cli import main; sys.exit(main(sys.argv[1:]))"
+RAY_BLOCKED = "import sys; sys.modules['ray'] = None; from medsweep.cli import run; run()"  # the medsweep command
 
 
 def finite(values) -> bool:
