@@ -24,6 +24,7 @@ from pathlib import Path
 
 from sweeps.folder import fetch_files, fetched, listed_files, local_copy_name, named_as
 from sweeps.paths import local_folder
+from sweeps.sweep_files_cache import cache_root
 
 __all__ = ["CACHE_GB", "CACHE_GB_ENV", "cache_bytes", "cache_folder", "cached_checkpoint"]
 
@@ -49,7 +50,7 @@ def cache_bytes() -> int:
 def cache_folder() -> Path:
     """``$XDG_CACHE_HOME/medsweep/checkpoints`` (``~/.cache`` without it): a cluster's home folder
     often has a quota that a few checkpoints fill, so the cache can be moved."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "medsweep" / "checkpoints"
+    return cache_root() / "checkpoints"
 
 
 @contextlib.contextmanager

@@ -80,16 +80,18 @@ def test_checkpoint_every_bench_rejects_a_bad_every_in_one_line():
 
 @pytest.mark.slow  # moto's S3 server and a small sweep folder, read both ways, in a fresh interpreter
 @pytest.mark.bucket_server
-def test_bucket_status_bench_reads_the_sweep_one_file_and_several_at_a_time():
-    out = bench("bench_bucket_status", "--trials", "3", "--rtt-ms", "0,5", "--rounds", "1")
-    assert "(8 small files fetched, every file listed)" in out
+def test_bucket_status_bench_reads_the_sweep_one_file_and_several_at_a_time_then_from_what_it_kept():
+    out = bench("bench_bucket_status", "--trials", "3", "--running", "1", "--rtt-ms", "0,5", "--rounds", "1")
+    assert "(8 small files, every file listed)" in out and "fetch the 1 running trials' reports" in out
     rows = ratio_rows(out)
-    assert [row[0] for row in rows] == ["0 ms", "5 ms"] and all(float(row[1]) > 0 for row in rows)
+    assert [row[0] for row in rows] == ["0 ms", "5 ms"] and all(float(cell) > 0 for row in rows for cell in row[1:5])
 
 
 def test_bucket_status_bench_rejects_a_bad_round_trip_in_one_line():
-    assert refusal("bench_bucket_status", "--rtt-ms", "20,x").endswith(
-        "--rtt-ms: comma-separated numbers >= 0; --trials and --rounds: integers >= 1")
+    message = "--rtt-ms: comma-separated numbers >= 0; --trials and --rounds: integers >= 1; --running: an integer " \
+              "from 0 to --trials"
+    assert refusal("bench_bucket_status", "--rtt-ms", "20,x").endswith(message)
+    assert refusal("bench_bucket_status", "--trials", "3", "--running", "4").endswith(message)
 
 
 @pytest.mark.slow  # moto's S3 server and a tiny checkpoint, read four ways, in a fresh interpreter
