@@ -47,7 +47,7 @@ case "$DEVICE" in cuda|cpu) ;; *) refuse "--device: cuda or cpu, got '$DEVICE'" 
 [[ "$STEPS" =~ ^[abcde]+$ ]] || refuse "--steps: letters of abcde, got '$STEPS'"
 [[ "$STEPS" != *e* || "$STEPS" == *b* ]] || refuse "--steps: e reads the sweep of step b; name b too"
 source "$REPO/benchmarks/gpu_env.sh"
-"$PY" -c "import ray.tune, optuna, tensorboardX" 2>/dev/null || {
+importable ray optuna tensorboardX || {
     echo "$NAME: Ray Tune, Optuna or tensorboardX is not importable; carry .whl (see --help)" >&2; exit 2; }
 [ "$DEVICE" = cpu ] || "$PY" -c "import sys, torch; sys.exit(not torch.cuda.is_available())" || {
     echo "$NAME: --device cuda: no CUDA GPU is visible; allowed here: --device cpu" >&2; exit 2; }

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -203,3 +205,15 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path, real_root):
     run = script("--steps", "c", "--out", str(tmp_path), "--data-root", str(real_root))
     assert run.returncode == 2
     assert run.stderr.strip() == "gpu_sweep.sh: --device cuda: no CUDA GPU is visible; allowed here: --device cpu"
+
+
+def test_a_python_without_ray_tune_is_one_line(tmp_path, real_root):
+    python = tmp_path / "python"  # this Python, except that it finds no Ray: the GPU machine without .whl
+    python.write_text(f'#!/bin/sh\ncase "$*" in *"find_spec"*" ray optuna tensorboardX") exit 1 ;; esac\n'
+                      f'exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    run = script("--device", "cpu", "--out", str(tmp_path / "out"), "--data-root", str(real_root),
+                 env=os.environ | {"PYTHON": str(python)})
+    assert run.returncode == 2
+    assert run.stderr.strip() == ("gpu_sweep.sh: Ray Tune, Optuna or tensorboardX is not importable; carry .whl "
+                                  "(see --help)")
