@@ -369,15 +369,17 @@ def sigterm_stops_the_fit(directory: str):
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    received = []
+    stopping = threading.Lock()  # held from the first SIGTERM on
     give_up = threading.Timer(SIGTERM_GRACE_S, ended_at_once, args=(directory,))
     give_up.daemon = True
 
     def stop(signum, frame) -> None:
-        if received:  # scancel signals the job's shell too, which passes it on: the first one stops
+        # scancel signals the job's shell too, which passes it on: the first one stops. The second
+        # can come while the first is still in this handler (SLURM's pair came 'during' the timer's
+        # start, which then started twice: a traceback, exit 1), so the test and set is one call.
+        if not stopping.acquire(blocking=False):
             return
         give_up.start()
-        received.append(signum)
         tune_stop = signal.getsignal(signal.SIGUSR1)  # the fit installs it as it starts
         if not callable(tune_stop):
             raise Terminated
@@ -387,7 +389,7 @@ def sigterm_stops_the_fit(directory: str):
     try:
         yield
     except SweepInterrupted as exc:
-        if received:
+        if stopping.locked():
             raise Terminated(str(exc)) from None
         raise
     finally:  # None: a handler not put in place from Python (Ray's, where Ray started before medsweep)

@@ -129,6 +129,38 @@ def test_a_second_sigterm_does_not_stop_the_sweep_again(tmp_path):
     assert (run.returncode, run.stdout) == (0, "1\n"), run.stderr[-2000:]
 
 
+# `python -m` this module: the second SIGTERM comes while the first one's handler starts its timer.
+SIGTERM_IN_THE_HANDLER = """
+import os, signal, threading, time
+import sweeps.launch
+
+
+class SignalledAsItStarts(threading.Timer):
+    def start(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)  # the second handler runs here, in the first one
+        super().start()
+
+
+sweeps.launch.threading.Timer = SignalledAsItStarts
+stops = []
+signal.signal(signal.SIGUSR1, lambda signum, frame: stops.append(signum))
+with sweeps.launch.sigterm_stops_the_fit("/sweeps/retina"):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)
+print(len(stops))
+"""
+
+
+def test_a_second_sigterm_while_the_first_is_handled_is_passed_over(tmp_path):
+    """Found under SLURM: scancel's SIGTERM and the one the job's shell passes on came so close that
+    the second ran inside the first's handler, which started its timer twice (a traceback, exit 1)."""
+    (tmp_path / "sigterm_in_the_handler.py").write_text(SIGTERM_IN_THE_HANDLER)
+    run = subprocess.run([sys.executable, "-m", "sigterm_in_the_handler"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60)
+    assert (run.returncode, run.stdout) == (0, "1\n"), run.stderr[-2000:]
+
+
 # `python -m` this module: Ray started as a sweep starts it; its processes' IDs printed, the
 # raylet's children (agents, workers) on a line of their own; then the interpreter's exit.
 RAY_STARTED_HERE = """
