@@ -51,14 +51,15 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
+GresTypes=gpu
 SlurmdParameters=config_overrides
 MpiDefault=none
 SwitchType=switch/none
 ReturnToService=2
 KillWait={kill_wait}
 FirstJobId={first_job_id}
-NodeName=nodea NodeAddr={a} CPUs=1
-NodeName=nodeb NodeAddr={b} CPUs=1
+NodeName=nodea NodeAddr={a} CPUs=1 Gres=gpu:1
+NodeName=nodeb NodeAddr={b} CPUs=2 Gres=gpu:1
 PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -73,13 +74,14 @@ class Slurm:
         return subprocess.run(command, env=self.env, capture_output=True, text=True, check=True, timeout=60).stdout
 
     def submit(self, *arguments: str, head_ip: str | None = None, after: str | None = None, path: str = "") -> str:
-        """A job of cluster-slurm.sbatch on both nodes, without GPUs, its output in root; queued
-        to start once job ``after`` has ended short of success, where given; ``path`` first on PATH."""
+        """A job of cluster-slurm.sbatch on both nodes with their GPU (one each), its output in root;
+        queued to start once job ``after`` has ended short of success, where given; ``path`` first
+        on PATH."""
         env = {**self.env, "MEDSWEEP_HEAD_IP": head_ip or self.head_ip}
         if path:
             env["PATH"] = f"{path}:{env['PATH']}"
         dependency = [f"--dependency=afternotok:{after}"] if after else []
-        job = subprocess.run(["sbatch", "--parsable", "--nodes=2", "--gpus-per-node=0", *dependency,
+        job = subprocess.run(["sbatch", "--parsable", "--nodes=2", "--gpus-per-node=1", *dependency,
                               f"--output={self.root}/job-%j.out", f"--chdir={self.root}", str(SCRIPT), *arguments],
                              env=env, capture_output=True, text=True, check=True, timeout=60).stdout.strip()
         self.jobs.append(job)
@@ -115,6 +117,12 @@ def slurm(tmp_path_factory):
     a, b = f"198.18.{tag}.1", f"198.18.{tag}.2"  # RFC 2544's range for tests, routed nowhere
     veth_a, veth_b = f"msw{tag}a", f"msw{tag}b"
     conf = root / "slurm.conf"
+    # GPUs as SLURM knows them: device files (NVIDIA's major number), of no GPU. SLURM gives a job
+    # their indices in CUDA_VISIBLE_DEVICES; Ray is told their count, and CUDA finds none.
+    for index in range(2):
+        subprocess.run(["mknod", str(root / f"nvidia{index}"), "c", "195", str(index)], check=True)
+    (root / "gres.conf").write_text(f"NodeName=nodea Name=gpu File={root}/nvidia0\n"
+                                    f"NodeName=nodeb Name=gpu File={root}/nvidia1\n")
     conf.write_text(SLURM_CONF.format(a=a, b=b, root=root, ctld_port=free_port(), slurmd_port=free_port(),
                                       kill_wait=KILL_WAIT_S, first_job_id=100_000 + os.getpid() % 800_000))
     # The jobs run with this environment: medsweep and ray on PATH, Ray's token in a home of their own.
@@ -190,8 +198,10 @@ def listening_ports(job: str) -> set[int]:
 
 @pytest.mark.slow
 def test_a_sweep_on_two_nodes_stopped_by_the_time_limit_and_by_scancel_resumes_to_the_end(slurm, real_root, tmp_path):
+    # Each trial asks for a GPU: Ray places them on the GPUs SLURM gave (CUDA finds none, so they train
+    # on the CPU).
     spec = retina_spec(tmp_path, "retina-slurm", num_samples=2, max_concurrent=2, scheduler={"type": "fifo"},
-                       train={"epochs": 4})
+                       train={"epochs": 4}, resources={"cpu": 1, "gpu": 1})
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(spec.to_yaml())
     folder = tmp_path / "retina-slurm"
@@ -228,21 +238,21 @@ def test_a_sweep_on_two_nodes_stopped_by_the_time_limit_and_by_scancel_resumes_t
     assert slurm.output(job) == (f"cluster-slurm: python3: {bare}/python3 cannot import ray; activate the medsweep "
                                  "venv before sbatch\n")
 
-    # A trial that no node can hold (2 CPUs, each node has 1): the job has no autoscaler to add
-    # one, so it ends at once, rather than wait with its nodes idle until its time limit.
+    # A trial that no node can hold (2 GPUs; each node has 1): the job has no autoscaler to add one,
+    # so it ends at once, rather than wait with its nodes idle until its time limit.
     too_big = tmp_path / "too-big.yaml"
-    too_big.write_text(retina_spec(tmp_path, "too-big", resources={"cpu": 2, "gpu": 0}).to_yaml())
+    too_big.write_text(retina_spec(tmp_path, "too-big", resources={"cpu": 1, "gpu": 2}).to_yaml())
     job = slurm.submit("sweep", str(too_big))
     end = slurm.ended(job)
     out = slurm.output(job)
     assert end["ExitCode"] == "2:0", out[-3000:]
-    assert "\nmedsweep: error: resources: one trial asks for cpu 2, gpu 0, but no node of this Ray cluster has " \
-           "that (the most on any node: cpu 1, gpu 0); allowed: at most one node's resources, as --no-autoscaler" in out
+    assert "\nmedsweep: error: resources: one trial asks for cpu 1, gpu 2, but no node of this Ray cluster has " \
+           "that (the most on any node: cpu 2, gpu 1); allowed: at most one node's resources, as --no-autoscaler" in out
     assert out.startswith("cluster-slurm: Ray's token generated in ~/.ray/auth_token\n"), out[:500]  # the first job's
     wait_for(lambda: not ray_processes(job), 30, f"job {job}'s Ray processes to end")
 
     # The time limit's signal (the script's --signal=B:TERM) reaches the batch shell alone. Each
-    # node has one CPU: the two trials run at once, one on each. A resume waits in the queue.
+    # node has one GPU: the two trials run at once, one on each. A resume waits in the queue.
     job = slurm.submit("sweep", str(spec_file))
     queued_resume = slurm.submit("resume", str(folder), after=job)
     wait_for(lambda: folder.exists() and len(trial_dirs(folder)) == 2 and all(map(epochs_run, trial_dirs(folder))),
@@ -273,7 +283,8 @@ def test_a_sweep_on_two_nodes_stopped_by_the_time_limit_and_by_scancel_resumes_t
     end = slurm.ended(job, timeout=600)
     out = slurm.output(job)
     assert (end["JobState"], end["ExitCode"]) == ("COMPLETED", "0:0"), out[-3000:]
-    for line in (f"job {job}: Ray head on nodea ({slurm.head_ip}:", "all 2 nodes in the Ray cluster",
+    # Each node's Ray has the CPUs SLURM gives the job there: 1 and 2, not the head's 1 twice.
+    for line in (f"job {job}: Ray head on nodea ({slurm.head_ip}:", "the Ray cluster: 2 of 2 node(s), 3 CPUs, 2 GPUs\n",
                  "medsweep ended with exit 0; ending the Ray steps"):
         assert f"cluster-slurm: {line}" in out
     # Each node's `ray start` banner is in a file of its own, named in the job's output.
@@ -295,6 +306,9 @@ def test_a_sweep_on_two_nodes_stopped_by_the_time_limit_and_by_scancel_resumes_t
      "MEDSWEEP_RAY_PORT: a port from 1024 to 65532 (the first of the four the job's Ray listens on), got '80'"),
     (["sweep", "retinamnist"], {"SLURM_JOB_ID": "7", "MEDSWEEP_RAY_PORT": "2e4"},
      "MEDSWEEP_RAY_PORT: a port from 1024 to 65532 (the first of the four the job's Ray listens on), got '2e4'"),
+    (["sweep", "retinamnist"], {"SLURM_JOB_ID": "7", "SLURM_GPUS": "8"},
+     "--gpus=8: GPUs counted over the whole job, which SLURM does not share out among the job's Ray steps; ask for "
+     "them per node: --gpus-per-node=N (or --gres=gpu:N)"),
     (["sweep", "retinamnist"], {"SLURM_JOB_ID": "7", "PATH": "/usr/bin:/bin"},
      "medsweep: not on PATH; activate the medsweep venv before sbatch"),
 ])
