@@ -375,8 +375,8 @@ def sigterm_stops_the_fit(directory: str):
 
     def stop(signum, frame) -> None:
         # scancel signals the job's shell too, which passes it on: the first one stops. The second
-        # can come while the first is still in this handler (SLURM's pair came 'during' the timer's
-        # start, which then started twice: a traceback, exit 1), so the test and set is one call.
+        # can come while the first is still in this handler (under SLURM it came as the first one
+        # started the timer, which then started twice: a traceback, exit 1): one call tests and sets.
         if not stopping.acquire(blocking=False):
             return
         give_up.start()

@@ -43,10 +43,10 @@ def sweep_files_folder(location: str) -> Path:
 
 
 def copy_through_cache(location: str, root: str, files: list[pyarrow.fs.FileInfo], into: Path,
-                       fetch: Callable[[list[str]], None]) -> int:
+                       fetch: Callable[[list[str]], None]) -> None:
     """Put the store's ``files`` (under ``root``) into the folder ``into``, each in its place below
     root: copied from the cache where kept with the size and time the store lists, the others with
-    ``fetch`` (which fetches store paths into ``into``) and kept where settled. The number fetched."""
+    ``fetch`` (which fetches store paths into ``into``) and kept where settled."""
     kept = sweep_files_folder(location)
     now_ns = time.time_ns()
     with contextlib.suppress(OSError):  # read now: kept another UNREAD_DAYS
@@ -64,7 +64,6 @@ def copy_through_cache(location: str, root: str, files: list[pyarrow.fs.FileInfo
             except OSError:  # no room, a read-only home: read from the bucket next time, as without a cache
                 break
     _remove_unread(kept.parent)
-    return len(missing)
 
 
 def _copied_from_cache(cached: Path, info: pyarrow.fs.FileInfo, target: Path) -> bool:
