@@ -17,18 +17,18 @@ import contextlib
 import hashlib
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.fs
 
+from medvit.atomic import atomic_path
+
 __all__ = ["SETTLED_S", "UNREAD_DAYS", "cache_root", "sweep_files_folder", "copy_through_cache"]
 
 SETTLED_S = 60
 UNREAD_DAYS = 30
-_PARTIAL = ".partial-"  # a file being kept (or cut off), never copied from
 
 
 def cache_root() -> Path:
@@ -87,16 +87,9 @@ def _copied_from_cache(cached: Path, info: pyarrow.fs.FileInfo, target: Path) ->
 def _keep(fetched: Path, cached: Path, mtime_ns: int) -> None:
     """Keep the file ``fetched`` as ``cached``, with the store's time; whole or not at all (another
     process reading the cache sees the old file or the new one)."""
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=_PARTIAL, dir=cached.parent)
-    os.close(handle)
-    try:
+    with atomic_path(cached) as partial:
         shutil.copyfile(fetched, partial)
         os.utime(partial, ns=(mtime_ns, mtime_ns))
-        os.replace(partial, cached)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
 
 
 def _remove_unread(sweeps: Path) -> None:

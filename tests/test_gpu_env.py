@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from carry_helpers import blocking
 from test_device_carry import write_wheel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,15 +20,13 @@ def test_the_carried_wheels_are_installed_for_the_run_and_removed_after_it(tmp_p
     (repo / ".whl" / "medmnist" / "retinamnist.npz").write_bytes(b"d")
     write_wheel(repo / ".whl" / "carried-1.0-py3-none-any.whl")
     tmp.mkdir()
-    # this Python, except that it finds no pydantic and medmnist: the GPU machine's case
-    python = tmp_path / "python"
-    python.write_text(f'#!/bin/sh\ncase "$*" in *"find_spec"*" pydantic medmnist") exit 1 ;; esac\n'
-                      f'exec {sys.executable} "$@"\n')
-    python.chmod(0o755)
+    # this Python, except that pydantic and medmnist are not there: the GPU machine's case
+    python_path = blocking(tmp_path / "blocked", ("pydantic", "medmnist"))["PYTHONPATH"]
     script = (f'REPO={repo} NAME=test OUT={tmp_path / "out"} DATA_ROOT=""; source {REPO / "benchmarks" / "gpu_env.sh"}; '
               '"$PY" -c "import carried, sys; print(carried.__file__)"')
     run = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
-                         env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp), "PYTHON": str(python)})
+                         env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp), "PYTHON": sys.executable,
+                              "PYTHONPATH": python_path})
     assert run.returncode == 0, run.stderr
     site = Path(run.stdout.strip()).parents[1]
     assert site.parent == tmp and site.name.startswith("medsweep-site.")
