@@ -41,7 +41,6 @@ def test_no_script_that_sources_it_sets_a_trap_of_its_own():
     assert [path.name for path in scripts if "trap " in path.read_text()] == []
 
 
-
 def test_what_is_installed_is_found_without_importing_it(tmp_path):
     # importing medmnist took 5.5 s here, Ray Tune, Optuna and tensorboardX 6.7 s: each GPU script
     # asked so before its first step, and gpu_sweep.sh's refusal of a machine without CUDA took 15.6 s

@@ -1,7 +1,8 @@
 """cluster-slurm.sbatch under a real SLURM of two nodes on this machine: Debian's munged,
 slurmctld and slurmd, started here as root with a configuration of their own (ports, key,
 folders). Node a is this machine's network under the host name nodea; node b has a network
-namespace of its own, joined to a's by a veth pair, and the host name nodeb. The job starts Ray
+namespace of its own, joined to a's by a veth pair, and the host name nodeb; each has a GPU as
+SLURM knows one (a device file, no GPU behind it). The job starts Ray
 on both through srun, runs the sweep there, stops it with its state saved on the time limit's
 signal and on scancel, and runs it to the end on `resume`."""
 
