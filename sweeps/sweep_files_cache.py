@@ -6,7 +6,7 @@ each trial's config, reports and error, two or three files a trial, each a reque
 finished trial's files never change, and a user watching a sweep runs `status` again and again:
 each file fetched is kept in `sweep_files_folder(location)` with the bucket's size and time, and a
 later read copies the ones the bucket still lists so from there, fetching only what changed (the
-running trials' reports, the state). A store's times are whole seconds, so a file written twice in
+running trials' reports, the state). S3's times are whole seconds, so a file written twice in
 one second with one size would look unchanged: a file is kept only when it had been unchanged for
 SETTLED_S when it was fetched. A sweep's kept files not read for UNREAD_DAYS are removed.
 """
