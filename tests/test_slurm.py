@@ -59,8 +59,8 @@ SwitchType=switch/none
 ReturnToService=2
 KillWait={kill_wait}
 FirstJobId={first_job_id}
-NodeName=nodea NodeAddr={a} CPUs=1 Gres=gpu:1
-NodeName=nodeb NodeAddr={b} CPUs=2 Gres=gpu:1
+NodeName=nodea NodeAddr={a} CPUs=2 Gres=gpu:1
+NodeName=nodeb NodeAddr={b} CPUs=3 Gres=gpu:1
 PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -74,15 +74,16 @@ class Slurm:
     def run(self, *command: str) -> str:
         return subprocess.run(command, env=self.env, capture_output=True, text=True, check=True, timeout=60).stdout
 
-    def submit(self, *arguments: str, head_ip: str | None = None, after: str | None = None, path: str = "") -> str:
+    def submit(self, *arguments: str, head_ip: str | None = None, after: str | None = None, path: str = "",
+               options: tuple[str, ...] = ()) -> str:
         """A job of cluster-slurm.sbatch on both nodes with their GPU (one each), its output in root;
         queued to start once job ``after`` has ended short of success, where given; ``path`` first
-        on PATH."""
+        on PATH; ``options`` more of sbatch's, over the script's own #SBATCH lines."""
         env = {**self.env, "MEDSWEEP_HEAD_IP": head_ip or self.head_ip}
         if path:
             env["PATH"] = f"{path}:{env['PATH']}"
         dependency = [f"--dependency=afternotok:{after}"] if after else []
-        job = subprocess.run(["sbatch", "--parsable", "--nodes=2", "--gpus-per-node=1", *dependency,
+        job = subprocess.run(["sbatch", "--parsable", "--nodes=2", "--gpus-per-node=1", *options, *dependency,
                               f"--output={self.root}/job-%j.out", f"--chdir={self.root}", str(SCRIPT), *arguments],
                              env=env, capture_output=True, text=True, check=True, timeout=60).stdout.strip()
         self.jobs.append(job)
@@ -248,7 +249,7 @@ def test_a_sweep_on_two_nodes_stopped_by_the_time_limit_and_by_scancel_resumes_t
     out = slurm.output(job)
     assert end["ExitCode"] == "2:0", out[-3000:]
     assert "\nmedsweep: error: resources: one trial asks for cpu 1, gpu 2, but no node of this Ray cluster has " \
-           "that (the most on any node: cpu 2, gpu 1); allowed: at most one node's resources, as --no-autoscaler" in out
+           "that (the most on any node: cpu 3, gpu 1); allowed: at most one node's resources, as --no-autoscaler" in out
     assert out.startswith("cluster-slurm: Ray's token generated in ~/.ray/auth_token\n"), out[:500]  # the first job's
     wait_for(lambda: not ray_processes(job), 30, f"job {job}'s Ray processes to end")
 
@@ -268,6 +269,8 @@ def test_a_sweep_on_two_nodes_stopped_by_the_time_limit_and_by_scancel_resumes_t
     done_before = epochs()  # before the queued resume, which takes seconds to start Ray, trains
     stopped(job, end)
     assert end["JobState"] == "FAILED"  # not cancelled: the script itself ended, and its Ray steps
+    # Whole nodes (the script's --exclusive) of 2 and 3 CPUs: each node's Ray has its own.
+    assert "cluster-slurm: the Ray cluster: 2 of 2 node(s), 5 CPUs, 2 GPUs\n" in slurm.output(job)
     assert len({results(t)[0]["node_id"] for t in trial_dirs(folder)}) == 2
     assert 2 <= done_before < 8
 
@@ -280,12 +283,13 @@ def test_a_sweep_on_two_nodes_stopped_by_the_time_limit_and_by_scancel_resumes_t
     stopped(job, end)
     assert end["JobState"] == "CANCELLED"
 
-    job = slurm.submit("resume", str(folder))
+    # Nodes shared with other jobs, two tasks of one CPU on each: a node's Ray is one task, and has
+    # the job's two CPUs there, not one task's one.
+    job = slurm.submit("resume", str(folder), options=("--oversubscribe", "--ntasks-per-node=2", "--cpus-per-task=1"))
     end = slurm.ended(job, timeout=600)
     out = slurm.output(job)
     assert (end["JobState"], end["ExitCode"]) == ("COMPLETED", "0:0"), out[-3000:]
-    # Each node's Ray has the CPUs SLURM gives the job there: 1 and 2, not the head's 1 twice.
-    for line in (f"job {job}: Ray head on nodea ({slurm.head_ip}:", "the Ray cluster: 2 of 2 node(s), 3 CPUs, 2 GPUs\n",
+    for line in (f"job {job}: Ray head on nodea ({slurm.head_ip}:", "the Ray cluster: 2 of 2 node(s), 4 CPUs, 2 GPUs\n",
                  "medsweep ended with exit 0; ending the Ray steps"):
         assert f"cluster-slurm: {line}" in out
     # Each node's `ray start` banner is in a file of its own, named in the job's output.
@@ -310,6 +314,18 @@ def test_a_sweep_on_two_nodes_stopped_by_the_time_limit_and_by_scancel_resumes_t
     (["sweep", "retinamnist"], {"SLURM_JOB_ID": "7", "SLURM_GPUS": "8"},
      "--gpus=8: GPUs counted over the whole job, which SLURM does not share out among the job's Ray steps; ask for "
      "them per node: --gpus-per-node=N (or --gres=gpu:N)"),
+    (["sweep", "retinamnist"], {"SLURM_JOB_ID": "7", "SLURM_GPUS_PER_TASK": "1", "SLURM_TASKS_PER_NODE": "4(x2)"},
+     "--gpus-per-task=1 with more than one task on a node (SLURM_TASKS_PER_NODE 4(x2)): each node's Ray is one task "
+     "and would get 1 of the node's GPUs; ask for them per node: --gpus-per-node=N (or --ntasks-per-node=1 "
+     "--gpus-per-task=N)"),
+    (["sweep", "retinamnist"], {"SLURM_JOB_ID": "7", "SLURM_GPUS_PER_TASK": "1", "SLURM_TASKS_PER_NODE": "1(x3),2"},
+     "--gpus-per-task=1 with more than one task on a node (SLURM_TASKS_PER_NODE 1(x3),2): each node's Ray is one task "
+     "and would get 1 of the node's GPUs; ask for them per node: --gpus-per-node=N (or --ntasks-per-node=1 "
+     "--gpus-per-task=N)"),
+    # one task a node holds all the node's GPUs of the job: past that check, to the next
+    (["sweep", "retinamnist"], {"SLURM_JOB_ID": "7", "SLURM_GPUS_PER_TASK": "4", "SLURM_TASKS_PER_NODE": "1(x12)",
+                                "PATH": "/usr/bin:/bin"},
+     "medsweep: not on PATH; activate the medsweep venv before sbatch"),
     (["sweep", "retinamnist"], {"SLURM_JOB_ID": "7", "PATH": "/usr/bin:/bin"},
      "medsweep: not on PATH; activate the medsweep venv before sbatch"),
 ])
