@@ -2,9 +2,9 @@
 slurmctld and slurmd, started here as root with a configuration of their own (ports, key,
 folders). Node a is this machine's network under the host name nodea; node b has a network
 namespace of its own, joined to a's by a veth pair, and the host name nodeb; each has a GPU as
-SLURM knows one (a device file, no GPU behind it). The job starts Ray
-on both through srun, runs the sweep there, stops it with its state saved on the time limit's
-signal and on scancel, and runs it to the end on `resume`."""
+SLURM knows one (a device file, no GPU behind it); SLURM tracks jobs in cgroups where the
+machine lets it. The job starts Ray on both through srun, runs the sweep there, stops it with its
+state saved on the time limit's signal and on scancel, and runs it to the end on `resume`."""
 
 from __future__ import annotations
 
@@ -29,6 +29,12 @@ COMMANDS = ("sbatch", "srun", "scancel", "squeue", "scontrol", "sinfo", "ip", "u
 # SIGKILL this long after scancel's SIGTERM (SLURM's default is 30 s): the driver stops the sweep
 # in a second or two, and the Ray steps, which ignore SIGTERM, go at the SIGKILL.
 KILL_WAIT_S = 15
+# SLURM tracks a job's processes in cgroups, as clusters do, where this machine has cgroup v1's
+# controllers to write (each slurmd keeps its own slurm_<node> folder in each); else by their
+# parents (proctrack/linuxproc), which a process that leaves its step escapes.
+CGROUP = Path("/sys/fs/cgroup")
+CGROUP_CONTROLLERS = ("freezer", "cpuset", "devices")
+CGROUP_CONF = "CgroupPlugin=cgroup/v1\nCgroupMountpoint=/sys/fs/cgroup\nConstrainCores=yes\nConstrainDevices=yes\n"
 
 SLURM_CONF = """\
 ClusterName=medsweeptest
@@ -46,8 +52,8 @@ SlurmctldPidFile={root}/slurmctld.pid
 SlurmdPidFile={root}/slurmd-%n.pid
 SlurmctldLogFile={root}/slurmctld.log
 SlurmdLogFile={root}/slurmd-%n.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+ProctrackType={proctrack}
+TaskPlugin={task}
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 SelectType=select/cons_tres
@@ -68,8 +74,8 @@ PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 class Slurm:
     """The test's SLURM: its commands run with its configuration, and the jobs it was given."""
 
-    def __init__(self, root: Path, env: dict[str, str], head_ip: str):
-        self.root, self.env, self.head_ip, self.jobs = root, env, head_ip, []
+    def __init__(self, root: Path, env: dict[str, str], head_ip: str, cgroups: bool):
+        self.root, self.env, self.head_ip, self.cgroups, self.jobs = root, env, head_ip, cgroups, []
 
     def run(self, *command: str) -> str:
         return subprocess.run(command, env=self.env, capture_output=True, text=True, check=True, timeout=60).stdout
@@ -125,12 +131,18 @@ def slurm(tmp_path_factory):
         subprocess.run(["mknod", str(root / f"nvidia{index}"), "c", "195", str(index)], check=True)
     (root / "gres.conf").write_text(f"NodeName=nodea Name=gpu File={root}/nvidia0\n"
                                     f"NodeName=nodeb Name=gpu File={root}/nvidia1\n")
+    cgroups = all((CGROUP / name / "cgroup.procs").exists() and os.access(CGROUP / name, os.W_OK)
+                  for name in CGROUP_CONTROLLERS)
+    if cgroups:
+        (root / "cgroup.conf").write_text(CGROUP_CONF)
     conf.write_text(SLURM_CONF.format(a=a, b=b, root=root, ctld_port=free_port(), slurmd_port=free_port(),
-                                      kill_wait=KILL_WAIT_S, first_job_id=100_000 + os.getpid() % 800_000))
+                                      kill_wait=KILL_WAIT_S, first_job_id=100_000 + os.getpid() % 800_000,
+                                      proctrack="proctrack/cgroup" if cgroups else "proctrack/linuxproc",
+                                      task="task/cgroup" if cgroups else "task/none"))
     # The jobs run with this environment: medsweep and ray on PATH, Ray's token in a home of their own.
     env = {**os.environ, "SLURM_CONF": str(conf), "HOME": str(root / "home"),
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
-    cluster = Slurm(root, env, a)
+    cluster = Slurm(root, env, a, cgroups)
     # node b's namespaces, held open by a process of their own until its slurmd runs in them
     holder = subprocess.Popen(["unshare", "--net", "--uts", "sh", "-c", "hostname nodeb && exec sleep infinity"])
 
@@ -172,6 +184,11 @@ def slurm(tmp_path_factory):
         holder.kill()
         holder.wait()
         subprocess.run(["ip", "link", "del", veth_a], capture_output=True)  # gone with node b's namespace, else now
+        for folder in (CGROUP / name / f"slurm_{node}" for name in CGROUP_CONTROLLERS for node in ("nodea", "nodeb")):
+            try:
+                folder.rmdir()  # the slurmds' cgroups, empty once their jobs have ended
+            except OSError:
+                pass
         for job in cluster.jobs:  # each job's Ray folder (cluster-slurm.sbatch's RAY_TMPDIR)
             shutil.rmtree(f"/tmp/medsweep-ray-{job}", ignore_errors=True)
 
@@ -180,6 +197,15 @@ def ray_processes(job: str) -> list[str]:
     """Processes of the job's Ray: their command lines name its temporary folder."""
     found = subprocess.run(["pgrep", "-a", "-f", f"/tmp/medsweep-ray-{job}/"], capture_output=True, text=True).stdout
     return [line for line in found.splitlines() if "pgrep" not in line]
+
+
+def freezer_cgroup(pid: str) -> str:
+    """The process's cgroup of the freezer controller (proctrack/cgroup's), or "" once it has ended."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((line.split(":", 2)[2] for line in lines if line.split(":")[1] == "freezer"), "")
 
 
 def listening_ports(job: str) -> set[int]:
@@ -264,6 +290,10 @@ def test_a_sweep_on_two_nodes_stopped_by_the_time_limit_and_by_scancel_resumes_t
     assert port == 20000 + int(job) % 5000 * 4
     listening = listening_ports(job)
     assert {port, port + 1} <= listening and not listening & {6379, 10001, 8265, 52365}, listening
+    if slurm.cgroups:  # every Ray process in the job's cgroups, the daemons Ray starts too: SLURM ends them with it
+        pids = [line.split()[0] for line in ray_processes(job)]
+        assert len(pids) >= 6 and all(f"/job_{job}/step_" in freezer_cgroup(pid) for pid in pids), \
+            {pid: freezer_cgroup(pid) for pid in pids}
     slurm.run("scancel", "--batch", "--signal=TERM", job)
     end = slurm.ended(job)
     done_before = epochs()  # before the queued resume, which takes seconds to start Ray, trains
