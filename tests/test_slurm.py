@@ -33,8 +33,9 @@ KILL_WAIT_S = 15
 # controllers to write (each slurmd keeps its own slurm_<node> folder in each); else by their
 # parents (proctrack/linuxproc), which a process that leaves its step escapes.
 CGROUP = Path("/sys/fs/cgroup")
-CGROUP_CONTROLLERS = ("freezer", "cpuset", "devices")
-CGROUP_CONF = "CgroupPlugin=cgroup/v1\nCgroupMountpoint=/sys/fs/cgroup\nConstrainCores=yes\nConstrainDevices=yes\n"
+CGROUP_CONTROLLERS = ("freezer", "cpuset", "devices", "memory")
+CGROUP_CONF = ("CgroupPlugin=cgroup/v1\nCgroupMountpoint=/sys/fs/cgroup\nConstrainCores=yes\nConstrainDevices=yes\n"
+               "ConstrainRAMSpace=yes\n")
 
 SLURM_CONF = """\
 ClusterName=medsweeptest
@@ -57,7 +58,7 @@ TaskPlugin={task}
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
+SelectTypeParameters=CR_CPU_Memory
 GresTypes=gpu
 SlurmdParameters=config_overrides
 MpiDefault=none
@@ -65,8 +66,8 @@ SwitchType=switch/none
 ReturnToService=2
 KillWait={kill_wait}
 FirstJobId={first_job_id}
-NodeName=nodea NodeAddr={a} CPUs=2 Gres=gpu:1
-NodeName=nodeb NodeAddr={b} CPUs=3 Gres=gpu:1
+NodeName=nodea NodeAddr={a} CPUs=2 RealMemory=6000 Gres=gpu:1
+NodeName=nodeb NodeAddr={b} CPUs=3 RealMemory=6000 Gres=gpu:1
 PartitionName=test Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -199,6 +200,14 @@ def ray_processes(job: str) -> list[str]:
     return [line for line in found.splitlines() if "pgrep" not in line]
 
 
+def cluster_line(slurm: Slurm, cpus: int, memory_gib: float) -> str:
+    """The job's line of what its Ray cluster holds: two nodes of a GPU each, ``cpus`` CPUs, and in
+    cgroups ``memory_gib`` for trials (without them, the start of the line: the memory is the
+    machine's as Ray finds it)."""
+    line = f"cluster-slurm: the Ray cluster: 2 of 2 node(s), {cpus} CPUs, 2 GPUs, "
+    return f"{line}{memory_gib:.1f} GiB of memory for trials\n" if slurm.cgroups else line
+
+
 def freezer_cgroup(pid: str) -> str:
     """The process's cgroup of the freezer controller (proctrack/cgroup's), or "" once it has ended."""
     try:
@@ -263,8 +272,8 @@ def test_a_sweep_on_two_nodes_stopped_by_the_time_limit_and_by_scancel_resumes_t
         (bare / name).symlink_to(Path(sys.executable).parent / name)
     job = slurm.submit("sweep", str(spec_file), path=str(bare))
     assert slurm.ended(job)["ExitCode"] == "2:0"
-    assert slurm.output(job) == (f"cluster-slurm: python3: {bare}/python3 cannot import ray; activate the medsweep "
-                                 "venv before sbatch\n")
+    assert slurm.output(job) == (f"cluster-slurm: python3: {bare}/python3 cannot import ray and medsweep; activate "
+                                 "the medsweep venv before sbatch\n")
 
     # A trial that no node can hold (2 GPUs; each node has 1): the job has no autoscaler to add one,
     # so it ends at once, rather than wait with its nodes idle until its time limit.
@@ -299,8 +308,9 @@ def test_a_sweep_on_two_nodes_stopped_by_the_time_limit_and_by_scancel_resumes_t
     done_before = epochs()  # before the queued resume, which takes seconds to start Ray, trains
     stopped(job, end)
     assert end["JobState"] == "FAILED"  # not cancelled: the script itself ended, and its Ray steps
-    # Whole nodes (the script's --exclusive) of 2 and 3 CPUs: each node's Ray has its own.
-    assert "cluster-slurm: the Ray cluster: 2 of 2 node(s), 5 CPUs, 2 GPUs\n" in slurm.output(job)
+    # Whole nodes (the script's --exclusive and --mem=0) of 2 and 3 CPUs and 6000 MiB: each node's Ray
+    # has its own; in cgroups, 70 % of the job's memory limit for trials (the rest Ray's object store).
+    assert cluster_line(slurm, cpus=5, memory_gib=2 * 0.7 * 6000 / 1024) in slurm.output(job)
     assert len({results(t)[0]["node_id"] for t in trial_dirs(folder)}) == 2
     assert 2 <= done_before < 8
 
@@ -313,15 +323,16 @@ def test_a_sweep_on_two_nodes_stopped_by_the_time_limit_and_by_scancel_resumes_t
     stopped(job, end)
     assert end["JobState"] == "CANCELLED"
 
-    # Nodes shared with other jobs, two tasks of one CPU on each: a node's Ray is one task, and has
-    # the job's two CPUs there, not one task's one.
-    job = slurm.submit("resume", str(folder), options=("--oversubscribe", "--ntasks-per-node=2", "--cpus-per-task=1"))
+    # Nodes shared with other jobs, two tasks of one CPU on each and 4 GiB: a node's Ray is one task,
+    # and has the job's two CPUs there, not one task's one, and 70 % of the 4 GiB.
+    job = slurm.submit("resume", str(folder), options=("--oversubscribe", "--ntasks-per-node=2", "--cpus-per-task=1",
+                                                       "--mem=4G"))
     end = slurm.ended(job, timeout=600)
     out = slurm.output(job)
     assert (end["JobState"], end["ExitCode"]) == ("COMPLETED", "0:0"), out[-3000:]
-    for line in (f"job {job}: Ray head on nodea ({slurm.head_ip}:", "the Ray cluster: 2 of 2 node(s), 4 CPUs, 2 GPUs\n",
-                 "medsweep ended with exit 0; ending the Ray steps"):
+    for line in (f"job {job}: Ray head on nodea ({slurm.head_ip}:", "medsweep ended with exit 0; ending the Ray steps"):
         assert f"cluster-slurm: {line}" in out
+    assert cluster_line(slurm, cpus=4, memory_gib=2 * 0.7 * 4) in out
     # Each node's `ray start` banner is in a file of its own, named in the job's output.
     ray_output = slurm.root / f"medsweep-{job}-ray.out"
     assert f"Ray's output in {ray_output}\n" in out
