@@ -6,9 +6,9 @@ cgroup namespace is the machine's root cgroup. SLURM (`ConstrainRAMSpace`) limit
 cgroup further down: under a 1 GiB job on a 24 GiB machine Ray 2.60 counted 17.3 GB of task
 memory and a 7.4 GB object store, so it would place trials asking `memory_gib` in memory the job
 does not have, where the kernel kills a process past the limit (one of 1.5 GiB in that job was).
-`python -m sweeps.cgroup_memory` prints `ray start`'s options for the
-smallest limit of this process's cgroups and their parents (cgroup v1 and v2), or nothing where
-none is below the machine's memory.
+`python -m sweeps.cgroup_memory` prints `ray start`'s options for the smallest limit of this
+process's cgroups and their parents (cgroup v1 and v2), or nothing where none is below the
+machine's memory.
 """
 
 from __future__ import annotations
