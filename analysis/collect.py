@@ -28,9 +28,9 @@ from medvit.atomic import atomic_path
 from medvit.outcome import report_epoch, trial_outcome
 from medvit.selection import SELECT_METRICS, audit_key, best_epoch
 from medvit.yamlio import YamlError, load_yaml, read_text_file
-from sweeps.folder import (PARAMS_FILE, RESULT_FILE, SPEC_FILE, check_sweep_dir, named_as, newest_checkpoint,
-                           newest_state, read_experiment_state, read_result_lines, readable_copy, split_trial_item,
-                           trial_id_from_folder)
+from sweeps.folder import (ERROR_FILE, PARAMS_FILE, RESULT_FILE, SPEC_FILE, check_sweep_dir, failed_for_good, named_as,
+                           newest_checkpoint, newest_state, read_experiment_state, read_result_lines, readable_copy,
+                           split_trial_item, trial_id_from_folder)
 from sweeps.paths import local_folder
 from sweeps.ranking import trial_best
 from sweeps.space import configuration_id, repeat_index, trial_config
@@ -181,6 +181,7 @@ def _read_state(sweep_dir: Path) -> tuple[list[dict[str, Any]], str | None, str 
                 "relative_logdir": meta.get("relative_logdir"),
                 "config": meta.get("config") if isinstance(meta.get("config"), dict) else None,
                 "last_result": (runtime or {}).get("last_result") or {},
+                "num_failures": (runtime or {}).get("num_failures"),
             }
         )
     runner = state.get("runner_data") or {}
@@ -207,15 +208,16 @@ def _int(x: Any) -> int | None:
     return None if v is None or math.isinf(v) else int(round(v))
 
 
-def _last_error_line(folder: Path, runtime_error: str | None) -> str | None:
-    f = folder / "error.txt"
+def _read_error_file(folder: Path) -> tuple[str, str | None]:
+    """(a trial folder's error.txt, the error line it names); ("", None) without one."""
+    f = folder / ERROR_FILE
     if not f.exists():
-        return runtime_error
+        return "", None
     try:
         text = f.read_text(errors="replace")
     except OSError:
-        return "error (error.txt unreadable)"
-    return error_line(text)[:1000] or "error (empty error.txt)"
+        return "", "error (error.txt unreadable)"
+    return text, error_line(text)[:1000] or "error (empty error.txt)"
 
 
 # Ray's memory monitor reports the node's memory on this line and ends with generic advice.
@@ -275,9 +277,11 @@ def _outcome(folder: Path | None, t: dict[str, Any], lines: list[dict[str, Any]]
              epochs_max: int | None) -> tuple[str, str | None]:
     """(stop_reason by medvit.outcome's rule, the error's last line or None)."""
     status = t.get("status")
+    text, line = _read_error_file(folder) if folder is not None else ("", None)
     # Ray keeps error.txt in the folder of a trial it restarted after a failure (max_failures)
-    # and that then ran on: the file marks an error only where Ray's status is ERROR, or unknown.
-    error = _last_error_line(folder, None) if folder is not None and status in ("ERROR", None) else None
+    # and that then ran on: the file marks an error only where Ray's status is ERROR, or
+    # unknown, or where it records a failure past the retries that the state missed.
+    error = line if status in ("ERROR", None) or failed_for_good(text, t.get("num_failures")) else None
     if status == "ERROR":
         error = error or "trial status ERROR (no error.txt)"
     last = (history or lines or [{}])[-1]

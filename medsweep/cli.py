@@ -412,12 +412,17 @@ def print_status(location: str, folder: str) -> int:
     return 0
 
 
-# What to change when trials run out of memory, by a phrase of the error's line.
+# What to change when trials run out of memory, or likely did, by a phrase of the error's line.
 OUT_OF_MEMORY_HINTS = {
     "CUDA out of memory": "a GPU out of memory: lower train.batch_size, or raise resources.gpu so that fewer "
                           "trials share a GPU",
     "running low on memory": "a node out of host memory (Ray's memory monitor ended the trial): set "
                              "resources.memory_gib so that Ray puts fewer trials on a node",
+    # Ray's line when a trial's worker was killed from outside Ray, the kernel's OOM killer most often
+    # (a SLURM job past its --mem, which Ray's memory monitor does not watch)
+    "worker process has died": "a trial's worker was killed (most often by the kernel's OOM killer: see the "
+                                "node's dmesg; else a crash or a lost node): give the job more memory (SLURM: "
+                                "--mem), or set resources.memory_gib so that Ray puts fewer trials on a node",
 }
 ERROR_CHARS = 240
 

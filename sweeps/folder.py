@@ -38,7 +38,24 @@ SPEC_FILE = "medsweep_spec.yaml"
 STATE_GLOB = "experiment_state-*.json"
 RESULT_FILE = "result.json"  # a trial folder's reports, one JSON object a line (Ray's JSON logger)
 PARAMS_FILE = "params.json"  # a trial folder's sampled config
+ERROR_FILE = "error.txt"  # a trial folder's failures, each "Failure # N (occurred at ...)" and Ray's error
 _TRIAL_ID_RE = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
+# How often Ray Tune starts a failed trial again from its newest checkpoint (FailureConfig);
+# Ray counts a trial's failures over every resume.
+MAX_FAILURES = 2
+_FAILURE_RE = re.compile(r"^Failure # (\d+) \(occurred at ", re.MULTILINE)
+
+
+def failed_for_good(error_text: str, saved_failures: Any) -> bool:
+    """Whether a trial whose experiment state says it is running in fact errored: its error file
+    records a failure past Ray's retries that the state does not count (``saved_failures``, the
+    state's ``num_failures``). Ray 2.60 does not save a trial again when the failure that ends it
+    is its worker's death (the kernel's OOM killer, a crash, a lost node): its stop returns early
+    for a trial without a live actor, so the state keeps the trial RUNNING with the failures of
+    its last start, while error.txt is written first."""
+    numbers = [int(number) for number in _FAILURE_RE.findall(error_text)]
+    saved = saved_failures if isinstance(saved_failures, int) else 0
+    return bool(numbers) and numbers[-1] > max(MAX_FAILURES, saved)
 
 
 def _is_sweep_dir(p: Path) -> bool:
@@ -70,7 +87,7 @@ def local_copy_name(uri: str) -> str:
 # What `medsweep status`, `collect`, `confirm` and `ensemble` read of a sweep folder in a bucket:
 # its state, its spec, each trial's config, reports and error; not checkpoints, pickles or
 # TensorBoard files.
-STATUS_FILES = ("*.json", "*.yaml", "error.txt")
+STATUS_FILES = ("*.json", "*.yaml", ERROR_FILE)
 CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)$")
 # readable_copy's mark in each checkpoint it copies (its files empty): the bucket listed it whole.
 LISTED_WHOLE = ".medsweep-listed-whole"

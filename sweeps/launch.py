@@ -35,7 +35,8 @@ from medvit.interrupt import Terminated
 from medvit.outcome import DIVERGED, FINISHED, trial_outcome
 from medvit.yamlio import dump_yaml, load_yaml
 from sweeps.driver_lock import sweep_folder_held
-from sweeps.folder import SPEC_FILE, STATE_GLOB, check_sweep_dir, parse_experiment_state, split_trial_item
+from sweeps.folder import (ERROR_FILE, MAX_FAILURES, SPEC_FILE, STATE_GLOB, check_sweep_dir, failed_for_good,
+                           parse_experiment_state, split_trial_item)
 from sweeps.paths import SweepError, bucket_filesystem, check_writable_folder, local_folder
 from sweeps.ranking import SCORE, Candidate, Rank, ranks, trial_best
 from sweeps.space import (configuration, configuration_id, search_algorithm, trial_config, trial_scheduler,
@@ -328,7 +329,7 @@ def new_tuner(spec: SweepSpec, data: MedMNISTData) -> tune.Tuner:
             # One checkpoint per trial: it holds the best-so-far weights too, and a big model's
             # checkpoint (weights, AdamW moments, best weights) is hundreds of MB.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            failure_config=tune.FailureConfig(max_failures=2),
+            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
             callbacks=[*sweep_loggers(functools.partial(trial_config, spec),
                                       {name: dist.values for name, dist in spec.search.items()}), StorageRoom()],
             verbose=1,
@@ -441,14 +442,28 @@ ENDED = ("TERMINATED", "ERROR")
 
 def check_ended(directory: str, expected_trials: int) -> None:
     """SweepInterrupted unless every trial ended, by the experiment state Ray saved last: it
-    is written before Ray stops the running trials, so they still read RUNNING there."""
+    is written before Ray stops the running trials, so they still read RUNNING there. A trial
+    whose worker died on its last try also reads RUNNING there; its error file says it ended."""
     newest = newest_state_file(directory)
     state = parse_experiment_state(read_sweep_file(directory, newest), f"{directory}/{newest}")
-    statuses = [(meta or {}).get("status") for meta, _ in map(split_trial_item, state["trial_data"])]
-    ended = sum(status in ENDED for status in statuses)
+    ended = sum(trial_ended(directory, meta or {}, runtime or {})
+                for meta, runtime in map(split_trial_item, state["trial_data"]))
     if ended < expected_trials:
         raise SweepInterrupted(f"{ended} of {expected_trials} trials ended, so no best_config.yaml was written; "
                                f"continue with: medsweep resume {directory}")
+
+
+def trial_ended(directory: str, meta: dict, runtime: dict) -> bool:
+    """Whether one trial of the experiment state ended (`failed_for_good` where it reads running)."""
+    if meta.get("status") in ENDED:
+        return True
+    if not meta.get("relative_logdir"):
+        return False
+    try:
+        error_text = read_sweep_file(directory, f"{meta['relative_logdir']}/{ERROR_FILE}")
+    except FileNotFoundError:
+        return False
+    return failed_for_good(error_text, runtime.get("num_failures"))
 
 
 def check_resumable(directory: str) -> SweepSpec:

@@ -225,6 +225,41 @@ def test_the_end_of_a_sweep_and_status_name_each_error(analysis_sweeps, capsys):
     assert out.count(f"       1 x RuntimeError: {ERROR_MESSAGE}  ({errored})\n") == 3, out
 
 
+def failures(*numbers: int) -> str:
+    """An error.txt as Ray writes it: each failure's line, then the error."""
+    return "".join(f"Failure # {n} (occurred at 2026-12-08_03-52-4{n})\nThe actor is dead because its worker process "
+                   "has died. Worker exit type: SYSTEM_ERROR\n" for n in numbers)
+
+
+@pytest.mark.parametrize("recorded, saved, stop_reason", [
+    ((1, 2, 3), 2, "errored"),  # killed on its last try: the state kept its last start
+    ((1, 2), 1, "unfinished"),  # a try left: Ray starts it again
+    ((1, 2, 3), 3, "unfinished"),  # an errored trial resumed (Ray's count goes on), running again
+    ((1, 2, 3, 4), 3, "errored"),  # ... and killed again
+])
+def test_a_running_trial_whose_error_file_is_past_the_retries_is_errored(analysis_sweeps, tmp_path, recorded, saved,
+                                                                          stop_reason):
+    from sweeps.launch import trial_ended
+
+    sweep = tmp_path / PNEUMONIA
+    shutil.copytree(analysis_sweeps.dirs[PNEUMONIA], sweep, ignore=shutil.ignore_patterns("checkpoint_*"))
+    state_file = sorted(sweep.glob("experiment_state-*.json"))[-1]
+    state = json.loads(state_file.read_text())
+    meta, runtime = (json.loads(part) for part in state["trial_data"][0])
+    result = sweep / meta["relative_logdir"] / "result.json"
+    first_epoch = result.read_text().splitlines()[0]  # its first epoch of several, as the state's last report
+    result.write_text(first_epoch + "\n")
+    meta["status"], runtime["num_failures"], runtime["last_result"] = "RUNNING", saved, json.loads(first_epoch)
+    state["trial_data"][0] = [json.dumps(meta), json.dumps(runtime)]
+    state_file.write_text(json.dumps(state))
+    (sweep / meta["relative_logdir"] / "error.txt").write_text(failures(*recorded))
+    row = next(r for r in read_sweep(sweep).to_pylist() if r["trial_id"] == meta["trial_id"])
+    assert row["stop_reason"] == stop_reason
+    assert row["error"] == ("The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR"
+                            if stop_reason == "errored" else None)
+    assert trial_ended(str(sweep), meta, runtime) is (stop_reason == "errored")
+
+
 def test_errors_are_grouped_by_kind_with_what_to_change_for_memory():
     from medsweep.cli import ERROR_CHARS, OUT_OF_MEMORY_HINTS, error_lines
 
@@ -236,3 +271,5 @@ def test_errors_are_grouped_by_kind_with_what_to_change_for_memory():
     assert lines[2] == f"       {OUT_OF_MEMORY_HINTS['CUDA out of memory']}"
     assert lines[3] == f"       1 x {('RuntimeError: ' + 'x' * 1000)[:ERROR_CHARS]}...  (r0)"
     assert len(lines) == 4 and error_lines([], 64) == []
+    died = "The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR"
+    assert error_lines([("k0", died)], 2)[2] == f"       {OUT_OF_MEMORY_HINTS['worker process has died']}"

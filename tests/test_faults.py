@@ -228,6 +228,43 @@ def test_trials_ray_ends_for_lack_of_memory_are_named_with_what_to_change(tmp_pa
         assert "set resources.memory_gib so that Ray puts fewer trials on a node" in output
 
 
+def test_a_trial_whose_worker_is_killed_past_its_retries_is_errored_and_the_sweep_ends(tmp_path, env):
+    """The first trial's worker is SIGKILLed on each of its three tries (what the kernel's OOM
+    killer does past a SLURM job's --mem): Ray's state keeps such a trial RUNNING (Ray 2.60 does
+    not save a trial again when its worker's death ends it), and the sweep ended `interrupted: 1
+    of 2 trials ended`, exit 130, without best_config.yaml, `status` calling the trial unfinished.
+    Now the trial reads errored, with what to change, and the other trial's config wins."""
+    spec = retina_spec(tmp_path, "killed", num_samples=2, max_concurrent=1, searcher={"type": "random", "seed": 0},
+                       scheduler={"type": "fifo"}, train={"epochs": 6, "subset": 256},
+                       search={"lr": {"choice": [1.0e-3]}})  # each try of the first killed at its first epoch
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(spec.to_yaml())
+    sweep, log = tmp_path / "killed", tmp_path / "sweep.log"
+    driver = start(["sweep", str(spec_file)], env, log)
+    killed: set[int] = set()
+    try:
+        while driver.poll() is None:
+            first = trial_dirs(sweep)[:1] if sweep.exists() else []
+            for pid in {report["pid"] for trial in first for report in results(trial)} - killed:
+                if len(killed) < 3:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.add(pid)
+            time.sleep(0.05)
+    finally:
+        end_session(driver)
+    out = log.read_text()
+    assert driver.returncode == 0 and len(killed) == 3, out[-3000:]
+    assert "done   2 trials, 1 errored, 0 diverged" in out and "interrupted" not in out, out[-3000:]
+    hint = "       a trial's worker was killed (most often by the kernel's OOM killer: see the node's dmesg;"
+    assert "       1 x The actor is dead because its worker process has died." in out and hint in out
+    assert (sweep / "best_config.yaml").exists()
+    status = tmp_path / "status.log"
+    assert run(["status", str(sweep)], env, status) == 0
+    shown = status.read_text()
+    assert "errors 1 of 2 trials" in shown and hint in shown and shown.rstrip().endswith("driver none"), shown
+    assert sorted(read_sweep(sweep).to_pandas()["stop_reason"]) == ["errored", "finished"]
+
+
 def read_only_command(folder: Path, args: list[str]) -> list[str]:
     """Run the CLI with `folder` read-only: a private read-only bind mount for root (whom
     permission bits do not stop), the permission bits for anyone else."""
