@@ -454,10 +454,11 @@ def check_ended(directory: str, expected_trials: int) -> None:
 
 
 def trial_ended(directory: str, meta: dict, runtime: dict) -> bool:
-    """Whether one trial of the experiment state ended (`failed_for_good` where it reads running)."""
+    """Whether one trial of the experiment state ended (`failed_for_good` where it reads running:
+    one file read a running trial, none a pending one)."""
     if meta.get("status") in ENDED:
         return True
-    if not meta.get("relative_logdir"):
+    if meta.get("status") != "RUNNING" or not meta.get("relative_logdir"):
         return False
     try:
         error_text = read_sweep_file(directory, f"{meta['relative_logdir']}/{ERROR_FILE}")
