@@ -280,8 +280,10 @@ def _outcome(folder: Path | None, t: dict[str, Any], lines: list[dict[str, Any]]
     text, line = _read_error_file(folder) if folder is not None else ("", None)
     # Ray keeps error.txt in the folder of a trial it restarted after a failure (max_failures)
     # and that then ran on: the file marks an error only where Ray's status is ERROR, or
-    # unknown, or where it records a failure past the retries that the state missed.
-    error = line if status in ("ERROR", None) or failed_for_good(text, t.get("num_failures")) else None
+    # unknown, or RUNNING where it records a failure past the retries that the state missed
+    # (the launcher's `trial_ended`, the same rule).
+    died = status == "RUNNING" and failed_for_good(text, t.get("num_failures"))
+    error = line if status in ("ERROR", None) or died else None
     if status == "ERROR":
         error = error or "trial status ERROR (no error.txt)"
     last = (history or lines or [{}])[-1]
